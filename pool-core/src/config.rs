@@ -1,0 +1,234 @@
+//! Every knob of the pool: [`Config`] (plain data, serde behind the `serde` feature) and its
+//! validation into the limits the state machine uses.
+
+use std::time::Duration;
+
+use crate::Error;
+
+/// The longest duration a knob accepts; anything longer is surely a mistake (and would risk
+/// overflowing an `Instant`). Use `None` where a knob means "no limit".
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Which idle connection a checkout takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum IdleOrder {
+    /// Most recently used first, as database/sql, HikariCP, bb8 and deadpool: a few
+    /// connections stay warm, the rest age out and the reaper retires them.
+    #[default]
+    Lifo,
+    /// Least recently used first: spreads use over every idle connection.
+    Fifo,
+}
+
+/// The pool's knobs, with database/sql's names where it has one.
+///
+/// Build it with [`Config::default`] and set fields, or with [`Builder`](crate::Builder).
+/// [`Pool::new`](crate::Pool::new) validates it and names the knob it rejects.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+#[non_exhaustive]
+pub struct Config {
+    /// Most connections open at once, creates in flight included (`SetMaxOpenConns`).
+    /// Default 0: unlimited.
+    pub max_open: usize,
+    /// Most connections kept idle past the grace period (`SetMaxIdleConns`). Default 2; 0
+    /// keeps none. Clamped to `max_open` when that is set, as database/sql does.
+    pub max_idle: usize,
+    /// Connections kept ready: created at start and refilled by the reaper. Default 0. Must
+    /// not exceed `max_idle`.
+    pub min_idle: usize,
+    /// How long a connection released while `max_idle` are already idle stays as *surplus*
+    /// before the reaper closes it; checkouts reuse surplus before creating. Default 30 s;
+    /// zero closes it at once, exactly as database/sql.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub idle_grace: Duration,
+    /// Longest life of a connection (`SetConnMaxLifetime`). Default `None`: no limit. An
+    /// expired connection is never handed out; one that expires while in use closes on return.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub max_lifetime: Option<Duration>,
+    /// Largest random amount taken off each connection's `max_lifetime`, so connections
+    /// created together do not expire together. Default `None`: 10 % of `max_lifetime`;
+    /// zero disables. Needs `max_lifetime`.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub lifetime_jitter: Option<Duration>,
+    /// Idle longer than this and the reaper closes it, keeping `min_idle`
+    /// (`SetConnMaxIdleTime`). Default `None`: no limit.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub max_idle_time: Option<Duration>,
+    /// Longest a checkout waits in all. Default `None`: until the caller drops the future.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub acquire_timeout: Option<Duration>,
+    /// Longest one `Manager::create` may take. Default `None`: `acquire_timeout` when set,
+    /// else 30 s (Go's dial timeout), so a hung create never holds its slot forever.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub create_timeout: Option<Duration>,
+    /// Overrides `Manager::validate_after`: validate a connection idle at least this long
+    /// before reuse. Default `None`: the manager's choice.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub validate_after: Option<Duration>,
+    /// Deadline of each `validate`, `reset` and `close`; on timeout the connection is dropped
+    /// and its slot freed. Default 5 s.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub hook_timeout: Duration,
+    /// Which idle connection a checkout takes. Default [`IdleOrder::Lifo`].
+    pub idle_order: IdleOrder,
+    /// Consecutive create failures that open the breaker: while open, a checkout that would
+    /// have to create fails at once with the last error, and a background probe retries with
+    /// backoff. Default 5; 0 disables the breaker.
+    pub breaker_threshold: u32,
+    /// First delay of the breaker's probe and of `min_idle` refills after a failure; doubles
+    /// after each failure up to `breaker_max_backoff`. Default 100 ms.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub breaker_backoff: Duration,
+    /// Longest delay between probes. Default 5 s.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub breaker_max_backoff: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_open: 0,
+            max_idle: 2,
+            min_idle: 0,
+            idle_grace: Duration::from_secs(30),
+            max_lifetime: None,
+            lifetime_jitter: None,
+            max_idle_time: None,
+            acquire_timeout: None,
+            create_timeout: None,
+            validate_after: None,
+            hook_timeout: Duration::from_secs(5),
+            idle_order: IdleOrder::Lifo,
+            breaker_threshold: 5,
+            breaker_backoff: Duration::from_millis(100),
+            breaker_max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Go's dial timeout: the create deadline when no `acquire_timeout` is set.
+const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The validated, normalised knobs the state machine reads.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    /// 0 = unlimited.
+    pub max_open: usize,
+    /// Already clamped to `max_open`.
+    pub max_idle: usize,
+    pub min_idle: usize,
+    pub idle_grace: Duration,
+    pub max_lifetime: Option<Duration>,
+    pub lifetime_jitter: Duration,
+    pub max_idle_time: Option<Duration>,
+    pub validate_after: Option<Duration>,
+    pub order: IdleOrder,
+    pub breaker_threshold: u32,
+    pub breaker_backoff: Duration,
+    pub breaker_max_backoff: Duration,
+}
+
+impl Limits {
+    pub fn open_cap(&self) -> usize {
+        if self.max_open == 0 { usize::MAX } else { self.max_open }
+    }
+}
+
+/// The knobs the async shell reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub acquire: Option<Duration>,
+    pub create: Duration,
+    pub hook: Duration,
+}
+
+fn check_duration(knob: &'static str, d: Duration) -> Result<Duration, Error> {
+    if d > MAX_DURATION {
+        return Err(Error::config(knob, format!("is {d:?}, more than a year; use None for no limit")));
+    }
+    Ok(d)
+}
+
+fn check_positive(knob: &'static str, d: Option<Duration>) -> Result<Option<Duration>, Error> {
+    match d {
+        Some(d) if d.is_zero() => Err(Error::config(knob, "is zero; use None for no limit")),
+        Some(d) => check_duration(knob, d).map(Some),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn clamp_idle(max_idle: usize, max_open: usize) -> usize {
+    if max_open == 0 { max_idle } else { max_idle.min(max_open) }
+}
+
+impl Config {
+    /// Checks every knob and returns what the pool runs with.
+    pub(crate) fn validate(&self, manager_validate_after: Option<Duration>) -> Result<(Limits, Timeouts), Error> {
+        let max_idle = clamp_idle(self.max_idle, self.max_open);
+        if self.min_idle > max_idle {
+            return Err(Error::config(
+                "min_idle",
+                format!(
+                    "({}) is more than max_idle ({max_idle}, after clamping to max_open): the pool would close what it keeps ready; raise max_idle",
+                    self.min_idle
+                ),
+            ));
+        }
+        let idle_grace = check_duration("idle_grace", self.idle_grace)?;
+        let max_lifetime = check_positive("max_lifetime", self.max_lifetime)?;
+        let lifetime_jitter = match (self.lifetime_jitter, max_lifetime) {
+            (Some(j), None) if !j.is_zero() => {
+                return Err(Error::config("lifetime_jitter", "needs max_lifetime: it shortens each connection's lifetime"));
+            }
+            (Some(j), Some(l)) if j > l => {
+                return Err(Error::config("lifetime_jitter", format!("({j:?}) is more than max_lifetime ({l:?})")));
+            }
+            (Some(j), _) => j,
+            (None, Some(l)) => l / 10,
+            (None, None) => Duration::ZERO,
+        };
+        let max_idle_time = check_positive("max_idle_time", self.max_idle_time)?;
+        let acquire = check_positive("acquire_timeout", self.acquire_timeout)?;
+        let create = check_positive("create_timeout", self.create_timeout)?
+            .or(acquire)
+            .unwrap_or(DEFAULT_CREATE_TIMEOUT);
+        let validate_after = match self.validate_after.or(manager_validate_after) {
+            Some(d) => Some(check_duration("validate_after", d)?),
+            None => None,
+        };
+        let hook = check_positive("hook_timeout", Some(self.hook_timeout))?.unwrap_or_default();
+        let breaker_backoff = check_duration("breaker_backoff", self.breaker_backoff)?;
+        let breaker_max_backoff = check_duration("breaker_max_backoff", self.breaker_max_backoff)?;
+        if self.breaker_threshold > 0 || self.min_idle > 0 {
+            if breaker_backoff.is_zero() {
+                return Err(Error::config("breaker_backoff", "is zero: failed creates would be retried in a hot loop"));
+            }
+            if breaker_max_backoff < breaker_backoff {
+                return Err(Error::config(
+                    "breaker_max_backoff",
+                    format!("({breaker_max_backoff:?}) is less than breaker_backoff ({breaker_backoff:?})"),
+                ));
+            }
+        }
+        let limits = Limits {
+            max_open: self.max_open,
+            max_idle,
+            min_idle: self.min_idle,
+            idle_grace,
+            max_lifetime,
+            lifetime_jitter,
+            max_idle_time,
+            validate_after,
+            order: self.idle_order,
+            breaker_threshold: self.breaker_threshold,
+            breaker_backoff,
+            breaker_max_backoff,
+        };
+        Ok((limits, Timeouts { acquire, create, hook }))
+    }
+}

@@ -1,0 +1,707 @@
+//! The pool's state machine: plain data behind one lock, no runtime, no I/O.
+//!
+//! # Invariants (checked by the unit tests and the model tests)
+//! - `open = idle + checked out + creating + closing`, and `open <= max_open` whenever a
+//!   create is started (a lowered `max_open` drains on return).
+//! - Waiters queued implies no idle connection: every connection that arrives (release or
+//!   create) goes to the head waiter first.
+//! - Creates follow demand: one is started only while waiters outnumber creates in flight, or
+//!   to keep `min_idle`, or to probe while the breaker is open.
+//! - A close is counted once, under one reason, when it completes; its slot stays taken until
+//!   then, so physical connections never exceed `max_open`.
+//!
+//! Methods take `&mut Now`, which reads the clock at most once and only when a decision needs
+//! it, and push what the shell must do (wake, spawn a create, close) into [`Effects`], which
+//! the shell runs after releasing the lock.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::{Limits, clamp_idle};
+use crate::error::{Cause, Kind};
+use crate::stats::{CloseReason, Stats};
+use crate::waiters::{Slot, WaiterId, Waiters};
+use crate::{Error, IdleOrder};
+
+/// A pooled resource with its bookkeeping.
+pub(crate) struct Conn<C> {
+    pub res: C,
+    pub id: u64,
+    pub created_at: Instant,
+    /// Fraction of `lifetime_jitter` taken off this connection's lifetime.
+    jitter: f32,
+    /// When it went idle; stamped lazily (see `State::push_idle`).
+    pub idle_since: Option<Instant>,
+    /// `Manager::check` asked for a reset on release.
+    pub needs_reset: bool,
+    /// Idle at least `validate_after`: validate before handing out.
+    pub must_validate: bool,
+}
+
+/// How a checkout was served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    Idle,
+    Release,
+    Created,
+}
+
+/// A lazily read clock: at most one read per operation, none when nothing needs the time.
+pub(crate) struct Now(Option<Instant>);
+
+impl Now {
+    pub fn lazy() -> Self {
+        Now(None)
+    }
+
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn at(t: Instant) -> Self {
+        Now(Some(t))
+    }
+
+    pub fn get(&mut self) -> Instant {
+        *self.0.get_or_insert_with(Instant::now)
+    }
+}
+
+/// What the shell must do once the lock is released.
+#[must_use]
+pub(crate) struct Effects<C> {
+    pub wake: Option<Waker>,
+    pub wakes: Vec<Waker>,
+    /// Creates to spawn, each tagged with the waiter that asked (`None`: refill or probe).
+    pub creates: Vec<Option<WaiterId>>,
+    pub closes: Vec<(Conn<C>, CloseReason)>,
+    pub notify_reaper: bool,
+    /// The pool is closed and every connection is gone.
+    pub drained: bool,
+}
+
+impl<C> Default for Effects<C> {
+    fn default() -> Self {
+        Effects { wake: None, wakes: Vec::new(), creates: Vec::new(), closes: Vec::new(), notify_reaper: false, drained: false }
+    }
+}
+
+impl<C> Effects<C> {
+    fn wake(&mut self, waker: Option<Waker>) {
+        if let Some(w) = waker {
+            match self.wake {
+                None => self.wake = Some(w),
+                Some(_) => self.wakes.push(w),
+            }
+        }
+    }
+}
+
+/// The result of a checkout attempt.
+pub(crate) enum Acquired<C> {
+    Ready(Conn<C>),
+    Wait(WaiterId),
+}
+
+/// The result of polling a waiter.
+pub(crate) enum WaitPoll<C> {
+    /// Still queued; the replaced waker, to drop after the lock.
+    Pending(Option<Waker>),
+    Ready(Result<(Conn<C>, Via), Error>),
+}
+
+/// Fail-fast after repeated create failures, with a backoff for background creates.
+#[derive(Debug)]
+struct Breaker {
+    failures: u32,
+    open: bool,
+    backoff: Duration,
+    /// No background create (refill or probe) before this.
+    retry_at: Option<Instant>,
+}
+
+pub(crate) struct State<C> {
+    limits: Limits,
+    /// `max_idle` as set, before clamping to `max_open`.
+    requested_max_idle: usize,
+    /// `lifetime_jitter` as set (`None`: 10 % of `max_lifetime`).
+    requested_jitter: Option<Duration>,
+    idle: VecDeque<Conn<C>>,
+    /// Idle entries with no `idle_since`.
+    unstamped: usize,
+    open: usize,
+    creating: usize,
+    /// Creates in flight with no waiter tag (refill, probe).
+    background: usize,
+    closing: usize,
+    waiters: Waiters<(Conn<C>, Via)>,
+    closed: bool,
+    stats: Stats,
+    breaker: Breaker,
+    last_error: Option<Cause>,
+    next_id: u64,
+    /// The deadline the reaper sleeps until.
+    reaper_at: Option<Instant>,
+}
+
+impl<C> State<C> {
+    pub fn new(limits: Limits, requested_max_idle: usize, requested_jitter: Option<Duration>) -> Self {
+        let backoff = limits.breaker_backoff;
+        State {
+            limits,
+            requested_max_idle,
+            requested_jitter,
+            idle: VecDeque::new(),
+            unstamped: 0,
+            open: 0,
+            creating: 0,
+            background: 0,
+            closing: 0,
+            waiters: Waiters::new(),
+            closed: false,
+            stats: Stats::default(),
+            breaker: Breaker { failures: 0, open: false, backoff, retry_at: None },
+            last_error: None,
+            next_id: 1,
+            reaper_at: None,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    pub fn open(&self) -> usize {
+        self.open
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats;
+        s.max_open = self.limits.max_open;
+        s.open = self.open;
+        s.idle = self.idle.len();
+        s.in_use = self.open - self.idle.len();
+        s.waiting = self.waiters.len();
+        s.surplus_idle = self.idle.len().saturating_sub(self.limits.max_idle);
+        s
+    }
+
+    fn has_room(&self) -> bool {
+        self.open < self.limits.open_cap()
+    }
+
+    fn stamp_always(&self) -> bool {
+        self.limits.max_idle_time.is_some() || self.limits.validate_after.is_some()
+    }
+
+    fn expires_at(&self, conn: &Conn<C>) -> Option<Instant> {
+        let life = self.limits.max_lifetime?;
+        let cut = self.limits.lifetime_jitter.mul_f32(conn.jitter).min(life);
+        Some(conn.created_at + (life - cut))
+    }
+
+    fn is_expired(&self, conn: &Conn<C>, now: &mut Now) -> bool {
+        self.expires_at(conn).is_some_and(|t| now.get() >= t)
+    }
+
+    /// Pushes `at` as the reaper's next wake-up when it is earlier than the current one.
+    fn schedule(&mut self, at: Instant, fx: &mut Effects<C>) {
+        if self.reaper_at.is_none_or(|r| at < r) {
+            self.reaper_at = Some(at);
+            fx.notify_reaper = true;
+        }
+    }
+
+    fn pop_idle(&mut self) -> Option<Conn<C>> {
+        let conn = match self.limits.order {
+            IdleOrder::Lifo => self.idle.pop_back(),
+            IdleOrder::Fifo => self.idle.pop_front(),
+        }?;
+        if conn.idle_since.is_none() {
+            self.unstamped -= 1;
+        }
+        Some(conn)
+    }
+
+    fn take_front(&mut self) -> Option<Conn<C>> {
+        let conn = self.idle.pop_front()?;
+        if conn.idle_since.is_none() {
+            self.unstamped -= 1;
+        }
+        Some(conn)
+    }
+
+    fn unavailable(&self) -> Error {
+        Error::with_cause(Kind::Unavailable, self.last_error.clone())
+    }
+
+    /// The error a timed-out checkout gets: the last create error as source while creates fail.
+    pub fn timeout_error(&self) -> Error {
+        let cause = if self.breaker.failures > 0 { self.last_error.clone() } else { None };
+        Error::with_cause(Kind::Timeout, cause)
+    }
+
+    /// A checkout: an idle connection, or a place in the queue (starting a create if there is
+    /// room). `retry` is for a caller whose connection turned out broken: it keeps its turn.
+    pub fn acquire(&mut self, now: &mut Now, retry: bool, fx: &mut Effects<C>) -> Result<Acquired<C>, Error> {
+        if self.closed {
+            return Err(Error::closed());
+        }
+        if retry || self.waiters.is_empty() {
+            loop {
+                let surplus = self.idle.len() > self.limits.max_idle;
+                let Some(mut conn) = self.pop_idle() else { break };
+                if self.is_expired(&conn, now) {
+                    self.begin_close(conn, CloseReason::MaxLifetime, fx);
+                    continue;
+                }
+                self.stats.hits += 1;
+                if surplus {
+                    self.stats.grace_reused += 1;
+                }
+                if let Some(after) = self.limits.validate_after {
+                    conn.must_validate = conn.idle_since.is_some_and(|t| now.get().saturating_duration_since(t) >= after);
+                }
+                if self.limits.min_idle > 0 {
+                    self.refill(now, fx);
+                }
+                return Ok(Acquired::Ready(conn));
+            }
+        }
+        let has_room = self.has_room();
+        let spare_creates = self.creating.saturating_sub(self.waiters.len());
+        if spare_creates == 0 && has_room && self.breaker.open {
+            return Err(self.unavailable());
+        }
+        if !has_room {
+            self.stats.wait_count += 1;
+        }
+        let id = self.waiters.push(now.get(), !has_room, retry);
+        self.balance(now, fx);
+        Ok(Acquired::Wait(id))
+    }
+
+    /// Starts creates while waiters outnumber creates in flight and there is room; with the
+    /// breaker open, fails those waiters at once instead. Then keeps `min_idle`.
+    fn balance(&mut self, now: &mut Now, fx: &mut Effects<C>) {
+        if self.closed {
+            return;
+        }
+        while self.waiters.len() > self.creating && self.has_room() {
+            let Some(newest) = self.waiters.newest() else { break };
+            if self.breaker.open {
+                let err = self.unavailable();
+                if let Some(w) = self.waiters.fail(newest, err) {
+                    fx.wake(w);
+                }
+                continue;
+            }
+            self.start_create(Some(newest), fx);
+        }
+        if self.limits.min_idle > 0 {
+            self.refill(now, fx);
+        }
+    }
+
+    /// Creates toward `min_idle`, unless backing off after a failure.
+    fn refill(&mut self, now: &mut Now, fx: &mut Effects<C>) {
+        if self.closed || self.breaker.open {
+            return;
+        }
+        while self.idle.len() + self.creating.saturating_sub(self.waiters.len()) < self.limits.min_idle && self.has_room() {
+            if let Some(at) = self.breaker.retry_at
+                && now.get() < at
+            {
+                self.schedule(at, fx);
+                return;
+            }
+            self.start_create(None, fx);
+        }
+    }
+
+    fn start_create(&mut self, tag: Option<WaiterId>, fx: &mut Effects<C>) {
+        self.open += 1;
+        self.creating += 1;
+        if tag.is_none() {
+            self.background += 1;
+        }
+        fx.creates.push(tag);
+    }
+
+    /// A create finished: the connection goes to the head waiter or to idle. Returns its id.
+    pub fn handle_created(&mut self, res: C, tag: Option<WaiterId>, now: &mut Now, fx: &mut Effects<C>) -> u64 {
+        self.creating -= 1;
+        if tag.is_none() {
+            self.background -= 1;
+        }
+        self.stats.created += 1;
+        self.breaker = Breaker { failures: 0, open: false, backoff: self.limits.breaker_backoff, retry_at: None };
+        let id = self.next_id;
+        self.next_id += 1;
+        let conn = Conn {
+            res,
+            id,
+            created_at: now.get(),
+            jitter: fastrand::f32(),
+            idle_since: None,
+            needs_reset: false,
+            must_validate: false,
+        };
+        self.put(conn, Via::Created, now, fx);
+        id
+    }
+
+    /// A create failed: the slot frees, the waiter that asked gets the error, and the breaker
+    /// counts it.
+    pub fn handle_create_failed(&mut self, err: Error, tag: Option<WaiterId>, now: &mut Now, fx: &mut Effects<C>) {
+        self.creating -= 1;
+        self.open -= 1;
+        self.stats.create_errors += 1;
+        self.last_error = Some(err.cause().unwrap_or_else(|| Arc::new(err.clone())));
+        let l = &self.limits;
+        let b = &mut self.breaker;
+        b.failures += 1;
+        let trips = l.breaker_threshold > 0 && b.failures >= l.breaker_threshold;
+        if tag.is_none() || (trips && !b.open) {
+            b.retry_at = Some(now.get() + b.backoff);
+            b.backoff = (b.backoff * 2).min(l.breaker_max_backoff);
+        }
+        b.open |= trips;
+        if let Some(at) = b.retry_at {
+            self.schedule(at, fx);
+        }
+        match tag {
+            Some(tag) => {
+                if let Some(w) = self.waiters.fail(tag, err) {
+                    fx.wake(w);
+                }
+            }
+            None => self.background -= 1,
+        }
+        self.balance(now, fx);
+        self.check_drained(fx);
+    }
+
+    /// A connection that passed its checks comes back from a caller.
+    pub fn release(&mut self, conn: Conn<C>, now: &mut Now, fx: &mut Effects<C>) {
+        if !self.closed && self.is_expired(&conn, now) {
+            return self.begin_close(conn, CloseReason::MaxLifetime, fx);
+        }
+        self.put(conn, Via::Release, now, fx);
+    }
+
+    /// Gives a usable connection to the head waiter, else to idle.
+    fn put(&mut self, conn: Conn<C>, via: Via, now: &mut Now, fx: &mut Effects<C>) {
+        if self.closed {
+            return self.begin_close(conn, CloseReason::Shutdown, fx);
+        }
+        if self.open > self.limits.open_cap() {
+            return self.begin_close(conn, CloseReason::MaxIdle, fx);
+        }
+        match self.waiters.serve_head((conn, via)) {
+            Ok(waker) => fx.wake(waker),
+            Err((conn, _)) => self.push_idle(conn, now, fx),
+        }
+    }
+
+    /// Idles a connection. Beyond `max_idle` it is surplus: closed at once with no grace, else
+    /// kept and stamped so the reaper closes the least recently used surplus when it has sat
+    /// unused for the grace period. Entries are stamped lazily: only when a knob reads the
+    /// idle time or when surplus appears, so the common path reads no clock.
+    fn push_idle(&mut self, mut conn: Conn<C>, now: &mut Now, fx: &mut Effects<C>) {
+        conn.must_validate = false;
+        if self.idle.len() >= self.limits.max_idle {
+            if self.limits.idle_grace.is_zero() {
+                return self.begin_close(conn, CloseReason::MaxIdle, fx);
+            }
+            let t = now.get();
+            self.stamp_unstamped(t);
+            conn.idle_since = Some(t);
+            let oldest = self.idle.front().and_then(|c| c.idle_since).unwrap_or(t);
+            self.schedule(oldest + self.limits.idle_grace, fx);
+        } else if self.stamp_always() {
+            conn.idle_since = Some(now.get());
+        } else {
+            conn.idle_since = None;
+            self.unstamped += 1;
+        }
+        if let Some(at) = self.expires_at(&conn) {
+            self.schedule(at, fx);
+        }
+        if let (Some(max), Some(t)) = (self.limits.max_idle_time, conn.idle_since)
+            && self.idle.len() >= self.limits.min_idle
+        {
+            let oldest = self.idle.front().and_then(|c| c.idle_since).unwrap_or(t);
+            self.schedule(oldest + max, fx);
+        }
+        self.idle.push_back(conn);
+    }
+
+    fn stamp_unstamped(&mut self, t: Instant) {
+        if self.unstamped > 0 {
+            for c in self.idle.iter_mut().filter(|c| c.idle_since.is_none()) {
+                c.idle_since = Some(t);
+            }
+            self.unstamped = 0;
+        }
+    }
+
+    /// Takes a connection out of service; its slot frees when [`handle_closed`] runs.
+    pub fn begin_close(&mut self, conn: Conn<C>, reason: CloseReason, fx: &mut Effects<C>) {
+        self.closing += 1;
+        fx.closes.push((conn, reason));
+    }
+
+    /// A close finished (or was abandoned): the slot frees and the reason is counted.
+    pub fn handle_closed(&mut self, reason: CloseReason, now: &mut Now, fx: &mut Effects<C>) {
+        self.closing -= 1;
+        self.open -= 1;
+        self.stats.count_close(reason);
+        self.balance(now, fx);
+        self.check_drained(fx);
+    }
+
+    /// A caller took its connection out of the pool for good.
+    pub fn detach(&mut self, now: &mut Now, fx: &mut Effects<C>) {
+        self.open -= 1;
+        self.stats.detached += 1;
+        self.balance(now, fx);
+        self.check_drained(fx);
+    }
+
+    fn check_drained(&self, fx: &mut Effects<C>) {
+        if self.closed && self.open == 0 {
+            fx.drained = true;
+        }
+    }
+
+    fn finish_wait(&mut self, since: Instant, counted: bool, slot: Slot<(Conn<C>, Via)>, now: &mut Now) -> Result<(Conn<C>, Via), Error> {
+        if counted {
+            self.stats.wait_duration += now.get().saturating_duration_since(since);
+        }
+        match slot {
+            Slot::Served((conn, via)) => {
+                match via {
+                    Via::Release => self.stats.handoffs += 1,
+                    Via::Idle => self.stats.hits += 1,
+                    Via::Created => {}
+                }
+                Ok((conn, via))
+            }
+            Slot::Failed(err) => Err(err),
+            Slot::Waiting(_) => unreachable!("finish_wait is only called on a served or failed slot"),
+        }
+    }
+
+    /// Polls a waiter: takes its connection or error, or records the waker.
+    pub fn poll_waiter(&mut self, id: WaiterId, waker: &Waker, now: &mut Now) -> WaitPoll<C> {
+        let Some(entry) = self.waiters.get_mut(id) else {
+            return WaitPoll::Ready(Err(Error::closed()));
+        };
+        if let Slot::Waiting(w) = &mut entry.slot {
+            if w.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                return WaitPoll::Pending(None);
+            }
+            return WaitPoll::Pending(w.replace(waker.clone()));
+        }
+        let entry = self.waiters.remove(id).expect("entry was just found");
+        WaitPoll::Ready(self.finish_wait(entry.since, entry.counted, entry.slot, now))
+    }
+
+    /// The waiter's deadline passed: a connection delivered meanwhile is still taken;
+    /// otherwise it leaves the queue with a timeout error.
+    pub fn timeout_waiter(&mut self, id: WaiterId, now: &mut Now) -> Result<(Conn<C>, Via), Error> {
+        let Some(entry) = self.waiters.remove(id) else {
+            return Err(self.timeout_error());
+        };
+        if matches!(entry.slot, Slot::Waiting(_)) {
+            if entry.counted {
+                self.stats.wait_duration += now.get().saturating_duration_since(entry.since);
+            }
+            self.stats.timeouts += 1;
+            return Err(self.timeout_error());
+        }
+        self.finish_wait(entry.since, entry.counted, entry.slot, now)
+    }
+
+    /// The waiter's future was dropped: it leaves the queue, and a connection already handed
+    /// to it moves on to the next waiter or to idle.
+    pub fn cancel_waiter(&mut self, id: WaiterId, now: &mut Now, fx: &mut Effects<C>) {
+        let Some(entry) = self.waiters.remove(id) else { return };
+        if entry.counted {
+            self.stats.wait_duration += now.get().saturating_duration_since(entry.since);
+        }
+        if let Slot::Served((conn, via)) = entry.slot {
+            self.put(conn, via, now, fx);
+        }
+    }
+
+    /// Closes the pool: waiters fail at once, idle connections close, the rest close on return.
+    pub fn close(&mut self, fx: &mut Effects<C>) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.waiters.fail_all(Error::closed, &mut fx.wakes);
+        while let Some(conn) = self.take_front() {
+            self.begin_close(conn, CloseReason::Shutdown, fx);
+        }
+        fx.notify_reaper = true;
+        self.check_drained(fx);
+    }
+
+    /// The reaper's turn: closes what expired, what sat idle too long and surplus whose grace
+    /// ended (least recently used first), then refills `min_idle` or probes the breaker.
+    pub fn handle_timeout(&mut self, now: Instant, fx: &mut Effects<C>) {
+        if self.closed {
+            return;
+        }
+        let mut clock = Now::at(now);
+        if self.limits.max_lifetime.is_some() {
+            let mut i = 0;
+            while i < self.idle.len() {
+                if self.expires_at(&self.idle[i]).is_some_and(|t| now >= t) {
+                    let conn = self.idle.remove(i).expect("index is in range");
+                    if conn.idle_since.is_none() {
+                        self.unstamped -= 1;
+                    }
+                    self.begin_close(conn, CloseReason::MaxLifetime, fx);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        if let Some(max) = self.limits.max_idle_time {
+            while self.idle.len() > self.limits.min_idle && self.front_idle_since(now) + max <= now {
+                let conn = self.take_front().expect("idle is not empty");
+                self.begin_close(conn, CloseReason::MaxIdleTime, fx);
+            }
+        }
+        let grace = self.limits.idle_grace;
+        while self.idle.len() > self.limits.max_idle && self.front_idle_since(now) + grace <= now {
+            let conn = self.take_front().expect("idle is not empty");
+            self.begin_close(conn, CloseReason::Grace, fx);
+        }
+        if self.breaker.open {
+            if self.background == 0 && self.breaker.retry_at.is_none_or(|t| t <= now) {
+                self.start_create(None, fx);
+            }
+        } else {
+            self.refill(&mut clock, fx);
+        }
+    }
+
+    /// `idle_since` of the least recently used idle entry, stamping it now if it has none.
+    fn front_idle_since(&mut self, now: Instant) -> Instant {
+        match self.idle.front().and_then(|c| c.idle_since) {
+            Some(t) => t,
+            None => {
+                self.stamp_unstamped(now);
+                now
+            }
+        }
+    }
+
+    /// The reaper's next deadline (and records it as such).
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if !self.closed {
+            if self.limits.max_lifetime.is_some() {
+                for c in &self.idle {
+                    if let Some(t) = self.expires_at(c) {
+                        at(t);
+                    }
+                }
+            }
+            let front = self.idle.front().and_then(|c| c.idle_since);
+            if let (Some(max), Some(t)) = (self.limits.max_idle_time, front)
+                && self.idle.len() > self.limits.min_idle
+            {
+                at(t + max);
+            }
+            if let Some(t) = front
+                && self.idle.len() > self.limits.max_idle
+            {
+                at(t + self.limits.idle_grace);
+            }
+            let refill_due = self.idle.len() + self.creating.saturating_sub(self.waiters.len()) < self.limits.min_idle;
+            if let Some(t) = self.breaker.retry_at
+                && ((self.breaker.open && self.background == 0) || refill_due)
+            {
+                at(t);
+            }
+        }
+        self.reaper_at = next;
+        next
+    }
+
+    // ---- runtime knobs ----
+
+    /// Closes idle connections above `max_idle` at once, least recently used first.
+    fn shrink_idle(&mut self, fx: &mut Effects<C>) {
+        while self.idle.len() > self.limits.max_idle {
+            let conn = self.take_front().expect("idle is not empty");
+            self.begin_close(conn, CloseReason::MaxIdle, fx);
+        }
+    }
+
+    pub fn set_max_open(&mut self, n: usize, now: &mut Now, fx: &mut Effects<C>) {
+        self.limits.max_open = n;
+        self.set_max_idle(self.requested_max_idle, now, fx);
+    }
+
+    pub fn set_max_idle(&mut self, n: usize, now: &mut Now, fx: &mut Effects<C>) {
+        self.requested_max_idle = n;
+        self.limits.max_idle = clamp_idle(n, self.limits.max_open);
+        self.limits.min_idle = self.limits.min_idle.min(self.limits.max_idle);
+        self.shrink_idle(fx);
+        self.balance(now, fx);
+        fx.notify_reaper = true;
+    }
+
+    pub fn set_min_idle(&mut self, n: usize, now: &mut Now, fx: &mut Effects<C>) -> Result<(), Error> {
+        if n > self.limits.max_idle {
+            return Err(Error::config("min_idle", format!("({n}) is more than max_idle ({})", self.limits.max_idle)));
+        }
+        self.limits.min_idle = n;
+        self.balance(now, fx);
+        fx.notify_reaper = true;
+        Ok(())
+    }
+
+    pub fn set_max_lifetime(&mut self, d: Option<Duration>, fx: &mut Effects<C>) {
+        self.limits.max_lifetime = d;
+        self.limits.lifetime_jitter = match (d, self.requested_jitter) {
+            (Some(l), Some(j)) => j.min(l),
+            (Some(l), None) => l / 10,
+            (None, _) => Duration::ZERO,
+        };
+        fx.notify_reaper = true;
+        self.reaper_at = None;
+    }
+
+    pub fn set_max_idle_time(&mut self, d: Option<Duration>, now: &mut Now, fx: &mut Effects<C>) {
+        if d.is_some() && self.limits.max_idle_time.is_none() {
+            let t = now.get();
+            self.stamp_unstamped(t);
+        }
+        self.limits.max_idle_time = d;
+        fx.notify_reaper = true;
+        self.reaper_at = None;
+    }
+
+    pub fn set_idle_grace(&mut self, d: Duration, fx: &mut Effects<C>) {
+        self.limits.idle_grace = d;
+        fx.notify_reaper = true;
+        self.reaper_at = None;
+    }
+}
+
+#[cfg(test)]
+mod tests;

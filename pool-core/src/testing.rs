@@ -1,0 +1,319 @@
+//! Test support other crates reuse (feature `testing`): a [`ScriptedManager`] whose every
+//! call can be told to succeed, fail, be slow, never finish or panic; cancellation drivers;
+//! and a leak guard that every integration test ends with.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::Poll;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::{Health, Manager, Pool, Stats, async_trait};
+
+/// What one scripted call does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Succeed at once.
+    Ok,
+    /// Fail at once with a [`ScriptError`] carrying this text.
+    Fail(&'static str),
+    /// Succeed after this long (tokio time: instant under paused time).
+    Slow(Duration),
+    /// Fail after this long.
+    SlowFail(Duration, &'static str),
+    /// Never finish.
+    Never,
+    /// Panic.
+    Panic,
+}
+
+/// The error a scripted call fails with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("scripted failure: {0}")]
+pub struct ScriptError(pub &'static str);
+
+/// A resource made by [`ScriptedManager`]. It counts itself alive until dropped.
+#[derive(Debug)]
+pub struct Res {
+    /// Creation order, from 1.
+    pub id: u64,
+    /// Set it and `check` reports [`Health::Broken`].
+    pub broken: bool,
+    /// Set it and `check` reports [`Health::NeedsReset`].
+    pub dirty: bool,
+    counts: Arc<Counts>,
+}
+
+impl Drop for Res {
+    fn drop(&mut self) {
+        self.counts.occupied.fetch_sub(1, Ordering::SeqCst);
+        self.counts.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    live: AtomicUsize,
+    /// Live resources plus creates in progress.
+    occupied: AtomicUsize,
+    high_water: AtomicUsize,
+    create_calls: AtomicUsize,
+    validate_calls: AtomicUsize,
+    reset_calls: AtomicUsize,
+    close_calls: AtomicUsize,
+    next_id: AtomicU64,
+}
+
+impl Counts {
+    fn occupy(&self) {
+        let now = self.occupied.fetch_add(1, Ordering::SeqCst) + 1;
+        self.high_water.fetch_max(now, Ordering::SeqCst);
+    }
+}
+
+#[derive(Debug, Default)]
+struct Scripts {
+    create: VecDeque<Step>,
+    validate: VecDeque<Step>,
+    reset: VecDeque<Step>,
+    close: VecDeque<Step>,
+}
+
+/// A [`Manager`] for state-machine tests. Clone it to keep a handle while the pool owns it.
+///
+/// Each call takes the next scripted [`Step`] of its kind, or the default (`create`:
+/// [`Step::Ok`] unless changed with [`fail_all_creates`](ScriptedManager::fail_all_creates);
+/// other hooks: `Ok`). It counts live resources through their `Drop` and keeps the
+/// high-water mark of live resources plus creates in progress, to check `max_open` against.
+#[derive(Debug, Clone, Default)]
+pub struct ScriptedManager {
+    counts: Arc<Counts>,
+    scripts: Arc<Mutex<Scripts>>,
+    creates_fail: Arc<AtomicBool>,
+    validate_after: Option<Duration>,
+}
+
+/// Holds a slot of `occupied` while a create runs; released if the create fails or is dropped.
+struct Occupancy(Arc<Counts>, bool);
+
+impl Drop for Occupancy {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.occupied.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+async fn run(step: Step) -> Result<(), ScriptError> {
+    match step {
+        Step::Ok => Ok(()),
+        Step::Fail(m) => Err(ScriptError(m)),
+        Step::Slow(d) => {
+            tokio::time::sleep(d).await;
+            Ok(())
+        }
+        Step::SlowFail(d, m) => {
+            tokio::time::sleep(d).await;
+            Err(ScriptError(m))
+        }
+        Step::Never => std::future::pending().await,
+        Step::Panic => panic!("scripted panic"),
+    }
+}
+
+impl ScriptedManager {
+    /// A manager whose calls all succeed until scripted otherwise.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes `validate` run for connections idle at least `after`.
+    pub fn with_validate_after(mut self, after: Duration) -> Self {
+        self.validate_after = Some(after);
+        self
+    }
+
+    /// Queues steps for the next `create` calls.
+    pub fn script_create(&self, steps: impl IntoIterator<Item = Step>) {
+        self.scripts.lock().create.extend(steps);
+    }
+
+    /// Queues steps for the next `validate` calls.
+    pub fn script_validate(&self, steps: impl IntoIterator<Item = Step>) {
+        self.scripts.lock().validate.extend(steps);
+    }
+
+    /// Queues steps for the next `reset` calls.
+    pub fn script_reset(&self, steps: impl IntoIterator<Item = Step>) {
+        self.scripts.lock().reset.extend(steps);
+    }
+
+    /// Queues steps for the next `close` calls.
+    pub fn script_close(&self, steps: impl IntoIterator<Item = Step>) {
+        self.scripts.lock().close.extend(steps);
+    }
+
+    /// Makes every unscripted create fail (`true`), as a backend that is down, or succeed.
+    pub fn fail_all_creates(&self, fail: bool) {
+        self.creates_fail.store(fail, Ordering::SeqCst);
+    }
+
+    /// Resources alive now (created and not yet dropped).
+    pub fn live(&self) -> usize {
+        self.counts.live.load(Ordering::SeqCst)
+    }
+
+    /// The most resources alive plus creates in progress at any instant.
+    pub fn high_water(&self) -> usize {
+        self.counts.high_water.load(Ordering::SeqCst)
+    }
+
+    /// Calls of `create` so far.
+    pub fn create_calls(&self) -> usize {
+        self.counts.create_calls.load(Ordering::SeqCst)
+    }
+
+    /// Calls of `validate` so far.
+    pub fn validate_calls(&self) -> usize {
+        self.counts.validate_calls.load(Ordering::SeqCst)
+    }
+
+    /// Calls of `reset` so far.
+    pub fn reset_calls(&self) -> usize {
+        self.counts.reset_calls.load(Ordering::SeqCst)
+    }
+
+    /// Calls of `close` so far.
+    pub fn close_calls(&self) -> usize {
+        self.counts.close_calls.load(Ordering::SeqCst)
+    }
+
+    fn next(&self, pick: impl FnOnce(&mut Scripts) -> Option<Step>) -> Step {
+        pick(&mut self.scripts.lock()).unwrap_or(Step::Ok)
+    }
+}
+
+#[async_trait]
+impl Manager for ScriptedManager {
+    type Resource = Res;
+    type Error = ScriptError;
+
+    async fn create(&self) -> Result<Res, ScriptError> {
+        self.counts.create_calls.fetch_add(1, Ordering::SeqCst);
+        self.counts.occupy();
+        let mut slot = Occupancy(self.counts.clone(), false);
+        let step = self.scripts.lock().create.pop_front();
+        let step = step.unwrap_or(if self.creates_fail.load(Ordering::SeqCst) { Step::Fail("backend down") } else { Step::Ok });
+        run(step).await?;
+        slot.1 = true;
+        self.counts.live.fetch_add(1, Ordering::SeqCst);
+        let id = self.counts.next_id.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(Res { id, broken: false, dirty: false, counts: self.counts.clone() })
+    }
+
+    fn check(&self, r: &mut Res) -> Health {
+        if r.broken {
+            Health::Broken
+        } else if r.dirty {
+            Health::NeedsReset
+        } else {
+            Health::Ready
+        }
+    }
+
+    fn validate_after(&self) -> Option<Duration> {
+        self.validate_after
+    }
+
+    async fn validate(&self, _r: &mut Res) -> Result<(), ScriptError> {
+        self.counts.validate_calls.fetch_add(1, Ordering::SeqCst);
+        run(self.next(|s| s.validate.pop_front())).await
+    }
+
+    async fn reset(&self, r: &mut Res) -> Result<(), ScriptError> {
+        self.counts.reset_calls.fetch_add(1, Ordering::SeqCst);
+        run(self.next(|s| s.reset.pop_front())).await?;
+        r.dirty = false;
+        Ok(())
+    }
+
+    async fn close(&self, r: Res) {
+        self.counts.close_calls.fetch_add(1, Ordering::SeqCst);
+        let step = self.next(|s| s.close.pop_front());
+        let _ = run(step).await;
+        drop(r);
+    }
+}
+
+/// Polls `fut` at most `polls` times (letting other tasks run in between), then drops it.
+/// Returns its output if it finished. Call it inside a tokio runtime.
+pub async fn drop_after_polls<F: Future>(fut: F, polls: usize) -> Option<F::Output> {
+    let mut fut = pin!(fut);
+    for _ in 0..polls {
+        if let Poll::Ready(v) = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+            return Some(v);
+        }
+        tokio::task::yield_now().await;
+    }
+    None
+}
+
+/// The cancellation grid: for n = 0, 1, 2, ... polls, makes a fresh future, drops it after n
+/// polls, and runs `after_drop(n)`; stops once a future completes within n polls (its output
+/// is returned) or after `max_polls`.
+pub async fn cancel_at_every_point<F, Fut, A, AFut>(mut make: F, max_polls: usize, mut after_drop: A) -> Option<Fut::Output>
+where
+    F: FnMut() -> Fut,
+    Fut: Future,
+    A: FnMut(usize) -> AFut,
+    AFut: Future<Output = ()>,
+{
+    for n in 0..=max_polls {
+        if let Some(out) = drop_after_polls(make(), n).await {
+            return Some(out);
+        }
+        after_drop(n).await;
+    }
+    None
+}
+
+/// Waits (polling, up to `within`) until the pool is at rest and its books balance, then
+/// returns the stats; panics with the stats if it does not settle.
+///
+/// At rest means: nothing checked out, creating, closing or waiting (`in_use == 0`,
+/// `waiting == 0`), the manager's live resources equal `open`, and
+/// `created - closed - detached == open`.
+pub async fn assert_settled<M: Manager>(pool: &Pool<M>, live: impl Fn() -> usize, within: Duration) -> Stats {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let s = pool.stats();
+        let balanced = s.created - s.closed() - s.detached == s.open as u64;
+        if s.in_use == 0 && s.waiting == 0 && live() == s.open && s.open == s.idle && balanced {
+            return s;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("pool did not settle within {within:?}: live = {}, stats = {s:#?}", live());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Waits (polling, up to `within`) until a closed pool holds nothing and `live()` is zero.
+pub async fn assert_drained<M: Manager>(pool: &Pool<M>, live: impl Fn() -> usize, within: Duration) -> Stats {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let s = pool.stats();
+        if s.open == 0 && live() == 0 && s.waiting == 0 {
+            assert_eq!(s.created - s.closed() - s.detached, 0, "counters do not balance: {s:#?}");
+            return s;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("pool did not drain within {within:?}: live = {}, stats = {s:#?}", live());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
