@@ -135,7 +135,11 @@ pub(crate) struct Limits {
 
 impl Limits {
     pub fn open_cap(&self) -> usize {
-        if self.max_open == 0 { usize::MAX } else { self.max_open }
+        if self.max_open == 0 {
+            usize::MAX
+        } else {
+            self.max_open
+        }
     }
 }
 
@@ -149,7 +153,10 @@ pub(crate) struct Timeouts {
 
 fn check_duration(knob: &'static str, d: Duration) -> Result<Duration, Error> {
     if d > MAX_DURATION {
-        return Err(Error::config(knob, format!("is {d:?}, more than a year; use None for no limit")));
+        return Err(Error::config(
+            knob,
+            format!("is {d:?}, more than a year; use None for no limit"),
+        ));
     }
     Ok(d)
 }
@@ -163,12 +170,19 @@ fn check_positive(knob: &'static str, d: Option<Duration>) -> Result<Option<Dura
 }
 
 pub(crate) fn clamp_idle(max_idle: usize, max_open: usize) -> usize {
-    if max_open == 0 { max_idle } else { max_idle.min(max_open) }
+    if max_open == 0 {
+        max_idle
+    } else {
+        max_idle.min(max_open)
+    }
 }
 
 impl Config {
     /// Checks every knob and returns what the pool runs with.
-    pub(crate) fn validate(&self, manager_validate_after: Option<Duration>) -> Result<(Limits, Timeouts), Error> {
+    pub(crate) fn validate(
+        &self,
+        manager_validate_after: Option<Duration>,
+    ) -> Result<(Limits, Timeouts), Error> {
         let max_idle = clamp_idle(self.max_idle, self.max_open);
         if self.min_idle > max_idle {
             return Err(Error::config(
@@ -183,10 +197,16 @@ impl Config {
         let max_lifetime = check_positive("max_lifetime", self.max_lifetime)?;
         let lifetime_jitter = match (self.lifetime_jitter, max_lifetime) {
             (Some(j), None) if !j.is_zero() => {
-                return Err(Error::config("lifetime_jitter", "needs max_lifetime: it shortens each connection's lifetime"));
+                return Err(Error::config(
+                    "lifetime_jitter",
+                    "needs max_lifetime: it shortens each connection's lifetime",
+                ));
             }
             (Some(j), Some(l)) if j > l => {
-                return Err(Error::config("lifetime_jitter", format!("({j:?}) is more than max_lifetime ({l:?})")));
+                return Err(Error::config(
+                    "lifetime_jitter",
+                    format!("({j:?}) is more than max_lifetime ({l:?})"),
+                ));
             }
             (Some(j), _) => j,
             (None, Some(l)) => l / 10,
@@ -206,12 +226,17 @@ impl Config {
         let breaker_max_backoff = check_duration("breaker_max_backoff", self.breaker_max_backoff)?;
         if self.breaker_threshold > 0 || self.min_idle > 0 {
             if breaker_backoff.is_zero() {
-                return Err(Error::config("breaker_backoff", "is zero: failed creates would be retried in a hot loop"));
+                return Err(Error::config(
+                    "breaker_backoff",
+                    "is zero: failed creates would be retried in a hot loop",
+                ));
             }
             if breaker_max_backoff < breaker_backoff {
                 return Err(Error::config(
                     "breaker_max_backoff",
-                    format!("({breaker_max_backoff:?}) is less than breaker_backoff ({breaker_backoff:?})"),
+                    format!(
+                        "({breaker_max_backoff:?}) is less than breaker_backoff ({breaker_backoff:?})"
+                    ),
                 ));
             }
         }
@@ -229,6 +254,13 @@ impl Config {
             breaker_backoff,
             breaker_max_backoff,
         };
-        Ok((limits, Timeouts { acquire, create, hook }))
+        Ok((
+            limits,
+            Timeouts {
+                acquire,
+                create,
+                hook,
+            },
+        ))
     }
 }

@@ -47,11 +47,15 @@ pub(crate) enum Kind {
 
 impl Error {
     pub(crate) fn new(kind: Kind) -> Self {
-        Error { inner: Box::new(Inner { kind, source: None }) }
+        Error {
+            inner: Box::new(Inner { kind, source: None }),
+        }
     }
 
     pub(crate) fn with_cause(kind: Kind, source: Option<Cause>) -> Self {
-        Error { inner: Box::new(Inner { kind, source }) }
+        Error {
+            inner: Box::new(Inner { kind, source }),
+        }
     }
 
     pub(crate) fn closed() -> Self {
@@ -59,7 +63,10 @@ impl Error {
     }
 
     pub(crate) fn config(knob: &'static str, reason: impl Into<String>) -> Self {
-        Self::new(Kind::Config { knob, reason: reason.into() })
+        Self::new(Kind::Config {
+            knob,
+            reason: reason.into(),
+        })
     }
 
     pub(crate) fn cause(&self) -> Option<Cause> {
@@ -68,7 +75,10 @@ impl Error {
 
     /// The acquire (or a create, or a bounded close) ran out of time.
     pub fn is_timeout(&self) -> bool {
-        matches!(self.inner.kind, Kind::Timeout | Kind::CreateTimeout | Kind::CloseTimeout)
+        matches!(
+            self.inner.kind,
+            Kind::Timeout | Kind::CreateTimeout | Kind::CloseTimeout
+        )
     }
 
     /// The pool was closed (before or while waiting).
@@ -79,7 +89,10 @@ impl Error {
     /// Creating a connection failed: the manager returned an error (the source), timed out
     /// (`is_timeout()` too) or panicked (`is_panic()` too).
     pub fn is_create(&self) -> bool {
-        matches!(self.inner.kind, Kind::Create | Kind::CreateTimeout | Kind::Panic)
+        matches!(
+            self.inner.kind,
+            Kind::Create | Kind::CreateTimeout | Kind::Panic
+        )
     }
 
     /// The manager panicked in `create`; the slot was freed and other waiters are unaffected.
@@ -138,7 +151,10 @@ impl fmt::Display for Error {
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.inner.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+        self.inner
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
     }
 }
 

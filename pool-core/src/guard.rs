@@ -25,11 +25,16 @@ pub struct Pooled<M: Manager> {
 
 impl<M: Manager> Pooled<M> {
     pub(crate) fn new(shared: Arc<Shared<M>>, conn: Conn<M::Resource>) -> Self {
-        Pooled { conn: Some(conn), shared }
+        Pooled {
+            conn: Some(conn),
+            shared,
+        }
     }
 
     fn conn(&self) -> &Conn<M::Resource> {
-        self.conn.as_ref().expect("a Pooled always holds its connection until dropped")
+        self.conn
+            .as_ref()
+            .expect("a Pooled always holds its connection until dropped")
     }
 
     /// The resource.
@@ -39,7 +44,11 @@ impl<M: Manager> Pooled<M> {
 
     /// The resource, mutably.
     pub fn get_mut(&mut self) -> &mut M::Resource {
-        &mut self.conn.as_mut().expect("a Pooled always holds its connection until dropped").res
+        &mut self
+            .conn
+            .as_mut()
+            .expect("a Pooled always holds its connection until dropped")
+            .res
     }
 
     /// The pool's id of this connection (as in its tracing events), unique per pool.
@@ -57,13 +66,17 @@ impl<M: Manager> Pooled<M> {
     /// completes.
     pub fn discard(mut this: Self) {
         if let Some(conn) = this.conn.take() {
-            this.shared.with_state(|st, _, fx| st.begin_close(conn, CloseReason::Broken, fx));
+            this.shared
+                .with_state(|st, _, fx| st.begin_close(conn, CloseReason::Broken, fx));
         }
     }
 
     /// Takes the resource out of the pool for good, freeing its slot (counted in `detached`).
     pub fn detach(mut this: Self) -> M::Resource {
-        let conn = this.conn.take().expect("a Pooled always holds its connection until dropped");
+        let conn = this
+            .conn
+            .take()
+            .expect("a Pooled always holds its connection until dropped");
         this.shared.with_state(|st, now, fx| st.detach(now, fx));
         conn.res
     }
@@ -87,13 +100,18 @@ where
     M::Resource: std::fmt::Debug,
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pooled").field("id", &self.conn().id).field("resource", &self.conn().res).finish()
+        f.debug_struct("Pooled")
+            .field("id", &self.conn().id)
+            .field("resource", &self.conn().res)
+            .finish()
     }
 }
 
 impl<M: Manager> Drop for Pooled<M> {
     fn drop(&mut self) {
-        let Some(mut conn) = self.conn.take() else { return };
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
         let health = if std::thread::panicking() {
             Health::Broken
         } else {

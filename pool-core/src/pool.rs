@@ -31,7 +31,14 @@ pub(crate) struct Shared<M: Manager> {
 impl<M: Manager> Shared<M> {
     /// Runs what the state decided, after its lock was released.
     pub fn apply(self: &Arc<Self>, fx: Effects<M::Resource>) {
-        let Effects { wake, wakes, creates, closes, notify_reaper, drained } = fx;
+        let Effects {
+            wake,
+            wakes,
+            creates,
+            closes,
+            notify_reaper,
+            drained,
+        } = fx;
         if let Some(w) = wake {
             w.wake();
         }
@@ -53,7 +60,10 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Locks the state, runs `f`, unlocks, then applies the effects.
-    pub fn with_state<R>(self: &Arc<Self>, f: impl FnOnce(&mut State<M::Resource>, &mut Now, &mut Effects<M::Resource>) -> R) -> R {
+    pub fn with_state<R>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut State<M::Resource>, &mut Now, &mut Effects<M::Resource>) -> R,
+    ) -> R {
         let mut now = Now::lazy();
         let mut fx = Effects::default();
         let r = f(&mut self.state.lock(), &mut now, &mut fx);
@@ -62,18 +72,27 @@ impl<M: Manager> Shared<M> {
     }
 
     fn spawn_create(self: &Arc<Self>, tag: Option<WaiterId>) {
-        let ticket = CreateTicket { shared: self.clone(), tag, done: false };
+        let ticket = CreateTicket {
+            shared: self.clone(),
+            tag,
+            done: false,
+        };
         self.runtime.spawn(async move {
             let mut ticket = ticket;
             let shared = ticket.shared.clone();
             tracing::debug!(target: "pool_core", "creating a connection");
-            let result = tokio::time::timeout(shared.timeouts.create, CatchUnwind(shared.manager.create())).await;
+            let result =
+                tokio::time::timeout(shared.timeouts.create, CatchUnwind(shared.manager.create()))
+                    .await;
             ticket.finish(result);
         });
     }
 
     fn spawn_close(self: &Arc<Self>, conn: Conn<M::Resource>, reason: CloseReason) {
-        let ticket = CloseTicket { shared: self.clone(), reason };
+        let ticket = CloseTicket {
+            shared: self.clone(),
+            reason,
+        };
         let id = conn.id;
         self.runtime.spawn(async move {
             let shared = ticket.shared.clone();
@@ -88,7 +107,13 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Runs `validate` or `reset` under `hook_timeout` and the checkout's deadline.
-    async fn run_hook(&self, hook: &'static str, fut: Pin<Box<dyn Future<Output = Result<(), M::Error>> + Send + '_>>, deadline: Option<Instant>, conn: u64) -> Result<(), HookFailed> {
+    async fn run_hook(
+        &self,
+        hook: &'static str,
+        fut: Pin<Box<dyn Future<Output = Result<(), M::Error>> + Send + '_>>,
+        deadline: Option<Instant>,
+        conn: u64,
+    ) -> Result<(), HookFailed> {
         let limit = Instant::now() + self.timeouts.hook;
         let at = deadline.map_or(limit, |d| d.min(limit));
         match tokio::time::timeout_at(at, CatchUnwind(fut)).await {
@@ -111,13 +136,26 @@ impl<M: Manager> Shared<M> {
 
     /// Makes a connection ready for its caller: check, reset, validate. `Ok(None)` means it
     /// was discarded and the caller should try again (keeping its turn).
-    async fn prepare(self: &Arc<Self>, conn: Conn<M::Resource>, via: Via, deadline: &mut Deadline) -> Result<Option<Conn<M::Resource>>, Error> {
+    async fn prepare(
+        self: &Arc<Self>,
+        conn: Conn<M::Resource>,
+        via: Via,
+        deadline: &mut Deadline,
+    ) -> Result<Option<Conn<M::Resource>>, Error> {
         if via == Via::Created {
             return Ok(Some(conn));
         }
-        let mut checkout = Checkout { shared: self, conn: Some(conn) };
-        let c = checkout.conn.as_mut().expect("checkout holds the connection");
-        let health = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.manager.check(&mut c.res)));
+        let mut checkout = Checkout {
+            shared: self,
+            conn: Some(conn),
+        };
+        let c = checkout
+            .conn
+            .as_mut()
+            .expect("checkout holds the connection");
+        let health = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.manager.check(&mut c.res)
+        }));
         let needs_reset = match health {
             Ok(Health::Ready) => c.needs_reset,
             Ok(Health::NeedsReset) => true,
@@ -130,13 +168,21 @@ impl<M: Manager> Shared<M> {
         if needs_reset || c.must_validate {
             let at = deadline.get(Instant::now());
             let id = c.id;
-            let steps: [(&'static str, bool); 2] = [("reset", needs_reset), ("validate", c.must_validate)];
+            let steps: [(&'static str, bool); 2] =
+                [("reset", needs_reset), ("validate", c.must_validate)];
             for (hook, due) in steps {
                 if !due {
                     continue;
                 }
-                let c = checkout.conn.as_mut().expect("checkout holds the connection");
-                let fut = if hook == "reset" { self.manager.reset(&mut c.res) } else { self.manager.validate(&mut c.res) };
+                let c = checkout
+                    .conn
+                    .as_mut()
+                    .expect("checkout holds the connection");
+                let fut = if hook == "reset" {
+                    self.manager.reset(&mut c.res)
+                } else {
+                    self.manager.validate(&mut c.res)
+                };
                 match self.run_hook(hook, fut, at, id).await {
                     Ok(()) => {}
                     Err(HookFailed::Failed) => return Ok(None),
@@ -166,7 +212,8 @@ struct Checkout<'a, M: Manager> {
 impl<M: Manager> Drop for Checkout<'_, M> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.shared.with_state(|st, _, fx| st.begin_close(conn, CloseReason::Broken, fx));
+            self.shared
+                .with_state(|st, _, fx| st.begin_close(conn, CloseReason::Broken, fx));
         }
     }
 }
@@ -178,7 +225,10 @@ struct CreateTicket<M: Manager> {
     done: bool,
 }
 
-type CreateResult<M> = Result<Result<Result<<M as Manager>::Resource, <M as Manager>::Error>, String>, tokio::time::error::Elapsed>;
+type CreateResult<M> = Result<
+    Result<Result<<M as Manager>::Resource, <M as Manager>::Error>, String>,
+    tokio::time::error::Elapsed,
+>;
 
 impl<M: Manager> CreateTicket<M> {
     fn finish(&mut self, result: CreateResult<M>) {
@@ -191,7 +241,12 @@ impl<M: Manager> CreateTicket<M> {
             }
             Ok(Ok(Err(e))) => {
                 tracing::warn!(target: "pool_core", error = %e, "failed to create a connection");
-                st.handle_create_failed(Error::with_cause(Kind::Create, Some(Arc::new(e))), tag, now, fx);
+                st.handle_create_failed(
+                    Error::with_cause(Kind::Create, Some(Arc::new(e))),
+                    tag,
+                    now,
+                    fx,
+                );
             }
             Ok(Err(panic)) => {
                 tracing::error!(target: "pool_core", panic, "manager panicked in create");
@@ -211,8 +266,12 @@ impl<M: Manager> Drop for CreateTicket<M> {
         if !self.done {
             self.done = true;
             let tag = self.tag;
-            let cause = Arc::new(crate::error::Panicked("the create task was dropped before it finished (runtime shut down?)".into()));
-            self.shared.with_state(|st, now, fx| st.handle_create_failed(Error::with_cause(Kind::Create, Some(cause)), tag, now, fx));
+            let cause = Arc::new(crate::error::Panicked(
+                "the create task was dropped before it finished (runtime shut down?)".into(),
+            ));
+            self.shared.with_state(|st, now, fx| {
+                st.handle_create_failed(Error::with_cause(Kind::Create, Some(cause)), tag, now, fx)
+            });
         }
     }
 }
@@ -226,7 +285,8 @@ struct CloseTicket<M: Manager> {
 impl<M: Manager> Drop for CloseTicket<M> {
     fn drop(&mut self) {
         let reason = self.reason;
-        self.shared.with_state(|st, now, fx| st.handle_closed(reason, now, fx));
+        self.shared
+            .with_state(|st, now, fx| st.handle_closed(reason, now, fx));
     }
 }
 
@@ -243,7 +303,11 @@ impl<M: Manager> Future for Waiter<'_, M> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut now = Now::lazy();
-        let polled = self.shared.state.lock().poll_waiter(self.id, cx.waker(), &mut now);
+        let polled = self
+            .shared
+            .state
+            .lock()
+            .poll_waiter(self.id, cx.waker(), &mut now);
         match polled {
             WaitPoll::Pending(old_waker) => {
                 drop(old_waker);
@@ -259,13 +323,17 @@ impl<M: Manager> Future for Waiter<'_, M> {
 
 impl<M: Manager> Waiter<'_, M> {
     async fn wait(mut self, deadline: Option<Instant>) -> Result<(Conn<M::Resource>, Via), Error> {
-        let Some(at) = deadline else { return (&mut self).await };
+        let Some(at) = deadline else {
+            return (&mut self).await;
+        };
         match tokio::time::timeout_at(at, &mut self).await {
             Ok(r) => r,
             Err(_) => {
                 self.done = true;
                 let id = self.id;
-                let r = self.shared.with_state(|st, now, _| st.timeout_waiter(id, now));
+                let r = self
+                    .shared
+                    .with_state(|st, now, _| st.timeout_waiter(id, now));
                 if r.is_err() {
                     tracing::debug!(target: "pool_core", "checkout timed out");
                 }
@@ -279,7 +347,8 @@ impl<M: Manager> Drop for Waiter<'_, M> {
     fn drop(&mut self) {
         if !self.done {
             let id = self.id;
-            self.shared.with_state(|st, now, fx| st.cancel_waiter(id, now, fx));
+            self.shared
+                .with_state(|st, now, fx| st.cancel_waiter(id, now, fx));
         }
     }
 }
@@ -327,20 +396,28 @@ pub struct Pool<M: Manager> {
 
 impl<M: Manager> Clone for Pool<M> {
     fn clone(&self) -> Self {
-        Pool { shared: self.shared.clone(), _owner: self._owner.clone() }
+        Pool {
+            shared: self.shared.clone(),
+            _owner: self._owner.clone(),
+        }
     }
 }
 
 impl<M: Manager> std::fmt::Debug for Pool<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("stats", &self.stats()).finish()
+        f.debug_struct("Pool")
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 
 impl<M: Manager> Pool<M> {
     /// A [`Builder`] with the default [`Config`].
     pub fn builder(manager: M) -> Builder<M> {
-        Builder { manager, config: Config::default() }
+        Builder {
+            manager,
+            config: Config::default(),
+        }
     }
 
     /// Builds a pool from a [`Config`].
@@ -350,7 +427,12 @@ impl<M: Manager> Pool<M> {
     /// tokio runtime (knob `"runtime"`): the pool's reaper and creates run on it.
     pub fn new(manager: M, config: Config) -> Result<Self, Error> {
         let (limits, timeouts) = config.validate(manager.validate_after())?;
-        let runtime = Handle::try_current().map_err(|_| Error::config("runtime", "is missing: build the pool inside a tokio runtime"))?;
+        let runtime = Handle::try_current().map_err(|_| {
+            Error::config(
+                "runtime",
+                "is missing: build the pool inside a tokio runtime",
+            )
+        })?;
         let reaper = Arc::new(Notify::new());
         let shared = Arc::new(Shared {
             manager,
@@ -361,7 +443,10 @@ impl<M: Manager> Pool<M> {
             drained: Notify::new(),
         });
         runtime.spawn(crate::reaper::run(Arc::downgrade(&shared), reaper));
-        Ok(Pool { _owner: Arc::new(Owner(shared.clone())), shared })
+        Ok(Pool {
+            _owner: Arc::new(Owner(shared.clone())),
+            shared,
+        })
     }
 
     /// Checks out a connection: an idle one (most recently used first), one released by
@@ -392,7 +477,13 @@ impl<M: Manager> Pool<M> {
                 Acquired::Wait(id) => {
                     let at = deadline.get(now.get());
                     tracing::debug!(target: "pool_core", "waiting for a connection");
-                    Waiter { shared, id, done: false }.wait(at).await?
+                    Waiter {
+                        shared,
+                        id,
+                        done: false,
+                    }
+                    .wait(at)
+                    .await?
                 }
             };
             match shared.prepare(conn, via, &mut deadline).await? {
@@ -440,19 +531,23 @@ impl<M: Manager> Pool<M> {
                 notified.await;
             }
         };
-        tokio::time::timeout(timeout, drained).await.map_err(|_| Error::new(Kind::CloseTimeout))
+        tokio::time::timeout(timeout, drained)
+            .await
+            .map_err(|_| Error::new(Kind::CloseTimeout))
     }
 
     /// Sets `max_open` (database/sql's `SetMaxOpenConns`; 0 = unlimited). `max_idle` is
     /// clamped again; connections above the new limit close as they come back.
     pub fn set_max_open(&self, n: usize) {
-        self.shared.with_state(|st, now, fx| st.set_max_open(n, now, fx));
+        self.shared
+            .with_state(|st, now, fx| st.set_max_open(n, now, fx));
     }
 
     /// Sets `max_idle` (`SetMaxIdleConns`). Idle connections above it close at once, grace or
     /// not (counted in `max_idle_closed`); `min_idle` is lowered to it if needed.
     pub fn set_max_idle(&self, n: usize) {
-        self.shared.with_state(|st, now, fx| st.set_max_idle(n, now, fx));
+        self.shared
+            .with_state(|st, now, fx| st.set_max_idle(n, now, fx));
     }
 
     /// Sets `min_idle`; the reaper refills toward it.
@@ -460,7 +555,8 @@ impl<M: Manager> Pool<M> {
     /// # Errors
     /// A config error if `n` is more than `max_idle`.
     pub fn set_min_idle(&self, n: usize) -> Result<(), Error> {
-        self.shared.with_state(|st, now, fx| st.set_min_idle(n, now, fx))
+        self.shared
+            .with_state(|st, now, fx| st.set_min_idle(n, now, fx))
     }
 
     /// Sets `max_lifetime` (`SetConnMaxLifetime`); applies to open connections too.
@@ -468,8 +564,15 @@ impl<M: Manager> Pool<M> {
     /// # Errors
     /// A config error for zero or more than a year (use `None` for no limit).
     pub fn set_max_lifetime(&self, d: Option<Duration>) -> Result<(), Error> {
-        let d = Config { max_lifetime: d, ..Config::default() }.validate(None)?.0.max_lifetime;
-        self.shared.with_state(|st, _, fx| st.set_max_lifetime(d, fx));
+        let d = Config {
+            max_lifetime: d,
+            ..Config::default()
+        }
+        .validate(None)?
+        .0
+        .max_lifetime;
+        self.shared
+            .with_state(|st, _, fx| st.set_max_lifetime(d, fx));
         Ok(())
     }
 
@@ -478,8 +581,15 @@ impl<M: Manager> Pool<M> {
     /// # Errors
     /// A config error for zero or more than a year (use `None` for no limit).
     pub fn set_max_idle_time(&self, d: Option<Duration>) -> Result<(), Error> {
-        let d = Config { max_idle_time: d, ..Config::default() }.validate(None)?.0.max_idle_time;
-        self.shared.with_state(|st, now, fx| st.set_max_idle_time(d, now, fx));
+        let d = Config {
+            max_idle_time: d,
+            ..Config::default()
+        }
+        .validate(None)?
+        .0
+        .max_idle_time;
+        self.shared
+            .with_state(|st, now, fx| st.set_max_idle_time(d, now, fx));
         Ok(())
     }
 
@@ -488,7 +598,13 @@ impl<M: Manager> Pool<M> {
     /// # Errors
     /// A config error for more than a year.
     pub fn set_idle_grace(&self, d: Duration) -> Result<(), Error> {
-        let d = Config { idle_grace: d, ..Config::default() }.validate(None)?.0.idle_grace;
+        let d = Config {
+            idle_grace: d,
+            ..Config::default()
+        }
+        .validate(None)?
+        .0
+        .idle_grace;
         self.shared.with_state(|st, _, fx| st.set_idle_grace(d, fx));
         Ok(())
     }

@@ -83,7 +83,14 @@ pub(crate) struct Effects<C> {
 
 impl<C> Default for Effects<C> {
     fn default() -> Self {
-        Effects { wake: None, wakes: Vec::new(), creates: Vec::new(), closes: Vec::new(), notify_reaper: false, drained: false }
+        Effects {
+            wake: None,
+            wakes: Vec::new(),
+            creates: Vec::new(),
+            closes: Vec::new(),
+            notify_reaper: false,
+            drained: false,
+        }
     }
 }
 
@@ -146,7 +153,11 @@ pub(crate) struct State<C> {
 }
 
 impl<C> State<C> {
-    pub fn new(limits: Limits, requested_max_idle: usize, requested_jitter: Option<Duration>) -> Self {
+    pub fn new(
+        limits: Limits,
+        requested_max_idle: usize,
+        requested_jitter: Option<Duration>,
+    ) -> Self {
         let backoff = limits.breaker_backoff;
         State {
             limits,
@@ -161,7 +172,12 @@ impl<C> State<C> {
             waiters: Waiters::new(),
             closed: false,
             stats: Stats::default(),
-            breaker: Breaker { failures: 0, open: false, backoff, retry_at: None },
+            breaker: Breaker {
+                failures: 0,
+                open: false,
+                backoff,
+                retry_at: None,
+            },
             last_error: None,
             next_id: 1,
             reaper_at: None,
@@ -242,20 +258,31 @@ impl<C> State<C> {
 
     /// The error a timed-out checkout gets: the last create error as source while creates fail.
     pub fn timeout_error(&self) -> Error {
-        let cause = if self.breaker.failures > 0 { self.last_error.clone() } else { None };
+        let cause = if self.breaker.failures > 0 {
+            self.last_error.clone()
+        } else {
+            None
+        };
         Error::with_cause(Kind::Timeout, cause)
     }
 
     /// A checkout: an idle connection, or a place in the queue (starting a create if there is
     /// room). `retry` is for a caller whose connection turned out broken: it keeps its turn.
-    pub fn acquire(&mut self, now: &mut Now, retry: bool, fx: &mut Effects<C>) -> Result<Acquired<C>, Error> {
+    pub fn acquire(
+        &mut self,
+        now: &mut Now,
+        retry: bool,
+        fx: &mut Effects<C>,
+    ) -> Result<Acquired<C>, Error> {
         if self.closed {
             return Err(Error::closed());
         }
         if retry || self.waiters.is_empty() {
             loop {
                 let surplus = self.idle.len() > self.limits.max_idle;
-                let Some(mut conn) = self.pop_idle() else { break };
+                let Some(mut conn) = self.pop_idle() else {
+                    break;
+                };
                 if self.is_expired(&conn, now) {
                     self.begin_close(conn, CloseReason::MaxLifetime, fx);
                     continue;
@@ -265,7 +292,9 @@ impl<C> State<C> {
                     self.stats.grace_reused += 1;
                 }
                 if let Some(after) = self.limits.validate_after {
-                    conn.must_validate = conn.idle_since.is_some_and(|t| now.get().saturating_duration_since(t) >= after);
+                    conn.must_validate = conn
+                        .idle_since
+                        .is_some_and(|t| now.get().saturating_duration_since(t) >= after);
                 }
                 if self.limits.min_idle > 0 {
                     self.refill(now, fx);
@@ -293,7 +322,9 @@ impl<C> State<C> {
             return;
         }
         while self.waiters.len() > self.creating && self.has_room() {
-            let Some(newest) = self.waiters.newest() else { break };
+            let Some(newest) = self.waiters.newest() else {
+                break;
+            };
             if self.breaker.open {
                 let err = self.unavailable();
                 if let Some(w) = self.waiters.fail(newest, err) {
@@ -313,7 +344,10 @@ impl<C> State<C> {
         if self.closed || self.breaker.open {
             return;
         }
-        while self.idle.len() + self.creating.saturating_sub(self.waiters.len()) < self.limits.min_idle && self.has_room() {
+        while self.idle.len() + self.creating.saturating_sub(self.waiters.len())
+            < self.limits.min_idle
+            && self.has_room()
+        {
             if let Some(at) = self.breaker.retry_at
                 && now.get() < at
             {
@@ -334,13 +368,24 @@ impl<C> State<C> {
     }
 
     /// A create finished: the connection goes to the head waiter or to idle. Returns its id.
-    pub fn handle_created(&mut self, res: C, tag: Option<WaiterId>, now: &mut Now, fx: &mut Effects<C>) -> u64 {
+    pub fn handle_created(
+        &mut self,
+        res: C,
+        tag: Option<WaiterId>,
+        now: &mut Now,
+        fx: &mut Effects<C>,
+    ) -> u64 {
         self.creating -= 1;
         if tag.is_none() {
             self.background -= 1;
         }
         self.stats.created += 1;
-        self.breaker = Breaker { failures: 0, open: false, backoff: self.limits.breaker_backoff, retry_at: None };
+        self.breaker = Breaker {
+            failures: 0,
+            open: false,
+            backoff: self.limits.breaker_backoff,
+            retry_at: None,
+        };
         let id = self.next_id;
         self.next_id += 1;
         let conn = Conn {
@@ -358,7 +403,13 @@ impl<C> State<C> {
 
     /// A create failed: the slot frees, the waiter that asked gets the error, and the breaker
     /// counts it.
-    pub fn handle_create_failed(&mut self, err: Error, tag: Option<WaiterId>, now: &mut Now, fx: &mut Effects<C>) {
+    pub fn handle_create_failed(
+        &mut self,
+        err: Error,
+        tag: Option<WaiterId>,
+        now: &mut Now,
+        fx: &mut Effects<C>,
+    ) {
         self.creating -= 1;
         self.open -= 1;
         self.stats.create_errors += 1;
@@ -400,7 +451,7 @@ impl<C> State<C> {
         if self.closed {
             return self.begin_close(conn, CloseReason::Shutdown, fx);
         }
-        if self.open > self.limits.open_cap() {
+        if self.open - self.closing > self.limits.open_cap() {
             return self.begin_close(conn, CloseReason::MaxIdle, fx);
         }
         match self.waiters.serve_head((conn, via)) {
@@ -480,7 +531,13 @@ impl<C> State<C> {
         }
     }
 
-    fn finish_wait(&mut self, since: Instant, counted: bool, slot: Slot<(Conn<C>, Via)>, now: &mut Now) -> Result<(Conn<C>, Via), Error> {
+    fn finish_wait(
+        &mut self,
+        since: Instant,
+        counted: bool,
+        slot: Slot<(Conn<C>, Via)>,
+        now: &mut Now,
+    ) -> Result<(Conn<C>, Via), Error> {
         if counted {
             self.stats.wait_duration += now.get().saturating_duration_since(since);
         }
@@ -494,7 +551,9 @@ impl<C> State<C> {
                 Ok((conn, via))
             }
             Slot::Failed(err) => Err(err),
-            Slot::Waiting(_) => unreachable!("finish_wait is only called on a served or failed slot"),
+            Slot::Waiting(_) => {
+                unreachable!("finish_wait is only called on a served or failed slot")
+            }
         }
     }
 
@@ -532,7 +591,9 @@ impl<C> State<C> {
     /// The waiter's future was dropped: it leaves the queue, and a connection already handed
     /// to it moves on to the next waiter or to idle.
     pub fn cancel_waiter(&mut self, id: WaiterId, now: &mut Now, fx: &mut Effects<C>) {
-        let Some(entry) = self.waiters.remove(id) else { return };
+        let Some(entry) = self.waiters.remove(id) else {
+            return;
+        };
         if entry.counted {
             self.stats.wait_duration += now.get().saturating_duration_since(entry.since);
         }
@@ -577,7 +638,8 @@ impl<C> State<C> {
             }
         }
         if let Some(max) = self.limits.max_idle_time {
-            while self.idle.len() > self.limits.min_idle && self.front_idle_since(now) + max <= now {
+            while self.idle.len() > self.limits.min_idle && self.front_idle_since(now) + max <= now
+            {
                 let conn = self.take_front().expect("idle is not empty");
                 self.begin_close(conn, CloseReason::MaxIdleTime, fx);
             }
@@ -630,7 +692,8 @@ impl<C> State<C> {
             {
                 at(t + self.limits.idle_grace);
             }
-            let refill_due = self.idle.len() + self.creating.saturating_sub(self.waiters.len()) < self.limits.min_idle;
+            let refill_due = self.idle.len() + self.creating.saturating_sub(self.waiters.len())
+                < self.limits.min_idle;
             if let Some(t) = self.breaker.retry_at
                 && ((self.breaker.open && self.background == 0) || refill_due)
             {
@@ -665,9 +728,17 @@ impl<C> State<C> {
         fx.notify_reaper = true;
     }
 
-    pub fn set_min_idle(&mut self, n: usize, now: &mut Now, fx: &mut Effects<C>) -> Result<(), Error> {
+    pub fn set_min_idle(
+        &mut self,
+        n: usize,
+        now: &mut Now,
+        fx: &mut Effects<C>,
+    ) -> Result<(), Error> {
         if n > self.limits.max_idle {
-            return Err(Error::config("min_idle", format!("({n}) is more than max_idle ({})", self.limits.max_idle)));
+            return Err(Error::config(
+                "min_idle",
+                format!("({n}) is more than max_idle ({})", self.limits.max_idle),
+            ));
         }
         self.limits.min_idle = n;
         self.balance(now, fx);

@@ -207,12 +207,21 @@ impl Manager for ScriptedManager {
         self.counts.occupy();
         let mut slot = Occupancy(self.counts.clone(), false);
         let step = self.scripts.lock().create.pop_front();
-        let step = step.unwrap_or(if self.creates_fail.load(Ordering::SeqCst) { Step::Fail("backend down") } else { Step::Ok });
+        let step = step.unwrap_or(if self.creates_fail.load(Ordering::SeqCst) {
+            Step::Fail("backend down")
+        } else {
+            Step::Ok
+        });
         run(step).await?;
         slot.1 = true;
         self.counts.live.fetch_add(1, Ordering::SeqCst);
         let id = self.counts.next_id.fetch_add(1, Ordering::SeqCst) + 1;
-        Ok(Res { id, broken: false, dirty: false, counts: self.counts.clone() })
+        Ok(Res {
+            id,
+            broken: false,
+            dirty: false,
+            counts: self.counts.clone(),
+        })
     }
 
     fn check(&self, r: &mut Res) -> Health {
@@ -249,15 +258,17 @@ impl Manager for ScriptedManager {
     }
 }
 
-/// Polls `fut` at most `polls` times (letting other tasks run in between), then drops it.
-/// Returns its output if it finished. Call it inside a tokio runtime.
+/// Polls `fut` at most `polls` times, then drops it; returns its output if it finished.
+/// Between polls it sleeps 1 ms (tokio time), so other tasks run and paused time advances.
+/// Call it inside a tokio runtime.
 pub async fn drop_after_polls<F: Future>(fut: F, polls: usize) -> Option<F::Output> {
     let mut fut = pin!(fut);
     for _ in 0..polls {
-        if let Poll::Ready(v) = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+        if let Poll::Ready(v) = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await
+        {
             return Some(v);
         }
-        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     None
 }
@@ -265,7 +276,11 @@ pub async fn drop_after_polls<F: Future>(fut: F, polls: usize) -> Option<F::Outp
 /// The cancellation grid: for n = 0, 1, 2, ... polls, makes a fresh future, drops it after n
 /// polls, and runs `after_drop(n)`; stops once a future completes within n polls (its output
 /// is returned) or after `max_polls`.
-pub async fn cancel_at_every_point<F, Fut, A, AFut>(mut make: F, max_polls: usize, mut after_drop: A) -> Option<Fut::Output>
+pub async fn cancel_at_every_point<F, Fut, A, AFut>(
+    mut make: F,
+    max_polls: usize,
+    mut after_drop: A,
+) -> Option<Fut::Output>
 where
     F: FnMut() -> Fut,
     Fut: Future,
@@ -287,7 +302,11 @@ where
 /// At rest means: nothing checked out, creating, closing or waiting (`in_use == 0`,
 /// `waiting == 0`), the manager's live resources equal `open`, and
 /// `created - closed - detached == open`.
-pub async fn assert_settled<M: Manager>(pool: &Pool<M>, live: impl Fn() -> usize, within: Duration) -> Stats {
+pub async fn assert_settled<M: Manager>(
+    pool: &Pool<M>,
+    live: impl Fn() -> usize,
+    within: Duration,
+) -> Stats {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let s = pool.stats();
@@ -296,23 +315,37 @@ pub async fn assert_settled<M: Manager>(pool: &Pool<M>, live: impl Fn() -> usize
             return s;
         }
         if tokio::time::Instant::now() >= deadline {
-            panic!("pool did not settle within {within:?}: live = {}, stats = {s:#?}", live());
+            panic!(
+                "pool did not settle within {within:?}: live = {}, stats = {s:#?}",
+                live()
+            );
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
 /// Waits (polling, up to `within`) until a closed pool holds nothing and `live()` is zero.
-pub async fn assert_drained<M: Manager>(pool: &Pool<M>, live: impl Fn() -> usize, within: Duration) -> Stats {
+pub async fn assert_drained<M: Manager>(
+    pool: &Pool<M>,
+    live: impl Fn() -> usize,
+    within: Duration,
+) -> Stats {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let s = pool.stats();
         if s.open == 0 && live() == 0 && s.waiting == 0 {
-            assert_eq!(s.created - s.closed() - s.detached, 0, "counters do not balance: {s:#?}");
+            assert_eq!(
+                s.created - s.closed() - s.detached,
+                0,
+                "counters do not balance: {s:#?}"
+            );
             return s;
         }
         if tokio::time::Instant::now() >= deadline {
-            panic!("pool did not drain within {within:?}: live = {}, stats = {s:#?}", live());
+            panic!(
+                "pool did not drain within {within:?}: live = {}, stats = {s:#?}",
+                live()
+            );
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }

@@ -51,7 +51,12 @@ pub(crate) struct Waiters<T> {
 
 impl<T> Waiters<T> {
     pub fn new() -> Self {
-        Waiters { slab: Slab::new(), queue: VecDeque::new(), waiting: 0, next_seq: 0 }
+        Waiters {
+            slab: Slab::new(),
+            queue: VecDeque::new(),
+            waiting: 0,
+            next_seq: 0,
+        }
     }
 
     /// Waiters queued now.
@@ -68,7 +73,12 @@ impl<T> Waiters<T> {
     pub fn push(&mut self, since: Instant, counted: bool, front: bool) -> WaiterId {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let idx = self.slab.insert(Entry { seq, since, counted, slot: Slot::Waiting(None) });
+        let idx = self.slab.insert(Entry {
+            seq,
+            since,
+            counted,
+            slot: Slot::Waiting(None),
+        });
         let id = WaiterId { idx, seq };
         if front {
             self.queue.push_front(id);
@@ -91,7 +101,8 @@ impl<T> Waiters<T> {
                 continue;
             }
             let entry = &mut self.slab[id.idx];
-            let Slot::Waiting(waker) = std::mem::replace(&mut entry.slot, Slot::Served(value)) else {
+            let Slot::Waiting(waker) = std::mem::replace(&mut entry.slot, Slot::Served(value))
+            else {
                 unreachable!("is_waiting checked the slot");
             };
             self.waiting -= 1;
@@ -105,7 +116,9 @@ impl<T> Waiters<T> {
         if !Self::is_waiting(&self.slab, id) {
             return None;
         }
-        let Slot::Waiting(waker) = std::mem::replace(&mut self.slab[id.idx].slot, Slot::Failed(err)) else {
+        let Slot::Waiting(waker) =
+            std::mem::replace(&mut self.slab[id.idx].slot, Slot::Failed(err))
+        else {
             unreachable!("is_waiting checked the slot");
         };
         self.waiting -= 1;
@@ -159,6 +172,10 @@ impl<T> Waiters<T> {
     /// Ids in queue order, for tests.
     #[cfg(test)]
     pub fn order(&self) -> Vec<WaiterId> {
-        self.queue.iter().copied().filter(|&id| Self::is_waiting(&self.slab, id)).collect()
+        self.queue
+            .iter()
+            .copied()
+            .filter(|&id| Self::is_waiting(&self.slab, id))
+            .collect()
     }
 }

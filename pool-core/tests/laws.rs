@@ -1,0 +1,811 @@
+//! The laws of RELIABILITY.md that apply to the core, each proven on the real shell with the
+//! scripted manager (paused tokio time where time matters).
+
+mod support;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use pool_core::testing::{ScriptError, ScriptedManager, Step};
+use pool_core::{IdleOrder, Pooled};
+use support::{builder, eventually, settled};
+
+const SEC: Duration = Duration::from_secs(1);
+
+// ---- reuse and no spurious work (law 12) ----
+
+#[tokio::test(start_paused = true)]
+async fn sequential_checkouts_reuse_one_connection() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m).build().unwrap();
+    for _ in 0..100 {
+        let c = pool.get().await.unwrap();
+        assert_eq!(c.id, 1);
+    }
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.created, s.hits, s.idle), (1, 99, 1));
+    assert_eq!(m.create_calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_order_lifo_takes_most_recent_fifo_takes_oldest() {
+    for (order, expect) in [(IdleOrder::Lifo, 2), (IdleOrder::Fifo, 1)] {
+        let m = ScriptedManager::new();
+        let pool = builder(&m).idle_order(order).build().unwrap();
+        let a = pool.get().await.unwrap();
+        let b = pool.get().await.unwrap();
+        drop(a);
+        drop(b);
+        assert_eq!(pool.get().await.unwrap().id, expect, "{order:?}");
+    }
+}
+
+// ---- hard cap (law 2) and no lost waiter (law 4) ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_acquires_on_eight_never_exceed_eight_and_all_are_served() {
+    let m = ScriptedManager::new();
+    m.script_create((0..8).map(|_| Step::Slow(Duration::from_millis(1))));
+    let pool = builder(&m).max_open(8).max_idle(8).build().unwrap();
+    let served = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..10_000)
+        .map(|_| {
+            let (pool, served) = (pool.clone(), served.clone());
+            tokio::spawn(async move {
+                let c = pool.get().await.unwrap();
+                tokio::task::yield_now().await;
+                drop(c);
+                served.fetch_add(1, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(served.load(Ordering::SeqCst), 10_000);
+    assert_eq!(
+        m.high_water(),
+        8,
+        "live resources plus creates in flight exceeded max_open"
+    );
+    let s = settled(&pool, &m).await;
+    assert_eq!(s.created, 8);
+    assert!(s.wait_count > 0 && s.handoffs > 0, "{s:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn creates_in_flight_count_against_max_open() {
+    let m = ScriptedManager::new();
+    m.script_create([
+        Step::Slow(10 * SEC),
+        Step::Slow(10 * SEC),
+        Step::Slow(10 * SEC),
+    ]);
+    let pool = builder(&m).max_open(2).build().unwrap();
+    let tasks: Vec<_> = (0..3)
+        .map(|_| {
+            tokio::spawn({
+                let p = pool.clone();
+                async move { drop(p.get().await.unwrap()) }
+            })
+        })
+        .collect();
+    eventually("three queued", || pool.stats().waiting == 3).await;
+    assert_eq!(
+        m.create_calls(),
+        2,
+        "a third create started while two were in flight"
+    );
+    assert_eq!(pool.stats().open, 2);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(m.high_water(), 2);
+    settled(&pool, &m).await;
+}
+
+// ---- fairness (law 11) ----
+
+#[tokio::test(start_paused = true)]
+async fn waiters_are_served_in_arrival_order_and_newcomers_do_not_barge() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m).max_open(1).build().unwrap();
+    let held = pool.get().await.unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (p, order) = (pool.clone(), order.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = p.get().await.unwrap();
+            order.lock().push(i);
+            tokio::task::yield_now().await;
+            drop(c);
+        }));
+        eventually("waiter queued", || pool.stats().waiting == i + 1).await;
+    }
+    drop(held);
+    // A newcomer arriving right after the release must queue behind the twenty.
+    let newcomer = pool.get().await.unwrap();
+    order.lock().push(99);
+    drop(newcomer);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let expected: Vec<usize> = (0..20).chain([99]).collect();
+    assert_eq!(*order.lock(), expected);
+    let s = settled(&pool, &m).await;
+    assert_eq!(s.created, 1);
+    assert_eq!(s.handoffs, 21);
+}
+
+// ---- grace retention: the headline ----
+
+async fn burst(pool: &pool_core::Pool<ScriptedManager>, n: usize) {
+    let conns: Vec<_> = futures_util::future::join_all((0..n).map(|_| pool.get())).await;
+    drop(conns);
+}
+
+#[tokio::test(start_paused = true)]
+async fn grace_keeps_surplus_for_the_next_burst_then_reaps_it() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m)
+        .max_open(10)
+        .max_idle(2)
+        .idle_grace(30 * SEC)
+        .build()
+        .unwrap();
+    burst(&pool, 10).await;
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.created, s.idle, s.surplus_idle), (10, 10, 8));
+    tokio::time::sleep(10 * SEC).await;
+    burst(&pool, 10).await;
+    let s = settled(&pool, &m).await;
+    assert_eq!(
+        s.created, 10,
+        "the second burst created instead of reusing surplus"
+    );
+    assert_eq!(s.grace_reused, 8);
+    assert_eq!(s.grace_closed, 0);
+    // Nothing touches the pool for the whole grace period: surplus closes, max_idle stays.
+    tokio::time::sleep(31 * SEC).await;
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.grace_closed, s.idle, s.surplus_idle), (8, 2, 0));
+    assert_eq!(m.live(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn zero_grace_is_database_sql_closing_above_max_idle_at_once() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m)
+        .max_open(10)
+        .max_idle(2)
+        .idle_grace(Duration::ZERO)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        burst(&pool, 10).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let s = settled(&pool, &m).await;
+    // database/sql: max_idle + bursts x (max_open - max_idle).
+    assert_eq!(s.created, 2 + 3 * 8);
+    assert_eq!(s.max_idle_closed, 3 * 8);
+    assert_eq!(s.idle, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn lowering_max_idle_closes_surplus_at_once_and_counts_it() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m).max_open(10).max_idle(10).build().unwrap();
+    burst(&pool, 10).await;
+    pool.set_max_idle(3);
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.idle, s.max_idle_closed), (3, 7));
+}
+
+// ---- lifetime and idle time ----
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_connection_is_never_handed_out() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m)
+        .max_lifetime(60 * SEC)
+        .lifetime_jitter(Duration::ZERO)
+        .build()
+        .unwrap();
+    drop(pool.get().await.unwrap());
+    // Stop the reaper from winning the race: check at the exact expiry instant via get.
+    tokio::time::advance(60 * SEC).await;
+    let c = pool.get().await.unwrap();
+    assert_eq!(c.id, 2, "an expired connection was reused");
+    drop(c);
+    let s = settled(&pool, &m).await;
+    assert_eq!(s.max_lifetime_closed, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_expiring_while_checked_out_closes_on_return_once() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m)
+        .max_lifetime(60 * SEC)
+        .lifetime_jitter(Duration::ZERO)
+        .build()
+        .unwrap();
+    let c = pool.get().await.unwrap();
+    tokio::time::sleep(120 * SEC).await;
+    assert_eq!(m.live(), 1, "a checked-out connection was interrupted");
+    drop(c);
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.max_lifetime_closed, s.open), (1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_reaper_retires_idle_connections_at_their_lifetime() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m)
+        .max_idle(4)
+        .max_lifetime(60 * SEC)
+        .lifetime_jitter(10 * SEC)
+        .build()
+        .unwrap();
+    burst(&pool, 4).await;
+    tokio::time::sleep(49 * SEC).await;
+    assert_eq!(
+        settled(&pool, &m).await.max_lifetime_closed,
+        0,
+        "jitter took more than lifetime_jitter"
+    );
+    tokio::time::sleep(11 * SEC + Duration::from_millis(1)).await;
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.max_lifetime_closed, s.open), (4, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_idle_time_retires_idle_connections_above_min_idle() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m)
+        .max_idle(5)
+        .min_idle(2)
+        .max_idle_time(10 * SEC)
+        .build()
+        .unwrap();
+    eventually("warm-up", || pool.stats().idle == 2).await;
+    burst(&pool, 5).await;
+    tokio::time::sleep(11 * SEC).await;
+    let s = settled(&pool, &m).await;
+    // The burst took both warm connections, so the reaper refilled two (HikariCP's minimumIdle
+    // counts idle connections): 7 created, all but min_idle retired.
+    assert_eq!(
+        (s.created, s.max_idle_time_closed, s.idle),
+        (7, 5, 2),
+        "{s:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn min_idle_warms_up_and_refills() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m).max_idle(3).min_idle(3).build().unwrap();
+    eventually("warm-up", || pool.stats().idle == 3).await;
+    let c = pool.get().await.unwrap();
+    Pooled::discard(c);
+    eventually("refill", || pool.stats().idle == 3).await;
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.created, s.broken_closed), (4, 1));
+}
+
+// ---- timeouts (law 3) and clear errors (law 7) ----
+
+#[tokio::test(start_paused = true)]
+async fn acquire_timeout_bounds_a_checkout_and_names_the_last_create_error() {
+    let m = ScriptedManager::new();
+    m.script_create([Step::SlowFail(2 * SEC, "password authentication failed")]);
+    let pool = builder(&m)
+        .max_open(1)
+        .acquire_timeout(5 * SEC)
+        .build()
+        .unwrap();
+    let held = {
+        // The first caller gets the create error itself, at once (after 2 s), not a timeout.
+        let err = pool.get().await.unwrap_err();
+        assert!(err.is_create() && !err.is_timeout(), "{err:?}");
+        assert_eq!(
+            err.downcast_ref::<ScriptError>(),
+            Some(&ScriptError("password authentication failed"))
+        );
+        pool.get().await.unwrap()
+    };
+    let start = tokio::time::Instant::now();
+    let err = pool.get().await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(start.elapsed(), 5 * SEC);
+    // The last create succeeded, so the timeout names no stale create error.
+    assert!(err.downcast_ref::<ScriptError>().is_none());
+    drop(held);
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.timeouts, s.create_errors), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_while_creates_fail_carries_the_create_error() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m)
+        .max_open(1)
+        .acquire_timeout(5 * SEC)
+        .breaker_threshold(0)
+        .build()
+        .unwrap();
+    let held = pool.get().await.unwrap();
+    m.fail_all_creates(true);
+    let waiter = tokio::spawn({
+        let p = pool.clone();
+        async move { p.get().await }
+    });
+    eventually("queued", || pool.stats().waiting == 1).await;
+    Pooled::discard(held); // frees the slot: the waiter's create fails
+    let err = waiter.await.unwrap().unwrap_err();
+    assert!(err.is_create());
+    m.script_create([Step::SlowFail(SEC, "connection refused"), Step::Never]);
+    let err = pool.get().await.unwrap_err();
+    assert!(err.is_create());
+    // The next create hangs: the caller times out at acquire_timeout, told what failed last.
+    let t = tokio::time::Instant::now();
+    let err = pool.get().await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(
+        err.downcast_ref::<ScriptError>(),
+        Some(&ScriptError("connection refused"))
+    );
+    assert_eq!(t.elapsed(), 5 * SEC);
+    // create_timeout defaults to acquire_timeout: the hung create frees its slot too.
+    eventually("hung create given up", || pool.stats().open == 0).await;
+    assert_eq!(pool.stats().create_errors, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_create_frees_its_slot_after_create_timeout() {
+    let m = ScriptedManager::new();
+    m.script_create([Step::Never]);
+    let pool = builder(&m)
+        .max_open(1)
+        .create_timeout(3 * SEC)
+        .build()
+        .unwrap();
+    let err = pool.get().await.unwrap_err();
+    assert!(err.is_timeout() && err.is_create(), "{err:?}");
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.open, s.create_errors), (0, 1));
+    assert!(pool.get().await.is_ok());
+}
+
+// ---- panics (law 7) ----
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_create_fails_its_caller_and_spares_the_others() {
+    let m = ScriptedManager::new();
+    m.script_create([Step::Panic]);
+    let pool = builder(&m).max_open(2).build().unwrap();
+    let first = pool.get().await.unwrap_err();
+    assert!(first.is_panic() && first.is_create(), "{first:?}");
+    let others =
+        futures_util::future::join_all((0..5).map(|_| async { pool.get().await.map(drop) })).await;
+    assert!(others.iter().all(|r| r.is_ok()));
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.create_errors, s.created), (1, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_guard_dropped_during_a_panic_discards_its_connection() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m).build().unwrap();
+    let p = pool.clone();
+    let r = tokio::spawn(async move {
+        let _c = p.get().await.unwrap();
+        panic!("user code panics while holding a connection");
+    })
+    .await;
+    assert!(r.is_err());
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.broken_closed, s.open), (1, 0));
+    assert!(pool.get().await.is_ok(), "the pool hangs after a panic");
+}
+
+#[tokio::test(start_paused = true)]
+async fn panics_in_hooks_cost_the_connection_not_the_pool() {
+    let m = ScriptedManager::new().with_validate_after(Duration::ZERO);
+    m.script_validate([Step::Panic]);
+    m.script_close([Step::Panic]);
+    let pool = builder(&m).build().unwrap();
+    drop(pool.get().await.unwrap());
+    let c = pool.get().await.unwrap(); // validate panics: discarded, a new one is made
+    assert_eq!(c.id, 2);
+    drop(c);
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.broken_closed, s.created, m.validate_calls()), (1, 2, 1));
+}
+
+// ---- safe reuse (law 6) ----
+
+#[tokio::test(start_paused = true)]
+async fn broken_connections_are_never_handed_out() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m).max_idle(3).build().unwrap();
+    let mut a = pool.get().await.unwrap();
+    a.broken = true;
+    drop(a); // check on release: closed
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.broken_closed, s.idle), (1, 0));
+    let c = pool.get().await.unwrap();
+    assert_eq!(c.id, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn validation_runs_only_after_the_idle_threshold_and_failures_move_on() {
+    let m = ScriptedManager::new().with_validate_after(SEC);
+    let pool = builder(&m).max_idle(2).build().unwrap();
+    burst(&pool, 2).await;
+    drop(pool.get().await.unwrap());
+    assert_eq!(
+        m.validate_calls(),
+        0,
+        "validated a connection idle under the threshold"
+    );
+    tokio::time::advance(2 * SEC).await;
+    m.script_validate([Step::Fail("server closed the connection")]);
+    let c = pool.get().await.unwrap();
+    assert_eq!(
+        m.validate_calls(),
+        2,
+        "the first failed, the second was validated too"
+    );
+    drop(c);
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.broken_closed, s.created), (1, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dirty_connection_is_reset_before_reuse_and_a_hung_reset_is_bounded() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m).hook_timeout(2 * SEC).build().unwrap();
+    let mut c = pool.get().await.unwrap();
+    c.dirty = true;
+    drop(c);
+    let c = pool.get().await.unwrap();
+    assert!(!c.dirty && m.reset_calls() == 1);
+    let mut c2 = c;
+    c2.dirty = true;
+    drop(c2);
+    m.script_reset([Step::Never]);
+    let t = tokio::time::Instant::now();
+    let c = pool.get().await.unwrap();
+    assert_eq!(t.elapsed(), 2 * SEC);
+    assert_eq!(c.id, 2, "a connection whose reset hung was handed out");
+    drop(c);
+    let s = settled(&pool, &m).await;
+    assert_eq!(s.broken_closed, 1);
+}
+
+// ---- cancellation (law 5) ----
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_waiter_leaves_the_queue_at_once() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m).max_open(1).build().unwrap();
+    let held = pool.get().await.unwrap();
+    let waiter = tokio::spawn({
+        let p = pool.clone();
+        async move { p.get().await.map(drop) }
+    });
+    eventually("queued", || pool.stats().waiting == 1).await;
+    waiter.abort();
+    eventually("left", || pool.stats().waiting == 0).await;
+    drop(held);
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.idle, s.handoffs), (1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_handed_to_a_waiter_that_left_moves_on() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m).max_open(1).build().unwrap();
+    let held = pool.get().await.unwrap();
+    let mut gone = Box::pin(pool.get());
+    assert!(
+        std::future::poll_fn(|cx| std::task::Poll::Ready(gone.as_mut().poll(cx)))
+            .await
+            .is_pending()
+    );
+    let next = tokio::spawn({
+        let p = pool.clone();
+        async move { p.get().await.unwrap().id }
+    });
+    eventually("two queued", || pool.stats().waiting == 2).await;
+    drop(held); // handed to `gone`, which never polls again
+    drop(gone); // ... and it goes to `next`
+    assert_eq!(next.await.unwrap(), 1);
+    let s = settled(&pool, &m).await;
+    assert_eq!(s.created, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_whose_caller_left_is_pooled() {
+    let m = ScriptedManager::new();
+    m.script_create([Step::Slow(SEC)]);
+    let pool = builder(&m).build().unwrap();
+    assert!(
+        pool_core::testing::drop_after_polls(pool.get(), 1)
+            .await
+            .is_none()
+    );
+    tokio::time::sleep(2 * SEC).await;
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.created, s.idle), (1, 1));
+    assert_eq!(pool.get().await.unwrap().id, 1);
+    assert_eq!(m.create_calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn late_binding_a_waiter_takes_a_release_before_its_own_create() {
+    let m = ScriptedManager::new();
+    m.script_create([Step::Ok, Step::Slow(10 * SEC)]);
+    let pool = builder(&m).max_open(2).build().unwrap();
+    let held = pool.get().await.unwrap();
+    let waiter = tokio::spawn({
+        let p = pool.clone();
+        async move { p.get().await.unwrap().id }
+    });
+    eventually("create started", || m.create_calls() == 2).await;
+    drop(held);
+    assert_eq!(
+        waiter.await.unwrap(),
+        1,
+        "the waiter waited for its own create"
+    );
+    tokio::time::sleep(11 * SEC).await;
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.created, s.idle), (2, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_grid_for_checkouts_through_create_reset_and_validate() {
+    let m = ScriptedManager::new().with_validate_after(Duration::ZERO);
+    let pool = builder(&m).max_open(2).max_idle(2).build().unwrap();
+    // Make every step of a checkout take a few polls.
+    let done = pool_core::testing::cancel_at_every_point(
+        || {
+            m.script_create([Step::Slow(Duration::from_millis(3))]);
+            m.script_validate([Step::Slow(Duration::from_millis(3))]);
+            m.script_reset([Step::Slow(Duration::from_millis(3))]);
+            let p = pool.clone();
+            async move {
+                let mut c = p.get().await.unwrap();
+                c.dirty = true;
+                drop(c);
+                let c = p.get().await.unwrap();
+                c.id
+            }
+        },
+        200,
+        |_| async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            settled(&pool, &m).await;
+            assert!(m.high_water() <= 2);
+        },
+    )
+    .await;
+    assert!(
+        done.is_some(),
+        "the checkout never completed within 200 polls"
+    );
+    settled(&pool, &m).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn ten_thousand_acquires_dropped_at_random_points_leak_nothing() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m).max_open(4).max_idle(4).build().unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..10_000u32 {
+        if i % 7 == 0 {
+            m.script_create([Step::Slow(Duration::from_micros(50))]);
+        }
+        let p = pool.clone();
+        let polls = fastrand_like(i) % 6;
+        tasks.push(tokio::spawn(async move {
+            if let Some(Ok(c)) = pool_core::testing::drop_after_polls(p.get(), polls as usize).await
+            {
+                tokio::task::yield_now().await;
+                if polls == 3 {
+                    Pooled::discard(c);
+                }
+            }
+        }));
+        if i % 100 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    tokio::time::sleep(SEC).await;
+    let s = settled(&pool, &m).await;
+    assert!(m.high_water() <= 4);
+    assert_eq!(s.open, m.live());
+}
+
+fn fastrand_like(i: u32) -> u32 {
+    i.wrapping_mul(2_654_435_761).rotate_left(13)
+}
+
+// ---- shutdown (law 8) and leaks (law 1) ----
+
+#[tokio::test(start_paused = true)]
+async fn close_fails_waiters_at_once_and_closes_the_rest_on_return() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m).max_open(2).max_idle(2).build().unwrap();
+    let a = pool.get().await.unwrap();
+    drop(pool.get().await.unwrap());
+    let waiter = tokio::spawn({
+        let p = pool.clone();
+        async move { p.get().await.err() }
+    });
+    let waiter2 = tokio::spawn({
+        let p = pool.clone();
+        async move { p.get().await.err() }
+    });
+    eventually("queued", || {
+        pool.stats().waiting == 1 || m.create_calls() == 2
+    })
+    .await;
+    pool.close();
+    for w in [waiter, waiter2] {
+        let err = w.await.unwrap().expect("a waiter was served after close");
+        assert!(err.is_closed(), "{err:?}");
+    }
+    assert!(pool.get().await.unwrap_err().is_closed());
+    eventually("idle closed", || pool.stats().idle == 0 && m.live() == 1).await;
+    drop(a);
+    let s = pool_core::testing::assert_drained(&pool, || m.live(), support::SETTLE).await;
+    assert_eq!(s.shutdown_closed, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_and_wait_is_bounded_and_waits_for_returns() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m).build().unwrap();
+    let c = pool.get().await.unwrap();
+    let err = pool.close_and_wait(SEC).await.unwrap_err();
+    assert!(err.is_timeout());
+    let p = pool.clone();
+    let waiting = tokio::spawn(async move { p.close_and_wait(10 * SEC).await });
+    tokio::time::sleep(SEC).await;
+    drop(c);
+    waiting.await.unwrap().unwrap();
+    assert_eq!(m.live(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_last_handle_closes_idle_and_stops_the_reaper() {
+    let m = ScriptedManager::new();
+    let tasks_before = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    let pool = builder(&m).max_idle(4).idle_grace(SEC).build().unwrap();
+    burst(&pool, 4).await;
+    let clone = pool.clone();
+    drop(pool);
+    assert_eq!(m.live(), 4, "idle closed while a handle remained");
+    drop(clone);
+    eventually("idle closed", || m.live() == 0).await;
+    eventually("reaper and close tasks gone", || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+            == tasks_before
+    })
+    .await;
+}
+
+// ---- recovery without storms (law 10) ----
+
+#[tokio::test(start_paused = true)]
+async fn the_breaker_fails_fast_probes_with_backoff_and_recovers() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m)
+        .max_open(4)
+        .breaker_threshold(3)
+        .breaker_backoff(Duration::from_millis(100))
+        .breaker_max_backoff(SEC)
+        .build()
+        .unwrap();
+    m.fail_all_creates(true);
+    for _ in 0..3 {
+        assert!(pool.get().await.unwrap_err().is_create());
+    }
+    let err = pool.get().await.unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    assert_eq!(
+        err.downcast_ref::<ScriptError>(),
+        Some(&ScriptError("backend down"))
+    );
+    let calls = m.create_calls();
+    // Ten seconds down: probes back off 100 ms, 200, 400, 800, then every second.
+    for _ in 0..100 {
+        assert!(pool.get().await.unwrap_err().is_unavailable());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let probes = m.create_calls() - calls;
+    assert!((8..=14).contains(&probes), "{probes} probes in 10 s");
+    m.fail_all_creates(false);
+    tokio::time::sleep(2 * SEC).await;
+    assert!(
+        pool.get().await.is_ok(),
+        "the pool did not recover by itself"
+    );
+    settled(&pool, &m).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn min_idle_refill_backs_off_while_creates_fail() {
+    let m = ScriptedManager::new();
+    m.fail_all_creates(true);
+    let pool = builder(&m)
+        .max_idle(2)
+        .min_idle(2)
+        .breaker_threshold(0)
+        .breaker_backoff(Duration::from_millis(100))
+        .breaker_max_backoff(SEC)
+        .build()
+        .unwrap();
+    tokio::time::sleep(10 * SEC).await;
+    let calls = m.create_calls();
+    assert!((10..=30).contains(&calls), "{calls} refill creates in 10 s");
+    m.fail_all_creates(false);
+    tokio::time::sleep(2 * SEC).await;
+    assert_eq!(pool.stats().idle, 2);
+}
+
+// ---- knobs ----
+
+#[tokio::test(start_paused = true)]
+async fn raising_max_open_serves_waiters() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m).max_open(1).build().unwrap();
+    let held = pool.get().await.unwrap();
+    let waiter = tokio::spawn({
+        let p = pool.clone();
+        async move { p.get().await.unwrap().id }
+    });
+    eventually("queued", || pool.stats().waiting == 1).await;
+    pool.set_max_open(2);
+    assert_eq!(waiter.await.unwrap(), 2);
+    drop(held);
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.wait_count, s.max_open), (1, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn lowering_max_open_drains_on_return() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m).max_open(4).max_idle(4).build().unwrap();
+    let conns = futures_util::future::join_all((0..4).map(|_| pool.get())).await;
+    pool.set_max_open(2);
+    drop(conns);
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.open, s.max_idle_closed), (2, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn detach_frees_the_slot() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m).max_open(1).build().unwrap();
+    let res = Pooled::detach(pool.get().await.unwrap());
+    let c = pool.get().await.unwrap();
+    assert_eq!((res.id, c.id), (1, 2));
+    drop(c);
+    let s = pool.stats();
+    assert_eq!((s.detached, s.created, s.open), (1, 2, 1));
+}
