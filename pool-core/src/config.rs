@@ -25,12 +25,12 @@ pub enum IdleOrder {
 
 /// The pool's knobs, with database/sql's names where it has one.
 ///
-/// Build it with [`Config::default`] and set fields, or with [`Builder`](crate::Builder).
+/// Build it as `Config { max_open: 16, ..Config::default() }`, or use
+/// [`Builder`](crate::Builder).
 /// [`Pool::new`](crate::Pool::new) validates it and names the knob it rejects.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
-#[non_exhaustive]
 pub struct Config {
     /// Most connections open at once, creates in flight included (`SetMaxOpenConns`).
     /// Default 0: unlimited.

@@ -50,6 +50,7 @@ mod guard;
 mod manager;
 mod pool;
 mod reaper;
+mod rt;
 mod state;
 mod stats;
 mod util;

@@ -6,13 +6,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::config::Timeouts;
 use crate::error::Kind;
+use crate::rt::{Mutex, Runtime, timeout_at};
 use crate::state::{Acquired, Conn, Effects, Now, State, Via, WaitPoll};
 use crate::util::{CatchUnwind, Deadline};
 use crate::waiters::WaiterId;
@@ -23,7 +22,7 @@ pub(crate) struct Shared<M: Manager> {
     pub manager: M,
     pub state: Mutex<State<M::Resource>>,
     timeouts: Timeouts,
-    runtime: Handle,
+    runtime: Runtime,
     reaper: Arc<Notify>,
     drained: Notify,
 }
@@ -81,9 +80,11 @@ impl<M: Manager> Shared<M> {
             let mut ticket = ticket;
             let shared = ticket.shared.clone();
             tracing::debug!(target: "pool_core", "creating a connection");
-            let result =
-                tokio::time::timeout(shared.timeouts.create, CatchUnwind(shared.manager.create()))
-                    .await;
+            let result = timeout_at(
+                Instant::now() + shared.timeouts.create,
+                CatchUnwind(shared.manager.create()),
+            )
+            .await;
             ticket.finish(result);
         });
     }
@@ -97,7 +98,7 @@ impl<M: Manager> Shared<M> {
         self.runtime.spawn(async move {
             let shared = ticket.shared.clone();
             tracing::debug!(target: "pool_core", conn = id, reason = reason.as_str(), "closing a connection");
-            match tokio::time::timeout(shared.timeouts.hook, CatchUnwind(shared.manager.close(conn.res))).await {
+            match timeout_at(Instant::now() + shared.timeouts.hook, CatchUnwind(shared.manager.close(conn.res))).await {
                 Ok(Ok(())) => {}
                 Ok(Err(panic)) => tracing::error!(target: "pool_core", conn = id, panic, "manager panicked in close"),
                 Err(_) => tracing::warn!(target: "pool_core", conn = id, "close timed out; the resource was dropped"),
@@ -116,7 +117,7 @@ impl<M: Manager> Shared<M> {
     ) -> Result<(), HookFailed> {
         let limit = Instant::now() + self.timeouts.hook;
         let at = deadline.map_or(limit, |d| d.min(limit));
-        match tokio::time::timeout_at(at, CatchUnwind(fut)).await {
+        match timeout_at(at, CatchUnwind(fut)).await {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(e))) => {
                 tracing::debug!(target: "pool_core", conn, hook, error = %e, "connection failed its hook; discarded");
@@ -227,7 +228,7 @@ struct CreateTicket<M: Manager> {
 
 type CreateResult<M> = Result<
     Result<Result<<M as Manager>::Resource, <M as Manager>::Error>, String>,
-    tokio::time::error::Elapsed,
+    crate::rt::Elapsed,
 >;
 
 impl<M: Manager> CreateTicket<M> {
@@ -326,7 +327,7 @@ impl<M: Manager> Waiter<'_, M> {
         let Some(at) = deadline else {
             return (&mut self).await;
         };
-        match tokio::time::timeout_at(at, &mut self).await {
+        match timeout_at(at, &mut self).await {
             Ok(r) => r,
             Err(_) => {
                 self.done = true;
@@ -427,7 +428,7 @@ impl<M: Manager> Pool<M> {
     /// tokio runtime (knob `"runtime"`): the pool's reaper and creates run on it.
     pub fn new(manager: M, config: Config) -> Result<Self, Error> {
         let (limits, timeouts) = config.validate(manager.validate_after())?;
-        let runtime = Handle::try_current().map_err(|_| {
+        let runtime = Runtime::current().ok_or_else(|| {
             Error::config(
                 "runtime",
                 "is missing: build the pool inside a tokio runtime",
@@ -438,11 +439,15 @@ impl<M: Manager> Pool<M> {
             manager,
             state: Mutex::new(State::new(limits, config.max_idle, config.lifetime_jitter)),
             timeouts,
-            runtime: runtime.clone(),
+            runtime,
             reaper: reaper.clone(),
             drained: Notify::new(),
         });
-        runtime.spawn(crate::reaper::run(Arc::downgrade(&shared), reaper));
+        if shared.runtime.has_timers() {
+            shared
+                .runtime
+                .spawn(crate::reaper::run(Arc::downgrade(&shared), reaper));
+        }
         Ok(Pool {
             _owner: Arc::new(Owner(shared.clone())),
             shared,

@@ -192,10 +192,6 @@ impl<C> State<C> {
         self.open
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     pub fn stats(&self) -> Stats {
         let mut s = self.stats;
         s.max_open = self.limits.max_open;

@@ -168,14 +168,4 @@ impl<T> Waiters<T> {
             self.queue.retain(|&id| Self::is_waiting(slab, id));
         }
     }
-
-    /// Ids in queue order, for tests.
-    #[cfg(test)]
-    pub fn order(&self) -> Vec<WaiterId> {
-        self.queue
-            .iter()
-            .copied()
-            .filter(|&id| Self::is_waiting(&self.slab, id))
-            .collect()
-    }
 }
