@@ -4,10 +4,8 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use crate::pool::Shared;
-use crate::state::Conn;
+use crate::state::{Conn, Effects, Now};
 use crate::{CloseReason, Health, Manager};
 
 /// A checked-out connection. Dropping it returns the connection to the pool (to the head
@@ -18,23 +16,51 @@ use crate::{CloseReason, Health, Manager};
 /// If the thread is panicking when the guard drops, the connection is discarded (counted in
 /// `broken_closed`), as database/sql closes a connection whose user panicked: it may be in
 /// any state.
-pub struct Pooled<M: Manager> {
+///
+/// [`Pool::get`](crate::Pool::get) returns a guard that borrows the pool (no reference count
+/// is touched on the hot path); [`Pool::get_owned`](crate::Pool::get_owned) or
+/// [`Pooled::into_owned`] give a `Pooled<'static, M>` to move into a spawned task or keep in
+/// a struct.
+pub struct Pooled<'a, M: Manager> {
     conn: Option<Conn<M::Resource>>,
-    shared: Arc<Shared<M>>,
+    pool: PoolRef<'a, M>,
 }
 
-impl<M: Manager> Pooled<M> {
-    pub(crate) fn new(shared: Arc<Shared<M>>, conn: Conn<M::Resource>) -> Self {
+/// The guard's way back to its pool.
+enum PoolRef<'a, M: Manager> {
+    Borrowed(&'a Arc<Shared<M>>),
+    Owned(Arc<Shared<M>>),
+}
+
+const HELD: &str = "a Pooled holds its connection until it is consumed";
+
+impl<'a, M: Manager> Pooled<'a, M> {
+    pub(crate) fn borrowed(shared: &'a Arc<Shared<M>>, conn: Conn<M::Resource>) -> Self {
         Pooled {
             conn: Some(conn),
-            shared,
+            pool: PoolRef::Borrowed(shared),
+        }
+    }
+
+    #[inline]
+    fn shared(&self) -> &Arc<Shared<M>> {
+        match &self.pool {
+            PoolRef::Borrowed(s) => s,
+            PoolRef::Owned(s) => s,
         }
     }
 
     fn conn(&self) -> &Conn<M::Resource> {
-        self.conn
-            .as_ref()
-            .expect("a Pooled always holds its connection until dropped")
+        self.conn.as_ref().expect(HELD)
+    }
+
+    /// Turns a borrowing guard into one that owns a reference to the pool.
+    pub fn into_owned(mut this: Self) -> Pooled<'static, M> {
+        let shared = this.shared().clone();
+        Pooled {
+            conn: this.conn.take(),
+            pool: PoolRef::Owned(shared),
+        }
     }
 
     /// The resource.
@@ -44,11 +70,7 @@ impl<M: Manager> Pooled<M> {
 
     /// The resource, mutably.
     pub fn get_mut(&mut self) -> &mut M::Resource {
-        &mut self
-            .conn
-            .as_mut()
-            .expect("a Pooled always holds its connection until dropped")
-            .res
+        &mut self.conn.as_mut().expect(HELD).res
     }
 
     /// The pool's id of this connection (as in its tracing events), unique per pool.
@@ -66,36 +88,33 @@ impl<M: Manager> Pooled<M> {
     /// completes.
     pub fn discard(mut this: Self) {
         if let Some(conn) = this.conn.take() {
-            this.shared
+            this.shared()
                 .with_state(|st, _, fx| st.begin_close(conn, CloseReason::Broken, fx));
         }
     }
 
     /// Takes the resource out of the pool for good, freeing its slot (counted in `detached`).
     pub fn detach(mut this: Self) -> M::Resource {
-        let conn = this
-            .conn
-            .take()
-            .expect("a Pooled always holds its connection until dropped");
-        this.shared.with_state(|st, now, fx| st.detach(now, fx));
+        let conn = this.conn.take().expect(HELD);
+        this.shared().with_state(|st, now, fx| st.detach(now, fx));
         conn.res
     }
 }
 
-impl<M: Manager> Deref for Pooled<M> {
+impl<M: Manager> Deref for Pooled<'_, M> {
     type Target = M::Resource;
     fn deref(&self) -> &M::Resource {
         self.get_ref()
     }
 }
 
-impl<M: Manager> DerefMut for Pooled<M> {
+impl<M: Manager> DerefMut for Pooled<'_, M> {
     fn deref_mut(&mut self) -> &mut M::Resource {
         self.get_mut()
     }
 }
 
-impl<M: Manager> std::fmt::Debug for Pooled<M>
+impl<M: Manager> std::fmt::Debug for Pooled<'_, M>
 where
     M::Resource: std::fmt::Debug,
 {
@@ -107,35 +126,39 @@ where
     }
 }
 
-impl<M: Manager> Drop for Pooled<M> {
+impl<M: Manager> Drop for Pooled<'_, M> {
     fn drop(&mut self) {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
+        let shared = self.shared();
         let health = if std::thread::panicking() {
             Health::Broken
         } else {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.shared.manager.check(&mut conn.res))).unwrap_or_else(|panic| {
-                tracing::error!(target: "pool_core", conn = conn.id, panic = crate::util::panic_message(panic.as_ref()), "manager panicked in check on release");
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.manager.check(&mut conn.res))).unwrap_or_else(|panic| {
+                let panic = crate::util::panic_message(panic.as_ref());
+                tracing::error!(target: "pool_core", conn = conn.id, panic, "manager panicked in check on release");
                 Health::Broken
             })
         };
-        self.shared.with_state(|st, now, fx| match health {
+        let mut st = shared.state.lock();
+        if health == Health::Ready {
+            conn.needs_reset = false;
+            conn = match st.push_fast(conn) {
+                Ok(()) => return,
+                Err(conn) => conn,
+            };
+        }
+        let mut now = Now::lazy();
+        let mut fx = Effects::default();
+        match health {
             Health::Ready | Health::NeedsReset => {
                 conn.needs_reset = health == Health::NeedsReset;
-                st.release(conn, now, fx);
+                st.release(conn, &mut now, &mut fx);
             }
-            _ => st.begin_close(conn, CloseReason::Broken, fx),
-        });
+            _ => st.begin_close(conn, CloseReason::Broken, &mut fx),
+        }
+        drop(st);
+        shared.apply(fx);
     }
-}
-
-#[allow(dead_code)]
-fn _assert_send_sync<M: Manager>()
-where
-    M::Resource: Sync,
-{
-    fn is<T: Send + Sync>() {}
-    is::<Pooled<M>>();
-    let _ = Instant::now;
 }

@@ -66,3 +66,8 @@ pub use guard::Pooled;
 pub use manager::{Health, Manager};
 pub use pool::{Builder, Pool};
 pub use stats::{CloseReason, Stats};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

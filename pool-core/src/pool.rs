@@ -198,6 +198,60 @@ impl<M: Manager> Shared<M> {
     }
 }
 
+impl<M: Manager> Shared<M> {
+    /// Whether an idle connection can be handed out as it is (`check` says ready and no
+    /// reset or validation is due).
+    #[inline]
+    fn is_ready(&self, conn: &mut Conn<M::Resource>) -> bool {
+        !conn.needs_reset
+            && !conn.must_validate
+            && matches!(
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self
+                    .manager
+                    .check(&mut conn.res))),
+                Ok(Health::Ready)
+            )
+    }
+
+    /// Every checkout that is not a plain idle hit: waiting, creating, hooks, retries.
+    /// `idle` is a connection `pop_fast` took that needs more than `is_ready`.
+    async fn get_slow(
+        self: &Arc<Self>,
+        mut idle: Option<Conn<M::Resource>>,
+    ) -> Result<Pooled<'_, M>, Error> {
+        let mut deadline = Deadline::new(self.timeouts.acquire);
+        let mut retry = false;
+        loop {
+            let mut now = Now::lazy();
+            let acquired = match idle.take() {
+                Some(conn) => Acquired::Ready(conn),
+                None => self.with_state(|st, _, fx| st.acquire(&mut now, retry, fx))?,
+            };
+            let (conn, via) = match acquired {
+                Acquired::Ready(conn) => {
+                    tracing::trace!(target: "pool_core", conn = conn.id, "reusing an idle connection");
+                    (conn, Via::Idle)
+                }
+                Acquired::Wait(id) => {
+                    let at = deadline.get(now.get());
+                    tracing::debug!(target: "pool_core", "waiting for a connection");
+                    Waiter {
+                        shared: self,
+                        id,
+                        done: false,
+                    }
+                    .wait(at)
+                    .await?
+                }
+            };
+            match self.prepare(conn, via, &mut deadline).await? {
+                Some(conn) => return Ok(Pooled::borrowed(self, conn)),
+                None => retry = true,
+            }
+        }
+    }
+}
+
 enum HookFailed {
     Failed,
     Deadline,
@@ -467,35 +521,30 @@ impl<M: Manager> Pool<M> {
     /// Dropping the future at any point loses nothing: a queued caller leaves the queue at
     /// once, a connection handed to it moves on, a create it started completes and serves the
     /// next caller, and a connection cut mid-reset or mid-validation is discarded.
-    pub async fn get(&self) -> Result<Pooled<M>, Error> {
+    pub async fn get(&self) -> Result<Pooled<'_, M>, Error> {
         let shared = &self.shared;
-        let mut deadline = Deadline::new(shared.timeouts.acquire);
-        let mut retry = false;
-        loop {
-            let mut now = Now::lazy();
-            let acquired = shared.with_state(|st, _, fx| st.acquire(&mut now, retry, fx))?;
-            let (conn, via) = match acquired {
-                Acquired::Ready(conn) => {
-                    tracing::trace!(target: "pool_core", conn = conn.id, "reusing an idle connection");
-                    (conn, Via::Idle)
+        let idle = shared.state.lock().pop_fast();
+        match idle {
+            Some(mut conn) => {
+                if shared.is_ready(&mut conn) {
+                    return Ok(Pooled::borrowed(shared, conn));
                 }
-                Acquired::Wait(id) => {
-                    let at = deadline.get(now.get());
-                    tracing::debug!(target: "pool_core", "waiting for a connection");
-                    Waiter {
-                        shared,
-                        id,
-                        done: false,
-                    }
-                    .wait(at)
-                    .await?
-                }
-            };
-            match shared.prepare(conn, via, &mut deadline).await? {
-                Some(conn) => return Ok(Pooled::new(shared.clone(), conn)),
-                None => retry = true,
+                shared.get_slow(Some(conn)).await
             }
+            None => shared.get_slow(None).await,
         }
+    }
+
+    /// [`get`](Pool::get), returning a guard that owns a reference to the pool, to move into
+    /// a spawned task or keep in a struct.
+    ///
+    /// # Errors
+    /// As [`get`](Pool::get).
+    ///
+    /// # Cancel safety
+    /// As [`get`](Pool::get).
+    pub async fn get_owned(&self) -> Result<Pooled<'static, M>, Error> {
+        self.get().await.map(Pooled::into_owned)
     }
 
     /// A snapshot of the gauges and counters.

@@ -150,6 +150,9 @@ pub(crate) struct State<C> {
     next_id: u64,
     /// The deadline the reaper sleeps until.
     reaper_at: Option<Instant>,
+    /// No knob needs the clock or a refill on checkout and release: `pop_fast`/`push_fast`
+    /// may serve them.
+    fast: bool,
 }
 
 impl<C> State<C> {
@@ -181,7 +184,58 @@ impl<C> State<C> {
             last_error: None,
             next_id: 1,
             reaper_at: None,
+            fast: false,
         }
+        .with_fast_path()
+    }
+
+    fn with_fast_path(mut self) -> Self {
+        self.update_fast_path();
+        self
+    }
+
+    fn update_fast_path(&mut self) {
+        let l = &self.limits;
+        self.fast = l.max_lifetime.is_none()
+            && l.max_idle_time.is_none()
+            && l.validate_after.is_none()
+            && l.min_idle == 0;
+    }
+
+    /// The common checkout in one step: an idle connection when nobody waits and no knob
+    /// needs the clock. Same effect as `acquire`'s idle branch, with nothing for the shell to
+    /// do afterwards.
+    #[inline]
+    pub fn pop_fast(&mut self) -> Option<Conn<C>> {
+        if !self.fast || !self.waiters.is_empty() {
+            return None;
+        }
+        let surplus = self.idle.len() > self.limits.max_idle;
+        let conn = self.pop_idle()?;
+        self.stats.hits += 1;
+        if surplus {
+            self.stats.grace_reused += 1;
+        }
+        Some(conn)
+    }
+
+    /// The common release in one step: back to idle below `max_idle` when nobody waits. Same
+    /// effect as `release` there; otherwise the connection is given back for `release`.
+    #[inline]
+    pub fn push_fast(&mut self, mut conn: Conn<C>) -> Result<(), Conn<C>> {
+        if !self.fast
+            || self.closed
+            || !self.waiters.is_empty()
+            || self.idle.len() >= self.limits.max_idle
+            || self.open - self.closing > self.limits.open_cap()
+        {
+            return Err(conn);
+        }
+        conn.idle_since = None;
+        conn.must_validate = false;
+        self.unstamped += 1;
+        self.idle.push_back(conn);
+        Ok(())
     }
 
     pub fn is_closed(&self) -> bool {
@@ -719,6 +773,7 @@ impl<C> State<C> {
         self.requested_max_idle = n;
         self.limits.max_idle = clamp_idle(n, self.limits.max_open);
         self.limits.min_idle = self.limits.min_idle.min(self.limits.max_idle);
+        self.update_fast_path();
         self.shrink_idle(fx);
         self.balance(now, fx);
         fx.notify_reaper = true;
@@ -737,6 +792,7 @@ impl<C> State<C> {
             ));
         }
         self.limits.min_idle = n;
+        self.update_fast_path();
         self.balance(now, fx);
         fx.notify_reaper = true;
         Ok(())
@@ -749,6 +805,7 @@ impl<C> State<C> {
             (Some(l), None) => l / 10,
             (None, _) => Duration::ZERO,
         };
+        self.update_fast_path();
         fx.notify_reaper = true;
         self.reaper_at = None;
     }
@@ -759,6 +816,7 @@ impl<C> State<C> {
             self.stamp_unstamped(t);
         }
         self.limits.max_idle_time = d;
+        self.update_fast_path();
         fx.notify_reaper = true;
         self.reaper_at = None;
     }

@@ -342,7 +342,7 @@ async fn a_timeout_while_creates_fail_carries_the_create_error() {
     m.fail_all_creates(true);
     let waiter = tokio::spawn({
         let p = pool.clone();
-        async move { p.get().await }
+        async move { p.get_owned().await }
     });
     eventually("queued", || pool.stats().waiting == 1).await;
     Pooled::discard(held); // frees the slot: the waiter's create fails

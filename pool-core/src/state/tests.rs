@@ -415,7 +415,11 @@ fn run_model(
         let now = &mut Now::at(t);
         match op {
             Op::Acquire => {
-                let got = st.acquire(now, false, &mut fx);
+                // As the shell: the one-step path first, the general one when it declines.
+                let got = match st.pop_fast() {
+                    Some(c) => Ok(Acquired::Ready(c)),
+                    None => st.acquire(now, false, &mut fx),
+                };
                 if m.closed {
                     prop_assert!(got.is_err());
                 } else if m.waiting() == 0 && m.idle > 0 {
@@ -480,7 +484,9 @@ fn run_model(
                 let c = out.swap_remove(j);
                 match op {
                     Op::Release(_) => {
-                        st.release(c, now, &mut fx);
+                        if let Err(c) = st.push_fast(c) {
+                            st.release(c, now, &mut fx);
+                        }
                         m.put();
                     }
                     Op::Discard(_) => {
