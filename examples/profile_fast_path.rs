@@ -1,8 +1,13 @@
-//! A tight checkout-and-return loop for instruction-level profiling of the fast path:
-//! `valgrind --tool=callgrind target/release/examples/profile_fast_path 100000`, then divide
-//! the instruction total by the count. Instruction counts are repeatable on a noisy machine.
+//! Tight checkout-and-return loops for instruction-level profiling:
+//! `valgrind --tool=callgrind target/release/examples/profile_fast_path [N] [TASKS]`, then
+//! divide the instruction total by N. With TASKS > 1, TASKS tasks share a pool of 8 and hold
+//! each checkout across a `yield_now` (benchmark B2's workload). Instruction counts are
+//! repeatable on a noisy machine.
+
 use pool_core::{Manager, Pool, async_trait};
+
 struct M;
+
 #[async_trait]
 impl Manager for M {
     type Resource = u64;
@@ -11,20 +16,42 @@ impl Manager for M {
         Ok(0)
     }
 }
+
 fn main() {
+    let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().ok());
+    let n = args.next().flatten().unwrap_or(200_000);
+    let tasks = args.next().flatten().unwrap_or(1).max(1);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
+        .expect("runtime");
     rt.block_on(async {
-        let pool = Pool::builder(M).max_open(8).max_idle(8).build().unwrap();
-        drop(pool.get().await.unwrap());
-        let n: u64 = std::env::args()
-            .nth(1)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(200_000);
-        for _ in 0..n {
-            drop(std::hint::black_box(pool.get().await.unwrap()));
+        let pool = Pool::builder(M)
+            .max_open(8)
+            .max_idle(8)
+            .build()
+            .expect("valid knobs");
+        drop(pool.get().await.expect("get"));
+        if tasks == 1 {
+            for _ in 0..n {
+                drop(std::hint::black_box(pool.get().await.expect("get")));
+            }
+            return;
+        }
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    for _ in 0..n / tasks {
+                        let c = pool.get().await.expect("get");
+                        tokio::task::yield_now().await;
+                        drop(c);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.expect("task");
         }
     });
 }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use crate::config::Timeouts;
 use crate::error::Kind;
 use crate::rt::{Mutex, Runtime, timeout_at};
-use crate::state::{Acquired, Conn, Effects, Now, State, Via, WaitPoll};
+use crate::state::{Acquired, Conn, Effects, Now, Rare, State, Via, WaitPoll};
 use crate::util::{CatchUnwind, Deadline};
 use crate::waiters::WaiterId;
 use crate::{CloseReason, Config, Error, Health, Manager, Pooled, Stats};
@@ -29,18 +29,25 @@ pub(crate) struct Shared<M: Manager> {
 
 impl<M: Manager> Shared<M> {
     /// Runs what the state decided, after its lock was released.
+    #[inline]
     pub fn apply(self: &Arc<Self>, fx: Effects<M::Resource>) {
-        let Effects {
-            wake,
+        if let Some(w) = fx.wake {
+            w.wake();
+        }
+        if let Some(rare) = fx.rare {
+            self.apply_rare(*rare);
+        }
+    }
+
+    #[cold]
+    fn apply_rare(self: &Arc<Self>, rare: Rare<M::Resource>) {
+        let Rare {
             wakes,
             creates,
             closes,
             notify_reaper,
             drained,
-        } = fx;
-        if let Some(w) = wake {
-            w.wake();
-        }
+        } = rare;
         for w in wakes {
             w.wake();
         }
@@ -167,7 +174,7 @@ impl<M: Manager> Shared<M> {
             }
         };
         if needs_reset || c.must_validate {
-            let at = deadline.get(Instant::now());
+            let at = deadline.get();
             let id = c.id;
             let steps: [(&'static str, bool); 2] =
                 [("reset", needs_reset), ("validate", c.must_validate)];
@@ -222,29 +229,23 @@ impl<M: Manager> Shared<M> {
         let mut deadline = Deadline::new(self.timeouts.acquire);
         let mut retry = false;
         loop {
-            let mut now = Now::lazy();
-            let acquired = match idle.take() {
-                Some(conn) => Acquired::Ready(conn),
-                None => self.with_state(|st, _, fx| st.acquire(&mut now, retry, fx))?,
-            };
-            let (conn, via) = match acquired {
-                Acquired::Ready(conn) => {
-                    tracing::trace!(target: "pool_core", conn = conn.id, "reusing an idle connection");
-                    (conn, Via::Idle)
-                }
-                Acquired::Wait(id) => {
-                    let at = deadline.get(now.get());
-                    tracing::debug!(target: "pool_core", "waiting for a connection");
+            let (mut conn, via) = match idle.take() {
+                Some(conn) => (conn, Via::Idle),
+                None => {
                     Waiter {
                         shared: self,
-                        id,
+                        id: None,
+                        retry,
                         done: false,
                     }
-                    .wait(at)
+                    .wait(deadline.get())
                     .await?
                 }
             };
-            match self.prepare(conn, via, &mut deadline).await? {
+            if via == Via::Created || self.is_ready(&mut conn) {
+                return Ok(Pooled::borrowed(self, conn));
+            }
+            match Box::pin(self.prepare(conn, via, &mut deadline)).await? {
                 Some(conn) => return Ok(Pooled::borrowed(self, conn)),
                 None => retry = true,
             }
@@ -345,11 +346,16 @@ impl<M: Manager> Drop for CloseTicket<M> {
     }
 }
 
-/// A queued checkout. Dropped before it was served, it leaves the queue at once; if a
+/// A checkout that is not a plain idle hit. Its first poll runs `acquire` (an idle
+/// connection, or a place in the queue with this poll's waker already stored); later polls
+/// look at its slot. Dropped before it was served, it leaves the queue at once; if a
 /// connection was handed to it meanwhile, that connection moves on to the next waiter.
 struct Waiter<'a, M: Manager> {
     shared: &'a Arc<Shared<M>>,
-    id: WaiterId,
+    /// `None` until queued.
+    id: Option<WaiterId>,
+    /// The caller's connection turned out broken: it keeps its turn.
+    retry: bool,
     done: bool,
 }
 
@@ -358,11 +364,33 @@ impl<M: Manager> Future for Waiter<'_, M> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut now = Now::lazy();
+        let Some(id) = self.id else {
+            let retry = self.retry;
+            let acquired = self
+                .shared
+                .with_state(|st, _, fx| st.acquire(&mut now, retry, Some(cx.waker()), fx));
+            return match acquired {
+                Ok(Acquired::Wait(id)) => {
+                    tracing::debug!(target: "pool_core", "waiting for a connection");
+                    self.id = Some(id);
+                    Poll::Pending
+                }
+                Ok(Acquired::Ready(conn)) => {
+                    self.done = true;
+                    tracing::trace!(target: "pool_core", conn = conn.id, "reusing an idle connection");
+                    Poll::Ready(Ok((conn, Via::Idle)))
+                }
+                Err(e) => {
+                    self.done = true;
+                    Poll::Ready(Err(e))
+                }
+            };
+        };
         let polled = self
             .shared
             .state
             .lock()
-            .poll_waiter(self.id, cx.waker(), &mut now);
+            .poll_waiter(id, cx.waker(), &mut now);
         match polled {
             WaitPoll::Pending(old_waker) => {
                 drop(old_waker);
@@ -385,7 +413,9 @@ impl<M: Manager> Waiter<'_, M> {
             Ok(r) => r,
             Err(_) => {
                 self.done = true;
-                let id = self.id;
+                let Some(id) = self.id else {
+                    return Err(self.shared.state.lock().timeout_error());
+                };
                 let r = self
                     .shared
                     .with_state(|st, now, _| st.timeout_waiter(id, now));
@@ -400,8 +430,7 @@ impl<M: Manager> Waiter<'_, M> {
 
 impl<M: Manager> Drop for Waiter<'_, M> {
     fn drop(&mut self) {
-        if !self.done {
-            let id = self.id;
+        if let (false, Some(id)) = (self.done, self.id) {
             self.shared
                 .with_state(|st, now, fx| st.cancel_waiter(id, now, fx));
         }

@@ -68,10 +68,16 @@ impl Now {
     }
 }
 
-/// What the shell must do once the lock is released.
+/// What the shell must do once the lock is released. Small on purpose: the common case (a
+/// hand-off) is one waker; everything else lives in a box allocated only when needed.
 #[must_use]
 pub(crate) struct Effects<C> {
     pub wake: Option<Waker>,
+    pub rare: Option<Box<Rare<C>>>,
+}
+
+/// The less common effects.
+pub(crate) struct Rare<C> {
     pub wakes: Vec<Waker>,
     /// Creates to spawn, each tagged with the waiter that asked (`None`: refill or probe).
     pub creates: Vec<Option<WaiterId>>,
@@ -85,23 +91,52 @@ impl<C> Default for Effects<C> {
     fn default() -> Self {
         Effects {
             wake: None,
-            wakes: Vec::new(),
-            creates: Vec::new(),
-            closes: Vec::new(),
-            notify_reaper: false,
-            drained: false,
+            rare: None,
         }
     }
 }
 
 impl<C> Effects<C> {
+    pub fn rare(&mut self) -> &mut Rare<C> {
+        self.rare.get_or_insert_with(|| {
+            Box::new(Rare {
+                wakes: Vec::new(),
+                creates: Vec::new(),
+                closes: Vec::new(),
+                notify_reaper: false,
+                drained: false,
+            })
+        })
+    }
+
     fn wake(&mut self, waker: Option<Waker>) {
         if let Some(w) = waker {
             match self.wake {
                 None => self.wake = Some(w),
-                Some(_) => self.wakes.push(w),
+                Some(_) => self.rare().wakes.push(w),
             }
         }
+    }
+
+    #[cfg(test)]
+    pub fn take_creates(&mut self) -> Vec<Option<WaiterId>> {
+        self.rare
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.creates))
+            .unwrap_or_default()
+    }
+
+    #[cfg(test)]
+    pub fn take_closes(&mut self) -> Vec<(Conn<C>, CloseReason)> {
+        self.rare
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.closes))
+            .unwrap_or_default()
+    }
+
+    #[cfg(test)]
+    pub fn flag(&self, f: impl Fn(&Rare<C>) -> bool) -> bool {
+        self.rare.as_ref().is_some_and(|r| f(r))
     }
 }
 
@@ -279,7 +314,7 @@ impl<C> State<C> {
     fn schedule(&mut self, at: Instant, fx: &mut Effects<C>) {
         if self.reaper_at.is_none_or(|r| at < r) {
             self.reaper_at = Some(at);
-            fx.notify_reaper = true;
+            fx.rare().notify_reaper = true;
         }
     }
 
@@ -322,6 +357,7 @@ impl<C> State<C> {
         &mut self,
         now: &mut Now,
         retry: bool,
+        waker: Option<&Waker>,
         fx: &mut Effects<C>,
     ) -> Result<Acquired<C>, Error> {
         if self.closed {
@@ -360,7 +396,7 @@ impl<C> State<C> {
         if !has_room {
             self.stats.wait_count += 1;
         }
-        let id = self.waiters.push(now.get(), !has_room, retry);
+        let id = self.waiters.push(now.get(), !has_room, retry, waker);
         self.balance(now, fx);
         Ok(Acquired::Wait(id))
     }
@@ -414,7 +450,7 @@ impl<C> State<C> {
         if tag.is_none() {
             self.background += 1;
         }
-        fx.creates.push(tag);
+        fx.rare().creates.push(tag);
     }
 
     /// A create finished: the connection goes to the head waiter or to idle. Returns its id.
@@ -555,7 +591,7 @@ impl<C> State<C> {
     /// Takes a connection out of service; its slot frees when [`handle_closed`] runs.
     pub fn begin_close(&mut self, conn: Conn<C>, reason: CloseReason, fx: &mut Effects<C>) {
         self.closing += 1;
-        fx.closes.push((conn, reason));
+        fx.rare().closes.push((conn, reason));
     }
 
     /// A close finished (or was abandoned): the slot frees and the reason is counted.
@@ -577,7 +613,7 @@ impl<C> State<C> {
 
     fn check_drained(&self, fx: &mut Effects<C>) {
         if self.closed && self.open == 0 {
-            fx.drained = true;
+            fx.rare().drained = true;
         }
     }
 
@@ -658,11 +694,11 @@ impl<C> State<C> {
             return;
         }
         self.closed = true;
-        self.waiters.fail_all(Error::closed, &mut fx.wakes);
+        self.waiters.fail_all(Error::closed, &mut fx.rare().wakes);
         while let Some(conn) = self.take_front() {
             self.begin_close(conn, CloseReason::Shutdown, fx);
         }
-        fx.notify_reaper = true;
+        fx.rare().notify_reaper = true;
         self.check_drained(fx);
     }
 
@@ -776,7 +812,7 @@ impl<C> State<C> {
         self.update_fast_path();
         self.shrink_idle(fx);
         self.balance(now, fx);
-        fx.notify_reaper = true;
+        fx.rare().notify_reaper = true;
     }
 
     pub fn set_min_idle(
@@ -794,7 +830,7 @@ impl<C> State<C> {
         self.limits.min_idle = n;
         self.update_fast_path();
         self.balance(now, fx);
-        fx.notify_reaper = true;
+        fx.rare().notify_reaper = true;
         Ok(())
     }
 
@@ -806,7 +842,7 @@ impl<C> State<C> {
             (None, _) => Duration::ZERO,
         };
         self.update_fast_path();
-        fx.notify_reaper = true;
+        fx.rare().notify_reaper = true;
         self.reaper_at = None;
     }
 
@@ -817,13 +853,13 @@ impl<C> State<C> {
         }
         self.limits.max_idle_time = d;
         self.update_fast_path();
-        fx.notify_reaper = true;
+        fx.rare().notify_reaper = true;
         self.reaper_at = None;
     }
 
     pub fn set_idle_grace(&mut self, d: Duration, fx: &mut Effects<C>) {
         self.limits.idle_grace = d;
-        fx.notify_reaper = true;
+        fx.rare().notify_reaper = true;
         self.reaper_at = None;
     }
 }

@@ -47,8 +47,10 @@ impl Deadline {
         Deadline { timeout, at: None }
     }
 
-    /// `None`: no deadline. `now` is used if the deadline was not computed yet.
-    pub fn get(&mut self, now: Instant) -> Option<Instant> {
-        *self.at.get_or_insert_with(|| self.timeout.map(|t| now + t))
+    /// `None`: no deadline. Reads the clock only the first time, and only with a timeout.
+    pub fn get(&mut self) -> Option<Instant> {
+        *self
+            .at
+            .get_or_insert_with(|| self.timeout.map(|t| Instant::now() + t))
     }
 }

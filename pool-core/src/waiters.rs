@@ -70,14 +70,20 @@ impl<T> Waiters<T> {
 
     /// Queues a waiter at the back, or at the front for one whose connection turned out broken
     /// (it had reached the head already).
-    pub fn push(&mut self, since: Instant, counted: bool, front: bool) -> WaiterId {
+    pub fn push(
+        &mut self,
+        since: Instant,
+        counted: bool,
+        front: bool,
+        waker: Option<&Waker>,
+    ) -> WaiterId {
         let seq = self.next_seq;
         self.next_seq += 1;
         let idx = self.slab.insert(Entry {
             seq,
             since,
             counted,
-            slot: Slot::Waiting(None),
+            slot: Slot::Waiting(waker.cloned()),
         });
         let id = WaiterId { idx, seq };
         if front {

@@ -45,9 +45,10 @@ impl Driver {
         }
     }
 
-    fn absorb(&mut self, fx: Effects<u32>) {
-        self.creates.extend(fx.creates);
-        self.closes.extend(fx.closes.into_iter().map(|(_, r)| r));
+    fn absorb(&mut self, mut fx: Effects<u32>) {
+        self.creates.extend(fx.take_creates());
+        self.closes
+            .extend(fx.take_closes().into_iter().map(|(_, r)| r));
     }
 
     fn step<R>(&mut self, f: impl FnOnce(&mut State<u32>, &mut Now, &mut Effects<u32>) -> R) -> R {
@@ -58,7 +59,8 @@ impl Driver {
     }
 
     fn acquire(&mut self) -> Acquired<u32> {
-        self.step(|st, now, fx| st.acquire(now, false, fx)).unwrap()
+        self.step(|st, now, fx| st.acquire(now, false, None, fx))
+            .unwrap()
     }
 
     fn create_ok(&mut self) {
@@ -178,12 +180,10 @@ fn no_clock_is_read_on_the_default_fast_path() {
     let mut fx = Effects::default();
     let mut now = Now::lazy();
     d.st.release(c, &mut now, &mut fx);
-    let c = ready(d.st.acquire(&mut now, false, &mut fx).unwrap());
+    let c = ready(d.st.acquire(&mut now, false, None, &mut fx).unwrap());
     d.st.release(c, &mut now, &mut fx);
     assert!(now.0.is_none(), "the fast path read the clock");
-    assert!(
-        fx.creates.is_empty() && fx.closes.is_empty() && fx.wake.is_none() && !fx.notify_reaper
-    );
+    assert!(fx.rare.is_none() && fx.wake.is_none());
 }
 
 #[test]
@@ -231,7 +231,7 @@ fn the_breaker_opens_after_the_threshold_and_fails_fast() {
         }
     }
     let err = d
-        .step(|st, now, fx| st.acquire(now, false, fx))
+        .step(|st, now, fx| st.acquire(now, false, None, fx))
         .err()
         .expect("breaker open");
     assert!(err.is_unavailable());
@@ -258,7 +258,7 @@ fn close_fails_waiters_and_drains() {
     let mut fx = Effects::default();
     d.st.close(&mut fx);
     assert_eq!(
-        fx.wakes.len() + usize::from(fx.wake.is_some()),
+        fx.rare.as_ref().map_or(0, |r| r.wakes.len()) + usize::from(fx.wake.is_some()),
         0,
         "noop wakers are not stored twice"
     );
@@ -269,11 +269,11 @@ fn close_fails_waiters_and_drains() {
     }
     let mut fx = Effects::default();
     d.st.release(c, &mut Now::at(d.t), &mut fx);
-    assert_eq!(fx.closes[0].1, CloseReason::Shutdown);
+    assert_eq!(fx.take_closes()[0].1, CloseReason::Shutdown);
     d.absorb(fx);
     let mut fx = Effects::default();
     d.st.handle_closed(CloseReason::Shutdown, &mut Now::at(d.t), &mut fx);
-    assert!(fx.drained);
+    assert!(fx.flag(|r| r.drained));
 }
 
 // ---- proptest: the state against a reference model ----
@@ -418,7 +418,7 @@ fn run_model(
                 // As the shell: the one-step path first, the general one when it declines.
                 let got = match st.pop_fast() {
                     Some(c) => Ok(Acquired::Ready(c)),
-                    None => st.acquire(now, false, &mut fx),
+                    None => st.acquire(now, false, None, &mut fx),
                 };
                 if m.closed {
                     prop_assert!(got.is_err());
@@ -545,8 +545,8 @@ fn run_model(
                 }
             }
         }
-        creates.extend(fx.creates);
-        closes.extend(fx.closes.into_iter().map(|(_, r)| r));
+        creates.extend(fx.take_creates());
+        closes.extend(fx.take_closes().into_iter().map(|(_, r)| r));
 
         // The state agrees with the model ...
         let s = st.stats();
