@@ -7,8 +7,15 @@ cd "$(dirname "$0")/.."
 
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 
-echo "== cargo test --workspace (unit, laws, proptest model, doc tests)"
-cargo test --workspace --all-features --locked
+if cargo nextest --version >/dev/null 2>&1; then
+  echo "== cargo nextest run --workspace (unit, laws, proptest model; 60 s limit per test)"
+  cargo nextest run --workspace --all-features --locked
+  echo "== doc tests"
+  cargo test --workspace --all-features --locked --doc
+else
+  echo "== cargo test --workspace (cargo-nextest not found: no per-test time limit)"
+  cargo test --workspace --all-features --locked
+fi
 
 echo "== shuttle model check (RUSTFLAGS=--cfg shuttle)"
 CARGO_TARGET_DIR="$target/shuttle" RUSTFLAGS="--cfg shuttle" \
