@@ -386,11 +386,7 @@ impl<M: Manager> Future for Waiter<'_, M> {
                 }
             };
         };
-        let polled = self
-            .shared
-            .state
-            .lock()
-            .poll_waiter(id, cx.waker(), &mut now);
+        let polled = self.shared.state.lock().poll_waiter(id, cx.waker());
         match polled {
             WaitPoll::Pending(old_waker) => {
                 drop(old_waker);
@@ -416,9 +412,7 @@ impl<M: Manager> Waiter<'_, M> {
                 let Some(id) = self.id else {
                     return Err(self.shared.state.lock().timeout_error());
                 };
-                let r = self
-                    .shared
-                    .with_state(|st, now, _| st.timeout_waiter(id, now));
+                let r = self.shared.with_state(|st, _, _| st.timeout_waiter(id));
                 if r.is_err() {
                     tracing::debug!(target: "pool_core", "checkout timed out");
                 }

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::clock::coarse_now;
 use crate::config::{Limits, clamp_idle};
 use crate::error::{Cause, Kind};
 use crate::stats::{CloseReason, Stats};
@@ -396,7 +397,7 @@ impl<C> State<C> {
         if !has_room {
             self.stats.wait_count += 1;
         }
-        let id = self.waiters.push(now.get(), !has_room, retry, waker);
+        let id = self.waiters.push(coarse_now(), !has_room, retry, waker);
         self.balance(now, fx);
         Ok(Acquired::Wait(id))
     }
@@ -619,13 +620,12 @@ impl<C> State<C> {
 
     fn finish_wait(
         &mut self,
-        since: Instant,
+        since: Duration,
         counted: bool,
         slot: Slot<(Conn<C>, Via)>,
-        now: &mut Now,
     ) -> Result<(Conn<C>, Via), Error> {
         if counted {
-            self.stats.wait_duration += now.get().saturating_duration_since(since);
+            self.stats.wait_duration += coarse_now().saturating_sub(since);
         }
         match slot {
             Slot::Served((conn, via)) => {
@@ -644,7 +644,7 @@ impl<C> State<C> {
     }
 
     /// Polls a waiter: takes its connection or error, or records the waker.
-    pub fn poll_waiter(&mut self, id: WaiterId, waker: &Waker, now: &mut Now) -> WaitPoll<C> {
+    pub fn poll_waiter(&mut self, id: WaiterId, waker: &Waker) -> WaitPoll<C> {
         let Some(entry) = self.waiters.get_mut(id) else {
             return WaitPoll::Ready(Err(Error::closed()));
         };
@@ -655,23 +655,23 @@ impl<C> State<C> {
             return WaitPoll::Pending(w.replace(waker.clone()));
         }
         let entry = self.waiters.remove(id).expect("entry was just found");
-        WaitPoll::Ready(self.finish_wait(entry.since, entry.counted, entry.slot, now))
+        WaitPoll::Ready(self.finish_wait(entry.since, entry.counted, entry.slot))
     }
 
     /// The waiter's deadline passed: a connection delivered meanwhile is still taken;
     /// otherwise it leaves the queue with a timeout error.
-    pub fn timeout_waiter(&mut self, id: WaiterId, now: &mut Now) -> Result<(Conn<C>, Via), Error> {
+    pub fn timeout_waiter(&mut self, id: WaiterId) -> Result<(Conn<C>, Via), Error> {
         let Some(entry) = self.waiters.remove(id) else {
             return Err(self.timeout_error());
         };
         if matches!(entry.slot, Slot::Waiting(_)) {
             if entry.counted {
-                self.stats.wait_duration += now.get().saturating_duration_since(entry.since);
+                self.stats.wait_duration += coarse_now().saturating_sub(entry.since);
             }
             self.stats.timeouts += 1;
             return Err(self.timeout_error());
         }
-        self.finish_wait(entry.since, entry.counted, entry.slot, now)
+        self.finish_wait(entry.since, entry.counted, entry.slot)
     }
 
     /// The waiter's future was dropped: it leaves the queue, and a connection already handed
@@ -681,7 +681,7 @@ impl<C> State<C> {
             return;
         };
         if entry.counted {
-            self.stats.wait_duration += now.get().saturating_duration_since(entry.since);
+            self.stats.wait_duration += coarse_now().saturating_sub(entry.since);
         }
         if let Slot::Served((conn, via)) = entry.slot {
             self.put(conn, via, now, fx);

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::task::Waker;
 
 use slab::Slab;
-use tokio::time::Instant;
+use std::time::Duration;
 
 use crate::Error;
 
@@ -34,8 +34,8 @@ pub(crate) enum Slot<T> {
 
 pub(crate) struct Entry<T> {
     seq: u64,
-    /// When it started waiting.
-    pub since: Instant,
+    /// When it started waiting (`clock::coarse_now`).
+    pub since: Duration,
     /// Whether it waits for capacity (database/sql's `WaitCount`).
     pub counted: bool,
     pub slot: Slot<T>,
@@ -72,7 +72,7 @@ impl<T> Waiters<T> {
     /// (it had reached the head already).
     pub fn push(
         &mut self,
-        since: Instant,
+        since: Duration,
         counted: bool,
         front: bool,
         waker: Option<&Waker>,
