@@ -18,26 +18,28 @@ pub trait Contender: Clone + Send + Sync + 'static {
     fn get_yield_release(&self) -> impl Future<Output = ()> + Send;
 }
 
-macro_rules! held {
-    ($get:expr) => {{
-        let c = $get;
-        tokio::task::yield_now().await;
-        drop(c);
-    }};
+/// The two checkout methods, for a contender whose `self.0.get()` returns a `Result` guard.
+macro_rules! checkouts {
+    () => {
+        async fn get_release(&self) {
+            drop(self.0.get().await.expect("get"));
+        }
+        async fn get_yield_release(&self) {
+            let c = self.0.get().await.expect("get");
+            tokio::task::yield_now().await;
+            drop(c);
+        }
+    };
 }
 
-async fn prefill<F: Future<Output = G>, G>(size: usize, get: impl Fn() -> F) {
-    let held: Vec<G> = futures_join((0..size).map(|_| get())).await;
-    drop(held);
-}
-
-async fn futures_join<F: Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut out = Vec::new();
-    let handles: Vec<_> = futs.collect();
-    for f in handles {
-        out.push(f.await);
+/// Checks out `size` resources at once and returns them, so the pool starts full (sequential
+/// checkouts would reuse one resource).
+async fn prefill<G, F: Future<Output = G>>(size: usize, get: impl Fn() -> F) {
+    let mut held = Vec::with_capacity(size);
+    for _ in 0..size {
+        held.push(get().await);
     }
-    out
+    drop(held);
 }
 
 // ---- ours ----
@@ -72,12 +74,7 @@ impl Contender for Ours {
         drop(held);
         Ours(pool)
     }
-    async fn get_release(&self) {
-        drop(self.0.get().await.expect("get"));
-    }
-    async fn get_yield_release(&self) {
-        held!(self.0.get().await.expect("get"))
-    }
+    checkouts!();
 }
 
 // ---- deadpool ----
@@ -116,12 +113,7 @@ impl Contender for Deadpool {
         drop(held);
         Deadpool(pool)
     }
-    async fn get_release(&self) {
-        drop(self.0.get().await.expect("get"));
-    }
-    async fn get_yield_release(&self) {
-        held!(self.0.get().await.expect("get"))
-    }
+    checkouts!();
 }
 
 // ---- bb8 ----
@@ -159,12 +151,7 @@ impl Contender for Bb8 {
             .expect("build");
         Bb8(pool)
     }
-    async fn get_release(&self) {
-        drop(self.0.get().await.expect("get"));
-    }
-    async fn get_yield_release(&self) {
-        held!(self.0.get().await.expect("get"))
-    }
+    checkouts!();
 }
 
 // ---- mobc ----
@@ -193,20 +180,10 @@ impl Contender for Mobc {
             .max_open(size as u64)
             .max_idle(size as u64)
             .build(MobcManager);
-        let p = pool.clone();
-        prefill(size, move || {
-            let p = p.clone();
-            async move { p.get().await.expect("get") }
-        })
-        .await;
+        prefill(size, || async { pool.get().await.expect("get") }).await;
         Mobc(pool)
     }
-    async fn get_release(&self) {
-        drop(self.0.get().await.expect("get"));
-    }
-    async fn get_yield_release(&self) {
-        held!(self.0.get().await.expect("get"))
-    }
+    checkouts!();
 }
 
 // ---- the floor ----
@@ -258,6 +235,8 @@ impl Contender for Floor {
         drop(self.get().await);
     }
     async fn get_yield_release(&self) {
-        held!(self.get().await)
+        let c = self.get().await;
+        tokio::task::yield_now().await;
+        drop(c);
     }
 }
