@@ -65,7 +65,7 @@ pub use config::{Config, IdleOrder, MAX_DURATION};
 pub use error::{Error, Panicked};
 pub use guard::Pooled;
 pub use manager::{Health, Manager};
-pub use pool::{Builder, Pool};
+pub use pool::{Builder, Get, Pool};
 pub use stats::{CloseReason, Stats};
 
 /// The README's examples, compiled and run as doc tests.

@@ -431,6 +431,53 @@ impl<M: Manager> Drop for Waiter<'_, M> {
     }
 }
 
+type SlowGet<'a, M> = Pin<Box<dyn Future<Output = Result<Pooled<'a, M>, Error>> + Send + 'a>>;
+
+/// The future of [`Pool::get`].
+///
+/// Its first poll serves an idle connection inline when it can (one lock, no allocation);
+/// anything else (waiting, creating, hooks) continues in a boxed future, whose cost is small
+/// next to the wait itself. Dropping it at any point is safe: see [`Pool::get`].
+#[must_use = "futures do nothing unless polled"]
+pub struct Get<'a, M: Manager> {
+    shared: &'a Arc<Shared<M>>,
+    slow: Option<SlowGet<'a, M>>,
+}
+
+impl<'a, M: Manager> Future for Get<'a, M> {
+    type Output = Result<Pooled<'a, M>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let shared = this.shared;
+        let slow = match &mut this.slow {
+            Some(slow) => slow,
+            None => {
+                let idle = shared.state.lock().pop_fast();
+                let idle = match idle {
+                    Some(mut conn) => {
+                        if shared.is_ready(&mut conn) {
+                            return Poll::Ready(Ok(Pooled::borrowed(shared, conn)));
+                        }
+                        Some(conn)
+                    }
+                    None => None,
+                };
+                this.slow.insert(Box::pin(shared.get_slow(idle)))
+            }
+        };
+        slow.as_mut().poll(cx)
+    }
+}
+
+impl<M: Manager> std::fmt::Debug for Get<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Get")
+            .field("waiting", &self.slow.is_some())
+            .finish()
+    }
+}
+
 /// Closes the pool when the last [`Pool`] handle drops (guards and tasks do not count).
 struct Owner<M: Manager>(Arc<Shared<M>>);
 
@@ -544,17 +591,10 @@ impl<M: Manager> Pool<M> {
     /// Dropping the future at any point loses nothing: a queued caller leaves the queue at
     /// once, a connection handed to it moves on, a create it started completes and serves the
     /// next caller, and a connection cut mid-reset or mid-validation is discarded.
-    pub async fn get(&self) -> Result<Pooled<'_, M>, Error> {
-        let shared = &self.shared;
-        let idle = shared.state.lock().pop_fast();
-        match idle {
-            Some(mut conn) => {
-                if shared.is_ready(&mut conn) {
-                    return Ok(Pooled::borrowed(shared, conn));
-                }
-                shared.get_slow(Some(conn)).await
-            }
-            None => shared.get_slow(None).await,
+    pub fn get(&self) -> Get<'_, M> {
+        Get {
+            shared: &self.shared,
+            slow: None,
         }
     }
 
