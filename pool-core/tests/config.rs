@@ -214,3 +214,26 @@ async fn config_reads_from_serde_with_human_durations() {
     let back: Config = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
     assert_eq!(back, c);
 }
+
+/// Handles and futures cross threads: `tokio::spawn` needs `Send` futures, and pools live in
+/// shared state. This fails to compile if any of them stops being `Send` (or `Sync`).
+#[test]
+fn pool_guard_and_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let pool = Pool::builder(ScriptedManager::new()).build().unwrap();
+        send_sync(&pool);
+        let get = pool.get();
+        send(&get);
+        drop(get);
+        let owned = pool.get_owned();
+        send(&owned);
+        let guard = owned.await.unwrap();
+        send_sync(&guard);
+    });
+}
