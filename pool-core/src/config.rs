@@ -151,7 +151,7 @@ pub(crate) struct Timeouts {
     pub hook: Duration,
 }
 
-fn check_duration(knob: &'static str, d: Duration) -> Result<Duration, Error> {
+pub(crate) fn check_duration(knob: &'static str, d: Duration) -> Result<Duration, Error> {
     if d > MAX_DURATION {
         return Err(Error::config(
             knob,
@@ -161,7 +161,10 @@ fn check_duration(knob: &'static str, d: Duration) -> Result<Duration, Error> {
     Ok(d)
 }
 
-fn check_positive(knob: &'static str, d: Option<Duration>) -> Result<Option<Duration>, Error> {
+pub(crate) fn check_positive(
+    knob: &'static str,
+    d: Option<Duration>,
+) -> Result<Option<Duration>, Error> {
     match d {
         Some(d) if d.is_zero() => Err(Error::config(knob, "is zero; use None for no limit")),
         Some(d) => check_duration(knob, d).map(Some),

@@ -158,7 +158,13 @@ impl StdError for Error {
     }
 }
 
-/// The cause of an [`Error`] whose manager call panicked (or whose task was dropped).
+/// The cause of an [`Error`] whose manager call panicked: the panic's message.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct Panicked(pub(crate) String);
+
+/// The cause of a create error when the create task was dropped before it finished (its
+/// runtime shut down): no manager call failed or panicked.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the create task was dropped before it finished (runtime shut down?)")]
+pub(crate) struct CreateAbandoned;

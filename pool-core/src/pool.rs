@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::config::Timeouts;
+use crate::config::{Timeouts, check_duration, check_positive};
 use crate::error::Kind;
 use crate::rt::{Mutex, Runtime, timeout_at};
 use crate::state::{Acquired, Conn, Effects, Now, Rare, State, Via, WaitPoll};
@@ -322,9 +322,7 @@ impl<M: Manager> Drop for CreateTicket<M> {
         if !self.done {
             self.done = true;
             let tag = self.tag;
-            let cause = Arc::new(crate::error::Panicked(
-                "the create task was dropped before it finished (runtime shut down?)".into(),
-            ));
+            let cause = Arc::new(crate::error::CreateAbandoned);
             self.shared.with_state(|st, now, fx| {
                 st.handle_create_failed(Error::with_cause(Kind::Create, Some(cause)), tag, now, fx)
             });
@@ -681,13 +679,7 @@ impl<M: Manager> Pool<M> {
     /// # Errors
     /// A config error for zero or more than a year (use `None` for no limit).
     pub fn set_max_lifetime(&self, d: Option<Duration>) -> Result<(), Error> {
-        let d = Config {
-            max_lifetime: d,
-            ..Config::default()
-        }
-        .validate(None)?
-        .0
-        .max_lifetime;
+        let d = check_positive("max_lifetime", d)?;
         self.shared
             .with_state(|st, _, fx| st.set_max_lifetime(d, fx));
         Ok(())
@@ -698,13 +690,7 @@ impl<M: Manager> Pool<M> {
     /// # Errors
     /// A config error for zero or more than a year (use `None` for no limit).
     pub fn set_max_idle_time(&self, d: Option<Duration>) -> Result<(), Error> {
-        let d = Config {
-            max_idle_time: d,
-            ..Config::default()
-        }
-        .validate(None)?
-        .0
-        .max_idle_time;
+        let d = check_positive("max_idle_time", d)?;
         self.shared
             .with_state(|st, now, fx| st.set_max_idle_time(d, now, fx));
         Ok(())
@@ -715,13 +701,7 @@ impl<M: Manager> Pool<M> {
     /// # Errors
     /// A config error for more than a year.
     pub fn set_idle_grace(&self, d: Duration) -> Result<(), Error> {
-        let d = Config {
-            idle_grace: d,
-            ..Config::default()
-        }
-        .validate(None)?
-        .0
-        .idle_grace;
+        let d = check_duration("idle_grace", d)?;
         self.shared.with_state(|st, _, fx| st.set_idle_grace(d, fx));
         Ok(())
     }

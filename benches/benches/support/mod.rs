@@ -66,12 +66,7 @@ impl Contender for Ours {
             .max_idle(size)
             .build()
             .expect("valid knobs");
-        // Sequential gets would reuse one connection; hold `size` at once to pre-fill.
-        let mut held = Vec::new();
-        for _ in 0..size {
-            held.push(pool.get().await.expect("get"));
-        }
-        drop(held);
+        prefill(size, || async { pool.get().await.expect("get") }).await;
         Ours(pool)
     }
     checkouts!();
@@ -106,11 +101,7 @@ impl Contender for Deadpool {
             .max_size(size)
             .build()
             .expect("valid knobs");
-        let mut held = Vec::new();
-        for _ in 0..size {
-            held.push(pool.get().await.expect("get"));
-        }
-        drop(held);
+        prefill(size, || async { pool.get().await.expect("get") }).await;
         Deadpool(pool)
     }
     checkouts!();
