@@ -131,6 +131,12 @@ pub(crate) struct Limits {
     pub breaker_threshold: u32,
     pub breaker_backoff: Duration,
     pub breaker_max_backoff: Duration,
+    /// One key of a keyed pool: no background probe or refill, and a failed create keeps
+    /// the key's state until its retry time.
+    pub keyed: bool,
+    /// Stamp every idle connection with the time it went idle (keyed pools order idle
+    /// connections across keys by it; hooks report it).
+    pub stamp: bool,
 }
 
 impl Limits {
@@ -256,6 +262,8 @@ impl Config {
             breaker_threshold: self.breaker_threshold,
             breaker_backoff,
             breaker_max_backoff,
+            keyed: false,
+            stamp: false,
         };
         Ok((
             limits,

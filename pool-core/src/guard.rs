@@ -1,132 +1,97 @@
-//! [`Pooled`]: the RAII guard of a checked-out connection.
+//! The RAII guards of checked-out connections: [`Pooled`] for a plain pool,
+//! [`KeyedPooled`](crate::KeyedPooled) for a keyed one, both thin wrappers of one [`Guard`].
 
-use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::pool::Shared;
-use crate::state::{Conn, Effects, Now};
-use crate::{CloseReason, Health, Manager};
+use crate::hooks::Returned;
+use crate::shell::Shared;
+use crate::state::{Conn, State};
+use crate::table::Table;
+use crate::{CloseReason, Health, KeyedManager, Manager};
 
-/// A checked-out connection. Dropping it returns the connection to the pool (to the head
-/// waiter, else to idle) after [`Manager::check`]; [`discard`](Pooled::discard) closes it
-/// instead and [`detach`](Pooled::detach) takes it out of the pool. Each consumes the guard,
-/// so a connection cannot be returned twice.
-///
-/// If the thread is panicking when the guard drops, the connection is discarded (counted in
-/// `broken_closed`), as database/sql closes a connection whose user panicked: it may be in
-/// any state.
-///
-/// [`Pool::get`](crate::Pool::get) returns a guard that borrows the pool (no reference count
-/// is touched on the hot path); [`Pool::get_owned`](crate::Pool::get_owned) or
-/// [`Pooled::into_owned`] give a `Pooled<'static, M>` to move into a spawned task or keep in
-/// a struct.
-pub struct Pooled<'a, M: Manager> {
+/// A checked-out connection and its way back to the pool.
+pub(crate) struct Guard<'a, M: KeyedManager, T: Table<M>> {
     conn: Option<Conn<M::Resource>>,
-    pool: PoolRef<'a, M>,
+    pool: PoolRef<'a, M, T>,
+    handle: T::Handle,
 }
 
 /// The guard's way back to its pool.
-enum PoolRef<'a, M: Manager> {
-    Borrowed(&'a Arc<Shared<M>>),
-    Owned(Arc<Shared<M>>),
+enum PoolRef<'a, M: KeyedManager, T> {
+    Borrowed(&'a Arc<Shared<M, T>>),
+    Owned(Arc<Shared<M, T>>),
 }
 
-const HELD: &str = "a Pooled holds its connection until it is consumed";
+const HELD: &str = "a guard holds its connection until it is consumed";
 
-impl<'a, M: Manager> Pooled<'a, M> {
-    pub(crate) fn borrowed(shared: &'a Arc<Shared<M>>, conn: Conn<M::Resource>) -> Self {
-        Pooled {
+impl<'a, M: KeyedManager, T: Table<M>> Guard<'a, M, T> {
+    pub fn borrowed(shared: &'a Arc<Shared<M, T>>, conn: Conn<M::Resource>, handle: T::Handle) -> Self {
+        Guard {
             conn: Some(conn),
             pool: PoolRef::Borrowed(shared),
+            handle,
         }
     }
 
     #[inline]
-    fn shared(&self) -> &Arc<Shared<M>> {
+    fn shared(&self) -> &Arc<Shared<M, T>> {
         match &self.pool {
             PoolRef::Borrowed(s) => s,
             PoolRef::Owned(s) => s,
         }
     }
 
-    fn conn(&self) -> &Conn<M::Resource> {
+    pub fn conn(&self) -> &Conn<M::Resource> {
         self.conn.as_ref().expect(HELD)
     }
 
-    /// Turns a borrowing guard into one that owns a reference to the pool.
-    pub fn into_owned(mut this: Self) -> Pooled<'static, M> {
-        let shared = this.shared().clone();
-        Pooled {
-            conn: this.conn.take(),
+    pub fn conn_mut(&mut self) -> &mut Conn<M::Resource> {
+        self.conn.as_mut().expect(HELD)
+    }
+
+    pub fn key(&self) -> &M::Key {
+        T::key_of(&self.handle)
+    }
+
+    pub fn into_owned(mut self) -> Guard<'static, M, T> {
+        let shared = self.shared().clone();
+        Guard {
+            conn: self.conn.take(),
             pool: PoolRef::Owned(shared),
+            handle: self.handle.clone(),
         }
     }
 
-    /// The resource.
-    pub fn get_ref(&self) -> &M::Resource {
-        &self.conn().res
+    pub fn age(&self) -> Duration {
+        self.conn().created_at.elapsed()
     }
 
-    /// The resource, mutably.
-    pub fn get_mut(&mut self) -> &mut M::Resource {
-        &mut self.conn.as_mut().expect(HELD).res
-    }
-
-    /// The pool's id of this connection (as in its tracing events), unique per pool.
-    pub fn id(this: &Self) -> u64 {
-        this.conn().id
-    }
-
-    /// How long ago the connection was created.
-    pub fn age(this: &Self) -> Duration {
-        this.conn().created_at.elapsed()
-    }
-
-    /// Closes the connection instead of returning it (it is broken, or in a state you do not
-    /// want the next caller to see). Counted in `broken_closed`; its slot frees when the close
-    /// completes.
-    pub fn discard(mut this: Self) {
-        if let Some(conn) = this.conn.take() {
-            this.shared()
-                .with_state(|st, _, fx| st.begin_close(conn, CloseReason::Broken, fx));
+    pub fn discard(mut self) {
+        if let Some(conn) = self.conn.take() {
+            let id = conn.id;
+            let shared = self.shared();
+            shared.with_state(conn.key, |st, _, fx| st.begin_close(conn, CloseReason::Broken, fx));
+            self.returned(id, Returned::Closed(CloseReason::Broken));
         }
     }
 
-    /// Takes the resource out of the pool for good, freeing its slot (counted in `detached`).
-    pub fn detach(mut this: Self) -> M::Resource {
-        let conn = this.conn.take().expect(HELD);
-        this.shared().with_state(|st, now, fx| st.detach(now, fx));
+    pub fn detach(mut self) -> M::Resource {
+        let conn = self.conn.take().expect(HELD);
+        self.shared()
+            .with_state(conn.key, |st, now, fx| st.detach(now, fx));
+        self.returned(conn.id, Returned::Detached);
         conn.res
     }
-}
 
-impl<M: Manager> Deref for Pooled<'_, M> {
-    type Target = M::Resource;
-    fn deref(&self) -> &M::Resource {
-        self.get_ref()
+    fn returned(&self, id: u64, returned: Returned) {
+        let key = T::key_of(&self.handle);
+        self.shared()
+            .hook("put_idle", |h| h.put_idle(key, id, returned));
     }
 }
 
-impl<M: Manager> DerefMut for Pooled<'_, M> {
-    fn deref_mut(&mut self) -> &mut M::Resource {
-        self.get_mut()
-    }
-}
-
-impl<M: Manager> std::fmt::Debug for Pooled<'_, M>
-where
-    M::Resource: std::fmt::Debug,
-{
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pooled")
-            .field("id", &self.conn().id)
-            .field("resource", &self.conn().res)
-            .finish()
-    }
-}
-
-impl<M: Manager> Drop for Pooled<'_, M> {
+impl<M: KeyedManager, T: Table<M>> Drop for Guard<'_, M, T> {
     fn drop(&mut self) {
         let Some(mut conn) = self.conn.take() else {
             return;
@@ -141,24 +106,100 @@ impl<M: Manager> Drop for Pooled<'_, M> {
                 Health::Broken
             })
         };
-        let mut st = shared.state.lock();
-        if health == Health::Ready {
-            conn.needs_reset = false;
-            conn = match st.push_fast(conn) {
-                Ok(()) => return,
-                Err(conn) => conn,
-            };
+        let id = conn.id;
+        let returned = shared.put_back(conn, health);
+        if shared.hooks.is_some() {
+            self.returned(id, returned);
         }
-        let mut now = Now::lazy();
-        let mut fx = Effects::default();
-        match health {
-            Health::Ready | Health::NeedsReset => {
-                conn.needs_reset = health == Health::NeedsReset;
-                st.release(conn, &mut now, &mut fx);
-            }
-            _ => st.begin_close(conn, CloseReason::Broken, &mut fx),
-        }
-        drop(st);
-        shared.apply(fx);
     }
 }
+
+/// Forwards the guard API to the inner [`Guard`] of a public guard type.
+macro_rules! guard_api {
+    ($name:ident, $bound:ident) => {
+        impl<'a, M: $bound> $name<'a, M> {
+            /// Turns a borrowing guard into one that owns a reference to the pool.
+            pub fn into_owned(this: Self) -> $name<'static, M> {
+                $name(this.0.into_owned())
+            }
+
+            /// The resource.
+            pub fn get_ref(&self) -> &M::Resource {
+                &self.0.conn().res
+            }
+
+            /// The resource, mutably.
+            pub fn get_mut(&mut self) -> &mut M::Resource {
+                &mut self.0.conn_mut().res
+            }
+
+            /// The pool's id of this connection (as in its tracing events and hooks), unique
+            /// per pool.
+            pub fn id(this: &Self) -> u64 {
+                this.0.conn().id
+            }
+
+            /// How long ago the connection was created.
+            pub fn age(this: &Self) -> Duration {
+                this.0.age()
+            }
+
+            /// Closes the connection instead of returning it (it is broken, or in a state you
+            /// do not want the next caller to see). Counted in `broken_closed`; its slot frees
+            /// when the close completes.
+            pub fn discard(this: Self) {
+                this.0.discard()
+            }
+
+            /// Takes the resource out of the pool for good, freeing its slot (counted in
+            /// `detached`).
+            pub fn detach(this: Self) -> M::Resource {
+                this.0.detach()
+            }
+        }
+
+        impl<M: $bound> std::ops::Deref for $name<'_, M> {
+            type Target = M::Resource;
+            fn deref(&self) -> &M::Resource {
+                self.get_ref()
+            }
+        }
+
+        impl<M: $bound> std::ops::DerefMut for $name<'_, M> {
+            fn deref_mut(&mut self) -> &mut M::Resource {
+                self.get_mut()
+            }
+        }
+
+        impl<M: $bound> std::fmt::Debug for $name<'_, M>
+        where
+            M::Resource: std::fmt::Debug,
+        {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("id", &self.0.conn().id)
+                    .field("resource", &self.0.conn().res)
+                    .finish()
+            }
+        }
+    };
+}
+
+pub(crate) use guard_api;
+
+/// A checked-out connection. Dropping it returns the connection to the pool (to the head
+/// waiter, else to idle) after [`Manager::check`]; [`discard`](Pooled::discard) closes it
+/// instead and [`detach`](Pooled::detach) takes it out of the pool. Each consumes the guard,
+/// so a connection cannot be returned twice.
+///
+/// If the thread is panicking when the guard drops, the connection is discarded (counted in
+/// `broken_closed`), as database/sql closes a connection whose user panicked: it may be in
+/// any state.
+///
+/// [`Pool::get`](crate::Pool::get) returns a guard that borrows the pool (no reference count
+/// is touched on the hot path); [`Pool::get_owned`](crate::Pool::get_owned) or
+/// [`Pooled::into_owned`] give a `Pooled<'static, M>` to move into a spawned task or keep in
+/// a struct.
+pub struct Pooled<'a, M: Manager>(pub(crate) Guard<'a, M, State<M::Resource>>);
+
+guard_api!(Pooled, Manager);

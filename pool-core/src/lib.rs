@@ -48,12 +48,15 @@ mod clock;
 mod config;
 mod error;
 mod guard;
+mod hooks;
 mod manager;
 mod pool;
 mod reaper;
 mod rt;
+mod shell;
 mod state;
 mod stats;
+mod table;
 mod util;
 mod waiters;
 
@@ -64,7 +67,8 @@ pub use async_trait::async_trait;
 pub use config::{Config, IdleOrder, MAX_DURATION};
 pub use error::{Error, Panicked};
 pub use guard::Pooled;
-pub use manager::{Health, Manager};
+pub use hooks::{GotConn, Hooks, Returned};
+pub use manager::{Health, KeyedManager, Manager};
 pub use pool::{Builder, Get, Pool};
 pub use stats::{CloseReason, Stats};
 

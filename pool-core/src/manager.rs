@@ -89,3 +89,100 @@ pub trait Manager: Send + Sync + 'static {
         drop(resource);
     }
 }
+
+/// A [`Manager`] whose resources belong to a key (a host, a shard, a tenant): what a
+/// [`KeyedPool`](crate::KeyedPool) pools, as Go's `http.Transport` pools connections per
+/// (scheme, host, port).
+///
+/// The hooks mean what they mean on [`Manager`]; only [`create`](KeyedManager::create) is
+/// required, and it gets the key. Every [`Manager`] is a `KeyedManager` with the key `()`:
+/// the plain [`Pool`](crate::Pool) is the one-key case of the same machinery.
+///
+/// # Examples
+///
+/// ```
+/// use pool_core::{async_trait, KeyedManager};
+///
+/// /// Dials `host:port` strings.
+/// struct Dialer;
+///
+/// #[async_trait]
+/// impl KeyedManager for Dialer {
+///     type Key = String;
+///     type Resource = tokio::net::TcpStream;
+///     type Error = std::io::Error;
+///
+///     async fn create(&self, addr: &String) -> Result<Self::Resource, Self::Error> {
+///         tokio::net::TcpStream::connect(addr.as_str()).await
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait KeyedManager: Send + Sync + 'static {
+    /// What resources are pooled by: compared with `Eq` and hashed, cloned once per key.
+    type Key: Eq + std::hash::Hash + Clone + Send + Sync + 'static;
+    /// The pooled resource.
+    type Resource: Send + 'static;
+    /// The error `create`, `validate` and `reset` return; kept as the pool error's source.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Creates a new resource for `key`, in a task of its own (see [`Manager::create`]).
+    async fn create(&self, key: &Self::Key) -> Result<Self::Resource, Self::Error>;
+
+    /// See [`Manager::check`].
+    fn check(&self, _resource: &mut Self::Resource) -> Health {
+        Health::Ready
+    }
+
+    /// See [`Manager::validate_after`].
+    fn validate_after(&self) -> Option<Duration> {
+        None
+    }
+
+    /// See [`Manager::validate`].
+    async fn validate(&self, _resource: &mut Self::Resource) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// See [`Manager::reset`].
+    async fn reset(&self, _resource: &mut Self::Resource) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// See [`Manager::close`].
+    async fn close(&self, resource: Self::Resource) {
+        drop(resource);
+    }
+}
+
+#[async_trait]
+impl<M: Manager> KeyedManager for M {
+    type Key = ();
+    type Resource = M::Resource;
+    type Error = M::Error;
+
+    async fn create(&self, _key: &()) -> Result<M::Resource, M::Error> {
+        Manager::create(self).await
+    }
+
+    #[inline]
+    fn check(&self, resource: &mut M::Resource) -> Health {
+        Manager::check(self, resource)
+    }
+
+    fn validate_after(&self) -> Option<Duration> {
+        Manager::validate_after(self)
+    }
+
+    async fn validate(&self, resource: &mut M::Resource) -> Result<(), M::Error> {
+        Manager::validate(self, resource).await
+    }
+
+    async fn reset(&self, resource: &mut M::Resource) -> Result<(), M::Error> {
+        Manager::reset(self, resource).await
+    }
+
+    async fn close(&self, resource: M::Resource) {
+        Manager::close(self, resource).await
+    }
+}

@@ -9,11 +9,15 @@ use std::sync::{Arc, Weak};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::Manager;
-use crate::pool::Shared;
+use crate::KeyedManager;
+use crate::shell::Shared;
 use crate::state::Effects;
+use crate::table::Table;
 
-pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>, notify: Arc<Notify>) {
+pub(crate) async fn run<M: KeyedManager, T: Table<M>>(
+    pool: Weak<Shared<M, T>>,
+    notify: Arc<Notify>,
+) {
     loop {
         let next = {
             let Some(shared) = pool.upgrade() else { return };

@@ -24,14 +24,33 @@ use tokio::time::Instant;
 use crate::clock::coarse_now;
 use crate::config::{Limits, clamp_idle};
 use crate::error::{Cause, Kind};
+use crate::hooks::Returned;
 use crate::stats::{CloseReason, Stats};
 use crate::waiters::{Slot, WaiterId, Waiters};
 use crate::{Error, IdleOrder};
+
+/// Which key's state a connection, create or waiter belongs to: an index with a generation,
+/// so a reused index is never confused with a forgotten key. The plain pool has one key,
+/// [`KeyId::ROOT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct KeyId {
+    pub idx: u32,
+    pub generation: u32,
+}
+
+impl KeyId {
+    pub const ROOT: KeyId = KeyId {
+        idx: 0,
+        generation: 0,
+    };
+}
 
 /// A pooled resource with its bookkeeping.
 pub(crate) struct Conn<C> {
     pub res: C,
     pub id: u64,
+    /// The key whose state counts this connection.
+    pub key: KeyId,
     pub created_at: Instant,
     /// Fraction of `lifetime_jitter` taken off this connection's lifetime.
     jitter: f32,
@@ -80,8 +99,9 @@ pub(crate) struct Effects<C> {
 /// The less common effects.
 pub(crate) struct Rare<C> {
     pub wakes: Vec<Waker>,
-    /// Creates to spawn, each tagged with the waiter that asked (`None`: refill or probe).
-    pub creates: Vec<Option<WaiterId>>,
+    /// Creates to spawn, each for a key and tagged with the waiter that asked (`None`: refill
+    /// or probe).
+    pub creates: Vec<(KeyId, Option<WaiterId>)>,
     pub closes: Vec<(Conn<C>, CloseReason)>,
     pub notify_reaper: bool,
     /// The pool is closed and every connection is gone.
@@ -125,6 +145,9 @@ impl<C> Effects<C> {
             .as_mut()
             .map(|r| std::mem::take(&mut r.creates))
             .unwrap_or_default()
+            .into_iter()
+            .map(|(_, tag)| tag)
+            .collect()
     }
 
     #[cfg(test)]
@@ -165,6 +188,8 @@ struct Breaker {
 }
 
 pub(crate) struct State<C> {
+    /// This state's key (`KeyId::ROOT` in a plain pool).
+    key: KeyId,
     limits: Limits,
     /// `max_idle` as set, before clamping to `max_open`.
     requested_max_idle: usize,
@@ -199,6 +224,7 @@ impl<C> State<C> {
     ) -> Self {
         let backoff = limits.breaker_backoff;
         State {
+            key: KeyId::ROOT,
             limits,
             requested_max_idle,
             requested_jitter,
@@ -225,6 +251,12 @@ impl<C> State<C> {
         .with_fast_path()
     }
 
+    /// The same state for one key of a keyed pool.
+    pub fn with_key(mut self, key: KeyId) -> Self {
+        self.key = key;
+        self
+    }
+
     fn with_fast_path(mut self) -> Self {
         self.update_fast_path();
         self
@@ -235,7 +267,8 @@ impl<C> State<C> {
         self.fast = l.max_lifetime.is_none()
             && l.max_idle_time.is_none()
             && l.validate_after.is_none()
-            && l.min_idle == 0;
+            && l.min_idle == 0
+            && !l.stamp;
     }
 
     /// The common checkout in one step: an idle connection when nobody waits and no knob
@@ -298,7 +331,43 @@ impl<C> State<C> {
     }
 
     fn stamp_always(&self) -> bool {
-        self.limits.max_idle_time.is_some() || self.limits.validate_after.is_some()
+        self.limits.stamp
+            || self.limits.max_idle_time.is_some()
+            || self.limits.validate_after.is_some()
+    }
+
+    /// Idle connections now.
+    pub fn idle_len(&self) -> usize {
+        self.idle.len()
+    }
+
+    /// When the least recently idled connection went idle (`None`: nothing idle, or not
+    /// stamped; a keyed pool stamps every one).
+    pub fn oldest_idle(&self) -> Option<Instant> {
+        self.idle.front().and_then(|c| c.idle_since)
+    }
+
+    /// The deadline this state last asked the reaper for.
+    pub fn reaper_at(&self) -> Option<Instant> {
+        self.reaper_at
+    }
+
+    /// Nothing left that needs this state: no connection (idle, in use, being created or
+    /// closed), no waiter (not even a served or failed one not yet taken), no breaker retry
+    /// pending. A keyed pool forgets such a key.
+    pub fn is_vacant(&self) -> bool {
+        self.open == 0 && self.waiters.is_vacant() && self.breaker.retry_at.is_none()
+    }
+
+    /// Closes the least recently idled connection (a keyed pool's global idle cap).
+    pub fn close_oldest_idle(&mut self, reason: CloseReason, fx: &mut Effects<C>) -> bool {
+        match self.take_front() {
+            Some(conn) => {
+                self.begin_close(conn, reason, fx);
+                true
+            }
+            None => false,
+        }
     }
 
     fn expires_at(&self, conn: &Conn<C>) -> Option<Instant> {
@@ -451,7 +520,7 @@ impl<C> State<C> {
         if tag.is_none() {
             self.background += 1;
         }
-        fx.rare().creates.push(tag);
+        fx.rare().creates.push((self.key, tag));
     }
 
     /// A create finished: the connection goes to the head waiter or to idle. Returns its id.
@@ -478,6 +547,7 @@ impl<C> State<C> {
         let conn = Conn {
             res,
             id,
+            key: self.key,
             created_at: now.get(),
             jitter: fastrand::f32(),
             idle_since: None,
@@ -505,7 +575,7 @@ impl<C> State<C> {
         let b = &mut self.breaker;
         b.failures += 1;
         let trips = l.breaker_threshold > 0 && b.failures >= l.breaker_threshold;
-        if tag.is_none() || (trips && !b.open) {
+        if tag.is_none() || (trips && !b.open) || l.keyed {
             b.retry_at = Some(now.get() + b.backoff);
             b.backoff = (b.backoff * 2).min(l.breaker_max_backoff);
         }
@@ -526,15 +596,15 @@ impl<C> State<C> {
     }
 
     /// A connection that passed its checks comes back from a caller.
-    pub fn release(&mut self, conn: Conn<C>, now: &mut Now, fx: &mut Effects<C>) {
+    pub fn release(&mut self, conn: Conn<C>, now: &mut Now, fx: &mut Effects<C>) -> Returned {
         if !self.closed && self.is_expired(&conn, now) {
             return self.begin_close(conn, CloseReason::MaxLifetime, fx);
         }
-        self.put(conn, Via::Release, now, fx);
+        self.put(conn, Via::Release, now, fx)
     }
 
     /// Gives a usable connection to the head waiter, else to idle.
-    fn put(&mut self, conn: Conn<C>, via: Via, now: &mut Now, fx: &mut Effects<C>) {
+    fn put(&mut self, conn: Conn<C>, via: Via, now: &mut Now, fx: &mut Effects<C>) -> Returned {
         if self.closed {
             return self.begin_close(conn, CloseReason::Shutdown, fx);
         }
@@ -542,7 +612,10 @@ impl<C> State<C> {
             return self.begin_close(conn, CloseReason::MaxIdle, fx);
         }
         match self.waiters.serve_head((conn, via)) {
-            Ok(waker) => fx.wake(waker),
+            Ok(waker) => {
+                fx.wake(waker);
+                Returned::HandedOff
+            }
             Err((conn, _)) => self.push_idle(conn, now, fx),
         }
     }
@@ -551,7 +624,7 @@ impl<C> State<C> {
     /// kept and stamped so the reaper closes the least recently used surplus when it has sat
     /// unused for the grace period. Entries are stamped lazily: only when a knob reads the
     /// idle time or when surplus appears, so the common path reads no clock.
-    fn push_idle(&mut self, mut conn: Conn<C>, now: &mut Now, fx: &mut Effects<C>) {
+    fn push_idle(&mut self, mut conn: Conn<C>, now: &mut Now, fx: &mut Effects<C>) -> Returned {
         conn.must_validate = false;
         if self.idle.len() >= self.limits.max_idle {
             if self.limits.idle_grace.is_zero() {
@@ -578,6 +651,7 @@ impl<C> State<C> {
             self.schedule(oldest + max, fx);
         }
         self.idle.push_back(conn);
+        Returned::Idle
     }
 
     fn stamp_unstamped(&mut self, t: Instant) {
@@ -590,9 +664,15 @@ impl<C> State<C> {
     }
 
     /// Takes a connection out of service; its slot frees when [`handle_closed`] runs.
-    pub fn begin_close(&mut self, conn: Conn<C>, reason: CloseReason, fx: &mut Effects<C>) {
+    pub fn begin_close(
+        &mut self,
+        conn: Conn<C>,
+        reason: CloseReason,
+        fx: &mut Effects<C>,
+    ) -> Returned {
         self.closing += 1;
         fx.rare().closes.push((conn, reason));
+        Returned::Closed(reason)
     }
 
     /// A close finished (or was abandoned): the slot frees and the reason is counted.
@@ -735,7 +815,19 @@ impl<C> State<C> {
             let conn = self.take_front().expect("idle is not empty");
             self.begin_close(conn, CloseReason::Grace, fx);
         }
-        if self.breaker.open {
+        if self.limits.keyed {
+            // No background probes per key: demand drives them. When the retry time comes,
+            // an open breaker lets the next checkout try (half-open: one more failure opens
+            // it again), and a key nobody uses can be forgotten.
+            let b = &mut self.breaker;
+            if b.retry_at.is_some_and(|t| t <= now) {
+                b.retry_at = None;
+                if b.open {
+                    b.open = false;
+                    b.failures = self.limits.breaker_threshold.saturating_sub(1);
+                }
+            }
+        } else if self.breaker.open {
             if self.background == 0 && self.breaker.retry_at.is_none_or(|t| t <= now) {
                 self.start_create(None, fx);
             }
@@ -781,7 +873,7 @@ impl<C> State<C> {
             let refill_due = self.idle.len() + self.creating.saturating_sub(self.waiters.len())
                 < self.limits.min_idle;
             if let Some(t) = self.breaker.retry_at
-                && ((self.breaker.open && self.background == 0) || refill_due)
+                && ((self.breaker.open && self.background == 0) || refill_due || self.limits.keyed)
             {
                 at(t);
             }

@@ -68,6 +68,11 @@ impl<T> Waiters<T> {
         self.waiting == 0
     }
 
+    /// No entry at all: none waiting, none served or failed and not yet taken.
+    pub fn is_vacant(&self) -> bool {
+        self.slab.is_empty()
+    }
+
     /// Queues a waiter at the back, or at the front for one whose connection turned out broken
     /// (it had reached the head already).
     pub fn push(

@@ -1,0 +1,623 @@
+//! The async shell both pools share: the tasks that create and close, the checkout path
+//! (waiting, hooks, retries) and the RAII tickets that keep the state's counts right
+//! whatever is dropped when. Generic over the [`Table`] it locks: one state for
+//! [`Pool`](crate::Pool), one per key for [`KeyedPool`](crate::KeyedPool).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::config::Timeouts;
+use crate::error::Kind;
+use crate::guard::Guard;
+use crate::hooks::{self, GotConn, Hooks, Returned};
+use crate::rt::{Mutex, Runtime, timeout_at};
+use crate::state::{Acquired, Conn, Effects, KeyId, Now, Rare, State, Via, WaitPoll};
+use crate::table::Table;
+use crate::util::{CatchUnwind, Deadline};
+use crate::waiters::WaiterId;
+use crate::{CloseReason, Error, Health, KeyedManager};
+
+/// What every handle, guard and task of one pool shares.
+pub(crate) struct Shared<M: KeyedManager, T> {
+    pub manager: M,
+    pub state: Mutex<T>,
+    pub timeouts: Timeouts,
+    runtime: Runtime,
+    reaper: Arc<Notify>,
+    drained: Notify,
+    pub hooks: Option<Arc<dyn Hooks<M::Key>>>,
+}
+
+impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
+    /// Starts a pool around `table` (and its reaper, when the runtime has timers).
+    ///
+    /// # Errors
+    /// A config error (knob `"runtime"`) outside a tokio runtime.
+    pub fn start(
+        manager: M,
+        table: T,
+        timeouts: Timeouts,
+        hooks: Option<Arc<dyn Hooks<M::Key>>>,
+    ) -> Result<Arc<Self>, Error> {
+        let runtime = Runtime::current().ok_or_else(|| {
+            Error::config(
+                "runtime",
+                "is missing: build the pool inside a tokio runtime",
+            )
+        })?;
+        let reaper = Arc::new(Notify::new());
+        let shared = Arc::new(Shared {
+            manager,
+            state: Mutex::new(table),
+            timeouts,
+            runtime,
+            reaper: reaper.clone(),
+            drained: Notify::new(),
+            hooks,
+        });
+        if shared.runtime.has_timers() {
+            shared
+                .runtime
+                .spawn(crate::reaper::run(Arc::downgrade(&shared), reaper));
+        }
+        Ok(shared)
+    }
+
+    /// Runs what the state decided, after its lock was released.
+    #[inline]
+    pub fn apply(self: &Arc<Self>, fx: Effects<M::Resource>) {
+        if let Some(w) = fx.wake {
+            w.wake();
+        }
+        if let Some(rare) = fx.rare {
+            self.apply_rare(*rare);
+        }
+    }
+
+    #[cold]
+    fn apply_rare(self: &Arc<Self>, rare: Rare<M::Resource>) {
+        let Rare {
+            wakes,
+            creates,
+            closes,
+            notify_reaper,
+            drained,
+        } = rare;
+        for w in wakes {
+            w.wake();
+        }
+        for (key, tag) in creates {
+            self.spawn_create(key, tag);
+        }
+        for (conn, reason) in closes {
+            self.spawn_close(conn, reason);
+        }
+        if notify_reaper {
+            self.reaper.notify_one();
+        }
+        if drained {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Locks the table, runs `f` on `key`'s state, unlocks, then applies the effects.
+    pub fn with_state<R>(
+        self: &Arc<Self>,
+        key: KeyId,
+        f: impl FnOnce(&mut State<M::Resource>, &mut Now, &mut Effects<M::Resource>) -> R,
+    ) -> R {
+        self.with_table(|t, now, fx| t.with(key, now, fx, f))
+    }
+
+    /// Locks the table, runs `f`, unlocks, then applies the effects.
+    pub fn with_table<R>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut T, &mut Now, &mut Effects<M::Resource>) -> R,
+    ) -> R {
+        let mut now = Now::lazy();
+        let mut fx = Effects::default();
+        let r = f(&mut self.state.lock(), &mut now, &mut fx);
+        self.apply(fx);
+        r
+    }
+
+    /// The handle of a live key.
+    pub fn handle(&self, key: KeyId) -> T::Handle {
+        T::fixed_handle().unwrap_or_else(|| self.state.lock().handle(key))
+    }
+
+    /// Runs a lifecycle hook when hooks are set.
+    #[inline]
+    pub fn hook(&self, name: &'static str, f: impl FnOnce(&dyn Hooks<M::Key>)) -> bool {
+        match &self.hooks {
+            Some(h) => hooks::call(name, || f(h.as_ref())),
+            None => true,
+        }
+    }
+
+    fn spawn_create(self: &Arc<Self>, key: KeyId, tag: Option<WaiterId>) {
+        let ticket = CreateTicket {
+            shared: self.clone(),
+            key,
+            tag,
+            done: false,
+        };
+        let handle = self.handle(key);
+        self.runtime.spawn(async move {
+            let mut ticket = ticket;
+            let shared = ticket.shared.clone();
+            tracing::debug!(target: "pool_core", "creating a connection");
+            shared.hook("create_start", |h| h.create_start(T::key_of(&handle)));
+            let result = timeout_at(
+                Instant::now() + shared.timeouts.create,
+                CatchUnwind(shared.manager.create(T::key_of(&handle))),
+            )
+            .await;
+            let done = ticket.finish(result);
+            shared.hook("create_done", |h| {
+                h.create_done(T::key_of(&handle), done.as_ref().map(|id| *id))
+            });
+        });
+    }
+
+    fn spawn_close(self: &Arc<Self>, conn: Conn<M::Resource>, reason: CloseReason) {
+        let ticket = CloseTicket {
+            shared: self.clone(),
+            key: conn.key,
+            reason,
+        };
+        let id = conn.id;
+        let handle = self.hooks.as_ref().map(|_| self.handle(conn.key));
+        self.runtime.spawn(async move {
+            let shared = ticket.shared.clone();
+            tracing::debug!(target: "pool_core", conn = id, reason = reason.as_str(), "closing a connection");
+            match timeout_at(Instant::now() + shared.timeouts.hook, CatchUnwind(shared.manager.close(conn.res))).await {
+                Ok(Ok(())) => {}
+                Ok(Err(panic)) => tracing::error!(target: "pool_core", conn = id, panic, "manager panicked in close"),
+                Err(_) => tracing::warn!(target: "pool_core", conn = id, "close timed out; the resource was dropped"),
+            }
+            drop(ticket);
+            if let Some(handle) = handle {
+                shared.hook("closed", |h| h.closed(T::key_of(&handle), id, reason));
+            }
+        });
+    }
+
+    /// Runs `validate` or `reset` under `hook_timeout` and the checkout's deadline.
+    async fn run_hook(
+        &self,
+        hook: &'static str,
+        fut: Pin<Box<dyn Future<Output = Result<(), M::Error>> + Send + '_>>,
+        deadline: Option<Instant>,
+        conn: u64,
+    ) -> Result<(), HookFailed> {
+        let limit = Instant::now() + self.timeouts.hook;
+        let at = deadline.map_or(limit, |d| d.min(limit));
+        match timeout_at(at, CatchUnwind(fut)).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => {
+                tracing::debug!(target: "pool_core", conn, hook, error = %e, "connection failed its hook; discarded");
+                Err(HookFailed::Failed)
+            }
+            Ok(Err(panic)) => {
+                tracing::error!(target: "pool_core", conn, hook, panic, "manager panicked; connection discarded");
+                Err(HookFailed::Failed)
+            }
+            Err(_) if deadline.is_some_and(|d| d <= Instant::now()) => Err(HookFailed::Deadline),
+            Err(_) => {
+                tracing::warn!(target: "pool_core", conn, hook, "hook timed out; connection discarded");
+                Err(HookFailed::Failed)
+            }
+        }
+    }
+
+    /// Makes a connection ready for its caller: check, reset, validate. `Ok(None)` means it
+    /// was discarded and the caller should try again (keeping its turn).
+    async fn prepare(
+        self: &Arc<Self>,
+        conn: Conn<M::Resource>,
+        via: Via,
+        deadline: &mut Deadline,
+    ) -> Result<Option<Conn<M::Resource>>, Error> {
+        if via == Via::Created {
+            return Ok(Some(conn));
+        }
+        let mut checkout = Checkout {
+            shared: self,
+            conn: Some(conn),
+        };
+        let c = checkout
+            .conn
+            .as_mut()
+            .expect("checkout holds the connection");
+        let health = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.manager.check(&mut c.res)
+        }));
+        let needs_reset = match health {
+            Ok(Health::Ready) => c.needs_reset,
+            Ok(Health::NeedsReset) => true,
+            Ok(_) => return Ok(None),
+            Err(panic) => {
+                tracing::error!(target: "pool_core", conn = c.id, panic = crate::util::panic_message(panic.as_ref()), "manager panicked in check");
+                return Ok(None);
+            }
+        };
+        if needs_reset || c.must_validate {
+            let at = deadline.get();
+            let id = c.id;
+            let key = c.key;
+            let steps: [(&'static str, bool); 2] =
+                [("reset", needs_reset), ("validate", c.must_validate)];
+            for (hook, due) in steps {
+                if !due {
+                    continue;
+                }
+                let c = checkout
+                    .conn
+                    .as_mut()
+                    .expect("checkout holds the connection");
+                let fut = if hook == "reset" {
+                    self.manager.reset(&mut c.res)
+                } else {
+                    self.manager.validate(&mut c.res)
+                };
+                match self.run_hook(hook, fut, at, id).await {
+                    Ok(()) => {}
+                    Err(HookFailed::Failed) => return Ok(None),
+                    Err(HookFailed::Deadline) => {
+                        return Err(self.with_state(key, |st, _, _| st.timeout_error()));
+                    }
+                }
+            }
+        }
+        let mut conn = checkout.conn.take().expect("checkout holds the connection");
+        conn.needs_reset = false;
+        conn.must_validate = false;
+        Ok(Some(conn))
+    }
+
+    /// Whether an idle connection can be handed out as it is (`check` says ready and no
+    /// reset or validation is due).
+    #[inline]
+    pub fn is_ready(&self, conn: &mut Conn<M::Resource>) -> bool {
+        !conn.needs_reset
+            && !conn.must_validate
+            && matches!(
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self
+                    .manager
+                    .check(&mut conn.res))),
+                Ok(Health::Ready)
+            )
+    }
+
+    /// Every checkout that is not a plain idle hit: waiting, creating, hooks, retries.
+    /// `idle` is a connection the fast path took that needs more than `is_ready`.
+    pub async fn get_slow<'a>(
+        self: &'a Arc<Self>,
+        key: &M::Key,
+        mut idle: Option<(Conn<M::Resource>, T::Handle)>,
+    ) -> Result<Guard<'a, M, T>, Error> {
+        let started = self.hooks.as_ref().map(|h| {
+            hooks::call("get_conn", || h.get_conn(key));
+            Instant::now()
+        });
+        tracing::trace!(target: "pool_core", "checkout started");
+        let mut deadline = Deadline::new(self.timeouts.acquire);
+        let mut retry = false;
+        loop {
+            let (mut conn, via, handle) = match idle.take() {
+                Some((conn, handle)) => (conn, Via::Idle, handle),
+                None => {
+                    Waiter {
+                        shared: self,
+                        key,
+                        at: None,
+                        retry,
+                        done: false,
+                    }
+                    .wait(deadline.get())
+                    .await?
+                }
+            };
+            let conn = if via == Via::Created || self.is_ready(&mut conn) {
+                conn
+            } else {
+                match Box::pin(self.prepare(conn, via, &mut deadline)).await? {
+                    Some(conn) => conn,
+                    None => {
+                        retry = true;
+                        continue;
+                    }
+                }
+            };
+            let info = GotConn {
+                id: conn.id,
+                reused: via != Via::Created,
+                was_idle: via == Via::Idle,
+                idle_time: match (via, conn.idle_since) {
+                    (Via::Idle, Some(t)) => t.elapsed(),
+                    _ => Duration::ZERO,
+                },
+                wait: started.map(|t| t.elapsed()).unwrap_or_default(),
+            };
+            tracing::trace!(target: "pool_core", conn = info.id, reused = info.reused, was_idle = info.was_idle, idle_time = ?info.idle_time, "got a connection");
+            let guard = Guard::borrowed(self, conn, handle);
+            if !self.hook("got_conn", |h| h.got_conn(key, &info)) {
+                guard.discard();
+                retry = true;
+                continue;
+            }
+            return Ok(guard);
+        }
+    }
+
+    /// Waits (up to `timeout`) until every connection is closed.
+    pub async fn drained(&self, timeout: Duration) -> Result<(), Error> {
+        let drained = async {
+            loop {
+                let mut notified = std::pin::pin!(self.drained.notified());
+                notified.as_mut().enable();
+                if self.state.lock().open() == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(timeout, drained)
+            .await
+            .map_err(|_| Error::new(Kind::CloseTimeout))
+    }
+
+    /// Closes every key.
+    pub fn close(self: &Arc<Self>) {
+        self.with_table(|t, _, fx| t.close(fx));
+    }
+
+    /// A guard came back: `Returned` says where its connection went.
+    pub fn put_back(self: &Arc<Self>, conn: Conn<M::Resource>, health: Health) -> Returned {
+        let mut st = self.state.lock();
+        let mut conn = conn;
+        if health == Health::Ready {
+            conn.needs_reset = false;
+            let id = conn.id;
+            conn = match st.push_fast(conn) {
+                Ok(()) => {
+                    tracing::trace!(target: "pool_core", conn = id, returned = "idle", "returned a connection");
+                    return Returned::Idle;
+                }
+                Err(conn) => conn,
+            };
+        }
+        let mut now = Now::lazy();
+        let mut fx = Effects::default();
+        let id = conn.id;
+        let returned = st.with(conn.key, &mut now, &mut fx, |st, now, fx| match health {
+            Health::Ready | Health::NeedsReset => {
+                conn.needs_reset = health == Health::NeedsReset;
+                st.release(conn, now, fx)
+            }
+            _ => st.begin_close(conn, CloseReason::Broken, fx),
+        });
+        drop(st);
+        self.apply(fx);
+        tracing::trace!(target: "pool_core", conn = id, returned = returned.as_str(), "returned a connection");
+        returned
+    }
+}
+
+enum HookFailed {
+    Failed,
+    Deadline,
+}
+
+/// A connection being checked, reset or validated; dropped half way (the caller left, or a
+/// hook failed) it is discarded: a resource cut mid-protocol is never handed out.
+struct Checkout<'a, M: KeyedManager, T: Table<M>> {
+    shared: &'a Arc<Shared<M, T>>,
+    conn: Option<Conn<M::Resource>>,
+}
+
+impl<M: KeyedManager, T: Table<M>> Drop for Checkout<'_, M, T> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.shared.with_state(conn.key, |st, _, fx| {
+                st.begin_close(conn, CloseReason::Broken, fx)
+            });
+        }
+    }
+}
+
+/// A create in flight. Dropped unfinished (its runtime shut down) it still frees its slot.
+struct CreateTicket<M: KeyedManager, T: Table<M>> {
+    shared: Arc<Shared<M, T>>,
+    key: KeyId,
+    tag: Option<WaiterId>,
+    done: bool,
+}
+
+type CreateResult<M> = Result<
+    Result<Result<<M as KeyedManager>::Resource, <M as KeyedManager>::Error>, String>,
+    crate::rt::Elapsed,
+>;
+
+impl<M: KeyedManager, T: Table<M>> CreateTicket<M, T> {
+    /// Hands the result to the state; the new connection's id, or the error.
+    fn finish(&mut self, result: CreateResult<M>) -> Result<u64, Error> {
+        self.done = true;
+        let tag = self.tag;
+        let (res, err) = match result {
+            Ok(Ok(Ok(res))) => (Some(res), None),
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(target: "pool_core", error = %e, "failed to create a connection");
+                (None, Some(Error::with_cause(Kind::Create, Some(Arc::new(e)))))
+            }
+            Ok(Err(panic)) => {
+                tracing::error!(target: "pool_core", panic, "manager panicked in create");
+                let cause = Arc::new(crate::error::Panicked(panic));
+                (None, Some(Error::with_cause(Kind::Panic, Some(cause))))
+            }
+            Err(_) => {
+                tracing::warn!(target: "pool_core", "create timed out");
+                (None, Some(Error::new(Kind::CreateTimeout)))
+            }
+        };
+        self.shared.with_state(self.key, |st, now, fx| match res {
+            Some(res) => {
+                let id = st.handle_created(res, tag, now, fx);
+                tracing::debug!(target: "pool_core", conn = id, "created a connection");
+                Ok(id)
+            }
+            None => {
+                let err = err.expect("a failed create has an error");
+                st.handle_create_failed(err.clone(), tag, now, fx);
+                Err(err)
+            }
+        })
+    }
+}
+
+impl<M: KeyedManager, T: Table<M>> Drop for CreateTicket<M, T> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.done = true;
+            let tag = self.tag;
+            let cause = Arc::new(crate::error::CreateAbandoned);
+            self.shared.with_state(self.key, |st, now, fx| {
+                st.handle_create_failed(Error::with_cause(Kind::Create, Some(cause)), tag, now, fx)
+            });
+        }
+    }
+}
+
+/// A close in flight: its slot frees and its reason is counted when this drops.
+struct CloseTicket<M: KeyedManager, T: Table<M>> {
+    shared: Arc<Shared<M, T>>,
+    key: KeyId,
+    reason: CloseReason,
+}
+
+impl<M: KeyedManager, T: Table<M>> Drop for CloseTicket<M, T> {
+    fn drop(&mut self) {
+        let reason = self.reason;
+        self.shared
+            .with_state(self.key, |st, now, fx| st.handle_closed(reason, now, fx));
+    }
+}
+
+/// A checkout that is not a plain idle hit. Its first poll finds the key's state and runs
+/// `acquire` (an idle connection, or a place in the queue with this poll's waker already
+/// stored); later polls look at its slot. Dropped before it was served, it leaves the queue
+/// at once; if a connection was handed to it meanwhile, that connection moves on to the next
+/// waiter.
+struct Waiter<'a, 'k, M: KeyedManager, T: Table<M>> {
+    shared: &'a Arc<Shared<M, T>>,
+    key: &'k M::Key,
+    /// The key's state, this waiter's place in its queue and the key's handle; `None` until
+    /// queued.
+    at: Option<(KeyId, WaiterId, T::Handle)>,
+    /// The caller's connection turned out broken: it keeps its turn.
+    retry: bool,
+    done: bool,
+}
+
+type Served<M, T> = (
+    Conn<<M as KeyedManager>::Resource>,
+    Via,
+    <T as Table<M>>::Handle,
+);
+
+impl<M: KeyedManager, T: Table<M>> Future for Waiter<'_, '_, M, T> {
+    type Output = Result<Served<M, T>, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some((key, id, _)) = &self.at else {
+            let retry = self.retry;
+            let acquired = self.shared.with_table(|t, now, fx| {
+                let (key, handle) = t.enter(self.key)?;
+                let r = t.with(key, now, fx, |st, now, fx| {
+                    st.acquire(now, retry, Some(cx.waker()), fx)
+                })?;
+                Ok((key, handle, r))
+            });
+            return match acquired {
+                Ok((key, handle, Acquired::Wait(id))) => {
+                    tracing::debug!(target: "pool_core", "waiting for a connection");
+                    self.at = Some((key, id, handle));
+                    Poll::Pending
+                }
+                Ok((_, handle, Acquired::Ready(conn))) => {
+                    self.done = true;
+                    Poll::Ready(Ok((conn, Via::Idle, handle)))
+                }
+                Err(e) => {
+                    self.done = true;
+                    Poll::Ready(Err(e))
+                }
+            };
+        };
+        let (key, id) = (*key, *id);
+        let polled = self
+            .shared
+            .with_state(key, |st, _, _| st.poll_waiter(id, cx.waker()));
+        match polled {
+            WaitPoll::Pending(old_waker) => {
+                drop(old_waker);
+                Poll::Pending
+            }
+            WaitPoll::Ready(r) => {
+                self.done = true;
+                let handle = self.at.take().expect("a queued waiter has its place").2;
+                Poll::Ready(r.map(|(conn, via)| (conn, via, handle)))
+            }
+        }
+    }
+}
+
+impl<M: KeyedManager, T: Table<M>> Waiter<'_, '_, M, T> {
+    async fn wait(mut self, deadline: Option<Instant>) -> Result<Served<M, T>, Error> {
+        let Some(at) = deadline else {
+            return (&mut self).await;
+        };
+        match timeout_at(at, &mut self).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.done = true;
+                let Some((key, id, handle)) = self.at.take() else {
+                    return Err(Error::new(Kind::Timeout));
+                };
+                let r = self
+                    .shared
+                    .with_state(key, |st, _, _| st.timeout_waiter(id));
+                if r.is_err() {
+                    tracing::debug!(target: "pool_core", "checkout timed out");
+                }
+                r.map(|(conn, via)| (conn, via, handle))
+            }
+        }
+    }
+}
+
+impl<M: KeyedManager, T: Table<M>> Drop for Waiter<'_, '_, M, T> {
+    fn drop(&mut self) {
+        if let (false, Some((key, id, _))) = (self.done, &self.at) {
+            let (key, id) = (*key, *id);
+            self.shared
+                .with_state(key, |st, now, fx| st.cancel_waiter(id, now, fx));
+        }
+    }
+}
+
+/// Closes the pool when the last public handle drops (guards and tasks do not count).
+pub(crate) struct Owner<M: KeyedManager, T: Table<M>>(pub Arc<Shared<M, T>>);
+
+impl<M: KeyedManager, T: Table<M>> Drop for Owner<M, T> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}

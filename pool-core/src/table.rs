@@ -1,0 +1,115 @@
+//! [`Table`]: what the async shell locks. A plain pool's table is one [`State`]; a keyed
+//! pool's is a map of states, one per key, plus what spans keys (the global idle cap). The
+//! shell reaches every state through [`Table::with`], so the table can react after each
+//! step (evict across keys, forget a vacant key).
+
+use tokio::time::Instant;
+
+use crate::state::{Conn, Effects, KeyId, Now, State};
+use crate::{Error, KeyedManager};
+
+/// The pool's lock guards one of these.
+pub(crate) trait Table<M: KeyedManager>: Send + 'static {
+    /// The key as creates and hooks see it: `()`, or the keyed pool's shared `Arc<K>`.
+    type Handle: Clone + Send + Sync + Unpin + 'static;
+
+    /// The key behind a handle.
+    fn key_of(handle: &Self::Handle) -> &M::Key;
+
+    /// The handle when there is only one key; `None` when it must be looked up.
+    fn fixed_handle() -> Option<Self::Handle>;
+
+    /// The state of `key`, made if missing (a closed pool makes none).
+    fn enter(&mut self, key: &M::Key) -> Result<(KeyId, Self::Handle), Error>;
+
+    /// The handle of a live key.
+    fn handle(&self, key: KeyId) -> Self::Handle;
+
+    /// Runs `f` on the state of a live key, then settles what spans keys.
+    fn with<R>(
+        &mut self,
+        key: KeyId,
+        now: &mut Now,
+        fx: &mut Effects<M::Resource>,
+        f: impl FnOnce(&mut State<M::Resource>, &mut Now, &mut Effects<M::Resource>) -> R,
+    ) -> R;
+
+    /// The common release in one step, when the table allows it (see `State::push_fast`).
+    #[inline]
+    fn push_fast(&mut self, conn: Conn<M::Resource>) -> Result<(), Conn<M::Resource>> {
+        Err(conn)
+    }
+
+    /// The reaper's turn.
+    fn handle_timeout(&mut self, now: Instant, fx: &mut Effects<M::Resource>);
+
+    /// The reaper's next deadline.
+    fn poll_timeout(&mut self) -> Option<Instant>;
+
+    /// Closes every key.
+    fn close(&mut self, fx: &mut Effects<M::Resource>);
+
+    fn is_closed(&self) -> bool;
+
+    /// Connections open across every key.
+    fn open(&self) -> usize;
+}
+
+/// The plain pool: one state, one key.
+impl<M: KeyedManager<Key = ()>> Table<M> for State<M::Resource> {
+    type Handle = ();
+
+    #[inline]
+    fn key_of(_: &()) -> &() {
+        &()
+    }
+
+    #[inline]
+    fn fixed_handle() -> Option<()> {
+        Some(())
+    }
+
+    #[inline]
+    fn enter(&mut self, _: &()) -> Result<(KeyId, ()), Error> {
+        Ok((KeyId::ROOT, ()))
+    }
+
+    #[inline]
+    fn handle(&self, _: KeyId) {}
+
+    #[inline]
+    fn with<R>(
+        &mut self,
+        _: KeyId,
+        now: &mut Now,
+        fx: &mut Effects<M::Resource>,
+        f: impl FnOnce(&mut State<M::Resource>, &mut Now, &mut Effects<M::Resource>) -> R,
+    ) -> R {
+        f(self, now, fx)
+    }
+
+    #[inline]
+    fn push_fast(&mut self, conn: Conn<M::Resource>) -> Result<(), Conn<M::Resource>> {
+        State::push_fast(self, conn)
+    }
+
+    fn handle_timeout(&mut self, now: Instant, fx: &mut Effects<M::Resource>) {
+        State::handle_timeout(self, now, fx)
+    }
+
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        State::poll_timeout(self)
+    }
+
+    fn close(&mut self, fx: &mut Effects<M::Resource>) {
+        State::close(self, fx)
+    }
+
+    fn is_closed(&self) -> bool {
+        State::is_closed(self)
+    }
+
+    fn open(&self) -> usize {
+        State::open(self)
+    }
+}
