@@ -251,10 +251,20 @@ impl<C> State<C> {
         .with_fast_path()
     }
 
-    /// The same state for one key of a keyed pool.
-    pub fn with_key(mut self, key: KeyId) -> Self {
-        self.key = key;
-        self
+    /// A fresh state for `key`, with this one's knobs (a keyed pool's template).
+    pub fn new_like(&self, key: KeyId) -> Self {
+        let mut st = State::new(
+            self.limits.clone(),
+            self.requested_max_idle,
+            self.requested_jitter,
+        );
+        st.key = key;
+        st
+    }
+
+    /// The knobs as validated (after runtime changes).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     fn with_fast_path(mut self) -> Self {
@@ -575,7 +585,7 @@ impl<C> State<C> {
         let b = &mut self.breaker;
         b.failures += 1;
         let trips = l.breaker_threshold > 0 && b.failures >= l.breaker_threshold;
-        if tag.is_none() || (trips && !b.open) || l.keyed {
+        if tag.is_none() || (trips && !b.open) || (l.keyed && l.breaker_threshold > 0) {
             b.retry_at = Some(now.get() + b.backoff);
             b.backoff = (b.backoff * 2).min(l.breaker_max_backoff);
         }
@@ -957,4 +967,4 @@ impl<C> State<C> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -122,3 +122,30 @@ impl Stats {
         *c += 1;
     }
 }
+
+impl Stats {
+    /// Adds `other`'s gauges and counters to these (`max_open` is left alone): a keyed
+    /// pool's total is the sum of its keys.
+    pub(crate) fn add(&mut self, other: &Stats) {
+        self.open += other.open;
+        self.in_use += other.in_use;
+        self.idle += other.idle;
+        self.wait_count += other.wait_count;
+        self.wait_duration += other.wait_duration;
+        self.max_idle_closed += other.max_idle_closed;
+        self.max_idle_time_closed += other.max_idle_time_closed;
+        self.max_lifetime_closed += other.max_lifetime_closed;
+        self.waiting += other.waiting;
+        self.created += other.created;
+        self.create_errors += other.create_errors;
+        self.hits += other.hits;
+        self.handoffs += other.handoffs;
+        self.timeouts += other.timeouts;
+        self.surplus_idle += other.surplus_idle;
+        self.grace_reused += other.grace_reused;
+        self.grace_closed += other.grace_closed;
+        self.broken_closed += other.broken_closed;
+        self.shutdown_closed += other.shutdown_closed;
+        self.detached += other.detached;
+    }
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::{Health, Manager, Pool, Stats, async_trait};
+use crate::{Health, KeyedManager, KeyedPool, Manager, Pool, Stats, async_trait};
 
 /// What one scripted call does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,8 +302,8 @@ where
 /// At rest means: nothing checked out, creating, closing or waiting (`in_use == 0`,
 /// `waiting == 0`), the manager's live resources equal `open`, and
 /// `created - closed - detached == open`.
-pub async fn assert_settled<M: Manager>(
-    pool: &Pool<M>,
+pub async fn assert_settled(
+    pool: &impl HasStats,
     live: impl Fn() -> usize,
     within: Duration,
 ) -> Stats {
@@ -325,8 +325,8 @@ pub async fn assert_settled<M: Manager>(
 }
 
 /// Waits (polling, up to `within`) until a closed pool holds nothing and `live()` is zero.
-pub async fn assert_drained<M: Manager>(
-    pool: &Pool<M>,
+pub async fn assert_drained(
+    pool: &impl HasStats,
     live: impl Fn() -> usize,
     within: Duration,
 ) -> Stats {
@@ -348,5 +348,144 @@ pub async fn assert_drained<M: Manager>(
             );
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A pool the leak guards can read: [`Pool`] and [`KeyedPool`] (its totals).
+pub trait HasStats {
+    /// The pool's stats (a keyed pool's totals).
+    fn stats(&self) -> Stats;
+}
+
+impl<M: Manager> HasStats for Pool<M> {
+    fn stats(&self) -> Stats {
+        Pool::stats(self)
+    }
+}
+
+impl<M: KeyedManager> HasStats for KeyedPool<M> {
+    fn stats(&self) -> Stats {
+        KeyedPool::stats(self)
+    }
+}
+
+/// A resource of [`KeyedScripted`]: a scripted [`Res`] and the key it was made for.
+#[derive(Debug)]
+pub struct KeyedRes<K: std::hash::Hash + Eq> {
+    /// The key `create` was called with.
+    pub key: K,
+    /// The scripted resource.
+    pub res: Res,
+    slot: KeySlot<K>,
+}
+
+/// Per-key occupancy of [`KeyedScripted`]: live resources plus creates in flight, and its
+/// high-water mark.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KeyCounts {
+    /// Live resources and creates in flight now.
+    pub occupied: usize,
+    /// The most there ever were at once.
+    pub high_water: usize,
+    /// Calls to `create` with this key.
+    pub creates: usize,
+}
+
+type PerKey<K> = Arc<Mutex<std::collections::HashMap<K, KeyCounts>>>;
+
+/// Releases one unit of a key's occupancy when dropped.
+#[derive(Debug)]
+struct KeySlot<K: std::hash::Hash + Eq> {
+    key: K,
+    counts: PerKey<K>,
+}
+
+impl<K: std::hash::Hash + Eq> Drop for KeySlot<K> {
+    fn drop(&mut self) {
+        if let Some(c) = self.counts.lock().get_mut(&self.key) {
+            c.occupied -= 1;
+        }
+    }
+}
+
+/// A [`KeyedManager`] over a [`ScriptedManager`] (one script for every key) that also counts
+/// per key: occupancy with its high-water mark and creates, to check per-key limits.
+#[derive(Debug)]
+pub struct KeyedScripted<K> {
+    /// The scripted manager behind every key: script it, read its totals.
+    pub inner: ScriptedManager,
+    per_key: PerKey<K>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> KeyedScripted<K> {
+    /// A keyed manager whose every call succeeds until scripted otherwise.
+    pub fn new() -> Self {
+        KeyedScripted {
+            inner: ScriptedManager::new(),
+            per_key: Arc::default(),
+        }
+    }
+
+    /// The counts of one key (zero if never created).
+    pub fn key_counts(&self, key: &K) -> KeyCounts {
+        self.per_key.lock().get(key).copied().unwrap_or_default()
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Default for KeyedScripted<K> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl<K> KeyedManager for KeyedScripted<K>
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + std::fmt::Debug + 'static,
+{
+    type Key = K;
+    type Resource = KeyedRes<K>;
+    type Error = ScriptError;
+
+    async fn create(&self, key: &K) -> Result<KeyedRes<K>, ScriptError> {
+        {
+            let mut map = self.per_key.lock();
+            let c = map.entry(key.clone()).or_default();
+            c.creates += 1;
+            c.occupied += 1;
+            c.high_water = c.high_water.max(c.occupied);
+        }
+        let slot = KeySlot {
+            key: key.clone(),
+            counts: self.per_key.clone(),
+        };
+        let res = Manager::create(&self.inner).await?;
+        Ok(KeyedRes {
+            key: key.clone(),
+            res,
+            slot,
+        })
+    }
+
+    fn check(&self, r: &mut KeyedRes<K>) -> Health {
+        Manager::check(&self.inner, &mut r.res)
+    }
+
+    fn validate_after(&self) -> Option<Duration> {
+        self.inner.validate_after
+    }
+
+    async fn validate(&self, r: &mut KeyedRes<K>) -> Result<(), ScriptError> {
+        Manager::validate(&self.inner, &mut r.res).await
+    }
+
+    async fn reset(&self, r: &mut KeyedRes<K>) -> Result<(), ScriptError> {
+        Manager::reset(&self.inner, &mut r.res).await
+    }
+
+    async fn close(&self, r: KeyedRes<K>) {
+        let KeyedRes { res, slot, .. } = r;
+        Manager::close(&self.inner, res).await;
+        drop(slot);
     }
 }

@@ -15,7 +15,7 @@ fn state(config: Config) -> State<u32> {
     State::new(limits, config.max_idle, config.lifetime_jitter)
 }
 
-fn cfg(max_open: usize, max_idle: usize, grace: Duration) -> Config {
+pub(crate) fn cfg(max_open: usize, max_idle: usize, grace: Duration) -> Config {
     Config {
         max_open,
         max_idle,
@@ -25,7 +25,7 @@ fn cfg(max_open: usize, max_idle: usize, grace: Duration) -> Config {
     }
 }
 
-const SEC: Duration = Duration::from_secs(1);
+pub(crate) const SEC: Duration = Duration::from_secs(1);
 
 /// Drives a state: runs creates and closes the way the shell would, on a virtual clock.
 struct Driver {
@@ -310,7 +310,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum W {
+pub(crate) enum W {
     Waiting,
     Served,
     Failed,
@@ -319,23 +319,23 @@ enum W {
 
 /// The reference: counts and a queue, with the rules written the plain way.
 #[derive(Debug)]
-struct Model {
-    max_open: usize,
-    max_idle: usize,
-    grace_zero: bool,
-    closed: bool,
-    idle: usize,
-    open: usize,
-    creating: usize,
-    closing: usize,
+pub(crate) struct Model {
+    pub(crate) max_open: usize,
+    pub(crate) max_idle: usize,
+    pub(crate) grace_zero: bool,
+    pub(crate) closed: bool,
+    pub(crate) idle: usize,
+    pub(crate) open: usize,
+    pub(crate) creating: usize,
+    pub(crate) closing: usize,
     /// Waiters by arrival index.
-    waiters: Vec<W>,
+    pub(crate) waiters: Vec<W>,
     /// Tag of each pending create (a waiter index).
-    creates: Vec<Option<usize>>,
+    pub(crate) creates: Vec<Option<usize>>,
 }
 
 impl Model {
-    fn waiting(&self) -> usize {
+    pub(crate) fn waiting(&self) -> usize {
         self.waiters.iter().filter(|w| **w == W::Waiting).count()
     }
 
@@ -343,7 +343,7 @@ impl Model {
         self.waiters.iter().rposition(|w| *w == W::Waiting)
     }
 
-    fn balance(&mut self) {
+    pub(crate) fn balance(&mut self) {
         if self.closed {
             return;
         }
@@ -354,7 +354,7 @@ impl Model {
         }
     }
 
-    fn put(&mut self) {
+    pub(crate) fn put(&mut self) {
         if self.closed || self.open - self.closing > self.max_open {
             self.closing += 1;
         } else if let Some(head) = self.waiters.iter().position(|w| *w == W::Waiting) {
@@ -374,7 +374,7 @@ impl Model {
     }
 }
 
-fn pick<T>(v: &[T], i: usize) -> Option<usize> {
+pub(crate) fn pick<T>(v: &[T], i: usize) -> Option<usize> {
     (!v.is_empty()).then(|| i % v.len())
 }
 

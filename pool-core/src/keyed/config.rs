@@ -1,0 +1,72 @@
+//! [`KeyedConfig`]: a keyed pool's knobs, Go `http.Transport`'s per-host and global limits.
+
+use crate::config::{Limits, Timeouts};
+use crate::{Config, Error};
+
+/// A keyed pool's knobs: the global idle cap plus the knobs each key's pool gets.
+///
+/// The Go names map as: `MaxIdleConns` is [`max_idle`](KeyedConfig::max_idle),
+/// `MaxIdleConnsPerHost` is `per_key.max_idle`, `MaxConnsPerHost` is `per_key.max_open`,
+/// `IdleConnTimeout` is `per_key.max_idle_time`.
+///
+/// # Examples
+///
+/// ```
+/// use pool_core::{Config, KeyedConfig};
+/// use std::time::Duration;
+///
+/// let config = KeyedConfig {
+///     max_idle: 100,
+///     per_key: Config {
+///         max_open: 16,
+///         max_idle: 4,
+///         max_idle_time: Some(Duration::from_secs(90)),
+///         ..Config::default()
+///     },
+/// };
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct KeyedConfig {
+    /// Most idle connections across every key (`MaxIdleConns`). Default 100; 0 keeps none.
+    /// Above it, the least recently idled connection of any key is closed: at once with no
+    /// `idle_grace`, else when it has been idle for the grace period. (Go's 0 means no limit;
+    /// use `usize::MAX` for that.)
+    pub max_idle: usize,
+    /// The knobs of each key, with the plain pool's meanings: `max_open` is per key and
+    /// counts creates in flight (`MaxConnsPerHost`; default 0, unlimited), `max_idle` per key
+    /// (`MaxIdleConnsPerHost`; default 2; Go's 0 means 2, ours keeps none), `idle_grace`
+    /// applies per key and to the global cap. `min_idle` must stay 0: a keyed pool keeps no
+    /// connection ready for a key nobody asked for.
+    pub per_key: Config,
+}
+
+impl Default for KeyedConfig {
+    fn default() -> Self {
+        KeyedConfig {
+            max_idle: 100,
+            per_key: Config::default(),
+        }
+    }
+}
+
+impl KeyedConfig {
+    /// Checks every knob and returns what each key's state runs with.
+    pub(crate) fn validate(
+        &self,
+        manager_validate_after: Option<std::time::Duration>,
+    ) -> Result<(Limits, Timeouts), Error> {
+        if self.per_key.min_idle > 0 {
+            return Err(Error::config(
+                "min_idle",
+                "is not supported per key: a keyed pool creates only on demand",
+            ));
+        }
+        let (mut limits, timeouts) = self.per_key.validate(manager_validate_after)?;
+        limits.keyed = true;
+        limits.stamp = true;
+        Ok((limits, timeouts))
+    }
+}

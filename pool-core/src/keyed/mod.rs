@@ -1,0 +1,333 @@
+//! [`KeyedPool`]: connections pooled per key (scheme, host, port, or any key), with per-key
+//! limits and a global idle cap, as Go's `http.Transport`.
+//!
+//! Each key gets the plain pool's state machine (the same FIFO hand-off, late binding,
+//! grace, breaker and stats), all behind the pool's one lock with the table in
+//! `table.rs` on top: it evicts the least recently idled connection of any key above the
+//! global `max_idle`, and forgets a key once it holds nothing.
+
+mod config;
+mod table;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::KeyedConfig;
+pub(crate) use table::KeyTable;
+
+use crate::config::{check_duration, check_positive};
+use crate::guard::{Guard, guard_api};
+use crate::hooks::Hooks;
+use crate::shell::{Owner, Shared};
+use crate::state::{Effects, Now, State};
+use crate::table::Table;
+use crate::{Error, KeyedManager, Stats};
+
+type Keys<M> = KeyTable<<M as KeyedManager>::Key, <M as KeyedManager>::Resource>;
+
+/// A pool of `M::Resource`s per key: a cheap, cloneable handle.
+///
+/// Per key it behaves as a [`Pool`](crate::Pool): `per_key.max_open` is never exceeded
+/// (creates in flight included; Go's `MaxConnsPerHost`), checkouts of one key are served
+/// first come, first served, and only ever with that key's connections. Across keys, at most
+/// [`max_idle`](KeyedConfig::max_idle) connections stay idle (`MaxIdleConns`): above it the
+/// least recently idled connection of any key closes, at once with no grace, else when its
+/// grace period ends. A key that holds nothing (no connection, no waiter) leaves no state
+/// behind. Dropping the last handle closes the pool.
+///
+/// # Examples
+///
+/// ```
+/// # use pool_core::{async_trait, KeyedManager, KeyedPool};
+/// # struct Dialer;
+/// # #[async_trait]
+/// # impl KeyedManager for Dialer {
+/// #     type Key = String;
+/// #     type Resource = String;
+/// #     type Error = std::io::Error;
+/// #     async fn create(&self, host: &String) -> Result<String, std::io::Error> {
+/// #         Ok(format!("connection to {host}"))
+/// #     }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), pool_core::Error> {
+/// let pool = KeyedPool::builder(Dialer)
+///     .max_open_per_key(4)
+///     .max_idle_per_key(2)
+///     .max_idle(100)
+///     .build()?;
+/// let conn = pool.get(&"db1:5432".to_string()).await?;
+/// assert_eq!(*conn, "connection to db1:5432");
+/// drop(conn);
+/// assert_eq!(pool.key_stats(&"db1:5432".to_string()).unwrap().idle, 1);
+/// # Ok(()) }
+/// ```
+pub struct KeyedPool<M: KeyedManager> {
+    shared: Arc<Shared<M, Keys<M>>>,
+    _owner: Arc<Owner<M, Keys<M>>>,
+}
+
+impl<M: KeyedManager> Clone for KeyedPool<M> {
+    fn clone(&self) -> Self {
+        KeyedPool {
+            shared: self.shared.clone(),
+            _owner: self._owner.clone(),
+        }
+    }
+}
+
+impl<M: KeyedManager> std::fmt::Debug for KeyedPool<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedPool")
+            .field("keys", &self.key_count())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl<M: KeyedManager> KeyedPool<M> {
+    /// A [`KeyedBuilder`] with the default [`KeyedConfig`].
+    pub fn builder(manager: M) -> KeyedBuilder<M> {
+        KeyedBuilder {
+            manager,
+            config: KeyedConfig::default(),
+            hooks: None,
+        }
+    }
+
+    /// Builds a keyed pool from a [`KeyedConfig`].
+    ///
+    /// # Errors
+    /// A configuration error naming the knob ([`Error::knob`]), including `min_idle` (not
+    /// supported per key) and `"runtime"` outside a tokio runtime.
+    pub fn new(manager: M, config: KeyedConfig) -> Result<Self, Error> {
+        Self::start(manager, config, None)
+    }
+
+    fn start(
+        manager: M,
+        config: KeyedConfig,
+        hooks: Option<Arc<dyn Hooks<M::Key>>>,
+    ) -> Result<Self, Error> {
+        let (limits, timeouts) = config.validate(manager.validate_after())?;
+        let template = State::new(
+            limits,
+            config.per_key.max_idle,
+            config.per_key.lifetime_jitter,
+        );
+        let table = KeyTable::new(template, config.max_idle);
+        let shared = Shared::start(manager, table, timeouts, hooks)?;
+        Ok(KeyedPool {
+            _owner: Arc::new(Owner(shared.clone())),
+            shared,
+        })
+    }
+
+    /// Checks out a connection for `key`: an idle one of that key (most recently used
+    /// first), one released by another caller of that key, or a new one made by
+    /// [`KeyedManager::create`] with the key.
+    ///
+    /// # Errors
+    /// As [`Pool::get`](crate::Pool::get), per key: a timeout, a closed pool, the failed
+    /// create of this caller, or the key's breaker being open.
+    ///
+    /// # Cancel safety
+    /// As [`Pool::get`](crate::Pool::get): dropping the future at any point loses nothing.
+    pub async fn get(&self, key: &M::Key) -> Result<KeyedPooled<'_, M>, Error> {
+        self.shared.get_slow(key, None).await.map(KeyedPooled)
+    }
+
+    /// [`get`](KeyedPool::get), returning a guard that owns a reference to the pool.
+    ///
+    /// # Errors
+    /// As [`get`](KeyedPool::get).
+    ///
+    /// # Cancel safety
+    /// As [`get`](KeyedPool::get).
+    pub async fn get_owned(&self, key: &M::Key) -> Result<KeyedPooled<'static, M>, Error> {
+        self.get(key).await.map(KeyedPooled::into_owned)
+    }
+
+    /// The totals across keys, with the plain pool's names: gauges and counters summed over
+    /// every key (forgotten keys' counters included), `max_open` the per-key limit.
+    pub fn stats(&self) -> Stats {
+        self.shared.state.lock().stats()
+    }
+
+    /// One key's stats; `None` when the pool holds nothing for it (no connection, no waiter).
+    pub fn key_stats(&self, key: &M::Key) -> Option<Stats> {
+        self.shared.state.lock().key_stats(key)
+    }
+
+    /// How many keys the pool holds state for now.
+    pub fn key_count(&self) -> usize {
+        self.shared.state.lock().key_count()
+    }
+
+    /// The manager.
+    pub fn manager(&self) -> &M {
+        &self.shared.manager
+    }
+
+    /// Whether [`close`](KeyedPool::close) was called (or every handle dropped).
+    pub fn is_closed(&self) -> bool {
+        <Keys<M> as Table<M>>::is_closed(&self.shared.state.lock())
+    }
+
+    /// Closes the pool: queued checkouts of every key fail at once with a closed error, idle
+    /// connections close, checked-out ones close when they come back. Idempotent.
+    pub fn close(&self) {
+        self.shared.close();
+    }
+
+    /// [`close`](KeyedPool::close), then waits up to `timeout` for every connection to come
+    /// back and close.
+    ///
+    /// # Errors
+    /// [`is_timeout`](Error::is_timeout) if connections are still open after `timeout`.
+    pub async fn close_and_wait(&self, timeout: Duration) -> Result<(), Error> {
+        self.close();
+        self.shared.drained(timeout).await
+    }
+
+    fn each_key(&self, f: impl FnMut(&mut State<M::Resource>, &mut Now, &mut Effects<M::Resource>)) {
+        self.shared.with_table(|t, now, fx| t.for_each(now, fx, f));
+    }
+
+    /// Sets `max_idle` across keys (`MaxIdleConns`); idle connections above it close at once,
+    /// least recently idled first, grace or not (counted in `max_idle_closed`).
+    pub fn set_max_idle(&self, n: usize) {
+        self.shared
+            .with_table(|t, now, fx| t.set_max_idle(n, now, fx));
+    }
+
+    /// Sets `max_open` per key (`MaxConnsPerHost`; 0 = unlimited); connections above it
+    /// close as they come back.
+    pub fn set_max_open_per_key(&self, n: usize) {
+        self.each_key(|st, now, fx| st.set_max_open(n, now, fx));
+    }
+
+    /// Sets `max_idle` per key (`MaxIdleConnsPerHost`); idle connections of a key above it
+    /// close at once (counted in `max_idle_closed`).
+    pub fn set_max_idle_per_key(&self, n: usize) {
+        self.each_key(|st, now, fx| st.set_max_idle(n, now, fx));
+    }
+
+    /// Sets `max_lifetime`; applies to open connections too.
+    ///
+    /// # Errors
+    /// A config error for zero or more than a year (use `None` for no limit).
+    pub fn set_max_lifetime(&self, d: Option<Duration>) -> Result<(), Error> {
+        let d = check_positive("max_lifetime", d)?;
+        self.each_key(|st, _, fx| st.set_max_lifetime(d, fx));
+        Ok(())
+    }
+
+    /// Sets `max_idle_time` per key (`IdleConnTimeout`); applies to idle connections too.
+    ///
+    /// # Errors
+    /// A config error for zero or more than a year (use `None` for no limit).
+    pub fn set_max_idle_time(&self, d: Option<Duration>) -> Result<(), Error> {
+        let d = check_positive("max_idle_time", d)?;
+        self.each_key(|st, now, fx| st.set_max_idle_time(d, now, fx));
+        Ok(())
+    }
+
+    /// Sets `idle_grace`, per key and for the global idle cap.
+    ///
+    /// # Errors
+    /// A config error for more than a year.
+    pub fn set_idle_grace(&self, d: Duration) -> Result<(), Error> {
+        let d = check_duration("idle_grace", d)?;
+        self.each_key(|st, _, fx| st.set_idle_grace(d, fx));
+        Ok(())
+    }
+}
+
+/// A connection checked out of a [`KeyedPool`]: a [`Pooled`](crate::Pooled) that also knows
+/// its key. Dropping it returns the connection to its key's waiters or idle list.
+pub struct KeyedPooled<'a, M: KeyedManager>(Guard<'a, M, Keys<M>>);
+
+guard_api!(KeyedPooled, KeyedManager);
+
+impl<M: KeyedManager> KeyedPooled<'_, M> {
+    /// The key this connection belongs to.
+    pub fn key(this: &Self) -> &M::Key {
+        this.0.key()
+    }
+}
+
+/// Builds a [`KeyedPool`]; each knob has a setter, named as in [`KeyedConfig`] with
+/// `_per_key` where the plain pool's knob applies per key.
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct KeyedBuilder<M: KeyedManager> {
+    manager: M,
+    config: KeyedConfig,
+    hooks: Option<Arc<dyn Hooks<M::Key>>>,
+}
+
+macro_rules! per_key {
+    ($(#[$doc:meta])* $name:ident => $field:ident: $ty:ty => $value:expr) => {
+        $(#[$doc])*
+        pub fn $name(mut self, $field: $ty) -> Self {
+            self.config.per_key.$field = $value;
+            self
+        }
+    };
+}
+
+impl<M: KeyedManager> KeyedBuilder<M> {
+    /// See [`KeyedConfig::max_idle`]: most idle connections across keys.
+    pub fn max_idle(mut self, max_idle: usize) -> Self {
+        self.config.max_idle = max_idle;
+        self
+    }
+    per_key!(/// `max_open` of each key (`MaxConnsPerHost`; see [`Config::max_open`](crate::Config::max_open)).
+        max_open_per_key => max_open: usize => max_open);
+    per_key!(/// `max_idle` of each key (`MaxIdleConnsPerHost`; see [`Config::max_idle`](crate::Config::max_idle)).
+        max_idle_per_key => max_idle: usize => max_idle);
+    per_key!(/// See [`Config::idle_grace`](crate::Config::idle_grace); also applies to the global cap.
+        idle_grace => idle_grace: Duration => idle_grace);
+    per_key!(/// See [`Config::max_lifetime`](crate::Config::max_lifetime).
+        max_lifetime => max_lifetime: Duration => Some(max_lifetime));
+    per_key!(/// See [`Config::lifetime_jitter`](crate::Config::lifetime_jitter).
+        lifetime_jitter => lifetime_jitter: Duration => Some(lifetime_jitter));
+    per_key!(/// See [`Config::max_idle_time`](crate::Config::max_idle_time) (`IdleConnTimeout`).
+        max_idle_time => max_idle_time: Duration => Some(max_idle_time));
+    per_key!(/// See [`Config::acquire_timeout`](crate::Config::acquire_timeout).
+        acquire_timeout => acquire_timeout: Duration => Some(acquire_timeout));
+    per_key!(/// See [`Config::create_timeout`](crate::Config::create_timeout).
+        create_timeout => create_timeout: Duration => Some(create_timeout));
+    per_key!(/// See [`Config::validate_after`](crate::Config::validate_after).
+        validate_after => validate_after: Duration => Some(validate_after));
+    per_key!(/// See [`Config::hook_timeout`](crate::Config::hook_timeout).
+        hook_timeout => hook_timeout: Duration => hook_timeout);
+    per_key!(/// See [`Config::idle_order`](crate::Config::idle_order).
+        idle_order => idle_order: crate::IdleOrder => idle_order);
+    per_key!(/// See [`Config::breaker_threshold`](crate::Config::breaker_threshold); each key has its own breaker.
+        breaker_threshold => breaker_threshold: u32 => breaker_threshold);
+    per_key!(/// See [`Config::breaker_backoff`](crate::Config::breaker_backoff).
+        breaker_backoff => breaker_backoff: Duration => breaker_backoff);
+    per_key!(/// See [`Config::breaker_max_backoff`](crate::Config::breaker_max_backoff).
+        breaker_max_backoff => breaker_max_backoff: Duration => breaker_max_backoff);
+
+    /// Replaces every knob with `config`.
+    pub fn config(mut self, config: KeyedConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Lifecycle [`Hooks`], called with the key. Default none, which costs nothing.
+    pub fn hooks(mut self, hooks: impl Hooks<M::Key>) -> Self {
+        self.hooks = Some(Arc::new(hooks));
+        self
+    }
+
+    /// Validates the knobs and starts the pool (and its reaper).
+    ///
+    /// # Errors
+    /// See [`KeyedPool::new`].
+    pub fn build(self) -> Result<KeyedPool<M>, Error> {
+        KeyedPool::start(self.manager, self.config, self.hooks)
+    }
+}

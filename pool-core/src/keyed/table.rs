@@ -1,0 +1,400 @@
+//! The keyed pool's table: one [`State`] per key behind the pool's one lock, plus what spans
+//! keys.
+//!
+//! # Invariants
+//! - Each key's state enforces its own limits (`max_open`, `max_idle`, waiters, grace)
+//!   exactly as a plain pool; a waiter of one key can only ever be served by that key's
+//!   state, so it never gets another key's connection.
+//! - `idle` and `open` are the sums over keys; `lru` holds, for each key with idle
+//!   connections, when its least recently idled one went idle, so the oldest idle
+//!   connection of any key is `lru.first()`. `timers` holds each key's next deadline.
+//! - Above the global `max_idle`, the oldest idle connection of any key is closed: at once
+//!   with no grace (Go's `MaxIdleConns`), else when it has been idle for the grace period.
+//! - A key whose state is vacant (no connection, no waiter, no breaker retry pending) is
+//!   forgotten at once, its counters folded into `retired`: memory follows the keys in use,
+//!   not every key ever seen.
+//!
+//! Every step on a key goes through [`Table::with`], which settles these after it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use slab::Slab;
+use tokio::time::Instant;
+
+use crate::state::{Effects, KeyId, Now, State};
+use crate::table::Table;
+use crate::{CloseReason, Error, KeyedManager, Stats};
+
+struct Entry<K, C> {
+    key: Arc<K>,
+    generation: u32,
+    state: State<C>,
+    /// This key's entry in `lru`.
+    lru: Option<Instant>,
+    /// This key's entry in `timers`.
+    timer: Option<Instant>,
+}
+
+pub(crate) struct KeyTable<K, C> {
+    index: HashMap<Arc<K>, u32>,
+    keys: Slab<Entry<K, C>>,
+    next_generation: u32,
+    /// The knobs every new key starts with; runtime changes apply to it too.
+    template: State<C>,
+    /// Global idle cap (`MaxIdleConns`).
+    max_idle: usize,
+    idle: usize,
+    open: usize,
+    lru: BTreeSet<(Instant, u32)>,
+    timers: BTreeSet<(Instant, u32)>,
+    /// Counters of forgotten keys.
+    retired: Stats,
+    closed: bool,
+    /// The deadline the reaper sleeps until.
+    reaper_at: Option<Instant>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
+    pub fn new(template: State<C>, max_idle: usize) -> Self {
+        KeyTable {
+            index: HashMap::new(),
+            keys: Slab::new(),
+            next_generation: 0,
+            template,
+            max_idle,
+            idle: 0,
+            open: 0,
+            lru: BTreeSet::new(),
+            timers: BTreeSet::new(),
+            retired: Stats::default(),
+            closed: false,
+            reaper_at: None,
+        }
+    }
+
+    fn id(&self, idx: u32) -> Option<KeyId> {
+        self.keys.get(idx as usize).map(|e| KeyId {
+            idx,
+            generation: e.generation,
+        })
+    }
+
+    fn ids(&self) -> Vec<KeyId> {
+        self.keys
+            .iter()
+            .map(|(idx, e)| KeyId {
+                idx: idx as u32,
+                generation: e.generation,
+            })
+            .collect()
+    }
+
+    fn entry(&mut self, key: KeyId) -> &mut Entry<K, C> {
+        self.keys
+            .get_mut(key.idx as usize)
+            .filter(|e| e.generation == key.generation)
+            .expect("a key with a connection, create, close or waiter is never forgotten")
+    }
+
+    /// Finds or makes the state of `key`.
+    pub fn enter_key(&mut self, key: &K) -> Result<(KeyId, Arc<K>), Error> {
+        if self.closed {
+            return Err(Error::closed());
+        }
+        if let Some(&idx) = self.index.get(key) {
+            let e = &self.keys[idx as usize];
+            let id = KeyId {
+                idx,
+                generation: e.generation,
+            };
+            return Ok((id, e.key.clone()));
+        }
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let slot = self.keys.vacant_entry();
+        let idx = u32::try_from(slot.key()).expect("fewer than 2^32 keys in use");
+        let id = KeyId { idx, generation };
+        let key = Arc::new(key.clone());
+        slot.insert(Entry {
+            key: key.clone(),
+            generation,
+            state: self.template.new_like(id),
+            lru: None,
+            timer: None,
+        });
+        self.index.insert(key.clone(), idx);
+        Ok((id, key))
+    }
+
+    /// Runs `f` on a live key's state, then settles the key and the global idle cap.
+    pub fn with_key<R>(
+        &mut self,
+        key: KeyId,
+        now: &mut Now,
+        fx: &mut Effects<C>,
+        f: impl FnOnce(&mut State<C>, &mut Now, &mut Effects<C>) -> R,
+    ) -> R {
+        let r = self.step(key, now, fx, f);
+        self.enforce_idle_cap(now, fx);
+        r
+    }
+
+    /// Runs `f` on one key and settles that key's entries (not the global cap).
+    fn step<R>(
+        &mut self,
+        key: KeyId,
+        now: &mut Now,
+        fx: &mut Effects<C>,
+        f: impl FnOnce(&mut State<C>, &mut Now, &mut Effects<C>) -> R,
+    ) -> R {
+        let e = self.entry(key);
+        let (idle, open) = (e.state.idle_len(), e.state.open());
+        let r = f(&mut e.state, now, fx);
+        self.settle(key.idx, idle, open);
+        r
+    }
+
+    fn settle(&mut self, idx: u32, idle_before: usize, open_before: usize) {
+        let e = &mut self.keys[idx as usize];
+        self.idle = self.idle + e.state.idle_len() - idle_before;
+        self.open = self.open + e.state.open() - open_before;
+        let front = e.state.oldest_idle();
+        if front != e.lru {
+            if let Some(t) = e.lru {
+                self.lru.remove(&(t, idx));
+            }
+            if let Some(t) = front {
+                self.lru.insert((t, idx));
+            }
+            e.lru = front;
+        }
+        let at = e.state.reaper_at();
+        if at != e.timer {
+            if let Some(t) = e.timer {
+                self.timers.remove(&(t, idx));
+            }
+            if let Some(t) = at {
+                self.timers.insert((t, idx));
+            }
+            e.timer = at;
+        }
+        if e.state.is_vacant() {
+            self.forget(idx);
+        }
+    }
+
+    fn forget(&mut self, idx: u32) {
+        let e = self.keys.remove(idx as usize);
+        if let Some(t) = e.lru {
+            self.lru.remove(&(t, idx));
+        }
+        if let Some(t) = e.timer {
+            self.timers.remove(&(t, idx));
+        }
+        self.index.remove(&e.key);
+        self.retired.add(&e.state.stats());
+    }
+
+    /// With no grace, closes the oldest idle connections of any key while the total is above
+    /// `max_idle`; with grace, makes sure the reaper wakes when the oldest one's grace ends.
+    fn enforce_idle_cap(&mut self, now: &mut Now, fx: &mut Effects<C>) {
+        if self.idle <= self.max_idle {
+            return;
+        }
+        if self.grace().is_zero() {
+            self.evict(CloseReason::MaxIdle, None, now, fx);
+        } else if let Some(&(t, _)) = self.lru.first() {
+            let at = t + self.grace();
+            if self.reaper_at.is_none_or(|r| at < r) {
+                self.reaper_at = Some(at);
+                fx.rare().notify_reaper = true;
+            }
+        }
+    }
+
+    /// Closes the oldest idle connection of any key while the total is above `max_idle` (and,
+    /// with `before`, while the oldest went idle before it).
+    fn evict(
+        &mut self,
+        reason: CloseReason,
+        before: Option<Instant>,
+        now: &mut Now,
+        fx: &mut Effects<C>,
+    ) {
+        while self.idle > self.max_idle {
+            let Some(&(t, idx)) = self.lru.first() else {
+                return;
+            };
+            if before.is_some_and(|b| t > b) {
+                return;
+            }
+            let key = self.id(idx).expect("lru names live keys");
+            self.step(key, now, fx, |st, _, fx| st.close_oldest_idle(reason, fx));
+        }
+    }
+
+    fn grace(&self) -> Duration {
+        self.template.limits().idle_grace
+    }
+
+    /// The totals: every key's gauges and counters, plus the counters of forgotten keys.
+    /// `max_open` is the per-key limit; `surplus_idle` counts idle connections above the
+    /// per-key or the global `max_idle`, whichever is more.
+    pub fn stats(&self) -> Stats {
+        let mut total = self.retired;
+        for (_, e) in &self.keys {
+            total.add(&e.state.stats());
+        }
+        total.max_open = self.template.limits().max_open;
+        total.surplus_idle = total
+            .surplus_idle
+            .max(self.idle.saturating_sub(self.max_idle));
+        total
+    }
+
+    /// One key's stats; `None` if the pool holds nothing for it.
+    pub fn key_stats(&self, key: &K) -> Option<Stats> {
+        let idx = *self.index.get(key)?;
+        Some(self.keys[idx as usize].state.stats())
+    }
+
+    /// Keys the pool holds state for now.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Runs `f` on the template and on every key (a runtime knob change).
+    pub fn for_each(
+        &mut self,
+        now: &mut Now,
+        fx: &mut Effects<C>,
+        mut f: impl FnMut(&mut State<C>, &mut Now, &mut Effects<C>),
+    ) {
+        f(&mut self.template, now, &mut Effects::default());
+        let ids = self.ids();
+        for key in ids {
+            if self.id(key.idx) == Some(key) {
+                self.step(key, now, fx, |st, now, fx| {
+                    f(st, now, fx);
+                    st.poll_timeout();
+                });
+            }
+        }
+        self.enforce_idle_cap(now, fx);
+        fx.rare().notify_reaper = true;
+    }
+
+    /// Sets the global `max_idle`; idle connections above it close at once, oldest first.
+    pub fn set_max_idle(&mut self, n: usize, now: &mut Now, fx: &mut Effects<C>) {
+        self.max_idle = n;
+        self.evict(CloseReason::MaxIdle, None, now, fx);
+    }
+
+    #[cfg(test)]
+    pub fn idle(&self) -> usize {
+        self.idle
+    }
+}
+
+impl<M: KeyedManager> Table<M> for KeyTable<M::Key, M::Resource> {
+    type Handle = Arc<M::Key>;
+
+    fn key_of(handle: &Arc<M::Key>) -> &M::Key {
+        handle
+    }
+
+    fn fixed_handle() -> Option<Arc<M::Key>> {
+        None
+    }
+
+    fn enter(&mut self, key: &M::Key) -> Result<(KeyId, Arc<M::Key>), Error> {
+        self.enter_key(key)
+    }
+
+    fn handle(&self, key: KeyId) -> Arc<M::Key> {
+        self.keys
+            .get(key.idx as usize)
+            .filter(|e| e.generation == key.generation)
+            .map(|e| e.key.clone())
+            .expect("a key with a create or close in flight is never forgotten")
+    }
+
+    fn with<R>(
+        &mut self,
+        key: KeyId,
+        now: &mut Now,
+        fx: &mut Effects<M::Resource>,
+        f: impl FnOnce(&mut State<M::Resource>, &mut Now, &mut Effects<M::Resource>) -> R,
+    ) -> R {
+        self.with_key(key, now, fx, f)
+    }
+
+    fn handle_timeout(&mut self, now: Instant, fx: &mut Effects<M::Resource>) {
+        if self.closed {
+            return;
+        }
+        let mut clock = Now::at(now);
+        let due: Vec<u32> = self
+            .timers
+            .range(..=(now, u32::MAX))
+            .map(|&(_, idx)| idx)
+            .collect();
+        for idx in due {
+            if let Some(key) = self.id(idx) {
+                self.step(key, &mut clock, fx, |st, _, fx| {
+                    st.handle_timeout(now, fx);
+                    st.poll_timeout();
+                });
+            }
+        }
+        let grace = self.grace();
+        if let Some(cut) = now.checked_sub(grace) {
+            self.evict(CloseReason::Grace, Some(cut), &mut clock, fx);
+        }
+    }
+
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
+        let mut next = self.timers.first().map(|&(t, _)| t);
+        if self.idle > self.max_idle
+            && let Some(&(t, _)) = self.lru.first()
+        {
+            let at = t + self.grace();
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+        self.reaper_at = next;
+        next
+    }
+
+    fn close(&mut self, fx: &mut Effects<M::Resource>) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let ids = self.ids();
+        let mut now = Now::lazy();
+        for key in ids {
+            self.step(key, &mut now, fx, |st, _, fx| st.close(fx));
+        }
+        fx.rare().notify_reaper = true;
+        if self.open == 0 {
+            fx.rare().drained = true;
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    fn open(&self) -> usize {
+        self.open
+    }
+}
+
+
+#[cfg(test)]
+mod tests;
