@@ -39,7 +39,7 @@ pub struct GotConn {
 
 /// Where a connection went when its guard dropped (or was consumed), for
 /// [`Hooks::put_idle`]: httptrace's `PutIdleConn` with the reason when it was not kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Returned {
     /// Kept idle (below `max_idle`, or as surplus for the grace period).

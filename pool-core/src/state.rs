@@ -471,7 +471,10 @@ impl<C> State<C> {
         let has_room = self.has_room();
         let spare_creates = self.creating.saturating_sub(self.waiters.len());
         if spare_creates == 0 && has_room && self.breaker.open {
-            return Err(self.unavailable());
+            if !self.limits.keyed || self.breaker.retry_at.is_none_or(|t| now.get() < t) {
+                return Err(self.unavailable());
+            }
+            self.half_open();
         }
         if !has_room {
             self.stats.wait_count += 1;
@@ -479,6 +482,17 @@ impl<C> State<C> {
         let id = self.waiters.push(coarse_now(), !has_room, retry, waker);
         self.balance(now, fx);
         Ok(Acquired::Wait(id))
+    }
+
+    /// A keyed pool's breaker after its retry time: the next checkout may create, and one
+    /// more failure opens it again.
+    fn half_open(&mut self) {
+        let b = &mut self.breaker;
+        b.retry_at = None;
+        if b.open {
+            b.open = false;
+            b.failures = self.limits.breaker_threshold.saturating_sub(1);
+        }
     }
 
     /// Starts creates while waiters outnumber creates in flight and there is room; with the
@@ -829,13 +843,8 @@ impl<C> State<C> {
             // No background probes per key: demand drives them. When the retry time comes,
             // an open breaker lets the next checkout try (half-open: one more failure opens
             // it again), and a key nobody uses can be forgotten.
-            let b = &mut self.breaker;
-            if b.retry_at.is_some_and(|t| t <= now) {
-                b.retry_at = None;
-                if b.open {
-                    b.open = false;
-                    b.failures = self.limits.breaker_threshold.saturating_sub(1);
-                }
+            if self.breaker.retry_at.is_some_and(|t| t <= now) {
+                self.half_open();
             }
         } else if self.breaker.open {
             if self.background == 0 && self.breaker.retry_at.is_none_or(|t| t <= now) {

@@ -72,7 +72,7 @@ impl Stats {
 }
 
 /// Why the pool closed a connection; each close is counted once, under one reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum CloseReason {
     /// Over `max_idle` with no grace, `max_idle`/`max_open` lowered, or over `max_open`.

@@ -410,7 +410,8 @@ impl<K: std::hash::Hash + Eq> Drop for KeySlot<K> {
 
 /// A [`KeyedManager`] over a [`ScriptedManager`] (one script for every key) that also counts
 /// per key: occupancy with its high-water mark and creates, to check per-key limits.
-#[derive(Debug)]
+/// Clones share their scripts and counts.
+#[derive(Debug, Clone)]
 pub struct KeyedScripted<K> {
     /// The scripted manager behind every key: script it, read its totals.
     pub inner: ScriptedManager,

@@ -1,0 +1,345 @@
+//! The keyed pool on the real shell: the core laws per key, and what spans keys (the global
+//! idle cap, forgetting keys, per-key limits under load), with the keyed scripted manager.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use pool_core::testing::{KeyedScripted, Step, assert_drained, assert_settled, cancel_at_every_point};
+use pool_core::{CloseReason, KeyedBuilder, KeyedPool, KeyedPooled, Stats};
+use support::{SETTLE, eventually};
+
+const SEC: Duration = Duration::from_secs(1);
+
+type Pool = KeyedPool<KeyedScripted<u32>>;
+
+fn builder(m: &KeyedScripted<u32>) -> KeyedBuilder<KeyedScripted<u32>> {
+    KeyedPool::builder(m.clone())
+}
+
+async fn settled(pool: &Pool, m: &KeyedScripted<u32>) -> Stats {
+    let inner = m.inner.clone();
+    assert_settled(pool, move || inner.live(), SETTLE).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_key_reuses_its_own_connections() {
+    let m = KeyedScripted::new();
+    let pool = builder(&m).build().unwrap();
+    for round in 0..10 {
+        for key in 0..3 {
+            let c = pool.get(&key).await.unwrap();
+            assert_eq!(c.key, key, "round {round}");
+            assert_eq!(*KeyedPooled::key(&c), key);
+        }
+    }
+    for key in 0..3 {
+        assert_eq!(m.key_counts(&key).creates, 1, "key {key} reused its connection");
+        let s = pool.key_stats(&key).unwrap();
+        assert_eq!((s.created, s.hits, s.idle), (1, 9, 1));
+    }
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.created, s.hits, s.idle), (3, 27, 3));
+    assert_eq!(pool.key_count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_key_cap_holds_with_creates_in_flight_and_keys_never_mix() {
+    let m = KeyedScripted::new();
+    m.inner
+        .script_create((0..40).map(|_| Step::Slow(Duration::from_millis(2))));
+    let pool = builder(&m)
+        .max_open_per_key(3)
+        .max_idle_per_key(3)
+        .build()
+        .unwrap();
+    let mixed = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..4_000u32)
+        .map(|i| {
+            let (pool, mixed) = (pool.clone(), mixed.clone());
+            tokio::spawn(async move {
+                let key = i % 5;
+                let c = pool.get(&key).await.unwrap();
+                if c.key != key {
+                    mixed.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::task::yield_now().await;
+                drop(c);
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(mixed.load(Ordering::SeqCst), 0, "a waiter got another key's connection");
+    for key in 0..5 {
+        let c = m.key_counts(&key);
+        assert!(c.high_water <= 3, "key {key}: {c:?} over its cap of 3");
+        assert!(c.creates >= 1);
+    }
+    let s = settled(&pool, &m).await;
+    assert!(s.open <= 15);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiters_of_a_key_are_served_in_arrival_order_and_other_keys_go_on() {
+    let m = KeyedScripted::new();
+    let pool = builder(&m).max_open_per_key(1).build().unwrap();
+    let held = pool.get(&1).await.unwrap();
+    let order = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..5 {
+        let (p, order) = (pool.clone(), order.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = p.get(&1).await.unwrap();
+            order.lock().push(i);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            drop(c);
+        }));
+        eventually("queued", || pool.key_stats(&1).unwrap().waiting == i + 1).await;
+    }
+    // Key 2 is not held up by key 1's queue.
+    let other = pool.get(&2).await.unwrap();
+    assert_eq!(other.key, 2);
+    drop(other);
+    drop(held);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(*order.lock(), vec![0, 1, 2, 3, 4]);
+    let s = pool.key_stats(&1).unwrap();
+    assert_eq!((s.created, s.handoffs, s.wait_count), (1, 5, 5));
+    settled(&pool, &m).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_global_idle_cap_evicts_the_least_recently_idled_connection_of_another_key() {
+    let m = KeyedScripted::new();
+    let pool = builder(&m)
+        .max_idle(2)
+        .idle_grace(Duration::ZERO)
+        .build()
+        .unwrap();
+    let a = pool.get(&1).await.unwrap();
+    let b = pool.get(&2).await.unwrap();
+    let c = pool.get(&3).await.unwrap();
+    drop(a);
+    tokio::time::advance(Duration::from_millis(1)).await;
+    drop(b);
+    tokio::time::advance(Duration::from_millis(1)).await;
+    drop(c);
+    eventually("key 1 forgotten", || pool.key_stats(&1).is_none()).await;
+    assert_eq!(pool.key_stats(&2).unwrap().idle, 1);
+    assert_eq!(pool.key_stats(&3).unwrap().idle, 1);
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.idle, s.max_idle_closed), (2, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_grace_the_global_surplus_is_reused_then_evicted_when_its_grace_ends() {
+    let m = KeyedScripted::new();
+    let pool = builder(&m)
+        .max_idle(1)
+        .idle_grace(10 * SEC)
+        .build()
+        .unwrap();
+    let a = pool.get(&1).await.unwrap();
+    let b = pool.get(&2).await.unwrap();
+    drop(a);
+    tokio::time::advance(Duration::from_millis(1)).await;
+    drop(b);
+    assert_eq!(pool.stats().idle, 2, "surplus is kept for the grace period");
+    // Reused within the grace: no create.
+    drop(pool.get(&1).await.unwrap());
+    assert_eq!(m.inner.create_calls(), 2);
+    tokio::time::advance(5 * SEC).await;
+    drop(pool.get(&2).await.unwrap());
+    // Key 1's connection went idle first and nobody used it for the grace period.
+    tokio::time::advance(6 * SEC).await;
+    eventually("grace ended", || pool.stats().grace_closed == 1).await;
+    assert!(pool.key_stats(&1).is_none());
+    assert_eq!(pool.key_stats(&2).unwrap().idle, 1);
+    settled(&pool, &m).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn ten_thousand_keys_used_once_do_not_grow_memory() {
+    let m = KeyedScripted::new();
+    let pool = builder(&m)
+        .max_idle_time(90 * SEC)
+        .build()
+        .unwrap();
+    for key in 0..10_000 {
+        drop(pool.get(&key).await.unwrap());
+    }
+    assert_eq!(pool.stats().created, 10_000);
+    // The global cap (100) applies once the grace period (30 s) ends ...
+    tokio::time::advance(31 * SEC).await;
+    eventually("global cap", || pool.key_count() <= 100).await;
+    // ... and the idle timeout retires the rest.
+    tokio::time::advance(60 * SEC).await;
+    eventually("every key forgotten", || pool.key_count() == 0).await;
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.open, s.created, s.grace_closed + s.max_idle_time_closed), (0, 10_000, 10_000));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_keyed_checkout_loses_nothing_at_any_point() {
+    let m = KeyedScripted::new();
+    m.inner
+        .script_create((0..64).map(|_| Step::Slow(Duration::from_millis(3))));
+    let pool = builder(&m).max_open_per_key(1).build().unwrap();
+    let held = pool.get(&7).await.unwrap();
+    let out = cancel_at_every_point(
+        || pool.get(&7),
+        20,
+        |_| async {},
+    )
+    .await;
+    assert!(out.is_none(), "the key is held: no checkout can finish");
+    drop(held);
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.open, s.waiting), (1, 0));
+    // Creates started for callers that left are pooled (late binding) on another key too.
+    let got = cancel_at_every_point(|| pool.get(&8), 20, |_| async {}).await;
+    assert!(got.is_some());
+    drop(got);
+    settled(&pool, &m).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_on_one_key_leaves_the_others_alone() {
+    let m = KeyedScripted::new();
+    let pool = builder(&m)
+        .max_open_per_key(1)
+        .acquire_timeout(SEC)
+        .build()
+        .unwrap();
+    let held = pool.get(&1).await.unwrap();
+    let err = pool.get(&1).await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(pool.get(&2).await.unwrap().key, 2);
+    drop(held);
+    let s = settled(&pool, &m).await;
+    assert_eq!(s.timeouts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_key_whose_creates_fail_trips_its_own_breaker_only() {
+    let m = KeyedScripted::new();
+    let pool = builder(&m).breaker_threshold(2).build().unwrap();
+    m.inner.fail_all_creates(true);
+    for _ in 0..2 {
+        assert!(pool.get(&1).await.unwrap_err().is_create());
+    }
+    let err = pool.get(&1).await.unwrap_err();
+    assert!(err.is_unavailable(), "fails fast once tripped: {err}");
+    assert_eq!(m.key_counts(&1).creates, 2);
+    m.inner.fail_all_creates(false);
+    // Another key is unaffected.
+    assert_eq!(pool.get(&2).await.unwrap().key, 2);
+    // Key 1 retries once its backoff has passed.
+    tokio::time::advance(SEC).await;
+    assert_eq!(pool.get(&1).await.unwrap().key, 1);
+    let s = settled(&pool, &m).await;
+    assert_eq!(s.create_errors, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_fails_waiters_of_every_key_and_drains() {
+    let m = KeyedScripted::new();
+    let pool = builder(&m).max_open_per_key(1).build().unwrap();
+    let a = pool.get(&1).await.unwrap();
+    let b = pool.get_owned(&2).await.unwrap();
+    let waiters: Vec<_> = [1u32, 2]
+        .into_iter()
+        .map(|k| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.get(&k).await.map(|_| ()) })
+        })
+        .collect();
+    eventually("queued", || pool.stats().waiting == 2).await;
+    pool.close();
+    for w in waiters {
+        assert!(w.await.unwrap().unwrap_err().is_closed());
+    }
+    assert!(pool.get(&3).await.unwrap_err().is_closed());
+    drop(a);
+    drop(b);
+    pool.close_and_wait(SEC).await.unwrap();
+    let inner = m.inner.clone();
+    let s = assert_drained(&pool, move || inner.live(), SETTLE).await;
+    assert_eq!(s.shutdown_closed, 2);
+    assert_eq!(pool.key_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn lowering_the_global_idle_cap_closes_the_oldest_at_once() {
+    let m = KeyedScripted::new();
+    let pool = builder(&m).build().unwrap();
+    let conns: Vec<_> = {
+        let mut v = Vec::new();
+        for k in 0..4 {
+            v.push(pool.get(&k).await.unwrap());
+        }
+        v
+    };
+    for c in conns {
+        drop(c);
+        tokio::time::advance(Duration::from_millis(1)).await;
+    }
+    pool.set_max_idle(1);
+    eventually("evicted", || pool.stats().max_idle_closed == 3).await;
+    assert!(pool.key_stats(&3).is_some(), "the most recently idled stays");
+    pool.set_max_idle_per_key(0);
+    eventually("per key", || pool.stats().max_idle_closed == 4).await;
+    assert_eq!(pool.key_count(), 0);
+    settled(&pool, &m).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_timeout_and_lifetime_apply_per_key() {
+    let m = KeyedScripted::new();
+    let pool = builder(&m)
+        .max_idle_time(10 * SEC)
+        .max_lifetime(60 * SEC)
+        .lifetime_jitter(Duration::ZERO)
+        .build()
+        .unwrap();
+    drop(pool.get(&1).await.unwrap());
+    tokio::time::advance(5 * SEC).await;
+    drop(pool.get(&2).await.unwrap());
+    tokio::time::advance(6 * SEC).await;
+    eventually("key 1 idle timeout", || pool.key_stats(&1).is_none()).await;
+    assert_eq!(pool.key_stats(&2).unwrap().idle, 1);
+    // Key 2 is used every few seconds: only its lifetime retires it.
+    for _ in 0..20 {
+        drop(pool.get(&2).await.unwrap());
+        tokio::time::advance(4 * SEC).await;
+    }
+    let s = pool.stats();
+    assert_eq!((s.max_idle_time_closed, s.max_lifetime_closed), (1, 1));
+    let _ = CloseReason::MaxLifetime;
+    settled(&pool, &m).await;
+}
+
+#[tokio::test]
+async fn bad_keyed_config_is_an_error_naming_the_knob() {
+    let m = KeyedScripted::<u32>::new();
+    let err = KeyedPool::new(
+        m.clone(),
+        pool_core::KeyedConfig {
+            per_key: pool_core::Config {
+                min_idle: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(err.knob(), Some("min_idle"));
+    let err = builder(&m).max_lifetime(Duration::ZERO).build().unwrap_err();
+    assert_eq!(err.knob(), Some("max_lifetime"));
+}
