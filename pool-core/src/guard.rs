@@ -26,7 +26,11 @@ enum PoolRef<'a, M: KeyedManager, T> {
 const HELD: &str = "a guard holds its connection until it is consumed";
 
 impl<'a, M: KeyedManager, T: Table<M>> Guard<'a, M, T> {
-    pub fn borrowed(shared: &'a Arc<Shared<M, T>>, conn: Conn<M::Resource>, handle: T::Handle) -> Self {
+    pub fn borrowed(
+        shared: &'a Arc<Shared<M, T>>,
+        conn: Conn<M::Resource>,
+        handle: T::Handle,
+    ) -> Self {
         Guard {
             conn: Some(conn),
             pool: PoolRef::Borrowed(shared),
@@ -71,7 +75,9 @@ impl<'a, M: KeyedManager, T: Table<M>> Guard<'a, M, T> {
         if let Some(conn) = self.conn.take() {
             let id = conn.id;
             let shared = self.shared();
-            shared.with_state(conn.key, |st, _, fx| st.begin_close(conn, CloseReason::Broken, fx));
+            shared.with_state(conn.key, |st, _, fx| {
+                st.begin_close(conn, CloseReason::Broken, fx)
+            });
             self.returned(id, Returned::Closed(CloseReason::Broken));
         }
     }

@@ -51,6 +51,8 @@ mod guard;
 mod hooks;
 mod keyed;
 mod manager;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod pool;
 mod reaper;
 mod rt;

@@ -134,11 +134,7 @@ impl<M: Manager> Pool<M> {
         Self::start(manager, config, None)
     }
 
-    fn start(
-        manager: M,
-        config: Config,
-        hooks: Option<Arc<dyn Hooks>>,
-    ) -> Result<Self, Error> {
+    fn start(manager: M, config: Config, hooks: Option<Arc<dyn Hooks>>) -> Result<Self, Error> {
         let (mut limits, timeouts) = config.validate(Manager::validate_after(&manager))?;
         limits.stamp = hooks.is_some();
         let state = State::new(limits, config.max_idle, config.lifetime_jitter);

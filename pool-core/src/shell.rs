@@ -455,7 +455,10 @@ impl<M: KeyedManager, T: Table<M>> CreateTicket<M, T> {
             Ok(Ok(Ok(res))) => (Some(res), None),
             Ok(Ok(Err(e))) => {
                 tracing::warn!(target: "pool_core", error = %e, "failed to create a connection");
-                (None, Some(Error::with_cause(Kind::Create, Some(Arc::new(e)))))
+                (
+                    None,
+                    Some(Error::with_cause(Kind::Create, Some(Arc::new(e)))),
+                )
             }
             Ok(Err(panic)) => {
                 tracing::error!(target: "pool_core", panic, "manager panicked in create");

@@ -85,22 +85,37 @@ impl<K: std::fmt::Debug> Hooks<K> for Counter {
 fn compare(c: &Counts, s: &Stats, gets: usize) {
     assert_eq!(c.get, gets, "get_conn once per checkout");
     assert_eq!(c.got_idle as u64, s.hits, "was_idle = served from idle");
-    assert_eq!(c.got_handoff as u64, s.handoffs, "reused, not idle = handed off");
+    assert_eq!(
+        c.got_handoff as u64, s.handoffs,
+        "reused, not idle = handed off"
+    );
     assert_eq!(c.got_idle + c.got_handoff + c.got_new, c.got);
     assert_eq!(c.create_start, c.create_ok + c.create_err);
     assert_eq!(c.create_ok as u64, s.created);
     assert_eq!(c.create_err as u64, s.create_errors);
     let closed: usize = c.closed.values().sum();
-    assert_eq!(closed as u64, s.closed(), "closed once per close: {:?}", c.closed);
+    assert_eq!(
+        closed as u64,
+        s.closed(),
+        "closed once per close: {:?}",
+        c.closed
+    );
     for (reason, n) in [
         (CloseReason::MaxIdle, s.max_idle_closed),
         (CloseReason::Broken, s.broken_closed),
         (CloseReason::Shutdown, s.shutdown_closed),
         (CloseReason::Grace, s.grace_closed),
     ] {
-        assert_eq!(c.closed.get(&reason).copied().unwrap_or(0) as u64, n, "{reason}");
+        assert_eq!(
+            c.closed.get(&reason).copied().unwrap_or(0) as u64,
+            n,
+            "{reason}"
+        );
     }
-    assert_eq!(c.put.get("detached").copied().unwrap_or(0) as u64, s.detached);
+    assert_eq!(
+        c.put.get("detached").copied().unwrap_or(0) as u64,
+        s.detached
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use pool_core::testing::{KeyedScripted, Step, assert_drained, assert_settled, cancel_at_every_point};
+use pool_core::testing::{
+    KeyedScripted, Step, assert_drained, assert_settled, cancel_at_every_point,
+};
 use pool_core::{CloseReason, KeyedBuilder, KeyedPool, KeyedPooled, Stats};
 use support::{SETTLE, eventually};
 
@@ -36,7 +38,11 @@ async fn each_key_reuses_its_own_connections() {
         }
     }
     for key in 0..3 {
-        assert_eq!(m.key_counts(&key).creates, 1, "key {key} reused its connection");
+        assert_eq!(
+            m.key_counts(&key).creates,
+            1,
+            "key {key} reused its connection"
+        );
         let s = pool.key_stats(&key).unwrap();
         assert_eq!((s.created, s.hits, s.idle), (1, 9, 1));
     }
@@ -73,7 +79,11 @@ async fn per_key_cap_holds_with_creates_in_flight_and_keys_never_mix() {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(mixed.load(Ordering::SeqCst), 0, "a waiter got another key's connection");
+    assert_eq!(
+        mixed.load(Ordering::SeqCst),
+        0,
+        "a waiter got another key's connection"
+    );
     for key in 0..5 {
         let c = m.key_counts(&key);
         assert!(c.high_water <= 3, "key {key}: {c:?} over its cap of 3");
@@ -167,10 +177,7 @@ async fn with_grace_the_global_surplus_is_reused_then_evicted_when_its_grace_end
 #[tokio::test(start_paused = true)]
 async fn ten_thousand_keys_used_once_do_not_grow_memory() {
     let m = KeyedScripted::new();
-    let pool = builder(&m)
-        .max_idle_time(90 * SEC)
-        .build()
-        .unwrap();
+    let pool = builder(&m).max_idle_time(90 * SEC).build().unwrap();
     for key in 0..10_000 {
         drop(pool.get(&key).await.unwrap());
     }
@@ -182,7 +189,10 @@ async fn ten_thousand_keys_used_once_do_not_grow_memory() {
     tokio::time::advance(60 * SEC).await;
     eventually("every key forgotten", || pool.key_count() == 0).await;
     let s = settled(&pool, &m).await;
-    assert_eq!((s.open, s.created, s.grace_closed + s.max_idle_time_closed), (0, 10_000, 10_000));
+    assert_eq!(
+        (s.open, s.created, s.grace_closed + s.max_idle_time_closed),
+        (0, 10_000, 10_000)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -192,12 +202,7 @@ async fn a_dropped_keyed_checkout_loses_nothing_at_any_point() {
         .script_create((0..64).map(|_| Step::Slow(Duration::from_millis(3))));
     let pool = builder(&m).max_open_per_key(1).build().unwrap();
     let held = pool.get(&7).await.unwrap();
-    let out = cancel_at_every_point(
-        || pool.get(&7),
-        20,
-        |_| async {},
-    )
-    .await;
+    let out = cancel_at_every_point(|| pool.get(&7), 20, |_| async {}).await;
     assert!(out.is_none(), "the key is held: no checkout can finish");
     drop(held);
     let s = settled(&pool, &m).await;
@@ -292,7 +297,10 @@ async fn lowering_the_global_idle_cap_closes_the_oldest_at_once() {
     }
     pool.set_max_idle(1);
     eventually("evicted", || pool.stats().max_idle_closed == 3).await;
-    assert!(pool.key_stats(&3).is_some(), "the most recently idled stays");
+    assert!(
+        pool.key_stats(&3).is_some(),
+        "the most recently idled stays"
+    );
     pool.set_max_idle_per_key(0);
     eventually("per key", || pool.stats().max_idle_closed == 4).await;
     assert_eq!(pool.key_count(), 0);
@@ -340,6 +348,9 @@ async fn bad_keyed_config_is_an_error_naming_the_knob() {
     )
     .unwrap_err();
     assert_eq!(err.knob(), Some("min_idle"));
-    let err = builder(&m).max_lifetime(Duration::ZERO).build().unwrap_err();
+    let err = builder(&m)
+        .max_lifetime(Duration::ZERO)
+        .build()
+        .unwrap_err();
     assert_eq!(err.knob(), Some("max_lifetime"));
 }

@@ -159,6 +159,11 @@ impl<M: KeyedManager> KeyedPool<M> {
         self.shared.state.lock().key_stats(key)
     }
 
+    /// Every key the pool holds state for now, with its stats.
+    pub fn all_key_stats(&self) -> Vec<(Arc<M::Key>, Stats)> {
+        self.shared.state.lock().all_key_stats()
+    }
+
     /// How many keys the pool holds state for now.
     pub fn key_count(&self) -> usize {
         self.shared.state.lock().key_count()
@@ -190,7 +195,10 @@ impl<M: KeyedManager> KeyedPool<M> {
         self.shared.drained(timeout).await
     }
 
-    fn each_key(&self, f: impl FnMut(&mut State<M::Resource>, &mut Now, &mut Effects<M::Resource>)) {
+    fn each_key(
+        &self,
+        f: impl FnMut(&mut State<M::Resource>, &mut Now, &mut Effects<M::Resource>),
+    ) {
         self.shared.with_table(|t, now, fx| t.for_each(now, fx, f));
     }
 

@@ -260,6 +260,14 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
         Some(self.keys[idx as usize].state.stats())
     }
 
+    /// Every key held now, with its stats.
+    pub fn all_key_stats(&self) -> Vec<(Arc<K>, Stats)> {
+        self.keys
+            .iter()
+            .map(|(_, e)| (e.key.clone(), e.state.stats()))
+            .collect()
+    }
+
     /// Keys the pool holds state for now.
     pub fn key_count(&self) -> usize {
         self.keys.len()
@@ -394,7 +402,6 @@ impl<M: KeyedManager> Table<M> for KeyTable<M::Key, M::Resource> {
         self.open
     }
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -109,8 +109,15 @@ fn the_global_idle_cap_closes_the_oldest_idle_connection_of_any_key() {
     assert_eq!(evicted, d.t.enter_key(&0).unwrap().0);
     assert_eq!(d.t.idle(), 2);
     d.finish_closes();
-    assert!(d.t.key_stats(&0).is_none(), "key 0 holds nothing: forgotten");
-    assert_eq!(d.t.stats().max_idle_closed, 1, "the forgotten key still counts");
+    assert!(
+        d.t.key_stats(&0).is_none(),
+        "key 0 holds nothing: forgotten"
+    );
+    assert_eq!(
+        d.t.stats().max_idle_closed,
+        1,
+        "the forgotten key still counts"
+    );
 }
 
 #[test]
@@ -222,7 +229,11 @@ fn run_model(
     grace_zero: bool,
     ops: Vec<Op>,
 ) -> Result<(), TestCaseError> {
-    let grace = if grace_zero { Duration::ZERO } else { 100 * SEC };
+    let grace = if grace_zero {
+        Duration::ZERO
+    } else {
+        100 * SEC
+    };
     let mut d = Driver::new(table(cfg(max_open, max_idle, grace), global_max));
     let model = |_| Model {
         max_open,
@@ -322,12 +333,16 @@ fn run_model(
                     d.on(c.key, |st, now, fx| st.release(c, now, fx));
                     m.step(k, Model::put);
                 } else {
-                    d.on(c.key, |st, _, fx| st.begin_close(c, CloseReason::Broken, fx));
+                    d.on(c.key, |st, _, fx| {
+                        st.begin_close(c, CloseReason::Broken, fx)
+                    });
                     m.step(k, |mk| mk.closing += 1);
                 }
             }
             Op::CreateDone(i, ok) => {
-                let Some(i) = pick(&d.creates, i) else { continue };
+                let Some(i) = pick(&d.creates, i) else {
+                    continue;
+                };
                 let (key, tag) = d.creates.remove(i);
                 let k = *d.t.keys[key.idx as usize].key;
                 let n = d.creates[..i].iter().filter(|(c, _)| *c == key).count();
@@ -340,7 +355,12 @@ fn run_model(
                     });
                 } else {
                     d.on(key, |st, now, fx| {
-                        st.handle_create_failed(Error::new(crate::error::Kind::Create), tag, now, fx)
+                        st.handle_create_failed(
+                            Error::new(crate::error::Kind::Create),
+                            tag,
+                            now,
+                            fx,
+                        )
                     });
                     m.step(k, |mk| {
                         mk.creating -= 1;
@@ -355,7 +375,9 @@ fn run_model(
                 }
             }
             Op::CloseDone(i) => {
-                let Some(i) = pick(&d.closes, i) else { continue };
+                let Some(i) = pick(&d.closes, i) else {
+                    continue;
+                };
                 let (key, reason) = d.closes.remove(i);
                 let k = *d.t.keys[key.idx as usize].key;
                 d.on(key, |st, now, fx| st.handle_closed(reason, now, fx));
@@ -398,22 +420,43 @@ fn run_model(
                 ),
                 Some(s) => {
                     prop_assert!(mk.open > 0 || pending, "vacant key {} kept", k);
-                    prop_assert_eq!((s.open, s.idle, s.waiting), (mk.open, mk.idle, mk.waiting()), "key {}: {:?}", k, mk);
+                    prop_assert_eq!(
+                        (s.open, s.idle, s.waiting),
+                        (mk.open, mk.idle, mk.waiting()),
+                        "key {}: {:?}",
+                        k,
+                        mk
+                    );
                     prop_assert!(max_open == 0 || s.open <= max_open);
                 }
             }
-            let creates = d.creates.iter().filter(|(c, _)| d.t.keys.get(c.idx as usize).is_some_and(|e| *e.key == k)).count();
+            let creates = d
+                .creates
+                .iter()
+                .filter(|(c, _)| d.t.keys.get(c.idx as usize).is_some_and(|e| *e.key == k))
+                .count();
             prop_assert_eq!(creates, mk.creating, "key {} creates", k);
             idle += mk.idle;
         }
         prop_assert_eq!(d.t.idle(), idle);
         if grace_zero {
-            prop_assert!(idle <= global_max, "idle {} over the global cap {}", idle, global_max);
+            prop_assert!(
+                idle <= global_max,
+                "idle {} over the global cap {}",
+                idle,
+                global_max
+            );
         }
         let s = d.t.stats();
         prop_assert_eq!(s.idle, idle);
-        prop_assert_eq!(s.created - s.closed() - s.detached, (s.open - d.creates.len()) as u64);
-        prop_assert_eq!(d.closes.len(), m.keys.iter().map(|mk| mk.closing).sum::<usize>());
+        prop_assert_eq!(
+            s.created - s.closed() - s.detached,
+            (s.open - d.creates.len()) as u64
+        );
+        prop_assert_eq!(
+            d.closes.len(),
+            m.keys.iter().map(|mk| mk.closing).sum::<usize>()
+        );
     }
     Ok(())
 }
