@@ -137,6 +137,8 @@ pub(crate) struct Limits {
     /// Stamp every idle connection with the time it went idle (keyed pools order idle
     /// connections across keys by it; hooks report it).
     pub stamp: bool,
+    /// Lifecycle hooks are set: every checkout takes the general path.
+    pub hooks: bool,
 }
 
 impl Limits {
@@ -264,6 +266,7 @@ impl Config {
             breaker_max_backoff,
             keyed: false,
             stamp: false,
+            hooks: false,
         };
         Ok((
             limits,

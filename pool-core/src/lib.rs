@@ -71,7 +71,7 @@ pub use config::{Config, IdleOrder, MAX_DURATION};
 pub use error::{Error, Panicked};
 pub use guard::Pooled;
 pub use hooks::{GotConn, Hooks, Returned};
-pub use keyed::{KeyedBuilder, KeyedConfig, KeyedPool, KeyedPooled};
+pub use keyed::{KeyedBuilder, KeyedConfig, KeyedGet, KeyedPool, KeyedPooled};
 pub use manager::{Health, KeyedManager, Manager};
 pub use pool::{Builder, Get, Pool};
 pub use stats::{CloseReason, Stats};

@@ -8,17 +8,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::config::{check_duration, check_positive};
-use crate::guard::Guard;
 use crate::hooks::Hooks;
-use crate::shell::{Owner, Shared};
+use crate::shell::{GetFuture, Owner, Shared};
 use crate::state::{KeyId, State};
 use crate::{Config, Error, Manager, Pooled, Stats};
 
 type Table<M> = State<<M as crate::KeyedManager>::Resource>;
 type PoolShared<M> = Shared<M, Table<M>>;
-
-type SlowGet<'a, M> =
-    Pin<Box<dyn Future<Output = Result<Guard<'a, M, Table<M>>, Error>> + Send + 'a>>;
 
 /// The future of [`Pool::get`].
 ///
@@ -26,42 +22,21 @@ type SlowGet<'a, M> =
 /// anything else (waiting, creating, hooks) continues in a boxed future, whose cost is small
 /// next to the wait itself. Dropping it at any point is safe: see [`Pool::get`].
 #[must_use = "futures do nothing unless polled"]
-pub struct Get<'a, M: Manager> {
-    shared: &'a Arc<PoolShared<M>>,
-    slow: Option<SlowGet<'a, M>>,
-}
+pub struct Get<'a, M: Manager>(GetFuture<'a, 'a, M, Table<M>>);
 
 impl<'a, M: Manager> Future for Get<'a, M> {
     type Output = Result<Pooled<'a, M>, Error>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let shared = this.shared;
-        let slow = match &mut this.slow {
-            Some(slow) => slow,
-            None => {
-                let idle = shared.state.lock().pop_fast();
-                let idle = match idle {
-                    Some(mut conn) => {
-                        if shared.is_ready(&mut conn) {
-                            tracing::trace!(target: "pool_core", conn = conn.id, reused = true, was_idle = true, "got a connection");
-                            return Poll::Ready(Ok(Pooled(Guard::borrowed(shared, conn, ()))));
-                        }
-                        Some((conn, ()))
-                    }
-                    None => None,
-                };
-                this.slow.insert(Box::pin(shared.get_slow(&(), idle)))
-            }
-        };
-        slow.as_mut().poll(cx).map_ok(Pooled)
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map_ok(Pooled)
     }
 }
 
 impl<M: Manager> std::fmt::Debug for Get<'_, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Get")
-            .field("waiting", &self.slow.is_some())
+            .field("waiting", &self.0.is_waiting())
             .finish()
     }
 }
@@ -137,6 +112,7 @@ impl<M: Manager> Pool<M> {
     fn start(manager: M, config: Config, hooks: Option<Arc<dyn Hooks>>) -> Result<Self, Error> {
         let (mut limits, timeouts) = config.validate(Manager::validate_after(&manager))?;
         limits.stamp = hooks.is_some();
+        limits.hooks = hooks.is_some();
         let state = State::new(limits, config.max_idle, config.lifetime_jitter);
         let shared = Shared::start(manager, state, timeouts, hooks)?;
         Ok(Pool {
@@ -159,10 +135,7 @@ impl<M: Manager> Pool<M> {
     /// once, a connection handed to it moves on, a create it started completes and serves the
     /// next caller, and a connection cut mid-reset or mid-validation is discarded.
     pub fn get(&self) -> Get<'_, M> {
-        Get {
-            shared: &self.shared,
-            slow: None,
-        }
+        Get(GetFuture::new(&self.shared, &()))
     }
 
     /// [`get`](Pool::get), returning a guard that owns a reference to the pool, to move into

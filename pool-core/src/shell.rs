@@ -336,7 +336,8 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
                     }
                 }
             };
-            let info = GotConn {
+            let traced = tracing::enabled!(target: "pool_core", tracing::Level::TRACE);
+            let info = (started.is_some() || traced).then(|| GotConn {
                 id: conn.id,
                 reused: via != Via::Created,
                 was_idle: via == Via::Idle,
@@ -345,13 +346,15 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
                     _ => Duration::ZERO,
                 },
                 wait: started.map(|t| t.elapsed()).unwrap_or_default(),
-            };
-            tracing::trace!(target: "pool_core", conn = info.id, reused = info.reused, was_idle = info.was_idle, idle_time = ?info.idle_time, "got a connection");
+            });
             let guard = Guard::borrowed(self, conn, handle);
-            if !self.hook("got_conn", |h| h.got_conn(key, &info)) {
-                guard.discard();
-                retry = true;
-                continue;
+            if let Some(info) = info {
+                tracing::trace!(target: "pool_core", conn = info.id, reused = info.reused, was_idle = info.was_idle, idle_time = ?info.idle_time, "got a connection");
+                if !self.hook("got_conn", |h| h.got_conn(key, &info)) {
+                    guard.discard();
+                    retry = true;
+                    continue;
+                }
             }
             return Ok(guard);
         }
@@ -622,5 +625,60 @@ pub(crate) struct Owner<M: KeyedManager, T: Table<M>>(pub Arc<Shared<M, T>>);
 impl<M: KeyedManager, T: Table<M>> Drop for Owner<M, T> {
     fn drop(&mut self) {
         self.0.close();
+    }
+}
+
+type SlowGet<'a, 'k, M, T> =
+    Pin<Box<dyn Future<Output = Result<Guard<'a, M, T>, Error>> + Send + 'k>>;
+
+/// The checkout future of both pools. Its first poll serves an idle connection inline when
+/// it can (one lock, no allocation); anything else (waiting, creating, hooks) continues in a
+/// boxed future, whose cost is small next to the wait itself.
+/// The guard borrows the pool (`'a`), not the key (`'k`).
+pub(crate) struct GetFuture<'a: 'k, 'k, M: KeyedManager, T: Table<M>> {
+    shared: &'a Arc<Shared<M, T>>,
+    key: &'k M::Key,
+    slow: Option<SlowGet<'a, 'k, M, T>>,
+}
+
+impl<'a: 'k, 'k, M: KeyedManager, T: Table<M>> GetFuture<'a, 'k, M, T> {
+    pub fn new(shared: &'a Arc<Shared<M, T>>, key: &'k M::Key) -> Self {
+        GetFuture {
+            shared,
+            key,
+            slow: None,
+        }
+    }
+
+    pub fn is_waiting(&self) -> bool {
+        self.slow.is_some()
+    }
+}
+
+impl<'a: 'k, 'k, M: KeyedManager, T: Table<M>> Future for GetFuture<'a, 'k, M, T> {
+    type Output = Result<Guard<'a, M, T>, Error>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let shared = this.shared;
+        let slow = match &mut this.slow {
+            Some(slow) => slow,
+            None => {
+                let idle = shared.state.lock().pop_fast(this.key);
+                let idle = match idle {
+                    Some((mut conn, handle)) => {
+                        if shared.is_ready(&mut conn) {
+                            tracing::trace!(target: "pool_core", conn = conn.id, reused = true, was_idle = true, "got a connection");
+                            return Poll::Ready(Ok(Guard::borrowed(shared, conn, handle)));
+                        }
+                        Some((conn, handle))
+                    }
+                    None => None,
+                };
+                this.slow.insert(Box::pin(shared.get_slow(this.key, idle)))
+            }
+        };
+        slow.as_mut().poll(cx)
     }
 }

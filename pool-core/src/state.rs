@@ -274,11 +274,8 @@ impl<C> State<C> {
 
     fn update_fast_path(&mut self) {
         let l = &self.limits;
-        self.fast = l.max_lifetime.is_none()
-            && l.max_idle_time.is_none()
-            && l.validate_after.is_none()
-            && l.min_idle == 0
-            && !l.stamp;
+        self.fast =
+            l.max_lifetime.is_none() && l.validate_after.is_none() && l.min_idle == 0 && !l.hooks;
     }
 
     /// The common checkout in one step: an idle connection when nobody waits and no knob
@@ -298,10 +295,12 @@ impl<C> State<C> {
         Some(conn)
     }
 
-    /// The common release in one step: back to idle below `max_idle` when nobody waits. Same
-    /// effect as `release` there; otherwise the connection is given back for `release`.
+    /// The common release in one step: back to idle below `max_idle` when nobody waits and
+    /// the reaper needs no new deadline. Same effect as `release` there; otherwise the
+    /// connection is given back for `release`. `now` is the idle stamp, required when
+    /// [`needs_stamp`](State::needs_stamp).
     #[inline]
-    pub fn push_fast(&mut self, mut conn: Conn<C>) -> Result<(), Conn<C>> {
+    pub fn push_fast(&mut self, mut conn: Conn<C>, now: Option<Instant>) -> Result<(), Conn<C>> {
         if !self.fast
             || self.closed
             || !self.waiters.is_empty()
@@ -310,11 +309,28 @@ impl<C> State<C> {
         {
             return Err(conn);
         }
-        conn.idle_since = None;
+        if self.needs_stamp() {
+            let Some(t) = now else { return Err(conn) };
+            if let Some(max) = self.limits.max_idle_time {
+                let oldest = self.oldest_idle().unwrap_or(t);
+                if self.reaper_at.is_none_or(|r| r > oldest + max) {
+                    return Err(conn);
+                }
+            }
+            conn.idle_since = Some(t);
+        } else {
+            conn.idle_since = None;
+            self.unstamped += 1;
+        }
         conn.must_validate = false;
-        self.unstamped += 1;
         self.idle.push_back(conn);
         Ok(())
+    }
+
+    /// Whether every idle connection is stamped with when it went idle.
+    #[inline]
+    pub fn needs_stamp(&self) -> bool {
+        self.stamp_always()
     }
 
     pub fn is_closed(&self) -> bool {
@@ -355,6 +371,16 @@ impl<C> State<C> {
     /// stamped; a keyed pool stamps every one).
     pub fn oldest_idle(&self) -> Option<Instant> {
         self.idle.front().and_then(|c| c.idle_since)
+    }
+
+    /// When the most recently idled connection went idle.
+    pub fn newest_idle(&self) -> Option<Instant> {
+        self.idle.back().and_then(|c| c.idle_since)
+    }
+
+    /// When each idle connection went idle, least recent first (a keyed pool stamps all).
+    pub fn idle_stamps(&self) -> impl Iterator<Item = Instant> + '_ {
+        self.idle.iter().filter_map(|c| c.idle_since)
     }
 
     /// The deadline this state last asked the reaper for.

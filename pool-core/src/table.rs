@@ -34,6 +34,9 @@ pub(crate) trait Table<M: KeyedManager>: Send + 'static {
         f: impl FnOnce(&mut State<M::Resource>, &mut Now, &mut Effects<M::Resource>) -> R,
     ) -> R;
 
+    /// The common checkout in one step, when the table allows it (see `State::pop_fast`).
+    fn pop_fast(&mut self, key: &M::Key) -> Option<(Conn<M::Resource>, Self::Handle)>;
+
     /// The common release in one step, when the table allows it (see `State::push_fast`).
     #[inline]
     fn push_fast(&mut self, conn: Conn<M::Resource>) -> Result<(), Conn<M::Resource>> {
@@ -89,8 +92,14 @@ impl<M: KeyedManager<Key = ()>> Table<M> for State<M::Resource> {
     }
 
     #[inline]
+    fn pop_fast(&mut self, _: &()) -> Option<(Conn<M::Resource>, ())> {
+        State::pop_fast(self).map(|c| (c, ()))
+    }
+
+    #[inline]
     fn push_fast(&mut self, conn: Conn<M::Resource>) -> Result<(), Conn<M::Resource>> {
-        State::push_fast(self, conn)
+        let now = self.needs_stamp().then(Instant::now);
+        State::push_fast(self, conn, now)
     }
 
     fn handle_timeout(&mut self, now: Instant, fx: &mut Effects<M::Resource>) {

@@ -10,12 +10,12 @@
 use std::future::Future;
 use std::task::Poll;
 
-use pool_core::testing::ScriptedManager;
-use pool_core::{Pool, Pooled};
+use pool_core::testing::{HasStats, KeyedScripted, ScriptedManager};
+use pool_core::{KeyedPool, KeyedPooled, Pool, Pooled};
 use shuttle::future::{block_on, spawn, yield_now};
 
 /// Yields until the pool is at rest (spawned creates and closes have run).
-async fn settle(pool: &Pool<ScriptedManager>, m: &ScriptedManager) {
+async fn settle(pool: &impl HasStats, m: &ScriptedManager) {
     for _ in 0..10_000 {
         let s = pool.stats();
         if s.in_use == 0 && s.waiting == 0 && m.live() == s.open {
@@ -28,7 +28,7 @@ async fn settle(pool: &Pool<ScriptedManager>, m: &ScriptedManager) {
 }
 
 /// Yields until a closed pool holds nothing: no task of the pool outlives the schedule.
-async fn drain(pool: &Pool<ScriptedManager>, m: &ScriptedManager) {
+async fn drain(pool: &impl HasStats, m: &ScriptedManager) {
     for _ in 0..10_000 {
         if pool.stats().open == 0 && m.live() == 0 {
             let s = pool.stats();
@@ -112,6 +112,55 @@ fn close_races_checkouts() {
         drain(&pool, &m).await;
         assert!(m.high_water() <= 1);
     });
+}
+
+/// Two keys, one connection each at most, one idle across both (evictions cross keys).
+fn keyed_acquire_release_cancel() {
+    block_on(async {
+        let m = KeyedScripted::<u8>::new();
+        let pool = KeyedPool::builder(m.clone())
+            .max_open_per_key(1)
+            .max_idle(1)
+            .idle_grace(std::time::Duration::ZERO)
+            .build()
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..4u8 {
+            let pool = pool.clone();
+            tasks.push(spawn(async move {
+                let key = i % 2;
+                for round in 0..2 {
+                    match (i, round) {
+                        (0, 1) => poll_once_then_drop(pool.get(&key)).await,
+                        (1, 0) => KeyedPooled::discard(pool.get(&key).await.unwrap()),
+                        _ => {
+                            let c = pool.get(&key).await.unwrap();
+                            assert_eq!(c.key, key, "served another key's connection");
+                            yield_now().await;
+                            drop(c);
+                        }
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        settle(&pool, &m.inner).await;
+        for key in 0..2 {
+            let c = m.key_counts(&key);
+            assert!(c.high_water <= 1, "key {key} over its cap: {c:?}");
+        }
+        assert!(pool.stats().idle <= 1, "over the global idle cap");
+        pool.close();
+        drain(&pool, &m.inner).await;
+        assert_eq!(pool.key_count(), 0);
+    });
+}
+
+#[test]
+fn shuttle_random_keyed_acquire_release_cancel() {
+    shuttle::check_random(keyed_acquire_release_cancel, 3_000);
 }
 
 #[test]

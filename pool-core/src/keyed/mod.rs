@@ -18,7 +18,7 @@ pub(crate) use table::KeyTable;
 use crate::config::{check_duration, check_positive};
 use crate::guard::{Guard, guard_api};
 use crate::hooks::Hooks;
-use crate::shell::{Owner, Shared};
+use crate::shell::{GetFuture, Owner, Shared};
 use crate::state::{Effects, Now, State};
 use crate::table::Table;
 use crate::{Error, KeyedManager, Stats};
@@ -109,7 +109,8 @@ impl<M: KeyedManager> KeyedPool<M> {
         config: KeyedConfig,
         hooks: Option<Arc<dyn Hooks<M::Key>>>,
     ) -> Result<Self, Error> {
-        let (limits, timeouts) = config.validate(manager.validate_after())?;
+        let (mut limits, timeouts) = config.validate(manager.validate_after())?;
+        limits.hooks = hooks.is_some();
         let template = State::new(
             limits,
             config.per_key.max_idle,
@@ -133,8 +134,8 @@ impl<M: KeyedManager> KeyedPool<M> {
     ///
     /// # Cancel safety
     /// As [`Pool::get`](crate::Pool::get): dropping the future at any point loses nothing.
-    pub async fn get(&self, key: &M::Key) -> Result<KeyedPooled<'_, M>, Error> {
-        self.shared.get_slow(key, None).await.map(KeyedPooled)
+    pub fn get<'a: 'k, 'k>(&'a self, key: &'k M::Key) -> KeyedGet<'a, 'k, M> {
+        KeyedGet(GetFuture::new(&self.shared, key))
     }
 
     /// [`get`](KeyedPool::get), returning a guard that owns a reference to the pool.
@@ -249,6 +250,34 @@ impl<M: KeyedManager> KeyedPool<M> {
         let d = check_duration("idle_grace", d)?;
         self.each_key(|st, _, fx| st.set_idle_grace(d, fx));
         Ok(())
+    }
+}
+
+/// The future of [`KeyedPool::get`]: an idle connection of the key inline on its first
+/// poll when there is one, the general path (boxed) otherwise. Dropping it at any point is
+/// safe: see [`KeyedPool::get`].
+#[must_use = "futures do nothing unless polled"]
+///
+/// The guard it yields borrows the pool (`'a`) but not the key (`'k`).
+pub struct KeyedGet<'a: 'k, 'k, M: KeyedManager>(GetFuture<'a, 'k, M, Keys<M>>);
+
+impl<'a: 'k, 'k, M: KeyedManager> std::future::Future for KeyedGet<'a, 'k, M> {
+    type Output = Result<KeyedPooled<'a, M>, Error>;
+
+    #[inline]
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map_ok(KeyedPooled)
+    }
+}
+
+impl<M: KeyedManager> std::fmt::Debug for KeyedGet<'_, '_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedGet")
+            .field("waiting", &self.0.is_waiting())
+            .finish()
     }
 }
 

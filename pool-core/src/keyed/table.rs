@@ -5,9 +5,12 @@
 //! - Each key's state enforces its own limits (`max_open`, `max_idle`, waiters, grace)
 //!   exactly as a plain pool; a waiter of one key can only ever be served by that key's
 //!   state, so it never gets another key's connection.
-//! - `idle` and `open` are the sums over keys; `lru` holds, for each key with idle
-//!   connections, when its least recently idled one went idle, so the oldest idle
-//!   connection of any key is `lru.first()`. `timers` holds each key's next deadline.
+//! - `idle` and `open` are the sums over keys. `lru` lists (when it went idle, key) for every
+//!   idle connection in the order they went idle, plus stale entries of connections taken
+//!   since: an entry is live while its key's least recently idled connection went idle at
+//!   that time, and stale ones are skipped at the front, or dropped by a rebuild once they
+//!   outnumber the live ones. So the common steps cost a push, and the oldest idle
+//!   connection of any key is the first live entry. `timers` holds each key's next deadline.
 //! - Above the global `max_idle`, the oldest idle connection of any key is closed: at once
 //!   with no grace (Go's `MaxIdleConns`), else when it has been idle for the grace period.
 //! - A key whose state is vacant (no connection, no waiter, no breaker retry pending) is
@@ -16,14 +19,14 @@
 //!
 //! Every step on a key goes through [`Table::with`], which settles these after it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use slab::Slab;
 use tokio::time::Instant;
 
-use crate::state::{Effects, KeyId, Now, State};
+use crate::state::{Conn, Effects, KeyId, Now, State};
 use crate::table::Table;
 use crate::{CloseReason, Error, KeyedManager, Stats};
 
@@ -31,14 +34,13 @@ struct Entry<K, C> {
     key: Arc<K>,
     generation: u32,
     state: State<C>,
-    /// This key's entry in `lru`.
-    lru: Option<Instant>,
     /// This key's entry in `timers`.
     timer: Option<Instant>,
 }
 
 pub(crate) struct KeyTable<K, C> {
-    index: HashMap<Arc<K>, u32>,
+    /// Keys inline (no pointer to chase on lookup); the entry holds the shared `Arc`.
+    index: HashMap<K, u32>,
     keys: Slab<Entry<K, C>>,
     next_generation: u32,
     /// The knobs every new key starts with; runtime changes apply to it too.
@@ -47,7 +49,7 @@ pub(crate) struct KeyTable<K, C> {
     max_idle: usize,
     idle: usize,
     open: usize,
-    lru: BTreeSet<(Instant, u32)>,
+    lru: VecDeque<(Instant, KeyId)>,
     timers: BTreeSet<(Instant, u32)>,
     /// Counters of forgotten keys.
     retired: Stats,
@@ -66,7 +68,7 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
             max_idle,
             idle: 0,
             open: 0,
-            lru: BTreeSet::new(),
+            lru: VecDeque::new(),
             timers: BTreeSet::new(),
             retired: Stats::default(),
             closed: false,
@@ -121,11 +123,21 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
             key: key.clone(),
             generation,
             state: self.template.new_like(id),
-            lru: None,
             timer: None,
         });
-        self.index.insert(key.clone(), idx);
+        self.index.insert(K::clone(&key), idx);
         Ok((id, key))
+    }
+
+    /// The common checkout in one step (see `State::pop_fast`): an idle connection of `key`
+    /// when nobody of that key waits.
+    #[inline]
+    pub fn pop_fast(&mut self, key: &K) -> Option<(Conn<C>, Arc<K>)> {
+        let &idx = self.index.get(key)?;
+        let e = &mut self.keys[idx as usize];
+        let conn = e.state.pop_fast()?;
+        self.idle -= 1;
+        Some((conn, e.key.clone()))
     }
 
     /// Runs `f` on a live key's state, then settles the key and the global idle cap.
@@ -152,23 +164,24 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
         let e = self.entry(key);
         let (idle, open) = (e.state.idle_len(), e.state.open());
         let r = f(&mut e.state, now, fx);
-        self.settle(key.idx, idle, open);
+        self.settle(key, idle, open);
         r
     }
 
-    fn settle(&mut self, idx: u32, idle_before: usize, open_before: usize) {
+    fn settle(&mut self, key: KeyId, idle_before: usize, open_before: usize) {
+        let idx = key.idx;
         let e = &mut self.keys[idx as usize];
-        self.idle = self.idle + e.state.idle_len() - idle_before;
+        let idle_after = e.state.idle_len();
+        self.idle = self.idle + idle_after - idle_before;
         self.open = self.open + e.state.open() - open_before;
-        let front = e.state.oldest_idle();
-        if front != e.lru {
-            if let Some(t) = e.lru {
-                self.lru.remove(&(t, idx));
+        if idle_after > idle_before {
+            let t = e
+                .state
+                .newest_idle()
+                .expect("a keyed pool stamps idle connections");
+            for _ in idle_before..idle_after {
+                self.lru.push_back((t, key));
             }
-            if let Some(t) = front {
-                self.lru.insert((t, idx));
-            }
-            e.lru = front;
         }
         let at = e.state.reaper_at();
         if at != e.timer {
@@ -183,17 +196,17 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
         if e.state.is_vacant() {
             self.forget(idx);
         }
+        if self.lru.len() > 2 * self.idle + 64 {
+            self.rebuild_lru();
+        }
     }
 
     fn forget(&mut self, idx: u32) {
         let e = self.keys.remove(idx as usize);
-        if let Some(t) = e.lru {
-            self.lru.remove(&(t, idx));
-        }
         if let Some(t) = e.timer {
             self.timers.remove(&(t, idx));
         }
-        self.index.remove(&e.key);
+        self.index.remove(&*e.key);
         self.retired.add(&e.state.stats());
     }
 
@@ -205,7 +218,7 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
         }
         if self.grace().is_zero() {
             self.evict(CloseReason::MaxIdle, None, now, fx);
-        } else if let Some(&(t, _)) = self.lru.first() {
+        } else if let Some((t, _)) = self.oldest() {
             let at = t + self.grace();
             if self.reaper_at.is_none_or(|r| at < r) {
                 self.reaper_at = Some(at);
@@ -224,15 +237,42 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
         fx: &mut Effects<C>,
     ) {
         while self.idle > self.max_idle {
-            let Some(&(t, idx)) = self.lru.first() else {
+            let Some((t, key)) = self.oldest() else {
                 return;
             };
             if before.is_some_and(|b| t > b) {
                 return;
             }
-            let key = self.id(idx).expect("lru names live keys");
             self.step(key, now, fx, |st, _, fx| st.close_oldest_idle(reason, fx));
         }
+    }
+
+    /// The least recently idled connection of any key: when it went idle, and its key.
+    fn oldest(&mut self) -> Option<(Instant, KeyId)> {
+        while let Some(&(t, key)) = self.lru.front() {
+            let live = self.keys.get(key.idx as usize).is_some_and(|e| {
+                e.generation == key.generation && e.state.oldest_idle() == Some(t)
+            });
+            if live {
+                return Some((t, key));
+            }
+            self.lru.pop_front();
+        }
+        None
+    }
+
+    /// Lists every idle connection afresh, in the order they went idle.
+    fn rebuild_lru(&mut self) {
+        let mut all: Vec<(Instant, KeyId)> = Vec::with_capacity(self.idle);
+        for (idx, e) in &self.keys {
+            let key = KeyId {
+                idx: idx as u32,
+                generation: e.generation,
+            };
+            all.extend(e.state.idle_stamps().map(|t| (t, key)));
+        }
+        all.sort_by_key(|&(t, _)| t);
+        self.lru = all.into();
     }
 
     fn grace(&self) -> Duration {
@@ -339,6 +379,34 @@ impl<M: KeyedManager> Table<M> for KeyTable<M::Key, M::Resource> {
         self.with_key(key, now, fx, f)
     }
 
+    #[inline]
+    fn pop_fast(&mut self, key: &M::Key) -> Option<(Conn<M::Resource>, Arc<M::Key>)> {
+        KeyTable::pop_fast(self, key)
+    }
+
+    #[inline]
+    fn push_fast(&mut self, conn: Conn<M::Resource>) -> Result<(), Conn<M::Resource>> {
+        let key = conn.key;
+        if self.idle >= self.max_idle {
+            return Err(conn);
+        }
+        let Some(e) = self
+            .keys
+            .get_mut(key.idx as usize)
+            .filter(|e| e.generation == key.generation)
+        else {
+            return Err(conn);
+        };
+        let t = Instant::now();
+        e.state.push_fast(conn, Some(t))?;
+        self.idle += 1;
+        self.lru.push_back((t, key));
+        if self.lru.len() > 2 * self.idle + 64 {
+            self.rebuild_lru();
+        }
+        Ok(())
+    }
+
     fn handle_timeout(&mut self, now: Instant, fx: &mut Effects<M::Resource>) {
         if self.closed {
             return;
@@ -369,7 +437,7 @@ impl<M: KeyedManager> Table<M> for KeyTable<M::Key, M::Resource> {
         }
         let mut next = self.timers.first().map(|&(t, _)| t);
         if self.idle > self.max_idle
-            && let Some(&(t, _)) = self.lru.first()
+            && let Some((t, _)) = self.oldest()
         {
             let at = t + self.grace();
             next = Some(next.map_or(at, |n| n.min(at)));

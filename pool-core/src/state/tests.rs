@@ -484,7 +484,7 @@ fn run_model(
                 let c = out.swap_remove(j);
                 match op {
                     Op::Release(_) => {
-                        if let Err(c) = st.push_fast(c) {
+                        if let Err(c) = st.push_fast(c, None) {
                             st.release(c, now, &mut fx);
                         }
                         m.put();
