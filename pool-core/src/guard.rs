@@ -113,7 +113,15 @@ impl<M: KeyedManager, T: Table<M>> Drop for Guard<'_, M, T> {
             })
         };
         let id = conn.id;
-        let returned = shared.put_back(conn, health);
+        let mut st = shared.state.lock();
+        if health == Health::Ready {
+            conn.needs_reset = false;
+            conn = match st.push_fast(conn) {
+                Ok(()) => return,
+                Err(conn) => conn,
+            };
+        }
+        let returned = shared.put_back(st, conn, health);
         if shared.hooks.is_some() {
             self.returned(id, returned);
         }

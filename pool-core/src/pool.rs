@@ -8,8 +8,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::config::{check_duration, check_positive};
+use crate::guard::Guard;
 use crate::hooks::Hooks;
-use crate::shell::{GetFuture, Owner, Shared};
+use crate::shell::{GetFuture, Owner, Shared, Wrap};
 use crate::state::{KeyId, State};
 use crate::{Config, Error, Manager, Pooled, Stats};
 
@@ -22,14 +23,21 @@ type PoolShared<M> = Shared<M, Table<M>>;
 /// anything else (waiting, creating, hooks) continues in a boxed future, whose cost is small
 /// next to the wait itself. Dropping it at any point is safe: see [`Pool::get`].
 #[must_use = "futures do nothing unless polled"]
-pub struct Get<'a, M: Manager>(GetFuture<'a, 'a, M, Table<M>>);
+pub struct Get<'a, M: Manager>(GetFuture<'a, 'a, M, Table<M>, Pooled<'a, M>>);
 
 impl<'a, M: Manager> Future for Get<'a, M> {
     type Output = Result<Pooled<'a, M>, Error>;
 
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx).map_ok(Pooled)
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<'a, M: Manager> Wrap<'a, M, Table<M>> for Pooled<'a, M> {
+    #[inline]
+    fn wrap(guard: Guard<'a, M, Table<M>>) -> Self {
+        Pooled(guard)
     }
 }
 

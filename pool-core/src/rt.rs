@@ -8,7 +8,10 @@ use std::future::Future;
 use tokio::time::Instant;
 
 #[cfg(not(shuttle))]
-pub(crate) use parking_lot::Mutex;
+pub(crate) use parking_lot::{Mutex, MutexGuard};
+
+#[cfg(shuttle)]
+pub(crate) use shuttle::sync::MutexGuard;
 
 /// shuttle's mutex with parking_lot's signature.
 #[cfg(shuttle)]

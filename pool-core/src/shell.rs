@@ -32,6 +32,8 @@ pub(crate) struct Shared<M: KeyedManager, T> {
     reaper: Arc<Notify>,
     drained: Notify,
     pub hooks: Option<Arc<dyn Hooks<M::Key>>>,
+    /// The next connection id: unique per pool, across keys.
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
@@ -60,6 +62,7 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
             reaper: reaper.clone(),
             drained: Notify::new(),
             hooks,
+            next_id: std::sync::atomic::AtomicU64::new(1),
         });
         if shared.runtime.has_timers() {
             shared
@@ -159,10 +162,7 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
                 CatchUnwind(shared.manager.create(T::key_of(&handle))),
             )
             .await;
-            let done = ticket.finish(result);
-            shared.hook("create_done", |h| {
-                h.create_done(T::key_of(&handle), done.as_ref().map(|id| *id))
-            });
+            ticket.finish(result, T::key_of(&handle));
         });
     }
 
@@ -383,20 +383,14 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
     }
 
     /// A guard came back: `Returned` says where its connection went.
-    pub fn put_back(self: &Arc<Self>, conn: Conn<M::Resource>, health: Health) -> Returned {
-        let mut st = self.state.lock();
-        let mut conn = conn;
-        if health == Health::Ready {
-            conn.needs_reset = false;
-            let id = conn.id;
-            conn = match st.push_fast(conn) {
-                Ok(()) => {
-                    tracing::trace!(target: "pool_core", conn = id, returned = "idle", "returned a connection");
-                    return Returned::Idle;
-                }
-                Err(conn) => conn,
-            };
-        }
+    /// The general return path, once `Table::push_fast` declined (the caller holds the lock).
+    #[inline(never)]
+    pub fn put_back(
+        self: &Arc<Self>,
+        mut st: crate::rt::MutexGuard<'_, T>,
+        mut conn: Conn<M::Resource>,
+        health: Health,
+    ) -> Returned {
         let mut now = Now::lazy();
         let mut fx = Effects::default();
         let id = conn.id;
@@ -450,8 +444,9 @@ type CreateResult<M> = Result<
 >;
 
 impl<M: KeyedManager, T: Table<M>> CreateTicket<M, T> {
-    /// Hands the result to the state; the new connection's id, or the error.
-    fn finish(&mut self, result: CreateResult<M>) -> Result<u64, Error> {
+    /// Runs the `create_done` hook, then hands the result to the state (so the hook sees the
+    /// new connection before any caller does).
+    fn finish(&mut self, result: CreateResult<M>, key: &M::Key) {
         self.done = true;
         let tag = self.tag;
         let (res, err) = match result {
@@ -473,18 +468,26 @@ impl<M: KeyedManager, T: Table<M>> CreateTicket<M, T> {
                 (None, Some(Error::new(Kind::CreateTimeout)))
             }
         };
-        self.shared.with_state(self.key, |st, now, fx| match res {
+        let shared = &self.shared;
+        match res {
             Some(res) => {
-                let id = st.handle_created(res, tag, now, fx);
+                let id = shared
+                    .next_id
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(target: "pool_core", conn = id, "created a connection");
-                Ok(id)
+                shared.hook("create_done", |h| h.create_done(key, Ok(id)));
+                shared.with_state(self.key, |st, now, fx| {
+                    st.handle_created(res, id, tag, now, fx)
+                });
             }
             None => {
                 let err = err.expect("a failed create has an error");
-                st.handle_create_failed(err.clone(), tag, now, fx);
-                Err(err)
+                shared.hook("create_done", |h| h.create_done(key, Err(&err)));
+                shared.with_state(self.key, |st, now, fx| {
+                    st.handle_create_failed(err, tag, now, fx)
+                });
             }
-        })
+        }
     }
 }
 
@@ -631,22 +634,29 @@ impl<M: KeyedManager, T: Table<M>> Drop for Owner<M, T> {
 type SlowGet<'a, 'k, M, T> =
     Pin<Box<dyn Future<Output = Result<Guard<'a, M, T>, Error>> + Send + 'k>>;
 
+/// A public guard type built around a [`Guard`] (`Pooled`, `KeyedPooled`).
+pub(crate) trait Wrap<'a, M: KeyedManager, T: Table<M>> {
+    fn wrap(guard: Guard<'a, M, T>) -> Self;
+}
+
 /// The checkout future of both pools. Its first poll serves an idle connection inline when
 /// it can (one lock, no allocation); anything else (waiting, creating, hooks) continues in a
 /// boxed future, whose cost is small next to the wait itself.
 /// The guard borrows the pool (`'a`), not the key (`'k`).
-pub(crate) struct GetFuture<'a: 'k, 'k, M: KeyedManager, T: Table<M>> {
+pub(crate) struct GetFuture<'a: 'k, 'k, M: KeyedManager, T: Table<M>, W> {
     shared: &'a Arc<Shared<M, T>>,
     key: &'k M::Key,
     slow: Option<SlowGet<'a, 'k, M, T>>,
+    _out: std::marker::PhantomData<fn() -> W>,
 }
 
-impl<'a: 'k, 'k, M: KeyedManager, T: Table<M>> GetFuture<'a, 'k, M, T> {
+impl<'a: 'k, 'k, M: KeyedManager, T: Table<M>, W> GetFuture<'a, 'k, M, T, W> {
     pub fn new(shared: &'a Arc<Shared<M, T>>, key: &'k M::Key) -> Self {
         GetFuture {
             shared,
             key,
             slow: None,
+            _out: std::marker::PhantomData,
         }
     }
 
@@ -655,8 +665,10 @@ impl<'a: 'k, 'k, M: KeyedManager, T: Table<M>> GetFuture<'a, 'k, M, T> {
     }
 }
 
-impl<'a: 'k, 'k, M: KeyedManager, T: Table<M>> Future for GetFuture<'a, 'k, M, T> {
-    type Output = Result<Guard<'a, M, T>, Error>;
+impl<'a: 'k, 'k, M: KeyedManager, T: Table<M>, W: Wrap<'a, M, T>> Future
+    for GetFuture<'a, 'k, M, T, W>
+{
+    type Output = Result<W, Error>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -670,7 +682,7 @@ impl<'a: 'k, 'k, M: KeyedManager, T: Table<M>> Future for GetFuture<'a, 'k, M, T
                     Some((mut conn, handle)) => {
                         if shared.is_ready(&mut conn) {
                             tracing::trace!(target: "pool_core", conn = conn.id, reused = true, was_idle = true, "got a connection");
-                            return Poll::Ready(Ok(Guard::borrowed(shared, conn, handle)));
+                            return Poll::Ready(Ok(W::wrap(Guard::borrowed(shared, conn, handle))));
                         }
                         Some((conn, handle))
                     }
@@ -679,6 +691,6 @@ impl<'a: 'k, 'k, M: KeyedManager, T: Table<M>> Future for GetFuture<'a, 'k, M, T
                 this.slow.insert(Box::pin(shared.get_slow(this.key, idle)))
             }
         };
-        slow.as_mut().poll(cx)
+        slow.as_mut().poll(cx).map_ok(W::wrap)
     }
 }

@@ -208,12 +208,13 @@ pub(crate) struct State<C> {
     stats: Stats,
     breaker: Breaker,
     last_error: Option<Cause>,
-    next_id: u64,
     /// The deadline the reaper sleeps until.
     reaper_at: Option<Instant>,
     /// No knob needs the clock or a refill on checkout and release: `pop_fast`/`push_fast`
     /// may serve them.
     fast: bool,
+    /// `stamp_always()`, kept as one flag for the release fast path.
+    stamped: bool,
 }
 
 impl<C> State<C> {
@@ -244,9 +245,9 @@ impl<C> State<C> {
                 retry_at: None,
             },
             last_error: None,
-            next_id: 1,
             reaper_at: None,
             fast: false,
+            stamped: false,
         }
         .with_fast_path()
     }
@@ -276,6 +277,7 @@ impl<C> State<C> {
         let l = &self.limits;
         self.fast =
             l.max_lifetime.is_none() && l.validate_after.is_none() && l.min_idle == 0 && !l.hooks;
+        self.stamped = l.stamp || l.max_idle_time.is_some() || l.validate_after.is_some();
     }
 
     /// The common checkout in one step: an idle connection when nobody waits and no knob
@@ -356,10 +358,9 @@ impl<C> State<C> {
         self.open < self.limits.open_cap()
     }
 
+    #[inline]
     fn stamp_always(&self) -> bool {
-        self.limits.stamp
-            || self.limits.max_idle_time.is_some()
-            || self.limits.validate_after.is_some()
+        self.stamped
     }
 
     /// Idle connections now.
@@ -573,14 +574,16 @@ impl<C> State<C> {
         fx.rare().creates.push((self.key, tag));
     }
 
-    /// A create finished: the connection goes to the head waiter or to idle. Returns its id.
+    /// A create finished: the connection (with the pool-wide id the shell gave it) goes to the
+    /// head waiter or to idle.
     pub fn handle_created(
         &mut self,
         res: C,
+        id: u64,
         tag: Option<WaiterId>,
         now: &mut Now,
         fx: &mut Effects<C>,
-    ) -> u64 {
+    ) {
         self.creating -= 1;
         if tag.is_none() {
             self.background -= 1;
@@ -592,8 +595,6 @@ impl<C> State<C> {
             backoff: self.limits.breaker_backoff,
             retry_at: None,
         };
-        let id = self.next_id;
-        self.next_id += 1;
         let conn = Conn {
             res,
             id,
@@ -605,7 +606,6 @@ impl<C> State<C> {
             must_validate: false,
         };
         self.put(conn, Via::Created, now, fx);
-        id
     }
 
     /// A create failed: the slot frees, the waiter that asked gets the error, and the breaker

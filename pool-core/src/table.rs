@@ -98,7 +98,11 @@ impl<M: KeyedManager<Key = ()>> Table<M> for State<M::Resource> {
 
     #[inline]
     fn push_fast(&mut self, conn: Conn<M::Resource>) -> Result<(), Conn<M::Resource>> {
-        let now = self.needs_stamp().then(Instant::now);
+        let now = if self.needs_stamp() {
+            Some(Instant::now())
+        } else {
+            None
+        };
         State::push_fast(self, conn, now)
     }
 

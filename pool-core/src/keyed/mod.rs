@@ -18,7 +18,7 @@ pub(crate) use table::KeyTable;
 use crate::config::{check_duration, check_positive};
 use crate::guard::{Guard, guard_api};
 use crate::hooks::Hooks;
-use crate::shell::{GetFuture, Owner, Shared};
+use crate::shell::{GetFuture, Owner, Shared, Wrap};
 use crate::state::{Effects, Now, State};
 use crate::table::Table;
 use crate::{Error, KeyedManager, Stats};
@@ -259,7 +259,14 @@ impl<M: KeyedManager> KeyedPool<M> {
 #[must_use = "futures do nothing unless polled"]
 ///
 /// The guard it yields borrows the pool (`'a`) but not the key (`'k`).
-pub struct KeyedGet<'a: 'k, 'k, M: KeyedManager>(GetFuture<'a, 'k, M, Keys<M>>);
+pub struct KeyedGet<'a: 'k, 'k, M: KeyedManager>(GetFuture<'a, 'k, M, Keys<M>, KeyedPooled<'a, M>>);
+
+impl<'a, M: KeyedManager> Wrap<'a, M, Keys<M>> for KeyedPooled<'a, M> {
+    #[inline]
+    fn wrap(guard: Guard<'a, M, Keys<M>>) -> Self {
+        KeyedPooled(guard)
+    }
+}
 
 impl<'a: 'k, 'k, M: KeyedManager> std::future::Future for KeyedGet<'a, 'k, M> {
     type Output = Result<KeyedPooled<'a, M>, Error>;
@@ -269,7 +276,7 @@ impl<'a: 'k, 'k, M: KeyedManager> std::future::Future for KeyedGet<'a, 'k, M> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0).poll(cx).map_ok(KeyedPooled)
+        std::pin::Pin::new(&mut self.0).poll(cx)
     }
 }
 

@@ -65,7 +65,7 @@ impl Driver {
 
     fn create_ok(&mut self) {
         let tag = self.creates.remove(0);
-        self.step(|st, now, fx| st.handle_created(7, tag, now, fx));
+        self.step(|st, now, fx| st.handle_created(7, 0, tag, now, fx));
     }
 
     fn close_all(&mut self) {
@@ -506,7 +506,7 @@ fn run_model(
                 let model_tag = m.creates.remove(k);
                 m.creating -= 1;
                 if ok {
-                    st.handle_created(1, tag, now, &mut fx);
+                    st.handle_created(1, 0, tag, now, &mut fx);
                     m.put();
                 } else {
                     st.handle_create_failed(Error::new(Kind::Create), tag, now, &mut fx);

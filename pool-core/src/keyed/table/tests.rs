@@ -73,7 +73,7 @@ impl Driver {
             Acquired::Wait(id) => id,
         };
         let (ck, tag) = self.creates.remove(0);
-        self.on(ck, |st, now, fx| st.handle_created(1, tag, now, fx));
+        self.on(ck, |st, now, fx| st.handle_created(1, 0, tag, now, fx));
         match self.on(key, |st, _, _| st.poll_waiter(id, Waker::noop())) {
             WaitPoll::Ready(Ok((c, _))) => c,
             _ => panic!("not served"),
@@ -358,7 +358,7 @@ fn run_model(
                 let n = d.creates[..i].iter().filter(|(c, _)| *c == key).count();
                 let model_tag = m.keys[k].creates.remove(n);
                 if ok {
-                    d.on(key, |st, now, fx| st.handle_created(1, tag, now, fx));
+                    d.on(key, |st, now, fx| st.handle_created(1, 0, tag, now, fx));
                     m.step(k, |mk| {
                         mk.creating -= 1;
                         mk.put();
