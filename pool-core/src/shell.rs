@@ -631,8 +631,7 @@ impl<M: KeyedManager, T: Table<M>> Drop for Owner<M, T> {
     }
 }
 
-type SlowGet<'a, 'k, M, T> =
-    Pin<Box<dyn Future<Output = Result<Guard<'a, M, T>, Error>> + Send + 'k>>;
+type SlowGet<'a, M, T> = Pin<Box<dyn Future<Output = Result<Guard<'a, M, T>, Error>> + Send + 'a>>;
 
 /// A public guard type built around a [`Guard`] (`Pooled`, `KeyedPooled`).
 pub(crate) trait Wrap<'a, M: KeyedManager, T: Table<M>> {
@@ -642,15 +641,17 @@ pub(crate) trait Wrap<'a, M: KeyedManager, T: Table<M>> {
 /// The checkout future of both pools. Its first poll serves an idle connection inline when
 /// it can (one lock, no allocation); anything else (waiting, creating, hooks) continues in a
 /// boxed future, whose cost is small next to the wait itself.
-/// The guard borrows the pool (`'a`), not the key (`'k`).
-pub(crate) struct GetFuture<'a: 'k, 'k, M: KeyedManager, T: Table<M>, W> {
+/// The guard borrows the pool (`'a`), not the key (`'k`): the slow path owns a clone of the
+/// key, so no bound ties the two lifetimes (one would make the future "not general enough"
+/// inside spawned tasks).
+pub(crate) struct GetFuture<'a, 'k, M: KeyedManager, T: Table<M>, W> {
     shared: &'a Arc<Shared<M, T>>,
     key: &'k M::Key,
-    slow: Option<SlowGet<'a, 'k, M, T>>,
+    slow: Option<SlowGet<'a, M, T>>,
     _out: std::marker::PhantomData<fn() -> W>,
 }
 
-impl<'a: 'k, 'k, M: KeyedManager, T: Table<M>, W> GetFuture<'a, 'k, M, T, W> {
+impl<'a, 'k, M: KeyedManager, T: Table<M>, W> GetFuture<'a, 'k, M, T, W> {
     pub fn new(shared: &'a Arc<Shared<M, T>>, key: &'k M::Key) -> Self {
         GetFuture {
             shared,
@@ -665,7 +666,7 @@ impl<'a: 'k, 'k, M: KeyedManager, T: Table<M>, W> GetFuture<'a, 'k, M, T, W> {
     }
 }
 
-impl<'a: 'k, 'k, M: KeyedManager, T: Table<M>, W: Wrap<'a, M, T>> Future
+impl<'a, 'k, M: KeyedManager, T: Table<M>, W: Wrap<'a, M, T>> Future
     for GetFuture<'a, 'k, M, T, W>
 {
     type Output = Result<W, Error>;
@@ -688,7 +689,9 @@ impl<'a: 'k, 'k, M: KeyedManager, T: Table<M>, W: Wrap<'a, M, T>> Future
                     }
                     None => None,
                 };
-                this.slow.insert(Box::pin(shared.get_slow(this.key, idle)))
+                let key = this.key.clone();
+                this.slow
+                    .insert(Box::pin(async move { shared.get_slow(&key, idle).await }))
             }
         };
         slow.as_mut().poll(cx).map_ok(W::wrap)

@@ -354,3 +354,20 @@ async fn bad_keyed_config_is_an_error_naming_the_knob() {
         .unwrap_err();
     assert_eq!(err.knob(), Some("max_lifetime"));
 }
+
+/// Regression: with a bound tying the pool's and the key's lifetimes, `KeyedGet` was "not
+/// general enough" when passed to generic code inside a spawned task.
+#[tokio::test]
+async fn a_keyed_checkout_future_can_go_through_generic_code_in_a_spawned_task() {
+    async fn run<F: std::future::Future>(fut: F) -> F::Output {
+        fut.await
+    }
+    let m = KeyedScripted::new();
+    let pool = builder(&m).build().unwrap();
+    let task = tokio::spawn(async move {
+        let key = 3u32;
+        let c = run(pool.get(&key)).await.unwrap();
+        assert_eq!(c.key, 3);
+    });
+    task.await.unwrap();
+}

@@ -134,7 +134,7 @@ impl<M: KeyedManager> KeyedPool<M> {
     ///
     /// # Cancel safety
     /// As [`Pool::get`](crate::Pool::get): dropping the future at any point loses nothing.
-    pub fn get<'a: 'k, 'k>(&'a self, key: &'k M::Key) -> KeyedGet<'a, 'k, M> {
+    pub fn get<'a, 'k>(&'a self, key: &'k M::Key) -> KeyedGet<'a, 'k, M> {
         KeyedGet(GetFuture::new(&self.shared, key))
     }
 
@@ -259,7 +259,7 @@ impl<M: KeyedManager> KeyedPool<M> {
 #[must_use = "futures do nothing unless polled"]
 ///
 /// The guard it yields borrows the pool (`'a`) but not the key (`'k`).
-pub struct KeyedGet<'a: 'k, 'k, M: KeyedManager>(GetFuture<'a, 'k, M, Keys<M>, KeyedPooled<'a, M>>);
+pub struct KeyedGet<'a, 'k, M: KeyedManager>(GetFuture<'a, 'k, M, Keys<M>, KeyedPooled<'a, M>>);
 
 impl<'a, M: KeyedManager> Wrap<'a, M, Keys<M>> for KeyedPooled<'a, M> {
     #[inline]
@@ -268,7 +268,7 @@ impl<'a, M: KeyedManager> Wrap<'a, M, Keys<M>> for KeyedPooled<'a, M> {
     }
 }
 
-impl<'a: 'k, 'k, M: KeyedManager> std::future::Future for KeyedGet<'a, 'k, M> {
+impl<'a, 'k, M: KeyedManager> std::future::Future for KeyedGet<'a, 'k, M> {
     type Output = Result<KeyedPooled<'a, M>, Error>;
 
     #[inline]
