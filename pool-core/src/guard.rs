@@ -75,7 +75,7 @@ impl<'a, M: KeyedManager, T: Table<M>> Guard<'a, M, T> {
         if let Some(conn) = self.conn.take() {
             let id = conn.id;
             let shared = self.shared();
-            shared.with_state(conn.key, |st, _, fx| {
+            shared.with_state(T::key_id(&self.handle), |st, _, fx| {
                 st.begin_close(conn, CloseReason::Broken, fx)
             });
             self.returned(id, Returned::Closed(CloseReason::Broken));
@@ -85,7 +85,7 @@ impl<'a, M: KeyedManager, T: Table<M>> Guard<'a, M, T> {
     pub fn detach(mut self) -> M::Resource {
         let conn = self.conn.take().expect(HELD);
         self.shared()
-            .with_state(conn.key, |st, now, fx| st.detach(now, fx));
+            .with_state(T::key_id(&self.handle), |st, now, fx| st.detach(now, fx));
         self.returned(conn.id, Returned::Detached);
         conn.res
     }
@@ -116,12 +116,12 @@ impl<M: KeyedManager, T: Table<M>> Drop for Guard<'_, M, T> {
         let mut st = shared.state.lock();
         if health == Health::Ready {
             conn.needs_reset = false;
-            conn = match st.push_fast(conn) {
+            conn = match st.push_fast(conn, T::key_id(&self.handle)) {
                 Ok(()) => return,
                 Err(conn) => conn,
             };
         }
-        let returned = shared.put_back(st, conn, health);
+        let returned = shared.put_back(st, T::key_id(&self.handle), conn, health);
         if shared.hooks.is_some() {
             self.returned(id, returned);
         }

@@ -98,8 +98,8 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
         for (key, tag) in creates {
             self.spawn_create(key, tag);
         }
-        for (conn, reason) in closes {
-            self.spawn_close(conn, reason);
+        for (key, conn, reason) in closes {
+            self.spawn_close(key, conn, reason);
         }
         if notify_reaper {
             self.reaper.notify_one();
@@ -166,14 +166,14 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
         });
     }
 
-    fn spawn_close(self: &Arc<Self>, conn: Conn<M::Resource>, reason: CloseReason) {
+    fn spawn_close(self: &Arc<Self>, key: KeyId, conn: Conn<M::Resource>, reason: CloseReason) {
         let ticket = CloseTicket {
             shared: self.clone(),
-            key: conn.key,
+            key,
             reason,
         };
         let id = conn.id;
-        let handle = self.hooks.as_ref().map(|_| self.handle(conn.key));
+        let handle = self.hooks.as_ref().map(|_| self.handle(key));
         self.runtime.spawn(async move {
             let shared = ticket.shared.clone();
             tracing::debug!(target: "pool_core", conn = id, reason = reason.as_str(), "closing a connection");
@@ -221,6 +221,7 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
     /// was discarded and the caller should try again (keeping its turn).
     async fn prepare(
         self: &Arc<Self>,
+        key: KeyId,
         conn: Conn<M::Resource>,
         via: Via,
         deadline: &mut Deadline,
@@ -230,6 +231,7 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
         }
         let mut checkout = Checkout {
             shared: self,
+            key,
             conn: Some(conn),
         };
         let c = checkout
@@ -251,7 +253,6 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
         if needs_reset || c.must_validate {
             let at = deadline.get();
             let id = c.id;
-            let key = c.key;
             let steps: [(&'static str, bool); 2] =
                 [("reset", needs_reset), ("validate", c.must_validate)];
             for (hook, due) in steps {
@@ -328,7 +329,7 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
             let conn = if via == Via::Created || self.is_ready(&mut conn) {
                 conn
             } else {
-                match Box::pin(self.prepare(conn, via, &mut deadline)).await? {
+                match Box::pin(self.prepare(T::key_id(&handle), conn, via, &mut deadline)).await? {
                     Some(conn) => conn,
                     None => {
                         retry = true;
@@ -388,13 +389,14 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
     pub fn put_back(
         self: &Arc<Self>,
         mut st: crate::rt::MutexGuard<'_, T>,
+        key: KeyId,
         mut conn: Conn<M::Resource>,
         health: Health,
     ) -> Returned {
         let mut now = Now::lazy();
         let mut fx = Effects::default();
         let id = conn.id;
-        let returned = st.with(conn.key, &mut now, &mut fx, |st, now, fx| match health {
+        let returned = st.with(key, &mut now, &mut fx, |st, now, fx| match health {
             Health::Ready | Health::NeedsReset => {
                 conn.needs_reset = health == Health::NeedsReset;
                 st.release(conn, now, fx)
@@ -417,13 +419,14 @@ enum HookFailed {
 /// hook failed) it is discarded: a resource cut mid-protocol is never handed out.
 struct Checkout<'a, M: KeyedManager, T: Table<M>> {
     shared: &'a Arc<Shared<M, T>>,
+    key: KeyId,
     conn: Option<Conn<M::Resource>>,
 }
 
 impl<M: KeyedManager, T: Table<M>> Drop for Checkout<'_, M, T> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.shared.with_state(conn.key, |st, _, fx| {
+            self.shared.with_state(self.key, |st, _, fx| {
                 st.begin_close(conn, CloseReason::Broken, fx)
             });
         }
@@ -638,6 +641,18 @@ pub(crate) trait Wrap<'a, M: KeyedManager, T: Table<M>> {
     fn wrap(guard: Guard<'a, M, T>) -> Self;
 }
 
+/// Boxes the general checkout path; out of line, so the idle hit stays small.
+#[cold]
+#[inline(never)]
+fn start_slow<'a, M: KeyedManager, T: Table<M>>(
+    shared: &'a Arc<Shared<M, T>>,
+    key: &M::Key,
+    idle: Option<(Conn<M::Resource>, T::Handle)>,
+) -> SlowGet<'a, M, T> {
+    let key = key.clone();
+    Box::pin(async move { shared.get_slow(&key, idle).await })
+}
+
 /// The checkout future of both pools. Its first poll serves an idle connection inline when
 /// it can (one lock, no allocation); anything else (waiting, creating, hooks) continues in a
 /// boxed future, whose cost is small next to the wait itself.
@@ -689,9 +704,7 @@ impl<'a, 'k, M: KeyedManager, T: Table<M>, W: Wrap<'a, M, T>> Future
                     }
                     None => None,
                 };
-                let key = this.key.clone();
-                this.slow
-                    .insert(Box::pin(async move { shared.get_slow(&key, idle).await }))
+                this.slow.insert(start_slow(shared, this.key, idle))
             }
         };
         slow.as_mut().poll(cx).map_ok(W::wrap)

@@ -49,8 +49,6 @@ impl KeyId {
 pub(crate) struct Conn<C> {
     pub res: C,
     pub id: u64,
-    /// The key whose state counts this connection.
-    pub key: KeyId,
     pub created_at: Instant,
     /// Fraction of `lifetime_jitter` taken off this connection's lifetime.
     jitter: f32,
@@ -102,7 +100,7 @@ pub(crate) struct Rare<C> {
     /// Creates to spawn, each for a key and tagged with the waiter that asked (`None`: refill
     /// or probe).
     pub creates: Vec<(KeyId, Option<WaiterId>)>,
-    pub closes: Vec<(Conn<C>, CloseReason)>,
+    pub closes: Vec<(KeyId, Conn<C>, CloseReason)>,
     pub notify_reaper: bool,
     /// The pool is closed and every connection is gone.
     pub drained: bool,
@@ -156,6 +154,9 @@ impl<C> Effects<C> {
             .as_mut()
             .map(|r| std::mem::take(&mut r.closes))
             .unwrap_or_default()
+            .into_iter()
+            .map(|(_, c, r)| (c, r))
+            .collect()
     }
 
     #[cfg(test)]
@@ -598,7 +599,6 @@ impl<C> State<C> {
         let conn = Conn {
             res,
             id,
-            key: self.key,
             created_at: now.get(),
             jitter: fastrand::f32(),
             idle_since: None,
@@ -721,7 +721,7 @@ impl<C> State<C> {
         fx: &mut Effects<C>,
     ) -> Returned {
         self.closing += 1;
-        fx.rare().closes.push((conn, reason));
+        fx.rare().closes.push((self.key, conn, reason));
         Returned::Closed(reason)
     }
 

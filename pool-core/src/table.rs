@@ -16,6 +16,9 @@ pub(crate) trait Table<M: KeyedManager>: Send + 'static {
     /// The key behind a handle.
     fn key_of(handle: &Self::Handle) -> &M::Key;
 
+    /// Where the key's state lives.
+    fn key_id(handle: &Self::Handle) -> KeyId;
+
     /// The handle when there is only one key; `None` when it must be looked up.
     fn fixed_handle() -> Option<Self::Handle>;
 
@@ -39,7 +42,8 @@ pub(crate) trait Table<M: KeyedManager>: Send + 'static {
 
     /// The common release in one step, when the table allows it (see `State::push_fast`).
     #[inline]
-    fn push_fast(&mut self, conn: Conn<M::Resource>) -> Result<(), Conn<M::Resource>> {
+    fn push_fast(&mut self, conn: Conn<M::Resource>, key: KeyId) -> Result<(), Conn<M::Resource>> {
+        let _ = key;
         Err(conn)
     }
 
@@ -65,6 +69,11 @@ impl<M: KeyedManager<Key = ()>> Table<M> for State<M::Resource> {
     #[inline]
     fn key_of(_: &()) -> &() {
         &()
+    }
+
+    #[inline]
+    fn key_id(_: &()) -> KeyId {
+        KeyId::ROOT
     }
 
     #[inline]
@@ -97,7 +106,7 @@ impl<M: KeyedManager<Key = ()>> Table<M> for State<M::Resource> {
     }
 
     #[inline]
-    fn push_fast(&mut self, conn: Conn<M::Resource>) -> Result<(), Conn<M::Resource>> {
+    fn push_fast(&mut self, conn: Conn<M::Resource>, _: KeyId) -> Result<(), Conn<M::Resource>> {
         let now = if self.needs_stamp() {
             Some(Instant::now())
         } else {

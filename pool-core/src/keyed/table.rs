@@ -30,6 +30,22 @@ use crate::state::{Conn, Effects, KeyId, Now, State};
 use crate::table::Table;
 use crate::{CloseReason, Error, KeyedManager, Stats};
 
+/// A keyed pool's handle of a key: the key (shared with the guards) and where its state
+/// lives.
+pub(crate) struct KeyHandle<K> {
+    pub key: Arc<K>,
+    pub id: KeyId,
+}
+
+impl<K> Clone for KeyHandle<K> {
+    fn clone(&self) -> Self {
+        KeyHandle {
+            key: self.key.clone(),
+            id: self.id,
+        }
+    }
+}
+
 struct Entry<K, C> {
     key: Arc<K>,
     generation: u32,
@@ -132,12 +148,19 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
     /// The common checkout in one step (see `State::pop_fast`): an idle connection of `key`
     /// when nobody of that key waits.
     #[inline]
-    pub fn pop_fast(&mut self, key: &K) -> Option<(Conn<C>, Arc<K>)> {
+    pub fn pop_fast(&mut self, key: &K) -> Option<(Conn<C>, KeyHandle<K>)> {
         let &idx = self.index.get(key)?;
         let e = &mut self.keys[idx as usize];
         let conn = e.state.pop_fast()?;
         self.idle -= 1;
-        Some((conn, e.key.clone()))
+        let handle = KeyHandle {
+            key: e.key.clone(),
+            id: KeyId {
+                idx,
+                generation: e.generation,
+            },
+        };
+        Some((conn, handle))
     }
 
     /// Runs `f` on a live key's state, then settles the key and the global idle cap.
@@ -347,25 +370,33 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
 }
 
 impl<M: KeyedManager> Table<M> for KeyTable<M::Key, M::Resource> {
-    type Handle = Arc<M::Key>;
+    type Handle = KeyHandle<M::Key>;
 
-    fn key_of(handle: &Arc<M::Key>) -> &M::Key {
-        handle
+    fn key_of(handle: &KeyHandle<M::Key>) -> &M::Key {
+        &handle.key
     }
 
-    fn fixed_handle() -> Option<Arc<M::Key>> {
+    fn key_id(handle: &KeyHandle<M::Key>) -> KeyId {
+        handle.id
+    }
+
+    fn fixed_handle() -> Option<KeyHandle<M::Key>> {
         None
     }
 
-    fn enter(&mut self, key: &M::Key) -> Result<(KeyId, Arc<M::Key>), Error> {
-        self.enter_key(key)
+    fn enter(&mut self, key: &M::Key) -> Result<(KeyId, KeyHandle<M::Key>), Error> {
+        let (id, key) = self.enter_key(key)?;
+        Ok((id, KeyHandle { key, id }))
     }
 
-    fn handle(&self, key: KeyId) -> Arc<M::Key> {
+    fn handle(&self, key: KeyId) -> KeyHandle<M::Key> {
         self.keys
             .get(key.idx as usize)
             .filter(|e| e.generation == key.generation)
-            .map(|e| e.key.clone())
+            .map(|e| KeyHandle {
+                key: e.key.clone(),
+                id: key,
+            })
             .expect("a key with a create or close in flight is never forgotten")
     }
 
@@ -380,13 +411,12 @@ impl<M: KeyedManager> Table<M> for KeyTable<M::Key, M::Resource> {
     }
 
     #[inline]
-    fn pop_fast(&mut self, key: &M::Key) -> Option<(Conn<M::Resource>, Arc<M::Key>)> {
+    fn pop_fast(&mut self, key: &M::Key) -> Option<(Conn<M::Resource>, KeyHandle<M::Key>)> {
         KeyTable::pop_fast(self, key)
     }
 
     #[inline]
-    fn push_fast(&mut self, conn: Conn<M::Resource>) -> Result<(), Conn<M::Resource>> {
-        let key = conn.key;
+    fn push_fast(&mut self, conn: Conn<M::Resource>, key: KeyId) -> Result<(), Conn<M::Resource>> {
         if self.idle >= self.max_idle {
             return Err(conn);
         }

@@ -44,7 +44,7 @@ impl Driver {
         if let Some(rare) = fx.rare {
             self.creates.extend(rare.creates);
             self.closes
-                .extend(rare.closes.into_iter().map(|(c, r)| (c.key, r)));
+                .extend(rare.closes.into_iter().map(|(key, _, r)| (key, r)));
         }
     }
 
@@ -80,9 +80,11 @@ impl Driver {
         }
     }
 
-    fn release(&mut self, c: Conn<u32>) {
+    /// Releases a connection of key `k` (which holds it, so it is live).
+    fn release(&mut self, k: usize, c: Conn<u32>) {
         self.clock += Duration::from_millis(1);
-        self.on(c.key, |st, now, fx| st.release(c, now, fx));
+        let (key, _) = self.t.enter_key(&k).unwrap();
+        self.on(key, |st, now, fx| st.release(c, now, fx));
     }
 
     fn finish_closes(&mut self) {
@@ -98,10 +100,10 @@ fn the_global_idle_cap_closes_the_oldest_idle_connection_of_any_key() {
     let a = d.serve(0);
     let b = d.serve(1);
     let c = d.serve(2);
-    d.release(a);
-    d.release(b);
+    d.release(0, a);
+    d.release(1, b);
     assert!(d.closes.is_empty());
-    d.release(c);
+    d.release(2, c);
     assert_eq!(d.closes.len(), 1, "one over the global cap");
     let (evicted, reason) = d.closes[0];
     assert_eq!(reason, CloseReason::MaxIdle);
@@ -125,8 +127,8 @@ fn with_grace_the_global_surplus_waits_for_its_grace_to_end() {
     let mut d = Driver::new(table(cfg(0, 2, 10 * SEC), 1));
     let a = d.serve(0);
     let b = d.serve(1);
-    d.release(a);
-    d.release(b);
+    d.release(0, a);
+    d.release(1, b);
     assert!(d.closes.is_empty(), "surplus is kept for the grace period");
     let due = Table::<Dummy>::poll_timeout(&mut d.t).expect("grace end scheduled");
     assert!(due > d.clock && due <= d.clock + 10 * SEC);
@@ -143,7 +145,7 @@ fn ten_thousand_keys_used_once_leave_nothing_behind() {
     let mut d = Driver::new(table(cfg(0, 2, Duration::ZERO), 0));
     for k in 0..10_000 {
         let c = d.serve(k);
-        d.release(c);
+        d.release(k, c);
         d.finish_closes();
     }
     assert_eq!(d.t.key_count(), 0);
@@ -256,7 +258,7 @@ fn run_model(
     };
     // Every waiter ever queued: (key, its place in the key model's list, its id).
     let mut waiters: Vec<(usize, usize, KeyId, WaiterId)> = Vec::new();
-    let mut out: Vec<(usize, Conn<u32>)> = Vec::new();
+    let mut out: Vec<(usize, KeyId, Conn<u32>)> = Vec::new();
     let mut closed = false;
 
     for op in ops {
@@ -266,8 +268,8 @@ fn run_model(
                 // As the shell: the one-step path first, the general one when it declines.
                 let got = match d.t.pop_fast(&k) {
                     Some((c, handle)) => {
-                        prop_assert_eq!(*handle, k);
-                        Ok((c.key, Acquired::Ready(c)))
+                        prop_assert_eq!(*handle.key, k);
+                        Ok((handle.id, Acquired::Ready(c)))
                     }
                     None => d.acquire(k),
                 };
@@ -279,7 +281,7 @@ fn run_model(
                 let mk = &m.keys[k];
                 if mk.waiting() == 0 && mk.idle > 0 {
                     match a {
-                        Acquired::Ready(c) => out.push((k, c)),
+                        Acquired::Ready(c) => out.push((k, key, c)),
                         Acquired::Wait(_) => prop_assert!(false, "idle not handed out"),
                     }
                     m.step(k, |mk| mk.idle -= 1);
@@ -315,7 +317,7 @@ fn run_model(
                     Op::Timeout(_) => match d.on(key, |st, _, _| st.timeout_waiter(id)) {
                         Ok((c, _)) => {
                             prop_assert_eq!(state, W::Served);
-                            out.push((k, c));
+                            out.push((k, key, c));
                         }
                         Err(_) => prop_assert_ne!(state, W::Served),
                     },
@@ -326,7 +328,7 @@ fn run_model(
                         }
                         WaitPoll::Ready(Ok((c, _))) => {
                             prop_assert_eq!(state, W::Served);
-                            out.push((k, c));
+                            out.push((k, key, c));
                         }
                         WaitPoll::Ready(Err(_)) => prop_assert_eq!(state, W::Failed),
                     },
@@ -335,17 +337,18 @@ fn run_model(
             }
             Op::Release(j) | Op::Discard(j) => {
                 let Some(j) = pick(&out, j) else { continue };
-                let (k, c) = out.swap_remove(j);
-                prop_assert_eq!(c.key, d.t.enter_key(&k).unwrap_or((c.key, Arc::new(k))).0);
+                let (k, key, c) = out.swap_remove(j);
+                if !closed {
+                    let live = d.t.enter_key(&k).ok().map(|(id, _)| id);
+                    prop_assert_eq!(Some(key), live, "the key of a held connection is live");
+                }
                 if matches!(op, Op::Release(_)) {
-                    if let Err(c) = Table::<Dummy>::push_fast(&mut d.t, c) {
-                        d.on(c.key, |st, now, fx| st.release(c, now, fx));
+                    if let Err(c) = Table::<Dummy>::push_fast(&mut d.t, c, key) {
+                        d.on(key, |st, now, fx| st.release(c, now, fx));
                     }
                     m.step(k, Model::put);
                 } else {
-                    d.on(c.key, |st, _, fx| {
-                        st.begin_close(c, CloseReason::Broken, fx)
-                    });
+                    d.on(key, |st, _, fx| st.begin_close(c, CloseReason::Broken, fx));
                     m.step(k, |mk| mk.closing += 1);
                 }
             }
