@@ -19,18 +19,13 @@ use std::time::Instant;
 
 use pool_core::{KeyedPool, Pool};
 
+#[path = "support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+
+use support::{DeadpoolManager as Dead, OursManager as Plain};
+
 const PER_KEY: usize = 8;
-
-struct Plain;
-
-#[pool_core::async_trait]
-impl pool_core::Manager for Plain {
-    type Resource = u64;
-    type Error = Infallible;
-    async fn create(&self) -> Result<u64, Infallible> {
-        Ok(0)
-    }
-}
 
 struct Keyed;
 
@@ -41,23 +36,6 @@ impl pool_core::KeyedManager for Keyed {
     type Error = Infallible;
     async fn create(&self, _: &u32) -> Result<u64, Infallible> {
         Ok(0)
-    }
-}
-
-struct Dead;
-
-impl deadpool::managed::Manager for Dead {
-    type Type = u64;
-    type Error = Infallible;
-    async fn create(&self) -> Result<u64, Infallible> {
-        Ok(0)
-    }
-    async fn recycle(
-        &self,
-        _: &mut u64,
-        _: &deadpool::managed::Metrics,
-    ) -> deadpool::managed::RecycleResult<Infallible> {
-        Ok(())
     }
 }
 
