@@ -99,10 +99,13 @@ impl<'a, M: KeyedManager, T: Table<M>> Guard<'a, M, T> {
 
 impl<M: KeyedManager, T: Table<M>> Drop for Guard<'_, M, T> {
     fn drop(&mut self) {
-        let Some(mut conn) = self.conn.take() else {
+        let Some(conn) = self.conn.as_mut() else {
             return;
         };
-        let shared = self.shared();
+        let shared = match &self.pool {
+            PoolRef::Borrowed(s) => *s,
+            PoolRef::Owned(s) => s,
+        };
         let health = if std::thread::panicking() {
             Health::Broken
         } else {
@@ -112,19 +115,14 @@ impl<M: KeyedManager, T: Table<M>> Drop for Guard<'_, M, T> {
                 Health::Broken
             })
         };
-        let id = conn.id;
         let mut st = shared.state.lock();
         if health == Health::Ready {
             conn.needs_reset = false;
-            conn = match st.push_fast(conn, T::key_id(&self.handle)) {
-                Ok(()) => return,
-                Err(conn) => conn,
-            };
+            if st.push_fast(&mut self.conn, T::key_id(&self.handle)) {
+                return;
+            }
         }
-        let returned = shared.put_back(st, T::key_id(&self.handle), conn, health);
-        if shared.hooks.is_some() {
-            self.returned(id, returned);
-        }
+        shared.put_back(st, &self.handle, &mut self.conn, health);
     }
 }
 

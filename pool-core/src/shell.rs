@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::config::Timeouts;
 use crate::error::Kind;
 use crate::guard::Guard;
-use crate::hooks::{self, GotConn, Hooks, Returned};
+use crate::hooks::{self, GotConn, Hooks};
 use crate::rt::{Mutex, Runtime, timeout_at};
 use crate::state::{Acquired, Conn, Effects, KeyId, Now, Rare, State, Via, WaitPoll};
 use crate::table::Table;
@@ -383,30 +383,39 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
         self.with_table(|t, _, fx| t.close(fx));
     }
 
-    /// A guard came back: `Returned` says where its connection went.
-    /// The general return path, once `Table::push_fast` declined (the caller holds the lock).
+    /// A guard came back, and `Table::push_fast` declined it: the general return path (the
+    /// caller holds the lock; `slot` holds the connection). Fires the `put_idle` hook.
+    #[cold]
     #[inline(never)]
     pub fn put_back(
         self: &Arc<Self>,
         mut st: crate::rt::MutexGuard<'_, T>,
-        key: KeyId,
-        mut conn: Conn<M::Resource>,
+        handle: &T::Handle,
+        slot: &mut Option<Conn<M::Resource>>,
         health: Health,
-    ) -> Returned {
+    ) {
+        let Some(mut conn) = slot.take() else {
+            return;
+        };
         let mut now = Now::lazy();
         let mut fx = Effects::default();
         let id = conn.id;
-        let returned = st.with(key, &mut now, &mut fx, |st, now, fx| match health {
-            Health::Ready | Health::NeedsReset => {
-                conn.needs_reset = health == Health::NeedsReset;
-                st.release(conn, now, fx)
-            }
-            _ => st.begin_close(conn, CloseReason::Broken, fx),
-        });
+        let returned = st.with(
+            T::key_id(handle),
+            &mut now,
+            &mut fx,
+            |st, now, fx| match health {
+                Health::Ready | Health::NeedsReset => {
+                    conn.needs_reset = health == Health::NeedsReset;
+                    st.release(conn, now, fx)
+                }
+                _ => st.begin_close(conn, CloseReason::Broken, fx),
+            },
+        );
         drop(st);
         self.apply(fx);
         tracing::trace!(target: "pool_core", conn = id, returned = returned.as_str(), "returned a connection");
-        returned
+        self.hook("put_idle", |h| h.put_idle(T::key_of(handle), id, returned));
     }
 }
 

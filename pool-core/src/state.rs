@@ -300,34 +300,40 @@ impl<C> State<C> {
 
     /// The common release in one step: back to idle below `max_idle` when nobody waits and
     /// the reaper needs no new deadline. Same effect as `release` there; otherwise the
-    /// connection is given back for `release`. `now` is the idle stamp, required when
+    /// connection stays in `slot` for `release`. `now` gives the idle stamp, read only when
     /// [`needs_stamp`](State::needs_stamp).
     #[inline]
-    pub fn push_fast(&mut self, mut conn: Conn<C>, now: Option<Instant>) -> Result<(), Conn<C>> {
+    pub fn push_fast(&mut self, slot: &mut Option<Conn<C>>, now: impl FnOnce() -> Instant) -> bool {
         if !self.fast
             || self.closed
             || !self.waiters.is_empty()
             || self.idle.len() >= self.limits.max_idle
             || self.open - self.closing > self.limits.open_cap()
         {
-            return Err(conn);
+            return false;
         }
-        if self.needs_stamp() {
-            let Some(t) = now else { return Err(conn) };
+        let idle_since = if self.needs_stamp() {
+            let t = now();
             if let Some(max) = self.limits.max_idle_time {
                 let oldest = self.oldest_idle().unwrap_or(t);
                 if self.reaper_at.is_none_or(|r| r > oldest + max) {
-                    return Err(conn);
+                    return false;
                 }
             }
-            conn.idle_since = Some(t);
+            Some(t)
         } else {
-            conn.idle_since = None;
+            None
+        };
+        let Some(mut conn) = slot.take() else {
+            return false;
+        };
+        if idle_since.is_none() {
             self.unstamped += 1;
         }
+        conn.idle_since = idle_since;
         conn.must_validate = false;
         self.idle.push_back(conn);
-        Ok(())
+        true
     }
 
     /// Whether every idle connection is stamped with when it went idle.

@@ -40,11 +40,12 @@ pub(crate) trait Table<M: KeyedManager>: Send + 'static {
     /// The common checkout in one step, when the table allows it (see `State::pop_fast`).
     fn pop_fast(&mut self, key: &M::Key) -> Option<(Conn<M::Resource>, Self::Handle)>;
 
-    /// The common release in one step, when the table allows it (see `State::push_fast`).
+    /// The common release in one step, when the table allows it (see `State::push_fast`):
+    /// true when the connection left `slot` for the idle list.
     #[inline]
-    fn push_fast(&mut self, conn: Conn<M::Resource>, key: KeyId) -> Result<(), Conn<M::Resource>> {
-        let _ = key;
-        Err(conn)
+    fn push_fast(&mut self, slot: &mut Option<Conn<M::Resource>>, key: KeyId) -> bool {
+        let _ = (slot, key);
+        false
     }
 
     /// The reaper's turn.
@@ -106,13 +107,8 @@ impl<M: KeyedManager<Key = ()>> Table<M> for State<M::Resource> {
     }
 
     #[inline]
-    fn push_fast(&mut self, conn: Conn<M::Resource>, _: KeyId) -> Result<(), Conn<M::Resource>> {
-        let now = if self.needs_stamp() {
-            Some(Instant::now())
-        } else {
-            None
-        };
-        State::push_fast(self, conn, now)
+    fn push_fast(&mut self, slot: &mut Option<Conn<M::Resource>>, _: KeyId) -> bool {
+        State::push_fast(self, slot, Instant::now)
     }
 
     fn handle_timeout(&mut self, now: Instant, fx: &mut Effects<M::Resource>) {

@@ -416,25 +416,27 @@ impl<M: KeyedManager> Table<M> for KeyTable<M::Key, M::Resource> {
     }
 
     #[inline]
-    fn push_fast(&mut self, conn: Conn<M::Resource>, key: KeyId) -> Result<(), Conn<M::Resource>> {
+    fn push_fast(&mut self, slot: &mut Option<Conn<M::Resource>>, key: KeyId) -> bool {
         if self.idle >= self.max_idle {
-            return Err(conn);
+            return false;
         }
         let Some(e) = self
             .keys
             .get_mut(key.idx as usize)
             .filter(|e| e.generation == key.generation)
         else {
-            return Err(conn);
+            return false;
         };
         let t = Instant::now();
-        e.state.push_fast(conn, Some(t))?;
+        if !e.state.push_fast(slot, || t) {
+            return false;
+        }
         self.idle += 1;
         self.lru.push_back((t, key));
         if self.lru.len() > 2 * self.idle + 64 {
             self.rebuild_lru();
         }
-        Ok(())
+        true
     }
 
     fn handle_timeout(&mut self, now: Instant, fx: &mut Effects<M::Resource>) {

@@ -484,8 +484,9 @@ fn run_model(
                 let c = out.swap_remove(j);
                 match op {
                     Op::Release(_) => {
-                        if let Err(c) = st.push_fast(c, None) {
-                            st.release(c, now, &mut fx);
+                        let mut slot = Some(c);
+                        if !st.push_fast(&mut slot, || now.get()) {
+                            st.release(slot.expect("kept when not pushed"), now, &mut fx);
                         }
                         m.put();
                     }

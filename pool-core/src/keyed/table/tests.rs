@@ -343,7 +343,9 @@ fn run_model(
                     prop_assert_eq!(Some(key), live, "the key of a held connection is live");
                 }
                 if matches!(op, Op::Release(_)) {
-                    if let Err(c) = Table::<Dummy>::push_fast(&mut d.t, c, key) {
+                    let mut slot = Some(c);
+                    if !Table::<Dummy>::push_fast(&mut d.t, &mut slot, key) {
+                        let c = slot.expect("kept when not pushed");
                         d.on(key, |st, now, fx| st.release(c, now, fx));
                     }
                     m.step(k, Model::put);
