@@ -1,9 +1,21 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine: unit, law, config, proptest and doc
 # tests, then the shuttle model check (in its own target dir, built with --cfg shuttle).
-# Needs only Rust; later crates' services (PostgreSQL) are set up here too when they land.
+# Needs Rust; installs PostgreSQL's server binaries with apt-get when they are missing (the
+# pool-sql tests start their own throw-away servers from them; no server needs to run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+has_pg() {
+  { command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ]; } ||
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1
+}
+if [ -z "${DATABASE_URL:-}" ] && ! has_pg; then
+  echo "== installing PostgreSQL (apt-get install postgresql)"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql
+fi
 
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 

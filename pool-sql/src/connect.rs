@@ -1,0 +1,297 @@
+//! Dialling PostgreSQL: our own socket under tokio-postgres, so that we know what was written.
+//!
+//! `tokio_postgres::connect` hides its socket. We dial it ourselves (TCP or Unix, each host of
+//! the config in order, under the connect timeout, with TCP keep-alive) and hand it to
+//! `Config::connect_raw` wrapped in [`Counted`], which counts the bytes that reached the
+//! socket. A statement that failed while the count did not move provably never reached the
+//! server: that is the one case the bad-connection retry may run again (pgx's `SafeToRetry`).
+//!
+//! The connection task runs in a task of its own; its exit error is kept in [`Wire`], because
+//! a server-side kill (SQLSTATE 57P01) only shows up there: the query itself just sees "connection
+//! closed".
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+use tokio_postgres::config::Host;
+use tokio_postgres::{Client, NoTls};
+
+/// Where a connection went: kept for the cancel request, which needs a socket of its own to
+/// the same server.
+#[derive(Debug, Clone)]
+pub(crate) enum Addr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+/// What the connection task and its users share: bytes written, and the task's exit error.
+#[derive(Debug, Default)]
+pub(crate) struct Wire {
+    written: AtomicU64,
+    exit: Mutex<Option<Arc<tokio_postgres::Error>>>,
+}
+
+impl Wire {
+    /// Bytes that reached the socket so far.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    /// Why the connection task ended, when it ended with an error.
+    pub fn exit_error(&self) -> Option<Arc<tokio_postgres::Error>> {
+        self.exit.lock().clone()
+    }
+}
+
+/// A TCP or Unix socket.
+pub(crate) enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// A socket that counts the bytes written to it into its [`Wire`].
+pub(crate) struct Counted {
+    socket: Socket,
+    wire: Arc<Wire>,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match &mut self.socket {
+            Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = match &mut self.socket {
+            Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        };
+        if let Poll::Ready(Ok(n)) = polled {
+            self.wire.written.fetch_add(n as u64, Ordering::AcqRel);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.socket {
+            Socket::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Socket::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.socket {
+            Socket::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Socket::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    /// Dialling failed (refused, unreachable, DNS).
+    #[error("could not connect to {target}")]
+    Dial {
+        target: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The dial or the startup handshake ran out of time.
+    #[error("timed out connecting to {target}")]
+    Timeout { target: String },
+    /// The server refused the session (authentication, too many connections, no database...).
+    #[error("postgres refused the session")]
+    Startup(#[source] tokio_postgres::Error),
+    /// The config names no host.
+    #[error("the connection string names no host")]
+    NoHost,
+}
+
+/// A new session: the client, its wire, where it went, and a probe of its socket.
+pub(crate) struct Connected {
+    pub client: Client,
+    pub wire: Arc<Wire>,
+    pub addr: Addr,
+    pub probe: Probe,
+}
+
+/// A second handle on a session's socket (a `dup`), to look at it without reading: the
+/// connection task owns the socket and may not have noticed yet that the server hung up.
+#[derive(Debug)]
+pub(crate) struct Probe(socket2::Socket);
+
+/// What a [`Probe`] saw on an idle session's socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// Nothing to read: as alive as a socket can tell.
+    Quiet,
+    /// The server sent something nobody asked for (a notice, or its last words).
+    Pending,
+    /// The server closed the socket, or the socket failed.
+    Closed,
+}
+
+impl Probe {
+    /// A non-blocking peek (pgx's `CheckConn`, without consuming anything).
+    pub fn look(&self) -> Liveness {
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match self.0.peek(&mut buf) {
+            Ok(0) => Liveness::Closed,
+            Ok(_) => Liveness::Pending,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Liveness::Quiet,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Liveness::Pending,
+            Err(_) => Liveness::Closed,
+        }
+    }
+}
+
+/// Dials the hosts of `config` in order and starts a session on the first that answers.
+/// The connection task is spawned; it ends when the client is dropped or the socket fails.
+pub(crate) async fn connect(
+    config: &tokio_postgres::Config,
+    timeout: Option<Duration>,
+) -> Result<Connected, ConnectError> {
+    let hosts = config.get_hosts();
+    let ports = config.get_ports();
+    if hosts.is_empty() {
+        return Err(ConnectError::NoHost);
+    }
+    let mut last = None;
+    for (i, host) in hosts.iter().enumerate() {
+        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        let attempt = async {
+            let (socket, addr, probe) = dial(host, port, config).await?;
+            let wire = Arc::new(Wire::default());
+            let counted = Counted {
+                socket,
+                wire: wire.clone(),
+            };
+            let (client, connection) = config
+                .connect_raw(counted, NoTls)
+                .await
+                .map_err(ConnectError::Startup)?;
+            let task_wire = wire.clone();
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(target: "pool_sql", error = %e, "connection task ended with an error");
+                    *task_wire.exit.lock() = Some(Arc::new(e));
+                }
+            });
+            Ok(Connected {
+                client,
+                wire,
+                addr,
+                probe,
+            })
+        };
+        let result = match timeout {
+            Some(t) => tokio::time::timeout(t, attempt).await.unwrap_or_else(|_| {
+                Err(ConnectError::Timeout {
+                    target: describe(host, port),
+                })
+            }),
+            None => attempt.await,
+        };
+        match result {
+            Ok(c) => return Ok(c),
+            // The server answered and said no: another host would not change that for a
+            // password, but it might for "too many connections"; try them all, keep the last.
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or(ConnectError::NoHost))
+}
+
+/// Opens a socket to the same server for a cancel request.
+pub(crate) async fn dial_addr(addr: &Addr) -> io::Result<Socket> {
+    Ok(match addr {
+        Addr::Tcp(a) => Socket::Tcp(TcpStream::connect(a).await?),
+        Addr::Unix(p) => Socket::Unix(UnixStream::connect(p).await?),
+    })
+}
+
+impl Socket {
+    /// The socket without byte counting (cancel requests).
+    pub fn uncounted(self) -> Counted {
+        Counted {
+            socket: self,
+            wire: Arc::new(Wire::default()),
+        }
+    }
+}
+
+fn describe(host: &Host, port: u16) -> String {
+    match host {
+        Host::Tcp(h) => format!("{h}:{port}"),
+        Host::Unix(p) => format!("{}/.s.PGSQL.{port}", p.display()),
+    }
+}
+
+async fn dial(
+    host: &Host,
+    port: u16,
+    config: &tokio_postgres::Config,
+) -> Result<(Socket, Addr, Probe), ConnectError> {
+    let target = describe(host, port);
+    let dial_err = |source| ConnectError::Dial {
+        target: target.clone(),
+        source,
+    };
+    match host {
+        Host::Unix(dir) => {
+            let path = dir.join(format!(".s.PGSQL.{port}"));
+            let s = UnixStream::connect(&path).await.map_err(dial_err)?;
+            let std = s.into_std().map_err(dial_err)?;
+            let probe = Probe(std.try_clone().map_err(dial_err)?.into());
+            let s = UnixStream::from_std(std).map_err(dial_err)?;
+            Ok((Socket::Unix(s), Addr::Unix(path), probe))
+        }
+        Host::Tcp(name) => {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), port))
+                .await
+                .map_err(dial_err)?
+                .collect();
+            let mut last = io::Error::new(io::ErrorKind::NotFound, "no address for the host");
+            for a in addrs {
+                match TcpStream::connect(a).await {
+                    Ok(s) => {
+                        let _ = s.set_nodelay(true);
+                        if config.get_keepalives() {
+                            let ka = socket2::TcpKeepalive::new()
+                                .with_time(config.get_keepalives_idle());
+                            let _ = socket2::SockRef::from(&s).set_tcp_keepalive(&ka);
+                        }
+                        let std = s.into_std().map_err(dial_err)?;
+                        let probe = Probe(std.try_clone().map_err(dial_err)?.into());
+                        let s = TcpStream::from_std(std).map_err(dial_err)?;
+                        return Ok((Socket::Tcp(s), Addr::Tcp(a), probe));
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            Err(dial_err(last))
+        }
+    }
+}

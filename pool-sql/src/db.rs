@@ -1,0 +1,382 @@
+//! [`Db`], the `*sql.DB` of this crate, and the pinned [`Conn`] and [`Tx`].
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use pool_core::{Pool, Pooled, Stats};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use crate::conn::{Done, Op, PgConn};
+use crate::error::Kind;
+use crate::manager::PgManager;
+use crate::{DbBuilder, Error};
+
+/// Tries of one statement on bad connections, as database/sql: two on a pooled-or-new
+/// session, then one on a new one.
+const BAD_CONN_TRIES: usize = 3;
+
+/// Parameters of a statement, as tokio-postgres takes them: `&[&1i32, &"text"]`.
+pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// A pool of PostgreSQL sessions with database/sql's behaviour: Go's `*sql.DB`.
+///
+/// Cheap to clone (clones share the pool). Statements run directly on it take a session for
+/// the call and give it back; [`conn`](Db::conn) pins one session, [`begin`](Db::begin) and
+/// [`transaction`](Db::transaction) run a transaction on one.
+///
+/// **Bad connections.** A statement that fails because its session was dead *before anything
+/// reached the server* (counted at the socket) is run again: twice on a pooled-or-new
+/// session, then once on a new one, as database/sql. A statement that may have reached the
+/// server is never run again; its error says so ([`Error::is_closed`]).
+///
+/// **Session hygiene.** A session given back with a transaction open (a [`Tx`] dropped
+/// without commit) is rolled back before reuse. A session whose statement future was dropped
+/// mid-flight gets a cancel request at once and is reused only once the server has
+/// answered it; the next caller never waits for an abandoned query. What `SET`, temp tables,
+/// advisory locks or `LISTEN` leave on a session stays, as with database/sql.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), pool_sql::Error> {
+/// let db = pool_sql::Db::builder("postgres://app:secret@localhost/app")
+///     .max_open(16)
+///     .max_idle(4)
+///     .build()?;
+/// db.execute("CREATE TABLE IF NOT EXISTS kv (k text PRIMARY KEY, v text)", &[]).await?;
+/// db.execute("INSERT INTO kv VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = $2", &[&"a", &"1"]).await?;
+/// let row = db.query_one("SELECT v FROM kv WHERE k = $1", &[&"a"]).await?;
+/// assert_eq!(row.get::<_, &str>(0), "1");
+/// println!("{:?}", db.stats());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<PgManager>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("manager", self.pool.manager())
+            .field("stats", &self.pool.stats())
+            .finish()
+    }
+}
+
+/// Rows of a query: `query`, `query_one`, `query_opt`, `execute`, `batch_execute`, each
+/// written once for [`Db`], [`Conn`] and [`Tx`] over their `run`.
+macro_rules! statement_api {
+    ($($mut:ident)?) => {
+        /// Runs a query and returns its rows. The statement is prepared once per session
+        /// and cached (see [`DbBuilder::statement_cache`]).
+        ///
+        /// # Errors
+        /// The server's error ([`Error::code`]), a closed session, or the pool's error.
+        pub async fn query(&$($mut)? self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, Error> {
+            match self.run(Op::Query(sql, params)).await? {
+                Done::Rows(rows) => Ok(rows),
+                _ => unreachable!("a query returns rows"),
+            }
+        }
+
+        /// Runs a query that returns exactly one row.
+        ///
+        /// # Errors
+        /// As [`query`](Self::query); and [`Error::is_no_rows`] for no row,
+        /// [`Error::row_count`] for more than one.
+        pub async fn query_one(&$($mut)? self, sql: &str, params: Params<'_>) -> Result<Row, Error> {
+            let mut rows = self.query(sql, params).await?;
+            match rows.len() {
+                1 => Ok(rows.pop().expect("one row")),
+                n => Err(Error::new(Kind::RowCount(n))),
+            }
+        }
+
+        /// Runs a query that returns at most one row.
+        ///
+        /// # Errors
+        /// As [`query`](Self::query); and [`Error::row_count`] for more than one row.
+        pub async fn query_opt(&$($mut)? self, sql: &str, params: Params<'_>) -> Result<Option<Row>, Error> {
+            let mut rows = self.query(sql, params).await?;
+            match rows.len() {
+                0 | 1 => Ok(rows.pop()),
+                n => Err(Error::new(Kind::RowCount(n))),
+            }
+        }
+
+        /// Runs a statement and returns the number of rows it affected.
+        ///
+        /// # Errors
+        /// As [`query`](Self::query).
+        pub async fn execute(&$($mut)? self, sql: &str, params: Params<'_>) -> Result<u64, Error> {
+            match self.run(Op::Execute(sql, params)).await? {
+                Done::Count(n) => Ok(n),
+                _ => unreachable!("a statement returns a count"),
+            }
+        }
+
+        /// Runs one or more statements separated by `;`, without parameters (the simple
+        /// query protocol).
+        ///
+        /// # Errors
+        /// As [`query`](Self::query).
+        pub async fn batch_execute(&$($mut)? self, sql: &str) -> Result<(), Error> {
+            self.run(Op::Batch(sql)).await.map(drop)
+        }
+    };
+}
+
+impl Db {
+    /// Opens a pool with the default knobs, as Go's `sql.Open`: nothing connects yet.
+    ///
+    /// # Errors
+    /// See [`DbBuilder::build`].
+    pub fn open(url: &str) -> Result<Db, Error> {
+        Self::builder(url).build()
+    }
+
+    /// A builder for the connection string `url`: `postgres://user:pass@host:port/db?...`
+    /// or `host=... user=... dbname=...`, as tokio-postgres parses them.
+    pub fn builder(url: &str) -> DbBuilder {
+        DbBuilder::new(url)
+    }
+
+    pub(crate) fn from_pool(pool: Pool<PgManager>) -> Self {
+        Db { pool }
+    }
+
+    statement_api!();
+
+    async fn run(&self, op: Op<'_>) -> Result<Done, Error> {
+        self.retrying(op).await.map(|(_, done)| done)
+    }
+
+    /// Runs `op` on a session with database/sql's bad-connection retry; returns the session
+    /// with the result.
+    async fn retrying(&self, op: Op<'_>) -> Result<(Pooled<'_, PgManager>, Done), Error> {
+        let mut last = None;
+        for attempt in 0..BAD_CONN_TRIES {
+            let mut conn = if attempt + 1 < BAD_CONN_TRIES {
+                self.pool.get().await.map_err(Error::pool)?
+            } else {
+                self.new_session().await?
+            };
+            let written = conn.wire.written();
+            match conn.run(op).await {
+                Ok(done) => return Ok((conn, done)),
+                Err(e) => {
+                    let err = Error::statement(e, conn.wire.exit_error());
+                    if err.is_closed() && conn.wire.written() == written {
+                        tracing::debug!(target: "pool_sql", attempt, error = %err, "bad connection: the statement never reached the server; trying again");
+                        Pooled::discard(conn);
+                        last = Some(err);
+                        continue;
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Err(last.expect("at least one try"))
+    }
+
+    /// A session that has never run a statement: used ones met on the way are closed (after
+    /// two bad connections in a row, the idle ones are suspect), within a bound.
+    async fn new_session(&self) -> Result<Pooled<'_, PgManager>, Error> {
+        let bound = self.pool.stats().open + 1;
+        for _ in 0..bound {
+            let conn = self.pool.get().await.map_err(Error::pool)?;
+            if conn.uses == 0 {
+                return Ok(conn);
+            }
+            Pooled::discard(conn);
+        }
+        self.pool.get().await.map_err(Error::pool)
+    }
+
+    /// Pins one session: its statements all run on it, in order (Go's `db.Conn`). It goes
+    /// back to the pool when dropped.
+    ///
+    /// # Errors
+    /// The pool's error (timeout, closed, connect failure).
+    pub async fn conn(&self) -> Result<Conn, Error> {
+        let guard = self.pool.get_owned().await.map_err(Error::pool)?;
+        Ok(Conn { guard })
+    }
+
+    /// Begins a transaction on a session of its own (`BEGIN`, with the bad-connection
+    /// retry). Commit it with [`Tx::commit`]; dropped without commit, it rolls back before
+    /// the session is reused.
+    ///
+    /// # Errors
+    /// As [`query`](Db::query).
+    pub async fn begin(&self) -> Result<Tx, Error> {
+        let (conn, _) = self.retrying(Op::Begin).await?;
+        Ok(Tx {
+            guard: Pooled::into_owned(conn),
+            failed: false,
+        })
+    }
+
+    /// Runs `f` in a transaction: commits when it returns `Ok`, rolls back when it returns
+    /// `Err` (and passes the error on).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(db: pool_sql::Db) -> Result<(), pool_sql::Error> {
+    /// let moved = db.transaction(|tx| Box::pin(async move {
+    ///     tx.execute("UPDATE account SET balance = balance - 10 WHERE id = $1", &[&1i32]).await?;
+    ///     tx.execute("UPDATE account SET balance = balance + 10 WHERE id = $1", &[&2i32]).await
+    /// })).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `f`'s error, or the error of `BEGIN` or `COMMIT`; [`Error::is_tx_aborted`] when a
+    /// statement of the transaction failed and `f` still returned `Ok`.
+    pub async fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<T, E>>,
+        E: From<Error>,
+    {
+        let mut tx = self.begin().await?;
+        match f(&mut tx).await {
+            Ok(v) => {
+                tx.commit().await?;
+                Ok(v)
+            }
+            Err(e) => {
+                // The error the caller wants is theirs; a failed rollback discards the
+                // session (its reset rolls back or closes it).
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Checks that the server answers (an empty statement), connecting if need be.
+    ///
+    /// # Errors
+    /// As [`query`](Db::query).
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.batch_execute("").await
+    }
+
+    /// The pool's counters, with database/sql's `DBStats` names (`max_open`, `open`,
+    /// `in_use`, `idle`, `wait_count`, `wait_duration`, `max_idle_closed`, ...).
+    pub fn stats(&self) -> Stats {
+        self.pool.stats()
+    }
+
+    /// The pool underneath, for its runtime setters (`set_max_open`, `set_max_idle`, ...).
+    pub fn pool(&self) -> &Pool<PgManager> {
+        &self.pool
+    }
+
+    /// Closes the pool: waiting calls fail with [`Error::is_closed`], idle sessions close
+    /// now, sessions in use close when they come back.
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
+    /// [`close`](Db::close), then waits up to `timeout` for every session to be closed.
+    ///
+    /// # Errors
+    /// [`Error::is_timeout`] when sessions are still in use at the deadline.
+    pub async fn close_and_wait(&self, timeout: Duration) -> Result<(), Error> {
+        self.pool.close_and_wait(timeout).await.map_err(Error::pool)
+    }
+}
+
+/// One session pinned for a sequence of statements (Go's `*sql.Conn`). Statements on it are
+/// not retried elsewhere: they must run on this session. Dropped, it goes back to the pool.
+pub struct Conn {
+    guard: Pooled<'static, PgManager>,
+}
+
+impl Conn {
+    statement_api!(mut);
+
+    async fn run(&mut self, op: Op<'_>) -> Result<Done, Error> {
+        run_on(&mut self.guard, op).await
+    }
+
+    /// Begins a transaction on this session.
+    ///
+    /// # Errors
+    /// As [`query`](Conn::query).
+    pub async fn begin(mut self) -> Result<Tx, Error> {
+        self.run(Op::Begin).await?;
+        Ok(Tx {
+            guard: self.guard,
+            failed: false,
+        })
+    }
+
+    /// The session, for what this crate does not wrap ([`PgConn::client`]).
+    pub fn session(&self) -> &PgConn {
+        &self.guard
+    }
+}
+
+/// A transaction on one session (Go's `*sql.Tx`). [`commit`](Tx::commit) or
+/// [`rollback`](Tx::rollback) it; dropped without either, it is rolled back before the
+/// session is reused.
+pub struct Tx {
+    guard: Pooled<'static, PgManager>,
+    failed: bool,
+}
+
+impl Tx {
+    statement_api!(mut);
+
+    async fn run(&mut self, op: Op<'_>) -> Result<Done, Error> {
+        let r = run_on(&mut self.guard, op).await;
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+
+    /// Commits.
+    ///
+    /// # Errors
+    /// [`Error::is_tx_aborted`] when a statement of the transaction failed (PostgreSQL rolls
+    /// it back instead); otherwise the error of `COMMIT`.
+    pub async fn commit(mut self) -> Result<(), Error> {
+        if self.failed {
+            self.rollback_inner().await?;
+            return Err(Error::new(Kind::TxAborted));
+        }
+        run_on(&mut self.guard, Op::Batch("COMMIT")).await?;
+        self.guard.in_tx = false;
+        Ok(())
+    }
+
+    /// Rolls back.
+    ///
+    /// # Errors
+    /// The error of `ROLLBACK` (the session is then discarded).
+    pub async fn rollback(mut self) -> Result<(), Error> {
+        self.rollback_inner().await
+    }
+
+    async fn rollback_inner(&mut self) -> Result<(), Error> {
+        run_on(&mut self.guard, Op::Batch("ROLLBACK")).await?;
+        self.guard.in_tx = false;
+        Ok(())
+    }
+
+    /// The session, for what this crate does not wrap ([`PgConn::client`]).
+    pub fn session(&self) -> &PgConn {
+        &self.guard
+    }
+}
+
+async fn run_on(conn: &mut PgConn, op: Op<'_>) -> Result<Done, Error> {
+    conn.run(op)
+        .await
+        .map_err(|e| Error::statement(e, conn.wire.exit_error()))
+}

@@ -1,0 +1,176 @@
+//! The [`Manager`] of PostgreSQL sessions: connect, look, reset.
+
+use std::time::Duration;
+
+use pool_core::{Health, Manager, async_trait};
+
+use crate::conn::PgConn;
+use crate::connect::{self, ConnectError, Liveness};
+
+/// How long a reset waits for an abandoned statement to end after its cancel request.
+const CANCEL_WAIT: Duration = Duration::from_secs(2);
+
+/// Creates and looks after [`PgConn`]s for a [`Db`](crate::Db); usable on its own with
+/// [`pool_core::Pool`].
+///
+/// - `create` dials the server (see the crate docs: our own socket, counting what it writes),
+///   and spawns the connection task, which keeps its exit error.
+/// - `check` (on release and before reuse, no blocking I/O): a closed session is broken; a
+///   session with a statement in flight (its future was dropped) or an open transaction
+///   needs a reset. Then a non-blocking peek at the socket: the server closed it (broken), or
+///   sent something unasked, most likely its goodbye before the connection task read it (a
+///   reset round trip tells).
+///   For the former, the cancel request leaves at once, so it is done by the next checkout.
+/// - `reset` (before the next reuse, under the pool's `hook_timeout`): waits for the cancelled
+///   statement to end, then rolls back an open transaction. Any failure discards the session.
+pub struct PgManager {
+    pub(crate) config: tokio_postgres::Config,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) statement_cache: usize,
+}
+
+impl std::fmt::Debug for PgManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // tokio-postgres's Config redacts the password in its Debug.
+        f.debug_struct("PgManager")
+            .field("config", &self.config)
+            .field("statement_cache", &self.statement_cache)
+            .finish()
+    }
+}
+
+/// Why a session could not be made or made clean again.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManagerError {
+    /// Connecting failed: see the source.
+    #[error("could not open a postgres session")]
+    Connect(#[source] ConnectErrorBox),
+    /// The session could not be brought back to a clean state.
+    #[error("could not reset a postgres session")]
+    Reset(#[source] tokio_postgres::Error),
+    /// The statement abandoned on this session did not end in time after its cancel request.
+    #[error("an abandoned statement did not end after its cancel request")]
+    CancelTimedOut,
+}
+
+/// The private connect error, boxed so its shape stays ours.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ConnectErrorBox(pub(crate) ConnectError);
+
+#[async_trait]
+impl Manager for PgManager {
+    type Resource = PgConn;
+    type Error = ManagerError;
+
+    async fn create(&self) -> Result<PgConn, ManagerError> {
+        let c = connect::connect(&self.config, self.connect_timeout)
+            .await
+            .map_err(|e| ManagerError::Connect(ConnectErrorBox(e)))?;
+        Ok(PgConn::new(c, self.statement_cache))
+    }
+
+    fn check(&self, conn: &mut PgConn) -> Health {
+        if conn.client.is_closed() {
+            return Health::Broken;
+        }
+        if conn.busy {
+            if conn.cancel_sent.is_none() {
+                let Ok(rt) = tokio::runtime::Handle::try_current() else {
+                    return Health::Broken;
+                };
+                let token = conn.cancel.clone();
+                let addr = conn.addr.clone();
+                conn.cancel_sent = Some(rt.spawn(async move {
+                    match connect::dial_addr(&addr).await {
+                        Ok(socket) => {
+                            if let Err(e) = token
+                                .cancel_query_raw(socket.uncounted(), tokio_postgres::NoTls)
+                                .await
+                            {
+                                tracing::debug!(target: "pool_sql", error = %e, "cancel request failed");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!(target: "pool_sql", error = %e, "cancel request could not connect");
+                        }
+                    }
+                }));
+                tracing::debug!(target: "pool_sql", "statement abandoned mid-flight: cancel request sent");
+            }
+            return Health::NeedsReset;
+        }
+        if conn.in_tx {
+            return Health::NeedsReset;
+        }
+        match conn.probe.look() {
+            Liveness::Quiet => Health::Ready,
+            Liveness::Closed => Health::Broken,
+            // Most likely the server's goodbye (57P01) that the connection task has not read
+            // yet; a round trip in `reset` tells for sure.
+            Liveness::Pending => {
+                conn.suspect = true;
+                Health::NeedsReset
+            }
+        }
+    }
+
+    async fn reset(&self, conn: &mut PgConn) -> Result<(), ManagerError> {
+        if conn.busy {
+            if let Some(cancel) = conn.cancel_sent.take() {
+                // The cancel request must have reached the server before the sync below, or
+                // it could cancel the next statement instead.
+                tokio::time::timeout(CANCEL_WAIT, cancel)
+                    .await
+                    .map_err(|_| ManagerError::CancelTimedOut)?
+                    .ok();
+            }
+            sync(conn).await?;
+            conn.busy = false;
+        }
+        if conn.suspect {
+            conn.client
+                .batch_execute("")
+                .await
+                .map_err(ManagerError::Reset)?;
+            conn.suspect = false;
+        }
+        if conn.in_tx {
+            conn.client
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(ManagerError::Reset)?;
+            conn.in_tx = false;
+            tracing::debug!(target: "pool_sql", "rolled back a transaction left open");
+        }
+        Ok(())
+    }
+
+    async fn close(&self, conn: PgConn) {
+        // Dropping the client ends the session: tokio-postgres sends Terminate.
+        drop(conn);
+    }
+}
+
+/// Waits until every response of the abandoned statement has arrived: an empty query's
+/// answer comes after them. A late cancel can still hit the empty query itself; one more
+/// try covers that.
+async fn sync(conn: &mut PgConn) -> Result<(), ManagerError> {
+    let wait = async {
+        for _ in 0..2 {
+            match conn.client.batch_execute("").await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) => {}
+                Err(e) => return Err(ManagerError::Reset(e)),
+            }
+        }
+        conn.client
+            .batch_execute("")
+            .await
+            .map_err(ManagerError::Reset)
+    };
+    tokio::time::timeout(CANCEL_WAIT, wait)
+        .await
+        .map_err(|_| ManagerError::CancelTimedOut)?
+}
