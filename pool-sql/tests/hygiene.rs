@@ -1,0 +1,157 @@
+//! Session hygiene: abandoned statements, transactions left open or failed, statement
+//! timeouts.
+
+mod support;
+
+use std::time::Duration;
+
+use pool_sql::testing::TestPg;
+use support::{admin, db, eventually};
+
+async fn active_sleeps(admin: &pool_sql::Db, app: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+             AND state = 'active' AND query LIKE '%pg_sleep%'",
+            &[&app],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_dropped_mid_pg_sleep_is_cancelled_and_the_next_borrower_does_not_wait_for_it() {
+    let pg = TestPg::start().expect("postgres");
+    let admin = admin(&pg);
+    let db = db(&pg, "dropped").max_open(1).build().unwrap();
+    let abandoned = {
+        let db = db.clone();
+        tokio::spawn(async move { db.query("SELECT pg_sleep(60)", &[]).await })
+    };
+    eventually(Duration::from_secs(10), "the sleep runs", || async {
+        active_sleeps(&admin, "dropped").await == 1
+    })
+    .await;
+    abandoned.abort();
+    assert!(abandoned.await.unwrap_err().is_cancelled());
+
+    // One session only: the next query must get the abandoned one, cleaned. Without the
+    // cancel it would wait the full 60 s; the bound below is a hang guard, not a speed test.
+    let row = tokio::time::timeout(Duration::from_secs(20), db.query_one("SELECT 7", &[]))
+        .await
+        .expect("the next borrower does not wait for the abandoned sleep")
+        .expect("query");
+    assert_eq!(row.get::<_, i32>(0), 7);
+    assert_eq!(
+        active_sleeps(&admin, "dropped").await,
+        0,
+        "cancelled on the server"
+    );
+    let s = db.stats();
+    assert_eq!(
+        s.created, 1,
+        "the session was cancelled and reused, not replaced: {s:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_left_open_is_rolled_back_before_the_session_is_reused() {
+    let pg = TestPg::start().expect("postgres");
+    let db = db(&pg, "tx-open").max_open(1).build().unwrap();
+    db.batch_execute("CREATE TABLE t (x int)").await.unwrap();
+
+    let mut tx = db.begin().await.unwrap();
+    tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
+    drop(tx); // neither commit nor rollback
+
+    // Same (only) session: not in a transaction any more, and the insert is gone.
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    // And what it writes now commits: another session sees it.
+    db.execute("INSERT INTO t VALUES (2)", &[]).await.unwrap();
+    let admin = admin(&pg);
+    let seen: Vec<i32> = admin
+        .query("SELECT x FROM t", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(seen, [2], "the session was out of the old transaction");
+    assert_eq!(db.stats().created, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_transaction_does_not_commit_and_says_so() {
+    let pg = TestPg::start().expect("postgres");
+    let db = db(&pg, "tx-failed").max_open(1).build().unwrap();
+    db.batch_execute("CREATE TABLE t (x int PRIMARY KEY)")
+        .await
+        .unwrap();
+
+    let mut tx = db.begin().await.unwrap();
+    tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
+    let dup = tx
+        .execute("INSERT INTO t VALUES (1)", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(dup.code(), Some(&pool_sql::SqlState::UNIQUE_VIOLATION));
+    let err = tx.commit().await.unwrap_err();
+    assert!(err.is_tx_aborted(), "{err:?}");
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+
+    // The closure form commits on Ok and rolls back on Err.
+    let inserted: u64 = db
+        .transaction(|tx| {
+            Box::pin(async move { tx.execute("INSERT INTO t VALUES (2)", &[]).await })
+        })
+        .await
+        .unwrap();
+    assert_eq!(inserted, 1);
+    let failed: Result<(), pool_sql::Error> = db
+        .transaction(|tx| {
+            Box::pin(async move {
+                tx.execute("INSERT INTO t VALUES (3)", &[]).await?;
+                tx.execute("INSERT INTO t VALUES (2)", &[]).await.map(drop)
+            })
+        })
+        .await;
+    assert!(failed.is_err());
+    let rows: Vec<i32> = db
+        .query("SELECT x FROM t ORDER BY x", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows, [2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_timeout_cancels_the_statement_and_the_session_stays_usable() {
+    let pg = TestPg::start().expect("postgres");
+    let url = format!("{}?options=-c%20statement_timeout%3D200", pg.url());
+    let db = pool_sql::Db::builder(&url).max_open(1).build().unwrap();
+    let err = db.query("SELECT pg_sleep(10)", &[]).await.unwrap_err();
+    assert!(err.is_query_canceled(), "{err:?}");
+    assert!(!err.is_closed() && !err.is_timeout(), "{err:?}");
+    assert_eq!(
+        db.query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    let s = db.stats();
+    assert_eq!((s.created, s.broken_closed), (1, 0), "same session: {s:?}");
+}
