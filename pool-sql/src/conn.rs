@@ -22,6 +22,9 @@ pub struct PgConn {
     pub(crate) busy: bool,
     /// A cancel request for the abandoned statement is on its way.
     pub(crate) cancel_sent: Option<tokio::task::JoinHandle<()>>,
+    /// The server ended the session (a FATAL error answered a statement), or the connection
+    /// closed under one: never reused, even before the connection task has seen the end.
+    pub(crate) broken: bool,
     /// The socket had unread data while idle: confirm with a round trip before reuse.
     pub(crate) suspect: bool,
     /// `BEGIN` ran and neither `COMMIT` nor `ROLLBACK` did.
@@ -74,6 +77,7 @@ impl PgConn {
             wire,
             addr,
             busy: false,
+            broken: false,
             suspect: false,
             cancel_sent: None,
             in_tx: false,
@@ -96,6 +100,11 @@ impl PgConn {
         self.uses += 1;
         let r = self.run_inner(op).await;
         self.busy = false;
+        if let Err(e) = &r
+            && ends_session(e)
+        {
+            self.broken = true;
+        }
         r
     }
 
@@ -143,6 +152,14 @@ impl PgConn {
             }
         }
     }
+}
+
+/// A closed connection, or a FATAL or PANIC answer: the server is gone from this session.
+fn ends_session(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::Severity;
+    e.is_closed()
+        || e.as_db_error()
+            .is_some_and(|d| matches!(d.parsed_severity(), Some(Severity::Fatal | Severity::Panic)))
 }
 
 fn is_stale_statement(e: &tokio_postgres::Error) -> bool {

@@ -72,7 +72,7 @@ impl Manager for PgManager {
     }
 
     fn check(&self, conn: &mut PgConn) -> Health {
-        if conn.client.is_closed() {
+        if conn.broken || conn.client.is_closed() {
             return Health::Broken;
         }
         if conn.busy {
