@@ -25,6 +25,9 @@ pub struct PgConn {
     /// The server ended the session (a FATAL error answered a statement), or the connection
     /// closed under one: never reused, even before the connection task has seen the end.
     pub(crate) broken: bool,
+    /// A statement just finished: the release's `check` can skip the socket peek (the
+    /// answer was just read); the next checkout's `check` peeks.
+    pub(crate) just_used: bool,
     /// The socket had unread data while idle: confirm with a round trip before reuse.
     pub(crate) suspect: bool,
     /// `BEGIN` ran and neither `COMMIT` nor `ROLLBACK` did.
@@ -78,6 +81,7 @@ impl PgConn {
             addr,
             busy: false,
             broken: false,
+            just_used: false,
             suspect: false,
             cancel_sent: None,
             in_tx: false,
@@ -100,6 +104,7 @@ impl PgConn {
         self.uses += 1;
         let r = self.run_inner(op).await;
         self.busy = false;
+        self.just_used = true;
         if let Err(e) = &r
             && ends_session(e)
         {

@@ -104,6 +104,11 @@ impl Manager for PgManager {
         if conn.in_tx {
             return Health::NeedsReset;
         }
+        if std::mem::take(&mut conn.just_used) {
+            // The release right after a statement: its answer was just read. One peek per
+            // use is enough, at the next checkout.
+            return Health::Ready;
+        }
         match conn.probe.look() {
             Liveness::Quiet => Health::Ready,
             Liveness::Closed => Health::Broken,

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use pool_sql::testing::TestPg;
-use support::{admin, db, eventually};
+use support::{admin, db, eventually, ints};
 
 async fn active_sleeps(admin: &pool_sql::Db, app: &str) -> i64 {
     admin
@@ -75,14 +75,11 @@ async fn a_transaction_left_open_is_rolled_back_before_the_session_is_reused() {
     // And what it writes now commits: another session sees it.
     db.execute("INSERT INTO t VALUES (2)", &[]).await.unwrap();
     let admin = admin(&pg);
-    let seen: Vec<i32> = admin
-        .query("SELECT x FROM t", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(seen, [2], "the session was out of the old transaction");
+    assert_eq!(
+        ints(&admin, "SELECT x FROM t").await,
+        [2],
+        "the session was out of the old transaction"
+    );
     assert_eq!(db.stats().created, 1);
 }
 
@@ -127,14 +124,7 @@ async fn a_failed_transaction_does_not_commit_and_says_so() {
         })
         .await;
     assert!(failed.is_err());
-    let rows: Vec<i32> = db
-        .query("SELECT x FROM t ORDER BY x", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(rows, [2]);
+    assert_eq!(ints(&db, "SELECT x FROM t ORDER BY x").await, [2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -74,3 +74,13 @@ pub async fn kill_sessions(admin: &Db, app: &str) {
         .expect("terminate");
     wait_sessions(admin, app, 0).await;
 }
+
+/// The first column of every row of `sql`, as `i32`.
+pub async fn ints(db: &Db, sql: &str) -> Vec<i32> {
+    db.query(sql, &[])
+        .await
+        .expect("query")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
