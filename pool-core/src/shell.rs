@@ -299,16 +299,22 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
 
     /// Every checkout that is not a plain idle hit: waiting, creating, hooks, retries.
     /// `idle` is a connection the fast path took that needs more than `is_ready`.
+    /// Owns its key (a clone), so the boxed future needs no wrapper around it.
     pub async fn get_slow<'a>(
         self: &'a Arc<Self>,
-        key: &M::Key,
+        key: M::Key,
         mut idle: Option<(Conn<M::Resource>, T::Handle)>,
     ) -> Result<Guard<'a, M, T>, Error> {
+        let key = &key;
         let started = self.hooks.as_ref().map(|h| {
             hooks::call("get_conn", || h.get_conn(key));
             Instant::now()
         });
-        tracing::trace!(target: "pool_core", "checkout started");
+        // One look at the subscriber for both trace events of this checkout.
+        let traced = tracing::enabled!(target: "pool_core", tracing::Level::TRACE);
+        if traced {
+            tracing::trace!(target: "pool_core", "checkout started");
+        }
         let mut deadline = Deadline::new(self.timeouts.acquire);
         let mut retry = false;
         loop {
@@ -337,7 +343,6 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
                     }
                 }
             };
-            let traced = tracing::enabled!(target: "pool_core", tracing::Level::TRACE);
             let info = (started.is_some() || traced).then(|| GotConn {
                 id: conn.id,
                 reused: via != Via::Created,
@@ -658,8 +663,7 @@ fn start_slow<'a, M: KeyedManager, T: Table<M>>(
     key: &M::Key,
     idle: Option<(Conn<M::Resource>, T::Handle)>,
 ) -> SlowGet<'a, M, T> {
-    let key = key.clone();
-    Box::pin(async move { shared.get_slow(&key, idle).await })
+    Box::pin(shared.get_slow(key.clone(), idle))
 }
 
 /// The checkout future of both pools. Its first poll serves an idle connection inline when
