@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine: unit, law, config, proptest and doc
 # tests, then the shuttle model check (in its own target dir, built with --cfg shuttle).
-# Needs Rust; installs PostgreSQL's server binaries with apt-get when they are missing (the
-# pool-sql tests start their own throw-away servers from them; no server needs to run).
+# Needs Rust; installs PostgreSQL's server binaries and PgBouncer with apt-get when they are
+# missing (the pool-sql tests start their own throw-away servers from them; no server needs
+# to run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,11 +11,19 @@ has_pg() {
   { command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ]; } ||
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1
 }
-if [ -z "${DATABASE_URL:-}" ] && ! has_pg; then
-  echo "== installing PostgreSQL (apt-get install postgresql)"
+has_bouncer() { command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]; }
+missing=()
+if [ -z "${DATABASE_URL:-}" ]; then
+  has_pg || missing+=(postgresql)
+  has_bouncer || missing+=(pgbouncer)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]} (apt-get)"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # The packages start their own services where they can; the tests start private servers
+  # on free ports and need none of them.
 fi
 
 target="${CARGO_TARGET_DIR:-$PWD/target}"

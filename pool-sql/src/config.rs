@@ -24,6 +24,7 @@ pub struct DbBuilder {
     pool: pool_core::Config,
     statement_cache: usize,
     application_name: Option<String>,
+    tls: crate::connect::Tls,
 }
 
 macro_rules! knob {
@@ -43,6 +44,7 @@ impl DbBuilder {
             pool: pool_core::Config::default(),
             statement_cache: DEFAULT_STATEMENT_CACHE,
             application_name: None,
+            tls: crate::connect::Tls::Off,
         }
     }
 
@@ -76,8 +78,14 @@ impl DbBuilder {
         self
     }
 
-    /// Prepared statements cached per session, by SQL text. Default 256; 0 turns the cache
-    /// off (every statement is prepared, run and closed: PgBouncer in transaction mode).
+    /// Prepared statements cached per session, by SQL text. Default 256.
+    ///
+    /// 0 turns the cache off, for a pooler in transaction mode (PgBouncer): every statement
+    /// is then sent unnamed and parsed, bound and run in one round trip, so nothing is left
+    /// on a server session that the pooler may give to another client. The parameter types
+    /// are declared from the Rust values (`i32` is `int4`, `String` is `text`, `Vec<i64>` is
+    /// `int8[]`...), and the server applies its implicit casts: an `i32` where `bigint` is
+    /// wanted works, a `String` where an integer is wanted is an error (write `$1::int`).
     pub fn statement_cache(mut self, size: usize) -> Self {
         self.statement_cache = size;
         self
@@ -90,13 +98,27 @@ impl DbBuilder {
         self
     }
 
+    /// Encrypts sessions with rustls under `config` (feature `tls`): its root certificates
+    /// decide which servers are trusted, and the server's certificate must name the
+    /// connection string's host. The connection string's `sslmode` applies: `prefer` (the
+    /// default) uses TLS when the server offers it, `require` refuses a server without it,
+    /// `disable` never uses it.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: rustls::ClientConfig) -> Self {
+        self.tls = crate::connect::Tls::Rustls(crate::connect::RustlsTls {
+            make: tokio_postgres_rustls::MakeRustlsConnect::new(config),
+        });
+        self
+    }
+
     /// Parses the connection string, checks the knobs and starts the pool. Like Go's
     /// `sql.Open`, it does not connect: the first call does (or [`Db::ping`]).
     ///
     /// # Errors
     /// [`Error::is_config`] with [`Error::knob`]: `"url"` for a connection string that does
     /// not parse (the message never repeats the string, which may hold a password), or the
-    /// pool knob at fault; `"runtime"` outside a tokio runtime.
+    /// pool knob at fault; `"tls"` for `sslmode=require` without [`tls`](DbBuilder::tls);
+    /// `"runtime"` outside a tokio runtime.
     pub fn build(self) -> Result<Db, Error> {
         let mut config: tokio_postgres::Config = self
             .url
@@ -106,6 +128,13 @@ impl DbBuilder {
             return Err(Error::config(
                 "url",
                 "names no host (add host=... or postgres://host/...)",
+            ));
+        }
+        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require && !self.tls.is_on() {
+            return Err(Error::config(
+                "tls",
+                "is not set, and the connection string says sslmode=require (enable the \
+                 `tls` feature and call DbBuilder::tls)",
             ));
         }
         if config.get_application_name().is_none() {
@@ -123,6 +152,7 @@ impl DbBuilder {
             config,
             connect_timeout,
             statement_cache: self.statement_cache,
+            tls: self.tls,
         };
         let pool = pool_core::Pool::new(manager, self.pool).map_err(Error::pool)?;
         Ok(Db::from_pool(pool))

@@ -4,18 +4,21 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type, WrongType};
 use tokio_postgres::{CancelToken, Client, Row, Statement};
 
-use crate::connect::{Addr, Probe, Wire};
+use crate::connect::{Peer, Probe, Wire};
 
 /// A pooled session. Users reach it through [`Conn`](crate::Conn) and [`Tx`](crate::Tx).
 pub struct PgConn {
-    pub(crate) client: Client,
+    pub(crate) client: Box<Client>,
     pub(crate) wire: Arc<Wire>,
-    pub(crate) addr: Addr,
-    pub(crate) cancel: CancelToken,
+    // Boxed, as the cache: the pool moves sessions around (idle list, hand-offs), so what
+    // is rarely touched stays out of line.
+    pub(crate) peer: Box<Peer>,
+    pub(crate) cancel: Box<CancelToken>,
     pub(crate) probe: Probe,
     /// A statement was started and its future dropped before it finished: the server may
     /// still be running it.
@@ -34,7 +37,7 @@ pub struct PgConn {
     pub(crate) in_tx: bool,
     /// Statements run on this session (0: never used, as good as new).
     pub(crate) uses: u64,
-    cache: StatementCache,
+    cache: Box<StatementCache>,
 }
 
 impl std::fmt::Debug for PgConn {
@@ -70,15 +73,15 @@ impl PgConn {
         let crate::connect::Connected {
             client,
             wire,
-            addr,
+            peer,
             probe,
         } = c;
         PgConn {
-            cancel: client.cancel_token(),
+            cancel: Box::new(client.cancel_token()),
             probe,
-            client,
+            client: Box::new(client),
             wire,
-            addr,
+            peer: Box::new(peer),
             busy: false,
             broken: false,
             just_used: false,
@@ -86,7 +89,7 @@ impl PgConn {
             cancel_sent: None,
             in_tx: false,
             uses: 0,
-            cache: StatementCache::new(cache),
+            cache: Box::new(StatementCache::new(cache)),
         }
     }
 
@@ -127,10 +130,7 @@ impl PgConn {
             }
         };
         if !self.cache.enabled() {
-            return match op {
-                Op::Query(..) => self.client.query(sql, params).await.map(Done::Rows),
-                _ => self.client.execute(sql, params).await.map(Done::Count),
-            };
+            return self.run_unnamed(op, sql, params).await;
         }
         let mut evicted = false;
         loop {
@@ -157,6 +157,101 @@ impl PgConn {
             }
         }
     }
+}
+
+impl PgConn {
+    /// With the cache off: one unnamed statement, parsed, bound and run in one round trip,
+    /// that leaves nothing behind on the server. A pooler in transaction mode (PgBouncer)
+    /// may hand the next statement to another server session, where a named statement
+    /// would not exist (or its name would already be taken).
+    async fn run_unnamed(
+        &mut self,
+        op: Op<'_>,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Done, tokio_postgres::Error> {
+        let typed = params.iter().map(|&p| (p, infer_type(p)));
+        let stream = self.client.query_typed_raw(sql, typed).await?;
+        futures_util::pin_mut!(stream);
+        let mut rows = Vec::new();
+        while let Some(row) = futures_util::StreamExt::next(&mut stream).await {
+            let row = row?;
+            if matches!(op, Op::Query(..)) {
+                rows.push(row);
+            }
+        }
+        Ok(match op {
+            Op::Query(..) => Done::Rows(rows),
+            _ => Done::Count(stream.rows_affected().unwrap_or(0)),
+        })
+    }
+}
+
+/// The types tried, in order, for a parameter of an unnamed statement: the first one the
+/// value accepts is declared to the server (as pgx's exec mode takes the type from the Go
+/// value). Types a value rarely shares come first; `String` takes `text`.
+const INFERRED: &[Type] = &[
+    Type::INT4,
+    Type::INT8,
+    Type::TEXT,
+    Type::BOOL,
+    Type::INT2,
+    Type::FLOAT8,
+    Type::FLOAT4,
+    Type::BYTEA,
+    Type::TIMESTAMPTZ,
+    Type::TIMESTAMP,
+    Type::DATE,
+    Type::TIME,
+    Type::TIMETZ,
+    Type::INTERVAL,
+    Type::UUID,
+    Type::JSONB,
+    Type::JSON,
+    Type::NUMERIC,
+    Type::INET,
+    Type::CIDR,
+    Type::MACADDR,
+    Type::OID,
+    Type::CHAR,
+    Type::POINT,
+    Type::BOX,
+    Type::PATH,
+    Type::VARBIT,
+    Type::BIT,
+    Type::INT4_ARRAY,
+    Type::INT8_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::BOOL_ARRAY,
+    Type::INT2_ARRAY,
+    Type::FLOAT8_ARRAY,
+    Type::FLOAT4_ARRAY,
+    Type::BYTEA_ARRAY,
+    Type::TIMESTAMPTZ_ARRAY,
+    Type::TIMESTAMP_ARRAY,
+    Type::DATE_ARRAY,
+    Type::UUID_ARRAY,
+    Type::JSONB_ARRAY,
+    Type::NUMERIC_ARRAY,
+    Type::OID_ARRAY,
+    Type::CHAR_ARRAY,
+];
+
+/// The PostgreSQL type to declare for `value` (see [`INFERRED`]). A value no listed type
+/// accepts is declared `unknown`, and tokio-postgres's error names its Rust type.
+fn infer_type(value: &(dyn ToSql + Sync)) -> Type {
+    let mut scratch = BytesMut::new();
+    for ty in INFERRED {
+        scratch.clear();
+        match value.to_sql_checked(ty, &mut scratch) {
+            Ok(_) => return ty.clone(),
+            // Accepted, but this value does not encode: declare it and let the statement
+            // report the encoding error.
+            Err(e) if !e.is::<WrongType>() => return ty.clone(),
+            Err(_) => {}
+        }
+    }
+    Type::UNKNOWN
 }
 
 /// A closed connection, or a FATAL or PANIC answer: the server is gone from this session.

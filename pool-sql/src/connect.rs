@@ -23,6 +23,8 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_postgres::config::Host;
+#[cfg(feature = "tls")]
+use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, NoTls};
 
 /// Where a connection went: kept for the cancel request, which needs a socket of its own to
@@ -124,6 +126,15 @@ pub(crate) enum ConnectError {
     /// The server refused the session (authentication, too many connections, no database...).
     #[error("postgres refused the session")]
     Startup(#[source] tokio_postgres::Error),
+    /// The TLS handshake failed (certificate not trusted, name mismatch, no TLS on the
+    /// server with `sslmode=require`...).
+    #[error("TLS with {target} failed")]
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    Tls {
+        target: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
     /// The config names no host.
     #[error("the connection string names no host")]
     NoHost,
@@ -133,8 +144,17 @@ pub(crate) enum ConnectError {
 pub(crate) struct Connected {
     pub client: Client,
     pub wire: Arc<Wire>,
-    pub addr: Addr,
+    pub peer: Peer,
     pub probe: Probe,
+}
+
+/// Where a session went: the address (for cancel requests, which need a socket of their
+/// own) and the host it was asked for (the name a TLS certificate must carry).
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    pub addr: Addr,
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub host: Host,
 }
 
 /// A second handle on a session's socket (a `dup`), to look at it without reading: the
@@ -172,6 +192,7 @@ impl Probe {
 pub(crate) async fn connect(
     config: &tokio_postgres::Config,
     timeout: Option<Duration>,
+    tls: &Tls,
 ) -> Result<Connected, ConnectError> {
     let hosts = config.get_hosts();
     let ports = config.get_ports();
@@ -188,21 +209,37 @@ pub(crate) async fn connect(
                 socket,
                 wire: wire.clone(),
             };
-            let (client, connection) = config
-                .connect_raw(counted, NoTls)
-                .await
-                .map_err(ConnectError::Startup)?;
-            let task_wire = wire.clone();
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(target: "pool_sql", error = %e, "connection task ended with an error");
-                    *task_wire.exit.lock() = Some(Arc::new(e));
+            let client = match tls {
+                Tls::Off => start(config, counted, NoTls, &wire).await,
+                #[cfg(feature = "tls")]
+                Tls::Rustls(make) => {
+                    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let connect = Watched {
+                        inner: make.connector(host),
+                        failed: failed.clone(),
+                    };
+                    start(config, counted, connect, &wire)
+                        .await
+                        .map_err(|e| match e {
+                            ConnectError::Startup(source)
+                                if failed.load(Ordering::Relaxed) || refused_tls(&source) =>
+                            {
+                                ConnectError::Tls {
+                                    target: describe(host, port),
+                                    source,
+                                }
+                            }
+                            e => e,
+                        })
                 }
-            });
+            }?;
             Ok(Connected {
                 client,
                 wire,
-                addr,
+                peer: Peer {
+                    addr,
+                    host: host.clone(),
+                },
                 probe,
             })
         };
@@ -222,6 +259,143 @@ pub(crate) async fn connect(
         }
     }
     Err(last.unwrap_or(ConnectError::NoHost))
+}
+
+/// The startup handshake on a dialled socket (TLS first, when `tls` offers it and the
+/// connection string's `sslmode` allows it); spawns the connection task, which keeps its
+/// exit error in `wire`.
+async fn start<T>(
+    config: &tokio_postgres::Config,
+    socket: Counted,
+    tls: T,
+    wire: &Arc<Wire>,
+) -> Result<Client, ConnectError>
+where
+    T: tokio_postgres::tls::TlsConnect<Counted>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config
+        .connect_raw(socket, tls)
+        .await
+        .map_err(ConnectError::Startup)?;
+    let task_wire = wire.clone();
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(target: "pool_sql", error = %e, "connection task ended with an error");
+            *task_wire.exit.lock() = Some(Arc::new(e));
+        }
+    });
+    Ok(client)
+}
+
+/// How sessions talk TLS: not at all, or through rustls (feature `tls`).
+#[derive(Clone, Default)]
+pub(crate) enum Tls {
+    #[default]
+    Off,
+    #[cfg(feature = "tls")]
+    Rustls(RustlsTls),
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tls::Off => f.write_str("Off"),
+            #[cfg(feature = "tls")]
+            Tls::Rustls(_) => f.write_str("Rustls"),
+        }
+    }
+}
+
+impl Tls {
+    /// Whether a session can be encrypted at all (`sslmode=require` needs it).
+    pub fn is_on(&self) -> bool {
+        !matches!(self, Tls::Off)
+    }
+
+    /// Sends a cancel request for a session, over a socket of its own, encrypted as the
+    /// session is.
+    pub async fn cancel(
+        &self,
+        token: &tokio_postgres::CancelToken,
+        peer: &Peer,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let socket = dial_addr(&peer.addr).await?.uncounted();
+        match self {
+            Tls::Off => token.cancel_query_raw(socket, NoTls).await?,
+            #[cfg(feature = "tls")]
+            Tls::Rustls(make) => {
+                token
+                    .cancel_query_raw(socket, make.connector(&peer.host))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The rustls connector of a [`Db`](crate::Db).
+#[cfg(feature = "tls")]
+#[derive(Clone)]
+pub(crate) struct RustlsTls {
+    pub make: tokio_postgres_rustls::MakeRustlsConnect,
+}
+
+#[cfg(feature = "tls")]
+impl RustlsTls {
+    fn connector(
+        &self,
+        host: &Host,
+    ) -> <tokio_postgres_rustls::MakeRustlsConnect as MakeTlsConnect<Counted>>::TlsConnect {
+        let name = match host {
+            Host::Tcp(name) => name.as_str(),
+            // TLS over a Unix socket is rare; the certificate has to name localhost.
+            Host::Unix(_) => "localhost",
+        };
+        let Ok(connect) = MakeTlsConnect::<Counted>::make_tls_connect(&mut self.make.clone(), name);
+        connect
+    }
+}
+
+/// The server answered "no" to TLS under `sslmode=require`: tokio-postgres fails before our
+/// connector runs, and says so only in words (its error kinds are private). Our TLS tests
+/// pin the wording.
+#[cfg(feature = "tls")]
+fn refused_tls(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_none()
+        && std::error::Error::source(e)
+            .is_some_and(|s| s.to_string() == "server does not support TLS")
+}
+
+/// A TLS connector that remembers whether the handshake failed, so that a failed
+/// handshake is told apart from a refused session.
+#[cfg(feature = "tls")]
+struct Watched<T> {
+    inner: T,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[cfg(feature = "tls")]
+impl<S, T> tokio_postgres::tls::TlsConnect<S> for Watched<T>
+where
+    T: tokio_postgres::tls::TlsConnect<S>,
+    T::Future: Send + 'static,
+{
+    type Stream = T::Stream;
+    type Error = T::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<T::Stream, T::Error>> + Send>>;
+
+    fn connect(self, stream: S) -> Self::Future {
+        let failed = self.failed;
+        let fut = self.inner.connect(stream);
+        Box::pin(async move {
+            let r = fut.await;
+            if r.is_err() {
+                failed.store(true, Ordering::Relaxed);
+            }
+            r
+        })
+    }
 }
 
 /// Opens a socket to the same server for a cancel request.

@@ -120,10 +120,20 @@ impl Error {
     pub fn is_timeout(&self) -> bool {
         self.pool_error().is_some_and(pool_core::Error::is_timeout)
             || self.io_kind(std::io::ErrorKind::TimedOut)
-            || self.chain().any(|e| {
-                e.downcast_ref::<crate::connect::ConnectError>()
-                    .is_some_and(|c| matches!(c, crate::connect::ConnectError::Timeout { .. }))
-            })
+            || matches!(
+                self.connect_error(),
+                Some(crate::connect::ConnectError::Timeout { .. })
+            )
+    }
+
+    /// Why connecting failed, when it did. (The box is transparent: walking the chain
+    /// passes from it straight to the cause of the error inside.)
+    fn connect_error(&self) -> Option<&crate::connect::ConnectError> {
+        self.chain().find_map(|e| {
+            e.downcast_ref::<crate::manager::ConnectErrorBox>()
+                .map(|b| &b.0)
+                .or_else(|| e.downcast_ref::<crate::connect::ConnectError>())
+        })
     }
 
     /// The `Db` was closed, or the connection closed under the statement.
@@ -138,6 +148,15 @@ impl Error {
     /// The server refused the TCP connection (nothing listens there).
     pub fn is_connect_refused(&self) -> bool {
         self.io_kind(std::io::ErrorKind::ConnectionRefused)
+    }
+
+    /// The TLS handshake failed: the server's certificate is not trusted or names another
+    /// host, or the server does not speak TLS though the connection string requires it.
+    pub fn is_tls(&self) -> bool {
+        matches!(
+            self.connect_error(),
+            Some(crate::connect::ConnectError::Tls { .. })
+        )
     }
 
     /// Authentication failed: wrong password or no such role (SQLSTATE 28P01, 28000).

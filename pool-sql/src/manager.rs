@@ -27,6 +27,7 @@ pub struct PgManager {
     pub(crate) config: tokio_postgres::Config,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) statement_cache: usize,
+    pub(crate) tls: connect::Tls,
 }
 
 impl std::fmt::Debug for PgManager {
@@ -35,6 +36,7 @@ impl std::fmt::Debug for PgManager {
         f.debug_struct("PgManager")
             .field("config", &self.config)
             .field("statement_cache", &self.statement_cache)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -65,7 +67,7 @@ impl Manager for PgManager {
     type Error = ManagerError;
 
     async fn create(&self) -> Result<PgConn, ManagerError> {
-        let c = connect::connect(&self.config, self.connect_timeout)
+        let c = connect::connect(&self.config, self.connect_timeout, &self.tls)
             .await
             .map_err(|e| ManagerError::Connect(ConnectErrorBox(e)))?;
         Ok(PgConn::new(c, self.statement_cache))
@@ -81,20 +83,11 @@ impl Manager for PgManager {
                     return Health::Broken;
                 };
                 let token = conn.cancel.clone();
-                let addr = conn.addr.clone();
+                let peer = conn.peer.clone();
+                let tls = self.tls.clone();
                 conn.cancel_sent = Some(rt.spawn(async move {
-                    match connect::dial_addr(&addr).await {
-                        Ok(socket) => {
-                            if let Err(e) = token
-                                .cancel_query_raw(socket.uncounted(), tokio_postgres::NoTls)
-                                .await
-                            {
-                                tracing::debug!(target: "pool_sql", error = %e, "cancel request failed");
-                            }
-                        }
-                        Err(e) => {
-                            tracing::debug!(target: "pool_sql", error = %e, "cancel request could not connect");
-                        }
+                    if let Err(e) = tls.cancel(&token, &peer).await {
+                        tracing::debug!(target: "pool_sql", error = %e, "cancel request failed");
                     }
                 }));
                 tracing::debug!(target: "pool_sql", "statement abandoned mid-flight: cancel request sent");
