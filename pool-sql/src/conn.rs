@@ -93,6 +93,21 @@ impl PgConn {
         }
     }
 
+    /// Feature `testing`: the next write on this session fails as a socket the server reset
+    /// would (`EPIPE`), before a byte of it leaves. The session dies with it; the statement
+    /// provably never reached the server, which is what the bad-connection retry is for.
+    #[cfg(feature = "testing")]
+    pub fn fail_next_write(&self) {
+        self.wire
+            .fail_next_write
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Statements run on this session so far.
+    pub fn uses(&self) -> u64 {
+        self.uses
+    }
+
     /// The tokio-postgres client, for what this crate does not wrap (COPY, notifications,
     /// typed queries). A statement run through it bypasses the session tracking: leave no
     /// transaction open on it.

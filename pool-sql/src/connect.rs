@@ -40,6 +40,9 @@ pub(crate) enum Addr {
 pub(crate) struct Wire {
     written: AtomicU64,
     exit: Mutex<Option<Arc<tokio_postgres::Error>>>,
+    /// Feature `testing`: fail the next write as a reset socket would, writing nothing.
+    #[cfg(feature = "testing")]
+    pub(crate) fail_next_write: std::sync::atomic::AtomicBool,
 }
 
 impl Wire {
@@ -85,6 +88,10 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        #[cfg(feature = "testing")]
+        if self.wire.fail_next_write.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
         let polled = match &mut self.socket {
             Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),

@@ -72,6 +72,66 @@ async fn a_session_killed_before_its_connection_task_noticed_is_never_used() {
 
 /// The negative direction: a statement that reached the server is never run again, even
 /// though its session died. A sequence (not rolled back) counts its executions.
+/// The retry's positive direction, deterministic: a session whose socket fails the first
+/// write (`fail_next_write`, feature `testing`: as a reset socket would, nothing sent). The
+/// statement provably never reached the server, so it runs again on another session, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_that_never_left_is_retried_on_another_session_and_runs_once() {
+    let pg = TestPg::start().expect("postgres");
+    let db = db(&pg, "retry-write").max_open(4).build().unwrap();
+    db.batch_execute("CREATE SEQUENCE runs").await.unwrap();
+    {
+        let conn = db.conn().await.unwrap();
+        conn.session().fail_next_write();
+    }
+    assert_eq!(db.stats().idle, 1);
+
+    let run: i64 = db
+        .query_one("SELECT nextval('runs')", &[])
+        .await
+        .expect("retried on a healthy session")
+        .get(0);
+    assert_eq!(run, 1, "the statement ran exactly once");
+    let s = db.stats();
+    assert_eq!(s.created, 2, "the broken session was replaced: {s:?}");
+    assert_eq!(s.broken_closed, 1, "{s:?}");
+}
+
+/// Two bad sessions in a row, then database/sql's third try on a never-used session: the
+/// used idle session met on the way is closed unasked (it may be as dead as the others), and
+/// a fresh one runs the statement, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_two_bad_sessions_the_third_try_takes_a_new_one() {
+    let pg = TestPg::start().expect("postgres");
+    let db = db(&pg, "retry-third").max_open(4).build().unwrap();
+    db.batch_execute("CREATE SEQUENCE runs").await.unwrap();
+    // Three used sessions, idle, all of them going to fail their next write.
+    let held = [
+        db.conn().await.unwrap(),
+        db.conn().await.unwrap(),
+        db.conn().await.unwrap(),
+    ];
+    for mut conn in held {
+        conn.query_one("SELECT 1", &[]).await.unwrap();
+        assert!(conn.session().uses() > 0);
+        conn.session().fail_next_write();
+    }
+    assert_eq!((db.stats().idle, db.stats().created), (3, 3));
+
+    let run: i64 = db
+        .query_one("SELECT nextval('runs')", &[])
+        .await
+        .expect("the third try, on a new session, succeeds")
+        .get(0);
+    assert_eq!(run, 1, "the statement ran exactly once");
+    let s = db.stats();
+    assert_eq!(s.created, 4, "one new session for the third try: {s:?}");
+    assert_eq!(
+        s.open, 1,
+        "the two failed and the skipped used session are gone: {s:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_that_may_have_run_is_not_retried_and_says_why() {
     let pg = TestPg::start().expect("postgres");
