@@ -1,0 +1,207 @@
+//! Dialling: resolve with the system resolver, connect under `connect_timeout` (split over
+//! the addresses as Go does), set TCP options, count the bytes each way, and start hyper's
+//! connection task.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::body::RequestBody;
+use crate::config::Settings;
+use crate::{ConnectError, Origin};
+
+/// Bytes read and written on one connection, shared by the socket and the pooled connection:
+/// a request whose error left `written` where it was provably never reached the server.
+#[derive(Debug, Default)]
+pub(crate) struct Wire {
+    read: AtomicU64,
+    written: AtomicU64,
+}
+
+impl Wire {
+    pub fn read(&self) -> u64 {
+        self.read.load(Ordering::Acquire)
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A socket that counts into a [`Wire`].
+    pub(crate) struct Counted {
+        #[pin]
+        io: TcpStream,
+        wire: Arc<Wire>,
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let polled = this.io.poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            this.wire.read.fetch_add(n as u64, Ordering::Release);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let polled = this.io.poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            this.wire.written.fetch_add(n as u64, Ordering::Release);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let polled = this.io.poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled {
+            this.wire.written.fetch_add(n as u64, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
+    }
+}
+
+/// A live HTTP/1.1 connection: hyper's sending half (its connection task runs on its own)
+/// and the byte counts.
+pub(crate) struct Dialed {
+    pub sender: hyper::client::conn::http1::SendRequest<RequestBody>,
+    pub wire: Arc<Wire>,
+    pub task: tokio::task::AbortHandle,
+}
+
+/// Resolves `origin`, connects, and starts HTTP/1.1 on the socket.
+pub(crate) async fn dial(origin: &Origin, settings: &Settings) -> Result<Dialed, ConnectError> {
+    let timeout = settings.connect_timeout;
+    let deadline = Instant::now() + timeout;
+    let timed_out = || ConnectError::Timeout {
+        host: origin.authority(),
+        timeout,
+    };
+    let host = origin.host();
+    let addrs: Vec<SocketAddr> =
+        match tokio::time::timeout_at(deadline, tokio::net::lookup_host((host, origin.port())))
+            .await
+        {
+            Err(_) => return Err(timed_out()),
+            Ok(Err(source)) => {
+                return Err(ConnectError::Dns {
+                    host: host.to_owned(),
+                    source,
+                });
+            }
+            Ok(Ok(addrs)) => addrs.collect(),
+        };
+    let tcp = connect_any(&addrs, deadline, host, timed_out).await?;
+    set_options(&tcp, settings.tcp_keepalive);
+    let wire = Arc::new(Wire::default());
+    let io = TokioIo::new(Counted {
+        io: tcp,
+        wire: wire.clone(),
+    });
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(|source| ConnectError::Handshake {
+            host: origin.authority(),
+            source,
+        })?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "http connection ended with an error");
+        }
+    })
+    .abort_handle();
+    Ok(Dialed { sender, wire, task })
+}
+
+/// Tries each address in turn; each gets an equal share of the time left (Go's
+/// `partialDeadline`), so one black-holed address does not use up the whole budget.
+async fn connect_any(
+    addrs: &[SocketAddr],
+    deadline: Instant,
+    host: &str,
+    timed_out: impl Fn() -> ConnectError,
+) -> Result<TcpStream, ConnectError> {
+    let mut last = None;
+    for (i, addr) in addrs.iter().enumerate() {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(timed_out());
+        }
+        let share = (deadline - now) / (addrs.len() - i) as u32;
+        let share = share.max(Duration::from_millis(2).min(deadline - now));
+        match tokio::time::timeout(share, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => return Ok(tcp),
+            Ok(Err(source)) => {
+                last = Some(if source.kind() == io::ErrorKind::ConnectionRefused {
+                    ConnectError::Refused {
+                        addr: *addr,
+                        source,
+                    }
+                } else {
+                    ConnectError::Io {
+                        addr: *addr,
+                        source,
+                    }
+                });
+            }
+            Err(_) => last = Some(timed_out()),
+        }
+    }
+    Err(last.unwrap_or_else(|| ConnectError::NoAddress {
+        host: host.to_owned(),
+    }))
+}
+
+fn set_options(tcp: &TcpStream, keepalive: Option<Duration>) {
+    // Best effort: a socket that refuses an option still works.
+    let _ = tcp.set_nodelay(true);
+    if let Some(time) = keepalive {
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(time)
+            .with_interval(time);
+        let _ = socket2::SockRef::from(tcp).set_tcp_keepalive(&ka);
+    }
+}

@@ -1,0 +1,240 @@
+//! RELIABILITY.md's HTTP scenarios: idle connection closed by the server, reset mid-body, a
+//! server that never answers, connect refused, connect timeout, bad URLs.
+
+mod support;
+
+use std::time::Duration;
+
+use pool_http::{Client, Phase};
+use support::{Raw, Server, eventually, read_request, respond};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn an_idle_connection_the_server_closed_is_replaced_and_the_request_succeeds() {
+    // Each connection answers one request with keep-alive, then the server closes it.
+    let server = Raw::start(|mut s, _| async move {
+        if read_request(&mut s).await.is_some() {
+            respond(&mut s, "hello").await;
+        }
+    })
+    .await;
+    let client = Client::new().unwrap();
+    for _ in 0..3 {
+        let text = client
+            .get(&server.url("/"))
+            .await
+            .unwrap()
+            .into_body()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(text, "hello");
+    }
+    assert_eq!(server.accepts(), 3, "each request on a new connection");
+}
+
+#[tokio::test]
+async fn a_reset_mid_body_is_a_body_error_and_the_connection_is_not_reused() {
+    let server = Raw::start(|mut s, n| async move {
+        read_request(&mut s).await;
+        if n == 0 {
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
+                .await;
+            let _ = s.flush().await;
+            // Zero linger: close sends a reset.
+            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+            drop(s);
+        } else {
+            respond(&mut s, "fine").await;
+            let _ = s.read(&mut [0u8; 1]).await;
+        }
+    })
+    .await;
+    let client = Client::new().unwrap();
+    let body = client.get(&server.url("/")).await.unwrap().into_body();
+    let err = body.bytes().await.unwrap_err();
+    assert!(err.is_body(), "{err:?}");
+    assert!(err.is_closed_before_response(), "{err:?}");
+    let text = client
+        .get(&server.url("/"))
+        .await
+        .unwrap()
+        .into_body()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, "fine");
+    assert_eq!(server.accepts(), 2);
+    let pool = client.stats().pool;
+    assert_eq!(pool.open, 1, "the reset connection is gone: {pool:?}");
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_and_its_connection_is_closed() {
+    let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let server = Raw::start(move |mut s, _| {
+        let closed_tx = closed_tx.clone();
+        async move {
+            read_request(&mut s).await;
+            // Never answer; report when the client hangs up.
+            let _ = s.read(&mut [0u8; 1]).await;
+            let _ = closed_tx.send(());
+        }
+    })
+    .await;
+    let client = Client::builder()
+        .response_header_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let err = client.get(&server.url("/")).await.unwrap_err();
+    assert_eq!(err.timeout_phase(), Some(Phase::ResponseHeader), "{err:?}");
+    tokio::time::timeout(Duration::from_secs(10), closed_rx.recv())
+        .await
+        .expect("the client closed the connection")
+        .unwrap();
+    eventually("the pool let it go", || client.stats().pool.open == 0).await;
+}
+
+#[tokio::test]
+async fn the_whole_request_timeout_covers_a_stalled_body() {
+    let server = Raw::start(|mut s, _| async move {
+        read_request(&mut s).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this")
+            .await;
+        let _ = s.read(&mut [0u8; 1]).await;
+    })
+    .await;
+    let client = Client::builder()
+        .timeout(Duration::from_millis(150))
+        .build()
+        .unwrap();
+    let response = client.get(&server.url("/")).await.unwrap();
+    let err = response.into_body().bytes().await.unwrap_err();
+    assert_eq!(err.timeout_phase(), Some(Phase::Request), "{err:?}");
+    eventually("the stalled connection closed", || {
+        client.stats().pool.open == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connect_refused_says_so() {
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let client = Client::new().unwrap();
+    let err = client.get(&format!("http://{addr}/")).await.unwrap_err();
+    assert!(err.is_connect(), "{err:?}");
+    assert!(err.is_connect_refused(), "{err:?}");
+    assert!(!err.is_timeout());
+    assert!(err.to_string().contains("refused"), "{err}");
+}
+
+#[tokio::test]
+async fn a_listener_with_a_full_backlog_is_a_connect_timeout() {
+    // A listener that never accepts, with a backlog of one: once the queue holds a
+    // connection, further handshakes are not completed.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    let client = Client::builder()
+        .connect_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    // Fill the queue until a connect hangs.
+    let err = loop {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(s)) => fillers.push(s),
+            _ => break client.get(&format!("http://{addr}/")).await.unwrap_err(),
+        }
+        assert!(fillers.len() < 64, "the backlog never filled");
+    };
+    assert_eq!(err.timeout_phase(), Some(Phase::Connect), "{err:?}");
+    assert!(err.is_connect(), "{err:?}");
+    drop(socket);
+}
+
+#[tokio::test]
+async fn bad_urls_are_clear_errors() {
+    let client = Client::new().unwrap();
+    for url in [
+        "not a url",
+        "ftp://example.com/",
+        "/relative/path",
+        "http:///nohost",
+        "http://h:0/",
+    ] {
+        let err = client.get(url).await.unwrap_err();
+        assert!(err.is_invalid_url(), "{url}: {err:?}");
+        assert!(!err.to_string().is_empty());
+    }
+    let unknown = client
+        .get("http://does-not-exist.invalid/")
+        .await
+        .unwrap_err();
+    assert!(unknown.is_dns(), "{unknown:?}");
+}
+
+#[tokio::test]
+async fn a_zero_connect_timeout_is_a_config_error() {
+    let err = Client::builder()
+        .connect_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert!(err.is_config());
+    assert_eq!(err.knob(), Some("connect_timeout"));
+}
+
+#[tokio::test]
+async fn ten_thousand_clients_dropped_with_idle_connections_leave_no_fd_behind() {
+    let server = Server::sized(16).await;
+    let url = server.url("/");
+    // Warm up whatever the runtime opens once.
+    Client::new()
+        .unwrap()
+        .get(&url)
+        .await
+        .unwrap()
+        .into_body()
+        .bytes()
+        .await
+        .unwrap();
+    eventually("warm-up connection closed", || server.live() == 0).await;
+    let before = support::open_fds();
+    for _ in 0..10_000 {
+        let client = Client::new().unwrap();
+        client
+            .get(&url)
+            .await
+            .unwrap()
+            .into_body()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(client.stats().pool.idle, 1);
+        drop(client);
+    }
+    assert_eq!(server.accepts(), 10_001);
+    eventually("every connection closed on the server", || {
+        server.live() == 0
+    })
+    .await;
+    eventually("fds back to baseline", || support::open_fds() <= before).await;
+}

@@ -1,0 +1,193 @@
+//! When a connection goes back to the pool: at the body's end, at once for an empty body,
+//! after a drain within budget; never after `Connection: close` or a drain over budget.
+
+mod support;
+
+use http_body_util::BodyExt;
+use hyper::Response;
+use pool_http::{Client, Drain, Origin};
+use support::{Server, chunked, eventually, full};
+
+fn idle(client: &Client, url: &str) -> usize {
+    let origin = Origin::from_url(url).unwrap();
+    client.host_stats(&origin).map_or(0, |s| s.idle)
+}
+
+#[tokio::test]
+async fn bodies_read_to_their_end_give_the_connection_back() {
+    let server = Server::start(|req| async move {
+        if req.uri().path() == "/chunked" {
+            Response::new(chunked(4, 1000))
+        } else {
+            Response::new(full(1024))
+        }
+    })
+    .await;
+    let client = Client::new().unwrap();
+    for i in 0..20 {
+        let path = if i % 2 == 0 { "/full" } else { "/chunked" };
+        let body = client.get(&server.url(path)).await.unwrap().into_body();
+        let bytes = body.bytes().await.unwrap();
+        assert_eq!(bytes.len(), if i % 2 == 0 { 1024 } else { 4000 });
+    }
+    assert_eq!(server.accepts(), 1, "one connection served all 20 requests");
+    let stats = client.stats();
+    assert_eq!(stats.body_eof, 20, "{stats:?}");
+    assert_eq!(stats.pool.created, 1, "{stats:?}");
+}
+
+#[tokio::test]
+async fn the_last_byte_of_a_content_length_body_is_enough() {
+    let server = Server::sized(3000).await;
+    let url = server.url("/");
+    let client = Client::new().unwrap();
+    let mut body = client.get(&url).await.unwrap().into_body();
+    let mut got = 0;
+    while got < 3000 {
+        got += body.chunk().await.unwrap().expect("more data").len();
+    }
+    // The end was never polled for, yet the connection is idle already.
+    assert_eq!(idle(&client, &url), 1, "pooled at the last byte");
+    assert!(body.chunk().await.unwrap().is_none());
+    drop(body);
+    client
+        .get(&url)
+        .await
+        .unwrap()
+        .into_body()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(server.accepts(), 1);
+}
+
+#[tokio::test]
+async fn an_empty_body_gives_the_connection_back_at_once() {
+    let server = Server::start(|_| async {
+        let mut r = Response::new(full(0));
+        *r.status_mut() = hyper::StatusCode::NO_CONTENT;
+        r
+    })
+    .await;
+    let url = server.url("/");
+    let client = Client::new().unwrap();
+    let response = client.get(&url).await.unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(idle(&client, &url), 1, "pooled before the body is touched");
+    let again = client.get(&url).await.unwrap();
+    drop((response, again));
+    assert_eq!(server.accepts(), 1);
+}
+
+#[tokio::test]
+async fn connection_close_is_never_reused() {
+    let server = Server::start(|_| async {
+        let mut r = Response::new(full(10));
+        r.headers_mut()
+            .insert("connection", "close".parse().unwrap());
+        r
+    })
+    .await;
+    let client = Client::new().unwrap();
+    for _ in 0..3 {
+        let body = client.get(&server.url("/")).await.unwrap().into_body();
+        assert_eq!(body.bytes().await.unwrap().len(), 10);
+    }
+    assert_eq!(server.accepts(), 3);
+    let stats = client.stats();
+    assert_eq!(stats.not_reusable, 3, "{stats:?}");
+    eventually("every connection closed", || client.stats().pool.open == 0).await;
+}
+
+#[tokio::test]
+async fn disable_keep_alives_dials_for_every_request() {
+    let server = Server::sized(10).await;
+    let client = Client::builder().disable_keep_alives(true).build().unwrap();
+    for _ in 0..3 {
+        client
+            .get(&server.url("/"))
+            .await
+            .unwrap()
+            .into_body()
+            .bytes()
+            .await
+            .unwrap();
+    }
+    assert_eq!(server.accepts(), 3);
+    eventually("server saw every connection close", || server.live() == 0).await;
+}
+
+#[tokio::test]
+async fn a_body_dropped_unread_within_the_drain_budget_keeps_its_connection() {
+    let server = Server::sized(64 * 1024).await;
+    let url = server.url("/");
+    let client = Client::new().unwrap();
+    for i in 1..=10 {
+        let response = client.get(&url).await.unwrap();
+        assert!(response.status().is_success());
+        drop(response); // Go's pitfall: status checked, body never read.
+        eventually("drained and pooled", || client.stats().drained == i).await;
+    }
+    assert_eq!(server.accepts(), 1, "one connection for ten unread bodies");
+    assert_eq!(client.stats().drain_failed, 0);
+}
+
+#[tokio::test]
+async fn a_body_dropped_after_a_few_bytes_is_drained_too() {
+    let server = Server::start(|_| async { Response::new(chunked(64, 1024)) }).await;
+    let url = server.url("/");
+    let client = Client::new().unwrap();
+    for i in 1..=5 {
+        let mut body = client.get(&url).await.unwrap().into_body();
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(
+            first.data_ref().map(|d| d.len()),
+            Some(1024),
+            "one chunk of 64"
+        );
+        drop(body);
+        eventually("drained and pooled", || client.stats().drained == i).await;
+    }
+    assert_eq!(server.accepts(), 1);
+}
+
+#[tokio::test]
+async fn a_body_beyond_the_drain_budget_closes_its_connection() {
+    let server = Server::sized(1024 * 1024).await;
+    let url = server.url("/");
+    let client = Client::builder()
+        .drain(Drain {
+            max_bytes: 16 * 1024,
+            ..Drain::default()
+        })
+        .build()
+        .unwrap();
+    drop(client.get(&url).await.unwrap());
+    eventually("drain gave up", || client.stats().drain_failed == 1).await;
+    eventually("the connection closed", || server.live() == 0).await;
+    client
+        .get(&url)
+        .await
+        .unwrap()
+        .into_body()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(server.accepts(), 2);
+    assert_eq!(client.stats().drained, 0);
+}
+
+#[tokio::test]
+async fn go_mode_closes_every_connection_whose_body_was_dropped() {
+    let server = Server::sized(1024).await;
+    let client = Client::builder().go_mode().build().unwrap();
+    for _ in 0..5 {
+        drop(client.get(&server.url("/")).await.unwrap());
+    }
+    assert_eq!(
+        server.accepts(),
+        5,
+        "Go dials again after every unread body"
+    );
+    assert_eq!(client.stats().drain_failed, 5);
+}
