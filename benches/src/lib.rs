@@ -1,1 +1,66 @@
-//! Shared helpers of the benchmarks.
+//! Shared helpers of the benchmark programs (`pg_bench`, `http_bench`): argument parsing,
+//! medians, CPU time and TIME_WAIT counts.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+
+/// Parses `text` as a number of at least `min`, or says what `name` takes.
+///
+/// # Errors
+/// A message naming the flag when `text` is not a number or is below `min`.
+pub fn number<T: FromStr + PartialOrd + std::fmt::Display>(
+    name: &str,
+    text: &str,
+    min: T,
+) -> Result<T, String> {
+    match text.parse::<T>() {
+        Ok(v) if v >= min => Ok(v),
+        _ => Err(format!("{name} takes a number >= {min}, not {text:?}")),
+    }
+}
+
+/// The median of `values` (sorted in place); NaN for none.
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// This process's CPU time so far, in seconds (`/proc/self/stat`, clock ticks of 10 ms).
+pub fn cpu_time() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line; 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// TIME_WAIT sockets to or from `port` on this machine, as (local, remote) address pairs.
+pub fn time_wait(port: Option<u16>) -> HashSet<(String, String)> {
+    let mut set = HashSet::new();
+    let Some(port) = port else { return set };
+    let hex = format!(":{port:04X}");
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 3 && f[3] == "06" && (f[1].ends_with(&hex) || f[2].ends_with(&hex)) {
+                set.insert((f[1].to_owned(), f[2].to_owned()));
+            }
+        }
+    }
+    set
+}

@@ -264,7 +264,13 @@ impl Body {
     /// [`is_too_large`](Error::is_too_large) past the limit; otherwise as
     /// [`chunk`](Body::chunk).
     pub async fn bytes_limited(mut self, limit: usize) -> Result<Bytes, Error> {
-        let mut all = BytesMut::new();
+        // One allocation for a body of known length (a few MiB at most up front).
+        let expected = self.size_hint().exact().unwrap_or(0);
+        let capacity = usize::try_from(expected)
+            .unwrap_or(0)
+            .min(limit)
+            .min(4 << 20);
+        let mut all = BytesMut::with_capacity(capacity);
         while let Some(chunk) = self.chunk().await? {
             if all.len() + chunk.len() > limit {
                 self.fail();
@@ -355,24 +361,53 @@ impl Drop for Body {
             lease.finish();
             return;
         }
-        let incoming = self.incoming.take();
-        match (incoming, tokio::runtime::Handle::try_current()) {
-            (Some(incoming), Ok(rt)) if lease.keep && !lease.drain.is_off() => {
-                drop(rt.spawn(drain(incoming, lease)));
-            }
-            _ => {
-                Counters::bump(&lease.counters.drain_failed);
-                lease.close();
+        let Some(mut incoming) = self.incoming.take() else {
+            return lease.close();
+        };
+        if !lease.keep || lease.drain.is_off() {
+            Counters::bump(&lease.counters.drain_failed);
+            return lease.close();
+        }
+        // What hyper has already buffered is read here, so a small body needs no task and
+        // its connection is idle before the next request looks.
+        let mut left = lease.drain.max_bytes;
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        loop {
+            match Pin::new(&mut incoming).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let n = frame.data_ref().map_or(0, Bytes::len);
+                    if n > left {
+                        break;
+                    }
+                    left -= n;
+                    if incoming.is_end_stream() {
+                        Counters::bump(&lease.counters.drained);
+                        return lease.finish();
+                    }
+                }
+                Poll::Ready(None) => {
+                    Counters::bump(&lease.counters.drained);
+                    return lease.finish();
+                }
+                Poll::Ready(Some(Err(_))) => break,
+                Poll::Pending => match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => {
+                        drop(rt.spawn(drain(incoming, lease, left)));
+                        return;
+                    }
+                    Err(_) => break,
+                },
             }
         }
+        Counters::bump(&lease.counters.drain_failed);
+        lease.close();
     }
 }
 
-/// Reads what is left of a dropped body within the budget; the connection is pooled if the
-/// body ends, closed otherwise.
-async fn drain(mut body: Incoming, lease: Lease) {
+/// Reads what is left of a dropped body within the budget (`left` bytes, the drain time);
+/// the connection is pooled if the body ends, closed otherwise.
+async fn drain(mut body: Incoming, lease: Lease, mut left: usize) {
     let deadline = Instant::now() + lease.drain.max_time;
-    let mut left = lease.drain.max_bytes;
     loop {
         match tokio::time::timeout_at(deadline, body.frame()).await {
             Ok(Some(Ok(frame))) => {

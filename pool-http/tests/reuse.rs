@@ -191,3 +191,17 @@ async fn go_mode_closes_every_connection_whose_body_was_dropped() {
     );
     assert_eq!(client.stats().drain_failed, 5);
 }
+
+#[tokio::test]
+async fn a_small_body_dropped_unread_is_idle_again_before_the_next_request() {
+    let server = Server::sized(1024).await;
+    let url = server.url("/");
+    let client = Client::new().unwrap();
+    for _ in 0..50 {
+        drop(client.get(&url).await.unwrap());
+        // What hyper had buffered was read in the drop itself: no drain task to wait for.
+        assert_eq!(idle(&client, &url), 1);
+    }
+    assert_eq!(server.accepts(), 1);
+    assert_eq!(client.stats().drained, 50);
+}

@@ -20,9 +20,8 @@
 //! It uses `DATABASE_URL` when set (the server needs `max_connections` >= 110), else starts a
 //! private server from the system's binaries (`pool_sql::testing`).
 
-use std::collections::HashSet;
+use benches::{cpu_time, median, number, time_wait};
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -90,17 +89,6 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
         }
     }
     Ok(opts)
-}
-
-fn number<T: FromStr + PartialOrd + std::fmt::Display>(
-    name: &str,
-    text: &str,
-    min: T,
-) -> Result<T, String> {
-    match text.parse::<T>() {
-        Ok(v) if v >= min => Ok(v),
-        _ => Err(format!("{name} takes a number >= {min}, not {text:?}")),
-    }
 }
 
 fn main() -> ExitCode {
@@ -355,16 +343,6 @@ async fn shut(target: Target, who: Who, admin: &Db) -> Result<(), BoxError> {
     Ok(())
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
 // ---- B4: throughput ----
 
 const SELECT1: &str = "SELECT 1";
@@ -483,19 +461,6 @@ struct Rate {
     per_sec: f64,
     /// This process's CPU time (all threads, user and system) per query.
     cpu_us: f64,
-}
-
-/// This process's CPU time so far, in seconds (`/proc/self/stat`, clock ticks of 10 ms).
-fn cpu_time() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the line; 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 // ---- B5: burst churn ----
@@ -628,25 +593,6 @@ async fn churn_one(
         p99: pick(0.99),
         max: pick(1.0),
     })
-}
-
-/// TIME_WAIT sockets to or from `port` on this machine, as (local, remote) address pairs.
-fn time_wait(port: Option<u16>) -> HashSet<(String, String)> {
-    let mut set = HashSet::new();
-    let Some(port) = port else { return set };
-    let hex = format!(":{port:04X}");
-    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() > 3 && f[3] == "06" && (f[1].ends_with(&hex) || f[2].ends_with(&hex)) {
-                set.insert((f[1].to_owned(), f[2].to_owned()));
-            }
-        }
-    }
-    set
 }
 
 #[cfg(test)]
