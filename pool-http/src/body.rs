@@ -24,6 +24,7 @@ use pool_core::KeyedPooled;
 use tokio::time::{Instant, Sleep};
 
 use crate::config::Drain;
+use crate::h2::StreamLease;
 use crate::manager::{Counters, Dialer};
 use crate::{Error, Phase};
 
@@ -154,9 +155,17 @@ impl From<&'static [u8]> for RequestBody {
     }
 }
 
-/// A connection lent to a response body.
+/// What a response body holds while it streams.
+pub(crate) enum Hold {
+    /// An HTTP/1.1 connection, whole.
+    Conn(KeyedPooled<'static, Dialer>),
+    /// One stream of a shared HTTP/2 connection.
+    Stream(StreamLease),
+}
+
+/// A connection (or a stream of one) lent to a response body.
 pub(crate) struct Lease {
-    pub conn: KeyedPooled<'static, Dialer>,
+    pub hold: Hold,
     /// The response allows another request on this connection.
     pub keep: bool,
     pub drain: Drain,
@@ -165,18 +174,33 @@ pub(crate) struct Lease {
 
 impl Lease {
     /// The body ended: back to the pool, or closed when the response said so.
-    fn finish(mut self) {
+    fn finish(self) {
         if self.keep {
             Counters::bump(&self.counters.body_eof);
         } else {
             Counters::bump(&self.counters.not_reusable);
-            self.conn.reusable = false;
         }
-        drop(self.conn);
+        match self.hold {
+            Hold::Conn(mut conn) => {
+                conn.reusable &= self.keep;
+                drop(conn);
+            }
+            Hold::Stream(stream) => drop(stream),
+        }
     }
 
+    /// The body failed or was abandoned: an HTTP/1.1 connection is closed; an HTTP/2 stream
+    /// is reset by hyper and its connection goes on.
     fn close(self) {
-        KeyedPooled::discard(self.conn);
+        match self.hold {
+            Hold::Conn(conn) => KeyedPooled::discard(conn),
+            Hold::Stream(stream) => drop(stream),
+        }
+    }
+
+    /// A dropped HTTP/2 body costs only its stream: nothing to drain.
+    fn is_stream(&self) -> bool {
+        matches!(self.hold, Hold::Stream(_))
     }
 }
 
@@ -364,6 +388,9 @@ impl Drop for Body {
         let Some(mut incoming) = self.incoming.take() else {
             return lease.close();
         };
+        if lease.is_stream() {
+            return lease.close();
+        }
         if !lease.keep || lease.drain.is_off() {
             Counters::bump(&lease.counters.drain_failed);
             return lease.close();

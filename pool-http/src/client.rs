@@ -21,8 +21,9 @@ use http::{Method, Request, Uri, Version};
 use pool_core::{KeyedPool, KeyedPooled, Stats};
 use tokio::time::Instant;
 
-use crate::body::{Body, Lease, RequestBody};
+use crate::body::{Body, Hold, Lease, RequestBody};
 use crate::config::{ClientBuilder, Settings};
+use crate::h2::H2Conns;
 use crate::manager::{Counters, Dialer};
 use crate::{Error, Origin, Phase};
 
@@ -62,6 +63,7 @@ struct Inner {
     pool: KeyedPool<Dialer>,
     settings: Arc<Settings>,
     counters: Arc<Counters>,
+    h2: Arc<H2Conns>,
 }
 
 /// What a [`Client`] did, beside its pool's [`Stats`].
@@ -82,9 +84,52 @@ pub struct ClientStats {
     /// Bodies dropped early that did not fit the drain budget (or with drain off): their
     /// connections were closed.
     pub drain_failed: u64,
+    /// HTTP/2 streams open now, over all hosts (an HTTP/2 connection is `in_use` while it
+    /// carries at least one).
+    pub streams: usize,
     /// Responses that did not allow another request (`Connection: close`, close-delimited
     /// body, HTTP/1.0, `disable_keep_alives`).
     pub not_reusable: u64,
+}
+
+/// A try that failed, and what the retry rule needs to know about it.
+struct Failed {
+    error: Error,
+    /// The connection had carried a request before (a fresh one is never retried).
+    reused: bool,
+    /// The request, when provably nothing of it was sent.
+    back: Option<Request<RequestBody>>,
+    /// The connection ended before a byte of response (Go's `errServerClosedIdle`).
+    closed_early: bool,
+    /// HTTP/2 says the server never processed the stream (refused, or above a graceful
+    /// GOAWAY's last stream): any request may go again.
+    unprocessed: bool,
+}
+
+impl Failed {
+    /// Not retried whatever the request.
+    fn fatal(error: Error) -> Failed {
+        Failed {
+            error,
+            reused: false,
+            back: None,
+            closed_early: false,
+            unprocessed: false,
+        }
+    }
+}
+
+/// Waits for the response head, under `response_header_timeout` when set.
+async fn with_header_timeout<T>(
+    settings: &Settings,
+    sending: impl std::future::Future<Output = T>,
+) -> Result<T, Failed> {
+    match settings.response_header_timeout {
+        None => Ok(sending.await),
+        Some(t) => tokio::time::timeout(t, sending)
+            .await
+            .map_err(|_| Failed::fatal(Error::timeout(Phase::ResponseHeader))),
+    }
 }
 
 /// Holds a connection while a request is on it: dropped (the caller left, or a timeout)
@@ -128,6 +173,7 @@ impl Client {
                 pool,
                 settings,
                 counters,
+                h2: Arc::default(),
             }),
         }
     }
@@ -178,84 +224,163 @@ impl Client {
         deadline: Option<Instant>,
     ) -> Result<Response, Error> {
         let settings = &self.inner.settings;
-        let (origin, mut req) = prepare(req, settings.disable_keep_alives)?;
-        let replay = Replay::of(&req);
+        let (origin, mut req) = prepare(req, settings)?;
+        let replay = Replay::of(&req, settings.http2_prior_knowledge);
         let head = req.method() == Method::HEAD;
         let mut tries = 0;
         loop {
             tries += 1;
-            let conn = self
-                .inner
-                .pool
-                .get_owned(&origin)
-                .await
-                .map_err(Error::pool)?;
-            let mut flight = InFlight {
-                conn: Some(conn),
-                sent: false,
+            let attempt = if settings.http2_prior_knowledge {
+                self.try_h2(&origin, req, head, deadline).await
+            } else {
+                self.try_h1(&origin, req, head, deadline).await
             };
-            let conn = flight.conn.as_mut().expect("just set");
-            let reused = conn.uses > 0;
-            conn.uses += 1;
-            if let Err(e) = conn.sender.ready().await {
-                // The connection died while idle; nothing was written.
-                flight.sent = true;
-                drop(flight);
-                if reused && tries < MAX_TRIES {
+            let failed = match attempt {
+                Ok(response) => return Ok(response),
+                Err(failed) => failed,
+            };
+            let again = if !failed.reused || tries >= MAX_TRIES {
+                None
+            } else if let Some(back) = failed.back {
+                Some(back)
+            } else if failed.closed_early || failed.unprocessed {
+                replay.as_ref().map(Replay::request)
+            } else {
+                None
+            };
+            match again {
+                Some(next) => {
                     Counters::bump(&self.inner.counters.retried);
-                    continue;
+                    tracing::debug!(%origin, error = %failed.error, "retrying on another connection");
+                    req = next;
                 }
-                return Err(Error::request(&origin.authority(), e));
-            }
-            let (written, read) = (conn.wire.written(), conn.wire.read());
-            flight.sent = true;
-            let sending = conn.sender.try_send_request(req);
-            let result = match settings.response_header_timeout {
-                None => sending.await,
-                Some(t) => match tokio::time::timeout(t, sending).await {
-                    Ok(r) => r,
-                    Err(_) => return Err(Error::timeout(Phase::ResponseHeader)),
-                },
-            };
-            match result {
-                Ok(response) => {
-                    let keep = !settings.disable_keep_alives && keeps_alive(&response, head);
-                    let conn = flight.conn.take().expect("still held");
-                    let lease = Lease {
-                        conn,
-                        keep,
-                        drain: settings.drain,
-                        counters: self.inner.counters.clone(),
-                    };
-                    return Ok(response.map(|incoming| Body::new(incoming, lease, deadline)));
-                }
-                Err(mut e) => {
-                    let conn = flight.conn.as_ref().expect("still held");
-                    let nothing_written = conn.wire.written() == written;
-                    let nothing_read = conn.wire.read() == read;
-                    drop(flight);
-                    let back = e.take_message();
-                    let e = e.into_error();
-                    let again = if !reused || tries >= MAX_TRIES {
-                        None
-                    } else if let Some(back) = back.filter(|_| nothing_written) {
-                        Some(back)
-                    } else if nothing_read && closed_early(&e) {
-                        replay.as_ref().map(Replay::request)
-                    } else {
-                        None
-                    };
-                    match again {
-                        Some(next) => {
-                            Counters::bump(&self.inner.counters.retried);
-                            tracing::debug!(%origin, error = %e, "retrying on another connection");
-                            req = next;
-                        }
-                        None => return Err(Error::request(&origin.authority(), e)),
-                    }
-                }
+                None => return Err(failed.error),
             }
         }
+    }
+
+    /// One try on an HTTP/1.1 connection of its own.
+    async fn try_h1(
+        &self,
+        origin: &Origin,
+        req: Request<RequestBody>,
+        head: bool,
+        deadline: Option<Instant>,
+    ) -> Result<Response, Failed> {
+        let settings = &self.inner.settings;
+        let conn = self
+            .inner
+            .pool
+            .get_owned(origin)
+            .await
+            .map_err(|e| Failed::fatal(Error::pool(e)))?;
+        let mut flight = InFlight {
+            conn: Some(conn),
+            sent: false,
+        };
+        let conn = flight.conn.as_mut().expect("just set");
+        let reused = conn.uses > 0;
+        conn.uses += 1;
+        let wire = conn.wire.clone();
+        let Some(sender) = conn.sender.h1() else {
+            return Err(Failed::fatal(Error::config(
+                "http2_prior_knowledge",
+                "an HTTP/2 connection came back for an HTTP/1.1 origin",
+            )));
+        };
+        if let Err(e) = sender.ready().await {
+            // The connection died while idle; nothing was written.
+            flight.sent = true;
+            return Err(Failed {
+                error: Error::request(&origin.authority(), e),
+                reused,
+                back: Some(req),
+                closed_early: false,
+                unprocessed: false,
+            });
+        }
+        let (written, read) = (wire.written(), wire.read());
+        flight.sent = true;
+        let result = with_header_timeout(settings, sender.try_send_request(req)).await?;
+        match result {
+            Ok(response) => {
+                let keep = !settings.disable_keep_alives && keeps_alive(&response, head);
+                let conn = flight.conn.take().expect("still held");
+                Ok(self.respond(response, Hold::Conn(conn), keep, deadline))
+            }
+            Err(mut e) => {
+                drop(flight);
+                let nothing_written = wire.written() == written;
+                let back = e.take_message().filter(|_| nothing_written);
+                let e = e.into_error();
+                Err(Failed {
+                    closed_early: wire.read() == read && closed_early(&e),
+                    error: Error::request(&origin.authority(), e),
+                    reused,
+                    back,
+                    unprocessed: false,
+                })
+            }
+        }
+    }
+
+    /// One try as a stream of the origin's shared HTTP/2 connection. Byte counts say nothing
+    /// here (other streams share the socket): only a request hyper gives back unsent is
+    /// retried, as Go does for HTTP/2.
+    async fn try_h2(
+        &self,
+        origin: &Origin,
+        req: Request<RequestBody>,
+        head: bool,
+        deadline: Option<Instant>,
+    ) -> Result<Response, Failed> {
+        let stream = self
+            .inner
+            .h2
+            .acquire(&self.inner.pool, origin)
+            .await
+            .map_err(Failed::fatal)?;
+        let mut req = req;
+        *req.version_mut() = Version::HTTP_2;
+        let mut sender = stream.sender();
+        let result =
+            with_header_timeout(&self.inner.settings, sender.try_send_request(req)).await?;
+        match result {
+            Ok(response) => {
+                let keep = keeps_alive(&response, head);
+                Ok(self.respond(response, Hold::Stream(stream), keep, deadline))
+            }
+            Err(mut e) => {
+                let back = e.take_message();
+                let e = e.into_error();
+                let never_ran = unprocessed(&e);
+                Err(Failed {
+                    back,
+                    unprocessed: never_ran,
+                    error: Error::request(&origin.authority(), e),
+                    // A stream the server provably never processed may go again even on a
+                    // fresh connection: nothing of it ran.
+                    reused: stream.reused || never_ran,
+                    closed_early: false,
+                })
+            }
+        }
+    }
+
+    fn respond(
+        &self,
+        response: http::Response<hyper::body::Incoming>,
+        hold: Hold,
+        keep: bool,
+        deadline: Option<Instant>,
+    ) -> Response {
+        let lease = Lease {
+            hold,
+            keep,
+            drain: self.inner.settings.drain,
+            counters: self.inner.counters.clone(),
+        };
+        response.map(|incoming| Body::new(incoming, lease, deadline))
     }
 
     /// Counters and gauges over all hosts.
@@ -270,7 +395,13 @@ impl Client {
             drained: load(&c.drained),
             drain_failed: load(&c.drain_failed),
             not_reusable: load(&c.not_reusable),
+            streams: self.inner.h2.total_streams(),
         }
+    }
+
+    /// HTTP/2 streams open now on `origin`'s shared connection.
+    pub fn host_streams(&self, origin: &Origin) -> usize {
+        self.inner.h2.streams(origin)
     }
 
     /// The pool's stats for one host, or `None` when it has no connection and nobody waits.
@@ -308,14 +439,19 @@ impl std::fmt::Debug for Client {
 /// The origin, and the request as HTTP/1.1 sends it: origin-form target, `Host` set.
 fn prepare(
     req: Request<RequestBody>,
-    close: bool,
+    settings: &Settings,
 ) -> Result<(Origin, Request<RequestBody>), Error> {
+    let close = settings.disable_keep_alives && !settings.http2_prior_knowledge;
     let origin = Origin::from_uri(req.uri())?;
     let (mut parts, body) = req.into_parts();
-    if !parts.headers.contains_key(HOST) {
+    if !parts.headers.contains_key(HOST) && !settings.http2_prior_knowledge {
         let host = HeaderValue::from_str(&origin.authority())
             .map_err(|_| Error::invalid_url(&parts.uri, "has a host that is not a valid header"))?;
         parts.headers.insert(HOST, host);
+    }
+    if settings.http2_prior_knowledge {
+        // HTTP/2 carries the authority as a pseudo-header: keep the URI absolute.
+        return Ok((origin, Request::from_parts(parts, body)));
     }
     parts.uri = parts
         .uri
@@ -342,12 +478,15 @@ struct Replay {
 }
 
 impl Replay {
-    fn of(req: &Request<RequestBody>) -> Option<Replay> {
-        let idempotent = matches!(
-            *req.method(),
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-        ) || req.headers().contains_key("idempotency-key")
-            || req.headers().contains_key("x-idempotency-key");
+    /// A copy of an idempotent request with an in-memory body; with `any`, of every request
+    /// with an in-memory body (HTTP/2 can prove a stream was never processed).
+    fn of(req: &Request<RequestBody>, any: bool) -> Option<Replay> {
+        let idempotent =
+            any || matches!(
+                *req.method(),
+                Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+            ) || req.headers().contains_key("idempotency-key")
+                || req.headers().contains_key("x-idempotency-key");
         if !idempotent {
             return None;
         }
@@ -377,6 +516,17 @@ fn closed_early(e: &hyper::Error) -> bool {
         std::iter::successors(std::error::Error::source(e), |e| (*e).source())
             .any(|e| e.downcast_ref::<std::io::Error>().is_some())
     }
+}
+
+/// HTTP/2: the server refused the stream or said in a graceful GOAWAY that it will not
+/// process it (RFC 9113, 8.7): it never ran.
+fn unprocessed(e: &hyper::Error) -> bool {
+    std::iter::successors(std::error::Error::source(e), |e| (*e).source())
+        .filter_map(|e| e.downcast_ref::<h2::Error>())
+        .any(|e| {
+            e.reason() == Some(h2::Reason::REFUSED_STREAM)
+                || (e.is_go_away() && e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR))
+        })
 }
 
 /// Whether the connection may carry another request after this response (Go's

@@ -53,6 +53,7 @@ pub(crate) struct Settings {
     pub timeout: Option<Duration>,
     pub disable_keep_alives: bool,
     pub drain: Drain,
+    pub http2_prior_knowledge: bool,
 }
 
 /// Builds a [`Client`]. Every knob has Go's `DefaultTransport` default unless said otherwise.
@@ -116,6 +117,7 @@ impl Default for ClientBuilder {
                 timeout: None,
                 disable_keep_alives: false,
                 drain: Drain::default(),
+                http2_prior_knowledge: false,
             },
             hooks: None,
         }
@@ -199,6 +201,15 @@ impl ClientBuilder {
     /// 50 ms); [`Drain::NONE`] closes the connection, as Go does.
     pub fn drain(mut self, drain: Drain) -> Self {
         self.settings.drain = drain;
+        self
+    }
+
+    /// Speak HTTP/2 without negotiation (h2c with prior knowledge) to every `http://` origin.
+    /// One connection per origin then carries all concurrent requests as streams; it counts
+    /// once against `max_conns_per_host`, is `in_use` while it carries a stream, and idles
+    /// (with `idle_conn_timeout` and `idle_grace`) when the last stream ends. Default false.
+    pub fn http2_prior_knowledge(mut self, yes: bool) -> Self {
+        self.settings.http2_prior_knowledge = yes;
         self
     }
 

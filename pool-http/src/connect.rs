@@ -15,8 +15,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::body::RequestBody;
 use crate::config::Settings;
+use crate::manager::Sender;
 use crate::{ConnectError, Origin};
 
 /// Bytes read and written on one connection, shared by the socket and the pooled connection:
@@ -103,15 +103,16 @@ impl AsyncWrite for Counted {
     }
 }
 
-/// A live HTTP/1.1 connection: hyper's sending half (its connection task runs on its own)
-/// and the byte counts.
+/// A live connection: hyper's sending half (its connection task runs on its own) and the
+/// byte counts.
 pub(crate) struct Dialed {
-    pub sender: hyper::client::conn::http1::SendRequest<RequestBody>,
+    pub sender: Sender,
     pub wire: Arc<Wire>,
     pub task: tokio::task::AbortHandle,
 }
 
-/// Resolves `origin`, connects, and starts HTTP/1.1 on the socket.
+/// Resolves `origin`, connects, and starts HTTP/1.1 (or HTTP/2 with prior knowledge) on the
+/// socket.
 pub(crate) async fn dial(origin: &Origin, settings: &Settings) -> Result<Dialed, ConnectError> {
     let timeout = settings.connect_timeout;
     let deadline = Instant::now() + timeout;
@@ -140,20 +141,33 @@ pub(crate) async fn dial(origin: &Origin, settings: &Settings) -> Result<Dialed,
         io: tcp,
         wire: wire.clone(),
     });
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(io)
-        .await
-        .map_err(|source| ConnectError::Handshake {
-            host: origin.authority(),
-            source,
-        })?;
-    let task = tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "http connection ended with an error");
-        }
-    })
-    .abort_handle();
+    let handshake = |source| ConnectError::Handshake {
+        host: origin.authority(),
+        source,
+    };
+    let (sender, task) = if settings.http2_prior_knowledge {
+        let (sender, conn) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .handshake(io)
+                .await
+                .map_err(handshake)?;
+        (Sender::H2(sender), tokio::spawn(log_end(conn)))
+    } else {
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(handshake)?;
+        (Sender::H1(sender), tokio::spawn(log_end(conn)))
+    };
+    let task = task.abort_handle();
     Ok(Dialed { sender, wire, task })
+}
+
+/// Drives hyper's connection until it ends.
+async fn log_end<F: std::future::Future<Output = hyper::Result<()>>>(conn: F) {
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "http connection ended with an error");
+    }
 }
 
 /// Tries each address in turn; each gets an equal share of the time left (Go's

@@ -27,13 +27,15 @@
 //! # }
 //! ```
 //!
-//! HTTP/1.1 over TCP for now; HTTP/2 and TLS come next.
+//! HTTP/1.1, and HTTP/2 with prior knowledge ([`ClientBuilder::http2_prior_knowledge`]): one
+//! connection per origin carries all concurrent requests. TLS comes next.
 
 mod body;
 mod client;
 mod config;
 mod connect;
 mod error;
+mod h2;
 mod manager;
 mod origin;
 

@@ -10,9 +10,39 @@ use crate::config::Settings;
 use crate::connect::{Wire, dial};
 use crate::{ConnectError, Origin};
 
-/// One HTTP/1.1 connection in the pool.
+/// hyper's sending half of a connection.
+pub(crate) enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<RequestBody>),
+    H2(hyper::client::conn::http2::SendRequest<RequestBody>),
+}
+
+impl Sender {
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
+    }
+
+    pub fn h1(&mut self) -> Option<&mut hyper::client::conn::http1::SendRequest<RequestBody>> {
+        match self {
+            Sender::H1(s) => Some(s),
+            Sender::H2(_) => None,
+        }
+    }
+
+    pub fn h2(&self) -> Option<&hyper::client::conn::http2::SendRequest<RequestBody>> {
+        match self {
+            Sender::H2(s) => Some(s),
+            Sender::H1(_) => None,
+        }
+    }
+}
+
+/// One connection in the pool (HTTP/1.1, or HTTP/2 shared by many requests while checked
+/// out: see [`h2`](crate::h2)).
 pub(crate) struct HttpConn {
-    pub sender: hyper::client::conn::http1::SendRequest<RequestBody>,
+    pub sender: Sender,
     pub wire: Arc<Wire>,
     /// Requests sent on it so far; above 0 it is "reused" in Go's sense.
     pub uses: u64,

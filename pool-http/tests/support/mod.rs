@@ -44,16 +44,35 @@ pub struct Server {
     accepts: Arc<AtomicUsize>,
     live: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
+    goaway: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
-    /// Serves every request with `handler`.
+    /// Serves every request with `handler` over HTTP/1.1.
     pub async fn start<F, Fut>(handler: F) -> Server
     where
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<ResBody>> + Send + 'static,
     {
+        Server::start_with(false, handler).await
+    }
+
+    /// Serves every request with `handler` over HTTP/2 without TLS (h2c, prior knowledge).
+    pub async fn start_h2<F, Fut>(handler: F) -> Server
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<ResBody>> + Send + 'static,
+    {
+        Server::start_with(true, handler).await
+    }
+
+    async fn start_with<F, Fut>(h2: bool, handler: F) -> Server
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<ResBody>> + Send + 'static,
+    {
+        let (goaway, goaway_rx) = tokio::sync::watch::channel(false);
         let handler: Handler = Arc::new(move |req| Box::pin(handler(req)));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -70,14 +89,32 @@ impl Server {
                 let now = l.fetch_add(1, Ordering::SeqCst) + 1;
                 p.fetch_max(now, Ordering::SeqCst);
                 let (handler, l) = (handler.clone(), l.clone());
+                let mut goaway = goaway_rx.clone();
+                // Only connections open at `goaway()` get it; later ones serve normally.
+                goaway.borrow_and_update();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         let fut = handler(req);
                         async move { Ok::<_, Infallible>(fut.await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    if h2 {
+                        let conn = hyper::server::conn::http2::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
+                        .serve_connection(TokioIo::new(stream), service);
+                        tokio::pin!(conn);
+                        tokio::select! {
+                            _ = conn.as_mut() => {}
+                            _ = goaway.changed() => {
+                                conn.as_mut().graceful_shutdown();
+                                let _ = conn.await;
+                            }
+                        }
+                    } else {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    }
                     l.fetch_sub(1, Ordering::SeqCst);
                 });
             }
@@ -87,8 +124,15 @@ impl Server {
             accepts,
             live,
             peak,
+            goaway,
             task,
         }
+    }
+
+    /// HTTP/2: sends GOAWAY on every open connection (a graceful shutdown: streams in flight
+    /// finish, no new ones are accepted, then the connection closes).
+    pub fn goaway(&self) {
+        let _ = self.goaway.send(true);
     }
 
     /// Answers every request with a body of `n` bytes.
