@@ -23,9 +23,9 @@ use tokio::time::Instant;
 
 use crate::body::{Body, Hold, Lease, RequestBody};
 use crate::config::{ClientBuilder, Settings};
-use crate::h2::H2Conns;
+use crate::h2::{H2Conns, StreamLease};
 use crate::manager::{Counters, Dialer};
-use crate::{Error, Origin, Phase};
+use crate::{ConnectError, Error, Origin, Phase};
 
 /// A response whose body streams and holds its connection until the end.
 pub type Response = http::Response<Body>;
@@ -225,12 +225,22 @@ impl Client {
     ) -> Result<Response, Error> {
         let settings = &self.inner.settings;
         let (origin, mut req) = prepare(req, settings)?;
+        if origin.is_https() && !settings.has_tls() {
+            return Err(Error::new(crate::error::Kind::Dial(ConnectError::NoTls {
+                host: origin.authority(),
+            })));
+        }
         let replay = Replay::of(&req, settings.http2_prior_knowledge);
         let head = req.method() == Method::HEAD;
         let mut tries = 0;
         loop {
             tries += 1;
-            let attempt = if settings.http2_prior_knowledge {
+            let h2 = if origin.is_https() {
+                self.inner.h2.negotiated_h2(&origin)
+            } else {
+                settings.http2_prior_knowledge
+            };
+            let attempt = if h2 {
                 self.try_h2(&origin, req, head, deadline).await
             } else {
                 self.try_h1(&origin, req, head, deadline).await
@@ -278,6 +288,16 @@ impl Client {
             conn: Some(conn),
             sent: false,
         };
+        if flight
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.sender.h2().is_some())
+        {
+            // ALPN chose HTTP/2: this connection becomes the origin's shared one.
+            let conn = flight.conn.take().expect("just checked");
+            let stream = self.inner.h2.adopt(origin, conn);
+            return self.send_stream(origin, stream, req, head, deadline).await;
+        }
         let conn = flight.conn.as_mut().expect("just set");
         let reused = conn.uses > 0;
         conn.uses += 1;
@@ -334,14 +354,33 @@ impl Client {
         head: bool,
         deadline: Option<Instant>,
     ) -> Result<Response, Failed> {
-        let stream = self
-            .inner
-            .h2
-            .acquire(&self.inner.pool, origin)
-            .await
-            .map_err(Failed::fatal)?;
-        let mut req = req;
-        *req.version_mut() = Version::HTTP_2;
+        let stream = match self.inner.h2.acquire(&self.inner.pool, origin).await {
+            Ok(Some(stream)) => stream,
+            // The server no longer offers HTTP/2: go again over HTTP/1.1.
+            Ok(None) => {
+                return Err(Failed {
+                    error: Error::config("tls", "the server stopped offering HTTP/2"),
+                    reused: true,
+                    back: Some(req),
+                    closed_early: false,
+                    unprocessed: false,
+                });
+            }
+            Err(e) => return Err(Failed::fatal(e)),
+        };
+        self.send_stream(origin, stream, req, head, deadline).await
+    }
+
+    /// Sends `req` as one stream of a shared HTTP/2 connection.
+    async fn send_stream(
+        &self,
+        origin: &Origin,
+        stream: StreamLease,
+        mut req: Request<RequestBody>,
+        head: bool,
+        deadline: Option<Instant>,
+    ) -> Result<Response, Failed> {
+        as_h2(origin, &mut req);
         let mut sender = stream.sender();
         let result =
             with_header_timeout(&self.inner.settings, sender.try_send_request(req)).await?;
@@ -466,6 +505,22 @@ fn prepare(
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
     Ok((origin, Request::from_parts(parts, body)))
+}
+
+/// Makes a request prepared for HTTP/1.1 fit HTTP/2: an absolute URI (the authority travels as
+/// a pseudo-header), no `Host` or connection-specific headers.
+fn as_h2(origin: &Origin, req: &mut Request<RequestBody>) {
+    *req.version_mut() = Version::HTTP_2;
+    if req.uri().scheme().is_none() {
+        let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let absolute = format!("{}://{}{path}", origin.scheme(), origin.authority());
+        if let Ok(uri) = absolute.parse() {
+            *req.uri_mut() = uri;
+        }
+    }
+    let headers = req.headers_mut();
+    headers.remove(HOST);
+    headers.remove(CONNECTION);
 }
 
 /// What is needed to send a replayable request again (Go's `isReplayable`).

@@ -54,6 +54,19 @@ pub(crate) struct Settings {
     pub disable_keep_alives: bool,
     pub drain: Drain,
     pub http2_prior_knowledge: bool,
+    pub tls_handshake_timeout: Duration,
+    #[cfg(feature = "tls")]
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Settings {
+    /// Whether `https` URLs can be served.
+    pub fn has_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
 }
 
 /// Builds a [`Client`]. Every knob has Go's `DefaultTransport` default unless said otherwise.
@@ -66,6 +79,7 @@ pub(crate) struct Settings {
 /// | [`idle_conn_timeout`](Self::idle_conn_timeout) | 90 s (0: none) | `IdleConnTimeout` |
 /// | [`disable_keep_alives`](Self::disable_keep_alives) | false | `DisableKeepAlives` |
 /// | [`connect_timeout`](Self::connect_timeout) | 30 s | `Dialer.Timeout` |
+/// | [`tls_handshake_timeout`](Self::tls_handshake_timeout) | 10 s | `TLSHandshakeTimeout` |
 /// | [`tcp_keepalive`](Self::tcp_keepalive) | 30 s | `Dialer.KeepAlive` |
 /// | [`response_header_timeout`](Self::response_header_timeout) | none | `ResponseHeaderTimeout` |
 /// | [`timeout`](Self::timeout) | none | `Client.Timeout` |
@@ -118,6 +132,9 @@ impl Default for ClientBuilder {
                 disable_keep_alives: false,
                 drain: Drain::default(),
                 http2_prior_knowledge: false,
+                tls_handshake_timeout: Duration::from_secs(10),
+                #[cfg(feature = "tls")]
+                tls: None,
             },
             hooks: None,
         }
@@ -204,7 +221,25 @@ impl ClientBuilder {
         self
     }
 
-    /// Speak HTTP/2 without negotiation (h2c with prior knowledge) to every `http://` origin.
+    /// Longest a TLS handshake may take (`TLSHandshakeTimeout`). Default 10 s; must not be
+    /// zero.
+    pub fn tls_handshake_timeout(mut self, d: Duration) -> Self {
+        self.settings.tls_handshake_timeout = d;
+        self
+    }
+
+    /// Feature `tls`: the rustls configuration for `https` URLs (roots, client certificate,
+    /// crypto provider). ALPN offers `h2` and `http/1.1` unless the config names its own
+    /// protocols: a server that picks `h2` gets one shared HTTP/2 connection per origin.
+    /// Without it, an `https` request fails with [`is_tls`](Error::is_tls).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: rustls::ClientConfig) -> Self {
+        self.settings.tls = Some(crate::tls::with_alpn(config));
+        self
+    }
+
+    /// Speak HTTP/2 without negotiation (h2c with prior knowledge) to every `http://` origin
+    /// (`https://` origins negotiate with ALPN).
     /// One connection per origin then carries all concurrent requests as streams; it counts
     /// once against `max_conns_per_host`, is `in_use` while it carries a stream, and idles
     /// (with `idle_conn_timeout` and `idle_grace`) when the last stream ends. Default false.
@@ -236,6 +271,9 @@ impl ClientBuilder {
         if s.connect_timeout.is_zero() {
             return Err(Error::config("connect_timeout", "must be above zero"));
         }
+        if s.tls_handshake_timeout.is_zero() {
+            return Err(Error::config("tls_handshake_timeout", "must be above zero"));
+        }
         let per_host_idle = if s.disable_keep_alives {
             0
         } else if self.max_idle_conns_per_host == 0 {
@@ -256,7 +294,9 @@ impl ClientBuilder {
                     .then_some(self.idle_conn_timeout),
                 // The dial enforces `connect_timeout` itself and says so; this only bounds a
                 // dial that ignores it.
-                create_timeout: Some(s.connect_timeout + Duration::from_secs(5)),
+                create_timeout: Some(
+                    s.connect_timeout + s.tls_handshake_timeout + Duration::from_secs(5),
+                ),
                 ..Config::default()
             },
         };

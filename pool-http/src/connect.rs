@@ -38,15 +38,16 @@ impl Wire {
 }
 
 pin_project_lite::pin_project! {
-    /// A socket that counts into a [`Wire`].
-    pub(crate) struct Counted {
+    /// A socket (or a TLS stream: then the plain text is counted) that counts into a
+    /// [`Wire`].
+    pub(crate) struct Counted<S> {
         #[pin]
-        io: TcpStream,
+        io: S,
         wire: Arc<Wire>,
     }
 }
 
-impl AsyncRead for Counted {
+impl<S: AsyncRead> AsyncRead for Counted<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -63,7 +64,7 @@ impl AsyncRead for Counted {
     }
 }
 
-impl AsyncWrite for Counted {
+impl<S: AsyncWrite> AsyncWrite for Counted<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -137,15 +138,41 @@ pub(crate) async fn dial(origin: &Origin, settings: &Settings) -> Result<Dialed,
     let tcp = connect_any(&addrs, deadline, host, timed_out).await?;
     set_options(&tcp, settings.tcp_keepalive);
     let wire = Arc::new(Wire::default());
+    if origin.is_https() {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &settings.tls {
+            let (stream, h2) =
+                crate::tls::handshake(tcp, origin, tls, settings.tls_handshake_timeout).await?;
+            let (sender, task) = start(stream, h2, &wire, origin).await?;
+            return Ok(Dialed { sender, wire, task });
+        }
+        return Err(ConnectError::NoTls {
+            host: origin.authority(),
+        });
+    }
+    let (sender, task) = start(tcp, settings.http2_prior_knowledge, &wire, origin).await?;
+    Ok(Dialed { sender, wire, task })
+}
+
+/// Starts HTTP/1.1 or HTTP/2 on a connected stream, hyper's connection task on its own.
+async fn start<S>(
+    io: S,
+    h2: bool,
+    wire: &Arc<Wire>,
+    origin: &Origin,
+) -> Result<(Sender, tokio::task::AbortHandle), ConnectError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(Counted {
-        io: tcp,
+        io,
         wire: wire.clone(),
     });
     let handshake = |source| ConnectError::Handshake {
         host: origin.authority(),
         source,
     };
-    let (sender, task) = if settings.http2_prior_knowledge {
+    let (sender, task) = if h2 {
         let (sender, conn) =
             hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
                 .handshake(io)
@@ -159,8 +186,7 @@ pub(crate) async fn dial(origin: &Origin, settings: &Settings) -> Result<Dialed,
             .map_err(handshake)?;
         (Sender::H1(sender), tokio::spawn(log_end(conn)))
     };
-    let task = task.abort_handle();
-    Ok(Dialed { sender, wire, task })
+    Ok((sender, task.abort_handle()))
 }
 
 /// Drives hyper's connection until it ends.

@@ -15,6 +15,8 @@ pub enum Phase {
     Acquire,
     /// Resolving the host and connecting (`connect_timeout`, Go's `Dialer.Timeout`).
     Connect,
+    /// The TLS handshake (`tls_handshake_timeout`, Go's `TLSHandshakeTimeout`).
+    TlsHandshake,
     /// Waiting for the response head after the request was sent (`response_header_timeout`).
     ResponseHeader,
     /// The whole request, body included (`ClientBuilder::timeout`, Go's `Client.Timeout`).
@@ -26,6 +28,7 @@ impl fmt::Display for Phase {
         f.write_str(match self {
             Phase::Acquire => "waiting for a connection",
             Phase::Connect => "connecting",
+            Phase::TlsHandshake => "in the tls handshake",
             Phase::ResponseHeader => "waiting for the response header",
             Phase::Request => "the whole request",
         })
@@ -60,6 +63,30 @@ pub enum ConnectError {
         /// The socket error.
         #[source]
         source: std::io::Error,
+    },
+    /// The TLS handshake failed (certificate not trusted, wrong name, no common protocol).
+    #[error("tls handshake with {host} failed")]
+    Tls {
+        /// The host.
+        host: String,
+        /// The TLS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS handshake took longer than `tls_handshake_timeout`.
+    #[error("tls handshake with {host} timed out after {timeout:?}")]
+    TlsTimeout {
+        /// The host.
+        host: String,
+        /// The `tls_handshake_timeout` in force.
+        timeout: Duration,
+    },
+    /// An `https` URL, but the client has no TLS configuration (feature `tls` and
+    /// `ClientBuilder::tls`).
+    #[error("https to {host} needs TLS: enable the `tls` feature and set ClientBuilder::tls")]
+    NoTls {
+        /// The host.
+        host: String,
     },
     /// Resolving and connecting took longer than `connect_timeout`.
     #[error("connect to {host} timed out after {timeout:?}")]
@@ -104,10 +131,12 @@ pub struct Error {
 pub(crate) enum Kind {
     #[error("invalid url `{url}`: {reason}")]
     InvalidUrl { url: String, reason: &'static str },
-    #[error("unsupported url scheme `{0}` (http is supported)")]
+    #[error("unsupported url scheme `{0}` (http and https are supported)")]
     UnsupportedScheme(String),
     #[error("{0}")]
     Pool(#[source] pool_core::Error),
+    #[error("{0}")]
+    Dial(#[source] ConnectError),
     #[error("request to {host} failed")]
     Request {
         host: String,
@@ -198,6 +227,9 @@ impl Error {
             _ if matches!(self.connect_error(), Some(ConnectError::Timeout { .. })) => {
                 Some(Phase::Connect)
             }
+            _ if matches!(self.connect_error(), Some(ConnectError::TlsTimeout { .. })) => {
+                Some(Phase::TlsHandshake)
+            }
             Kind::Pool(e) if e.is_timeout() => Some(Phase::Connect),
             _ => None,
         }
@@ -220,6 +252,19 @@ impl Error {
         matches!(
             self.connect_error(),
             Some(ConnectError::Dns { .. } | ConnectError::NoAddress { .. })
+        )
+    }
+
+    /// TLS failed: the handshake (an untrusted certificate, a wrong name), its timeout, or an
+    /// `https` URL on a client without TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(
+            self.connect_error(),
+            Some(
+                ConnectError::Tls { .. }
+                    | ConnectError::TlsTimeout { .. }
+                    | ConnectError::NoTls { .. }
+            )
         )
     }
 

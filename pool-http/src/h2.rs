@@ -16,7 +16,7 @@
 //!   the next request; its open streams finish on it, and the last one returns it to the pool,
 //!   whose health check closes it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -28,12 +28,17 @@ use crate::body::RequestBody;
 use crate::manager::Dialer;
 use crate::{Error, Origin};
 
+/// Most `https` origins remembered as HTTP/2 at once.
+const MAX_NEGOTIATED: usize = 4096;
+
 type H2Sender = hyper::client::conn::http2::SendRequest<RequestBody>;
 
 /// The shared HTTP/2 connections of a client, by origin.
 #[derive(Default)]
 pub(crate) struct H2Conns {
     map: Mutex<HashMap<Origin, Slot>>,
+    /// `https` origins whose server chose HTTP/2 in ALPN.
+    negotiated: Mutex<HashSet<Origin>>,
     /// Streams open on every connection, those that left the map (closing) included.
     open_streams: AtomicUsize,
 }
@@ -98,6 +103,54 @@ impl H2Conns {
         }
     }
 
+    /// Whether `origin`'s server chose HTTP/2 (ALPN) on the last connection made to it.
+    pub fn negotiated_h2(&self, origin: &Origin) -> bool {
+        self.negotiated.lock().contains(origin)
+    }
+
+    /// Makes `conn`, a new HTTP/2 connection of `origin` (chosen in ALPN), the origin's
+    /// shared connection unless one is live already, and opens a stream on it.
+    pub fn adopt(
+        self: &Arc<Self>,
+        origin: &Origin,
+        mut conn: KeyedPooled<'static, Dialer>,
+    ) -> StreamLease {
+        {
+            let mut negotiated = self.negotiated.lock();
+            // A memory bound for clients that meet endless origins: forgetting only costs the
+            // next request to each a first try over the HTTP/1.1 path, which adopts again.
+            if negotiated.len() >= MAX_NEGOTIATED {
+                negotiated.clear();
+            }
+            negotiated.insert(origin.clone());
+        }
+        let reused = conn.uses > 0;
+        conn.uses += 1;
+        let sender = conn.sender.h2().expect("an HTTP/2 connection").clone();
+        let shared = Arc::new(Shared {
+            sender,
+            streams: AtomicUsize::new(1),
+            conn: Mutex::new(Some(conn)),
+        });
+        let mut map = self.map.lock();
+        let live = matches!(map.get(origin), Some(Slot::Ready(s)) if !s.sender.is_closed());
+        if !live
+            && let Some(Slot::Dialing(waiters)) =
+                map.insert(origin.clone(), Slot::Ready(shared.clone()))
+        {
+            waiters.notify_waiters();
+        }
+        // Otherwise this one serves its stream and idles; the live one stays the shared one.
+        drop(map);
+        self.open_streams.fetch_add(1, Ordering::AcqRel);
+        StreamLease {
+            conns: self.clone(),
+            origin: origin.clone(),
+            shared,
+            reused,
+        }
+    }
+
     /// Streams open now on all connections.
     pub fn total_streams(&self) -> usize {
         self.open_streams.load(Ordering::Acquire)
@@ -110,11 +163,14 @@ impl H2Conns {
     /// Dropped while waiting, nothing is held; dropped while its own dial is in flight, the
     /// waiters are woken and the dial's connection (which the pool completes regardless)
     /// goes idle.
+    ///
+    /// `None` when the connection the pool gave is HTTP/1.1 (an `https` server that no longer
+    /// offers HTTP/2): the origin is then treated as HTTP/1.1 again.
     pub async fn acquire(
         self: &Arc<Self>,
         pool: &KeyedPool<Dialer>,
         origin: &Origin,
-    ) -> Result<StreamLease, Error> {
+    ) -> Result<Option<StreamLease>, Error> {
         loop {
             let mut dead = None;
             let waiting = {
@@ -124,12 +180,12 @@ impl H2Conns {
                         shared.streams.fetch_add(1, Ordering::AcqRel);
                         self.open_streams.fetch_add(1, Ordering::AcqRel);
                         // Another stream opened it: it is reused.
-                        return Ok(StreamLease {
+                        return Ok(Some(StreamLease {
                             conns: self.clone(),
                             origin: origin.clone(),
                             shared: shared.clone(),
                             reused: true,
-                        });
+                        }));
                     }
                     Some(Slot::Ready(_)) => {
                         // Closed or GOAWAY: no new streams on it.
@@ -169,7 +225,7 @@ impl H2Conns {
         self: &Arc<Self>,
         pool: &KeyedPool<Dialer>,
         origin: &Origin,
-    ) -> Result<StreamLease, Error> {
+    ) -> Result<Option<StreamLease>, Error> {
         let mut slot = DialSlot {
             conns: self,
             origin,
@@ -179,10 +235,10 @@ impl H2Conns {
         let reused = conn.uses > 0;
         conn.uses += 1;
         let Some(sender) = conn.sender.h2().cloned() else {
-            return Err(Error::config(
-                "http2_prior_knowledge",
-                "an HTTP/1.1 connection came back for an HTTP/2 origin",
-            ));
+            // An `https` server that answered ALPN with HTTP/1.1 this time: the connection
+            // goes back to the pool for the HTTP/1.1 path.
+            self.negotiated.lock().remove(origin);
+            return Ok(None);
         };
         let shared = Arc::new(Shared {
             sender,
@@ -198,12 +254,12 @@ impl H2Conns {
         if let Some(Slot::Dialing(waiters)) = previous {
             waiters.notify_waiters();
         }
-        Ok(StreamLease {
+        Ok(Some(StreamLease {
             conns: self.clone(),
             origin: origin.clone(),
             shared,
             reused,
-        })
+        }))
     }
 }
 

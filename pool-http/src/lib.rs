@@ -38,6 +38,8 @@ mod error;
 mod h2;
 mod manager;
 mod origin;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use body::{Body, BoxError, RequestBody};
 pub use client::{Client, ClientStats, Response};

@@ -10,7 +10,8 @@ use crate::Error;
 
 /// A (scheme, host, port) triple: the key connections are pooled and limited by.
 ///
-/// Built from a request's absolute URL; the port defaults from the scheme (80 for `http`).
+/// Built from a request's absolute URL; the port defaults from the scheme (80 for `http`,
+/// 443 for `https`).
 /// Host names compare case-insensitively (they are lowercased).
 ///
 /// # Examples
@@ -22,11 +23,19 @@ use crate::Error;
 /// assert_eq!(origin.host(), "example.com");
 /// assert_eq!(origin.port(), 80);
 /// assert_eq!(origin.to_string(), "http://example.com:80");
+/// assert_eq!(Origin::from_url("https://example.com").unwrap().port(), 443);
 /// assert!(Origin::from_url("ftp://example.com/").unwrap_err().is_invalid_url());
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
-    inner: Arc<(Box<str>, u16)>,
+    inner: Arc<Parts>,
+}
+
+#[derive(PartialEq, Eq, Hash)]
+struct Parts {
+    https: bool,
+    host: Box<str>,
+    port: u16,
 }
 
 impl Origin {
@@ -34,7 +43,7 @@ impl Origin {
     ///
     /// # Errors
     /// [`is_invalid_url`](Error::is_invalid_url) for a URL that does not parse, has no host,
-    /// or whose scheme is not `http`.
+    /// or whose scheme is neither `http` nor `https`.
     pub fn from_url(url: &str) -> Result<Origin, Error> {
         let uri: Uri = url
             .parse()
@@ -50,39 +59,52 @@ impl Origin {
         let scheme = uri
             .scheme()
             .ok_or_else(|| Error::invalid_url(uri, "is not absolute (no scheme)"))?;
-        if *scheme != Scheme::HTTP {
+        let https = if *scheme == Scheme::HTTP {
+            false
+        } else if *scheme == Scheme::HTTPS {
+            true
+        } else {
             return Err(Error::new(crate::error::Kind::UnsupportedScheme(
                 scheme.as_str().to_owned(),
             )));
-        }
+        };
         let host = uri
             .host()
             .filter(|h| !h.is_empty())
             .ok_or_else(|| Error::invalid_url(uri, "has no host"))?;
         // `[::1]` in a URL is the address `::1`.
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = uri.port_u16().unwrap_or(80);
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         if port == 0 {
             return Err(Error::invalid_url(uri, "has port 0"));
         }
         Ok(Origin {
-            inner: Arc::new((host.to_ascii_lowercase().into_boxed_str(), port)),
+            inner: Arc::new(Parts {
+                https,
+                host: host.to_ascii_lowercase().into_boxed_str(),
+                port,
+            }),
         })
     }
 
-    /// The scheme; `http` for now.
+    /// The scheme: `http` or `https`.
     pub fn scheme(&self) -> &'static str {
-        "http"
+        if self.inner.https { "https" } else { "http" }
+    }
+
+    /// Whether connections to it use TLS.
+    pub fn is_https(&self) -> bool {
+        self.inner.https
     }
 
     /// The host name or address, lowercased, without IPv6 brackets.
     pub fn host(&self) -> &str {
-        &self.inner.0
+        &self.inner.host
     }
 
     /// The port, explicit or the scheme's default.
     pub fn port(&self) -> u16 {
-        self.inner.1
+        self.inner.port
     }
 
     /// The `Host` header value: the host, with the port unless it is the scheme's default.
@@ -93,7 +115,7 @@ impl Origin {
         } else {
             host.to_owned()
         };
-        if self.port() == 80 {
+        if self.port() == if self.is_https() { 443 } else { 80 } {
             host
         } else {
             format!("{host}:{}", self.port())

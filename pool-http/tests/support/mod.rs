@@ -38,6 +38,10 @@ pub fn chunked(chunks: usize, size: usize) -> ResBody {
     StreamBody::new(futures_util::stream::iter(frames)).boxed()
 }
 
+/// A plain or TLS stream the server speaks HTTP on.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// A hyper HTTP/1.1 server on 127.0.0.1 that counts accepted and live connections.
 pub struct Server {
     pub addr: SocketAddr,
@@ -55,7 +59,7 @@ impl Server {
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<ResBody>> + Send + 'static,
     {
-        Server::start_with(false, handler).await
+        Server::start_with_plain(false, handler).await
     }
 
     /// Serves every request with `handler` over HTTP/2 without TLS (h2c, prior knowledge).
@@ -64,10 +68,53 @@ impl Server {
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<ResBody>> + Send + 'static,
     {
-        Server::start_with(true, handler).await
+        Server::start_with_plain(true, handler).await
     }
 
-    async fn start_with<F, Fut>(h2: bool, handler: F) -> Server
+    /// Serves `handler` over TLS with a certificate for 127.0.0.1 made here, offering `alpn`
+    /// (HTTP/2 when the client picks `h2`); returns the certificate to trust.
+    pub async fn start_tls<F, Fut>(
+        alpn: &[&[u8]],
+        handler: F,
+    ) -> (Server, rustls::pki_types::CertificateDer<'static>)
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<ResBody>> + Send + 'static,
+    {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let der = cert.der().clone();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![der.clone()], key)
+        .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        (
+            Server::start_with(Some(acceptor), false, handler).await,
+            der,
+        )
+    }
+
+    async fn start_with_plain<F, Fut>(h2: bool, handler: F) -> Server
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<ResBody>> + Send + 'static,
+    {
+        Server::start_with(None, h2, handler).await
+    }
+
+    async fn start_with<F, Fut>(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        h2: bool,
+        handler: F,
+    ) -> Server
     where
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<ResBody>> + Send + 'static,
@@ -89,6 +136,7 @@ impl Server {
                 let now = l.fetch_add(1, Ordering::SeqCst) + 1;
                 p.fetch_max(now, Ordering::SeqCst);
                 let (handler, l) = (handler.clone(), l.clone());
+                let tls = tls.clone();
                 let mut goaway = goaway_rx.clone();
                 // Only connections open at `goaway()` get it; later ones serve normally.
                 goaway.borrow_and_update();
@@ -97,6 +145,19 @@ impl Server {
                         let fut = handler(req);
                         async move { Ok::<_, Infallible>(fut.await) }
                     });
+                    let (stream, h2): (Box<dyn Io>, bool) = match tls {
+                        None => (Box::new(stream), h2),
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(s) => {
+                                let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+                                (Box::new(s), h2)
+                            }
+                            Err(_) => {
+                                l.fetch_sub(1, Ordering::SeqCst);
+                                return;
+                            }
+                        },
+                    };
                     if h2 {
                         let conn = hyper::server::conn::http2::Builder::new(
                             hyper_util::rt::TokioExecutor::new(),
