@@ -25,7 +25,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::config::Drain;
 use crate::h2::StreamLease;
-use crate::manager::{Counters, Dialer};
+use crate::manager::{Counters, Dialer, DrainTicket};
 use crate::{Error, Phase};
 
 /// A boxed error, as request bodies report them.
@@ -195,6 +195,14 @@ impl Lease {
         match self.hold {
             Hold::Conn(conn) => KeyedPooled::discard(conn),
             Hold::Stream(stream) => drop(stream),
+        }
+    }
+
+    /// Marks a drain of this connection as in flight (HTTP/1.1 only).
+    fn ticket(&self) -> Option<DrainTicket> {
+        match &self.hold {
+            Hold::Conn(conn) => Some(DrainTicket::new(&self.counters, KeyedPooled::key(conn))),
+            Hold::Stream(_) => None,
         }
     }
 
@@ -419,7 +427,8 @@ impl Drop for Body {
                 Poll::Ready(Some(Err(_))) => break,
                 Poll::Pending => match tokio::runtime::Handle::try_current() {
                     Ok(rt) => {
-                        drop(rt.spawn(drain(incoming, lease, left)));
+                        let ticket = lease.ticket();
+                        drop(rt.spawn(drain(incoming, lease, left, ticket)));
                         return;
                     }
                     Err(_) => break,
@@ -433,7 +442,9 @@ impl Drop for Body {
 
 /// Reads what is left of a dropped body within the budget (`left` bytes, the drain time);
 /// the connection is pooled if the body ends, closed otherwise.
-async fn drain(mut body: Incoming, lease: Lease, mut left: usize) {
+///
+/// `_ticket` marks the drain as in flight until the connection is back (or closed).
+async fn drain(mut body: Incoming, lease: Lease, mut left: usize, _ticket: Option<DrainTicket>) {
     let deadline = Instant::now() + lease.drain.max_time;
     loop {
         match tokio::time::timeout_at(deadline, body.frame()).await {

@@ -278,6 +278,20 @@ impl Client {
         deadline: Option<Instant>,
     ) -> Result<Response, Failed> {
         let settings = &self.inner.settings;
+        if self.inner.counters.drains.any()
+            && self
+                .inner
+                .pool
+                .key_stats(origin)
+                .is_some_and(|s| s.idle == 0)
+        {
+            // A connection of this origin being drained is back within the drain budget.
+            self.inner
+                .counters
+                .drains
+                .wait_for(origin, settings.drain.max_time)
+                .await;
+        }
         let conn = self
             .inner
             .pool

@@ -1,7 +1,11 @@
 //! The pooled connection and the [`KeyedManager`] that dials it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use pool_core::{Health, KeyedManager, async_trait};
 
@@ -60,9 +64,11 @@ impl Drop for HttpConn {
     }
 }
 
-/// Counters the pool does not keep: what happened to responses and retries.
+/// Counters the pool does not keep: what happened to responses and retries; and the drains
+/// in flight, which a request for the same origin waits for rather than dial.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    pub drains: Drains,
     pub requests: AtomicU64,
     pub retried: AtomicU64,
     pub drained: AtomicU64,
@@ -74,6 +80,77 @@ pub(crate) struct Counters {
 impl Counters {
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Bodies being drained in the background, by origin. A connection being drained comes back
+/// within the drain's time budget (or is closed): a request of that origin that finds no idle
+/// connection waits for it (at most that budget) instead of dialling one it will not need.
+#[derive(Debug, Default)]
+pub(crate) struct Drains {
+    active: AtomicUsize,
+    by_origin: parking_lot::Mutex<HashMap<Origin, (usize, Arc<Notify>)>>,
+}
+
+/// One drain in flight; its drop wakes the requests waiting for it.
+pub(crate) struct DrainTicket {
+    drains: Arc<Counters>,
+    origin: Origin,
+}
+
+impl Drains {
+    /// Whether any drain is in flight (one atomic load: the request path asks every time).
+    pub fn any(&self) -> bool {
+        self.active.load(Ordering::Acquire) > 0
+    }
+
+    /// Waits (at most `budget`) for a drain of `origin` to end, if one is in flight.
+    pub async fn wait_for(&self, origin: &Origin, budget: Duration) {
+        if self.active.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let notified = {
+            let map = self.by_origin.lock();
+            let Some((_, notify)) = map.get(origin) else {
+                return;
+            };
+            let mut notified = Box::pin(notify.clone().notified_owned());
+            notified.as_mut().enable();
+            notified
+        };
+        let _ = tokio::time::timeout(budget, notified).await;
+    }
+}
+
+impl DrainTicket {
+    pub fn new(counters: &Arc<Counters>, origin: &Origin) -> DrainTicket {
+        let drains = &counters.drains;
+        drains.active.fetch_add(1, Ordering::AcqRel);
+        drains
+            .by_origin
+            .lock()
+            .entry(origin.clone())
+            .or_insert_with(|| (0, Arc::new(Notify::new())))
+            .0 += 1;
+        DrainTicket {
+            drains: counters.clone(),
+            origin: origin.clone(),
+        }
+    }
+}
+
+impl Drop for DrainTicket {
+    fn drop(&mut self) {
+        let drains = &self.drains.drains;
+        let mut map = drains.by_origin.lock();
+        if let Some((n, notify)) = map.get_mut(&self.origin) {
+            *n -= 1;
+            notify.notify_waiters();
+            if *n == 0 {
+                map.remove(&self.origin);
+            }
+        }
+        drains.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -205,3 +205,27 @@ async fn a_small_body_dropped_unread_is_idle_again_before_the_next_request() {
     assert_eq!(server.accepts(), 1);
     assert_eq!(client.stats().drained, 50);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_dropped_bodies_wait_for_the_drain_instead_of_dialling() {
+    let server = Server::sized(64 * 1024).await;
+    let url = server.url("/");
+    // A generous time budget: what is tested is waiting for the drain, not its deadline.
+    let client = Client::builder()
+        .drain(Drain {
+            max_time: std::time::Duration::from_secs(5),
+            ..Drain::default()
+        })
+        .build()
+        .unwrap();
+    for _ in 0..100 {
+        // No pause: the next request starts while the last body is still being drained.
+        drop(client.get(&url).await.unwrap());
+    }
+    assert_eq!(
+        server.accepts(),
+        1,
+        "the drained connection served every request"
+    );
+    eventually("the last drain ended", || client.stats().drained == 100).await;
+}
