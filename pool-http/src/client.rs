@@ -104,6 +104,9 @@ struct Failed {
     /// HTTP/2 says the server never processed the stream (refused, or above a graceful
     /// GOAWAY's last stream): any request may go again.
     unprocessed: bool,
+    /// Not a byte of the request left (Go's `nothingWrittenError`): any request may go again
+    /// if its body can be sent twice.
+    nothing_written: bool,
 }
 
 impl Failed {
@@ -115,6 +118,7 @@ impl Failed {
             back: None,
             closed_early: false,
             unprocessed: false,
+            nothing_written: false,
         }
     }
 }
@@ -230,7 +234,7 @@ impl Client {
                 host: origin.authority(),
             })));
         }
-        let replay = Replay::of(&req, settings.http2_prior_knowledge);
+        let replay = Replay::of(&req);
         let head = req.method() == Method::HEAD;
         let mut tries = 0;
         loop {
@@ -253,7 +257,10 @@ impl Client {
                 None
             } else if let Some(back) = failed.back {
                 Some(back)
-            } else if failed.closed_early || failed.unprocessed {
+            } else if failed.nothing_written
+                || failed.unprocessed
+                || (failed.closed_early && replay.as_ref().is_some_and(|r| r.idempotent))
+            {
                 replay.as_ref().map(Replay::request)
             } else {
                 None
@@ -331,6 +338,7 @@ impl Client {
                 back: Some(req),
                 closed_early: false,
                 unprocessed: false,
+                nothing_written: true,
             });
         }
         let (written, read) = (wire.written(), wire.read());
@@ -353,6 +361,7 @@ impl Client {
                     reused,
                     back,
                     unprocessed: false,
+                    nothing_written,
                 })
             }
         }
@@ -378,6 +387,7 @@ impl Client {
                     back: Some(req),
                     closed_early: false,
                     unprocessed: false,
+                    nothing_written: true,
                 });
             }
             Err(e) => return Err(Failed::fatal(e)),
@@ -415,6 +425,7 @@ impl Client {
                     // fresh connection: nothing of it ran.
                     reused: stream.reused || never_ran,
                     closed_early: false,
+                    nothing_written: false,
                 })
             }
         }
@@ -450,6 +461,17 @@ impl Client {
             not_reusable: load(&c.not_reusable),
             streams: self.inner.h2.total_streams(),
         }
+    }
+
+    /// Feature `testing`: the next `n` socket writes of this client's connections fail as
+    /// writes to a socket the server reset do (`EPIPE`), before a byte of them leaves. For
+    /// tests of what happens to a request that provably never reached the server.
+    #[cfg(feature = "testing")]
+    pub fn fail_next_writes(&self, n: usize) {
+        self.inner
+            .settings
+            .fail_writes
+            .store(n, std::sync::atomic::Ordering::Release);
     }
 
     /// HTTP/2 streams open now on `origin`'s shared connection.
@@ -537,8 +559,11 @@ fn as_h2(origin: &Origin, req: &mut Request<RequestBody>) {
     headers.remove(CONNECTION);
 }
 
-/// What is needed to send a replayable request again (Go's `isReplayable`).
+/// What is needed to send a request again: any request with an in-memory body may go again
+/// when provably nothing of it ran; only an idempotent one (Go's `isReplayable`) when the
+/// connection merely closed before answering.
 struct Replay {
+    idempotent: bool,
     method: Method,
     uri: Uri,
     version: Version,
@@ -547,19 +572,15 @@ struct Replay {
 }
 
 impl Replay {
-    /// A copy of an idempotent request with an in-memory body; with `any`, of every request
-    /// with an in-memory body (HTTP/2 can prove a stream was never processed).
-    fn of(req: &Request<RequestBody>, any: bool) -> Option<Replay> {
-        let idempotent =
-            any || matches!(
-                *req.method(),
-                Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-            ) || req.headers().contains_key("idempotency-key")
-                || req.headers().contains_key("x-idempotency-key");
-        if !idempotent {
-            return None;
-        }
+    /// A copy of a request with an in-memory body.
+    fn of(req: &Request<RequestBody>) -> Option<Replay> {
+        let idempotent = matches!(
+            *req.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+        ) || req.headers().contains_key("idempotency-key")
+            || req.headers().contains_key("x-idempotency-key");
         Some(Replay {
+            idempotent,
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),

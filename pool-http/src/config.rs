@@ -57,6 +57,9 @@ pub(crate) struct Settings {
     pub tls_handshake_timeout: Duration,
     #[cfg(feature = "tls")]
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Feature `testing`: socket writes left to fail, for every connection of the client.
+    #[cfg(feature = "testing")]
+    pub fail_writes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Settings {
@@ -135,6 +138,8 @@ impl Default for ClientBuilder {
                 tls_handshake_timeout: Duration::from_secs(10),
                 #[cfg(feature = "tls")]
                 tls: None,
+                #[cfg(feature = "testing")]
+                fail_writes: Arc::default(),
             },
             hooks: None,
         }

@@ -25,9 +25,27 @@ use crate::{ConnectError, Origin};
 pub(crate) struct Wire {
     read: AtomicU64,
     written: AtomicU64,
+    /// Feature `testing`: writes left to fail (shared by a client's connections).
+    #[cfg(feature = "testing")]
+    fail_writes: Option<Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl Wire {
+    /// Feature `testing`: whether this write fails (as on a socket the peer reset) before a
+    /// byte of it leaves.
+    #[cfg(feature = "testing")]
+    fn take_failure(&self) -> bool {
+        self.fail_writes.as_ref().is_some_and(|f| {
+            f.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
+        })
+    }
+
+    #[cfg(not(feature = "testing"))]
+    fn take_failure(&self) -> bool {
+        false
+    }
+
     pub fn read(&self) -> u64 {
         self.read.load(Ordering::Acquire)
     }
@@ -71,6 +89,9 @@ impl<S: AsyncWrite> AsyncWrite for Counted<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
+        if this.wire.take_failure() {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
         let polled = this.io.poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = polled {
             this.wire.written.fetch_add(n as u64, Ordering::Release);
@@ -84,6 +105,9 @@ impl<S: AsyncWrite> AsyncWrite for Counted<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
+        if this.wire.take_failure() {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
         let polled = this.io.poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = polled {
             this.wire.written.fetch_add(n as u64, Ordering::Release);
@@ -137,7 +161,11 @@ pub(crate) async fn dial(origin: &Origin, settings: &Settings) -> Result<Dialed,
         };
     let tcp = connect_any(&addrs, deadline, host, timed_out).await?;
     set_options(&tcp, settings.tcp_keepalive);
-    let wire = Arc::new(Wire::default());
+    let wire = Arc::new(Wire {
+        #[cfg(feature = "testing")]
+        fail_writes: Some(settings.fail_writes.clone()),
+        ..Wire::default()
+    });
     if origin.is_https() {
         #[cfg(feature = "tls")]
         if let Some(tls) = &settings.tls {

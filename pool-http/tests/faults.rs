@@ -238,3 +238,27 @@ async fn ten_thousand_clients_dropped_with_idle_connections_leave_no_fd_behind()
     .await;
     eventually("fds back to baseline", || support::open_fds() <= before).await;
 }
+
+#[tokio::test]
+async fn a_close_delimited_http10_body_is_read_whole_and_its_connection_not_reused() {
+    // HTTP/1.0 without Content-Length: the body ends when the server closes.
+    let server = Raw::start(|mut s, _| async move {
+        read_request(&mut s).await;
+        let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nuntil the end").await;
+    })
+    .await;
+    let client = Client::new().unwrap();
+    for _ in 0..2 {
+        let text = client
+            .get(&server.url("/"))
+            .await
+            .unwrap()
+            .into_body()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(text, "until the end");
+    }
+    assert_eq!(server.accepts(), 2);
+    assert_eq!(client.stats().not_reusable, 2);
+}

@@ -132,3 +132,62 @@ async fn a_fresh_connection_is_never_retried() {
     assert_eq!(seen.load(Ordering::SeqCst), 1);
     assert_eq!(client.stats().retried, 0);
 }
+
+#[tokio::test]
+async fn a_post_whose_bytes_never_left_is_sent_again_on_another_connection() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s2 = seen.clone();
+    let server = Raw::start(move |mut s, _| {
+        let seen = s2.clone();
+        async move {
+            while read_request(&mut s).await.is_some() {
+                seen.fetch_add(1, Ordering::SeqCst);
+                respond(&mut s, "ok").await;
+            }
+        }
+    })
+    .await;
+    let client = Client::new().unwrap();
+    client
+        .request(post(&server.url("/"), None))
+        .await
+        .unwrap()
+        .into_body()
+        .bytes()
+        .await
+        .unwrap();
+    // The pooled connection's next write fails before a byte leaves: the POST provably never
+    // reached the server, so even a POST goes again (on a new connection).
+    client.fail_next_writes(1);
+    let text = client
+        .request(post(&server.url("/"), None))
+        .await
+        .unwrap()
+        .into_body()
+        .text()
+        .await;
+    assert_eq!(text.unwrap(), "ok");
+    assert_eq!(client.stats().retried, 1);
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        2,
+        "each POST reached the server once"
+    );
+    assert_eq!(server.accepts(), 2);
+}
+
+#[tokio::test]
+async fn a_write_failure_on_a_fresh_connection_is_not_retried() {
+    let server = Raw::start(|mut s, _| async move {
+        while read_request(&mut s).await.is_some() {
+            respond(&mut s, "ok").await;
+        }
+    })
+    .await;
+    let client = Client::new().unwrap();
+    client.fail_next_writes(1);
+    let err = client.get(&server.url("/")).await.unwrap_err();
+    assert!(!err.is_timeout(), "{err:?}");
+    assert_eq!(client.stats().retried, 0);
+    assert_eq!(server.accepts(), 1);
+}
