@@ -68,7 +68,7 @@ impl<'a, M: KeyedManager, T: Table<M>> Guard<'a, M, T> {
     }
 
     pub fn age(&self) -> Duration {
-        self.conn().created_at.elapsed()
+        self.conn().created_at().elapsed()
     }
 
     pub fn discard(mut self) {

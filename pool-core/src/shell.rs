@@ -347,7 +347,7 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
                 id: conn.id,
                 reused: via != Via::Created,
                 was_idle: via == Via::Idle,
-                idle_time: match (via, conn.idle_since) {
+                idle_time: match (via, conn.idle_since()) {
                     (Via::Idle, Some(t)) => t.elapsed(),
                     _ => Duration::ZERO,
                 },
