@@ -296,21 +296,24 @@ impl Body {
     /// [`is_too_large`](Error::is_too_large) past the limit; otherwise as
     /// [`chunk`](Body::chunk).
     pub async fn bytes_limited(mut self, limit: usize) -> Result<Bytes, Error> {
-        // One allocation for a body of known length (a few MiB at most up front).
+        // A body of one chunk is returned as it is; one of several is copied into a buffer
+        // sized once from its length (a few MiB at most up front).
         let expected = self.size_hint().exact().unwrap_or(0);
         let capacity = usize::try_from(expected)
             .unwrap_or(0)
             .min(limit)
             .min(4 << 20);
-        let mut all = BytesMut::with_capacity(capacity);
+        let mut all = BytesMut::new();
         while let Some(chunk) = self.chunk().await? {
             if all.len() + chunk.len() > limit {
                 self.fail();
                 return Err(Error::new(crate::error::Kind::TooLarge(limit)));
             }
-            if all.is_empty() && self.lease.is_none() {
-                // One chunk that ended the body: no copy.
-                return Ok(chunk);
+            if all.is_empty() {
+                if HttpBody::is_end_stream(&self) {
+                    return Ok(chunk);
+                }
+                all.reserve(capacity.max(chunk.len()));
             }
             all.extend_from_slice(&chunk);
         }
