@@ -1,6 +1,9 @@
 //! Test support other crates reuse (feature `testing`): a [`ScriptedManager`] whose every
 //! call can be told to succeed, fail, be slow, never finish or panic; cancellation drivers;
-//! and a leak guard that every integration test ends with.
+//! a leak guard that every integration test ends with; and a fault-injecting TCP proxy
+//! ([`proxy::FaultProxy`]) to put between a client and a real server.
+
+pub mod proxy;
 
 use std::collections::VecDeque;
 use std::future::Future;
