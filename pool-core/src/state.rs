@@ -685,8 +685,14 @@ impl<C> State<C> {
         let b = &mut self.breaker;
         b.failures += 1;
         let trips = l.breaker_threshold > 0 && b.failures >= l.breaker_threshold;
-        if tag.is_none() || (trips && !b.open) || (l.keyed && l.breaker_threshold > 0) {
+        // The backoff doubles once per trip (or failed background probe), not once per
+        // failure: creates that were in flight together fail together, and counting each
+        // would push the next try out to the maximum after one outage.
+        let escalates = tag.is_none() || (trips && !b.open);
+        if escalates || (l.keyed && l.breaker_threshold > 0) {
             b.retry_at = Some(now.get() + b.backoff);
+        }
+        if escalates {
             b.backoff = (b.backoff * 2).min(l.breaker_max_backoff);
         }
         b.open |= trips;

@@ -253,6 +253,38 @@ async fn a_key_whose_creates_fail_trips_its_own_breaker_only() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn creates_that_fail_together_double_the_backoff_once() {
+    // Regression: every failure of a burst doubled the backoff, so one outage that failed
+    // eight creates in flight pushed the next try to the maximum (found by the HTTP chaos
+    // test: a flapping backend was not tried again for seconds).
+    let m = KeyedScripted::new();
+    let pool = builder(&m)
+        .breaker_threshold(2)
+        .breaker_backoff(Duration::from_millis(100))
+        .breaker_max_backoff(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    m.inner.fail_all_creates(true);
+    let burst: Vec<_> = (0..8)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.get(&1).await.map(|_| ()) })
+        })
+        .collect();
+    for t in burst {
+        assert!(t.await.unwrap().is_err());
+    }
+    let failed = m.key_counts(&1).creates;
+    assert!(failed >= 2, "{failed}");
+    assert!(pool.get(&1).await.unwrap_err().is_unavailable());
+    m.inner.fail_all_creates(false);
+    // One trip: the retry comes after the first backoff (100 ms), not 100 ms x 2^failures.
+    tokio::time::advance(Duration::from_millis(250)).await;
+    assert_eq!(pool.get(&1).await.unwrap().key, 1);
+    settled(&pool, &m).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn close_fails_waiters_of_every_key_and_drains() {
     let m = KeyedScripted::new();
     let pool = builder(&m).max_open_per_key(1).build().unwrap();

@@ -133,16 +133,28 @@ async fn close_after_cuts_the_connection_at_that_many_bytes() {
 }
 
 #[tokio::test]
-async fn refusing_resets_new_connections_and_leaves_open_ones_alone() {
+async fn refusing_makes_connects_fail_and_leaves_open_connections_alone() {
     let proxy = FaultProxy::start(echo().await).await.unwrap();
     let mut open = TcpStream::connect(proxy.addr()).await.unwrap();
     roundtrip(&mut open, b"a").await.unwrap();
     proxy.set(Faults::refuse());
-    let mut refused = TcpStream::connect(proxy.addr()).await.unwrap();
-    let r = refused.read(&mut [0u8; 1]).await;
-    assert!(matches!(r, Ok(0)) || r.is_err(), "{r:?}");
+    let mut refused = None;
+    eventually("connects are refused", || {
+        refused = Some(std::net::TcpStream::connect(proxy.addr()));
+        matches!(&refused, Some(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+    })
+    .await;
     assert_eq!(roundtrip(&mut open, b"b").await.unwrap(), b"b");
     assert_eq!(proxy.live(), 1);
+    // Cleared: the same address accepts again.
+    proxy.set(Faults::none());
+    let mut again = None;
+    eventually("listening again", || {
+        again = std::net::TcpStream::connect(proxy.addr()).ok();
+        again.is_some()
+    })
+    .await;
+    eventually("accepted through the proxy", || proxy.accepted() == 2).await;
 }
 
 #[tokio::test]

@@ -33,7 +33,9 @@ pub struct Faults {
     /// Close a connection (both sides) once it has forwarded this many bytes, counting both
     /// directions; the chunk that crosses the limit is cut at it.
     pub close_after: Option<u64>,
-    /// Refuse new connections: accept them and reset them at once.
+    /// Refuse new connections: the proxy stops listening (a connect gets `ECONNREFUSED`, as
+    /// from a host whose server is down) and listens again on the same port when this is
+    /// cleared. Open connections are left alone. Global only: ignored per connection.
     pub refuse: bool,
 }
 
@@ -162,7 +164,7 @@ impl FaultProxy {
             accepted: AtomicUsize::new(0),
             live: AtomicUsize::new(0),
         });
-        let task = tokio::spawn(accept_loop(listener, shared.clone()));
+        let task = tokio::spawn(accept_loop(listener, addr, shared.clone()));
         Ok(FaultProxy { addr, shared, task })
     }
 
@@ -230,15 +232,37 @@ impl std::fmt::Debug for FaultProxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    while let Ok((client, _)) = listener.accept().await {
-        let id = shared.accepted.fetch_add(1, Ordering::AcqRel);
-        if shared.faults(id).refuse {
-            reset(&client);
-            continue;
+async fn accept_loop(listener: TcpListener, addr: SocketAddr, shared: Arc<Shared>) {
+    let mut changes = shared.changed.subscribe();
+    let mut listener = Some(listener);
+    loop {
+        let refuse = shared.state.lock().global.refuse;
+        match (&listener, refuse) {
+            (Some(_), true) => listener = None,
+            (None, false) => match TcpListener::bind(addr).await {
+                Ok(l) => listener = Some(l),
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "fault proxy could not listen again");
+                    return;
+                }
+            },
+            _ => {}
         }
-        shared.live.fetch_add(1, Ordering::AcqRel);
-        tokio::spawn(serve(client, id, shared.clone()));
+        let Some(l) = &listener else {
+            if changes.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        tokio::select! {
+            accepted = l.accept() => {
+                let Ok((client, _)) = accepted else { return };
+                let id = shared.accepted.fetch_add(1, Ordering::AcqRel);
+                shared.live.fetch_add(1, Ordering::AcqRel);
+                tokio::spawn(serve(client, id, shared.clone()));
+            }
+            _ = changes.changed() => {}
+        }
     }
 }
 
