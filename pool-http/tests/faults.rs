@@ -20,14 +20,7 @@ async fn an_idle_connection_the_server_closed_is_replaced_and_the_request_succee
     .await;
     let client = Client::new().unwrap();
     for _ in 0..3 {
-        let text = client
-            .get(&server.url("/"))
-            .await
-            .unwrap()
-            .into_body()
-            .text()
-            .await
-            .unwrap();
+        let text = support::text(&client, &server.url("/")).await;
         assert_eq!(text, "hello");
     }
     assert_eq!(server.accepts(), 3, "each request on a new connection");
@@ -56,14 +49,7 @@ async fn a_reset_mid_body_is_a_body_error_and_the_connection_is_not_reused() {
     let err = body.bytes().await.unwrap_err();
     assert!(err.is_body(), "{err:?}");
     assert!(err.is_closed_before_response(), "{err:?}");
-    let text = client
-        .get(&server.url("/"))
-        .await
-        .unwrap()
-        .into_body()
-        .text()
-        .await
-        .unwrap();
+    let text = support::text(&client, &server.url("/")).await;
     assert_eq!(text, "fine");
     assert_eq!(server.accepts(), 2);
     let pool = client.stats().pool;
@@ -220,14 +206,7 @@ async fn ten_thousand_clients_dropped_with_idle_connections_leave_no_fd_behind()
     let before = support::open_fds();
     for _ in 0..10_000 {
         let client = Client::new().unwrap();
-        client
-            .get(&url)
-            .await
-            .unwrap()
-            .into_body()
-            .bytes()
-            .await
-            .unwrap();
+        support::bytes(&client, &url).await;
         assert_eq!(client.stats().pool.idle, 1);
         drop(client);
     }
@@ -249,14 +228,7 @@ async fn a_close_delimited_http10_body_is_read_whole_and_its_connection_not_reus
     .await;
     let client = Client::new().unwrap();
     for _ in 0..2 {
-        let text = client
-            .get(&server.url("/"))
-            .await
-            .unwrap()
-            .into_body()
-            .text()
-            .await
-            .unwrap();
+        let text = support::text(&client, &server.url("/")).await;
         assert_eq!(text, "until the end");
     }
     assert_eq!(server.accepts(), 2);

@@ -86,14 +86,7 @@ async fn a_connection_that_got_goaway_takes_no_new_requests() {
     let server = Server::start_h2(|_| async { Response::new(full(10)) }).await;
     let client = h2_client().build().unwrap();
     let url = server.url("/");
-    client
-        .get(&url)
-        .await
-        .unwrap()
-        .into_body()
-        .bytes()
-        .await
-        .unwrap();
+    support::bytes(&client, &url).await;
     server.goaway();
     eventually("the client saw the GOAWAY", || server.live() == 0).await;
     for _ in 0..3 {

@@ -38,14 +38,7 @@ async fn a_get_on_a_reused_connection_closed_before_answering_is_retried_once() 
     let server = closes_after_one(seen.clone()).await;
     let client = Client::new().unwrap();
     for _ in 0..2 {
-        let text = client
-            .get(&server.url("/"))
-            .await
-            .unwrap()
-            .into_body()
-            .text()
-            .await
-            .unwrap();
+        let text = support::text(&client, &server.url("/")).await;
         assert_eq!(text, "ok");
     }
     assert_eq!(client.stats().retried, 1);

@@ -50,14 +50,7 @@ async fn the_last_byte_of_a_content_length_body_is_enough() {
     assert_eq!(idle(&client, &url), 1, "pooled at the last byte");
     assert!(body.chunk().await.unwrap().is_none());
     drop(body);
-    client
-        .get(&url)
-        .await
-        .unwrap()
-        .into_body()
-        .bytes()
-        .await
-        .unwrap();
+    support::bytes(&client, &url).await;
     assert_eq!(server.accepts(), 1);
 }
 
@@ -104,14 +97,7 @@ async fn disable_keep_alives_dials_for_every_request() {
     let server = Server::sized(10).await;
     let client = Client::builder().disable_keep_alives(true).build().unwrap();
     for _ in 0..3 {
-        client
-            .get(&server.url("/"))
-            .await
-            .unwrap()
-            .into_body()
-            .bytes()
-            .await
-            .unwrap();
+        support::bytes(&client, &server.url("/")).await;
     }
     assert_eq!(server.accepts(), 3);
     eventually("server saw every connection close", || server.live() == 0).await;
@@ -165,14 +151,7 @@ async fn a_body_beyond_the_drain_budget_closes_its_connection() {
     drop(client.get(&url).await.unwrap());
     eventually("drain gave up", || client.stats().drain_failed == 1).await;
     eventually("the connection closed", || server.live() == 0).await;
-    client
-        .get(&url)
-        .await
-        .unwrap()
-        .into_body()
-        .bytes()
-        .await
-        .unwrap();
+    support::bytes(&client, &url).await;
     assert_eq!(server.accepts(), 2);
     assert_eq!(client.stats().drained, 0);
 }

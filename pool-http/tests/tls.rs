@@ -39,14 +39,7 @@ async fn https_over_http1_reuses_its_connection() {
     }
     drop(client.get(&https(&server, "/")).await.unwrap()); // dropped: drained, reused
     support::eventually("drained", || client.stats().drained == 1).await;
-    client
-        .get(&https(&server, "/"))
-        .await
-        .unwrap()
-        .into_body()
-        .bytes()
-        .await
-        .unwrap();
+    support::bytes(&client, &https(&server, "/")).await;
     assert_eq!(server.accepts(), 1);
 }
 

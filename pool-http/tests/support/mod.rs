@@ -310,6 +310,30 @@ pub async fn respond(stream: &mut TcpStream, body: &str) {
     let _ = stream.write_all(msg.as_bytes()).await;
 }
 
+/// `GET url`, its body as text; panics on any error (tests only).
+pub async fn text(client: &pool_http::Client, url: &str) -> String {
+    client
+        .get(url)
+        .await
+        .unwrap()
+        .into_body()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// `GET url`, its whole body; panics on any error (tests only).
+pub async fn bytes(client: &pool_http::Client, url: &str) -> bytes::Bytes {
+    client
+        .get(url)
+        .await
+        .unwrap()
+        .into_body()
+        .bytes()
+        .await
+        .unwrap()
+}
+
 /// Polls `f` until it is true, failing after 10 s.
 pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
