@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::Response;
-use pool_core::testing::proxy::{FaultProxy, Faults};
+use pool_core::testing::proxy::FaultProxy;
 use pool_http::Client;
 use support::{Server, eventually, full};
 
@@ -96,28 +96,20 @@ async fn a_flapping_backend_under_64_tasks_keeps_every_law() {
     }
 
     // Flap: 100 ms down (new connections refused, open ones reset), 300 ms up.
-    let mut peak_open = 0;
-    let mut dials_while_down = Vec::new();
     let flaps = chaos_secs() * 1000 / 400;
-    let dials = |c: &Client| {
-        let s = c.stats().pool;
-        s.created + s.create_errors
-    };
-    for _ in 0..flaps {
-        let before = dials(&client);
-        proxy.set(Faults::refuse());
-        proxy.reset_all();
-        for _ in 0..10 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            peak_open = peak_open.max(client.stats().pool.open);
-        }
-        dials_while_down.push(dials(&client) - before);
-        proxy.set(Faults::none());
-        for _ in 0..30 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            peak_open = peak_open.max(client.stats().pool.open);
-        }
-    }
+    let flapped = proxy
+        .flap(
+            flaps,
+            Duration::from_millis(100),
+            Duration::from_millis(300),
+            || client.stats().pool.open,
+            || {
+                let s = client.stats().pool;
+                s.created + s.create_errors
+            },
+        )
+        .await;
+    let (peak_open, dials_while_down) = (flapped.peak, flapped.during_outages);
 
     // Recovery: the client serves again within a bounded time, without manual action.
     let recovered = tokio::time::Instant::now();

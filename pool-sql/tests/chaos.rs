@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use pool_core::testing::proxy::{FaultProxy, Faults};
+use pool_core::testing::proxy::FaultProxy;
 use pool_sql::Db;
 use pool_sql::testing::TestPg;
 
@@ -87,28 +87,20 @@ async fn a_flapping_network_under_64_tasks_keeps_every_law() {
     }
 
     // Flap: 100 ms down (new connections refused, open ones reset), 300 ms up.
-    let attempts = |db: &Db| {
-        let s = db.stats();
-        s.created + s.create_errors
-    };
-    let mut peak_open = 0;
-    let mut attempts_while_down = Vec::new();
     let flaps = chaos_secs() * 1000 / 400;
-    for _ in 0..flaps {
-        let before = attempts(&db);
-        proxy.set(Faults::refuse());
-        proxy.reset_all();
-        for _ in 0..10 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            peak_open = peak_open.max(db.stats().open);
-        }
-        attempts_while_down.push(attempts(&db) - before);
-        proxy.set(Faults::none());
-        for _ in 0..30 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            peak_open = peak_open.max(db.stats().open);
-        }
-    }
+    let flapped = proxy
+        .flap(
+            flaps,
+            Duration::from_millis(100),
+            Duration::from_millis(300),
+            || db.stats().open,
+            || {
+                let s = db.stats();
+                s.created + s.create_errors
+            },
+        )
+        .await;
+    let (peak_open, attempts_while_down) = (flapped.peak, flapped.during_outages);
 
     // Recovery without manual action, within a bounded time.
     let recovered = tokio::time::Instant::now();
