@@ -2,7 +2,52 @@
 //! medians, CPU time and TIME_WAIT counts.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::process::ExitCode;
 use std::str::FromStr;
+
+/// The error type of the benchmark programs.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A benchmark program's `main`: parses the arguments with `parse` (a bad one prints the
+/// error and `usage`, exit code 2), then runs `run` on a 2-worker tokio runtime (an error is
+/// printed, exit code 1).
+pub fn main_with<O, F>(
+    name: &str,
+    usage: &str,
+    parse: impl FnOnce(&[String]) -> Result<O, String>,
+    run: impl FnOnce(O) -> F,
+) -> ExitCode
+where
+    F: Future<Output = Result<(), BoxError>>,
+{
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = match parse(&args) {
+        Ok(opts) => opts,
+        Err(e) => {
+            eprintln!("{name}: {e}\n{usage}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{name}: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// Parses `text` as a number of at least `min`, or says what `name` takes.
 ///

@@ -38,7 +38,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 const USAGE: &str = "usage: http_bench [throughput|unread|bursts|all] [--quick] [--rounds N] \
                      [--secs S] [--requests N] [--bursts N] [--only ours,go,hyper-util,reqwest,hyper]";
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use benches::BoxError;
 
 #[derive(Debug, Clone)]
 struct Opts {
@@ -115,26 +115,7 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let opts = match parse_args(&args) {
-        Ok(opts) => opts,
-        Err(e) => {
-            eprintln!("http_bench: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match rt.block_on(run(opts)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("http_bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    benches::main_with("http_bench", USAGE, parse_args, run)
 }
 
 async fn run(opts: Opts) -> Result<(), BoxError> {

@@ -34,7 +34,7 @@ use tokio_postgres::tls::{MakeTlsConnect, NoTls};
 const USAGE: &str = "usage: pg_bench [throughput|churn|all] [--quick] [--rounds N] [--secs S] \
                      [--bursts N] [--only ours,nograce,deadpool,bb8,bb8-notest,dedicated]";
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use benches::BoxError;
 
 #[derive(Debug, Clone)]
 struct Opts {
@@ -92,26 +92,7 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let opts = match parse_args(&args) {
-        Ok(opts) => opts,
-        Err(e) => {
-            eprintln!("pg_bench: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match rt.block_on(run(opts)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("pg_bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    benches::main_with("pg_bench", USAGE, parse_args, run)
 }
 
 async fn run(opts: Opts) -> Result<(), BoxError> {
