@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::Response;
-use pool_core::testing::proxy::FaultProxy;
+use pool_core::testing::proxy::{FaultProxy, Faults};
 use pool_http::Client;
 use support::{Server, eventually, full};
 
@@ -165,4 +165,72 @@ async fn a_flapping_backend_under_64_tasks_keeps_every_law() {
     eventually("proxy connections closed", || proxy.live() == 0).await;
     eventually("server connections closed", || server.live() == 0).await;
     eventually("fds back to baseline", || support::open_fds() <= fds_before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_network_times_calls_out_and_the_client_recovers_after() {
+    let server = Server::sized(1024).await;
+    let proxy = FaultProxy::start(server.addr).await.unwrap();
+    let client = Client::builder()
+        .max_conns_per_host(CAP)
+        .connect_timeout(Duration::from_millis(200))
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let url = format!("http://{}/", proxy.addr());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, timed_out) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let (client, url, stop) = (client.clone(), url.clone(), stop.clone());
+            let (ok, timed_out) = (ok.clone(), timed_out.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let started = tokio::time::Instant::now();
+                    let result = async { client.get(&url).await?.into_body().bytes().await }.await;
+                    match result {
+                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            assert!(e.is_timeout(), "{e:?}");
+                            // The request deadline (200 ms) bounds it; margin for load.
+                            assert!(started.elapsed() < Duration::from_millis(800), "{e:?}");
+                            timed_out.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    eventually("traffic flows", || ok.load(Ordering::Relaxed) > 100).await;
+    proxy.set(Faults::black_hole());
+    let mut peak = 0;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        peak = peak.max(client.stats().pool.open);
+    }
+    let during = ok.load(Ordering::Relaxed);
+    proxy.set(Faults::none());
+    eventually("served again after the black hole", || {
+        ok.load(Ordering::Relaxed) > during + 100
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    eprintln!(
+        "black hole: {} ok, {} timed out; peak open {peak}",
+        ok.load(Ordering::Relaxed),
+        timed_out.load(Ordering::Relaxed)
+    );
+    assert!(
+        timed_out.load(Ordering::Relaxed) >= 32,
+        "every task timed out at least once"
+    );
+    assert!(peak <= CAP, "open reached {peak}");
+    assert_eq!(client.stats().pool.in_use, 0);
+    drop(client);
+    eventually("proxy connections closed", || proxy.live() == 0).await;
+    eventually("server connections closed", || server.live() == 0).await;
 }
