@@ -5,6 +5,19 @@
 
 pub mod proxy;
 
+/// Polls `cond` until it holds, every 2 ms (tokio time), and panics naming `what` if it still
+/// does not after 10 s. For integration tests that wait on real I/O.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::pin;

@@ -128,18 +128,7 @@ async fn a_fresh_connection_is_never_retried() {
 
 #[tokio::test]
 async fn a_post_whose_bytes_never_left_is_sent_again_on_another_connection() {
-    let seen = Arc::new(AtomicUsize::new(0));
-    let s2 = seen.clone();
-    let server = Raw::start(move |mut s, _| {
-        let seen = s2.clone();
-        async move {
-            while read_request(&mut s).await.is_some() {
-                seen.fetch_add(1, Ordering::SeqCst);
-                respond(&mut s, "ok").await;
-            }
-        }
-    })
-    .await;
+    let server = Raw::answering("ok").await;
     let client = Client::new().unwrap();
     client
         .request(post(&server.url("/"), None))
@@ -161,22 +150,13 @@ async fn a_post_whose_bytes_never_left_is_sent_again_on_another_connection() {
         .await;
     assert_eq!(text.unwrap(), "ok");
     assert_eq!(client.stats().retried, 1);
-    assert_eq!(
-        seen.load(Ordering::SeqCst),
-        2,
-        "each POST reached the server once"
-    );
+    assert_eq!(server.requests(), 2, "each POST reached the server once");
     assert_eq!(server.accepts(), 2);
 }
 
 #[tokio::test]
 async fn a_write_failure_on_a_fresh_connection_is_not_retried() {
-    let server = Raw::start(|mut s, _| async move {
-        while read_request(&mut s).await.is_some() {
-            respond(&mut s, "ok").await;
-        }
-    })
-    .await;
+    let server = Raw::answering("ok").await;
     let client = Client::new().unwrap();
     client.fail_next_writes(1);
     let err = client.get(&server.url("/")).await.unwrap_err();

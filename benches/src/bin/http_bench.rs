@@ -278,17 +278,7 @@ impl Target {
                 if !response.status().is_success() {
                     return Err(format!("status {}", response.status()).into());
                 }
-                let mut body = response.into_body();
-                match read {
-                    Read::All => Ok(body.collect().await?.to_bytes().len()),
-                    Read::Nothing => Ok(0),
-                    Read::Hundred => Ok(body
-                        .frame()
-                        .await
-                        .transpose()?
-                        .and_then(|f| f.into_data().ok())
-                        .map_or(0, |d| d.len())),
-                }
+                read_incoming(response.into_body(), read).await
             }
             Target::Raw(conn) => {
                 let uri: hyper::Uri = url.parse()?;
@@ -311,17 +301,7 @@ impl Target {
                 let response = tx.send_request(req).await?;
                 // Sequential use only (one task): the lock is held until the head arrived.
                 drop(conn);
-                let mut body = response.into_body();
-                match read {
-                    Read::All => Ok(body.collect().await?.to_bytes().len()),
-                    Read::Nothing => Ok(0),
-                    Read::Hundred => Ok(body
-                        .frame()
-                        .await
-                        .transpose()?
-                        .and_then(|f| f.into_data().ok())
-                        .map_or(0, |d| d.len())),
-                }
+                read_incoming(response.into_body(), read).await
             }
             Target::Reqwest(client) => {
                 let mut response = client.get(url).send().await?;
@@ -336,6 +316,20 @@ impl Target {
             }
         }
     }
+}
+
+/// Reads a hyper body as `read` says; returns the bytes read.
+async fn read_incoming(mut body: hyper::body::Incoming, read: Read) -> Result<usize, BoxError> {
+    Ok(match read {
+        Read::All => body.collect().await?.to_bytes().len(),
+        Read::Nothing => 0,
+        Read::Hundred => body
+            .frame()
+            .await
+            .transpose()?
+            .and_then(|f| f.into_data().ok())
+            .map_or(0, |d| d.len()),
+    })
 }
 
 // ---- B6: throughput ----

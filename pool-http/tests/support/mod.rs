@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -232,6 +231,7 @@ impl Drop for Server {
 pub struct Raw {
     pub addr: SocketAddr,
     accepts: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -258,8 +258,32 @@ impl Raw {
         Raw {
             addr,
             accepts,
+            requests: Arc::default(),
             task,
         }
+    }
+
+    /// Answers every request on every connection with a keep-alive `body`, counting them.
+    pub async fn answering(body: &'static str) -> Raw {
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        let mut raw = Raw::start(move |mut s, _| {
+            let counted = counted.clone();
+            async move {
+                while read_request(&mut s).await.is_some() {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    respond(&mut s, body).await;
+                }
+            }
+        })
+        .await;
+        raw.requests = requests;
+        raw
+    }
+
+    /// Requests read so far (servers made by [`Raw::answering`]).
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -334,17 +358,8 @@ pub async fn bytes(client: &pool_http::Client, url: &str) -> bytes::Bytes {
         .unwrap()
 }
 
-/// Polls `f` until it is true, failing after 10 s.
-pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
+#[allow(unused_imports)]
+pub use pool_core::testing::eventually;
 
 /// Open file descriptors of this process.
 pub fn open_fds() -> usize {
