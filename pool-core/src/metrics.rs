@@ -11,7 +11,7 @@
 use crate::{KeyedManager, KeyedPool, Manager, Pool, Stats};
 
 /// The gauges, as (name, value).
-fn gauges(s: &Stats) -> [(&'static str, usize); 6] {
+fn gauges(s: &Stats) -> [(&'static str, usize); 7] {
     [
         ("pool_max_open", s.max_open),
         ("pool_open", s.open),
@@ -19,6 +19,7 @@ fn gauges(s: &Stats) -> [(&'static str, usize); 6] {
         ("pool_idle", s.idle),
         ("pool_waiting", s.waiting),
         ("pool_surplus_idle", s.surplus_idle),
+        ("pool_peak_open", s.peak_open),
     ]
 }
 

@@ -628,6 +628,7 @@ impl<C> State<C> {
 
     fn start_create(&mut self, tag: Option<WaiterId>, fx: &mut Effects<C>) {
         self.open += 1;
+        self.stats.peak_open = self.stats.peak_open.max(self.open);
         self.creating += 1;
         if tag.is_none() {
             self.background += 1;

@@ -57,6 +57,10 @@ pub struct Stats {
     pub shutdown_closed: u64,
     /// Taken out of the pool with `Pooled::detach`.
     pub detached: u64,
+    /// The most connections open at once so far (the high-water mark of `open`, creates
+    /// in flight included): proof that `max_open` held, and how much of it the traffic used.
+    /// In a keyed pool's totals, the most open across all keys at once.
+    pub peak_open: usize,
 }
 
 impl Stats {
@@ -147,5 +151,6 @@ impl Stats {
         self.broken_closed += other.broken_closed;
         self.shutdown_closed += other.shutdown_closed;
         self.detached += other.detached;
+        // `peak_open` is not a sum: the keyed table keeps its own.
     }
 }

@@ -88,9 +88,15 @@ async fn per_key_cap_holds_with_creates_in_flight_and_keys_never_mix() {
         let c = m.key_counts(&key);
         assert!(c.high_water <= 3, "key {key}: {c:?} over its cap of 3");
         assert!(c.creates >= 1);
+        let peak = pool.key_stats(&key).map_or(0, |s| s.peak_open);
+        assert!(
+            peak >= c.high_water && peak <= 3,
+            "key {key}: peak_open {peak}, counted {c:?}"
+        );
     }
     let s = settled(&pool, &m).await;
     assert!(s.open <= 15);
+    assert!((3..=15).contains(&s.peak_open), "{s:?}");
 }
 
 #[tokio::test(start_paused = true)]

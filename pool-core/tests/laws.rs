@@ -73,6 +73,7 @@ async fn ten_thousand_acquires_on_eight_never_exceed_eight_and_all_are_served() 
     );
     let s = settled(&pool, &m).await;
     assert_eq!(s.created, 8);
+    assert_eq!(s.peak_open, 8, "the pool's own high-water mark");
     assert!(s.wait_count > 0 && s.handoffs > 0, "{s:?}");
 }
 
@@ -104,7 +105,7 @@ async fn creates_in_flight_count_against_max_open() {
         t.await.unwrap();
     }
     assert_eq!(m.high_water(), 2);
-    settled(&pool, &m).await;
+    assert_eq!(settled(&pool, &m).await.peak_open, 2);
 }
 
 // ---- fairness (law 11) ----

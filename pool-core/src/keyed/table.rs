@@ -65,6 +65,8 @@ pub(crate) struct KeyTable<K, C> {
     max_idle: usize,
     idle: usize,
     open: usize,
+    /// The most open across all keys at once.
+    peak_open: usize,
     lru: VecDeque<(Instant, KeyId)>,
     timers: BTreeSet<(Instant, u32)>,
     /// Counters of forgotten keys.
@@ -84,6 +86,7 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
             max_idle,
             idle: 0,
             open: 0,
+            peak_open: 0,
             lru: VecDeque::new(),
             timers: BTreeSet::new(),
             retired: Stats::default(),
@@ -197,6 +200,7 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
         let idle_after = e.state.idle_len();
         self.idle = self.idle + idle_after - idle_before;
         self.open = self.open + e.state.open() - open_before;
+        self.peak_open = self.peak_open.max(self.open);
         if idle_after > idle_before {
             let t = e
                 .state
@@ -311,6 +315,7 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
             total.add(&e.state.stats());
         }
         total.max_open = self.template.limits().max_open;
+        total.peak_open = self.peak_open;
         total.surplus_idle = total
             .surplus_idle
             .max(self.idle.saturating_sub(self.max_idle));
