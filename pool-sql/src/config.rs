@@ -23,6 +23,7 @@ pub struct DbBuilder {
     url: String,
     pool: pool_core::Config,
     statement_cache: usize,
+    query_timeout: Option<Duration>,
     application_name: Option<String>,
     tls: crate::connect::Tls,
 }
@@ -43,6 +44,7 @@ impl DbBuilder {
             url: url.to_owned(),
             pool: pool_core::Config::default(),
             statement_cache: DEFAULT_STATEMENT_CACHE,
+            query_timeout: None,
             application_name: None,
             tls: crate::connect::Tls::Off,
         }
@@ -88,6 +90,21 @@ impl DbBuilder {
     /// wanted works, a `String` where an integer is wanted is an error (write `$1::int`).
     pub fn statement_cache(mut self, size: usize) -> Self {
         self.statement_cache = size;
+        self
+    }
+
+    /// Longest one statement may run, counted at the client from the moment it is sent to
+    /// its last row (Go: a context deadline on `QueryContext`). Default: no limit.
+    ///
+    /// A statement still running at the deadline fails with [`Error::is_timeout`], and its
+    /// session is given up: a cancel request goes to the server, and the connection closes
+    /// at once, so that a statement on a dead network (a black-holed route, a server that
+    /// vanished without a reset) frees its slot and its socket after this long rather than
+    /// when TCP keep-alive gives up, minutes later. The statement is never run again (it may
+    /// have run). For limits the server enforces on itself, set PostgreSQL's
+    /// `statement_timeout` too (`options=-c statement_timeout=5s` in the connection string).
+    pub fn query_timeout(mut self, limit: Duration) -> Self {
+        self.query_timeout = Some(limit);
         self
     }
 
@@ -152,6 +169,7 @@ impl DbBuilder {
             config,
             connect_timeout,
             statement_cache: self.statement_cache,
+            query_timeout: self.query_timeout,
             tls: self.tls,
         };
         let pool = pool_core::Pool::new(manager, self.pool).map_err(Error::pool)?;

@@ -3,13 +3,16 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type, WrongType};
-use tokio_postgres::{CancelToken, Client, Row, Statement};
+use tokio_postgres::{Client, Row, Statement};
 
-use crate::connect::{Peer, Probe, Wire};
+use crate::connect::{Canceller, Probe, Wire};
+use crate::error::Kind;
+use crate::manager::CANCEL_WAIT;
 
 /// A pooled session. Users reach it through [`Conn`](crate::Conn) and [`Tx`](crate::Tx).
 pub struct PgConn {
@@ -17,8 +20,11 @@ pub struct PgConn {
     pub(crate) wire: Arc<Wire>,
     // Boxed, as the cache: the pool moves sessions around (idle list, hand-offs), so what
     // is rarely touched stays out of line.
-    pub(crate) peer: Box<Peer>,
-    pub(crate) cancel: Box<CancelToken>,
+    pub(crate) cancel: Box<Canceller>,
+    /// Ends the connection task (and closes the socket) when a statement overruns.
+    task: tokio::task::AbortHandle,
+    /// [`DbBuilder::query_timeout`](crate::DbBuilder::query_timeout).
+    query_timeout: Option<Duration>,
     pub(crate) probe: Probe,
     /// A statement was started and its future dropped before it finished: the server may
     /// still be running it.
@@ -69,19 +75,25 @@ pub(crate) enum Done {
 }
 
 impl PgConn {
-    pub(crate) fn new(c: crate::connect::Connected, cache: usize) -> Self {
+    pub(crate) fn new(
+        c: crate::connect::Connected,
+        cache: usize,
+        query_timeout: Option<Duration>,
+    ) -> Self {
         let crate::connect::Connected {
             client,
             wire,
-            peer,
+            cancel,
             probe,
+            task,
         } = c;
         PgConn {
-            cancel: Box::new(client.cancel_token()),
+            cancel: Box::new(cancel),
+            task,
+            query_timeout,
             probe,
             client: Box::new(client),
             wire,
-            peer: Box::new(peer),
             busy: false,
             broken: false,
             just_used: false,
@@ -113,6 +125,37 @@ impl PgConn {
     /// transaction open on it.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Runs one statement within the session's `query_timeout`, with the error made whole
+    /// (the connection's exit error joins a closed one).
+    ///
+    /// A statement still running at the deadline is abandoned with its session: a cancel
+    /// request goes to the server (which may still be running it), and the connection ends at
+    /// once, so that on a dead network the session frees its slot and its socket now rather
+    /// than when TCP gives up. Later statements on the same session fail as closed.
+    pub(crate) async fn run_bounded(&mut self, op: Op<'_>) -> Result<Done, crate::Error> {
+        let r = match self.query_timeout {
+            None => self.run(op).await,
+            Some(limit) => match tokio::time::timeout(limit, self.run(op)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    self.abandon();
+                    tracing::debug!(target: "pool_sql", ?limit, "statement overran query_timeout: session closed");
+                    return Err(crate::Error::new(Kind::QueryTimeout(limit)));
+                }
+            },
+        };
+        r.map_err(|e| crate::Error::statement(e, self.wire.exit_error()))
+    }
+
+    /// Gives the session up with a statement in flight: see [`run_bounded`](Self::run_bounded).
+    fn abandon(&mut self) {
+        self.broken = true;
+        if self.cancel_sent.is_none() {
+            self.cancel_sent = self.cancel.spawn(CANCEL_WAIT);
+        }
+        self.task.abort();
     }
 
     /// Runs one statement, marking the session busy while it is in flight: when the future is

@@ -151,8 +151,10 @@ pub(crate) enum ConnectError {
 pub(crate) struct Connected {
     pub client: Client,
     pub wire: Arc<Wire>,
-    pub peer: Peer,
+    pub cancel: Canceller,
     pub probe: Probe,
+    /// Ends the connection task, and with it the socket, at once.
+    pub task: tokio::task::AbortHandle,
 }
 
 /// Where a session went: the address (for cancel requests, which need a socket of their
@@ -162,6 +164,34 @@ pub(crate) struct Peer {
     pub addr: Addr,
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub host: Host,
+}
+
+/// What a cancel request for a session needs: its key, where it went, how it is encrypted.
+pub(crate) struct Canceller {
+    token: tokio_postgres::CancelToken,
+    peer: Peer,
+    tls: Tls,
+}
+
+impl Canceller {
+    /// Sends a cancel request from a task of its own, given up after `within` (the server may
+    /// be unreachable). `None` outside a tokio runtime. The handle ends when the request was
+    /// sent or given up.
+    pub fn spawn(&self, within: Duration) -> Option<tokio::task::JoinHandle<()>> {
+        let rt = tokio::runtime::Handle::try_current().ok()?;
+        let (token, peer, tls) = (self.token.clone(), self.peer.clone(), self.tls.clone());
+        Some(rt.spawn(async move {
+            match tokio::time::timeout(within, tls.cancel(&token, &peer)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(target: "pool_sql", error = %e, "cancel request failed");
+                }
+                Err(_) => {
+                    tracing::debug!(target: "pool_sql", ?within, "cancel request given up");
+                }
+            }
+        }))
+    }
 }
 
 /// A second handle on a session's socket (a `dup`), to look at it without reading: the
@@ -216,7 +246,7 @@ pub(crate) async fn connect(
                 socket,
                 wire: wire.clone(),
             };
-            let client = match tls {
+            let (client, task) = match tls {
                 Tls::Off => start(config, counted, NoTls, &wire).await,
                 #[cfg(feature = "tls")]
                 Tls::Rustls(make) => {
@@ -241,13 +271,18 @@ pub(crate) async fn connect(
                 }
             }?;
             Ok(Connected {
+                cancel: Canceller {
+                    token: client.cancel_token(),
+                    peer: Peer {
+                        addr,
+                        host: host.clone(),
+                    },
+                    tls: tls.clone(),
+                },
                 client,
                 wire,
-                peer: Peer {
-                    addr,
-                    host: host.clone(),
-                },
                 probe,
+                task,
             })
         };
         let result = match timeout {
@@ -276,7 +311,7 @@ async fn start<T>(
     socket: Counted,
     tls: T,
     wire: &Arc<Wire>,
-) -> Result<Client, ConnectError>
+) -> Result<(Client, tokio::task::AbortHandle), ConnectError>
 where
     T: tokio_postgres::tls::TlsConnect<Counted>,
     T::Stream: Send + 'static,
@@ -286,13 +321,13 @@ where
         .await
         .map_err(ConnectError::Startup)?;
     let task_wire = wire.clone();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(target: "pool_sql", error = %e, "connection task ended with an error");
             *task_wire.exit.lock() = Some(Arc::new(e));
         }
     });
-    Ok(client)
+    Ok((client, task.abort_handle()))
 }
 
 /// How sessions talk TLS: not at all, or through rustls (feature `tls`).

@@ -164,10 +164,9 @@ impl Db {
                 self.new_session().await?
             };
             let written = conn.wire.written();
-            match conn.run(op).await {
+            match conn.run_bounded(op).await {
                 Ok(done) => return Ok((conn, done)),
-                Err(e) => {
-                    let err = Error::statement(e, conn.wire.exit_error());
+                Err(err) => {
                     if err.is_closed() && conn.wire.written() == written {
                         tracing::debug!(target: "pool_sql", attempt, error = %err, "bad connection: the statement never reached the server; trying again");
                         Pooled::discard(conn);
@@ -376,7 +375,5 @@ impl Tx {
 }
 
 async fn run_on(conn: &mut PgConn, op: Op<'_>) -> Result<Done, Error> {
-    conn.run(op)
-        .await
-        .map_err(|e| Error::statement(e, conn.wire.exit_error()))
+    conn.run_bounded(op).await
 }

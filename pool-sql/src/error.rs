@@ -34,6 +34,11 @@ pub(crate) enum Kind {
     Pool(#[source] pool_core::Error),
     #[error("postgres statement failed")]
     Statement(#[source] tokio_postgres::Error),
+    #[error(
+        "postgres statement still running after {0:?} (query_timeout): its session was closed and \
+         a cancel request sent"
+    )]
+    QueryTimeout(std::time::Duration),
     #[error("postgres transaction failed and was rolled back; nothing was committed")]
     TxAborted,
     #[error("query returned {0} rows where one was expected")]
@@ -115,10 +120,13 @@ impl Error {
         }
     }
 
-    /// Waiting for a connection, connecting, or the bounded session reset ran out of time.
-    /// A statement cancelled by `statement_timeout` is [`is_query_canceled`](Error::is_query_canceled).
+    /// Waiting for a connection, connecting, the bounded session reset, or a statement past
+    /// [`query_timeout`](crate::DbBuilder::query_timeout) ran out of time. A statement the
+    /// server cancelled for its own `statement_timeout` is
+    /// [`is_query_canceled`](Error::is_query_canceled).
     pub fn is_timeout(&self) -> bool {
-        self.pool_error().is_some_and(pool_core::Error::is_timeout)
+        matches!(self.inner.kind, Kind::QueryTimeout(_))
+            || self.pool_error().is_some_and(pool_core::Error::is_timeout)
             || self.io_kind(std::io::ErrorKind::TimedOut)
             || matches!(
                 self.connect_error(),

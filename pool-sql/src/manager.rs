@@ -7,8 +7,9 @@ use pool_core::{Health, Manager, async_trait};
 use crate::conn::PgConn;
 use crate::connect::{self, ConnectError, Liveness};
 
-/// How long a reset waits for an abandoned statement to end after its cancel request.
-const CANCEL_WAIT: Duration = Duration::from_secs(2);
+/// How long a reset waits for an abandoned statement to end after its cancel request (and
+/// how long a cancel request may take to send).
+pub(crate) const CANCEL_WAIT: Duration = Duration::from_secs(2);
 
 /// Creates and looks after [`PgConn`]s for a [`Db`](crate::Db); usable on its own with
 /// [`pool_core::Pool`].
@@ -27,6 +28,7 @@ pub struct PgManager {
     pub(crate) config: tokio_postgres::Config,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) statement_cache: usize,
+    pub(crate) query_timeout: Option<Duration>,
     pub(crate) tls: connect::Tls,
 }
 
@@ -36,6 +38,7 @@ impl std::fmt::Debug for PgManager {
         f.debug_struct("PgManager")
             .field("config", &self.config)
             .field("statement_cache", &self.statement_cache)
+            .field("query_timeout", &self.query_timeout)
             .field("tls", &self.tls)
             .finish()
     }
@@ -70,7 +73,7 @@ impl Manager for PgManager {
         let c = connect::connect(&self.config, self.connect_timeout, &self.tls)
             .await
             .map_err(|e| ManagerError::Connect(ConnectErrorBox(e)))?;
-        Ok(PgConn::new(c, self.statement_cache))
+        Ok(PgConn::new(c, self.statement_cache, self.query_timeout))
     }
 
     fn check(&self, conn: &mut PgConn) -> Health {
@@ -79,17 +82,10 @@ impl Manager for PgManager {
         }
         if conn.busy {
             if conn.cancel_sent.is_none() {
-                let Ok(rt) = tokio::runtime::Handle::try_current() else {
+                let Some(sent) = conn.cancel.spawn(CANCEL_WAIT) else {
                     return Health::Broken;
                 };
-                let token = conn.cancel.clone();
-                let peer = conn.peer.clone();
-                let tls = self.tls.clone();
-                conn.cancel_sent = Some(rt.spawn(async move {
-                    if let Err(e) = tls.cancel(&token, &peer).await {
-                        tracing::debug!(target: "pool_sql", error = %e, "cancel request failed");
-                    }
-                }));
+                conn.cancel_sent = Some(sent);
                 tracing::debug!(target: "pool_sql", "statement abandoned mid-flight: cancel request sent");
             }
             return Health::NeedsReset;

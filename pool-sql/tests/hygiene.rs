@@ -145,3 +145,54 @@ async fn a_statement_timeout_cancels_the_statement_and_the_session_stays_usable(
     let s = db.stats();
     assert_eq!((s.created, s.broken_closed), (1, 0), "same session: {s:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_past_query_timeout_fails_in_time_closes_its_session_and_stops_on_the_server()
+{
+    let pg = TestPg::start().expect("postgres");
+    let admin = admin(&pg);
+    let db = db(&pg, "overrun")
+        .max_open(2)
+        .query_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let err = db.query("SELECT pg_sleep(30)", &[]).await.unwrap_err();
+    assert!(err.is_timeout() && !err.is_closed(), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the client's deadline, not the server's 30 s: {:?}",
+        started.elapsed()
+    );
+    // The session leaves the pool as broken, and the server stopped the statement (the
+    // cancel request) and ended the session (the socket closed).
+    eventually(Duration::from_secs(10), "session closed as broken", || async {
+        let s = db.stats();
+        (s.open, s.broken_closed) == (0, 1)
+    })
+    .await;
+    eventually(Duration::from_secs(10), "server session ended", || async {
+        support::sessions(&admin, "overrun").await == 0
+    })
+    .await;
+    // Fast statements are untouched by the limit.
+    assert_eq!(ints(&db, "SELECT 5").await, [5]);
+
+    // On a pinned session, the overrun ends the session: what follows fails as closed, at
+    // once, instead of queueing behind the abandoned statement.
+    let mut conn = db.conn().await.unwrap();
+    let err = conn.execute("SELECT pg_sleep(30)", &[]).await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    let err = tokio::time::timeout(Duration::from_secs(5), conn.execute("SELECT 1", &[]))
+        .await
+        .expect("fails at once")
+        .unwrap_err();
+    assert!(err.is_closed(), "{err:?}");
+    drop(conn);
+    assert_eq!(ints(&db, "SELECT 6").await, [6]);
+    eventually(Duration::from_secs(10), "both overruns closed", || async {
+        let s = db.stats();
+        (s.broken_closed, s.in_use) == (2, 0)
+    })
+    .await;
+}
