@@ -1,8 +1,10 @@
 //! Test support other crates reuse (feature `testing`): a [`ScriptedManager`] whose every
 //! call can be told to succeed, fail, be slow, never finish or panic; cancellation drivers;
-//! a leak guard that every integration test ends with; and a fault-injecting TCP proxy
-//! ([`proxy::FaultProxy`]) to put between a client and a real server.
+//! a leak guard that every integration test ends with; a fault-injecting TCP proxy
+//! ([`proxy::FaultProxy`]) to put between a client and a real server; and a workload of many
+//! looping callers with random cancellation ([`load::Load`]) for chaos and soak tests.
 
+pub mod load;
 pub mod proxy;
 
 /// Polls `cond` until it holds, every 2 ms (tokio time), and panics naming `what` if it still

@@ -1,18 +1,21 @@
-//! Chaos through the fault-injecting proxy: the backend flaps (refusing and resetting
-//! everything, then serving) while 64 tasks send requests with random timeouts and random
-//! cancellation. The laws are checked while it runs and at the end: the per-host cap is never
-//! exceeded, no call outlives its timeout, dials while the backend is down stay bounded, the
-//! client serves again soon after recovery, and nothing leaks.
+//! Chaos through the fault-injecting proxy, with many tasks sending requests under random
+//! cancellation:
+//! - the backend flaps (refusing and resetting everything, then serving);
+//! - the network black-holes (nothing fails, everything hangs);
+//! - latency spikes past the request timeout of the callers waiting for a connection.
+//!
+//! Checked each time: the per-host cap is never exceeded (the pool's high-water mark), no call
+//! outlives its timeout, dials while the backend is down stay bounded, the client serves again
+//! soon after recovery, and nothing leaks (pool counts, proxy and server connections, fds).
 //!
 //! Bounded by default (2 s of flapping); `CHAOS_SECS=60` runs it longer.
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::Response;
+use pool_core::testing::load::{Load, Tally};
 use pool_core::testing::proxy::{FaultProxy, Faults};
 use pool_http::Client;
 use support::{Server, eventually, full};
@@ -26,6 +29,60 @@ fn chaos_secs() -> u64 {
         .unwrap_or(2)
 }
 
+/// A GET that reads the whole body, or (when `unread`) drops it unread: the pitfall, under
+/// faults.
+async fn get(client: &Client, url: &str, unread: bool) -> Result<(), pool_http::Error> {
+    let response = client.get(url).await?;
+    if unread {
+        drop(response);
+        Ok(())
+    } else {
+        response.into_body().bytes().await.map(drop)
+    }
+}
+
+/// Serves again after the fault, within 10 s; returns how long it took.
+async fn recovery(client: &Client, url: &str) -> Duration {
+    let started = tokio::time::Instant::now();
+    while get(client, url, false).await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no recovery within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+/// The laws at the end: the cap held, no call failed past `bound`, every connection back in
+/// the pool; once the client is dropped, no connection at the proxy or the server, and no fd
+/// more than `fds_before`.
+async fn settle(
+    client: Client,
+    tally: &Tally,
+    bound: Duration,
+    proxy: &FaultProxy,
+    server: &Server,
+    fds_before: usize,
+) {
+    let s = client.stats().pool;
+    assert!(s.peak_open <= CAP, "open reached {} > {CAP}", s.peak_open);
+    assert!(
+        tally.slowest_failure < bound,
+        "a call took {:?} to fail, past its bound {bound:?}",
+        tally.slowest_failure
+    );
+    eventually("all connections back", || {
+        let s = client.stats().pool;
+        s.in_use == 0 && s.open == s.idle
+    })
+    .await;
+    drop(client);
+    eventually("proxy connections closed", || proxy.live() == 0).await;
+    eventually("server connections closed", || server.live() == 0).await;
+    eventually("fds back to baseline", || support::open_fds() <= fds_before).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flapping_backend_under_64_tasks_keeps_every_law() {
     let server = Server::start(|req| async move {
@@ -36,7 +93,7 @@ async fn a_flapping_backend_under_64_tasks_keeps_every_law() {
         Response::new(full(4096))
     })
     .await;
-    let proxy = Arc::new(FaultProxy::start(server.addr).await.unwrap());
+    let proxy = FaultProxy::start(server.addr).await.unwrap();
     let fds_before = support::open_fds();
     let client = Client::builder()
         .max_conns_per_host(CAP)
@@ -45,109 +102,38 @@ async fn a_flapping_backend_under_64_tasks_keeps_every_law() {
         .build()
         .unwrap();
     let url = |path: &str| format!("http://{}{path}", proxy.addr());
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed, cancelled) = (
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicUsize::new(0)),
-    );
-    let mut tasks = Vec::new();
-    for t in 0..64u64 {
-        let (client, stop) = (client.clone(), stop.clone());
-        let (ok, failed, cancelled) = (ok.clone(), failed.clone(), cancelled.clone());
-        let (fast, slow) = (url("/"), url("/slow"));
-        tasks.push(tokio::spawn(async move {
-            let mut rng = fastrand::Rng::with_seed(t);
-            while !stop.load(Ordering::Relaxed) {
-                let target = if rng.bool() { &fast } else { &slow };
-                let drop_unread = rng.u8(..4) == 0;
-                let patience = Duration::from_millis(rng.u64(5..600));
-                let call = async {
-                    let response = client.get(target).await?;
-                    if drop_unread {
-                        drop(response); // the pitfall, under faults
-                        Ok(0)
-                    } else {
-                        response.into_body().bytes().await.map(|b| b.len())
-                    }
-                };
-                // Random cancellation: some calls are abandoned early by the caller.
-                let started = tokio::time::Instant::now();
-                match tokio::time::timeout(patience, call).await {
-                    Ok(Ok(_)) => ok.fetch_add(1, Ordering::Relaxed),
-                    Ok(Err(e)) => {
-                        // The client's own deadline (400 ms) bounds every call; the margin
-                        // is for a loaded machine.
-                        assert!(
-                            started.elapsed() < Duration::from_millis(400 + 600),
-                            "a call took {:?}: {e:?}",
-                            started.elapsed()
-                        );
-                        // As a real caller would, pause before trying again.
-                        tokio::time::sleep(Duration::from_millis(rng.u64(1..20))).await;
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                    Err(_) => cancelled.fetch_add(1, Ordering::Relaxed),
-                };
-                tokio::task::yield_now().await;
-            }
-        }));
-    }
+    let load = Load::start(64, 5..600, None, {
+        let (client, fast, slow) = (client.clone(), url("/"), url("/slow"));
+        move |rng| {
+            let client = client.clone();
+            let target = if rng.bool() { fast.clone() } else { slow.clone() };
+            let unread = rng.u8(..4) == 0;
+            async move { get(&client, &target, unread).await }
+        }
+    });
 
     // Flap: 100 ms down (new connections refused, open ones reset), 300 ms up.
     let flaps = chaos_secs() * 1000 / 400;
-    let flapped = proxy
+    let dials_while_down = proxy
         .flap(
             flaps,
             Duration::from_millis(100),
             Duration::from_millis(300),
-            || client.stats().pool.open,
             || {
                 let s = client.stats().pool;
                 s.created + s.create_errors
             },
         )
-        .await;
-    let (peak_open, dials_while_down) = (flapped.peak, flapped.during_outages);
-
-    // Recovery: the client serves again within a bounded time, without manual action.
-    let recovered = tokio::time::Instant::now();
-    loop {
-        if let Ok(r) = client.get(&url("/")).await
-            && r.into_body().bytes().await.is_ok()
-        {
-            break;
-        }
-        assert!(
-            recovered.elapsed() < Duration::from_secs(10),
-            "no recovery within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await.unwrap();
-    }
-
-    let (ok, failed, cancelled) = (
-        ok.load(Ordering::Relaxed),
-        failed.load(Ordering::Relaxed),
-        cancelled.load(Ordering::Relaxed),
-    );
+        .await
+        .during_outages;
+    let recovered = recovery(&client, &url("/")).await;
+    let tally = load.stop().await;
     eprintln!(
-        "chaos: {flaps} flaps, {ok} ok, {failed} failed, {cancelled} cancelled; dials while \
-         down per flap {dials_while_down:?}; peak open {peak_open}; recovered in {:?}",
-        recovered.elapsed()
+        "chaos: {flaps} flaps, {tally:?}; dials while down per flap {dials_while_down:?}; peak \
+         open {}; recovered in {recovered:?}",
+        client.stats().pool.peak_open
     );
-    assert!(
-        ok > 0 && failed > 0,
-        "both outcomes happened: {ok} ok, {failed} failed"
-    );
-    assert!(
-        peak_open <= CAP,
-        "open reached {peak_open} with a cap of {CAP}"
-    );
+    assert!(tally.ok > 0 && tally.failed > 0, "{tally:?}");
     // While down, dials are bounded by the breaker: the creates in flight when the outage
     // starts (up to the cap), the few before it trips, then one probe per backoff; not a hot
     // loop (64 busy tasks without a breaker dial thousands of times a second). Measured: 11-20.
@@ -156,21 +142,16 @@ async fn a_flapping_backend_under_64_tasks_keeps_every_law() {
         worst <= 4 * CAP as u64,
         "{worst} dials in one 100 ms outage: {dials_while_down:?}"
     );
-
-    // Nothing leaked: the pool's counts, the proxy's connections, the server's, fds.
-    let stats = client.stats();
-    assert_eq!(stats.pool.in_use, 0, "{stats:?}");
-    assert_eq!(stats.pool.open, stats.pool.idle, "{stats:?}");
-    drop(client);
-    eventually("proxy connections closed", || proxy.live() == 0).await;
-    eventually("server connections closed", || server.live() == 0).await;
-    eventually("fds back to baseline", || support::open_fds() <= fds_before).await;
+    // The client's own deadline (400 ms) bounds every call; margin for a loaded machine.
+    let bound = Duration::from_millis(1000);
+    settle(client, &tally, bound, &proxy, &server, fds_before).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_holed_network_times_calls_out_and_the_client_recovers_after() {
     let server = Server::sized(1024).await;
     let proxy = FaultProxy::start(server.addr).await.unwrap();
+    let fds_before = support::open_fds();
     let client = Client::builder()
         .max_conns_per_host(CAP)
         .connect_timeout(Duration::from_millis(200))
@@ -178,59 +159,80 @@ async fn a_black_holed_network_times_calls_out_and_the_client_recovers_after() {
         .build()
         .unwrap();
     let url = format!("http://{}/", proxy.addr());
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, timed_out) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let tasks: Vec<_> = (0..32)
-        .map(|_| {
-            let (client, url, stop) = (client.clone(), url.clone(), stop.clone());
-            let (ok, timed_out) = (ok.clone(), timed_out.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let started = tokio::time::Instant::now();
-                    let result = async { client.get(&url).await?.into_body().bytes().await }.await;
-                    match result {
-                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
-                        Err(e) => {
-                            assert!(e.is_timeout(), "{e:?}");
-                            // The request deadline (200 ms) bounds it; margin for load.
-                            assert!(started.elapsed() < Duration::from_millis(800), "{e:?}");
-                            timed_out.fetch_add(1, Ordering::Relaxed)
-                        }
-                    };
-                    tokio::task::yield_now().await;
-                }
-            })
-        })
-        .collect();
-    eventually("traffic flows", || ok.load(Ordering::Relaxed) > 100).await;
+    let load = Load::start(32, 10_000..10_001, None, {
+        let (client, url) = (client.clone(), url.clone());
+        move |_| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                get(&client, &url, false).await.inspect_err(|e| {
+                    assert!(e.is_timeout(), "only timeouts in a black hole: {e:?}");
+                })
+            }
+        }
+    });
+    load.wait_for(|t| t.ok, 100).await;
     proxy.set(Faults::black_hole());
-    let mut peak = 0;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        peak = peak.max(client.stats().pool.open);
-    }
-    let during = ok.load(Ordering::Relaxed);
+    load.wait_for(|t| t.failed, 64).await;
+    let during = load.tally();
     proxy.set(Faults::none());
-    eventually("served again after the black hole", || {
-        ok.load(Ordering::Relaxed) > during + 100
-    })
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await.unwrap();
-    }
+    let recovered = recovery(&client, &url).await;
+    load.wait_for(|t| t.ok, during.ok + 100).await;
+    let tally = load.stop().await;
     eprintln!(
-        "black hole: {} ok, {} timed out; peak open {peak}",
-        ok.load(Ordering::Relaxed),
-        timed_out.load(Ordering::Relaxed)
+        "black hole: {tally:?}; peak open {}; recovered in {recovered:?}",
+        client.stats().pool.peak_open
+    );
+    // The request deadline (200 ms) bounds every call; margin for load.
+    let bound = Duration::from_millis(800);
+    settle(client, &tally, bound, &proxy, &server, fds_before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_past_the_timeout_of_waiting_callers_times_them_out_and_passes() {
+    let server = Server::sized(1024).await;
+    let proxy = FaultProxy::start(server.addr).await.unwrap();
+    let fds_before = support::open_fds();
+    let client = Client::builder()
+        .max_conns_per_host(CAP)
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let url = format!("http://{}/", proxy.addr());
+    let load = Load::start(64, 5..2_000, None, {
+        let (client, url) = (client.clone(), url.clone());
+        move |_| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                get(&client, &url, false).await.inspect_err(|e| {
+                    assert!(e.is_timeout(), "only timeouts under latency: {e:?}");
+                })
+            }
+        }
+    });
+    load.wait_for(|t| t.ok, 500).await;
+    // 100 ms each way: a request holds its connection about 200 ms, so 64 callers on 8
+    // connections wait far past their 500 ms deadline; the ones holding one still finish.
+    proxy.set(Faults::latency(Duration::from_millis(100)));
+    let before = load.tally();
+    load.wait_for(|t| t.failed, before.failed + 100).await;
+    let during = load.tally();
+    proxy.set(Faults::none());
+    let recovered = recovery(&client, &url).await;
+    load.wait_for(|t| t.ok, during.ok + 500).await;
+    let tally = load.stop().await;
+    let s = client.stats();
+    eprintln!(
+        "latency: {tally:?}; ok during the spike {}; peak open {}, dials {}; recovered in \
+         {recovered:?}",
+        during.ok - before.ok,
+        s.pool.peak_open,
+        s.pool.created
     );
     assert!(
-        timed_out.load(Ordering::Relaxed) >= 32,
-        "every task timed out at least once"
+        during.ok > before.ok,
+        "the slow connections still served: {during:?}"
     );
-    assert!(peak <= CAP, "open reached {peak}");
-    assert_eq!(client.stats().pool.in_use, 0);
-    drop(client);
-    eventually("proxy connections closed", || proxy.live() == 0).await;
-    eventually("server connections closed", || server.live() == 0).await;
+    // The request deadline (500 ms) bounds every call, waiting included; margin for load.
+    let bound = Duration::from_millis(1200);
+    settle(client, &tally, bound, &proxy, &server, fds_before).await;
 }

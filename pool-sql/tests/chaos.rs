@@ -1,23 +1,25 @@
-//! Chaos through the fault-injecting proxy between `Db` and a real PostgreSQL: the network
-//! flaps (new connections refused, open ones reset) while 64 tasks run statements with random
-//! timeouts and random cancellation. Checked while it runs and at the end: `max_open` is never
-//! exceeded, no call outlives its bound, connection attempts while down stay bounded, the pool
-//! serves again soon after recovery, and the server's sessions go back to baseline.
+//! Chaos through the fault-injecting proxy between `Db` and a real PostgreSQL, with many tasks
+//! running statements under random cancellation:
+//! - the network flaps (new connections refused, open ones reset);
+//! - the network black-holes (packets vanish: nothing fails, everything hangs);
+//! - latency spikes past `acquire_timeout` (sessions held longer than callers will wait).
+//!
+//! Checked each time: `max_open` is never exceeded (the pool's high-water mark), no call
+//! outlives its bound, connection attempts while down stay bounded, the pool serves again soon
+//! after recovery, and the server's sessions and the proxy's connections go back to zero.
 //!
 //! Bounded by default (2 s of flapping); `CHAOS_SECS=60` runs it longer.
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use pool_core::testing::proxy::FaultProxy;
-use pool_sql::Db;
+use pool_core::testing::load::{Load, Tally};
+use pool_core::testing::proxy::{FaultProxy, Faults};
 use pool_sql::testing::TestPg;
+use pool_sql::{Db, DbBuilder};
 
 const CAP: usize = 8;
-const APP: &str = "chaos";
 
 fn chaos_secs() -> u64 {
     std::env::var("CHAOS_SECS")
@@ -26,130 +28,227 @@ fn chaos_secs() -> u64 {
         .unwrap_or(2)
 }
 
+/// A server, a proxy in front of it, and a pool (named `app` on the server) through the proxy.
+struct Rig {
+    pg: TestPg,
+    admin: Db,
+    proxy: FaultProxy,
+    app: &'static str,
+}
+
+impl Rig {
+    async fn start(app: &'static str) -> Rig {
+        let pg = TestPg::start().expect("postgres");
+        let admin = support::admin(&pg);
+        let port = pg.port().expect("a local server");
+        let proxy = FaultProxy::start(([127, 0, 0, 1], port).into())
+            .await
+            .unwrap();
+        Rig {
+            pg,
+            admin,
+            proxy,
+            app,
+        }
+    }
+
+    /// A pool through the proxy, capped at [`CAP`].
+    fn db(&self) -> DbBuilder {
+        let port = self.pg.port().expect("a local server");
+        let url = self.pg.url().replace(
+            &format!(":{port}/"),
+            &format!(":{}/", self.proxy.addr().port()),
+        );
+        Db::builder(&url)
+            .application_name(self.app)
+            .max_open(CAP)
+            .max_idle(CAP)
+    }
+
+    /// Serves again after the fault, within 10 s; returns how long it took.
+    async fn recovery(db: &Db) -> Duration {
+        let started = tokio::time::Instant::now();
+        while db.execute("SELECT 1", &[]).await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no recovery within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        started.elapsed()
+    }
+
+    /// The laws at the end: the cap held, everything back in the pool (sessions of cancelled
+    /// calls come back once their cancel is answered), and after close no session on the
+    /// server and no connection through the proxy.
+    async fn settle(&self, db: Db, tally: &Tally, bound: Duration) {
+        let s = db.stats();
+        assert!(s.peak_open <= CAP, "open reached {} > {CAP}", s.peak_open);
+        support::eventually(Duration::from_secs(10), "all sessions back", || async {
+            let s = db.stats();
+            s.in_use == 0 && s.open == s.idle
+        })
+        .await;
+        assert!(
+            tally.slowest_failure < bound,
+            "a call took {:?} to fail, past its bound {bound:?}",
+            tally.slowest_failure
+        );
+        db.close_and_wait(Duration::from_secs(10)).await.unwrap();
+        support::wait_sessions(&self.admin, self.app, 0).await;
+        support::eventually(
+            Duration::from_secs(10),
+            "proxy connections closed",
+            || async { self.proxy.live() == 0 },
+        )
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flapping_network_under_64_tasks_keeps_every_law() {
-    let pg = TestPg::start().expect("postgres");
-    let port = pg.port().expect("a local server");
-    let admin = support::admin(&pg);
-    let proxy = FaultProxy::start(([127, 0, 0, 1], port).into())
-        .await
-        .unwrap();
-    let url = pg
-        .url()
-        .replace(&format!(":{port}/"), &format!(":{}/", proxy.addr().port()));
-    let db = Db::builder(&url)
-        .application_name(APP)
-        .max_open(CAP)
-        .max_idle(CAP)
+    let rig = Rig::start("chaos").await;
+    let db = rig
+        .db()
         .acquire_timeout(Duration::from_millis(500))
         .create_timeout(Duration::from_millis(300))
         .build()
         .unwrap();
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed, cancelled) = (
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicUsize::new(0)),
-    );
-    let mut tasks = Vec::new();
-    for t in 0..64u64 {
-        let (db, stop) = (db.clone(), stop.clone());
-        let (ok, failed, cancelled) = (ok.clone(), failed.clone(), cancelled.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut rng = fastrand::Rng::with_seed(t);
-            while !stop.load(Ordering::Relaxed) {
-                let sql = if rng.bool() {
-                    "SELECT 1"
-                } else {
-                    "SELECT pg_sleep(0.02)"
-                };
-                let patience = Duration::from_millis(rng.u64(5..800));
-                let started = tokio::time::Instant::now();
-                match tokio::time::timeout(patience, db.execute(sql, &[])).await {
-                    Ok(Ok(_)) => ok.fetch_add(1, Ordering::Relaxed),
-                    Ok(Err(e)) => {
-                        // acquire_timeout (500 ms) and the statement bound every call; the
-                        // margin is for a loaded machine.
-                        assert!(
-                            started.elapsed() < Duration::from_millis(500 + 700),
-                            "a call took {:?}: {e}",
-                            started.elapsed()
-                        );
-                        tokio::time::sleep(Duration::from_millis(rng.u64(1..20))).await;
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                    Err(_) => cancelled.fetch_add(1, Ordering::Relaxed),
-                };
-                tokio::task::yield_now().await;
-            }
-        }));
-    }
+    let load = Load::start(64, 5..800, None, {
+        let db = db.clone();
+        move |rng| {
+            let db = db.clone();
+            let sql = if rng.bool() {
+                "SELECT 1"
+            } else {
+                "SELECT pg_sleep(0.02)"
+            };
+            async move { db.execute(sql, &[]).await.map(drop) }
+        }
+    });
 
     // Flap: 100 ms down (new connections refused, open ones reset), 300 ms up.
     let flaps = chaos_secs() * 1000 / 400;
-    let flapped = proxy
+    let attempts_while_down = rig
+        .proxy
         .flap(
             flaps,
             Duration::from_millis(100),
             Duration::from_millis(300),
-            || db.stats().open,
             || {
                 let s = db.stats();
                 s.created + s.create_errors
             },
         )
-        .await;
-    let (peak_open, attempts_while_down) = (flapped.peak, flapped.during_outages);
-
-    // Recovery without manual action, within a bounded time.
-    let recovered = tokio::time::Instant::now();
-    while db.execute("SELECT 1", &[]).await.is_err() {
-        assert!(
-            recovered.elapsed() < Duration::from_secs(10),
-            "no recovery within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await.unwrap();
-    }
-
-    let (ok, failed, cancelled) = (
-        ok.load(Ordering::Relaxed),
-        failed.load(Ordering::Relaxed),
-        cancelled.load(Ordering::Relaxed),
-    );
+        .await
+        .during_outages;
+    let recovered = Rig::recovery(&db).await;
+    let tally = load.stop().await;
     eprintln!(
-        "chaos: {flaps} flaps, {ok} ok, {failed} failed, {cancelled} cancelled; connects while \
-         down per flap {attempts_while_down:?}; peak open {peak_open}; recovered in {:?}",
-        recovered.elapsed()
+        "chaos: {flaps} flaps, {tally:?}; connects while down per flap {attempts_while_down:?}; \
+         peak open {}; recovered in {recovered:?}",
+        db.stats().peak_open
     );
-    assert!(
-        ok > 0 && failed > 0,
-        "both outcomes happened: {ok} ok, {failed} failed"
-    );
-    assert!(
-        peak_open <= CAP,
-        "open reached {peak_open} with max_open {CAP}"
-    );
+    assert!(tally.ok > 0 && tally.failed > 0, "{tally:?}");
     let worst = attempts_while_down.iter().copied().max().unwrap_or(0);
     assert!(
         worst <= 4 * CAP as u64,
         "{worst} connects in one 100 ms outage: {attempts_while_down:?}"
     );
-    let stats = db.stats();
-    assert_eq!(stats.in_use, 0, "{stats:?}");
+    // acquire_timeout (500 ms) plus the statement bound every call; margin for a loaded machine.
+    rig.settle(db, &tally, Duration::from_millis(1200)).await;
+}
 
-    // Nothing leaked: after close, the server has no session of this pool, nor the proxy a
-    // connection.
-    db.close_and_wait(Duration::from_secs(10)).await.unwrap();
-    support::wait_sessions(&admin, APP, 0).await;
-    support::eventually(
-        Duration::from_secs(10),
-        "proxy connections closed",
-        || async { proxy.live() == 0 },
-    )
-    .await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_network_times_statements_out_and_the_pool_recovers_after() {
+    let rig = Rig::start("black_hole").await;
+    let db = rig
+        .db()
+        .acquire_timeout(Duration::from_millis(300))
+        .create_timeout(Duration::from_millis(300))
+        .query_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let load = Load::start(32, 10_000..10_001, None, {
+        let db = db.clone();
+        move |_| {
+            let db = db.clone();
+            async move {
+                db.execute("SELECT 1", &[]).await.map(drop).inspect_err(|e| {
+                    assert!(e.is_timeout(), "only timeouts in a black hole: {e:?}");
+                })
+            }
+        }
+    });
+    load.wait_for(|t| t.ok, 200).await;
+    rig.proxy.set(Faults::black_hole());
+    load.wait_for(|t| t.failed, 64).await;
+    let during = load.tally();
+    rig.proxy.set(Faults::none());
+    let recovered = Rig::recovery(&db).await;
+    load.wait_for(|t| t.ok, during.ok + 200).await;
+    let tally = load.stop().await;
+    let s = db.stats();
+    eprintln!(
+        "black hole: {tally:?}; peak open {}, broken_closed {}; recovered in {recovered:?}",
+        s.peak_open, s.broken_closed
+    );
+    // Sessions caught in the black hole were given up by query_timeout, not kept: the pool
+    // replaced them once the network came back.
+    assert!(s.broken_closed > 0, "{s:?}");
+    // acquire_timeout (300 ms) + query_timeout (200 ms), not retried; margin for load.
+    rig.settle(db, &tally, Duration::from_millis(1200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_past_acquire_timeout_times_waiters_out_and_passes() {
+    let rig = Rig::start("latency").await;
+    let db = rig
+        .db()
+        .acquire_timeout(Duration::from_millis(100))
+        // A session replaced under the latency (one whose statement was cancelled and whose
+        // reset took too long) needs a few slow round trips to start: 3 s, not the default of
+        // acquire_timeout, or the breaker would take the slow connects for an outage.
+        .create_timeout(Duration::from_secs(3))
+        .query_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let load = Load::start(64, 5..2_000, None, {
+        let db = db.clone();
+        move |_| {
+            let db = db.clone();
+            async move {
+                db.execute("SELECT 1", &[]).await.map(drop).inspect_err(|e| {
+                    assert!(e.is_timeout(), "only timeouts under latency: {e:?}");
+                })
+            }
+        }
+    });
+    load.wait_for(|t| t.ok, 500).await;
+    // 150 ms each way: a statement holds its session 300 ms, three times what a caller waits
+    // for one; 64 callers on 8 sessions mostly time out waiting.
+    rig.proxy.set(Faults::latency(Duration::from_millis(150)));
+    let before = load.tally();
+    load.wait_for(|t| t.failed, before.failed + 200).await;
+    let during = load.tally();
+    rig.proxy.set(Faults::none());
+    let recovered = Rig::recovery(&db).await;
+    load.wait_for(|t| t.ok, during.ok + 500).await;
+    let tally = load.stop().await;
+    let s = db.stats();
+    eprintln!(
+        "latency: {tally:?}; ok during the spike {}; acquire timeouts {}; peak open {}; \
+         recovered in {recovered:?}",
+        during.ok - before.ok,
+        s.timeouts,
+        s.peak_open
+    );
+    assert!(
+        during.ok > before.ok,
+        "the slow sessions still served: {during:?}"
+    );
+    assert!(s.timeouts >= 200, "waiters gave up at acquire_timeout: {s:?}");
+    // Waiting is bounded by acquire_timeout (100 ms); a session once held runs for about
+    // 300 ms and never past query_timeout (2 s).
+    rig.settle(db, &tally, Duration::from_millis(1000)).await;
 }

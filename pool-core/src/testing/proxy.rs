@@ -218,22 +218,19 @@ impl FaultProxy {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Flapped {
-    /// The highest `level` sampled (every 10 ms) through the whole run.
-    pub peak: usize,
     /// How much `count` grew during each outage, in order.
     pub during_outages: Vec<u64>,
 }
 
 impl FaultProxy {
     /// Makes the backend flap `times` times: `down` with new connections refused and open ones
-    /// reset, then `up` with no fault. Samples `level` every 10 ms (e.g. a pool's open count)
-    /// and records how much `count` (e.g. connection attempts) grew during each outage.
+    /// reset, then `up` with no fault, and records how much `count` (e.g. connection
+    /// attempts) grew during each outage.
     pub async fn flap(
         &self,
         times: u64,
         down: Duration,
         up: Duration,
-        level: impl Fn() -> usize,
         count: impl Fn() -> u64,
     ) -> Flapped {
         let mut seen = Flapped::default();
@@ -241,21 +238,12 @@ impl FaultProxy {
             let before = count();
             self.set(Faults::refuse());
             self.reset_all();
-            sample(down, &level, &mut seen.peak).await;
+            tokio::time::sleep(down).await;
             seen.during_outages.push(count() - before);
             self.set(Faults::none());
-            sample(up, &level, &mut seen.peak).await;
+            tokio::time::sleep(up).await;
         }
         seen
-    }
-}
-
-/// Waits `d` in steps of 10 ms, keeping the highest `level` seen in `peak`.
-async fn sample(d: Duration, level: &impl Fn() -> usize, peak: &mut usize) {
-    let tick = Duration::from_millis(10);
-    for _ in 0..(d.as_millis() / tick.as_millis()).max(1) {
-        tokio::time::sleep(tick).await;
-        *peak = (*peak).max(level());
     }
 }
 
