@@ -30,7 +30,8 @@ pub struct PgConn {
     /// still be running it.
     pub(crate) busy: bool,
     /// A cancel request for the abandoned statement is on its way.
-    pub(crate) cancel_sent: Option<tokio::task::JoinHandle<()>>,
+    /// Its task ends `true` once the server confirmed it (closed the cancel connection).
+    pub(crate) cancel_sent: Option<tokio::task::JoinHandle<bool>>,
     /// The server ended the session (a FATAL error answered a statement), or the connection
     /// closed under one: never reused, even before the connection task has seen the end.
     pub(crate) broken: bool,

@@ -67,6 +67,15 @@ pub(crate) enum Socket {
 pub(crate) struct Counted {
     socket: Socket,
     wire: Arc<Wire>,
+    /// For cancel requests: a shutdown completes only once the server has closed its side.
+    until_eof: Option<Shutdown>,
+}
+
+/// Where a shutdown that waits for the peer's EOF is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shutdown {
+    NotYet,
+    Sent,
 }
 
 impl AsyncRead for Counted {
@@ -110,9 +119,27 @@ impl AsyncWrite for Counted {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.socket {
-            Socket::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Socket::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        if self.until_eof != Some(Shutdown::Sent) {
+            let shut = match &mut self.socket {
+                Socket::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+                Socket::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            };
+            std::task::ready!(shut)?;
+            if self.until_eof.is_none() {
+                return Poll::Ready(Ok(()));
+            }
+            self.until_eof = Some(Shutdown::Sent);
+        }
+        // A cancel request: PostgreSQL closes the connection once it has signalled the
+        // statement's backend. Returning earlier would let the caller's next statement race
+        // the signal (and be cancelled instead).
+        let mut scratch = [0u8; 64];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            std::task::ready!(self.as_mut().poll_read(cx, &mut buf))?;
+            if buf.filled().is_empty() {
+                return Poll::Ready(Ok(()));
+            }
         }
     }
 }
@@ -175,19 +202,25 @@ pub(crate) struct Canceller {
 
 impl Canceller {
     /// Sends a cancel request from a task of its own, given up after `within` (the server may
-    /// be unreachable). `None` outside a tokio runtime. The handle ends when the request was
-    /// sent or given up.
-    pub fn spawn(&self, within: Duration) -> Option<tokio::task::JoinHandle<()>> {
+    /// be unreachable). `None` outside a tokio runtime.
+    ///
+    /// The task ends `true` when the server confirmed the request: it closes the cancel
+    /// connection only after it has signalled the statement's backend. `false` (failed, given
+    /// up) leaves it unknown whether and when the cancel lands: it may still hit whatever the
+    /// session runs next, so such a session must not be reused.
+    pub fn spawn(&self, within: Duration) -> Option<tokio::task::JoinHandle<bool>> {
         let rt = tokio::runtime::Handle::try_current().ok()?;
         let (token, peer, tls) = (self.token.clone(), self.peer.clone(), self.tls.clone());
         Some(rt.spawn(async move {
             match tokio::time::timeout(within, tls.cancel(&token, &peer)).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => true,
                 Ok(Err(e)) => {
                     tracing::debug!(target: "pool_sql", error = %e, "cancel request failed");
+                    false
                 }
                 Err(_) => {
                     tracing::debug!(target: "pool_sql", ?within, "cancel request given up");
+                    false
                 }
             }
         }))
@@ -245,6 +278,7 @@ pub(crate) async fn connect(
             let counted = Counted {
                 socket,
                 wire: wire.clone(),
+                until_eof: None,
             };
             let (client, task) = match tls {
                 Tls::Off => start(config, counted, NoTls, &wire).await,
@@ -362,7 +396,7 @@ impl Tls {
         token: &tokio_postgres::CancelToken,
         peer: &Peer,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let socket = dial_addr(&peer.addr).await?.uncounted();
+        let socket = dial_addr(&peer.addr).await?.for_cancel();
         match self {
             Tls::Off => token.cancel_query_raw(socket, NoTls).await?,
             #[cfg(feature = "tls")]
@@ -449,11 +483,13 @@ pub(crate) async fn dial_addr(addr: &Addr) -> io::Result<Socket> {
 }
 
 impl Socket {
-    /// The socket without byte counting (cancel requests).
-    pub fn uncounted(self) -> Counted {
+    /// The socket of a cancel request: not counted, and its shutdown waits until the server
+    /// has closed the connection, which it does once it has acted on the request.
+    pub fn for_cancel(self) -> Counted {
         Counted {
             socket: self,
             wire: Arc::new(Wire::default()),
+            until_eof: Some(Shutdown::NotYet),
         }
     }
 }

@@ -57,6 +57,10 @@ pub enum ManagerError {
     /// The statement abandoned on this session did not end in time after its cancel request.
     #[error("an abandoned statement did not end after its cancel request")]
     CancelTimedOut,
+    /// The cancel request for the statement abandoned on this session failed, so the server
+    /// may still act on it later and cancel whatever the session runs next.
+    #[error("the cancel request for an abandoned statement was not confirmed by the server")]
+    CancelUnconfirmed,
 }
 
 /// The private connect error, boxed so its shape stays ours.
@@ -113,12 +117,16 @@ impl Manager for PgManager {
     async fn reset(&self, conn: &mut PgConn) -> Result<(), ManagerError> {
         if conn.busy {
             if let Some(cancel) = conn.cancel_sent.take() {
-                // The cancel request must have reached the server before the sync below, or
-                // it could cancel the next statement instead.
-                tokio::time::timeout(CANCEL_WAIT, cancel)
+                // The server must have acted on the cancel request before the sync below, or
+                // it could cancel the next statement instead. Unconfirmed (the request failed
+                // or its connection broke half way), it may still land: give the session up.
+                let confirmed = tokio::time::timeout(CANCEL_WAIT, cancel)
                     .await
                     .map_err(|_| ManagerError::CancelTimedOut)?
-                    .ok();
+                    .unwrap_or(false);
+                if !confirmed {
+                    return Err(ManagerError::CancelUnconfirmed);
+                }
             }
             sync(conn).await?;
             conn.busy = false;

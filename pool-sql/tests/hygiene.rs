@@ -147,8 +147,7 @@ async fn a_statement_timeout_cancels_the_statement_and_the_session_stays_usable(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_statement_past_query_timeout_fails_in_time_closes_its_session_and_stops_on_the_server()
-{
+async fn a_statement_past_query_timeout_fails_in_time_closes_its_session_and_stops_on_the_server() {
     let pg = TestPg::start().expect("postgres");
     let admin = admin(&pg);
     let db = db(&pg, "overrun")
@@ -166,10 +165,14 @@ async fn a_statement_past_query_timeout_fails_in_time_closes_its_session_and_sto
     );
     // The session leaves the pool as broken, and the server stopped the statement (the
     // cancel request) and ended the session (the socket closed).
-    eventually(Duration::from_secs(10), "session closed as broken", || async {
-        let s = db.stats();
-        (s.open, s.broken_closed) == (0, 1)
-    })
+    eventually(
+        Duration::from_secs(10),
+        "session closed as broken",
+        || async {
+            let s = db.stats();
+            (s.open, s.broken_closed) == (0, 1)
+        },
+    )
     .await;
     eventually(Duration::from_secs(10), "server session ended", || async {
         support::sessions(&admin, "overrun").await == 0
@@ -195,4 +198,28 @@ async fn a_statement_past_query_timeout_fails_in_time_closes_its_session_and_sto
         (s.broken_closed, s.in_use) == (2, 0)
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cancel_for_an_abandoned_statement_never_hits_the_next_one() {
+    // A cancel request is only done once the server closed its connection: it has then
+    // signalled the backend. Reusing the session before that lets the signal land on the
+    // next caller's statement (57014 "canceling statement due to user request").
+    let pg = TestPg::start().expect("postgres");
+    let db = db(&pg, "stray").max_open(1).build().unwrap();
+    let mut rng = fastrand::Rng::with_seed(3);
+    let mut abandoned = 0;
+    for _ in 0..300 {
+        let patience = Duration::from_micros(rng.u64(200..3_000));
+        if tokio::time::timeout(patience, db.execute("SELECT pg_sleep(0.002)", &[]))
+            .await
+            .is_err()
+        {
+            abandoned += 1;
+        }
+        if let Err(e) = db.execute("SELECT pg_sleep(0.001)", &[]).await {
+            panic!("after {abandoned} abandoned statements: {e:?}");
+        }
+    }
+    assert!(abandoned > 50, "the test abandons statements: {abandoned}");
 }
