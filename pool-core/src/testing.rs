@@ -113,6 +113,52 @@ pub struct ScriptedManager {
     scripts: Arc<Mutex<Scripts>>,
     creates_fail: Arc<AtomicBool>,
     validate_after: Option<Duration>,
+    random: Option<Arc<Mutex<RandomFaults>>>,
+}
+
+/// Faults drawn at random for every unscripted call: see
+/// [`ScriptedManager::with_random_faults`].
+#[derive(Debug)]
+struct RandomFaults {
+    rng: fastrand::Rng,
+    per_mille: u16,
+    injected: Injected,
+}
+
+/// The faults [`ScriptedManager::with_random_faults`] injected so far, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Injected {
+    /// Calls that failed.
+    pub failures: u64,
+    /// Calls that panicked.
+    pub panics: u64,
+    /// Calls made slow (up to 2 ms).
+    pub slow: u64,
+}
+
+impl RandomFaults {
+    /// The step for an unscripted call: see [`ScriptedManager::with_random_faults`].
+    fn draw(&mut self) -> Step {
+        let roll = self.rng.u32(..10_000);
+        let p = u32::from(self.per_mille) * 10;
+        let slow = Duration::from_micros(self.rng.u64(100..2_000));
+        if roll < p / 10 {
+            self.injected.panics += 1;
+            Step::Panic
+        } else if roll < p {
+            self.injected.failures += 1;
+            Step::Fail("random fault")
+        } else if roll < 2 * p {
+            self.injected.slow += 1;
+            Step::Slow(slow)
+        } else if roll < 3 * p {
+            self.injected.failures += 1;
+            Step::SlowFail(slow, "random slow fault")
+        } else {
+            Step::Ok
+        }
+    }
 }
 
 /// Holds a slot of `occupied` while a create runs; released if the create fails or is dropped.
@@ -153,6 +199,27 @@ impl ScriptedManager {
     pub fn with_validate_after(mut self, after: Duration) -> Self {
         self.validate_after = Some(after);
         self
+    }
+
+    /// Makes every unscripted call (create, validate, reset, close) draw a fault at random.
+    /// Of every thousand calls, `per_mille` fail at once (a tenth of them by panicking),
+    /// `per_mille` succeed slowly and `per_mille` fail slowly (0.1-2 ms). Seeded. For soak
+    /// tests.
+    pub fn with_random_faults(mut self, seed: u64, per_mille: u16) -> Self {
+        self.random = Some(Arc::new(Mutex::new(RandomFaults {
+            rng: fastrand::Rng::with_seed(seed),
+            per_mille,
+            injected: Injected::default(),
+        })));
+        self
+    }
+
+    /// The faults injected at random so far (all zero without
+    /// [`with_random_faults`](ScriptedManager::with_random_faults)).
+    pub fn injected(&self) -> Injected {
+        self.random
+            .as_ref()
+            .map_or_else(Injected::default, |r| r.lock().injected)
     }
 
     /// Queues steps for the next `create` calls.
@@ -211,7 +278,13 @@ impl ScriptedManager {
     }
 
     fn next(&self, pick: impl FnOnce(&mut Scripts) -> Option<Step>) -> Step {
-        pick(&mut self.scripts.lock()).unwrap_or(Step::Ok)
+        let scripted = pick(&mut self.scripts.lock());
+        scripted.unwrap_or_else(|| self.unscripted())
+    }
+
+    /// The step of a call with nothing scripted: `Ok`, or a random fault.
+    fn unscripted(&self) -> Step {
+        self.random.as_ref().map_or(Step::Ok, |r| r.lock().draw())
     }
 }
 
@@ -225,10 +298,12 @@ impl Manager for ScriptedManager {
         self.counts.occupy();
         let mut slot = Occupancy(self.counts.clone(), false);
         let step = self.scripts.lock().create.pop_front();
-        let step = step.unwrap_or(if self.creates_fail.load(Ordering::SeqCst) {
-            Step::Fail("backend down")
-        } else {
-            Step::Ok
+        let step = step.unwrap_or_else(|| {
+            if self.creates_fail.load(Ordering::SeqCst) {
+                Step::Fail("backend down")
+            } else {
+                self.unscripted()
+            }
         });
         run(step).await?;
         slot.1 = true;

@@ -15,72 +15,16 @@ mod support;
 use std::time::Duration;
 
 use hyper::Response;
-use pool_core::testing::load::{Load, Tally};
+use pool_core::testing::load::Load;
 use pool_core::testing::proxy::{FaultProxy, Faults};
 use pool_http::Client;
-use support::{Server, eventually, full};
-
-const CAP: usize = 8;
+use support::{CAP, Server, full, get, recovery, settle};
 
 fn chaos_secs() -> u64 {
     std::env::var("CHAOS_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2)
-}
-
-/// A GET that reads the whole body, or (when `unread`) drops it unread: the pitfall, under
-/// faults.
-async fn get(client: &Client, url: &str, unread: bool) -> Result<(), pool_http::Error> {
-    let response = client.get(url).await?;
-    if unread {
-        drop(response);
-        Ok(())
-    } else {
-        response.into_body().bytes().await.map(drop)
-    }
-}
-
-/// Serves again after the fault, within 10 s; returns how long it took.
-async fn recovery(client: &Client, url: &str) -> Duration {
-    let started = tokio::time::Instant::now();
-    while get(client, url, false).await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no recovery within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    started.elapsed()
-}
-
-/// The laws at the end: the cap held, no call failed past `bound`, every connection back in
-/// the pool; once the client is dropped, no connection at the proxy or the server, and no fd
-/// more than `fds_before`.
-async fn settle(
-    client: Client,
-    tally: &Tally,
-    bound: Duration,
-    proxy: &FaultProxy,
-    server: &Server,
-    fds_before: usize,
-) {
-    let s = client.stats().pool;
-    assert!(s.peak_open <= CAP, "open reached {} > {CAP}", s.peak_open);
-    assert!(
-        tally.slowest_failure < bound,
-        "a call took {:?} to fail, past its bound {bound:?}",
-        tally.slowest_failure
-    );
-    eventually("all connections back", || {
-        let s = client.stats().pool;
-        s.in_use == 0 && s.open == s.idle
-    })
-    .await;
-    drop(client);
-    eventually("proxy connections closed", || proxy.live() == 0).await;
-    eventually("server connections closed", || server.live() == 0).await;
-    eventually("fds back to baseline", || support::open_fds() <= fds_before).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,7 +50,11 @@ async fn a_flapping_backend_under_64_tasks_keeps_every_law() {
         let (client, fast, slow) = (client.clone(), url("/"), url("/slow"));
         move |rng| {
             let client = client.clone();
-            let target = if rng.bool() { fast.clone() } else { slow.clone() };
+            let target = if rng.bool() {
+                fast.clone()
+            } else {
+                slow.clone()
+            };
             let unread = rng.u8(..4) == 0;
             async move { get(&client, &target, unread).await }
         }

@@ -14,95 +14,15 @@ mod support;
 
 use std::time::Duration;
 
-use pool_core::testing::load::{Load, Tally};
-use pool_core::testing::proxy::{FaultProxy, Faults};
-use pool_sql::testing::TestPg;
-use pool_sql::{Db, DbBuilder};
-
-const CAP: usize = 8;
+use pool_core::testing::load::Load;
+use pool_core::testing::proxy::Faults;
+use support::{CAP, Rig};
 
 fn chaos_secs() -> u64 {
     std::env::var("CHAOS_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2)
-}
-
-/// A server, a proxy in front of it, and a pool (named `app` on the server) through the proxy.
-struct Rig {
-    pg: TestPg,
-    admin: Db,
-    proxy: FaultProxy,
-    app: &'static str,
-}
-
-impl Rig {
-    async fn start(app: &'static str) -> Rig {
-        let pg = TestPg::start().expect("postgres");
-        let admin = support::admin(&pg);
-        let port = pg.port().expect("a local server");
-        let proxy = FaultProxy::start(([127, 0, 0, 1], port).into())
-            .await
-            .unwrap();
-        Rig {
-            pg,
-            admin,
-            proxy,
-            app,
-        }
-    }
-
-    /// A pool through the proxy, capped at [`CAP`].
-    fn db(&self) -> DbBuilder {
-        let port = self.pg.port().expect("a local server");
-        let url = self.pg.url().replace(
-            &format!(":{port}/"),
-            &format!(":{}/", self.proxy.addr().port()),
-        );
-        Db::builder(&url)
-            .application_name(self.app)
-            .max_open(CAP)
-            .max_idle(CAP)
-    }
-
-    /// Serves again after the fault, within 10 s; returns how long it took.
-    async fn recovery(db: &Db) -> Duration {
-        let started = tokio::time::Instant::now();
-        while db.execute("SELECT 1", &[]).await.is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "no recovery within 10 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        started.elapsed()
-    }
-
-    /// The laws at the end: the cap held, everything back in the pool (sessions of cancelled
-    /// calls come back once their cancel is answered), and after close no session on the
-    /// server and no connection through the proxy.
-    async fn settle(&self, db: Db, tally: &Tally, bound: Duration) {
-        let s = db.stats();
-        assert!(s.peak_open <= CAP, "open reached {} > {CAP}", s.peak_open);
-        support::eventually(Duration::from_secs(10), "all sessions back", || async {
-            let s = db.stats();
-            s.in_use == 0 && s.open == s.idle
-        })
-        .await;
-        assert!(
-            tally.slowest_failure < bound,
-            "a call took {:?} to fail, past its bound {bound:?}",
-            tally.slowest_failure
-        );
-        db.close_and_wait(Duration::from_secs(10)).await.unwrap();
-        support::wait_sessions(&self.admin, self.app, 0).await;
-        support::eventually(
-            Duration::from_secs(10),
-            "proxy connections closed",
-            || async { self.proxy.live() == 0 },
-        )
-        .await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,9 +94,12 @@ async fn a_black_holed_network_times_statements_out_and_the_pool_recovers_after(
         move |_| {
             let db = db.clone();
             async move {
-                db.execute("SELECT 1", &[]).await.map(drop).inspect_err(|e| {
-                    assert!(e.is_timeout(), "only timeouts in a black hole: {e:?}");
-                })
+                db.execute("SELECT 1", &[])
+                    .await
+                    .map(drop)
+                    .inspect_err(|e| {
+                        assert!(e.is_timeout(), "only timeouts in a black hole: {e:?}");
+                    })
             }
         }
     });
@@ -218,9 +141,12 @@ async fn latency_past_acquire_timeout_times_waiters_out_and_passes() {
         move |_| {
             let db = db.clone();
             async move {
-                db.execute("SELECT 1", &[]).await.map(drop).inspect_err(|e| {
-                    assert!(e.is_timeout(), "only timeouts under latency: {e:?}");
-                })
+                db.execute("SELECT 1", &[])
+                    .await
+                    .map(drop)
+                    .inspect_err(|e| {
+                        assert!(e.is_timeout(), "only timeouts under latency: {e:?}");
+                    })
             }
         }
     });
@@ -247,7 +173,10 @@ async fn latency_past_acquire_timeout_times_waiters_out_and_passes() {
         during.ok > before.ok,
         "the slow sessions still served: {during:?}"
     );
-    assert!(s.timeouts >= 200, "waiters gave up at acquire_timeout: {s:?}");
+    assert!(
+        s.timeouts >= 200,
+        "waiters gave up at acquire_timeout: {s:?}"
+    );
     // Waiting is bounded by acquire_timeout (100 ms); a session once held runs for about
     // 300 ms and never past query_timeout (2 s).
     rig.settle(db, &tally, Duration::from_millis(1000)).await;

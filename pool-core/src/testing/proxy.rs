@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -126,6 +126,8 @@ struct State {
     per_conn: HashMap<usize, Faults>,
     /// Connections to reset, by id (ids are never reused).
     reset: HashSet<usize>,
+    /// Connections open now, by id.
+    open: HashSet<usize>,
 }
 
 impl Shared {
@@ -247,6 +249,27 @@ impl FaultProxy {
     }
 }
 
+impl FaultProxy {
+    /// A chaos monkey: resets a random open connection every `every_ms` (random in the
+    /// range), counting the resets in `resets`, for as long as it is polled (race it against
+    /// the workload in a `select!`). Seeded.
+    pub async fn monkey(&self, seed: u64, every_ms: std::ops::Range<u64>, resets: &AtomicU64) {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        loop {
+            tokio::time::sleep(Duration::from_millis(rng.u64(every_ms.clone()))).await;
+            let victim = {
+                let st = self.shared.state.lock();
+                let n = st.open.len();
+                (n > 0).then(|| *st.open.iter().nth(rng.usize(..n)).expect("in range"))
+            };
+            if let Some(id) = victim {
+                self.reset_conn(id);
+                resets.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.task.abort();
@@ -292,6 +315,7 @@ async fn accept_loop(listener: TcpListener, addr: SocketAddr, shared: Arc<Shared
                 let Ok((client, _)) = accepted else { return };
                 let id = shared.accepted.fetch_add(1, Ordering::AcqRel);
                 shared.live.fetch_add(1, Ordering::AcqRel);
+                shared.state.lock().open.insert(id);
                 tokio::spawn(serve(client, id, shared.clone()));
             }
             _ = changes.changed() => {}
@@ -305,7 +329,7 @@ fn reset(stream: &TcpStream) {
 }
 
 async fn serve(client: TcpStream, id: usize, shared: Arc<Shared>) {
-    let _live = Live(&shared.live);
+    let _live = Live(&shared, id);
     let Ok(server) = TcpStream::connect(shared.upstream).await else {
         reset(&client);
         return;
@@ -320,11 +344,13 @@ async fn serve(client: TcpStream, id: usize, shared: Arc<Shared>) {
     tokio::join!(up, down);
 }
 
-struct Live<'a>(&'a AtomicUsize);
+/// Counts a connection open until dropped.
+struct Live<'a>(&'a Shared, usize);
 
 impl Drop for Live<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.state.lock().open.remove(&self.1);
+        self.0.live.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -1,5 +1,6 @@
 //! Test servers on loopback: a real hyper server that counts the connections it accepts and
-//! holds, and a raw TCP server that writes exact bytes.
+//! holds, and a raw TCP server that writes exact bytes; and the laws checked at the end of the
+//! chaos and soak runs.
 #![allow(dead_code)]
 
 use std::convert::Infallible;
@@ -8,6 +9,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -15,10 +17,16 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use pool_core::testing::load::Tally;
+use pool_core::testing::proxy::FaultProxy;
+use pool_http::Client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 pub type ResBody = BoxBody<Bytes, Infallible>;
+
+/// The per-host cap of the clients under chaos and soak.
+pub const CAP: usize = 8;
 type Handler = Arc<
     dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<ResBody>> + Send>>
         + Send
@@ -364,4 +372,58 @@ pub use pool_core::testing::eventually;
 /// Open file descriptors of this process.
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// A GET that reads the whole body, or (when `unread`) drops it unread: the pitfall, under
+/// faults.
+pub async fn get(client: &Client, url: &str, unread: bool) -> Result<(), pool_http::Error> {
+    let response = client.get(url).await?;
+    if unread {
+        drop(response);
+        Ok(())
+    } else {
+        response.into_body().bytes().await.map(drop)
+    }
+}
+
+/// Serves again after the fault, within 10 s; returns how long it took.
+pub async fn recovery(client: &Client, url: &str) -> Duration {
+    let started = tokio::time::Instant::now();
+    while get(client, url, false).await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no recovery within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+/// The laws at the end: the cap held, no call failed past `bound`, every connection back in
+/// the pool; once the client is dropped, no connection at the proxy or the server, and no fd
+/// more than `fds_before`.
+pub async fn settle(
+    client: Client,
+    tally: &Tally,
+    bound: Duration,
+    proxy: &FaultProxy,
+    server: &Server,
+    fds_before: usize,
+) {
+    let s = client.stats().pool;
+    assert!(s.peak_open <= CAP, "open reached {} > {CAP}", s.peak_open);
+    assert!(
+        tally.slowest_failure < bound,
+        "a call took {:?} to fail, past its bound {bound:?}",
+        tally.slowest_failure
+    );
+    eventually("all connections back", || {
+        let s = client.stats().pool;
+        s.in_use == 0 && s.open == s.idle
+    })
+    .await;
+    drop(client);
+    eventually("proxy connections closed", || proxy.live() == 0).await;
+    eventually("server connections closed", || server.live() == 0).await;
+    eventually("fds back to baseline", || open_fds() <= fds_before).await;
 }

@@ -1,12 +1,18 @@
 //! Helpers the pool-sql integration tests share: an admin connection to the test server,
-//! server-side session counts, and polling with a deadline.
+//! server-side session counts, polling with a deadline, and a rig with a fault-injecting
+//! proxy between the pool and the server.
 #![allow(dead_code)]
 
 use std::future::Future;
 use std::time::Duration;
 
-use pool_sql::Db;
+use pool_core::testing::load::Tally;
+use pool_core::testing::proxy::FaultProxy;
 use pool_sql::testing::TestPg;
+use pool_sql::{Db, DbBuilder};
+
+/// The cap of the pools under chaos and soak.
+pub const CAP: usize = 8;
 
 /// A separate small pool for looking at (and killing) the sessions under test.
 pub fn admin(pg: &TestPg) -> Db {
@@ -83,4 +89,81 @@ pub async fn ints(db: &Db, sql: &str) -> Vec<i32> {
         .iter()
         .map(|r| r.get(0))
         .collect()
+}
+
+/// A server, a proxy in front of it, and a pool (named `app` on the server) through the proxy.
+pub struct Rig {
+    pub pg: TestPg,
+    pub admin: Db,
+    pub proxy: FaultProxy,
+    pub app: &'static str,
+}
+
+impl Rig {
+    pub async fn start(app: &'static str) -> Rig {
+        let pg = TestPg::start().expect("postgres");
+        let admin = admin(&pg);
+        let port = pg.port().expect("a local server");
+        let proxy = FaultProxy::start(([127, 0, 0, 1], port).into())
+            .await
+            .unwrap();
+        Rig {
+            pg,
+            admin,
+            proxy,
+            app,
+        }
+    }
+
+    /// A pool through the proxy, capped at [`CAP`].
+    pub fn db(&self) -> DbBuilder {
+        let port = self.pg.port().expect("a local server");
+        let url = self.pg.url().replace(
+            &format!(":{port}/"),
+            &format!(":{}/", self.proxy.addr().port()),
+        );
+        Db::builder(&url)
+            .application_name(self.app)
+            .max_open(CAP)
+            .max_idle(CAP)
+    }
+
+    /// Serves again after the fault, within 10 s; returns how long it took.
+    pub async fn recovery(db: &Db) -> Duration {
+        let started = tokio::time::Instant::now();
+        while db.execute("SELECT 1", &[]).await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no recovery within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        started.elapsed()
+    }
+
+    /// The laws at the end: the cap held, everything back in the pool (sessions of cancelled
+    /// calls come back once their cancel is answered), and after close no session on the
+    /// server and no connection through the proxy.
+    pub async fn settle(&self, db: Db, tally: &Tally, bound: Duration) {
+        let s = db.stats();
+        assert!(s.peak_open <= CAP, "open reached {} > {CAP}", s.peak_open);
+        eventually(Duration::from_secs(10), "all sessions back", || async {
+            let s = db.stats();
+            s.in_use == 0 && s.open == s.idle
+        })
+        .await;
+        assert!(
+            tally.slowest_failure < bound,
+            "a call took {:?} to fail, past its bound {bound:?}",
+            tally.slowest_failure
+        );
+        db.close_and_wait(Duration::from_secs(10)).await.unwrap();
+        wait_sessions(&self.admin, self.app, 0).await;
+        eventually(
+            Duration::from_secs(10),
+            "proxy connections closed",
+            || async { self.proxy.live() == 0 },
+        )
+        .await;
+    }
 }
