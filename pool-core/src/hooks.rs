@@ -9,8 +9,9 @@
 //! Each hook runs on the task where the event happens, after the pool's lock is released:
 //! `get_conn` and `got_conn` on the caller's task, `create_*` and `closed` on the task that
 //! creates or closes, `put_idle` where the guard drops. Keep them short. A hook that panics
-//! is caught and logged; the pool goes on (a panic in `got_conn` also discards that
-//! connection: it is not handed to a caller whose hook failed half way).
+//! is caught and logged, and changes nothing the pool does: hooks observe. (Discarding the
+//! connection of a panicking `got_conn`, as this crate once did, turned a hook that always
+//! panics into a checkout that creates and discards connections forever.)
 //!
 //! The same information goes to `tracing` (target `pool_core`): events "checkout started",
 //! "got a connection", "creating a connection", "created a connection", "failed to create a
@@ -108,14 +109,10 @@ pub trait Hooks<K = ()>: Send + Sync + 'static {
     fn closed(&self, _key: &K, _id: u64, _reason: CloseReason) {}
 }
 
-/// Runs a hook, catching and logging a panic; `false` if it panicked.
-pub(crate) fn call(hook: &'static str, f: impl FnOnce()) -> bool {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(()) => true,
-        Err(panic) => {
-            let panic = crate::util::panic_message(panic.as_ref());
-            tracing::error!(target: "pool_core", hook, panic, "a lifecycle hook panicked");
-            false
-        }
+/// Runs a hook, catching and logging a panic.
+pub(crate) fn call(hook: &'static str, f: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        let panic = crate::util::panic_message(panic.as_ref());
+        tracing::error!(target: "pool_core", hook, panic, "a lifecycle hook panicked");
     }
 }

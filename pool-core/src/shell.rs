@@ -137,10 +137,9 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
 
     /// Runs a lifecycle hook when hooks are set.
     #[inline]
-    pub fn hook(&self, name: &'static str, f: impl FnOnce(&dyn Hooks<M::Key>)) -> bool {
-        match &self.hooks {
-            Some(h) => hooks::call(name, || f(h.as_ref())),
-            None => true,
+    pub fn hook(&self, name: &'static str, f: impl FnOnce(&dyn Hooks<M::Key>)) {
+        if let Some(h) = &self.hooks {
+            hooks::call(name, || f(h.as_ref()));
         }
     }
 
@@ -238,6 +237,9 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
             .conn
             .as_mut()
             .expect("checkout holds the connection");
+        if c.check_panicked {
+            return Ok(None);
+        }
         let health = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.manager.check(&mut c.res)
         }));
@@ -285,16 +287,22 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
 
     /// Whether an idle connection can be handed out as it is (`check` says ready and no
     /// reset or validation is due).
+    /// A panic in `check` is decisive: the connection is marked and `prepare` discards it.
     #[inline]
     pub fn is_ready(&self, conn: &mut Conn<M::Resource>) -> bool {
-        !conn.needs_reset
-            && !conn.must_validate
-            && matches!(
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self
-                    .manager
-                    .check(&mut conn.res))),
-                Ok(Health::Ready)
-            )
+        if conn.needs_reset || conn.must_validate || conn.check_panicked {
+            return false;
+        }
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.manager.check(&mut conn.res)
+        })) {
+            Ok(health) => health == Health::Ready,
+            Err(panic) => {
+                tracing::error!(target: "pool_core", conn = conn.id, panic = crate::util::panic_message(panic.as_ref()), "manager panicked in check");
+                conn.check_panicked = true;
+                false
+            }
+        }
     }
 
     /// Every checkout that is not a plain idle hit: waiting, creating, hooks, retries.
@@ -356,11 +364,7 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
             let guard = Guard::borrowed(self, conn, handle);
             if let Some(info) = info {
                 tracing::trace!(target: "pool_core", conn = info.id, reused = info.reused, was_idle = info.was_idle, idle_time = ?info.idle_time, "got a connection");
-                if !self.hook("got_conn", |h| h.got_conn(key, &info)) {
-                    guard.discard();
-                    retry = true;
-                    continue;
-                }
+                self.hook("got_conn", |h| h.got_conn(key, &info));
             }
             return Ok(guard);
         }

@@ -89,6 +89,8 @@ pub(crate) struct Conn<C> {
     pub needs_reset: bool,
     /// Idle at least `validate_after`: validate before handing out.
     pub must_validate: bool,
+    /// `Manager::check` panicked at checkout: never handed out, closed as broken.
+    pub check_panicked: bool,
 }
 
 impl<C> Conn<C> {
@@ -665,6 +667,7 @@ impl<C> State<C> {
             idle_since: Stamp::NONE,
             needs_reset: false,
             must_validate: false,
+            check_panicked: false,
         };
         self.put(conn, Via::Created, now, fx);
     }

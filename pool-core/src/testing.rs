@@ -63,6 +63,8 @@ pub struct Res {
     pub broken: bool,
     /// Set it and `check` reports [`Health::NeedsReset`].
     pub dirty: bool,
+    /// Set it and `check` panics.
+    pub panics: bool,
     counts: Arc<Counts>,
 }
 
@@ -96,6 +98,7 @@ impl Counts {
 #[derive(Debug, Default)]
 struct Scripts {
     create: VecDeque<Step>,
+    check: VecDeque<Step>,
     validate: VecDeque<Step>,
     reset: VecDeque<Step>,
     close: VecDeque<Step>,
@@ -227,6 +230,12 @@ impl ScriptedManager {
         self.scripts.lock().create.extend(steps);
     }
 
+    /// Queues steps for the next `check` calls (on release and at checkout): `Panic` panics,
+    /// `Fail`/`SlowFail` report [`Health::Broken`], the others look at the resource as usual.
+    pub fn script_check(&self, steps: impl IntoIterator<Item = Step>) {
+        self.scripts.lock().check.extend(steps);
+    }
+
     /// Queues steps for the next `validate` calls.
     pub fn script_validate(&self, steps: impl IntoIterator<Item = Step>) {
         self.scripts.lock().validate.extend(steps);
@@ -313,11 +322,21 @@ impl Manager for ScriptedManager {
             id,
             broken: false,
             dirty: false,
+            panics: false,
             counts: self.counts.clone(),
         })
     }
 
     fn check(&self, r: &mut Res) -> Health {
+        let scripted = self.scripts.lock().check.pop_front();
+        match scripted {
+            Some(Step::Panic) => panic!("scripted panic in check"),
+            Some(Step::Fail(_) | Step::SlowFail(..)) => return Health::Broken,
+            _ => {}
+        }
+        if r.panics {
+            panic!("scripted panic in check");
+        }
         if r.broken {
             Health::Broken
         } else if r.dirty {

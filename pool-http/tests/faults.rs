@@ -1,5 +1,6 @@
 //! RELIABILITY.md's HTTP scenarios: idle connection closed by the server, reset mid-body, a
-//! server that never answers, connect refused, connect timeout, bad URLs.
+//! server that never answers, connect refused, connect timeout, bad URLs; and user code
+//! panicking with a body in hand.
 
 mod support;
 
@@ -233,4 +234,30 @@ async fn a_close_delimited_http10_body_is_read_whole_and_its_connection_not_reus
     }
     assert_eq!(server.accepts(), 2);
     assert_eq!(client.stats().not_reusable, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_holding_a_half_read_body_loses_nothing_and_the_client_serves_on() {
+    let server = Server::sized(64 * 1024).await;
+    let client = Client::new().unwrap();
+    let url = server.url("/");
+    for _ in 0..5 {
+        let (c, u) = (client.clone(), url.clone());
+        let t = tokio::spawn(async move {
+            let mut body = c.get(&u).await.unwrap().into_body();
+            body.chunk().await.unwrap();
+            panic!("user code panics holding a half-read body");
+        });
+        assert!(t.await.unwrap_err().is_panic());
+    }
+    assert_eq!(support::bytes(&client, &url).await.len(), 64 * 1024);
+    eventually("every connection back or closed", || {
+        let s = client.stats().pool;
+        s.in_use == 0 && s.open == s.idle
+    })
+    .await;
+    let s = client.stats().pool;
+    assert!(s.open <= 1 && s.peak_open <= 2, "{s:?}");
+    drop(client);
+    eventually("server connections closed", || server.live() == 0).await;
 }

@@ -223,3 +223,34 @@ async fn the_cancel_for_an_abandoned_statement_never_hits_the_next_one() {
     }
     assert!(abandoned > 50, "the test abandons statements: {abandoned}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_inside_a_transaction_commits_nothing_and_the_pool_serves_on() {
+    let pg = TestPg::start().expect("postgres");
+    let admin = admin(&pg);
+    let db = db(&pg, "panicky").max_open(2).build().unwrap();
+    db.execute("CREATE TABLE p (x int)", &[]).await.unwrap();
+    for _ in 0..3 {
+        let d = db.clone();
+        let t = tokio::spawn(async move {
+            d.transaction(|tx| {
+                Box::pin(async move {
+                    tx.execute("INSERT INTO p VALUES (1)", &[]).await?;
+                    panic!("user code panics inside a transaction");
+                    #[allow(unreachable_code)]
+                    Ok::<(), pool_sql::Error>(())
+                })
+            })
+            .await
+        });
+        assert!(t.await.unwrap_err().is_panic());
+    }
+    assert_eq!(ints(&db, "SELECT count(*)::int FROM p").await, [0]);
+    eventually(Duration::from_secs(10), "sessions back", || async {
+        let s = db.stats();
+        s.in_use == 0 && s.broken_closed == 3
+    })
+    .await;
+    db.close_and_wait(Duration::from_secs(10)).await.unwrap();
+    support::wait_sessions(&admin, "panicky", 0).await;
+}
