@@ -65,12 +65,28 @@ pub struct Res {
     pub dirty: bool,
     /// Set it and `check` panics.
     pub panics: bool,
+    /// No longer counted toward the high-water mark (see [`Res::disown`]).
+    disowned: bool,
     counts: Arc<Counts>,
+}
+
+impl Res {
+    /// Stops counting this resource toward [`ScriptedManager::high_water`] (it still counts
+    /// as live until dropped). Call it before `Pooled::detach`: a detached resource is
+    /// outside the pool's cap, and disowning it first keeps the manager's count at or below
+    /// the pool's in between.
+    pub fn disown(&mut self) {
+        if !std::mem::replace(&mut self.disowned, true) {
+            self.counts.occupied.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Drop for Res {
     fn drop(&mut self) {
-        self.counts.occupied.fetch_sub(1, Ordering::SeqCst);
+        if !self.disowned {
+            self.counts.occupied.fetch_sub(1, Ordering::SeqCst);
+        }
         self.counts.live.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -323,6 +339,7 @@ impl Manager for ScriptedManager {
             broken: false,
             dirty: false,
             panics: false,
+            disowned: false,
             counts: self.counts.clone(),
         })
     }

@@ -8,24 +8,17 @@
 //! outlives its timeout, dials while the backend is down stay bounded, the client serves again
 //! soon after recovery, and nothing leaks (pool counts, proxy and server connections, fds).
 //!
-//! Bounded by default (2 s of flapping); `CHAOS_SECS=60` runs it longer.
+//! Bounded in CI (2 s of flapping); `SOAK=full` flaps for 30 s (`CHAOS_SECS=n` any number).
 
 mod support;
 
 use std::time::Duration;
 
 use hyper::Response;
-use pool_core::testing::load::Load;
+use pool_core::testing::load::{Load, chaos_secs};
 use pool_core::testing::proxy::{FaultProxy, Faults};
 use pool_http::Client;
 use support::{CAP, Server, full, get, recovery, settle};
-
-fn chaos_secs() -> u64 {
-    std::env::var("CHAOS_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flapping_backend_under_64_tasks_keeps_every_law() {

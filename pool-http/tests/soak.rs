@@ -7,7 +7,7 @@
 //! the cap held, every connection back in the pool, and once the client is dropped no
 //! connection at the proxy or the server and no fd left.
 //!
-//! Bounded in CI (`SOAK_OPS`, default 10,000); `SOAK_OPS=100000` is the full run.
+//! Bounded in CI (10,000 operations); `SOAK=full` runs 100,000 (`SOAK_OPS=n` any number).
 
 mod support;
 
@@ -16,16 +16,9 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use hyper::{Request, Response};
-use pool_core::testing::load::Load;
+use pool_core::testing::load::{Load, soak_ops};
 use pool_http::{Client, Error};
 use support::{CAP, Server, full, settle};
-
-fn soak_ops() -> u64 {
-    std::env::var("SOAK_OPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000)
-}
 
 /// Answers `/echo/N` with `N` as the body, `/big` with 64 KiB, `/slow` after 20 ms,
 /// `/close` with `Connection: close`, and a POST with its own body.
@@ -98,7 +91,7 @@ async fn one(client: &Client, base: &str, seed: u64) -> Result<(), Error> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_under_resets_and_cancellation_lose_nothing() {
-    let ops = soak_ops();
+    let ops = soak_ops(10_000, 100_000);
     let server = Server::start(serve).await;
     let proxy = pool_core::testing::proxy::FaultProxy::start(server.addr)
         .await

@@ -6,23 +6,16 @@
 //! sessions. At the end nothing may be lost: the books balance, the cap held, and after close
 //! the server has no session of the pool and the proxy no connection.
 //!
-//! Bounded in CI (`SOAK_OPS`, default 10,000); `SOAK_OPS=100000` is the full run.
+//! Bounded in CI (10,000 operations); `SOAK=full` runs 100,000 (`SOAK_OPS=n` any number).
 
 mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use pool_core::testing::load::Load;
+use pool_core::testing::load::{Load, soak_ops};
 use pool_sql::{Db, Error};
 use support::Rig;
-
-fn soak_ops() -> u64 {
-    std::env::var("SOAK_OPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000)
-}
 
 /// `SELECT $1` with a random value: the answer must be the value sent.
 async fn echo(
@@ -85,7 +78,7 @@ async fn one(db: &Db, seed: u64) -> Result<(), Error> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_under_resets_and_cancellation_lose_nothing() {
-    let ops = soak_ops();
+    let ops = soak_ops(10_000, 100_000);
     let rig = Rig::start("soak").await;
     let db = rig
         .db()

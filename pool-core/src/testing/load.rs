@@ -10,6 +10,27 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+/// Whether the full soak and chaos runs were asked for: `SOAK=full` in the environment.
+pub fn full_run() -> bool {
+    std::env::var("SOAK").is_ok_and(|v| v == "full")
+}
+
+/// The operations of a soak test: `SOAK_OPS` if set, else `full` under `SOAK=full`, else
+/// `bounded` (the form CI runs).
+pub fn soak_ops(bounded: u64, full: u64) -> u64 {
+    env_number("SOAK_OPS").unwrap_or(if full_run() { full } else { bounded })
+}
+
+/// How long a chaos test flaps its backend: `CHAOS_SECS` if set, else 30 s under
+/// `SOAK=full`, else 2 s (the form CI runs).
+pub fn chaos_secs() -> u64 {
+    env_number("CHAOS_SECS").unwrap_or(if full_run() { 30 } else { 2 })
+}
+
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|s| s.parse().ok())
+}
+
 /// How the calls of a [`Load`] ended so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
