@@ -233,6 +233,13 @@ impl ScriptedManager {
         self
     }
 
+    /// Stops the random faults (the backend heals); the counts stay.
+    pub fn calm(&self) {
+        if let Some(r) = &self.random {
+            r.lock().per_mille = 0;
+        }
+    }
+
     /// The faults injected at random so far (all zero without
     /// [`with_random_faults`](ScriptedManager::with_random_faults)).
     pub fn injected(&self) -> Injected {

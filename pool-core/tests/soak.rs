@@ -206,8 +206,20 @@ async fn a_million_operations_under_random_faults_lose_nothing() {
         "acquire_timeout (50 ms) bounds every failure: {tally:?}"
     );
 
-    // Still serving, then closed with nothing left alive.
-    drop(pool.get().await.expect("the pool serves after the soak"));
+    // Once the faults stop, it serves again (within the breaker's backoff), then closes with
+    // nothing left alive.
+    m.calm();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match pool.get().await {
+            Ok(c) => break drop(c),
+            Err(e) => assert!(
+                std::time::Instant::now() < deadline,
+                "the pool does not serve after the soak: {e:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     pool.close();
     let live = m.clone();
     let s = assert_drained(&pool, move || live.live(), Duration::from_secs(10)).await;
