@@ -1,7 +1,6 @@
 //! Shared helpers of the benchmark programs (`pg_bench`, `http_bench`): argument parsing,
 //! medians, CPU time and TIME_WAIT counts.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -91,21 +90,5 @@ pub fn cpu_time() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// TIME_WAIT sockets to or from `port` on this machine, as (local, remote) address pairs.
-pub fn time_wait(port: Option<u16>) -> HashSet<(String, String)> {
-    let mut set = HashSet::new();
-    let Some(port) = port else { return set };
-    let hex = format!(":{port:04X}");
-    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() > 3 && f[3] == "06" && (f[1].ends_with(&hex) || f[2].ends_with(&hex)) {
-                set.insert((f[1].to_owned(), f[2].to_owned()));
-            }
-        }
-    }
-    set
-}
+/// TIME_WAIT sockets to or from a port: pool-lab's counter, shared.
+pub use examples::lab::sockets::time_wait;

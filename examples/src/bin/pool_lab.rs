@@ -1,0 +1,416 @@
+//! pool-lab: how to set `max_idle` against `max_open` for your traffic, measured.
+//!
+//! - `pool-lab` (no arguments): the showcase. A private PostgreSQL and a local HTTP server,
+//!   the field's bursty workload, Go's behaviour against ours on the same knobs, side by side.
+//! - `pool-lab sql --url postgres://...` and `pool-lab http --url http://...`: a sweep of
+//!   `max_idle` (with and without `idle_grace`) at a fixed `max_open` against your server,
+//!   and a recommendation.
+//!
+//! `--report DIR` writes an HTML report with charts. Ctrl-C stops after the burst in flight
+//! and still prints what was measured. Bad input or an unusable server: a message and exit
+//! code 2.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand};
+use examples::http_server::Server;
+use examples::lab::http::HttpTarget;
+use examples::lab::report::Section;
+use examples::lab::sql::SqlTarget;
+use examples::lab::sweep;
+use examples::lab::{LabError, Run, Setting, Stop, Workload, report, table};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(
+    name = "pool-lab",
+    about = "Measures what max_idle, max_open and idle_grace cost under bursty traffic: \
+             physical connections opened, latency, TIME_WAIT sockets.",
+    long_about = None
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sweep max_idle against your PostgreSQL (read-only statements only).
+    Sql {
+        /// postgres://user:password@host:port/database
+        #[arg(long)]
+        url: String,
+        /// The statement each call runs.
+        #[arg(long, default_value = "SELECT 1")]
+        query: String,
+        #[command(flatten)]
+        sweep: SweepArgs,
+    },
+    /// Sweep max_idle_conns_per_host against your HTTP server (GETs of one URL).
+    Http {
+        /// http://host:port/path
+        #[arg(long)]
+        url: String,
+        /// Drop each body unread (the Go pitfall) instead of reading it to its end.
+        #[arg(long)]
+        drop_body: bool,
+        #[command(flatten)]
+        sweep: SweepArgs,
+    },
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    /// max_open (max_conns_per_host for HTTP); 0 = unlimited.
+    #[arg(long, default_value_t = 16)]
+    max_open: usize,
+    /// The max_idle values to sweep, comma-separated [default: 0, 2, max_open/4, max_open/2,
+    /// max_open].
+    #[arg(long, value_delimiter = ',')]
+    idle: Option<Vec<usize>>,
+    /// The idle_grace measured beside Go's behaviour (no grace).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    grace: Duration,
+}
+
+#[derive(Args)]
+struct Common {
+    /// Bursts per setting [default: 15 in the showcase, 10 in a sweep].
+    #[arg(long, global = true, value_parser = clap::value_parser!(u32).range(1..))]
+    bursts: Option<u32>,
+    /// Concurrent calls per burst [default: 100 (SQL) and 50 (HTTP) in the showcase, 32 in a
+    /// sweep].
+    #[arg(long, global = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    burst: Option<u32>,
+    /// From one burst to the next [default: 300ms in the showcase, 500ms in a sweep].
+    #[arg(long, global = true, value_parser = humantime::parse_duration)]
+    period: Option<Duration>,
+    /// Write an HTML report with charts into this directory.
+    #[arg(long, global = true)]
+    report: Option<PathBuf>,
+}
+
+impl Common {
+    fn workload(&self, bursts: u32, burst: u32, period: Duration) -> Workload {
+        Workload {
+            bursts: self.bursts.unwrap_or(bursts) as usize,
+            burst: self.burst.unwrap_or(burst) as usize,
+            period: self.period.unwrap_or(period),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => e.exit(), // 2 for a bad flag, 0 for --help
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pool-lab: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stop = Stop::new();
+    match runtime.block_on(run(cli, stop)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pool-lab: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli, stop: Stop) -> Result<(), LabError> {
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                if stop.is_stopped() {
+                    std::process::exit(130);
+                }
+                stop.stop();
+                eprintln!(
+                    "\npool-lab: stopping after the burst in flight (Ctrl-C again to quit at once)"
+                );
+            }
+        }
+    });
+    match cli.command {
+        None => showcase(&cli.common, &stop).await,
+        Some(Command::Sql { url, query, sweep }) => {
+            let target = SqlTarget::new(&url, &query)?;
+            let workload = cli.common.workload(10, 32, Duration::from_millis(500));
+            eprintln!("pool-lab: checking {} ...", redact(&url));
+            target.probe().await?;
+            let settings = sweep::settings(
+                sweep.max_open,
+                sweep.idle.as_deref(),
+                sweep.grace,
+                workload.burst,
+            );
+            let title = format!("pool-lab sql: `{}`", target.statement());
+            let runs = sweep_runs(&settings, workload, &stop, |s, tick| {
+                let (target, s) = (target.clone(), s.clone());
+                let stop = stop.clone();
+                async move { target.run(workload, &s, &stop, &*tick).await }
+            })
+            .await?;
+            conclude(&cli.common, &title, workload, &runs)
+        }
+        Some(Command::Http {
+            url,
+            drop_body,
+            sweep,
+        }) => {
+            let target = HttpTarget::new(&url, !drop_body)?;
+            let workload = cli.common.workload(10, 32, Duration::from_millis(500));
+            eprintln!("pool-lab: checking {url} ...");
+            target.probe().await?;
+            let settings = sweep::settings(
+                sweep.max_open,
+                sweep.idle.as_deref(),
+                sweep.grace,
+                workload.burst,
+            );
+            let title = format!(
+                "pool-lab http: GET {url}, bodies {}",
+                if drop_body { "dropped unread" } else { "read" }
+            );
+            let runs = sweep_runs(&settings, workload, &stop, |s, tick| {
+                let (target, s) = (target.clone(), s.clone());
+                let stop = stop.clone();
+                async move { target.run(workload, &s, &stop, &*tick).await }
+            })
+            .await?;
+            conclude(&cli.common, &title, workload, &runs)
+        }
+    }
+}
+
+/// Runs every setting in turn under one progress bar; stops early on Ctrl-C.
+async fn sweep_runs<F, Fut>(
+    settings: &[Setting],
+    workload: Workload,
+    stop: &Stop,
+    run_one: F,
+) -> Result<Vec<Run>, LabError>
+where
+    F: Fn(&Setting, Box<dyn Fn() + Send + Sync>) -> Fut,
+    Fut: std::future::Future<Output = Result<Run, LabError>>,
+{
+    let bar = progress((settings.len() * workload.bursts) as u64);
+    let mut runs = Vec::new();
+    for s in settings {
+        if stop.is_stopped() {
+            break;
+        }
+        bar.set_message(s.label.clone());
+        let b = bar.clone();
+        runs.push(run_one(s, Box::new(move || b.inc(1))).await?);
+    }
+    bar.finish_and_clear();
+    Ok(runs)
+}
+
+fn progress(len: u64) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} bursts  {elapsed}  {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Prints the table and the recommendation, and writes the report when asked.
+fn conclude(
+    common: &Common,
+    title: &str,
+    workload: Workload,
+    runs: &[Run],
+) -> Result<(), LabError> {
+    let context = describe(workload);
+    println!("\n{title}\n{context}\n\n{}", table(runs));
+    for r in runs.iter().filter(|r| r.errors > 0) {
+        println!(
+            "{}: {} calls failed; the first: {}",
+            r.setting.label,
+            r.errors,
+            r.first_error.as_deref().unwrap_or("?")
+        );
+    }
+    let recommendation = sweep::recommend(runs, workload);
+    match (&recommendation, sweep::diagnose(runs)) {
+        (_, Some(note)) => println!("{note}"),
+        (Some(rec), None) => println!("Recommended: {}\n{}", rec.setting.label, rec.why),
+        (None, None) => println!("No recommendation: no setting ran without errors."),
+    }
+    let section = Section {
+        heading: title,
+        context: &context,
+        runs,
+        recommendation: recommendation.as_ref(),
+    };
+    write_report(common, "pool-lab sweep", &[section])
+}
+
+fn write_report(common: &Common, title: &str, sections: &[Section<'_>]) -> Result<(), LabError> {
+    if let Some(dir) = &common.report {
+        report::write(dir, title, sections).map_err(|e| {
+            LabError::BadInput(format!(
+                "cannot write the report into {}: {e}",
+                dir.display()
+            ))
+        })?;
+        println!("\nReport: {}", dir.join("index.html").display());
+    }
+    Ok(())
+}
+
+fn describe(w: Workload) -> String {
+    format!(
+        "{} bursts of {} concurrent calls, one every {}.",
+        w.bursts,
+        w.burst,
+        humantime::format_duration(w.period)
+    )
+}
+
+/// The connection string without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// One part of the showcase: its heading, its workload in words, its runs.
+type Part = (String, String, Vec<Run>);
+
+/// The showcase: Go's behaviour against ours on the same knobs, for PostgreSQL (when its
+/// binaries are installed) and for HTTP with bodies dropped unread.
+async fn showcase(common: &Common, stop: &Stop) -> Result<(), LabError> {
+    println!(
+        "pool-lab showcase: the same knobs, Go's way (idle_grace = 0, no drain) and ours.\n\
+         (`pool-lab sql --url ...` or `pool-lab http --url ...` sweep them against your server.)"
+    );
+    let mut parts = Vec::new();
+    match pool_sql::testing::TestPg::start() {
+        Ok(pg) => parts.push(showcase_sql(common, stop, &pg).await?),
+        Err(e) => println!(
+            "\nPostgreSQL part skipped: {e}.\nInstall the server binaries to run it \
+             (Debian/Ubuntu: `sudo apt-get install postgresql`); no server needs to run, \
+             pool-lab starts a private one.\n"
+        ),
+    }
+    if !stop.is_stopped() {
+        parts.push(showcase_http(common, stop).await?);
+    }
+    let sections: Vec<Section<'_>> = parts
+        .iter()
+        .map(|(heading, context, runs)| Section {
+            heading,
+            context,
+            runs,
+            recommendation: None,
+        })
+        .collect();
+    write_report(common, "pool-lab showcase: Go's way and ours", &sections)
+}
+
+/// Bursts of short queries against a private PostgreSQL, max_open 50 and max_idle 10.
+async fn showcase_sql(
+    common: &Common,
+    stop: &Stop,
+    pg: &pool_sql::testing::TestPg,
+) -> Result<Part, LabError> {
+    let workload = common.workload(15, 100, Duration::from_millis(300));
+    let target = SqlTarget::new(&pg.url(), "SELECT pg_sleep(0.002)")?;
+    target.probe().await?;
+    let runs = sweep_runs(&pair(50, 10), workload, stop, |s, tick| {
+        let (target, s) = (target.clone(), s.clone());
+        let stop = stop.clone();
+        async move { target.run(workload, &s, &stop, &*tick).await }
+    })
+    .await?;
+    let heading = "PostgreSQL (a private server on this machine): SELECT pg_sleep(0.002), \
+                   max_open 50, max_idle 10";
+    println!("\n{heading}\n{}\n\n{}", describe(workload), table(&runs));
+    explain(&runs, "queries");
+    Ok((heading.to_owned(), describe(workload), runs))
+}
+
+/// Bursts of GETs whose 64 KiB bodies are dropped unread, with Go's default per-host idle
+/// limit of 2 and no per-host cap.
+async fn showcase_http(common: &Common, stop: &Stop) -> Result<Part, LabError> {
+    let workload = common.workload(15, 50, Duration::from_millis(300));
+    let server = Server::start(|_| {
+        (
+            "application/octet-stream",
+            Bytes::from(vec![b'x'; 64 * 1024]),
+        )
+    })
+    .await
+    .map_err(|e| LabError::Unreachable(format!("cannot start the local HTTP server: {e}")))?;
+    let target = HttpTarget::new(&server.url("/report"), false)?;
+    let runs = sweep_runs(&pair(0, 2), workload, stop, |s, tick| {
+        let (target, s) = (target.clone(), s.clone());
+        let stop = stop.clone();
+        async move { target.run(workload, &s, &stop, &*tick).await }
+    })
+    .await?;
+    let heading = "HTTP (a local server): GET of 64 KiB with the body dropped unread, Go's \
+                   defaults (max_idle_conns_per_host 2, no per-host cap)";
+    println!("\n{heading}\n{}\n\n{}", describe(workload), table(&runs));
+    explain(&runs, "requests");
+    Ok((heading.to_owned(), describe(workload), runs))
+}
+
+/// Go's behaviour and ours on the same `max_open` and `max_idle`.
+fn pair(max_open: usize, max_idle: usize) -> [Setting; 2] {
+    let go = Setting {
+        label: "Go (no grace, no drain)".into(),
+        max_open,
+        max_idle,
+        idle_grace: Duration::ZERO,
+        go: true,
+    };
+    let ours = Setting {
+        label: "ours (grace 30s, drain)".into(),
+        idle_grace: Duration::from_secs(30),
+        go: false,
+        ..go.clone()
+    };
+    [go, ours]
+}
+
+fn explain(runs: &[Run], calls: &str) {
+    if let [go, ours] = runs {
+        println!(
+            "Go's way opened {} connections for {} {calls} ({:.0} per 1,000) and left {} \
+             TIME_WAIT sockets; ours opened {} ({:.1} per 1,000) and left {}.",
+            go.opened(),
+            go.calls,
+            go.opens_per_1000(),
+            go.time_wait,
+            ours.opened(),
+            ours.opens_per_1000(),
+            ours.time_wait
+        );
+    }
+}

@@ -1,0 +1,342 @@
+//! pool-lab's measurement core: replay a bursty workload against a pool built with one
+//! setting, record what it cost (physical connections opened and closed, latency, TIME_WAIT
+//! sockets, open connections over time), sweep settings, recommend one, and draw the report.
+//!
+//! The `pool-lab` binary (`src/bin/pool_lab.rs`) is a thin command line over this module;
+//! `tests/lab.rs` runs a short sweep against a throw-away PostgreSQL and a local HTTP server.
+
+pub mod http;
+pub mod report;
+pub mod sockets;
+pub mod sql;
+pub mod sweep;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use pool_core::Stats;
+
+/// The field's traffic: `bursts` bursts of `burst` concurrent calls, one every `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workload {
+    /// How many bursts.
+    pub bursts: usize,
+    /// Concurrent calls per burst.
+    pub burst: usize,
+    /// From the start of one burst to the start of the next (a burst that takes longer is
+    /// followed at once by the next).
+    pub period: Duration,
+}
+
+impl Workload {
+    /// Calls in all.
+    pub fn calls(&self) -> usize {
+        self.bursts * self.burst
+    }
+}
+
+/// The knobs one run uses. `go` marks Go's behaviour (no grace, no drain): the same knobs,
+/// database/sql's or http.Transport's way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// How the tables and charts name it.
+    pub label: String,
+    /// `max_open` (`max_conns_per_host` for HTTP; 0 = unlimited).
+    pub max_open: usize,
+    /// `max_idle` (`max_idle_conns_per_host` for HTTP).
+    pub max_idle: usize,
+    /// `idle_grace`: how long connections above `max_idle` stay for the next burst.
+    pub idle_grace: Duration,
+    /// Go's behaviour: `idle_grace = 0` and, for HTTP, no drain of unread bodies.
+    pub go: bool,
+}
+
+/// One point of the open-connections timeline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// Seconds since the run started.
+    pub at: f64,
+    /// Connections open then.
+    pub open: usize,
+    /// Connections opened so far.
+    pub created: u64,
+}
+
+/// What one setting cost under the workload.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// The setting measured.
+    pub setting: Setting,
+    /// Calls made.
+    pub calls: u64,
+    /// Calls that failed.
+    pub errors: u64,
+    /// The first failure, as text.
+    pub first_error: Option<String>,
+    /// Latency of every call (failed ones included), sorted.
+    pub latencies: Vec<Duration>,
+    /// Open connections sampled every 10 ms.
+    pub timeline: Vec<Sample>,
+    /// New TIME_WAIT sockets to or from the server's port when the run ended.
+    pub time_wait: usize,
+    /// The pool's stats at the end (before it was closed).
+    pub stats: Stats,
+    /// How long the run took.
+    pub elapsed: Duration,
+    /// Stopped early (Ctrl-C): fewer bursts than asked.
+    pub stopped: bool,
+}
+
+impl Run {
+    /// Physical connections opened.
+    pub fn opened(&self) -> u64 {
+        self.stats.created
+    }
+
+    /// Physical connections closed during the run.
+    pub fn closed(&self) -> u64 {
+        self.stats.closed()
+    }
+
+    /// Opens per 1,000 calls.
+    pub fn opens_per_1000(&self) -> f64 {
+        per_1000(self.opened(), self.calls)
+    }
+
+    /// The latency at quantile `q` (0.5 for p50); zero without calls.
+    pub fn latency(&self, q: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((self.latencies.len() as f64 * q) as usize).min(self.latencies.len() - 1);
+        self.latencies[i]
+    }
+
+    /// The slowest call.
+    pub fn max_latency(&self) -> Duration {
+        self.latencies.last().copied().unwrap_or_default()
+    }
+
+    /// Connections held on average over the run (the time-weighted mean of the timeline):
+    /// what a setting costs the server while traffic is quiet.
+    pub fn mean_open(&self) -> f64 {
+        let t = &self.timeline;
+        if t.len() < 2 {
+            return t.first().map_or(0.0, |s| s.open as f64);
+        }
+        let mut area = 0.0;
+        for w in t.windows(2) {
+            area += w[0].open as f64 * (w[1].at - w[0].at);
+        }
+        let span = t[t.len() - 1].at - t[0].at;
+        if span > 0.0 { area / span } else { 0.0 }
+    }
+}
+
+fn per_1000(n: u64, calls: u64) -> f64 {
+    if calls == 0 {
+        0.0
+    } else {
+        n as f64 * 1000.0 / calls as f64
+    }
+}
+
+/// Why the lab cannot run: the user's input or the user's server. The binary exits 2 on
+/// every one of these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabError {
+    /// A URL, flag or statement that cannot work.
+    BadInput(String),
+    /// The server refused, timed out or does not exist.
+    Unreachable(String),
+    /// The server rejected the credentials.
+    Credentials(String),
+    /// The server answered, but not as a workload can use (an error for the statement, an
+    /// HTTP error status).
+    Rejected(String),
+}
+
+impl fmt::Display for LabError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LabError::BadInput(m) => write!(f, "bad input: {m}"),
+            LabError::Unreachable(m) => write!(f, "server unreachable: {m}"),
+            LabError::Credentials(m) => write!(f, "credentials rejected: {m}"),
+            LabError::Rejected(m) => write!(f, "server rejected the workload: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for LabError {}
+
+/// Asked to stop (Ctrl-C): runs finish their burst in flight and report what they measured.
+#[derive(Debug, Clone, Default)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    /// A flag nobody raised yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Raises it.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether it was raised.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Drives `workload` through `call` and records a [`Run`] for `setting`; `stats` reads the
+/// pool, `port` is the server's (for TIME_WAIT), `tick` is called after each burst
+/// (progress).
+pub async fn measure<F, Fut, E>(
+    workload: Workload,
+    setting: &Setting,
+    call: F,
+    stats: impl Fn() -> Stats + Send + Sync + 'static,
+    port: Option<u16>,
+    stop: &Stop,
+    tick: &(dyn Fn() + Sync),
+) -> Run
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: fmt::Display + Send + 'static,
+{
+    let stats = Arc::new(stats);
+    let time_wait_before = sockets::time_wait(port);
+    let started = Instant::now();
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = tokio::spawn({
+        let (stats, sampling) = (stats.clone(), sampling.clone());
+        async move {
+            let mut timeline = Vec::new();
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            while sampling.load(Ordering::SeqCst) {
+                tick.tick().await;
+                let s = stats();
+                timeline.push(Sample {
+                    at: started.elapsed().as_secs_f64(),
+                    open: s.open,
+                    created: s.created,
+                });
+            }
+            timeline
+        }
+    });
+    let mut latencies = Vec::with_capacity(workload.calls());
+    let (mut errors, mut first_error) = (0, None);
+    let mut stopped = false;
+    for b in 0..workload.bursts {
+        if stop.is_stopped() {
+            stopped = true;
+            break;
+        }
+        let burst_started = Instant::now();
+        let calls: Vec<_> = (0..workload.burst)
+            .map(|_| {
+                let fut = call();
+                tokio::spawn(async move {
+                    let t = Instant::now();
+                    let r = fut.await;
+                    (t.elapsed(), r)
+                })
+            })
+            .collect();
+        for c in calls {
+            match c.await {
+                Ok((took, r)) => {
+                    latencies.push(took);
+                    if let Err(e) = r {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| e.to_string());
+                    }
+                }
+                Err(e) => {
+                    errors += 1;
+                    first_error.get_or_insert_with(|| format!("call panicked: {e}"));
+                }
+            }
+        }
+        tick();
+        if b + 1 < workload.bursts {
+            let rest = workload.period.saturating_sub(burst_started.elapsed());
+            tokio::select! {
+                () = tokio::time::sleep(rest) => {}
+                () = wait_for(stop) => {}
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let end = stats();
+    sampling.store(false, Ordering::SeqCst);
+    let timeline = sampler.await.unwrap_or_default();
+    let time_wait = sockets::time_wait(port)
+        .difference(&time_wait_before)
+        .count();
+    latencies.sort();
+    Run {
+        setting: setting.clone(),
+        calls: latencies.len() as u64,
+        errors,
+        first_error,
+        latencies,
+        timeline,
+        time_wait,
+        stats: end,
+        elapsed,
+        stopped,
+    }
+}
+
+/// Returns once `stop` is raised (polled every 20 ms).
+async fn wait_for(stop: &Stop) {
+    while !stop.is_stopped() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Formats a duration for tables: `850 µs`, `12.3 ms`, `1.20 s`.
+pub fn short(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1000.0 {
+        format!("{us:.0} µs")
+    } else if us < 1e6 {
+        format!("{:.1} ms", us / 1000.0)
+    } else {
+        format!("{:.2} s", us / 1e6)
+    }
+}
+
+/// The side-by-side table of runs, in Markdown.
+pub fn table(runs: &[Run]) -> String {
+    let mut t = String::from(
+        "| setting | calls | errors | opened | closed | opens per 1,000 calls | held (mean) | p50 | p99 | max | TIME_WAIT |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in runs {
+        t.push_str(&format!(
+            "| {}{} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} |\n",
+            r.setting.label,
+            if r.stopped { " (stopped)" } else { "" },
+            r.calls,
+            r.errors,
+            r.opened(),
+            r.closed(),
+            r.opens_per_1000(),
+            r.mean_open(),
+            short(r.latency(0.50)),
+            short(r.latency(0.99)),
+            short(r.max_latency()),
+            r.time_wait
+        ));
+    }
+    t
+}

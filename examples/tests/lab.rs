@@ -1,0 +1,277 @@
+//! pool-lab's measurement core and command line: a short sweep against a throw-away
+//! PostgreSQL and a local HTTP server, the report, every bad-input error, and Ctrl-C.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use examples::http_server::Server;
+use examples::lab::http::HttpTarget;
+use examples::lab::sql::SqlTarget;
+use examples::lab::{LabError, Run, Stop, Workload, report, sweep};
+use pool_sql::testing::TestPg;
+
+const SHORT: Workload = Workload {
+    bursts: 3,
+    burst: 8,
+    period: Duration::from_millis(50),
+};
+
+fn no_tick() {}
+
+/// Go's way (max_idle 0, no grace), ours (max_idle 0, grace) and max_idle = max_open.
+fn check_sweep(runs: &[Run], max_open: usize) {
+    assert_eq!(runs.len(), 3, "{runs:#?}");
+    for r in runs {
+        assert_eq!(r.calls, SHORT.calls() as u64, "{}", r.setting.label);
+        assert_eq!(r.errors, 0, "{}: {:?}", r.setting.label, r.first_error);
+        assert!(r.stats.peak_open <= max_open, "{}", r.setting.label);
+        assert!(!r.timeline.is_empty() && r.latency(0.5) > Duration::ZERO);
+    }
+    let (go, grace, all) = (&runs[0], &runs[1], &runs[2]);
+    assert!(go.setting.go && !grace.setting.go);
+    // Without grace every burst closes what max_idle (0) cannot keep and opens it again.
+    assert!(
+        go.opened() >= 2 * grace.opened(),
+        "Go opened {}, grace {}",
+        go.opened(),
+        grace.opened()
+    );
+    assert!(grace.opened() <= max_open as u64 && all.opened() <= max_open as u64);
+    let rec = sweep::recommend(runs, SHORT).expect("a recommendation");
+    assert!(!rec.setting.go, "Go's way churns: {rec:?}");
+    assert!(rec.why.contains("opens per 1,000 calls"), "{}", rec.why);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_sql_sweep_measures_each_setting_and_recommends_one() {
+    let pg = TestPg::start().expect("postgres");
+    let target = SqlTarget::new(&pg.url(), "SELECT pg_sleep(0.005)").unwrap();
+    target.probe().await.unwrap();
+    let settings = sweep::settings(4, Some(&[0, 4]), Duration::from_secs(30), SHORT.burst);
+    let mut runs = Vec::new();
+    for s in &settings {
+        runs.push(target.run(SHORT, s, &Stop::new(), &no_tick).await.unwrap());
+    }
+    check_sweep(&runs, 4);
+
+    let dir = std::env::temp_dir().join(format!("pool-lab-test-{}", std::process::id()));
+    let rec = sweep::recommend(&runs, SHORT);
+    let section = report::Section {
+        heading: "sql sweep",
+        context: "a test",
+        runs: &runs,
+        recommendation: rec.as_ref(),
+    };
+    report::write(&dir, "pool-lab test", &[section]).unwrap();
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 3, "three charts inline");
+    for r in &runs {
+        assert!(html.contains(&r.setting.label), "{}", r.setting.label);
+    }
+    assert!(html.contains("Recommended:"));
+    for chart in ["1-open.svg", "1-opens.svg", "1-latency.svg"] {
+        let svg = std::fs::read_to_string(dir.join(chart)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("<polyline") | svg.contains("<rect"));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A local server answering every GET with 64 KiB.
+fn big_body_server() -> impl std::future::Future<Output = std::io::Result<Server>> {
+    Server::start(|_| {
+        (
+            "application/octet-stream",
+            Bytes::from(vec![b'x'; 64 * 1024]),
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_http_sweep_with_unread_bodies_shows_the_go_churn() {
+    let server = big_body_server().await.unwrap();
+    let target = HttpTarget::new(&server.url("/"), false).unwrap();
+    target.probe().await.unwrap();
+    let settings = sweep::settings(4, Some(&[0, 4]), Duration::from_secs(30), SHORT.burst);
+    let mut runs = Vec::new();
+    for s in &settings {
+        runs.push(target.run(SHORT, s, &Stop::new(), &no_tick).await.unwrap());
+    }
+    check_sweep(&runs, 4);
+    // Go drops a connection with every unread body.
+    assert_eq!(
+        runs[0].opened(),
+        SHORT.calls() as u64,
+        "{:?}",
+        runs[0].stats
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_and_unusable_servers_are_told_apart() {
+    use LabError::*;
+    let kind = |e: LabError| std::mem::discriminant(&e);
+    // SQL: a URL that does not parse, a statement that may write.
+    let e = SqlTarget::new("postgres://a:b@host:notaport/db", "SELECT 1").unwrap_err();
+    assert_eq!(kind(e.clone()), kind(BadInput(String::new())), "{e}");
+    let e = SqlTarget::new("postgres://localhost/db", "DELETE FROM t").unwrap_err();
+    assert!(matches!(&e, BadInput(m) if m.contains("read-only")), "{e}");
+    // A port nobody listens on.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let refused = SqlTarget::new(&format!("postgres://u:p@127.0.0.1:{port}/db"), "SELECT 1")
+        .unwrap()
+        .probe()
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, Unreachable(_)), "{refused}");
+    // Bad credentials and a failing statement against a real server.
+    let pg = TestPg::start().expect("postgres");
+    let url = pg.url_with_password("wrong").expect("local server");
+    let e = SqlTarget::new(&url, "SELECT 1")
+        .unwrap()
+        .probe()
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, Credentials(m) if !m.contains("wrong")), "{e}");
+    let e = SqlTarget::new(&pg.url(), "SELECT 1/0")
+        .unwrap()
+        .probe()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Rejected(m) if m.contains("division by zero")),
+        "{e}"
+    );
+
+    // HTTP: a bad URL, https without TLS, a refused port.
+    assert!(matches!(
+        HttpTarget::new("not a url", true),
+        Err(BadInput(_))
+    ));
+    assert!(matches!(
+        HttpTarget::new("ftp://host/", true),
+        Err(BadInput(_))
+    ));
+    assert!(matches!(
+        HttpTarget::new("https://host/", true),
+        Err(BadInput(_))
+    ));
+    let e = HttpTarget::new(&format!("http://127.0.0.1:{port}/"), true)
+        .unwrap()
+        .probe()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Unreachable(_)), "{e}");
+}
+
+fn pool_lab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pool-lab"))
+}
+
+#[test]
+fn bad_flags_exit_2_with_a_message_and_no_panic() {
+    for args in [
+        &["--bursts", "0"][..],
+        &["--period", "soon"],
+        &["sql"],
+        &["sql", "--url", "postgres://a@h/d", "--idle", "x"],
+        &["sql", "--url", "postgres://a:b@host:notaport/db"],
+        &[
+            "sql",
+            "--url",
+            "postgres://a@h/d",
+            "--query",
+            "DROP TABLE t",
+        ],
+        &["http", "--url", "not a url"],
+        &["bogus"],
+    ] {
+        let out = pool_lab().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.trim().is_empty(), "{args:?}: no message");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_sweeps_a_server_and_writes_its_report() {
+    let pg = TestPg::start().expect("postgres");
+    let dir = std::env::temp_dir().join(format!("pool-lab-cli-{}", std::process::id()));
+    let out = pool_lab()
+        .args([
+            "sql",
+            "--url",
+            &pg.url(),
+            "--max-open",
+            "2",
+            "--idle",
+            "0,2",
+        ])
+        .args([
+            "--bursts", "2", "--burst", "4", "--period", "20ms", "--report",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("| max_idle 0, no grace (Go) | 8 | 0 |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Recommended:"), "{stdout}");
+    assert!(
+        !stdout.contains("secret"),
+        "the password is never printed: {stdout}"
+    );
+    assert!(dir.join("index.html").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_after_the_burst_in_flight_and_prints_what_was_measured() {
+    let server = big_body_server().await.unwrap();
+    let child = pool_lab()
+        .args(["http", "--url", &server.url("/"), "--idle", "0"])
+        .args(["--bursts", "100000", "--burst", "4", "--period", "5ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it is measuring (the server sees traffic beyond the probe), then interrupt.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while server.accepts() < 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pool-lab never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("(stopped)"), "{stdout}");
+    assert!(stdout.contains("| setting |"), "the table: {stdout}");
+}
