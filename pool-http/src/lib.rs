@@ -11,24 +11,49 @@
 //! | retry on a reused connection when nothing was written, or idempotent and closed idle | the same rule |
 //! | `httptrace` | [`ClientBuilder::hooks`] ([`pool_core::Hooks`]) |
 //!
-//! # Examples
+//! # Example
 //!
-//! ```no_run
+//! Runs as a doc test against a one-line HTTP server on loopback (hidden below).
+//!
+//! ```
+//! # use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), pool_http::Error> {
-//! let client = pool_http::Client::builder().max_conns_per_host(16).build()?;
-//! let response = client.get("http://127.0.0.1:8080/items").await?;
-//! if response.status().is_success() {
-//!     let body = response.into_body().bytes().await?;
-//!     println!("{} bytes", body.len());
-//! } // a body dropped unread is drained and its connection reused
-//! println!("{:?}", client.stats());
-//! # Ok(())
-//! # }
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! # let addr = listener.local_addr()?;
+//! # tokio::spawn(async move {
+//! #     while let Ok((mut s, _)) = listener.accept().await {
+//! #         tokio::spawn(async move {
+//! #             let mut buf = [0u8; 4096];
+//! #             while let Ok(n) = s.read(&mut buf).await {
+//! #                 if n == 0 { break }
+//! #                 let body = "[1,2,3]";
+//! #                 let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+//! #                 if s.write_all((head + body).as_bytes()).await.is_err() { break }
+//! #             }
+//! #         });
+//! #     }
+//! # });
+//! use std::time::Duration;
+//!
+//! let client = pool_http::Client::builder()
+//!     .max_conns_per_host(16)
+//!     .timeout(Duration::from_secs(10))
+//!     .build()?;
+//! let url = format!("http://{addr}/items");
+//! for _ in 0..3 {
+//!     let response = client.get(&url).await?;
+//!     assert!(response.status().is_success());
+//!     let body = response.into_body().bytes().await?; // pooled again at the last byte
+//!     assert_eq!(&body[..], b"[1,2,3]");
+//! }
+//! assert_eq!(client.stats().pool.created, 1, "one connection served all three");
+//! # Ok(()) }
 //! ```
 //!
-//! HTTP/1.1, and HTTP/2 with prior knowledge ([`ClientBuilder::http2_prior_knowledge`]): one
-//! connection per origin carries all concurrent requests. TLS comes next.
+//! HTTP/1.1; HTTP/2 with prior knowledge ([`ClientBuilder::http2_prior_knowledge`]) or,
+//! with the `tls` feature, negotiated by ALPN: one connection per origin then carries all
+//! concurrent requests. TLS through rustls ([`ClientBuilder::tls`], feature `tls`).
 
 mod body;
 mod client;

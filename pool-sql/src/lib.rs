@@ -19,11 +19,31 @@
 //! - With the `testing` feature, [`testing::TestPg`] starts a throw-away PostgreSQL from the
 //!   system's binaries for your own tests.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), pool_sql::Error> {
-//! let db = pool_sql::Db::builder("postgres://app:secret@localhost/app").max_open(16).build()?;
-//! let n: i64 = db.query_one("SELECT count(*) FROM pg_stat_activity", &[]).await?.get(0);
-//! println!("{n} sessions; pool: {:?}", db.stats());
+//! # Example
+//!
+//! Runs as a doc test against a throw-away PostgreSQL (feature `testing`, from the system's
+//! server binaries); with your server, pass its connection string to [`Db::builder`].
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//!
+//! let pg = pool_sql::testing::TestPg::start()?; // yours: "postgres://user:pass@host/db"
+//! let db = pool_sql::Db::builder(&pg.url())
+//!     .max_open(16)
+//!     .max_idle(4)
+//!     .query_timeout(Duration::from_secs(5))
+//!     .build()?;
+//! db.execute("CREATE TABLE kv (k text PRIMARY KEY, v int)", &[]).await?;
+//! db.transaction(|tx| Box::pin(async move {
+//!     tx.execute("INSERT INTO kv VALUES ($1, $2)", &[&"a", &1i32]).await?;
+//!     tx.execute("INSERT INTO kv VALUES ($1, $2)", &[&"b", &2i32]).await
+//! })).await?;
+//! let total: i64 = db.query_one("SELECT sum(v) FROM kv", &[]).await?.get(0);
+//! assert_eq!(total, 3);
+//! println!("{:?}", db.stats()); // DBStats: open, in_use, idle, wait_count, ...
+//! db.close_and_wait(Duration::from_secs(5)).await?;
 //! # Ok(()) }
 //! ```
 

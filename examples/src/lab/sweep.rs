@@ -195,8 +195,16 @@ mod tests {
             run(2, 30, 16, 200), // few opens, but slow
         ];
         let rec = recommend(&runs, W).unwrap();
-        assert_eq!((rec.setting.max_idle, rec.setting.go), (0, false), "{rec:?}");
-        assert!(rec.why.contains("500.0 per 1,000"), "Go's churn named: {}", rec.why);
+        assert_eq!(
+            (rec.setting.max_idle, rec.setting.go),
+            (0, false),
+            "{rec:?}"
+        );
+        assert!(
+            rec.why.contains("500.0 per 1,000"),
+            "Go's churn named: {}",
+            rec.why
+        );
         assert!(diagnose(&runs).is_none());
     }
 
