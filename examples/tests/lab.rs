@@ -275,3 +275,25 @@ async fn ctrl_c_stops_after_the_burst_in_flight_and_prints_what_was_measured() {
     assert!(stdout.contains("(stopped)"), "{stdout}");
     assert!(stdout.contains("| setting |"), "the table: {stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_showcase_without_postgresql_says_how_to_install_it_and_runs_the_http_part() {
+    let out = pool_lab()
+        .env("PG_BINDIR", "/nonexistent")
+        .args(["--bursts", "2", "--burst", "4", "--period", "10ms"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("PostgreSQL part skipped"), "{stdout}");
+    assert!(stdout.contains("apt-get install postgresql"), "{stdout}");
+    assert!(stdout.contains("HTTP (a local server)"), "{stdout}");
+    assert!(
+        stdout.contains("| Go (no grace, no drain) | 8 | 0 | 8 |"),
+        "Go dials per request: {stdout}"
+    );
+}

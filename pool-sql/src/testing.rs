@@ -1,7 +1,8 @@
 //! A throw-away PostgreSQL for tests (feature `testing`): ours, and yours.
 //!
 //! [`TestPg::start`] runs a private server from the system's PostgreSQL binaries
-//! (`pg_config --bindir`, else the newest `/usr/lib/postgresql/*/bin`): a copy of a cached
+//! (`$PG_BINDIR` when set, else `pg_config --bindir`, else the newest
+//! `/usr/lib/postgresql/*/bin`): a copy of a cached
 //! `initdb` template in a temp dir, on a free loopback port, with durability off (tests do
 //! not need it). PostgreSQL refuses to run as root, so as root it runs as the `postgres`
 //! user. It is stopped and its directory removed on drop. [`TestPg::from_env_or_start`] uses
@@ -509,6 +510,20 @@ fn template(bin: &Path, base: &Path, as_postgres: bool) -> io::Result<PathBuf> {
 }
 
 fn find_bin() -> io::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("PG_BINDIR") {
+        let dir = PathBuf::from(dir);
+        return if dir.join("initdb").exists() {
+            Ok(dir)
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "no PostgreSQL server binaries in PG_BINDIR={} (no initdb there)",
+                    dir.display()
+                ),
+            ))
+        };
+    }
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
         && out.status.success()
     {
