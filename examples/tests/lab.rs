@@ -166,6 +166,17 @@ async fn bad_input_and_unusable_servers_are_told_apart() {
     assert!(matches!(e, Unreachable(_)), "{e}");
 }
 
+/// The standard output of a run that must have succeeded (else both outputs in the panic).
+fn succeeded(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 fn pool_lab() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pool-lab"))
 }
@@ -216,12 +227,7 @@ async fn the_command_line_sweeps_a_server_and_writes_its_report() {
         .arg(&dir)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     assert!(
         stdout.contains("| max_idle 0, no grace (Go) | 8 | 0 |"),
         "{stdout}"
@@ -266,12 +272,7 @@ async fn ctrl_c_stops_after_the_burst_in_flight_and_prints_what_was_measured() {
         .await
         .unwrap()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     assert!(stdout.contains("(stopped)"), "{stdout}");
     assert!(stdout.contains("| setting |"), "the table: {stdout}");
 }
@@ -283,12 +284,7 @@ async fn the_showcase_without_postgresql_says_how_to_install_it_and_runs_the_htt
         .args(["--bursts", "2", "--burst", "4", "--period", "10ms"])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     assert!(stdout.contains("PostgreSQL part skipped"), "{stdout}");
     assert!(stdout.contains("apt-get install postgresql"), "{stdout}");
     assert!(stdout.contains("HTTP (a local server)"), "{stdout}");

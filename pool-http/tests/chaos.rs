@@ -12,6 +12,7 @@
 
 mod support;
 
+use std::ops::Range;
 use std::time::Duration;
 
 use hyper::Response;
@@ -19,6 +20,26 @@ use pool_core::testing::load::{Load, chaos_secs};
 use pool_core::testing::proxy::{FaultProxy, Faults};
 use pool_http::Client;
 use support::{CAP, Server, full, get, recovery, settle};
+
+/// `tasks` callers GETting `url` in a loop, each call under a random patience; a call that
+/// fails must fail by a timeout (`under` names the fault for the message).
+fn timing_out_gets(
+    client: &Client,
+    url: &str,
+    tasks: u64,
+    patience_ms: Range<u64>,
+    under: &'static str,
+) -> Load {
+    let (client, url) = (client.clone(), url.to_owned());
+    Load::start(tasks, patience_ms, None, move |_| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            get(&client, &url, false).await.inspect_err(|e| {
+                assert!(e.is_timeout(), "only timeouts {under}: {e:?}");
+            })
+        }
+    })
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flapping_backend_under_64_tasks_keeps_every_law() {
@@ -100,17 +121,7 @@ async fn a_black_holed_network_times_calls_out_and_the_client_recovers_after() {
         .build()
         .unwrap();
     let url = format!("http://{}/", proxy.addr());
-    let load = Load::start(32, 10_000..10_001, None, {
-        let (client, url) = (client.clone(), url.clone());
-        move |_| {
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                get(&client, &url, false).await.inspect_err(|e| {
-                    assert!(e.is_timeout(), "only timeouts in a black hole: {e:?}");
-                })
-            }
-        }
-    });
+    let load = timing_out_gets(&client, &url, 32, 10_000..10_001, "in a black hole");
     load.wait_for(|t| t.ok, 100).await;
     proxy.set(Faults::black_hole());
     load.wait_for(|t| t.failed, 64).await;
@@ -139,17 +150,7 @@ async fn latency_past_the_timeout_of_waiting_callers_times_them_out_and_passes()
         .build()
         .unwrap();
     let url = format!("http://{}/", proxy.addr());
-    let load = Load::start(64, 5..2_000, None, {
-        let (client, url) = (client.clone(), url.clone());
-        move |_| {
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                get(&client, &url, false).await.inspect_err(|e| {
-                    assert!(e.is_timeout(), "only timeouts under latency: {e:?}");
-                })
-            }
-        }
-    });
+    let load = timing_out_gets(&client, &url, 64, 5..2_000, "under latency");
     load.wait_for(|t| t.ok, 500).await;
     // 100 ms each way: a request holds its connection about 200 ms, so 64 callers on 8
     // connections wait far past their 500 ms deadline; the ones holding one still finish.

@@ -11,7 +11,6 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
@@ -114,21 +113,17 @@ async fn requests_under_resets_and_cancellation_lose_nothing() {
             async move { one(&client, &base, seed).await }
         }
     });
-    let resets = AtomicU64::new(0);
-    let tally = tokio::select! {
-        tally = load.finish() => tally,
-        () = proxy.monkey(13, 5..30, &resets) => unreachable!("the monkey never stops"),
-    };
+    let (tally, resets) = proxy.with_monkey(13, 5..30, load.finish()).await;
     let s = client.stats();
     eprintln!(
         "http soak: {} requests in {:?}: {tally:?}; {} connections reset; {s:?}",
         tally.calls(),
         started.elapsed(),
-        resets.load(Ordering::Relaxed)
+        resets
     );
     assert_eq!(tally.calls(), ops);
     assert!(tally.ok > ops / 2, "mostly served: {tally:?}");
-    assert!(resets.load(Ordering::Relaxed) > 0);
+    assert!(resets > 0);
     assert!(s.drained > 0 && s.retried > 0, "{s:?}");
     // The client's deadline (1 s) bounds every call; margin for a loaded machine.
     let bound = Duration::from_millis(2000);

@@ -12,11 +12,30 @@
 
 mod support;
 
+use std::ops::Range;
 use std::time::Duration;
 
 use pool_core::testing::load::{Load, chaos_secs};
 use pool_core::testing::proxy::Faults;
+use pool_sql::Db;
 use support::{CAP, Rig};
+
+/// `tasks` callers running `SELECT 1` in a loop, each call under a random patience; a call
+/// that fails must fail by a timeout (`under` names the fault for the message).
+fn select_ones(db: &Db, tasks: u64, patience_ms: Range<u64>, under: &'static str) -> Load {
+    let db = db.clone();
+    Load::start(tasks, patience_ms, None, move |_| {
+        let db = db.clone();
+        async move {
+            db.execute("SELECT 1", &[])
+                .await
+                .map(drop)
+                .inspect_err(|e| {
+                    assert!(e.is_timeout(), "only timeouts {under}: {e:?}");
+                })
+        }
+    })
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flapping_network_under_64_tasks_keeps_every_law() {
@@ -82,20 +101,7 @@ async fn a_black_holed_network_times_statements_out_and_the_pool_recovers_after(
         .query_timeout(Duration::from_millis(200))
         .build()
         .unwrap();
-    let load = Load::start(32, 10_000..10_001, None, {
-        let db = db.clone();
-        move |_| {
-            let db = db.clone();
-            async move {
-                db.execute("SELECT 1", &[])
-                    .await
-                    .map(drop)
-                    .inspect_err(|e| {
-                        assert!(e.is_timeout(), "only timeouts in a black hole: {e:?}");
-                    })
-            }
-        }
-    });
+    let load = select_ones(&db, 32, 10_000..10_001, "in a black hole");
     load.wait_for(|t| t.ok, 200).await;
     rig.proxy.set(Faults::black_hole());
     load.wait_for(|t| t.failed, 64).await;
@@ -129,20 +135,7 @@ async fn latency_past_acquire_timeout_times_waiters_out_and_passes() {
         .query_timeout(Duration::from_secs(2))
         .build()
         .unwrap();
-    let load = Load::start(64, 5..2_000, None, {
-        let db = db.clone();
-        move |_| {
-            let db = db.clone();
-            async move {
-                db.execute("SELECT 1", &[])
-                    .await
-                    .map(drop)
-                    .inspect_err(|e| {
-                        assert!(e.is_timeout(), "only timeouts under latency: {e:?}");
-                    })
-            }
-        }
-    });
+    let load = select_ones(&db, 64, 5..2_000, "under latency");
     load.wait_for(|t| t.ok, 500).await;
     // 150 ms each way: a statement holds its session 300 ms, three times what a caller waits
     // for one; 64 callers on 8 sessions mostly time out waiting.

@@ -10,7 +10,6 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use pool_core::testing::load::{Load, soak_ops};
@@ -105,21 +104,17 @@ async fn statements_under_resets_and_cancellation_lose_nothing() {
             }
         }
     });
-    let resets = AtomicU64::new(0);
-    let tally = tokio::select! {
-        tally = load.finish() => tally,
-        () = rig.proxy.monkey(11, 5..30, &resets) => unreachable!("the monkey never stops"),
-    };
+    let (tally, resets) = rig.proxy.with_monkey(11, 5..30, load.finish()).await;
     let s = db.stats();
     eprintln!(
         "sql soak: {} statements in {:?}: {tally:?}; {} connections reset; {s:?}",
         tally.calls(),
         started.elapsed(),
-        resets.load(Ordering::Relaxed)
+        resets
     );
     assert_eq!(tally.calls(), ops);
     assert!(tally.ok > ops / 2, "mostly served: {tally:?}");
-    assert!(resets.load(Ordering::Relaxed) > 0);
+    assert!(resets > 0);
     support::eventually(Duration::from_secs(10), "books balance", || async {
         let s = db.stats();
         s.created - s.closed() - s.detached == s.open as u64 && s.in_use == 0

@@ -21,7 +21,7 @@ use examples::lab::http::HttpTarget;
 use examples::lab::report::Section;
 use examples::lab::sql::SqlTarget;
 use examples::lab::sweep;
-use examples::lab::{LabError, Run, Setting, Stop, Workload, report, table};
+use examples::lab::{LabError, Run, Setting, Stop, Target, Workload, report, table};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
@@ -145,27 +145,12 @@ async fn run(cli: Cli, stop: Stop) -> Result<(), LabError> {
             }
         }
     });
-    match cli.command {
-        None => showcase(&cli.common, &stop).await,
+    let (target, shown, title, sweep) = match cli.command {
+        None => return showcase(&cli.common, &stop).await,
         Some(Command::Sql { url, query, sweep }) => {
             let target = SqlTarget::new(&url, &query)?;
-            let workload = cli.common.workload(10, 32, Duration::from_millis(500));
-            eprintln!("pool-lab: checking {} ...", redact(&url));
-            target.probe().await?;
-            let settings = sweep::settings(
-                sweep.max_open,
-                sweep.idle.as_deref(),
-                sweep.grace,
-                workload.burst,
-            );
             let title = format!("pool-lab sql: `{}`", target.statement());
-            let runs = sweep_runs(&settings, workload, &stop, |s, tick| {
-                let (target, s) = (target.clone(), s.clone());
-                let stop = stop.clone();
-                async move { target.run(workload, &s, &stop, &*tick).await }
-            })
-            .await?;
-            conclude(&cli.common, &title, workload, &runs)
+            (Target::Sql(target), redact(&url), title, sweep)
         }
         Some(Command::Http {
             url,
@@ -173,41 +158,33 @@ async fn run(cli: Cli, stop: Stop) -> Result<(), LabError> {
             sweep,
         }) => {
             let target = HttpTarget::new(&url, !drop_body)?;
-            let workload = cli.common.workload(10, 32, Duration::from_millis(500));
-            eprintln!("pool-lab: checking {url} ...");
-            target.probe().await?;
-            let settings = sweep::settings(
-                sweep.max_open,
-                sweep.idle.as_deref(),
-                sweep.grace,
-                workload.burst,
-            );
             let title = format!(
                 "pool-lab http: GET {url}, bodies {}",
                 if drop_body { "dropped unread" } else { "read" }
             );
-            let runs = sweep_runs(&settings, workload, &stop, |s, tick| {
-                let (target, s) = (target.clone(), s.clone());
-                let stop = stop.clone();
-                async move { target.run(workload, &s, &stop, &*tick).await }
-            })
-            .await?;
-            conclude(&cli.common, &title, workload, &runs)
+            (Target::Http(target), url, title, sweep)
         }
-    }
+    };
+    let workload = cli.common.workload(10, 32, Duration::from_millis(500));
+    eprintln!("pool-lab: checking {shown} ...");
+    target.probe().await?;
+    let settings = sweep::settings(
+        sweep.max_open,
+        sweep.idle.as_deref(),
+        sweep.grace,
+        workload.burst,
+    );
+    let runs = sweep_runs(&target, &settings, workload, &stop).await?;
+    conclude(&cli.common, &title, workload, &runs)
 }
 
 /// Runs every setting in turn under one progress bar; stops early on Ctrl-C.
-async fn sweep_runs<F, Fut>(
+async fn sweep_runs(
+    target: &Target,
     settings: &[Setting],
     workload: Workload,
     stop: &Stop,
-    run_one: F,
-) -> Result<Vec<Run>, LabError>
-where
-    F: Fn(&Setting, Box<dyn Fn() + Send + Sync>) -> Fut,
-    Fut: std::future::Future<Output = Result<Run, LabError>>,
-{
+) -> Result<Vec<Run>, LabError> {
     let bar = progress((settings.len() * workload.bursts) as u64);
     let mut runs = Vec::new();
     for s in settings {
@@ -215,8 +192,7 @@ where
             break;
         }
         bar.set_message(s.label.clone());
-        let b = bar.clone();
-        runs.push(run_one(s, Box::new(move || b.inc(1))).await?);
+        runs.push(target.run(workload, s, stop, &|| bar.inc(1)).await?);
     }
     bar.finish_and_clear();
     Ok(runs)
@@ -340,14 +316,9 @@ async fn showcase_sql(
     pg: &pool_sql::testing::TestPg,
 ) -> Result<Part, LabError> {
     let workload = common.workload(15, 100, Duration::from_millis(300));
-    let target = SqlTarget::new(&pg.url(), "SELECT pg_sleep(0.002)")?;
+    let target = Target::Sql(SqlTarget::new(&pg.url(), "SELECT pg_sleep(0.002)")?);
     target.probe().await?;
-    let runs = sweep_runs(&pair(50, 10), workload, stop, |s, tick| {
-        let (target, s) = (target.clone(), s.clone());
-        let stop = stop.clone();
-        async move { target.run(workload, &s, &stop, &*tick).await }
-    })
-    .await?;
+    let runs = sweep_runs(&target, &pair(50, 10), workload, stop).await?;
     let heading = "PostgreSQL (a private server on this machine): SELECT pg_sleep(0.002), \
                    max_open 50, max_idle 10";
     println!("\n{heading}\n{}\n\n{}", describe(workload), table(&runs));
@@ -367,13 +338,8 @@ async fn showcase_http(common: &Common, stop: &Stop) -> Result<Part, LabError> {
     })
     .await
     .map_err(|e| LabError::Unreachable(format!("cannot start the local HTTP server: {e}")))?;
-    let target = HttpTarget::new(&server.url("/report"), false)?;
-    let runs = sweep_runs(&pair(0, 2), workload, stop, |s, tick| {
-        let (target, s) = (target.clone(), s.clone());
-        let stop = stop.clone();
-        async move { target.run(workload, &s, &stop, &*tick).await }
-    })
-    .await?;
+    let target = Target::Http(HttpTarget::new(&server.url("/report"), false)?);
+    let runs = sweep_runs(&target, &pair(0, 2), workload, stop).await?;
     let heading = "HTTP (a local server): GET of 64 KiB with the body dropped unread, Go's \
                    defaults (max_idle_conns_per_host 2, no per-host cap)";
     println!("\n{heading}\n{}\n\n{}", describe(workload), table(&runs));

@@ -172,6 +172,46 @@ impl fmt::Display for LabError {
 
 impl std::error::Error for LabError {}
 
+/// What a workload runs against.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A PostgreSQL server and a statement.
+    Sql(sql::SqlTarget),
+    /// An HTTP URL.
+    Http(http::HttpTarget),
+}
+
+impl Target {
+    /// Tries the target once: see [`sql::SqlTarget::probe`] and [`http::HttpTarget::probe`].
+    ///
+    /// # Errors
+    /// The [`LabError`] that says what is wrong.
+    pub async fn probe(&self) -> Result<(), LabError> {
+        match self {
+            Target::Sql(t) => t.probe().await,
+            Target::Http(t) => t.probe().await,
+        }
+    }
+
+    /// Runs `workload` with `setting`: see [`sql::SqlTarget::run`] and
+    /// [`http::HttpTarget::run`].
+    ///
+    /// # Errors
+    /// [`LabError::BadInput`] when the knobs are refused.
+    pub async fn run(
+        &self,
+        workload: Workload,
+        setting: &Setting,
+        stop: &Stop,
+        tick: &(dyn Fn() + Sync),
+    ) -> Result<Run, LabError> {
+        match self {
+            Target::Sql(t) => t.run(workload, setting, stop, tick).await,
+            Target::Http(t) => t.run(workload, setting, stop, tick).await,
+        }
+    }
+}
+
 /// Asked to stop (Ctrl-C): runs finish their burst in flight and report what they measured.
 #[derive(Debug, Clone, Default)]
 pub struct Stop(Arc<AtomicBool>);

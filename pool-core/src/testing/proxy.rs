@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -247,16 +247,24 @@ impl FaultProxy {
         }
         seen
     }
-}
 
-impl FaultProxy {
-    /// A chaos monkey: resets a random open connection every `every_ms` (random in the
-    /// range), counting the resets in `resets`, for as long as it is polled (race it against
-    /// the workload in a `select!`). Seeded.
-    pub async fn monkey(&self, seed: u64, every_ms: std::ops::Range<u64>, resets: &AtomicU64) {
+    /// Runs `work` while a chaos monkey resets a random open connection every `every_ms`
+    /// (random in the range, seeded); returns `work`'s output and the resets made.
+    pub async fn with_monkey<T>(
+        &self,
+        seed: u64,
+        every_ms: std::ops::Range<u64>,
+        work: impl std::future::Future<Output = T>,
+    ) -> (T, u64) {
         let mut rng = fastrand::Rng::with_seed(seed);
+        let mut resets = 0;
+        let mut work = std::pin::pin!(work);
         loop {
-            tokio::time::sleep(Duration::from_millis(rng.u64(every_ms.clone()))).await;
+            let pause = Duration::from_millis(rng.u64(every_ms.clone()));
+            tokio::select! {
+                out = &mut work => return (out, resets),
+                () = tokio::time::sleep(pause) => {}
+            }
             let victim = {
                 let st = self.shared.state.lock();
                 let n = st.open.len();
@@ -264,7 +272,7 @@ impl FaultProxy {
             };
             if let Some(id) = victim {
                 self.reset_conn(id);
-                resets.fetch_add(1, Ordering::Relaxed);
+                resets += 1;
             }
         }
     }
