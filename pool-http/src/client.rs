@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use crate::body::{Body, Hold, Lease, RequestBody};
 use crate::config::{ClientBuilder, Settings};
 use crate::h2::{H2Conns, StreamLease};
-use crate::manager::{Counters, Dialer};
+use crate::manager::{Counters, Dialer, DrainTicket};
 use crate::{ConnectError, Error, Origin, Phase};
 
 /// A response whose body streams and holds its connection until the end.
@@ -90,6 +90,10 @@ pub struct ClientStats {
     /// Responses that did not allow another request (`Connection: close`, close-delimited
     /// body, HTTP/1.0, `disable_keep_alives`).
     pub not_reusable: u64,
+    /// Requests abandoned while their response was awaited (a timeout, or the caller left)
+    /// whose response still came within the drain budget: the connection was kept (and its
+    /// body drained) instead of closed.
+    pub rescued: u64,
 }
 
 /// A try that failed, and what the retry rule needs to know about it.
@@ -136,20 +140,77 @@ async fn with_header_timeout<T>(
     }
 }
 
-/// Holds a connection while a request is on it: dropped (the caller left, or a timeout)
-/// after the request started, the connection is closed, never pooled busy.
+/// The response of an HTTP/1.1 request, while awaited.
+type PendingResponse = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<
+                    http::Response<hyper::body::Incoming>,
+                    hyper::client::conn::TrySendError<Request<RequestBody>>,
+                >,
+            > + Send,
+    >,
+>;
+
+/// Holds a connection while a request is on it. Dropped after the request started (the
+/// caller left, or a timeout), the connection is never pooled busy: it is closed, or, when
+/// the response is still awaited and the drain is on, rescued (see [`rescue`]).
 struct InFlight {
     conn: Option<KeyedPooled<'static, Dialer>>,
     sent: bool,
+    /// The response, from the moment the request is sent until its head arrives.
+    pending: Option<PendingResponse>,
+    /// What a rescue needs: the client's counters and settings, and whether it was a HEAD.
+    rescue: Option<(Arc<Counters>, Arc<Settings>, bool)>,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take()
-            && self.sent
-        {
-            KeyedPooled::discard(conn);
+        let Some(conn) = self.conn.take() else { return };
+        if !self.sent {
+            return;
         }
+        if let (Some(pending), Some((counters, settings, head))) =
+            (self.pending.take(), self.rescue.take())
+            && !settings.drain.is_off()
+            && !settings.disable_keep_alives
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let ticket = DrainTicket::new(&counters, KeyedPooled::key(&conn));
+            drop(rt.spawn(rescue(conn, pending, counters, settings, head, ticket)));
+            return;
+        }
+        KeyedPooled::discard(conn);
+    }
+}
+
+/// A request abandoned while its response was awaited (a timeout, or the caller left): the
+/// server is answering it, and a connection that finishes that answer within the drain
+/// budget (the head within `max_time`, then the body as a dropped body is drained) goes back
+/// to the pool instead of being closed. Go closes it; under a latency spike past the callers'
+/// timeouts that turns every timeout into a new connection, on a server already slow.
+async fn rescue(
+    conn: KeyedPooled<'static, Dialer>,
+    pending: PendingResponse,
+    counters: Arc<Counters>,
+    settings: Arc<Settings>,
+    head: bool,
+    _ticket: DrainTicket,
+) {
+    match tokio::time::timeout(settings.drain.max_time, pending).await {
+        Ok(Ok(response)) if keeps_alive(&response, head) => {
+            Counters::bump(&counters.rescued);
+            let lease = Lease {
+                hold: Hold::Conn(conn),
+                keep: true,
+                drain: settings.drain,
+                counters,
+            };
+            // Dropped at once: pooled now if the body already ended, else drained within the
+            // budget like any body dropped early.
+            drop(Body::new(response.into_body(), lease, None));
+        }
+        _ => KeyedPooled::discard(conn),
     }
 }
 
@@ -308,6 +369,8 @@ impl Client {
         let mut flight = InFlight {
             conn: Some(conn),
             sent: false,
+            pending: None,
+            rescue: None,
         };
         if flight
             .conn
@@ -343,7 +406,22 @@ impl Client {
         }
         let (written, read) = (wire.written(), wire.read());
         flight.sent = true;
-        let result = with_header_timeout(settings, sender.try_send_request(req)).await?;
+        flight.pending = Some(Box::pin(sender.try_send_request(req)));
+        flight.rescue = Some((
+            self.inner.counters.clone(),
+            self.inner.settings.clone(),
+            head,
+        ));
+        let awaited = std::future::poll_fn(|cx| {
+            flight
+                .pending
+                .as_mut()
+                .expect("awaited until it completes")
+                .as_mut()
+                .poll(cx)
+        });
+        let result = with_header_timeout(settings, awaited).await?;
+        flight.pending = None;
         match result {
             Ok(response) => {
                 let keep = !settings.disable_keep_alives && keeps_alive(&response, head);
@@ -459,6 +537,7 @@ impl Client {
             drained: load(&c.drained),
             drain_failed: load(&c.drain_failed),
             not_reusable: load(&c.not_reusable),
+            rescued: load(&c.rescued),
             streams: self.inner.h2.total_streams(),
         }
     }

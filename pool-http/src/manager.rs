@@ -75,6 +75,7 @@ pub(crate) struct Counters {
     pub drain_failed: AtomicU64,
     pub body_eof: AtomicU64,
     pub not_reusable: AtomicU64,
+    pub rescued: AtomicU64,
 }
 
 impl Counters {

@@ -208,3 +208,86 @@ async fn back_to_back_dropped_bodies_wait_for_the_drain_instead_of_dialling() {
     );
     eventually("the last drain ended", || client.stats().drained == 100).await;
 }
+
+/// A server whose `/slow/N` answers after N ms, and `/` at once; 1 KiB each.
+async fn slow_server() -> Server {
+    Server::start(|req| async move {
+        if let Some(ms) = req.uri().path().strip_prefix("/slow/") {
+            let ms = ms.parse().unwrap_or(0);
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+        Response::new(full(1024))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_request_keeps_its_connection_when_the_answer_comes_within_the_drain_budget() {
+    let server = slow_server().await;
+    let client = Client::builder()
+        .response_header_timeout(std::time::Duration::from_millis(10))
+        .build()
+        .unwrap();
+    // Answered 20 ms after the timeout: within the 50 ms drain budget.
+    let err = client.get(&server.url("/slow/30")).await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    eventually("the connection was rescued", || {
+        client.stats().rescued == 1 && idle(&client, &server.url("/")) == 1
+    })
+    .await;
+    assert_eq!(support::bytes(&client, &server.url("/")).await.len(), 1024);
+    assert_eq!(
+        server.accepts(),
+        1,
+        "the next request reused the rescued connection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_leaves_mid_request_does_not_cost_its_connection() {
+    let server = slow_server().await;
+    let client = Client::new().unwrap();
+    let url = server.url("/slow/30");
+    let abandoned = tokio::spawn({
+        let client = client.clone();
+        async move { client.get(&url).await.map(drop) }
+    });
+    eventually("the request is on the wire", || {
+        client.stats().pool.in_use == 1 && server.accepts() == 1
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    abandoned.abort();
+    assert!(abandoned.await.unwrap_err().is_cancelled());
+    eventually("the connection was rescued", || client.stats().rescued == 1).await;
+    assert_eq!(support::bytes(&client, &server.url("/")).await.len(), 1024);
+    assert_eq!(server.accepts(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_drain_budget_or_in_go_mode_a_timed_out_request_closes_its_connection() {
+    for (go, path) in [(false, "/slow/400"), (true, "/slow/30")] {
+        let server = slow_server().await;
+        let mut builder =
+            Client::builder().response_header_timeout(std::time::Duration::from_millis(10));
+        if go {
+            builder = builder.go_mode();
+        }
+        let client = builder.build().unwrap();
+        assert!(
+            client
+                .get(&server.url(path))
+                .await
+                .unwrap_err()
+                .is_timeout()
+        );
+        eventually("the connection is closed", || client.stats().pool.open == 0).await;
+        assert_eq!(client.stats().rescued, 0, "go mode {go}, {path}");
+        assert_eq!(support::bytes(&client, &server.url("/")).await.len(), 1024);
+        assert_eq!(
+            server.accepts(),
+            2,
+            "go mode {go}, {path}: a new connection"
+        );
+    }
+}
