@@ -155,29 +155,32 @@ type PendingResponse = std::pin::Pin<
 /// Holds a connection while a request is on it. Dropped after the request started (the
 /// caller left, or a timeout), the connection is never pooled busy: it is closed, or, when
 /// the response is still awaited and the drain is on, rescued (see [`rescue`]).
-struct InFlight {
+struct InFlight<'a> {
+    client: &'a Inner,
     conn: Option<KeyedPooled<'static, Dialer>>,
     sent: bool,
     /// The response, from the moment the request is sent until its head arrives.
     pending: Option<PendingResponse>,
-    /// What a rescue needs: the client's counters and settings, and whether it was a HEAD.
-    rescue: Option<(Arc<Counters>, Arc<Settings>, bool)>,
+    /// The request is a HEAD (its response has no body).
+    head: bool,
 }
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
         if !self.sent {
             return;
         }
-        if let (Some(pending), Some((counters, settings, head))) =
-            (self.pending.take(), self.rescue.take())
+        let settings = &self.client.settings;
+        if let Some(pending) = self.pending.take()
             && !settings.drain.is_off()
             && !settings.disable_keep_alives
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
+            let counters = self.client.counters.clone();
             let ticket = DrainTicket::new(&counters, KeyedPooled::key(&conn));
-            drop(rt.spawn(rescue(conn, pending, counters, settings, head, ticket)));
+            let settings = settings.clone();
+            drop(rt.spawn(rescue(conn, pending, counters, settings, self.head, ticket)));
             return;
         }
         KeyedPooled::discard(conn);
@@ -367,10 +370,11 @@ impl Client {
             .await
             .map_err(|e| Failed::fatal(Error::pool(e)))?;
         let mut flight = InFlight {
+            client: &self.inner,
             conn: Some(conn),
             sent: false,
             pending: None,
-            rescue: None,
+            head,
         };
         if flight
             .conn
@@ -407,11 +411,6 @@ impl Client {
         let (written, read) = (wire.written(), wire.read());
         flight.sent = true;
         flight.pending = Some(Box::pin(sender.try_send_request(req)));
-        flight.rescue = Some((
-            self.inner.counters.clone(),
-            self.inner.settings.clone(),
-            head,
-        ));
         let awaited = std::future::poll_fn(|cx| {
             flight
                 .pending
