@@ -116,11 +116,8 @@ impl<M: KeyedManager, T: Table<M>> Drop for Guard<'_, M, T> {
             })
         };
         let mut st = shared.state.lock();
-        if health == Health::Ready {
-            conn.needs_reset = false;
-            if st.push_fast(&mut self.conn, T::key_id(&self.handle)) {
-                return;
-            }
+        if health == Health::Ready && st.push_fast(&mut self.conn, T::key_id(&self.handle)) {
+            return;
         }
         shared.put_back(st, &self.handle, &mut self.conn, health);
     }

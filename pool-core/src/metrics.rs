@@ -2,7 +2,7 @@
 //! recorder the application installed (Prometheus, StatsD, ...).
 //!
 //! Gauges for the levels (`pool_open`, `pool_in_use`, `pool_idle`, `pool_waiting`,
-//! `pool_surplus_idle`, `pool_max_open`), counters for the totals (`pool_wait_count`,
+//! `pool_surplus_idle`, `pool_max_open`, `pool_peak_open`, `pool_resetting`), counters for the totals (`pool_wait_count`,
 //! `pool_created`, `pool_hits`, ... one per counter of [`Stats`], same names with the
 //! `pool_` prefix) and `pool_wait_duration_seconds`. Every series has the label `pool`; a
 //! keyed pool's per-key series also have `key`. Counters are set to their absolute value, so
@@ -11,7 +11,7 @@
 use crate::{KeyedManager, KeyedPool, Manager, Pool, Stats};
 
 /// The gauges, as (name, value).
-fn gauges(s: &Stats) -> [(&'static str, usize); 7] {
+fn gauges(s: &Stats) -> [(&'static str, usize); 8] {
     [
         ("pool_max_open", s.max_open),
         ("pool_open", s.open),
@@ -20,6 +20,7 @@ fn gauges(s: &Stats) -> [(&'static str, usize); 7] {
         ("pool_waiting", s.waiting),
         ("pool_surplus_idle", s.surplus_idle),
         ("pool_peak_open", s.peak_open),
+        ("pool_resetting", s.resetting),
     ]
 }
 

@@ -244,7 +244,7 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
             self.manager.check(&mut c.res)
         }));
         let needs_reset = match health {
-            Ok(Health::Ready) => c.needs_reset,
+            Ok(Health::Ready) => false,
             Ok(Health::NeedsReset) => true,
             Ok(_) => return Ok(None),
             Err(panic) => {
@@ -280,7 +280,6 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
             }
         }
         let mut conn = checkout.conn.take().expect("checkout holds the connection");
-        conn.needs_reset = false;
         conn.must_validate = false;
         Ok(Some(conn))
     }
@@ -290,7 +289,7 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
     /// A panic in `check` is decisive: the connection is marked and `prepare` discards it.
     #[inline]
     pub fn is_ready(&self, conn: &mut Conn<M::Resource>) -> bool {
-        if conn.needs_reset || conn.must_validate || conn.check_panicked {
+        if conn.must_validate || conn.check_panicked {
             return false;
         }
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -393,7 +392,8 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
     }
 
     /// A guard came back, and `Table::push_fast` declined it: the general return path (the
-    /// caller holds the lock; `slot` holds the connection). Fires the `put_idle` hook.
+    /// caller holds the lock; `slot` holds the connection). Fires the `put_idle` hook, at
+    /// once or, for a connection that needs a reset, once the reset is done.
     #[cold]
     #[inline(never)]
     pub fn put_back(
@@ -403,28 +403,59 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
         slot: &mut Option<Conn<M::Resource>>,
         health: Health,
     ) {
-        let Some(mut conn) = slot.take() else {
+        let Some(conn) = slot.take() else {
             return;
         };
         let mut now = Now::lazy();
         let mut fx = Effects::default();
         let id = conn.id;
+        let mut to_reset = None;
         let returned = st.with(
             T::key_id(handle),
             &mut now,
             &mut fx,
             |st, now, fx| match health {
-                Health::Ready | Health::NeedsReset => {
-                    conn.needs_reset = health == Health::NeedsReset;
-                    st.release(conn, now, fx)
+                Health::Ready => Some(st.release(conn, now, fx)),
+                Health::NeedsReset if !st.is_closed() => {
+                    st.begin_reset();
+                    to_reset = Some(conn);
+                    None
                 }
-                _ => st.begin_close(conn, CloseReason::Broken, fx),
+                Health::NeedsReset => Some(st.begin_close(conn, CloseReason::Shutdown, fx)),
+                _ => Some(st.begin_close(conn, CloseReason::Broken, fx)),
             },
         );
         drop(st);
         self.apply(fx);
-        tracing::trace!(target: "pool_core", conn = id, returned = returned.as_str(), "returned a connection");
-        self.hook("put_idle", |h| h.put_idle(T::key_of(handle), id, returned));
+        if let Some(conn) = to_reset {
+            self.spawn_reset(handle.clone(), conn);
+        }
+        if let Some(returned) = returned {
+            tracing::trace!(target: "pool_core", conn = id, returned = returned.as_str(), "returned a connection");
+            self.hook("put_idle", |h| h.put_idle(T::key_of(handle), id, returned));
+        }
+    }
+
+    /// Resets a returned connection in a task of its own, under `hook_timeout`: nobody gets
+    /// it before the reset succeeds; a failed, timed-out or panicking reset closes it.
+    fn spawn_reset(self: &Arc<Self>, handle: T::Handle, conn: Conn<M::Resource>) {
+        let mut ticket = ResetTicket {
+            shared: self.clone(),
+            handle,
+            conn: Some(conn),
+        };
+        self.runtime.spawn(async move {
+            let shared = ticket.shared.clone();
+            let conn = ticket
+                .conn
+                .as_mut()
+                .expect("a reset ticket holds its connection");
+            let id = conn.id;
+            tracing::debug!(target: "pool_core", conn = id, "resetting a returned connection");
+            let fut = shared.manager.reset(&mut conn.res);
+            let ok = shared.run_hook("reset", fut, None, id).await.is_ok();
+            ticket.finish(ok);
+        });
     }
 }
 
@@ -448,6 +479,43 @@ impl<M: KeyedManager, T: Table<M>> Drop for Checkout<'_, M, T> {
                 st.begin_close(conn, CloseReason::Broken, fx)
             });
         }
+    }
+}
+
+/// A returned connection being reset. Dropped unfinished (its runtime shut down), it closes
+/// the connection as broken; finished, it releases it or closes it.
+struct ResetTicket<M: KeyedManager, T: Table<M>> {
+    shared: Arc<Shared<M, T>>,
+    handle: T::Handle,
+    conn: Option<Conn<M::Resource>>,
+}
+
+impl<M: KeyedManager, T: Table<M>> ResetTicket<M, T> {
+    fn finish(&mut self, ok: bool) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        let id = conn.id;
+        let returned = self
+            .shared
+            .with_state(T::key_id(&self.handle), |st, now, fx| {
+                st.end_reset();
+                if ok {
+                    st.release(conn, now, fx)
+                } else {
+                    st.begin_close(conn, CloseReason::Broken, fx)
+                }
+            });
+        tracing::trace!(target: "pool_core", conn = id, returned = returned.as_str(), "returned a connection after its reset");
+        let key = T::key_of(&self.handle);
+        self.shared
+            .hook("put_idle", |h| h.put_idle(key, id, returned));
+    }
+}
+
+impl<M: KeyedManager, T: Table<M>> Drop for ResetTicket<M, T> {
+    fn drop(&mut self) {
+        self.finish(false);
     }
 }
 

@@ -85,8 +85,6 @@ pub(crate) struct Conn<C> {
     jitter: f32,
     /// When it went idle; stamped lazily (see `State::push_idle`).
     idle_since: Stamp,
-    /// `Manager::check` asked for a reset on release.
-    pub needs_reset: bool,
     /// Idle at least `validate_after`: validate before handing out.
     pub must_validate: bool,
     /// `Manager::check` panicked at checkout: never handed out, closed as broken.
@@ -260,6 +258,8 @@ pub(crate) struct State<C> {
     /// Creates in flight with no waiter tag (refill, probe).
     background: usize,
     closing: usize,
+    /// Checked-out connections given back for a reset, which the shell runs.
+    resetting: usize,
     waiters: Waiters<(Conn<C>, Via)>,
     closed: bool,
     stats: Stats,
@@ -292,6 +292,7 @@ impl<C> State<C> {
             creating: 0,
             background: 0,
             closing: 0,
+            resetting: 0,
             waiters: Waiters::new(),
             closed: false,
             stats: Stats::default(),
@@ -414,6 +415,7 @@ impl<C> State<C> {
         s.in_use = self.open - self.idle.len();
         s.waiting = self.waiters.len();
         s.surplus_idle = self.idle.len().saturating_sub(self.limits.max_idle);
+        s.resetting = self.resetting;
         s
     }
 
@@ -585,13 +587,16 @@ impl<C> State<C> {
         }
     }
 
-    /// Starts creates while waiters outnumber creates in flight and there is room; with the
-    /// breaker open, fails those waiters at once instead. Then keeps `min_idle`.
+    /// Starts creates while waiters outnumber creates in flight and resets under way, and
+    /// there is room; with the breaker open, fails those waiters at once instead. Then keeps
+    /// `min_idle`.
     fn balance(&mut self, now: &mut Now, fx: &mut Effects<C>) {
         if self.closed {
             return;
         }
-        while self.waiters.len() > self.creating && self.has_room() {
+        // A connection being reset comes back soon (or its close frees the slot and this
+        // runs again): it serves a waiter as a create in flight would.
+        while self.waiters.len() > self.creating + self.resetting && self.has_room() {
             let Some(newest) = self.waiters.newest() else {
                 break;
             };
@@ -665,7 +670,6 @@ impl<C> State<C> {
             created_at: Stamp::of(now.get()),
             jitter: fastrand::f32(),
             idle_since: Stamp::NONE,
-            needs_reset: false,
             must_validate: false,
             check_panicked: false,
         };
@@ -713,6 +717,18 @@ impl<C> State<C> {
         }
         self.balance(now, fx);
         self.check_drained(fx);
+    }
+
+    /// A connection came back from a caller needing a reset: it stays out of service
+    /// (counted in `open`, neither idle nor available) until [`end_reset`](State::end_reset).
+    pub fn begin_reset(&mut self) {
+        self.resetting += 1;
+    }
+
+    /// The reset of a returned connection finished (its result is released or closed by
+    /// the caller, under the same lock).
+    pub fn end_reset(&mut self) {
+        self.resetting -= 1;
     }
 
     /// A connection that passed its checks comes back from a caller.

@@ -61,6 +61,10 @@ pub struct Stats {
     /// in flight included): proof that `max_open` held, and how much of it the traffic used.
     /// In a keyed pool's totals, the most open across all keys at once.
     pub peak_open: usize,
+    /// Connections given back that [`Manager::check`](crate::Manager::check) sent to
+    /// [`Manager::reset`](crate::Manager::reset) first: counted in `open` and `in_use`,
+    /// handed to nobody until the reset succeeds (a failed one closes them as broken).
+    pub resetting: usize,
 }
 
 impl Stats {
@@ -151,6 +155,7 @@ impl Stats {
         self.broken_closed += other.broken_closed;
         self.shutdown_closed += other.shutdown_closed;
         self.detached += other.detached;
+        self.resetting += other.resetting;
         // `peak_open` is not a sum: the keyed table keeps its own.
     }
 }

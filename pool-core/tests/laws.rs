@@ -489,6 +489,73 @@ async fn a_dirty_connection_is_reset_before_reuse_and_a_hung_reset_is_bounded() 
     assert_eq!(s.broken_closed, 1);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_dirty_connection_is_reset_on_return_and_reaches_nobody_before() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m)
+        .max_open(1)
+        .hook_timeout(5 * SEC)
+        .build()
+        .unwrap();
+    m.script_reset([Step::Slow(SEC)]);
+    let mut c = pool.get().await.unwrap();
+    c.dirty = true;
+    drop(c);
+    let s = pool.stats();
+    assert_eq!(
+        (s.resetting, s.idle, s.in_use, s.open),
+        (1, 0, 1, 1),
+        "being reset: open, not idle: {s:?}"
+    );
+    // The reset runs on return, with nobody asking for the connection.
+    tokio::time::sleep(SEC / 2).await;
+    assert_eq!(
+        m.reset_calls(),
+        1,
+        "reset on return, not at the next checkout"
+    );
+    let t = tokio::time::Instant::now();
+    let c = pool.get().await.unwrap();
+    assert_eq!(
+        t.elapsed(),
+        SEC / 2,
+        "the waiter got it when the reset ended"
+    );
+    assert!(!c.dirty);
+    assert_eq!((c.id, m.reset_calls()), (1, 1));
+    drop(c);
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.idle, s.resetting, s.created, s.handoffs), (1, 0, 1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_reset_on_return_closes_the_connection_and_a_closed_pool_skips_the_reset() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m).hook_timeout(2 * SEC).build().unwrap();
+    m.script_reset([Step::Fail("rollback failed")]);
+    let mut c = pool.get().await.unwrap();
+    c.dirty = true;
+    drop(c);
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.broken_closed, s.open, s.resetting), (1, 0, 0), "{s:?}");
+    // A reset still running when the pool closes: the connection closes when it ends; one
+    // returned dirty after the close is closed without a reset.
+    m.script_reset([Step::Slow(SEC)]);
+    let mut c1 = pool.get().await.unwrap();
+    let mut c2 = pool.get().await.unwrap();
+    c1.dirty = true;
+    drop(c1);
+    pool.close();
+    c2.dirty = true;
+    drop(c2);
+    let t = tokio::time::Instant::now();
+    pool.close_and_wait(10 * SEC).await.unwrap();
+    assert_eq!(t.elapsed(), SEC);
+    let s = pool.stats();
+    assert_eq!((s.shutdown_closed, s.open, m.live()), (2, 0, 0), "{s:?}");
+    assert_eq!(m.reset_calls(), 2, "the failed one and c1's");
+}
+
 // ---- cancellation (law 5) ----
 
 #[tokio::test(start_paused = true)]
