@@ -13,6 +13,7 @@ use tokio_postgres::{Client, Row, Statement};
 use crate::connect::{Canceller, Probe, Wire};
 use crate::error::Kind;
 use crate::manager::CANCEL_WAIT;
+use crate::wire::TxStatus;
 
 /// A pooled session. Users reach it through [`Conn`](crate::Conn) and [`Tx`](crate::Tx).
 pub struct PgConn {
@@ -40,8 +41,6 @@ pub struct PgConn {
     pub(crate) just_used: bool,
     /// The socket had unread data while idle: confirm with a round trip before reuse.
     pub(crate) suspect: bool,
-    /// `BEGIN` ran and neither `COMMIT` nor `ROLLBACK` did.
-    pub(crate) in_tx: bool,
     /// Statements run on this session (0: never used, as good as new).
     pub(crate) uses: u64,
     cache: Box<StatementCache>,
@@ -51,7 +50,7 @@ impl std::fmt::Debug for PgConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgConn")
             .field("busy", &self.busy)
-            .field("in_tx", &self.in_tx)
+            .field("tx_status", &self.wire.tx_status())
             .field("uses", &self.uses)
             .field("cached_statements", &self.cache.len())
             .finish()
@@ -64,8 +63,18 @@ pub(crate) enum Op<'a> {
     Query(&'a str, &'a [&'a (dyn ToSql + Sync)]),
     Execute(&'a str, &'a [&'a (dyn ToSql + Sync)]),
     Batch(&'a str),
-    /// `BEGIN`: the session counts as in a transaction from the moment it is sent.
+    /// `BEGIN`.
     Begin,
+}
+
+impl Op<'_> {
+    /// Whether a statement the server ended the session on before any reply provably never
+    /// ran. True for the extended protocol (the server answers the Bind before it executes
+    /// anything) and for `BEGIN` (which does nothing to retry twice); false for a simple
+    /// query (a batch), which may run a long time before its first reply.
+    pub(crate) fn unanswered_means_unrun(&self) -> bool {
+        !matches!(self, Op::Batch(_))
+    }
 }
 
 /// The result of an [`Op`].
@@ -100,7 +109,6 @@ impl PgConn {
             just_used: false,
             suspect: false,
             cancel_sent: None,
-            in_tx: false,
             uses: 0,
             cache: Box::new(StatementCache::new(cache)),
         }
@@ -119,6 +127,13 @@ impl PgConn {
     /// Statements run on this session so far.
     pub fn uses(&self) -> u64 {
         self.uses
+    }
+
+    /// Whether the server said the session is in a transaction block (or a failed one), or
+    /// has not yet answered every request: as PostgreSQL reports it, whatever opened the
+    /// transaction (a [`Tx`](crate::Tx), `BEGIN` in SQL text, a function).
+    pub fn in_transaction(&self) -> bool {
+        self.wire.tx_status() != TxStatus::Idle
     }
 
     /// The tokio-postgres client, for what this crate does not wrap (COPY, notifications,
@@ -180,7 +195,6 @@ impl PgConn {
             Op::Query(s, p) | Op::Execute(s, p) => (s, p),
             Op::Batch(sql) => return self.client.batch_execute(sql).await.map(|()| Done::Unit),
             Op::Begin => {
-                self.in_tx = true;
                 return self
                     .client
                     .batch_execute("BEGIN")

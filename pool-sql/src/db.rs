@@ -10,6 +10,7 @@ use tokio_postgres::types::ToSql;
 use crate::conn::{Done, Op, PgConn};
 use crate::error::Kind;
 use crate::manager::PgManager;
+use crate::wire::TxStatus;
 use crate::{DbBuilder, Error};
 
 /// Tries of one statement on bad connections, as database/sql: two on a pooled-or-new
@@ -26,9 +27,11 @@ pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 /// [`transaction`](Db::transaction) run a transaction on one.
 ///
 /// **Bad connections.** A statement that fails because its session was dead *before anything
-/// reached the server* (counted at the socket) is run again: twice on a pooled-or-new
-/// session, then once on a new one, as database/sql. A statement that may have reached the
-/// server is never run again; its error says so ([`Error::is_closed`]).
+/// reached the server* (counted at the socket), or because the server ended a reused session
+/// between statements (its FATAL 57P01/57P02/57P03, or the end of the stream, was the first
+/// reply, outside a transaction: the statement never ran), is run again: twice on a
+/// pooled-or-new session, then once on a new one, as database/sql. A statement that may have
+/// run is never run again; its error says so ([`Error::is_closed`]).
 ///
 /// **Session hygiene.** A session given back with a transaction open (a [`Tx`] dropped
 /// without commit) is rolled back before reuse. A session whose statement future was dropped
@@ -164,11 +167,22 @@ impl Db {
                 self.new_session().await?
             };
             let written = conn.wire.written();
+            let between_statements = op.unanswered_means_unrun()
+                && conn.uses > 0
+                && conn.wire.tx_status() == TxStatus::Idle;
+            let mark = conn.wire.mark();
             match conn.run_bounded(op).await {
                 Ok(done) => return Ok((conn, done)),
                 Err(err) => {
-                    if err.is_closed() && conn.wire.written() == written {
-                        tracing::debug!(target: "pool_sql", attempt, error = %err, "bad connection: the statement never reached the server; trying again");
+                    let never_sent = err.is_closed() && conn.wire.written() == written;
+                    // The server ended a reused session between statements (an administrator's
+                    // pg_terminate_backend, a shutdown): its goodbye, or the end of the
+                    // stream, was the first reply, so the statement never ran.
+                    let never_ran = between_statements
+                        && (err.is_closed() || err.is_server_shutdown())
+                        && conn.wire.at_most_an_error_since(mark);
+                    if never_sent || never_ran {
+                        tracing::debug!(target: "pool_sql", attempt, error = %err, never_sent, "bad connection: the statement never ran; trying again");
                         Pooled::discard(conn);
                         last = Some(err);
                         continue;
@@ -350,7 +364,6 @@ impl Tx {
             return Err(Error::new(Kind::TxAborted));
         }
         run_on(&mut self.guard, Op::Batch("COMMIT")).await?;
-        self.guard.in_tx = false;
         Ok(())
     }
 
@@ -364,7 +377,6 @@ impl Tx {
 
     async fn rollback_inner(&mut self) -> Result<(), Error> {
         run_on(&mut self.guard, Op::Batch("ROLLBACK")).await?;
-        self.guard.in_tx = false;
         Ok(())
     }
 

@@ -53,8 +53,10 @@ mod connect;
 mod db;
 mod error;
 mod manager;
+mod session;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod wire;
 
 pub use config::{DEFAULT_APPLICATION_NAME, DEFAULT_STATEMENT_CACHE, DbBuilder};
 pub use conn::PgConn;

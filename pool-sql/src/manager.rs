@@ -6,6 +6,7 @@ use pool_core::{Health, Manager, async_trait};
 
 use crate::conn::PgConn;
 use crate::connect::{self, ConnectError, Liveness};
+use crate::wire::TxStatus;
 
 /// How long a reset waits for an abandoned statement to end after its cancel request (and
 /// how long a cancel request may take to send).
@@ -61,6 +62,10 @@ pub enum ManagerError {
     /// may still act on it later and cancel whatever the session runs next.
     #[error("the cancel request for an abandoned statement was not confirmed by the server")]
     CancelUnconfirmed,
+    /// After its reset the server still did not report the session idle (outside any
+    /// transaction), so it is not handed to anyone.
+    #[error("the session was still not idle on the server after its reset")]
+    NotIdle,
 }
 
 /// The private connect error, boxed so its shape stays ours.
@@ -94,7 +99,9 @@ impl Manager for PgManager {
             }
             return Health::NeedsReset;
         }
-        if conn.in_tx {
+        if conn.wire.tx_status() != TxStatus::Idle {
+            // In a transaction (however it was opened), or a request not yet answered: the
+            // server's word decides, in the reset.
             return Health::NeedsReset;
         }
         if std::mem::take(&mut conn.just_used) {
@@ -138,15 +145,7 @@ impl Manager for PgManager {
                 .map_err(ManagerError::Reset)?;
             conn.suspect = false;
         }
-        if conn.in_tx {
-            conn.client
-                .batch_execute("ROLLBACK")
-                .await
-                .map_err(ManagerError::Reset)?;
-            conn.in_tx = false;
-            tracing::debug!(target: "pool_sql", "rolled back a transaction left open");
-        }
-        Ok(())
+        settle(conn).await
     }
 
     async fn close(&self, conn: PgConn) {
@@ -175,4 +174,27 @@ async fn sync(conn: &mut PgConn) -> Result<(), ManagerError> {
     tokio::time::timeout(CANCEL_WAIT, wait)
         .await
         .map_err(|_| ManagerError::CancelTimedOut)?
+}
+
+/// Brings the session to the server's idle status: waits until every request has its answer
+/// (an empty query's comes after them), then rolls back a transaction left open, whoever
+/// opened it. Anything but the server's `I` at the end fails the reset.
+async fn settle(conn: &mut PgConn) -> Result<(), ManagerError> {
+    if conn.wire.tx_status() == TxStatus::Unsettled {
+        conn.client
+            .batch_execute("")
+            .await
+            .map_err(ManagerError::Reset)?;
+    }
+    if conn.wire.tx_status() == TxStatus::InTransaction {
+        conn.client
+            .batch_execute("ROLLBACK")
+            .await
+            .map_err(ManagerError::Reset)?;
+        tracing::debug!(target: "pool_sql", "rolled back a transaction left open");
+    }
+    match conn.wire.tx_status() {
+        TxStatus::Idle => Ok(()),
+        _ => Err(ManagerError::NotIdle),
+    }
 }

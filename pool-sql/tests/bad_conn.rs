@@ -216,3 +216,100 @@ async fn a_restarted_server_is_used_again_without_a_create_storm_while_it_was_do
     })
     .await;
 }
+
+/// The race the socket peek cannot close: `pg_terminate_backend` returns before the backends
+/// exit, so the peek at checkout may see nothing yet and a statement goes out on a session
+/// whose goodbye (FATAL 57P01) is on its way. That goodbye is then the statement's first
+/// reply, on a session between statements: the statement never ran, and runs again on
+/// another session, as database/sql retries a bad connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_on_sessions_terminated_between_statements_are_retried() {
+    let pg = TestPg::start().expect("postgres");
+    let admin = admin(&pg);
+    let app = "terminated-idle";
+    let db = db(&pg, app).max_open(3).max_idle(3).build().unwrap();
+    for round in 0..10 {
+        // Three sessions, used and idle.
+        let warm: Vec<_> = (0..3)
+            .map(|_| {
+                let db = db.clone();
+                tokio::spawn(async move { db.query("SELECT pg_sleep(0.01)", &[]).await })
+            })
+            .collect();
+        for w in warm {
+            w.await.unwrap().unwrap();
+        }
+        assert_eq!(db.stats().idle, 3);
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                &[&app],
+            )
+            .await
+            .unwrap();
+        let calls: Vec<_> = (0..6i32)
+            .map(|i| {
+                let db = db.clone();
+                tokio::spawn(async move { db.query_one("SELECT $1::int", &[&i]).await })
+            })
+            .collect();
+        for (i, call) in calls.into_iter().enumerate() {
+            let row = call
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}, call {i}: {e:?}"));
+            assert_eq!(row.get::<_, i32>(0), i as i32);
+        }
+    }
+}
+
+/// The other direction, on a reused session: a statement killed while it runs is not run
+/// again, whether its protocol answered before running (a prepared query: BindComplete came
+/// first) or could not have (a simple-protocol batch, whose first reply may be the FATAL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_session_killed_mid_statement_runs_it_once() {
+    let pg = TestPg::start().expect("postgres");
+    let admin = admin(&pg);
+    admin.batch_execute("CREATE SEQUENCE runs").await.unwrap();
+    let app = "killed-reused";
+    let db = db(&pg, app).max_open(1).build().unwrap();
+    let batch = "DO $$ BEGIN PERFORM nextval('runs'); PERFORM pg_sleep(30); END $$";
+    for (n, prepared) in [(1i64, true), (2, false)] {
+        db.query("SELECT 1", &[]).await.unwrap(); // the session is reused from here on
+        let work = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                if prepared {
+                    db.query("SELECT nextval('runs'), pg_sleep(30)", &[])
+                        .await
+                        .map(drop)
+                } else {
+                    db.batch_execute(batch).await
+                }
+            })
+        };
+        let runs = || async {
+            let runs: i64 = admin
+                .query_one(
+                    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM runs",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            runs
+        };
+        eventually(Duration::from_secs(10), "the statement runs", || async {
+            runs().await == n
+        })
+        .await;
+        kill_sessions(&admin, app).await;
+        let err = work.await.unwrap().expect_err("killed");
+        assert!(err.is_server_shutdown() || err.is_closed(), "{err:?}");
+        assert_eq!(
+            runs().await,
+            n,
+            "prepared {prepared}: run once, never again"
+        );
+    }
+}
