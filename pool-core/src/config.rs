@@ -23,6 +23,28 @@ pub enum IdleOrder {
     Fifo,
 }
 
+/// Whom a new connection serves: the head of the queue (late binding, the default) or the
+/// caller that started it (database/sql).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum Binding {
+    /// Creates are detached from callers, as http.Transport's dials: whatever arrives first,
+    /// a new connection or one released by someone else, serves the head of the queue, and
+    /// the other goes on to the next caller or to idle. A create that fails while
+    /// connections that can serve the caller are in use leaves it queued for the next
+    /// release (HikariCP); it fails when nothing open can serve it, or at its timeout, with
+    /// the create error as the cause. Fewer creates under bursts than [`Binding::Caller`].
+    #[default]
+    Late,
+    /// A create belongs to the caller that started it, as database/sql's `db.conn`: the
+    /// caller waits for its own connection and gets its error at once; released connections
+    /// go to callers queued because `max_open` was reached, else to idle (or are closed
+    /// above `max_idle` with no grace). Reproduces database/sql's connection counts exactly.
+    Caller,
+}
+
 /// The pool's knobs, with database/sql's names where it has one.
 ///
 /// Build it as `Config { max_open: 16, ..Config::default() }`, or use
@@ -87,6 +109,9 @@ pub struct Config {
     /// Longest delay between probes. Default 5 s.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub breaker_max_backoff: Duration,
+    /// Whom a new connection serves. Default [`Binding::Late`]; [`Config::go`] sets
+    /// [`Binding::Caller`].
+    pub binding: Binding,
 }
 
 impl Default for Config {
@@ -107,6 +132,32 @@ impl Default for Config {
             breaker_threshold: 5,
             breaker_backoff: Duration::from_millis(100),
             breaker_max_backoff: Duration::from_secs(5),
+            binding: Binding::Late,
+        }
+    }
+}
+
+impl Config {
+    /// database/sql's behaviour exactly ("Go mode"): its defaults (`max_open` 0 = unlimited,
+    /// `max_idle` 2), no grace (`idle_grace` 0: a connection above `max_idle` closes when it
+    /// is returned), no lifetime jitter, no breaker, and [`Binding::Caller`]. Set Go's other
+    /// knobs on the result. What still differs from Go: queued callers are served first come,
+    /// first served (Go picks one at random), and the reaper closes expired connections at
+    /// their deadline (Go checks on a timer).
+    ///
+    /// ```
+    /// let config = pool_core::Config { max_open: 100, max_idle: 20, ..pool_core::Config::go() };
+    /// assert!(config.idle_grace.is_zero());
+    /// ```
+    pub fn go() -> Config {
+        Config {
+            max_open: 0,
+            max_idle: 2,
+            idle_grace: Duration::ZERO,
+            lifetime_jitter: Some(Duration::ZERO),
+            breaker_threshold: 0,
+            binding: Binding::Caller,
+            ..Config::default()
         }
     }
 }
@@ -131,6 +182,7 @@ pub(crate) struct Limits {
     pub breaker_threshold: u32,
     pub breaker_backoff: Duration,
     pub breaker_max_backoff: Duration,
+    pub binding: Binding,
     /// One key of a keyed pool: no background probe or refill, and a failed create keeps
     /// the key's state until its retry time.
     pub keyed: bool,
@@ -264,6 +316,7 @@ impl Config {
             breaker_threshold: self.breaker_threshold,
             breaker_backoff,
             breaker_max_backoff,
+            binding: self.binding,
             keyed: false,
             stamp: false,
             hooks: false,

@@ -67,7 +67,7 @@ mod waiters;
 pub mod testing;
 
 pub use async_trait::async_trait;
-pub use config::{Config, IdleOrder, MAX_DURATION};
+pub use config::{Binding, Config, IdleOrder, MAX_DURATION};
 pub use error::{Error, Panicked};
 pub use guard::Pooled;
 pub use hooks::{GotConn, Hooks, Returned};

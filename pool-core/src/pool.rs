@@ -314,6 +314,16 @@ impl<M: Manager> Builder<M> {
         breaker_backoff: Duration => breaker_backoff);
     knob!(/// See [`Config::breaker_max_backoff`].
         breaker_max_backoff: Duration => breaker_max_backoff);
+    knob!(/// See [`Config::binding`].
+        binding: crate::Binding => binding);
+
+    /// database/sql's behaviour exactly: every knob as [`Config::go`] sets it (Go's defaults,
+    /// no grace, no jitter, no breaker, [`Binding::Caller`](crate::Binding::Caller)). Set
+    /// Go's other knobs after it.
+    pub fn go_mode(mut self) -> Self {
+        self.config = Config::go();
+        self
+    }
 
     /// Replaces every knob with `config`.
     pub fn config(mut self, config: Config) -> Self {

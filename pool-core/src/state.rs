@@ -27,7 +27,7 @@ use crate::error::{Cause, Kind};
 use crate::hooks::Returned;
 use crate::stats::{CloseReason, Stats};
 use crate::waiters::{Slot, WaiterId, Waiters};
-use crate::{Error, IdleOrder};
+use crate::{Binding, Error, IdleOrder};
 
 /// Which key's state a connection, create or waiter belongs to: an index with a generation,
 /// so a reused index is never confused with a forgotten key. The plain pool has one key,
@@ -265,6 +265,9 @@ pub(crate) struct State<C> {
     stats: Stats,
     breaker: Breaker,
     last_error: Option<Cause>,
+    /// The last create failure as its waiter got it: the error of waiters kept queued
+    /// after it, once nothing open can serve them.
+    last_failure: Option<Error>,
     /// The deadline the reaper sleeps until.
     reaper_at: Option<Instant>,
     /// No knob needs the clock or a refill on checkout and release: `pop_fast`/`push_fast`
@@ -303,6 +306,7 @@ impl<C> State<C> {
                 retry_at: None,
             },
             last_error: None,
+            last_failure: None,
             reaper_at: None,
             fast: false,
             stamped: false,
@@ -513,14 +517,20 @@ impl<C> State<C> {
         Error::with_cause(Kind::Unavailable, self.last_error.clone())
     }
 
-    /// The error a timed-out checkout gets: the last create error as source while creates fail.
+    /// The error a timed-out checkout gets: the last create error as source, when a create
+    /// failed since the last one succeeded.
     pub fn timeout_error(&self) -> Error {
-        let cause = if self.breaker.failures > 0 {
-            self.last_error.clone()
-        } else {
-            None
-        };
-        Error::with_cause(Kind::Timeout, cause)
+        Error::with_cause(Kind::Timeout, self.last_error.clone())
+    }
+
+    /// Creates in flight that serve whoever waits first (not a caller's own, Go's binding).
+    fn late_creates(&self) -> usize {
+        self.creating - self.waiters.own()
+    }
+
+    /// Connections that will come back or arrive: checked out, being reset, being created.
+    fn in_flight(&self) -> usize {
+        self.open - self.idle.len() - self.closing
     }
 
     /// A checkout: an idle connection, or a place in the queue (starting a create if there is
@@ -561,12 +571,18 @@ impl<C> State<C> {
             }
         }
         let has_room = self.has_room();
-        let spare_creates = self.creating.saturating_sub(self.waiters.len());
+        let spare_creates = self.late_creates().saturating_sub(self.waiters.len());
         if spare_creates == 0 && has_room && self.breaker.open {
             if !self.limits.keyed || self.breaker.retry_at.is_none_or(|t| now.get() < t) {
                 return Err(self.unavailable());
             }
             self.half_open();
+        }
+        if has_room && self.limits.binding == Binding::Caller {
+            // database/sql: the caller creates its own connection and waits for it.
+            let id = self.waiters.push_own(coarse_now(), waker);
+            self.start_create(Some(id), fx);
+            return Ok(Acquired::Wait(id));
         }
         if !has_room {
             self.stats.wait_count += 1;
@@ -595,19 +611,34 @@ impl<C> State<C> {
             return;
         }
         // A connection being reset comes back soon (or its close frees the slot and this
-        // runs again): it serves a waiter as a create in flight would.
-        while self.waiters.len() > self.creating + self.resetting && self.has_room() {
-            let Some(newest) = self.waiters.newest() else {
+        // runs again): it serves a waiter as a create in flight would. Each waiter gets at
+        // most one create started on its behalf, oldest first.
+        while self.waiters.uncreated() > 0
+            && self.waiters.len() > self.late_creates() + self.resetting
+            && self.has_room()
+        {
+            let Some(id) = self.waiters.tag_oldest_uncreated() else {
                 break;
             };
             if self.breaker.open {
                 let err = self.unavailable();
-                if let Some(w) = self.waiters.fail(newest, err) {
+                if let Some(w) = self.waiters.fail(id, err) {
                     fx.wake(w);
                 }
                 continue;
             }
-            self.start_create(Some(newest), fx);
+            self.start_create(Some(id), fx);
+        }
+        // Waiters whose creates failed stay queued while something open may serve them;
+        // once nothing can (nothing checked out, being reset or created), they fail with
+        // the create error.
+        if !self.waiters.is_empty()
+            && self.in_flight() == 0
+            && self.closing == 0
+            && let Some(err) = self.last_failure.clone()
+        {
+            self.waiters
+                .fail_created(|| err.clone(), &mut fx.rare().wakes);
         }
         if self.limits.min_idle > 0 {
             self.refill(now, fx);
@@ -619,7 +650,7 @@ impl<C> State<C> {
         if self.closed || self.breaker.open {
             return;
         }
-        while self.idle.len() + self.creating.saturating_sub(self.waiters.len())
+        while self.idle.len() + self.late_creates().saturating_sub(self.waiters.len())
             < self.limits.min_idle
             && self.has_room()
         {
@@ -664,7 +695,9 @@ impl<C> State<C> {
             backoff: self.limits.breaker_backoff,
             retry_at: None,
         };
-        let conn = Conn {
+        self.last_error = None;
+        self.last_failure = None;
+        let mut conn = Conn {
             res,
             id,
             created_at: Stamp::of(now.get()),
@@ -673,6 +706,16 @@ impl<C> State<C> {
             must_validate: false,
             check_panicked: false,
         };
+        if let Some(tag) = tag
+            && tag.own
+        {
+            // Go's binding: the connection is its caller's; if the caller left, it goes on
+            // as any other.
+            match self.waiters.serve(tag, (conn, Via::Created)) {
+                Ok(waker) => return fx.wake(waker),
+                Err((back, _)) => conn = back,
+            }
+        }
         self.put(conn, Via::Created, now, fx);
     }
 
@@ -707,9 +750,22 @@ impl<C> State<C> {
         if let Some(at) = b.retry_at {
             self.schedule(at, fx);
         }
+        self.last_failure = Some(err.clone());
         match tag {
-            Some(tag) => {
+            // Go's binding: the caller that started it gets the error (if it is still there).
+            Some(tag) if tag.own => {
                 if let Some(w) = self.waiters.fail(tag, err) {
+                    fx.wake(w);
+                }
+            }
+            // Errors go to waiters in arrival order. Late binding keeps the waiter queued
+            // while connections that can serve it are in use or coming (`balance` fails it
+            // once none are); Go's binding fails it at once.
+            Some(_) => {
+                if (self.limits.binding == Binding::Caller || self.in_flight() == 0)
+                    && let Some(id) = self.waiters.oldest_created()
+                    && let Some(w) = self.waiters.fail(id, err)
+                {
                     fx.wake(w);
                 }
             }

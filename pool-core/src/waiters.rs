@@ -20,6 +20,8 @@ use crate::Error;
 pub(crate) struct WaiterId {
     idx: usize,
     seq: u64,
+    /// A caller waiting for its own create (Go's binding), outside the hand-off queue.
+    pub own: bool,
 }
 
 /// Where a waiter stands.
@@ -38,14 +40,25 @@ pub(crate) struct Entry<T> {
     pub since: Duration,
     /// Whether it waits for capacity (database/sql's `WaitCount`).
     pub counted: bool,
+    /// A create was started on its behalf (each waiter gets at most one).
+    create: bool,
+    /// Waits for its own create, outside the queue (see [`WaiterId::own`]).
+    own: bool,
     pub slot: Slot<T>,
 }
 
 pub(crate) struct Waiters<T> {
     slab: Slab<Entry<T>>,
+    /// The hand-off queue, in arrival order.
     queue: VecDeque<WaiterId>,
-    /// Entries in `Slot::Waiting`.
+    /// Queued waiters no create was started for yet, in arrival order (stale ids skipped).
+    uncreated: VecDeque<WaiterId>,
+    /// Queued entries in `Slot::Waiting`.
     waiting: usize,
+    /// Of those, the ones no create was started for.
+    waiting_uncreated: usize,
+    /// Callers waiting for their own create (outside the queue), in `Slot::Waiting`.
+    own: usize,
     next_seq: u64,
 }
 
@@ -54,7 +67,10 @@ impl<T> Waiters<T> {
         Waiters {
             slab: Slab::new(),
             queue: VecDeque::new(),
+            uncreated: VecDeque::new(),
             waiting: 0,
+            waiting_uncreated: 0,
+            own: 0,
             next_seq: 0,
         }
     }
@@ -62,6 +78,16 @@ impl<T> Waiters<T> {
     /// Waiters queued now.
     pub fn len(&self) -> usize {
         self.waiting
+    }
+
+    /// Queued waiters no create was started for.
+    pub fn uncreated(&self) -> usize {
+        self.waiting_uncreated
+    }
+
+    /// Callers waiting for their own create (each has exactly one in flight).
+    pub fn own(&self) -> usize {
+        self.own
     }
 
     pub fn is_empty(&self) -> bool {
@@ -82,22 +108,80 @@ impl<T> Waiters<T> {
         front: bool,
         waker: Option<&Waker>,
     ) -> WaiterId {
+        let id = self.insert(since, counted, false, waker);
+        if front {
+            self.queue.push_front(id);
+            self.uncreated.push_front(id);
+        } else {
+            self.queue.push_back(id);
+            self.uncreated.push_back(id);
+        }
+        self.waiting += 1;
+        self.waiting_uncreated += 1;
+        id
+    }
+
+    /// A caller that waits for the create it starts (Go's binding): not in the hand-off
+    /// queue; only [`serve`](Waiters::serve) or [`fail`](Waiters::fail) reach it.
+    pub fn push_own(&mut self, since: Duration, waker: Option<&Waker>) -> WaiterId {
+        let id = self.insert(since, false, true, waker);
+        self.own += 1;
+        id
+    }
+
+    fn insert(
+        &mut self,
+        since: Duration,
+        counted: bool,
+        own: bool,
+        waker: Option<&Waker>,
+    ) -> WaiterId {
         let seq = self.next_seq;
         self.next_seq += 1;
         let idx = self.slab.insert(Entry {
             seq,
             since,
             counted,
+            create: own,
+            own,
             slot: Slot::Waiting(waker.cloned()),
         });
-        let id = WaiterId { idx, seq };
-        if front {
-            self.queue.push_front(id);
-        } else {
-            self.queue.push_back(id);
+        WaiterId { idx, seq, own }
+    }
+
+    /// Marks the oldest queued waiter with no create as having one, and returns it.
+    pub fn tag_oldest_uncreated(&mut self) -> Option<WaiterId> {
+        while let Some(id) = self.uncreated.pop_front() {
+            if let Some(e) = self.slab.get_mut(id.idx)
+                && e.seq == id.seq
+                && !e.create
+                && matches!(e.slot, Slot::Waiting(_))
+            {
+                e.create = true;
+                self.waiting_uncreated -= 1;
+                return Some(id);
+            }
         }
-        self.waiting += 1;
-        id
+        None
+    }
+
+    /// The oldest queued waiter that a create was started for.
+    pub fn oldest_created(&self) -> Option<WaiterId> {
+        self.queue.iter().copied().find(|&id| {
+            matches!(self.slab.get(id.idx), Some(e) if e.seq == id.seq && e.create && matches!(e.slot, Slot::Waiting(_)))
+        })
+    }
+
+    /// Bookkeeping for an entry that stops waiting.
+    fn left(&mut self, id: WaiterId, create: bool) {
+        if id.own {
+            self.own -= 1;
+        } else {
+            self.waiting -= 1;
+            if !create {
+                self.waiting_uncreated -= 1;
+            }
+        }
     }
 
     fn is_waiting(slab: &Slab<Entry<T>>, id: WaiterId) -> bool {
@@ -111,15 +195,24 @@ impl<T> Waiters<T> {
             if !Self::is_waiting(&self.slab, id) {
                 continue;
             }
-            let entry = &mut self.slab[id.idx];
-            let Slot::Waiting(waker) = std::mem::replace(&mut entry.slot, Slot::Served(value))
-            else {
-                unreachable!("is_waiting checked the slot");
-            };
-            self.waiting -= 1;
-            return Ok(waker);
+            return self.serve(id, value);
         }
         Err(value)
+    }
+
+    /// Serves one waiting waiter with `value` and returns its waker, or gives `value` back
+    /// when it is not waiting.
+    pub fn serve(&mut self, id: WaiterId, value: T) -> Result<Option<Waker>, T> {
+        if !Self::is_waiting(&self.slab, id) {
+            return Err(value);
+        }
+        let entry = &mut self.slab[id.idx];
+        let create = entry.create;
+        let Slot::Waiting(waker) = std::mem::replace(&mut entry.slot, Slot::Served(value)) else {
+            unreachable!("is_waiting checked the slot");
+        };
+        self.left(id, create);
+        Ok(waker)
     }
 
     /// Fails one waiting waiter; returns `Some(waker)` when it was waiting.
@@ -127,34 +220,45 @@ impl<T> Waiters<T> {
         if !Self::is_waiting(&self.slab, id) {
             return None;
         }
-        let Slot::Waiting(waker) =
-            std::mem::replace(&mut self.slab[id.idx].slot, Slot::Failed(err))
-        else {
+        let entry = &mut self.slab[id.idx];
+        let create = entry.create;
+        let Slot::Waiting(waker) = std::mem::replace(&mut entry.slot, Slot::Failed(err)) else {
             unreachable!("is_waiting checked the slot");
         };
-        self.waiting -= 1;
+        self.left(id, create);
         self.compact();
         Some(waker)
     }
 
-    /// Fails every waiting waiter (the pool closed).
+    /// Fails every waiting waiter, queued or waiting for its own create (the pool closed).
     pub fn fail_all(&mut self, err: impl Fn() -> Error, wakers: &mut Vec<Waker>) {
-        while let Some(id) = self.queue.pop_front() {
+        let ids: Vec<WaiterId> = self
+            .slab
+            .iter()
+            .filter(|(_, e)| matches!(e.slot, Slot::Waiting(_)))
+            .map(|(idx, e)| WaiterId {
+                idx,
+                seq: e.seq,
+                own: e.own,
+            })
+            .collect();
+        for id in ids {
             if let Some(Some(w)) = self.fail(id, err()) {
                 wakers.push(w);
             }
         }
+        self.queue.clear();
+        self.uncreated.clear();
     }
 
-    /// The most recent waiter still waiting.
-    pub fn newest(&mut self) -> Option<WaiterId> {
-        while let Some(&id) = self.queue.back() {
-            if Self::is_waiting(&self.slab, id) {
-                return Some(id);
+    /// Fails every queued waiter a create was started for (nothing open can serve them any
+    /// more), oldest first.
+    pub fn fail_created(&mut self, err: impl Fn() -> Error, wakers: &mut Vec<Waker>) {
+        while let Some(id) = self.oldest_created() {
+            if let Some(Some(w)) = self.fail(id, err()) {
+                wakers.push(w);
             }
-            self.queue.pop_back();
         }
-        None
     }
 
     pub fn get_mut(&mut self, id: WaiterId) -> Option<&mut Entry<T>> {
@@ -166,7 +270,7 @@ impl<T> Waiters<T> {
         self.get_mut(id)?;
         let entry = self.slab.remove(id.idx);
         if matches!(entry.slot, Slot::Waiting(_)) {
-            self.waiting -= 1;
+            self.left(id, entry.create);
             self.compact();
         }
         Some(entry)
@@ -177,6 +281,11 @@ impl<T> Waiters<T> {
         if self.queue.len() > 64 && self.queue.len() > 2 * self.waiting {
             let slab = &self.slab;
             self.queue.retain(|&id| Self::is_waiting(slab, id));
+        }
+        if self.uncreated.len() > 64 && self.uncreated.len() > 2 * self.waiting_uncreated {
+            let slab = &self.slab;
+            self.uncreated
+                .retain(|&id| Self::is_waiting(slab, id) && !slab[id.idx].create);
         }
     }
 }

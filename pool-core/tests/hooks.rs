@@ -152,19 +152,23 @@ async fn a_counting_hook_agrees_with_the_stats_on_the_plain_pool() {
     let c = pool.get().await.unwrap();
     drop(Pooled::detach(c));
     gets += 1;
-    // A failed create.
+    // A failed create while `d` is in use: its caller stays queued and gets `d` back.
     m.script_create([Step::Ok, Step::Fail("refused")]);
     let d = pool.get().await.unwrap();
-    let e = pool.get().await;
+    let e = {
+        let pool = pool.clone();
+        tokio::spawn(async move { drop(pool.get().await.unwrap()) })
+    };
     gets += 2;
+    eventually("the create failed", || pool.stats().create_errors == 1).await;
     drop(d);
-    drop(e);
+    e.await.unwrap();
     let s = settled(&pool, &m).await;
     let c = hook.get();
     compare(&c, &s, gets);
     assert!(c.idle_time_seen, "idle_time reported: {c:?}");
-    assert_eq!(c.got_handoff, 1);
-    assert_eq!(c.put.get("handed_off"), Some(&1));
+    assert_eq!(c.got_handoff, 2);
+    assert_eq!(c.put.get("handed_off"), Some(&2));
     assert_eq!(c.put.get("broken"), Some(&1));
     assert_eq!(c.keys[0], "()");
     pool.close_and_wait(Duration::from_secs(1)).await.unwrap();

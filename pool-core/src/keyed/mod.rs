@@ -354,6 +354,8 @@ impl<M: KeyedManager> KeyedBuilder<M> {
         breaker_backoff => breaker_backoff: Duration => breaker_backoff);
     per_key!(/// See [`Config::breaker_max_backoff`](crate::Config::breaker_max_backoff).
         breaker_max_backoff => breaker_max_backoff: Duration => breaker_max_backoff);
+    per_key!(/// See [`Config::binding`](crate::Config::binding).
+        binding => binding: crate::Binding => binding);
 
     /// Replaces every knob with `config`.
     pub fn config(mut self, config: KeyedConfig) -> Self {

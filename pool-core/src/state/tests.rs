@@ -332,15 +332,68 @@ pub(crate) struct Model {
     pub(crate) waiters: Vec<W>,
     /// Tag of each pending create (a waiter index).
     pub(crate) creates: Vec<Option<usize>>,
+    /// Per waiter: a create was started on its behalf.
+    pub(crate) has_create: Vec<bool>,
+    /// A create failed since the last one succeeded.
+    pub(crate) failure: bool,
 }
 
 impl Model {
-    pub(crate) fn waiting(&self) -> usize {
-        self.waiters.iter().filter(|w| **w == W::Waiting).count()
+    pub(crate) fn new(max_open: usize, max_idle: usize, grace_zero: bool) -> Self {
+        Model {
+            max_open,
+            max_idle: max_idle.min(max_open),
+            grace_zero,
+            closed: false,
+            idle: 0,
+            open: 0,
+            creating: 0,
+            closing: 0,
+            waiters: Vec::new(),
+            creates: Vec::new(),
+            has_create: Vec::new(),
+            failure: false,
+        }
     }
 
-    fn newest_waiting(&self) -> Option<usize> {
-        self.waiters.iter().rposition(|w| *w == W::Waiting)
+    /// A newcomer queues.
+    pub(crate) fn queue(&mut self) {
+        self.waiters.push(W::Waiting);
+        self.has_create.push(false);
+        self.balance();
+    }
+
+    /// A create ends: its connection is put, or its slot frees and the error goes to the
+    /// oldest waiter with a create, unless something in flight may still serve it.
+    pub(crate) fn create_done(&mut self, ok: bool) {
+        self.creating -= 1;
+        if ok {
+            self.failure = false;
+            self.put();
+            return;
+        }
+        self.open -= 1;
+        self.failure = true;
+        if self.in_flight() == 0 {
+            self.fail_oldest_created();
+        }
+        self.balance();
+    }
+
+    fn in_flight(&self) -> usize {
+        self.open - self.idle - self.closing
+    }
+
+    fn fail_oldest_created(&mut self) -> bool {
+        let oldest =
+            (0..self.waiters.len()).find(|&w| self.waiters[w] == W::Waiting && self.has_create[w]);
+        if let Some(w) = oldest {
+            self.waiters[w] = W::Failed;
+        }
+        oldest.is_some()
+    }
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiters.iter().filter(|w| **w == W::Waiting).count()
     }
 
     pub(crate) fn balance(&mut self) {
@@ -348,9 +401,18 @@ impl Model {
             return;
         }
         while self.waiting() > self.creating && self.open < self.max_open {
+            let Some(w) = (0..self.waiters.len())
+                .find(|&w| self.waiters[w] == W::Waiting && !self.has_create[w])
+            else {
+                break;
+            };
+            self.has_create[w] = true;
             self.open += 1;
             self.creating += 1;
-            self.creates.push(self.newest_waiting());
+            self.creates.push(Some(w));
+        }
+        if self.waiting() > 0 && self.in_flight() == 0 && self.closing == 0 && self.failure {
+            while self.fail_oldest_created() {}
         }
     }
 
@@ -391,18 +453,7 @@ fn run_model(
     };
     let mut st = state(cfg(max_open, max_idle, grace));
     let max_idle = max_idle.min(max_open);
-    let mut m = Model {
-        max_open,
-        max_idle,
-        grace_zero,
-        closed: false,
-        idle: 0,
-        open: 0,
-        creating: 0,
-        closing: 0,
-        waiters: Vec::new(),
-        creates: Vec::new(),
-    };
+    let mut m = Model::new(max_open, max_idle, grace_zero);
     let t = Instant::now();
     let mut ids: Vec<WaiterId> = Vec::new();
     let mut out: Vec<Conn<u32>> = Vec::new();
@@ -429,12 +480,11 @@ fn run_model(
                         _ => prop_assert!(false, "an idle connection was not handed out"),
                     }
                 } else {
-                    m.waiters.push(W::Waiting);
                     match got {
                         Ok(Acquired::Wait(id)) => ids.push(id),
                         _ => prop_assert!(false, "a newcomer did not queue"),
                     }
-                    m.balance();
+                    m.queue();
                 }
             }
             Op::Poll(i) | Op::Timeout(i) => {
@@ -504,21 +554,13 @@ fn run_model(
             Op::CreateDone(k, ok) => {
                 let Some(k) = pick(&creates, k) else { continue };
                 let tag = creates.remove(k);
-                let model_tag = m.creates.remove(k);
-                m.creating -= 1;
+                m.creates.remove(k);
                 if ok {
                     st.handle_created(1, 0, tag, now, &mut fx);
-                    m.put();
                 } else {
                     st.handle_create_failed(Error::new(Kind::Create), tag, now, &mut fx);
-                    m.open -= 1;
-                    if let Some(w) = model_tag
-                        && m.waiters[w] == W::Waiting
-                    {
-                        m.waiters[w] = W::Failed;
-                    }
-                    m.balance();
                 }
+                m.create_done(ok);
             }
             Op::CloseDone(k) => {
                 let Some(k) = pick(&closes, k) else { continue };

@@ -238,18 +238,7 @@ fn run_model(
         100 * SEC
     };
     let mut d = Driver::new(table(cfg(max_open, max_idle, grace), global_max));
-    let model = |_| Model {
-        max_open,
-        max_idle: max_idle.min(max_open),
-        grace_zero,
-        closed: false,
-        idle: 0,
-        open: 0,
-        creating: 0,
-        closing: 0,
-        waiters: Vec::new(),
-        creates: Vec::new(),
-    };
+    let model = |_| Model::new(max_open, max_idle, grace_zero);
     let mut m = Models {
         keys: (0..KEYS).map(model).collect(),
         idle_order: Vec::new(),
@@ -290,10 +279,7 @@ fn run_model(
                         Acquired::Wait(id) => waiters.push((k, mk.waiters.len(), key, id)),
                         Acquired::Ready(_) => prop_assert!(false, "a newcomer did not queue"),
                     }
-                    m.step(k, |mk| {
-                        mk.waiters.push(W::Waiting);
-                        mk.balance();
-                    });
+                    m.step(k, Model::queue);
                 }
             }
             Op::Poll(i) | Op::Timeout(i) | Op::Cancel(i) => {
@@ -361,13 +347,10 @@ fn run_model(
                 let (key, tag) = d.creates.remove(i);
                 let k = *d.t.keys[key.idx as usize].key;
                 let n = d.creates[..i].iter().filter(|(c, _)| *c == key).count();
-                let model_tag = m.keys[k].creates.remove(n);
+                m.keys[k].creates.remove(n);
                 if ok {
                     d.on(key, |st, now, fx| st.handle_created(1, 0, tag, now, fx));
-                    m.step(k, |mk| {
-                        mk.creating -= 1;
-                        mk.put();
-                    });
+                    m.step(k, |mk| mk.create_done(true));
                 } else {
                     d.on(key, |st, now, fx| {
                         st.handle_create_failed(
@@ -377,16 +360,7 @@ fn run_model(
                             fx,
                         )
                     });
-                    m.step(k, |mk| {
-                        mk.creating -= 1;
-                        mk.open -= 1;
-                        if let Some(w) = model_tag
-                            && mk.waiters[w] == W::Waiting
-                        {
-                            mk.waiters[w] = W::Failed;
-                        }
-                        mk.balance();
-                    });
+                    m.step(k, |mk| mk.create_done(false));
                 }
             }
             Op::CloseDone(i) => {
