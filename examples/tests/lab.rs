@@ -207,6 +207,36 @@ fn bad_flags_exit_2_with_a_message_and_no_panic() {
     }
 }
 
+#[test]
+fn pool_lab_never_prints_a_password_in_any_connection_string_form() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let secret = "s3cr3t-pw";
+    for url in [
+        format!("postgres://app:{secret}@127.0.0.1:{port}/app"),
+        format!("postgres://app@127.0.0.1:{port}/app?password={secret}"),
+        format!("host=127.0.0.1 port={port} user=app password={secret} dbname=app"),
+        format!("host=127.0.0.1 port={port} user=app password='{secret}' dbname=app"),
+    ] {
+        // Nothing listens there: pool-lab says which server it checks, then that it is
+        // unreachable.
+        let out = pool_lab().args(["sql", "--url", &url]).output().unwrap();
+        let shown = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(2), "{url}: {shown}");
+        assert!(shown.contains("checking"), "{url}: {shown}");
+        assert!(
+            shown.contains("***"),
+            "{url}: the string, redacted: {shown}"
+        );
+        assert!(!shown.contains(secret), "{url}: {shown}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_line_sweeps_a_server_and_writes_its_report() {
     let pg = TestPg::start().expect("postgres");

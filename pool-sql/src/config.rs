@@ -1,6 +1,17 @@
 //! Building a [`Db`]: the connection string plus database/sql's pool knobs.
+//!
+//! The connection string is read twice: by tokio-postgres, which makes the session's config,
+//! and by [`Scanned`] here, a scanner that follows tokio-postgres's grammar (URL and
+//! `key=value` forms) to find what that config cannot tell: whether `sslmode` was written
+//! at all (a TLS config makes the default `require`), libpq's `sslmode` values that
+//! tokio-postgres does not know (`verify-full`, `verify-ca`, `allow`), and where each
+//! password is, so that nothing this crate prints shows one.
 
+use std::fmt;
+use std::ops::Range;
 use std::time::Duration;
+
+use tokio_postgres::config::{Host, SslMode};
 
 use crate::manager::PgManager;
 use crate::{Db, Error};
@@ -12,13 +23,26 @@ pub const DEFAULT_APPLICATION_NAME: &str = "pool-sql";
 /// Prepared statements kept per session by default.
 pub const DEFAULT_STATEMENT_CACHE: usize = 256;
 
+/// `max_open` unless set: HikariCP's and sqlx's default (see [`DbBuilder`]).
+const DEFAULT_MAX_OPEN: usize = 10;
+
 /// Builds a [`Db`]: [`Db::builder`].
 ///
-/// The knobs have database/sql's names and defaults (`max_open` 0 = unlimited, `max_idle` 2),
-/// plus pool-core's `idle_grace` (30 s: the burst-churn fix; zero is database/sql exactly).
-/// Every knob of [`pool_core::Config`] is reachable through [`pool`](DbBuilder::pool).
+/// The knobs have database/sql's names and, but for `max_open`, its defaults: `max_idle` 2,
+/// `max_lifetime` and `max_idle_time` none, plus pool-core's `idle_grace` (30 s: the
+/// burst-churn fix; zero is database/sql exactly). Every knob of [`pool_core::Config`] is
+/// reachable through [`pool`](DbBuilder::pool).
+///
+/// **`max_open` defaults to 10**, as HikariCP and sqlx, not to database/sql's 0
+/// (unlimited): a PostgreSQL server has a fixed number of sessions for all its clients
+/// (`max_connections`, 100 by default), and an unlimited pool turns the first burst that
+/// outgrows it into `53300 too many connections` errors, where a capped pool makes the
+/// burst wait its turn for a session. Raise it to what the server can give this process,
+/// or call [`go_mode`](DbBuilder::go_mode) for database/sql's defaults.
+///
+/// `Debug` shows the connection string with every password replaced by `***`.
 #[must_use = "a builder does nothing until `build` is called"]
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DbBuilder {
     url: String,
     pool: pool_core::Config,
@@ -26,6 +50,19 @@ pub struct DbBuilder {
     query_timeout: Option<Duration>,
     application_name: Option<String>,
     tls: crate::connect::Tls,
+}
+
+impl fmt::Debug for DbBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbBuilder")
+            .field("url", &redact(&self.url))
+            .field("pool", &self.pool)
+            .field("statement_cache", &self.statement_cache)
+            .field("query_timeout", &self.query_timeout)
+            .field("application_name", &self.application_name)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 macro_rules! knob {
@@ -42,7 +79,10 @@ impl DbBuilder {
     pub(crate) fn new(url: &str) -> Self {
         DbBuilder {
             url: url.to_owned(),
-            pool: pool_core::Config::default(),
+            pool: pool_core::Config {
+                max_open: DEFAULT_MAX_OPEN,
+                ..pool_core::Config::default()
+            },
             statement_cache: DEFAULT_STATEMENT_CACHE,
             query_timeout: None,
             application_name: None,
@@ -51,7 +91,9 @@ impl DbBuilder {
     }
 
     knob!(/// Most sessions open at once, connecting ones included (`SetMaxOpenConns`).
-          /// Default 0: unlimited.
+          /// Default 10 (HikariCP, sqlx), so that a burst waits for a session instead of
+          /// exceeding the server's `max_connections` (see [`DbBuilder`]); 0 means unlimited,
+          /// as database/sql.
         max_open: usize => max_open);
     knob!(/// Most sessions kept idle past the grace period (`SetMaxIdleConns`). Default 2.
         max_idle: usize => max_idle);
@@ -74,9 +116,44 @@ impl DbBuilder {
           /// Default: never; the bad-connection retry covers sessions that died idle.
         validate_after: Duration => Some(validate_after));
 
-    /// Every pool knob at once (replaces the ones set before).
+    /// Every pool knob at once: replaces all of them, `max_open` included, whatever was set
+    /// before. Note that [`pool_core::Config::default`] has pool-core's `max_open` 0
+    /// (unlimited), not this builder's 10; start from
+    /// [`pool_config`](DbBuilder::pool_config) to change a few knobs only.
     pub fn pool(mut self, config: pool_core::Config) -> Self {
         self.pool = config;
+        self
+    }
+
+    /// The connection string with every password replaced by `***` (the URL's password and
+    /// each `password` option, in a URL's query or in `key=value` form), for logs and
+    /// messages; a string that does not parse is not shown at all. `Debug` shows the same.
+    ///
+    /// ```
+    /// let builder = pool_sql::Db::builder("host=db user=app password='s3 cret'");
+    /// assert_eq!(builder.redacted_url(), "host=db user=app password=***");
+    /// ```
+    pub fn redacted_url(&self) -> String {
+        redact(&self.url)
+    }
+
+    /// The pool knobs as set so far (the defaults, `max_open` 10, on a new builder).
+    pub fn pool_config(&self) -> &pool_core::Config {
+        &self.pool
+    }
+
+    /// database/sql's behaviour where ours differs, for comparisons and for porting step by
+    /// step: [`pool_core::Config::go`] for every pool knob: `max_open` 0 (unlimited),
+    /// `max_idle` 2, `idle_grace` 0 (a session above `max_idle` closes as soon as it comes
+    /// back), no lifetime jitter (every session lives exactly `max_lifetime`, when that is
+    /// set), no breaker, and each connect belonging to the call that started it
+    /// ([`pool_core::Binding::Caller`]: its error reaches that call at once), so the
+    /// connection counts are database/sql's on any machine.
+    ///
+    /// It replaces every pool knob set before, so call it first and set your own knobs
+    /// after it: `Db::builder(url).go_mode().max_open(50).max_idle(10)`.
+    pub fn go_mode(mut self) -> Self {
+        self.pool = pool_core::Config::go();
         self
     }
 
@@ -115,11 +192,29 @@ impl DbBuilder {
         self
     }
 
-    /// Encrypts sessions with rustls under `config` (feature `tls`): its root certificates
-    /// decide which servers are trusted, and the server's certificate must name the
-    /// connection string's host. The connection string's `sslmode` applies: `prefer` (the
-    /// default) uses TLS when the server offers it, `require` refuses a server without it,
-    /// `disable` never uses it.
+    /// Encrypts sessions with rustls under `config` (feature `tls`).
+    ///
+    /// The server's certificate is always verified, chain and host name, as libpq's
+    /// `sslmode=verify-full`: rustls checks that it chains to a root of `config` and names
+    /// the connection string's host (a session over a Unix socket checks for `localhost`).
+    /// Unless `config` replaces rustls's certificate verifier with one of its own, a server
+    /// that fails either check fails with [`Error::is_tls`].
+    ///
+    /// The connection string's `sslmode` says whether TLS is required:
+    ///
+    /// - **none** (the default with a TLS config): `require`, except when every host is a
+    ///   Unix socket, which PostgreSQL never encrypts (libpq does not try either).
+    /// - `require`, `verify-full`, and `verify-ca` (treated as `verify-full`: the host name
+    ///   is checked too): TLS or no session. A server that answers the TLS request with
+    ///   "no" fails with [`Error::is_tls`] before anything else is sent, the password
+    ///   included.
+    /// - `prefer`, written explicitly: libpq's meaning, TLS when the server agrees, else
+    ///   plain text. **Risk**: anyone on the network path can answer "no" for the server
+    ///   and get the session, password included, in plain text (a downgrade); use it only
+    ///   on a network you trust, and `require` everywhere else.
+    /// - `allow`: treated as `prefer` (TLS first, plain text when the server refuses it),
+    ///   which never encrypts less than libpq's `allow`, and carries the same risk.
+    /// - `disable`: never TLS.
     #[cfg(feature = "tls")]
     pub fn tls(mut self, config: rustls::ClientConfig) -> Self {
         self.tls = crate::connect::Tls::Rustls(crate::connect::RustlsTls {
@@ -131,28 +226,73 @@ impl DbBuilder {
     /// Parses the connection string, checks the knobs and starts the pool. Like Go's
     /// `sql.Open`, it does not connect: the first call does (or [`Db::ping`]).
     ///
+    /// The connection string takes libpq's `sslmode` values; see [`tls`](DbBuilder::tls)
+    /// for what each means here.
+    ///
     /// # Errors
     /// [`Error::is_config`] with [`Error::knob`]: `"url"` for a connection string that does
-    /// not parse (the message never repeats the string, which may hold a password), or the
-    /// pool knob at fault; `"tls"` for `sslmode=require` without [`tls`](DbBuilder::tls);
-    /// `"runtime"` outside a tokio runtime.
+    /// not parse, holds text that is not an option, has an unknown `sslmode`, or names a
+    /// host with an `@` in it (an unencoded `@` in a password: write `%40`); the message
+    /// never repeats the string or any part of a password. `"tls"` for
+    /// `sslmode=require` (or `verify-full`, `verify-ca`) without [`tls`](DbBuilder::tls).
+    /// The pool knob at fault, or `"runtime"` outside a tokio runtime.
     pub fn build(self) -> Result<Db, Error> {
-        let mut config: tokio_postgres::Config = self
-            .url
+        let scanned = Scanned::scan(&self.url)
+            .map_err(|why| Error::config("url", format!("does not parse: {why}")))?;
+        if scanned.end < self.url.len() {
+            return Err(Error::config(
+                "url",
+                format!(
+                    "does not parse: the text from byte {} on is not a `key=value` option \
+                     (quote a value that holds spaces: key='a b')",
+                    scanned.end
+                ),
+            ));
+        }
+        let written = scanned.ssl_mode()?;
+        let text = scanned.libpq_modes_as_ours(&self.url);
+        let mut config: tokio_postgres::Config = text
             .parse()
-            .map_err(|e: tokio_postgres::Error| Error::config("url", describe_parse_error(&e)))?;
-        if config.get_hosts().is_empty() {
+            .map_err(|e| Error::config("url", describe_parse_error(&e, &scanned)))?;
+        let hosts = config.get_hosts();
+        if hosts.is_empty() && config.get_hostaddrs().is_empty() {
             return Err(Error::config(
                 "url",
                 "names no host (add host=... or postgres://host/...)",
             ));
         }
-        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require && !self.tls.is_on() {
+        // Hosts, addresses and ports that do not pair up are the string's fault: say so now.
+        if let Err(e) = crate::connect::plan(&config, &mut fastrand::Rng::with_seed(0)) {
+            return Err(Error::config("url", e.to_string()));
+        }
+        if hosts
+            .iter()
+            .any(|h| matches!(h, Host::Tcp(name) if name.contains('@')))
+        {
             return Err(Error::config(
-                "tls",
-                "is not set, and the connection string says sslmode=require (enable the \
-                 `tls` feature and call DbBuilder::tls)",
+                "url",
+                "names a host with `@` in it: the user name or password holds an `@`, which \
+                 a URL must write as %40",
             ));
+        }
+        // PostgreSQL never encrypts a Unix socket (libpq does not try); a `hostaddr` is TCP.
+        let only_unix =
+            config.get_hostaddrs().is_empty() && hosts.iter().all(|h| matches!(h, Host::Unix(_)));
+        match written {
+            None if self.tls.is_on() && !only_unix => {
+                config.ssl_mode(SslMode::Require);
+            }
+            Some(mode) if mode.requires_tls() && !self.tls.is_on() => {
+                return Err(Error::config(
+                    "tls",
+                    format!(
+                        "is not set, and the connection string says sslmode={} (enable the \
+                         `tls` feature and call DbBuilder::tls)",
+                        mode.name()
+                    ),
+                ));
+            }
+            _ => {}
         }
         if config.get_application_name().is_none() {
             config.application_name(
@@ -177,10 +317,338 @@ impl DbBuilder {
     }
 }
 
-/// tokio-postgres's parse errors name the option, not the value; keep only that much.
-fn describe_parse_error(e: &tokio_postgres::Error) -> String {
+/// tokio-postgres's parse errors name the option, not the value, but for an unknown option
+/// its name is the user's text: after a password with an unquoted space (or, in a URL, an
+/// unencoded `&`), that is a piece of the password, and it is not repeated.
+fn describe_parse_error(e: &tokio_postgres::Error, scanned: &Scanned) -> String {
     let text = std::error::Error::source(e)
         .map(ToString::to_string)
         .unwrap_or_else(|| e.to_string());
+    let unknown = text
+        .strip_prefix("unknown option `")
+        .and_then(|rest| rest.strip_suffix('`'));
+    if let Some(key) = unknown {
+        let Some(at) = scanned.params.iter().position(|p| p.key == key) else {
+            return "does not parse: it has an unknown option".to_owned();
+        };
+        if at > 0 && scanned.params[at - 1].key == "password" {
+            let fix = if scanned.url {
+                "write an `&` in a password as %26"
+            } else {
+                "quote a password that holds spaces: password='...'"
+            };
+            return format!(
+                "does not parse: an unknown option follows `password`, maybe the rest of it \
+                 ({fix})"
+            );
+        }
+    }
     format!("does not parse: {text}")
+}
+
+/// libpq's `sslmode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LibpqSslMode {
+    Disable,
+    Allow,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl LibpqSslMode {
+    fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "disable" => Self::Disable,
+            "allow" => Self::Allow,
+            "prefer" => Self::Prefer,
+            "require" => Self::Require,
+            "verify-ca" => Self::VerifyCa,
+            "verify-full" => Self::VerifyFull,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Allow => "allow",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+
+    /// The value tokio-postgres knows with our meaning (see [`DbBuilder::tls`]).
+    fn ours(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Allow | Self::Prefer => "prefer",
+            Self::Require | Self::VerifyCa | Self::VerifyFull => "require",
+        }
+    }
+
+    fn requires_tls(self) -> bool {
+        self.ours() == "require"
+    }
+}
+
+/// One option of a connection string, as tokio-postgres reads it.
+#[derive(Debug)]
+struct Param {
+    /// Its name, percent-decoded in a URL.
+    key: String,
+    /// Where its value is in the string, quotes included.
+    span: Range<usize>,
+    /// The value, unescaped or percent-decoded.
+    value: String,
+}
+
+/// A connection string's options, found with tokio-postgres's grammar (its
+/// `impl FromStr for Config`): a URL (`postgres://` or `postgresql://`; the user info ends
+/// at the first `@`, the host at `/` or `?`, the database name at `?`, then `key=value`
+/// pairs split at `&`, percent-decoded) or `key = value` pairs split at whitespace, a value
+/// either `'quoted'` or plain, `\` escaping the next character in both. The URL's password
+/// is a [`Param`] named `password`. Only the syntax: names and values are tokio-postgres's
+/// to judge.
+#[derive(Debug)]
+struct Scanned {
+    url: bool,
+    params: Vec<Param>,
+    /// Where tokio-postgres stops reading: an option name that is empty (the string's end,
+    /// or an `=` where a name should be) ends a `key=value` string, silently.
+    end: usize,
+}
+
+impl Scanned {
+    /// # Errors
+    /// What is wrong, in words that never quote the string.
+    fn scan(s: &str) -> Result<Scanned, &'static str> {
+        match ["postgres://", "postgresql://"]
+            .iter()
+            .find(|p| s.starts_with(*p))
+        {
+            Some(prefix) => Self::scan_url(s, prefix.len()),
+            None => Self::scan_key_values(s),
+        }
+    }
+
+    fn scan_url(s: &str, start: usize) -> Result<Scanned, &'static str> {
+        let mut params = Vec::new();
+        let mut at = start;
+        if let Some(end) = s[at..].find('@').map(|i| at + i) {
+            if let Some(colon) = s[at..end].find(':').map(|i| at + i) {
+                params.push(Param {
+                    key: "password".to_owned(),
+                    span: colon + 1..end,
+                    value: percent_decode(&s[colon + 1..end]),
+                });
+            }
+            at = end + 1;
+        }
+        at = s[at..].find(['/', '?']).map_or(s.len(), |i| at + i);
+        if s[at..].starts_with('/') {
+            at = s[at..].find('?').map_or(s.len(), |i| at + i);
+        }
+        if s[at..].starts_with('?') {
+            at += 1;
+            while at < s.len() {
+                let eq = s[at..]
+                    .find('=')
+                    .map(|i| at + i)
+                    .ok_or("a query parameter has no `=`")?;
+                let end = s[eq + 1..].find('&').map_or(s.len(), |i| eq + 1 + i);
+                params.push(Param {
+                    key: percent_decode(&s[at..eq]),
+                    span: eq + 1..end,
+                    value: percent_decode(&s[eq + 1..end]),
+                });
+                at = (end + 1).min(s.len());
+            }
+        }
+        Ok(Scanned {
+            url: true,
+            params,
+            end: s.len(),
+        })
+    }
+
+    fn scan_key_values(s: &str) -> Result<Scanned, &'static str> {
+        let mut it = s.char_indices().peekable();
+        let mut params = Vec::new();
+        let pos = |it: &mut std::iter::Peekable<std::str::CharIndices<'_>>| {
+            it.peek().map_or(s.len(), |&(i, _)| i)
+        };
+        let skip_ws = |it: &mut std::iter::Peekable<std::str::CharIndices<'_>>| {
+            while it.next_if(|&(_, c)| c.is_whitespace()).is_some() {}
+        };
+        loop {
+            skip_ws(&mut it);
+            let key_start = pos(&mut it);
+            while it
+                .next_if(|&(_, c)| !c.is_whitespace() && c != '=')
+                .is_some()
+            {}
+            let key_end = pos(&mut it);
+            if key_start == key_end {
+                return Ok(Scanned {
+                    url: false,
+                    params,
+                    end: key_start,
+                });
+            }
+            skip_ws(&mut it);
+            if it.next_if(|&(_, c)| c == '=').is_none() {
+                return Err(
+                    "an option name is not followed by `=` (quote a value that holds \
+                            spaces: key='a b')",
+                );
+            }
+            skip_ws(&mut it);
+            let value_start = pos(&mut it);
+            let quoted = it.next_if(|&(_, c)| c == '\'').is_some();
+            let mut value = String::new();
+            loop {
+                match it.peek().copied() {
+                    None if quoted => return Err("a quoted value has no closing quote"),
+                    None => break,
+                    Some((_, '\'')) if quoted => {
+                        it.next();
+                        break;
+                    }
+                    Some((_, c)) if !quoted && c.is_whitespace() => break,
+                    Some((_, '\\')) => {
+                        it.next();
+                        value.extend(it.next().map(|(_, c)| c));
+                    }
+                    Some((_, c)) => {
+                        it.next();
+                        value.push(c);
+                    }
+                }
+            }
+            if !quoted && value.is_empty() {
+                return Err("an option has no value");
+            }
+            params.push(Param {
+                key: s[key_start..key_end].to_owned(),
+                span: value_start..pos(&mut it),
+                value,
+            });
+        }
+    }
+
+    /// The `sslmode` the string sets (the last one wins, as in tokio-postgres), if any.
+    fn ssl_mode(&self) -> Result<Option<LibpqSslMode>, Error> {
+        let Some(param) = self.params.iter().rev().find(|p| p.key == "sslmode") else {
+            return Ok(None);
+        };
+        LibpqSslMode::parse(&param.value).map(Some).ok_or_else(|| {
+            Error::config(
+                "url",
+                "has an unknown sslmode (disable, allow, prefer, require, verify-ca or \
+                 verify-full)",
+            )
+        })
+    }
+
+    /// `s` (the string scanned) with each `sslmode` written as tokio-postgres knows it.
+    fn libpq_modes_as_ours(&self, s: &str) -> String {
+        let spans = self.params.iter().filter_map(|p| {
+            let mode = LibpqSslMode::parse(&p.value).filter(|_| p.key == "sslmode")?;
+            Some((p.span.clone(), mode.ours()))
+        });
+        splice(s, spans)
+    }
+}
+
+/// `s` with each span (ordered, not overlapping) replaced by its text.
+fn splice<'a>(s: &str, spans: impl IntoIterator<Item = (Range<usize>, &'a str)>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut at = 0;
+    for (span, text) in spans {
+        out.push_str(&s[at..span.start]);
+        out.push_str(text);
+        at = span.end;
+    }
+    out.push_str(&s[at..]);
+    out
+}
+
+/// The connection string `s` with every password replaced by `***`: the URL's password
+/// and every `password` option, in the URL's query and in `key=value` form. A string that
+/// does not parse is not shown at all, and text after the last option is masked as well.
+///
+/// Where a URL is ambiguous (an unencoded `@`, `?` or `&` in a password) both readings are
+/// masked: tokio-postgres's (user info up to the first `@`) and the one a reader expects
+/// (up to the last `@` before the host, query options split after the first `?`).
+pub(crate) fn redact(s: &str) -> String {
+    let Ok(scanned) = Scanned::scan(s) else {
+        return "(a connection string that does not parse; not shown, it may hold a password)"
+            .to_owned();
+    };
+    let mut masks: Vec<Range<usize>> = scanned
+        .params
+        .iter()
+        .filter(|p| p.key == "password")
+        .map(|p| p.span.clone())
+        .collect();
+    if scanned.end < s.len() {
+        masks.push(scanned.end..s.len());
+    }
+    if scanned.url {
+        let start = s.find("://").map_or(0, |i| i + 3);
+        let host_end = s[start..].find(['/', '?']).map_or(s.len(), |i| start + i);
+        if let Some(at) = s[start..host_end].rfind('@').map(|i| start + i)
+            && let Some(colon) = s[start..at].find(':').map(|i| start + i)
+        {
+            masks.push(colon + 1..at);
+        }
+        if let Some(query) = s.find('?') {
+            let mut at = query + 1;
+            for pair in s[query + 1..].split('&') {
+                if let Some((key, value)) = pair.split_once('=')
+                    && percent_decode(key) == "password"
+                {
+                    let from = at + key.len() + 1;
+                    masks.push(from..from + value.len());
+                }
+                at += pair.len() + 1;
+            }
+        }
+    }
+    masks.sort_by_key(|m| m.start);
+    let mut merged: Vec<Range<usize>> = Vec::with_capacity(masks.len());
+    for m in masks {
+        match merged.last_mut() {
+            Some(last) if m.start <= last.end => last.end = last.end.max(m.end),
+            _ => merged.push(m),
+        }
+    }
+    splice(s, merged.into_iter().map(|m| (m, "***")))
+}
+
+/// Percent-decoding as tokio-postgres does it (a `%` not followed by two hex digits stays),
+/// lossy where the bytes are not UTF-8.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                let byte = hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0);
+                out.push(u8::try_from(byte).unwrap_or(0));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

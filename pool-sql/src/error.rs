@@ -17,6 +17,10 @@ use tokio_postgres::error::{DbError, SqlState};
 /// the statement itself only sees "connection closed"; the reason arrived on the connection.
 /// This error carries both, so `code()` says `57P01` and
 /// [`is_server_shutdown`](Error::is_server_shutdown) is true.
+///
+/// Output is bounded: `Display` prints at most 1,024 bytes of the server's message (then
+/// `… (N more bytes)`), and `Debug` at most 4 KiB of each part, since a server may send
+/// megabytes of error text; [`db_error`](Error::db_error) keeps it whole.
 #[derive(Clone)]
 pub struct Error {
     inner: Arc<Inner>,
@@ -239,12 +243,29 @@ fn walk<'a>(
     })
 }
 
+/// Most bytes of the server's message that `Display` prints.
+const DISPLAY_SERVER_TEXT: usize = 1024;
+
+/// Most bytes `Debug` prints of each part (the kind with its causes, the connection's exit
+/// error).
+const DEBUG_PART: usize = 4096;
+
 impl fmt::Display for Error {
+    /// This level's message and, when the server answered with an error, its message and
+    /// SQLSTATE: `postgres statement failed: relation "t" does not exist (42P01)`. The
+    /// server's message is cut after 1,024 bytes (on a character boundary) with
+    /// `… (N more bytes)`: a server can send megabytes (`RAISE` with a large text), which no
+    /// log line should carry. [`db_error`](Error::db_error) has it whole.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.inner.kind, f)?;
         // The one detail people need in a log line without walking the chain.
         if let Some(db) = self.db_error() {
-            write!(f, ": {} ({})", db.message(), db.code().code())?;
+            write!(
+                f,
+                ": {} ({})",
+                Clipped(db.message(), DISPLAY_SERVER_TEXT),
+                db.code().code()
+            )?;
         } else if self.is_closed() && !matches!(self.inner.kind, Kind::Pool(_)) {
             f.write_str(": connection closed")?;
         }
@@ -253,13 +274,82 @@ impl fmt::Display for Error {
 }
 
 impl fmt::Debug for Error {
+    /// The kind with its causes and the connection's exit error, each cut after 4 KiB: the
+    /// server's text in them can be megabytes long.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.inner.kind);
+        d.field("kind", &CappedDebug(&self.inner.kind));
         if let Some(exit) = &self.inner.exit {
-            d.field("connection_exit", exit);
+            d.field("connection_exit", &CappedDebug(exit));
         }
         d.finish()
+    }
+}
+
+/// Text cut after a number of bytes, on a character boundary, saying how much was left out.
+struct Clipped<'a>(&'a str, usize);
+
+impl fmt::Display for Clipped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Clipped(text, limit) = *self;
+        if text.len() <= limit {
+            return f.write_str(text);
+        }
+        let cut = char_floor(text, limit);
+        write!(f, "{}… ({} more bytes)", &text[..cut], text.len() - cut)
+    }
+}
+
+/// The largest character boundary of `text` at or below `at`.
+fn char_floor(text: &str, at: usize) -> usize {
+    let mut cut = at.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    cut
+}
+
+/// A value's `Debug`, cut after [`DEBUG_PART`] bytes; the rest is counted, not kept.
+struct CappedDebug<'a, T: ?Sized>(&'a T);
+
+impl<T: fmt::Debug + ?Sized> fmt::Debug for CappedDebug<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let alternate = f.alternate();
+        let mut out = Capped {
+            f,
+            left: DEBUG_PART,
+            dropped: 0,
+        };
+        if alternate {
+            fmt::write(&mut out, format_args!("{:#?}", self.0))?;
+        } else {
+            fmt::write(&mut out, format_args!("{:?}", self.0))?;
+        }
+        let dropped = out.dropped;
+        if dropped > 0 {
+            write!(f, "… ({dropped} more bytes)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Passes text on to a formatter until `left` bytes are used up, then only counts it.
+struct Capped<'a, 'b> {
+    f: &'a mut fmt::Formatter<'b>,
+    left: usize,
+    dropped: usize,
+}
+
+impl fmt::Write for Capped<'_, '_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if s.len() <= self.left {
+            self.left -= s.len();
+            return self.f.write_str(s);
+        }
+        let cut = char_floor(s, self.left);
+        self.left = 0;
+        self.dropped += s.len() - cut;
+        self.f.write_str(&s[..cut])
     }
 }
 

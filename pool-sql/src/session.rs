@@ -2,8 +2,10 @@
 //! connection task; and cancel requests, which need a socket of their own to the same server.
 
 use std::io;
+#[cfg(feature = "tls")]
 use std::pin::Pin;
 use std::sync::Arc;
+#[cfg(feature = "tls")]
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 

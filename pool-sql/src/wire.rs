@@ -179,6 +179,7 @@ impl Frames {
     /// The socket under a session that asks for TLS first: the SSLRequest and its answer;
     /// then nothing if the server said yes (the TLS layer's [`Observed`] takes over), or the
     /// plain session if it said no.
+    #[cfg_attr(not(any(feature = "tls", test)), allow(dead_code))]
     pub fn before_ssl() -> Self {
         Frames {
             read: Cursor::new(Phase::SslAnswer),

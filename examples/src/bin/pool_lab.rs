@@ -261,18 +261,10 @@ fn describe(w: Workload) -> String {
     )
 }
 
-/// The connection string without its password.
+/// The connection string without its passwords (the URL's, and `password=` in a URL's
+/// query or in `key=value` form): pool-sql's own redaction, which follows its parser.
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+    pool_sql::Db::builder(url).redacted_url()
 }
 
 /// One part of the showcase: its heading, its workload in words, its runs.

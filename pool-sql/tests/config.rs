@@ -1,0 +1,124 @@
+//! `DbBuilder`'s defaults and checks: `max_open` 10 unless set, `go_mode` as database/sql,
+//! libpq's `sslmode` values, and text in the connection string that is not an option.
+
+mod support;
+
+use std::time::Duration;
+
+use pool_sql::Db;
+use pool_sql::testing::TestPg;
+use support::eventually;
+
+/// Nothing listens there; nothing connects before the first call anyway.
+const NOWHERE: &str = "postgres://app:pw@127.0.0.1:1/app";
+
+#[tokio::test]
+async fn max_open_defaults_to_10_and_go_mode_to_unlimited_without_grace_or_jitter() {
+    let db = Db::builder(NOWHERE).build().unwrap();
+    assert_eq!(db.stats().max_open, 10);
+    assert_eq!(Db::builder(NOWHERE).pool_config().max_open, 10);
+    let db = Db::builder(NOWHERE).max_open(0).build().unwrap();
+    assert_eq!(db.stats().max_open, 0, "0 still means unlimited");
+
+    let go = Db::builder(NOWHERE)
+        .max_open(7)
+        .idle_grace(Duration::from_secs(9));
+    let go = go.go_mode();
+    let config = go.pool_config();
+    assert_eq!(config.max_open, 0);
+    assert_eq!(config.max_idle, 2);
+    assert_eq!(config.idle_grace, Duration::ZERO);
+    assert_eq!(config.lifetime_jitter, Some(Duration::ZERO));
+    assert_eq!(
+        config.binding,
+        pool_core::Binding::Caller,
+        "database/sql's binding"
+    );
+    assert_eq!(config.breaker_threshold, 0, "database/sql has no breaker");
+    let db = go.build().unwrap();
+    assert_eq!(db.stats().max_open, 0);
+    let db = Db::builder(NOWHERE).go_mode().max_open(5).build().unwrap();
+    assert_eq!(db.stats().max_open, 5, "knobs set after go_mode apply");
+    // A lifetime without jitter is accepted in Go mode.
+    Db::builder(NOWHERE)
+        .go_mode()
+        .max_lifetime(Duration::from_secs(60))
+        .build()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_mode_closes_sessions_above_max_idle_at_once_and_the_default_keeps_them() {
+    let pg = TestPg::start().expect("test server");
+    for go in [true, false] {
+        let mut builder = Db::builder(&pg.url());
+        if go {
+            builder = builder.go_mode();
+        }
+        let db = builder.build().unwrap();
+        let mut pinned = Vec::new();
+        for _ in 0..4 {
+            pinned.push(db.conn().await.unwrap());
+        }
+        drop(pinned);
+        let (open, idle) = if go { (2, 2) } else { (4, 4) };
+        eventually(
+            Duration::from_secs(10),
+            &format!("go mode {go}: {open} open, {idle} idle"),
+            || async { (db.stats().open, db.stats().idle) == (open, idle) },
+        )
+        .await;
+        let s = db.stats();
+        if go {
+            assert_eq!(s.max_idle_closed, 2, "{s:?}");
+        } else {
+            assert_eq!(s.surplus_idle, 2, "{s:?}");
+        }
+        db.close_and_wait(Duration::from_secs(10)).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn libpq_sslmodes_are_understood_and_tls_ones_need_a_tls_config() {
+    for mode in ["verify-full", "verify-ca", "require"] {
+        for url in [
+            format!("{NOWHERE}?sslmode={mode}"),
+            format!("host=127.0.0.1 port=1 sslmode='{mode}'"),
+        ] {
+            let err = Db::builder(&url).build().unwrap_err();
+            assert!(err.is_config(), "{url}: {err:?}");
+            assert_eq!(err.knob(), Some("tls"), "{url}: {err}");
+            assert!(err.to_string().contains(mode), "{err}");
+        }
+    }
+    // Percent-encoded in a URL, quoted in `key=value`, and the last one wins.
+    for url in [
+        format!("{NOWHERE}?ssl%6dode=verify%2Dfull"),
+        "host=127.0.0.1 sslmode=disable sslmode = 'verify-full'".to_owned(),
+    ] {
+        let err = Db::builder(&url).build().unwrap_err();
+        assert_eq!(err.knob(), Some("tls"), "{url}: {err}");
+        assert!(err.to_string().contains("verify-full"), "{err}");
+    }
+    for mode in ["disable", "allow", "prefer"] {
+        Db::builder(&format!("{NOWHERE}?sslmode={mode}"))
+            .build()
+            .unwrap_or_else(|e| panic!("sslmode={mode}: {e}"));
+    }
+    let err = Db::builder(&format!("{NOWHERE}?sslmode=verify"))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.knob(), Some("url"), "{err}");
+    assert!(err.to_string().contains("sslmode"), "{err}");
+}
+
+#[tokio::test]
+async fn text_that_is_not_an_option_is_a_config_error_not_ignored() {
+    // tokio-postgres stops reading at an `=` where an option name should be, silently.
+    let err = Db::builder("host=127.0.0.1 port=1 = sslmode=require")
+        .build()
+        .unwrap_err();
+    assert!(err.is_config(), "{err:?}");
+    assert_eq!(err.knob(), Some("url"), "{err}");
+    assert!(err.to_string().contains("byte 22"), "{err}");
+}

@@ -1,0 +1,180 @@
+//! What pool-sql prints: never a password, in any form of connection string, and never an
+//! unbounded amount of the server's text.
+//!
+//! The forms: a URL with the password in its user info, a URL with `?password=`, and
+//! `key=value` with `password=` (plain, quoted, percent-encoded names). The outputs: `Debug`
+//! of the builder and of the `Db`, and `Display` and `Debug` of every config error.
+
+use std::time::Duration;
+
+use pool_sql::Db;
+use pool_sql::testing::TestPg;
+
+const SECRET: &str = "s3cr3t-pw";
+
+/// One connection string of each form, each with [`SECRET`] as its password.
+fn every_form() -> Vec<String> {
+    vec![
+        format!("postgres://app:{SECRET}@127.0.0.1:1/app"),
+        format!("postgresql://app@127.0.0.1:1/app?password={SECRET}&connect_timeout=5"),
+        format!("postgres://app@127.0.0.1:1/app?pass%77ord={SECRET}"),
+        format!("host=127.0.0.1 port=1 user=app password={SECRET} dbname=app"),
+        format!("host=127.0.0.1 port=1 user=app password = '{SECRET}' dbname=app"),
+    ]
+}
+
+/// The last characters of `s`, for a failure message.
+fn tail(s: &str) -> String {
+    let mut last: Vec<char> = s.chars().rev().take(60).collect();
+    last.reverse();
+    last.into_iter().collect()
+}
+
+#[test]
+fn debug_of_a_builder_shows_no_password_in_any_form() {
+    for url in every_form() {
+        let builder = Db::builder(&url);
+        let shown = format!("{builder:?} {builder:#?} {}", builder.redacted_url());
+        assert!(!shown.contains(SECRET), "{shown}");
+        assert!(
+            shown.contains("***"),
+            "the string is shown, redacted: {shown}"
+        );
+        assert!(shown.contains("127.0.0.1"), "the rest is kept: {shown}");
+    }
+}
+
+#[test]
+fn redaction_masks_each_password_and_keeps_the_rest() {
+    for (url, shown) in [
+        (
+            "postgres://app:s3cret@db:5432/app?sslmode=require",
+            "postgres://app:***@db:5432/app?sslmode=require",
+        ),
+        (
+            "postgresql://app@db/app?password=s3cret&sslmode=require",
+            "postgresql://app@db/app?password=***&sslmode=require",
+        ),
+        // An unencoded `@` in the password: both readings are masked.
+        ("postgres://app:p@ss@db/app", "postgres://app:***@db/app"),
+        (
+            "postgres://db/app?password=a@b",
+            "postgres://db/app?password=***",
+        ),
+        (
+            "postgres://db/app?pass%77ord=s3cret",
+            "postgres://db/app?pass%77ord=***",
+        ),
+        (
+            "host=db password=s3cret user=app",
+            "host=db password=*** user=app",
+        ),
+        (
+            "host=db password = 'se cr\\'et' user=app",
+            "host=db password = *** user=app",
+        ),
+        // Text tokio-postgres would ignore is masked too.
+        ("host=db password=s3cret =tail", "host=db password=*** ***"),
+    ] {
+        assert_eq!(Db::builder(url).redacted_url(), shown, "{url}");
+    }
+    let hidden = Db::builder("host=db password='s3cret").redacted_url();
+    assert!(!hidden.contains("s3cret"), "{hidden}");
+}
+
+#[tokio::test]
+async fn debug_of_a_db_shows_no_password_in_any_form() {
+    for url in every_form() {
+        let db = Db::builder(&url).build().unwrap();
+        let shown = format!("{db:?} {db:#?}");
+        assert!(!shown.contains(SECRET), "{shown}");
+        assert!(shown.contains("password: Some(_)"), "{shown}");
+        db.close();
+    }
+}
+
+#[tokio::test]
+async fn config_errors_show_no_password() {
+    let cases = [
+        // An unquoted password with a space: its second half reads as an unknown option.
+        (
+            "url",
+            "host=h user=app password=first s3cr3t-pw=x".to_owned(),
+        ),
+        // The same in a URL, with an unencoded `&`.
+        (
+            "url",
+            "postgres://app@h/app?password=first&s3cr3t-pw=x".to_owned(),
+        ),
+        ("url", format!("host=h password='{SECRET}")),
+        ("url", format!("host=h password={SECRET} sslmode=bogus")),
+        ("url", format!("postgres://app:{SECRET}@h:notaport/app")),
+        (
+            "url",
+            format!("postgres://app@h/app?password={SECRET}&bogus"),
+        ),
+        (
+            "url",
+            format!("postgres://app@h/app?password={SECRET}&sslmode=bogus"),
+        ),
+        // An unencoded `@` in the password: the rest of it would be read as the host.
+        ("url", format!("postgres://app:pw@{SECRET}@h/app")),
+        ("url", format!("host=h password={SECRET} =trailing")),
+        (
+            "tls",
+            format!("postgres://app:{SECRET}@h/app?sslmode=require"),
+        ),
+        (
+            "tls",
+            format!("host=h password={SECRET} sslmode=verify-full"),
+        ),
+    ];
+    for (knob, url) in cases {
+        let err = Db::builder(&url).build().unwrap_err();
+        assert!(err.is_config(), "{url}: {err:?}");
+        assert_eq!(err.knob(), Some(knob), "{url}: {err}");
+        let shown = format!("{err} {err:?} {err:#?}");
+        assert!(!shown.contains(SECRET), "{shown}");
+        assert!(shown.contains("url") || shown.contains("tls"), "{shown}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn display_of_a_huge_server_error_is_bounded_and_db_error_keeps_it_whole() {
+    let pg = TestPg::start().expect("test server");
+    let db = Db::builder(&pg.url()).max_open(1).build().unwrap();
+    let err = db
+        .batch_execute("DO $$ BEGIN RAISE EXCEPTION '%', repeat('x', 1000000); END $$")
+        .await
+        .unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.len() < 1024 + 200, "{} bytes", shown.len());
+    assert!(
+        shown.ends_with(&format!(
+            "{}… ({} more bytes) (P0001)",
+            "x".repeat(16),
+            1_000_000 - 1024
+        )),
+        "{}",
+        tail(&shown)
+    );
+    let debug = format!("{err:?}");
+    assert!(debug.len() < 4 * 4096, "Debug is {} bytes", debug.len());
+    let whole = err.db_error().expect("the server's error");
+    assert_eq!(whole.message().len(), 1_000_000);
+
+    // Cut on a character boundary: two bytes, then three-byte characters, so that byte
+    // 1,024 falls inside one.
+    let err = db
+        .batch_execute("DO $$ BEGIN RAISE EXCEPTION '%', 'xx' || repeat('€', 400000); END $$")
+        .await
+        .unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.contains(&format!("€… ({} more bytes)", 2 + 3 * 400_000 - 1022)),
+        "{}",
+        tail(&shown)
+    );
+    assert!(format!("{err:?}").len() < 4 * 4096);
+    db.close_and_wait(Duration::from_secs(10)).await.unwrap();
+}
