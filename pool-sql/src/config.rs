@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio_postgres::config::{Host, SslMode};
 
-use crate::manager::PgManager;
+use crate::manager::{PgManager, SessionReset};
 use crate::{Db, Error};
 
 /// The `application_name` sessions get when the connection string sets none, so that they
@@ -48,6 +48,7 @@ pub struct DbBuilder {
     pool: pool_core::Config,
     statement_cache: usize,
     query_timeout: Option<Duration>,
+    session_reset: Option<SessionReset>,
     application_name: Option<String>,
     tls: crate::connect::Tls,
 }
@@ -59,6 +60,7 @@ impl fmt::Debug for DbBuilder {
             .field("pool", &self.pool)
             .field("statement_cache", &self.statement_cache)
             .field("query_timeout", &self.query_timeout)
+            .field("session_reset", &self.session_reset)
             .field("application_name", &self.application_name)
             .field("tls", &self.tls)
             .finish()
@@ -85,6 +87,7 @@ impl DbBuilder {
             },
             statement_cache: DEFAULT_STATEMENT_CACHE,
             query_timeout: None,
+            session_reset: None,
             application_name: None,
             tls: crate::connect::Tls::Off,
         }
@@ -167,6 +170,22 @@ impl DbBuilder {
     /// wanted works, a `String` where an integer is wanted is an error (write `$1::int`).
     pub fn statement_cache(mut self, size: usize) -> Self {
         self.statement_cache = size;
+        self
+    }
+
+    /// Cleans every session given back after use, before anyone else can get it: in the
+    /// background as it comes back (counted in `Stats::resetting` meanwhile), under the
+    /// pool's `hook_timeout`; a session whose reset fails is closed. Default: none.
+    ///
+    /// What always holds, with or without it: a session given back inside a transaction
+    /// (a [`Tx`](crate::Tx) dropped, `BEGIN` sent as text, a function that opened one) is
+    /// rolled back on return, because the server's own transaction status decides, and an
+    /// abandoned statement is cancelled. What survives into the next caller *without* a
+    /// session reset: `SET` settings, temporary tables, session advisory locks, `LISTEN`,
+    /// prepared statements and cursors (`WITH HOLD`), as with database/sql. With
+    /// [`SessionReset::DiscardAll`], none of it does.
+    pub fn session_reset(mut self, reset: SessionReset) -> Self {
+        self.session_reset = Some(reset);
         self
     }
 
@@ -310,6 +329,7 @@ impl DbBuilder {
             connect_timeout,
             statement_cache: self.statement_cache,
             query_timeout: self.query_timeout,
+            session_reset: self.session_reset,
             tls: self.tls,
         };
         let pool = pool_core::Pool::new(manager, self.pool).map_err(Error::pool)?;

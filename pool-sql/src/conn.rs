@@ -43,6 +43,9 @@ pub struct PgConn {
     pub(crate) suspect: bool,
     /// Statements run on this session (0: never used, as good as new).
     pub(crate) uses: u64,
+    /// [`Wire::requests`] after the last session reset: any request since means the
+    /// opt-in `session_reset` runs on return.
+    pub(crate) reset_mark: u64,
     cache: Box<StatementCache>,
 }
 
@@ -53,6 +56,10 @@ impl std::fmt::Debug for PgConn {
             .field("tx_status", &self.wire.tx_status())
             .field("uses", &self.uses)
             .field("cached_statements", &self.cache.len())
+            .field(
+                "requests_since_reset",
+                &(self.wire.requests() - self.reset_mark),
+            )
             .finish()
     }
 }
@@ -110,6 +117,7 @@ impl PgConn {
             suspect: false,
             cancel_sent: None,
             uses: 0,
+            reset_mark: 0,
             cache: Box::new(StatementCache::new(cache)),
         }
     }
@@ -127,6 +135,17 @@ impl PgConn {
     /// Statements run on this session so far.
     pub fn uses(&self) -> u64 {
         self.uses
+    }
+
+    /// Prepared statements cached on this session now.
+    pub fn cached_statements(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Forgets every cached statement (the server dropped them, or is about to): each
+    /// tokio-postgres `Statement` dropped sends its Close, ahead of whatever is sent next.
+    pub(crate) fn clear_cache(&mut self) {
+        self.cache.clear();
     }
 
     /// Whether the server said the session is in a transaction block (or a failed one), or
@@ -385,5 +404,10 @@ impl StatementCache {
 
     fn remove(&mut self, sql: &str) {
         self.map.remove(sql);
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.order.clear();
     }
 }

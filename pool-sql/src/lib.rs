@@ -62,7 +62,7 @@ pub use config::{DEFAULT_APPLICATION_NAME, DEFAULT_STATEMENT_CACHE, DbBuilder};
 pub use conn::PgConn;
 pub use db::{Conn, Db, Params, Tx};
 pub use error::Error;
-pub use manager::{ConnectErrorBox, ManagerError, PgManager};
+pub use manager::{ConnectErrorBox, ManagerError, PgManager, SessionReset};
 pub use pool_core::Stats;
 pub use tokio_postgres::error::{DbError, SqlState};
 pub use tokio_postgres::{Row, types};

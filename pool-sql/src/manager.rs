@@ -15,18 +15,23 @@ pub(crate) const CANCEL_WAIT: Duration = Duration::from_secs(2);
 /// Creates and looks after [`PgConn`]s for a [`Db`](crate::Db); usable on its own with
 /// [`pool_core::Pool`].
 ///
-/// - `create` dials the server (see the crate docs: our own socket, counting what it writes),
-///   and spawns the connection task, which keeps its exit error.
+/// - `create` dials the server (see the crate docs: our own socket, counting what it writes
+///   and following the protocol's framing), and spawns the connection task, which keeps its
+///   exit error.
 /// - `check` (on release and before reuse, no blocking I/O): a closed session is broken; a
-///   session with a statement in flight (its future was dropped) or an open transaction
-///   needs a reset. Then a non-blocking peek at the socket: the server closed it (broken), or
-///   sent something unasked, most likely its goodbye before the connection task read it (a
-///   reset round trip tells).
-///   For the former, the cancel request leaves at once, so it is done by the next checkout.
-/// - `reset` (before the next reuse, under the pool's `hook_timeout`): waits for the cancelled
-///   statement to end, then rolls back an open transaction. Any failure discards the session.
+///   session with a statement in flight (its future was dropped: the cancel request leaves
+///   at once), one the server reports inside a transaction (or with a request not yet
+///   answered), or one used since its last [`SessionReset`] needs a reset. Then a
+///   non-blocking peek at the socket: the server closed it (broken), or sent something
+///   unasked, most likely its goodbye before the connection task read it (a reset round
+///   trip tells).
+/// - `reset` (on return, in the background, under the pool's `hook_timeout`; the session
+///   reaches nobody before it succeeds): waits for the cancelled statement to end, waits
+///   for every request's answer, rolls back a transaction left open, runs the session reset,
+///   and checks that the server reports the session idle. Any failure closes the session.
 pub struct PgManager {
     pub(crate) config: tokio_postgres::Config,
+    pub(crate) session_reset: Option<SessionReset>,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) statement_cache: usize,
     pub(crate) query_timeout: Option<Duration>,
@@ -41,7 +46,49 @@ impl std::fmt::Debug for PgManager {
             .field("statement_cache", &self.statement_cache)
             .field("query_timeout", &self.query_timeout)
             .field("tls", &self.tls)
+            .field("session_reset", &self.session_reset)
             .finish()
+    }
+}
+
+/// What runs on every session given back after use, before anyone else can get it
+/// ([`DbBuilder::session_reset`](crate::DbBuilder::session_reset)); off by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionReset {
+    /// `DISCARD ALL`: session settings (`SET`) back to their defaults, temporary tables
+    /// dropped, advisory locks released, `LISTEN` ended, prepared statements and cursors
+    /// gone (the session's statement cache is cleared with them), as PgBouncer's
+    /// `server_reset_query`. A session's state never reaches the next caller; the price is
+    /// one round trip per use, in the background, and statements prepared again after it.
+    DiscardAll,
+    /// Your SQL (simple protocol; several statements separated by `;`), e.g. `RESET ALL;
+    /// SELECT pg_advisory_unlock_all()`. Set `discards_statements` when it drops prepared
+    /// statements (`DEALLOCATE ALL`, `DISCARD ALL`), so the statement cache is cleared too.
+    Sql {
+        /// The statements to run.
+        sql: String,
+        /// Whether they drop prepared statements.
+        discards_statements: bool,
+    },
+}
+
+impl SessionReset {
+    fn sql(&self) -> &str {
+        match self {
+            SessionReset::DiscardAll => "DISCARD ALL",
+            SessionReset::Sql { sql, .. } => sql,
+        }
+    }
+
+    fn discards_statements(&self) -> bool {
+        match self {
+            SessionReset::DiscardAll => true,
+            SessionReset::Sql {
+                discards_statements,
+                ..
+            } => *discards_statements,
+        }
     }
 }
 
@@ -73,6 +120,14 @@ pub enum ManagerError {
 #[error(transparent)]
 pub struct ConnectErrorBox(pub(crate) ConnectError);
 
+impl PgManager {
+    /// The session reset run on every session given back after use, if any
+    /// ([`DbBuilder::session_reset`](crate::DbBuilder::session_reset)).
+    pub fn session_reset(&self) -> Option<&SessionReset> {
+        self.session_reset.as_ref()
+    }
+}
+
 #[async_trait]
 impl Manager for PgManager {
     type Resource = PgConn;
@@ -82,7 +137,9 @@ impl Manager for PgManager {
         let c = connect::connect(&self.config, self.connect_timeout, &self.tls)
             .await
             .map_err(|e| ManagerError::Connect(ConnectErrorBox(e)))?;
-        Ok(PgConn::new(c, self.statement_cache, self.query_timeout))
+        let mut conn = PgConn::new(c, self.statement_cache, self.query_timeout);
+        conn.reset_mark = conn.wire.requests();
+        Ok(conn)
     }
 
     fn check(&self, conn: &mut PgConn) -> Health {
@@ -102,6 +159,9 @@ impl Manager for PgManager {
         if conn.wire.tx_status() != TxStatus::Idle {
             // In a transaction (however it was opened), or a request not yet answered: the
             // server's word decides, in the reset.
+            return Health::NeedsReset;
+        }
+        if self.session_reset.is_some() && conn.wire.requests() != conn.reset_mark {
             return Health::NeedsReset;
         }
         if std::mem::take(&mut conn.just_used) {
@@ -145,7 +205,22 @@ impl Manager for PgManager {
                 .map_err(ManagerError::Reset)?;
             conn.suspect = false;
         }
-        settle(conn).await
+        settle(conn).await?;
+        if let Some(reset) = &self.session_reset
+            && conn.wire.requests() != conn.reset_mark
+        {
+            if reset.discards_statements() {
+                conn.clear_cache();
+            }
+            conn.client
+                .batch_execute(reset.sql())
+                .await
+                .map_err(ManagerError::Reset)?;
+            // The reset SQL must leave no transaction behind.
+            settle(conn).await?;
+            conn.reset_mark = conn.wire.requests();
+        }
+        Ok(())
     }
 
     async fn close(&self, conn: PgConn) {

@@ -99,6 +99,12 @@ impl Wire {
         }
     }
 
+    /// Requests written so far that the server answers with a ReadyForQuery (whatever
+    /// sent them: this crate, or the caller through [`PgConn::client`](crate::PgConn::client)).
+    pub fn requests(&self) -> u64 {
+        self.syncs.load(Ordering::Acquire)
+    }
+
     /// Where the replies are now.
     pub fn mark(&self) -> Mark {
         Mark {

@@ -162,3 +162,143 @@ async fn transactions_cut_at_random_points_never_stay_open_on_the_server() {
     let twos = rows.iter().filter(|&&x| x == 2).count();
     assert_eq!(ones, twos, "no transaction committed half its work");
 }
+
+/// What one session leaves behind, as the next caller on the same (only) session sees it.
+struct Leftovers {
+    setting: String,
+    temp_table: bool,
+    advisory_lock: bool,
+    listening: bool,
+    /// Statements the session's cache held when the next caller got it.
+    cached: usize,
+}
+
+async fn leave_state_and_look(db: &pool_sql::Db, admin: &pool_sql::Db, app: &str) -> Leftovers {
+    let mut conn = db.conn().await.unwrap();
+    conn.batch_execute(
+        "SET statement_timeout = '4321ms'; CREATE TEMP TABLE scratch (x int); \
+         SELECT pg_advisory_lock(hashtext(current_setting('application_name'))); LISTEN leftovers",
+    )
+    .await
+    .unwrap();
+    conn.query("SELECT 1 + $1::int", &[&1i32]).await.unwrap();
+    assert!(conn.session().cached_statements() > 0);
+    drop(conn);
+    // Nobody borrows: a session reset runs on return all the same.
+    let locks = || async {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+                 WHERE l.locktype = 'advisory' AND a.application_name = $1",
+                &[&app],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let reset = db.pool().manager().session_reset().is_some();
+    if reset {
+        eventually(
+            Duration::from_secs(10),
+            "the lock is released on return",
+            || async { locks().await == 0 },
+        )
+        .await;
+    }
+    let mut conn = db.conn().await.unwrap();
+    let cached = conn.session().cached_statements();
+    let setting: String = conn
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let temp_table: bool = conn
+        .query_one("SELECT to_regclass('pg_temp.scratch') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let listening: bool = conn
+        .query_one("SELECT count(*) > 0 FROM pg_listening_channels()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let advisory_lock = locks().await > 0;
+    // The statement prepared before still runs (prepared again if it was discarded).
+    let two: i32 = conn
+        .query_one("SELECT 1 + $1::int", &[&1i32])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(two, 2);
+    drop(conn);
+    Leftovers {
+        setting,
+        temp_table,
+        advisory_lock,
+        listening,
+        cached,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_session_reset_session_state_survives_and_with_discard_all_none_does() {
+    let pg = TestPg::start().expect("postgres");
+    let admin = admin(&pg);
+
+    // The contract without it (as database/sql): settings, temp tables, advisory locks and
+    // LISTEN stay with the session.
+    let plain = db(&pg, "no-reset").max_open(1).build().unwrap();
+    let left = leave_state_and_look(&plain, &admin, "no-reset").await;
+    assert_eq!(left.setting, "4321ms");
+    assert!(left.temp_table && left.advisory_lock && left.listening);
+    assert!(left.cached > 0);
+
+    let discard = db(&pg, "discard-all")
+        .max_open(1)
+        .session_reset(pool_sql::SessionReset::DiscardAll)
+        .build()
+        .unwrap();
+    let left = leave_state_and_look(&discard, &admin, "discard-all").await;
+    assert_eq!(left.setting, "0", "the setting is back to its default");
+    assert!(!left.temp_table && !left.advisory_lock && !left.listening);
+    assert_eq!(
+        left.cached, 0,
+        "DISCARD ALL dropped the statements: the cache too"
+    );
+    let s = discard.stats();
+    assert_eq!(
+        (s.created, s.broken_closed),
+        (1, 0),
+        "reset, not replaced: {s:?}"
+    );
+
+    // The caller's own SQL; a reset that fails closes the session.
+    let own = db(&pg, "own-reset")
+        .max_open(1)
+        .session_reset(pool_sql::SessionReset::Sql {
+            sql: "RESET ALL; SELECT pg_advisory_unlock_all()".into(),
+            discards_statements: false,
+        })
+        .build()
+        .unwrap();
+    let left = leave_state_and_look(&own, &admin, "own-reset").await;
+    assert_eq!(left.setting, "0");
+    assert!(!left.advisory_lock && left.temp_table && left.listening);
+    assert!(left.cached > 0, "statements survive this reset");
+    let bad = db(&pg, "bad-reset")
+        .max_open(1)
+        .session_reset(pool_sql::SessionReset::Sql {
+            sql: "SELECT no_such_function()".into(),
+            discards_statements: false,
+        })
+        .build()
+        .unwrap();
+    bad.execute("SELECT 1", &[]).await.unwrap();
+    bad.execute("SELECT 1", &[]).await.unwrap();
+    eventually(Duration::from_secs(10), "both sessions closed", || async {
+        let s = bad.stats();
+        s.broken_closed == 2 && s.open == 0
+    })
+    .await;
+    assert_eq!(bad.stats().created, 2, "each failed reset cost its session");
+}
