@@ -572,13 +572,19 @@ impl<C> State<C> {
         }
         let has_room = self.has_room();
         let spare_creates = self.late_creates().saturating_sub(self.waiters.len());
+        let mut breaker_holds = false;
         if spare_creates == 0 && has_room && self.breaker.open {
-            if !self.limits.keyed || self.breaker.retry_at.is_none_or(|t| now.get() < t) {
+            if self.limits.keyed && self.breaker.retry_at.is_some_and(|t| now.get() >= t) {
+                self.half_open();
+            } else if self.in_flight() == 0 {
                 return Err(self.unavailable());
+            } else {
+                // Creates fail, but connections that can serve this caller are out: it
+                // queues for one of them instead of failing fast.
+                breaker_holds = true;
             }
-            self.half_open();
         }
-        if has_room && self.limits.binding == Binding::Caller {
+        if has_room && !breaker_holds && self.limits.binding == Binding::Caller {
             // database/sql: the caller creates its own connection and waits for it.
             let id = self.waiters.push_own(coarse_now(), waker);
             self.start_create(Some(id), fx);
@@ -604,8 +610,8 @@ impl<C> State<C> {
     }
 
     /// Starts creates while waiters outnumber creates in flight and resets under way, and
-    /// there is room; with the breaker open, fails those waiters at once instead. Then keeps
-    /// `min_idle`.
+    /// there is room; with the breaker open, fails those waiters at once instead, unless
+    /// connections that may serve them are out. Then keeps `min_idle`.
     fn balance(&mut self, now: &mut Now, fx: &mut Effects<C>) {
         if self.closed {
             return;
@@ -617,6 +623,10 @@ impl<C> State<C> {
             && self.waiters.len() > self.late_creates() + self.resetting
             && self.has_room()
         {
+            if self.breaker.open && self.in_flight() > 0 {
+                // No create while it is open; what is out may still serve them.
+                break;
+            }
             let Some(id) = self.waiters.tag_oldest_uncreated() else {
                 break;
             };

@@ -54,6 +54,61 @@ async fn a_full_server_is_a_clear_error_and_callers_are_served_once_a_slot_frees
     assert_eq!(five, 5);
 }
 
+/// HikariCP's behaviour, not database/sql's: while the server refuses new sessions (53300)
+/// and sessions of ours are in use, queued calls wait for those sessions instead of failing;
+/// in Go mode each call gets its connect error at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_server_makes_calls_wait_for_sessions_in_use_instead_of_failing() {
+    let pg = TestPg::builder()
+        .max_connections(3)
+        .start()
+        .expect("postgres");
+    for go in [false, true] {
+        let mut builder = db(&pg, "full").max_open(10);
+        if go {
+            builder = builder.go_mode().max_open(10);
+        }
+        let db = builder.build().unwrap();
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(db.conn().await.expect("a slot"));
+        }
+        let calls: Vec<_> = (0..10i32)
+            .map(|i| {
+                let db = db.clone();
+                tokio::spawn(async move { db.query_one("SELECT $1::int", &[&i]).await })
+            })
+            .collect();
+        let s = db.stats();
+        // The connects fail with 53300 while the three sessions are held.
+        eventually(Duration::from_secs(10), "connects refused", || async {
+            db.stats().create_errors >= s.create_errors + 1
+        })
+        .await;
+        for conn in held.drain(..) {
+            drop(conn);
+        }
+        let mut failed = 0;
+        for (i, call) in calls.into_iter().enumerate() {
+            match call.await.unwrap() {
+                Ok(row) => assert_eq!(row.get::<_, i32>(0), i as i32),
+                Err(e) => {
+                    assert!(go, "call {i} failed although sessions came back: {e:?}");
+                    assert!(e.is_too_many_connections(), "{e:?}");
+                    failed += 1;
+                }
+            }
+        }
+        if go {
+            assert!(
+                failed > 0,
+                "database/sql fails callers whose connect failed"
+            );
+        }
+        db.close_and_wait(Duration::from_secs(10)).await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_an_auth_error_at_once_with_bounded_attempts_and_no_secret_printed() {
     let pg = TestPg::start().expect("postgres");

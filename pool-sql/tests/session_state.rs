@@ -7,20 +7,7 @@ mod support;
 use std::time::Duration;
 
 use pool_sql::testing::TestPg;
-use support::{admin, db, eventually, ints};
-
-/// Sessions of `app` the server shows inside a transaction with nothing running.
-async fn idle_in_transaction(admin: &pool_sql::Db, app: &str) -> i64 {
-    admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
-             AND state LIKE 'idle in transaction%'",
-            &[&app],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
+use support::{admin, db, eventually, idle_in_transaction, ints};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_opened_in_sql_text_never_reaches_the_next_caller() {

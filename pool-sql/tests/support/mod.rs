@@ -69,6 +69,19 @@ pub async fn wait_sessions(admin: &Db, app: &str, n: i64) {
     .await;
 }
 
+/// Sessions of `app` the server shows inside a transaction with nothing running.
+pub async fn idle_in_transaction(admin: &Db, app: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+             AND state LIKE 'idle in transaction%'",
+            &[&app],
+        )
+        .await
+        .expect("count sessions in a transaction")
+        .get(0)
+}
+
 /// Terminates every session of `app` and waits until they are gone.
 pub async fn kill_sessions(admin: &Db, app: &str) {
     admin
@@ -152,6 +165,13 @@ impl Rig {
             s.in_use == 0 && s.open == s.idle
         })
         .await;
+        // Every session the pool holds idle is idle on the server too: none was handed back
+        // (or is kept) inside a transaction.
+        assert_eq!(
+            idle_in_transaction(&self.admin, self.app).await,
+            0,
+            "a session the pool holds idle is in a transaction on the server"
+        );
         assert!(
             tally.slowest_failure < bound,
             "a call took {:?} to fail, past its bound {bound:?}",
