@@ -68,7 +68,9 @@ impl<'a, M: KeyedManager, T: Table<M>> Guard<'a, M, T> {
     }
 
     pub fn age(&self) -> Duration {
-        self.conn().created_at().elapsed()
+        self.conn()
+            .created_at(Some(self.shared().origin))
+            .map_or(Duration::ZERO, |t| t.elapsed())
     }
 
     pub fn discard(mut self) {

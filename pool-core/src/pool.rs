@@ -121,8 +121,10 @@ impl<M: Manager> Pool<M> {
         let (mut limits, timeouts) = config.validate(Manager::validate_after(&manager))?;
         limits.stamp = hooks.is_some();
         limits.hooks = hooks.is_some();
-        let state = State::new(limits, config.max_idle, config.lifetime_jitter);
-        let shared = Shared::start(manager, state, timeouts, hooks)?;
+        let origin = tokio::time::Instant::now();
+        let state =
+            State::new(limits, config.max_idle, config.lifetime_jitter).with_origin(origin);
+        let shared = Shared::start(manager, state, timeouts, hooks, origin)?;
         Ok(Pool {
             _owner: Arc::new(Owner(shared.clone())),
             shared,

@@ -34,10 +34,13 @@ pub(crate) struct Shared<M: KeyedManager, T> {
     pub hooks: Option<Arc<dyn Hooks<M::Key>>>,
     /// The next connection id: unique per pool, across keys.
     next_id: std::sync::atomic::AtomicU64,
+    /// What the pool's stamps count from: its start (see `state::Stamp`).
+    pub origin: Instant,
 }
 
 impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
-    /// Starts a pool around `table` (and its reaper, when the runtime has timers).
+    /// Starts a pool around `table` (and its reaper, when the runtime has timers); `origin`
+    /// is what the table's stamps count from.
     ///
     /// # Errors
     /// A config error (knob `"runtime"`) outside a tokio runtime.
@@ -46,6 +49,7 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
         table: T,
         timeouts: Timeouts,
         hooks: Option<Arc<dyn Hooks<M::Key>>>,
+        origin: Instant,
     ) -> Result<Arc<Self>, Error> {
         let runtime = Runtime::current().ok_or_else(|| {
             Error::config(
@@ -63,6 +67,7 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
             drained: Notify::new(),
             hooks,
             next_id: std::sync::atomic::AtomicU64::new(1),
+            origin,
         });
         if shared.runtime.has_timers() {
             shared
@@ -354,7 +359,7 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
                 id: conn.id,
                 reused: via != Via::Created,
                 was_idle: via == Via::Idle,
-                idle_time: match (via, conn.idle_since()) {
+                idle_time: match (via, conn.idle_since(Some(self.origin))) {
                     (Via::Idle, Some(t)) => t.elapsed(),
                     _ => Duration::ZERO,
                 },

@@ -45,25 +45,25 @@ impl KeyId {
     };
 }
 
-/// An instant as nanoseconds since a process-wide origin (`u64::MAX`: none).
+/// An instant as nanoseconds since its pool's origin (`u64::MAX`: none).
 ///
 /// A `Conn` moves through the pool by value on every checkout and release. An `Instant` is
 /// 12 bytes of data in 16, and copies of a struct with such holes get split into overlapping
 /// moves whose reads then miss store forwarding: that cost the uncontended checkout a quarter
 /// of its time. Eight plain bytes move as one word.
+///
+/// The origin belongs to the pool (set by the shell when it starts, or the first instant a
+/// state stamps), never to the process: instants of another runtime's clock (a paused one in
+/// a test, a second runtime) would otherwise fall before a process-wide origin and lose their
+/// order.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stamp(u64);
 
 impl Stamp {
     const NONE: Stamp = Stamp(u64::MAX);
 
-    fn origin() -> Instant {
-        static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-        *ORIGIN.get_or_init(Instant::now)
-    }
-
-    fn of(t: Instant) -> Stamp {
-        let nanos = t.saturating_duration_since(Self::origin()).as_nanos();
+    fn of(t: Instant, origin: Instant) -> Stamp {
+        let nanos = t.saturating_duration_since(origin).as_nanos();
         Stamp(
             u64::try_from(nanos)
                 .unwrap_or(u64::MAX - 1)
@@ -71,8 +71,10 @@ impl Stamp {
         )
     }
 
-    fn get(self) -> Option<Instant> {
-        (self != Self::NONE).then(|| Self::origin() + Duration::from_nanos(self.0))
+    fn get(self, origin: Option<Instant>) -> Option<Instant> {
+        origin
+            .filter(|_| self != Self::NONE)
+            .map(|o| o + Duration::from_nanos(self.0))
     }
 }
 
@@ -92,25 +94,20 @@ pub(crate) struct Conn<C> {
 }
 
 impl<C> Conn<C> {
-    /// When it was created.
-    pub fn created_at(&self) -> Instant {
-        self.created_at.get().unwrap_or_else(Stamp::origin)
+    /// When it was created, given its pool's origin.
+    pub fn created_at(&self, origin: Option<Instant>) -> Option<Instant> {
+        self.created_at.get(origin)
     }
 
-    /// When it went idle, if stamped.
+    /// When it went idle, if stamped, given its pool's origin.
     #[inline]
-    pub fn idle_since(&self) -> Option<Instant> {
-        self.idle_since.get()
+    pub fn idle_since(&self, origin: Option<Instant>) -> Option<Instant> {
+        self.idle_since.get(origin)
     }
 
     #[inline]
     fn is_stamped(&self) -> bool {
         self.idle_since != Stamp::NONE
-    }
-
-    #[inline]
-    fn set_idle_since(&mut self, t: Option<Instant>) {
-        self.idle_since = t.map_or(Stamp::NONE, Stamp::of);
     }
 }
 
@@ -245,6 +242,8 @@ struct Breaker {
 pub(crate) struct State<C> {
     /// This state's key (`KeyId::ROOT` in a plain pool).
     key: KeyId,
+    /// What its stamps count from (see [`Stamp`]): the pool's, or the first instant stamped.
+    origin: Option<Instant>,
     limits: Limits,
     /// `max_idle` as set, before clamping to `max_open`.
     requested_max_idle: usize,
@@ -286,6 +285,7 @@ impl<C> State<C> {
         let backoff = limits.breaker_backoff;
         State {
             key: KeyId::ROOT,
+            origin: None,
             limits,
             requested_max_idle,
             requested_jitter,
@@ -314,7 +314,7 @@ impl<C> State<C> {
         .with_fast_path()
     }
 
-    /// A fresh state for `key`, with this one's knobs (a keyed pool's template).
+    /// A fresh state for `key`, with this one's knobs and origin (a keyed pool's template).
     pub fn new_like(&self, key: KeyId) -> Self {
         let mut st = State::new(
             self.limits.clone(),
@@ -322,7 +322,24 @@ impl<C> State<C> {
             self.requested_jitter,
         );
         st.key = key;
+        st.origin = self.origin;
         st
+    }
+
+    /// Stamps count from `origin` (the shell passes the pool's start).
+    pub fn with_origin(mut self, origin: Instant) -> Self {
+        self.origin = Some(origin);
+        self
+    }
+
+    /// The stamp of `t` (none for `None`); the first instant stamped becomes the origin
+    /// when the shell gave none.
+    #[inline]
+    fn stamp(&mut self, t: Option<Instant>) -> Stamp {
+        match t {
+            None => Stamp::NONE,
+            Some(t) => Stamp::of(t, *self.origin.get_or_insert(t)),
+        }
     }
 
     /// The knobs as validated (after runtime changes).
@@ -391,7 +408,7 @@ impl<C> State<C> {
         if idle_since.is_none() {
             self.unstamped += 1;
         }
-        conn.set_idle_since(idle_since);
+        conn.idle_since = self.stamp(idle_since);
         conn.must_validate = false;
         self.idle.push_back(conn);
         true
@@ -440,17 +457,17 @@ impl<C> State<C> {
     /// When the least recently idled connection went idle (`None`: nothing idle, or not
     /// stamped; a keyed pool stamps every one).
     pub fn oldest_idle(&self) -> Option<Instant> {
-        self.idle.front().and_then(|c| c.idle_since())
+        self.idle.front().and_then(|c| c.idle_since(self.origin))
     }
 
     /// When the most recently idled connection went idle.
     pub fn newest_idle(&self) -> Option<Instant> {
-        self.idle.back().and_then(|c| c.idle_since())
+        self.idle.back().and_then(|c| c.idle_since(self.origin))
     }
 
     /// When each idle connection went idle, least recent first (a keyed pool stamps all).
     pub fn idle_stamps(&self) -> impl Iterator<Item = Instant> + '_ {
-        self.idle.iter().filter_map(|c| c.idle_since())
+        self.idle.iter().filter_map(|c| c.idle_since(self.origin))
     }
 
     /// The deadline this state last asked the reaper for.
@@ -479,7 +496,7 @@ impl<C> State<C> {
     fn expires_at(&self, conn: &Conn<C>) -> Option<Instant> {
         let life = self.limits.max_lifetime?;
         let cut = self.limits.lifetime_jitter.mul_f32(conn.jitter).min(life);
-        Some(conn.created_at() + (life - cut))
+        Some(conn.created_at(self.origin)? + (life - cut))
     }
 
     fn is_expired(&self, conn: &Conn<C>, now: &mut Now) -> bool {
@@ -561,7 +578,7 @@ impl<C> State<C> {
                 }
                 if let Some(after) = self.limits.validate_after {
                     conn.must_validate = conn
-                        .idle_since()
+                        .idle_since(self.origin)
                         .is_some_and(|t| now.get().saturating_duration_since(t) >= after);
                 }
                 if self.limits.min_idle > 0 {
@@ -707,10 +724,11 @@ impl<C> State<C> {
         };
         self.last_error = None;
         self.last_failure = None;
+        let created_at = self.stamp(Some(now.get()));
         let mut conn = Conn {
             res,
             id,
-            created_at: Stamp::of(now.get()),
+            created_at,
             jitter: fastrand::f32(),
             idle_since: Stamp::NONE,
             must_validate: false,
@@ -834,22 +852,22 @@ impl<C> State<C> {
             }
             let t = now.get();
             self.stamp_unstamped(t);
-            conn.set_idle_since(Some(t));
-            let oldest = self.idle.front().and_then(|c| c.idle_since()).unwrap_or(t);
+            conn.idle_since = self.stamp(Some(t));
+            let oldest = self.idle.front().and_then(|c| c.idle_since(self.origin)).unwrap_or(t);
             self.schedule(oldest + self.limits.idle_grace, fx);
         } else if self.stamp_always() {
-            conn.set_idle_since(Some(now.get()));
+            conn.idle_since = self.stamp(Some(now.get()));
         } else {
-            conn.set_idle_since(None);
+            conn.idle_since = Stamp::NONE;
             self.unstamped += 1;
         }
         if let Some(at) = self.expires_at(&conn) {
             self.schedule(at, fx);
         }
-        if let (Some(max), Some(t)) = (self.limits.max_idle_time, conn.idle_since())
+        if let (Some(max), Some(t)) = (self.limits.max_idle_time, conn.idle_since(self.origin))
             && self.idle.len() >= self.limits.min_idle
         {
-            let oldest = self.idle.front().and_then(|c| c.idle_since()).unwrap_or(t);
+            let oldest = self.idle.front().and_then(|c| c.idle_since(self.origin)).unwrap_or(t);
             self.schedule(oldest + max, fx);
         }
         self.idle.push_back(conn);
@@ -858,8 +876,9 @@ impl<C> State<C> {
 
     fn stamp_unstamped(&mut self, t: Instant) {
         if self.unstamped > 0 {
+            let stamp = self.stamp(Some(t));
             for c in self.idle.iter_mut().filter(|c| !c.is_stamped()) {
-                c.set_idle_since(Some(t));
+                c.idle_since = stamp;
             }
             self.unstamped = 0;
         }
@@ -1035,7 +1054,7 @@ impl<C> State<C> {
 
     /// `idle_since` of the least recently used idle entry, stamping it now if it has none.
     fn front_idle_since(&mut self, now: Instant) -> Instant {
-        match self.idle.front().and_then(|c| c.idle_since()) {
+        match self.idle.front().and_then(|c| c.idle_since(self.origin)) {
             Some(t) => t,
             None => {
                 self.stamp_unstamped(now);
@@ -1056,7 +1075,7 @@ impl<C> State<C> {
                     }
                 }
             }
-            let front = self.idle.front().and_then(|c| c.idle_since());
+            let front = self.idle.front().and_then(|c| c.idle_since(self.origin));
             if let (Some(max), Some(t)) = (self.limits.max_idle_time, front)
                 && self.idle.len() > self.limits.min_idle
             {

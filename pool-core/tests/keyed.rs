@@ -10,7 +10,7 @@ use std::time::Duration;
 use pool_core::testing::{
     KeyedScripted, Step, assert_drained, assert_settled, cancel_at_every_point,
 };
-use pool_core::{CloseReason, KeyedBuilder, KeyedPool, KeyedPooled, Stats};
+use pool_core::{CloseReason, Hooks, KeyedBuilder, KeyedPool, KeyedPooled, Stats};
 use support::{SETTLE, eventually};
 
 const SEC: Duration = Duration::from_secs(1);
@@ -153,31 +153,114 @@ async fn the_global_idle_cap_evicts_the_least_recently_idled_connection_of_anoth
     assert_eq!((s.idle, s.max_idle_closed), (2, 1));
 }
 
-#[tokio::test(start_paused = true)]
-async fn with_grace_the_global_surplus_is_reused_then_evicted_when_its_grace_ends() {
+/// Records every close the pool reports, in order: (key, id, reason).
+#[derive(Clone, Default)]
+struct Closes(Arc<parking_lot::Mutex<Vec<(u32, u64, CloseReason)>>>);
+
+impl Hooks<u32> for Closes {
+    fn closed(&self, key: &u32, id: u64, reason: CloseReason) {
+        self.0.lock().push((*key, id, reason));
+    }
+}
+
+/// Regression (issue 17, point 9): with a grace period the global idle cap was only applied
+/// when the oldest connection's grace ended, so 1,500 hosts left 1,500 idle sockets for 30 s.
+/// Runs with hooks (the general release path) and without (the one-lock fast path).
+async fn global_idle_cap_holds_at_every_release(with_hooks: bool) {
+    const KEYS: u32 = 50;
+    const CAP: usize = 10;
     let m = KeyedScripted::new();
-    let pool = builder(&m)
-        .max_idle(1)
-        .idle_grace(10 * SEC)
-        .build()
-        .unwrap();
-    let a = pool.get(&1).await.unwrap();
-    let b = pool.get(&2).await.unwrap();
-    drop(a);
-    tokio::time::advance(Duration::from_millis(1)).await;
-    drop(b);
-    assert_eq!(pool.stats().idle, 2, "surplus is kept for the grace period");
-    // Reused within the grace: no create.
-    drop(pool.get(&1).await.unwrap());
-    assert_eq!(m.inner.create_calls(), 2);
-    tokio::time::advance(5 * SEC).await;
-    drop(pool.get(&2).await.unwrap());
-    // Key 1's connection went idle first and nobody used it for the grace period.
-    tokio::time::advance(6 * SEC).await;
+    let closes = Closes::default();
+    let mut b = builder(&m).max_idle(CAP).idle_grace(30 * SEC);
+    if with_hooks {
+        b = b.hooks(closes.clone());
+    }
+    let pool = b.build().unwrap();
+    // Three connections per key: with `max_idle_per_key` 2 the third is per-key surplus.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        for key in 0..KEYS {
+            held.push(pool.get_owned(&key).await.unwrap());
+        }
+    }
+    let mut released = Vec::new();
+    for c in held {
+        released.push((c.key, KeyedPooled::id(&c)));
+        drop(c);
+        let s = pool.stats();
+        assert!(
+            s.idle <= CAP,
+            "{} released: idle {} above the global cap {CAP} ({with_hooks})",
+            released.len(),
+            s.idle
+        );
+        assert_eq!(s.idle, released.len().min(CAP));
+        tokio::time::advance(Duration::from_millis(1)).await;
+    }
+    let evicted = released.len() - CAP;
+    let s = settled(&pool, &m).await;
+    assert_eq!(
+        (s.idle, s.max_idle_closed, s.grace_closed),
+        (CAP, evicted as u64, 0)
+    );
+    assert_eq!(s.closed(), evicted as u64, "each close counted once: {s:?}");
+    // The survivors are the most recently idled: the third round of keys 40..50.
+    for key in 0..KEYS {
+        let idle = pool.key_stats(&key).map_or(0, |s| s.idle);
+        assert_eq!(idle, usize::from(key >= KEYS - CAP as u32), "key {key}");
+    }
+    if with_hooks {
+        let mut got = closes.0.lock().clone();
+        got.sort_by_key(|&(_, id, _)| id);
+        let mut want: Vec<_> = released[..evicted]
+            .iter()
+            .map(|&(key, id)| (key, id, CloseReason::MaxIdle))
+            .collect();
+        want.sort_by_key(|&(_, id, _)| id);
+        assert_eq!(
+            got, want,
+            "the least recently idled, once each, as max_idle"
+        );
+    }
+
+    // Per-key surplus is kept within the cap: three of key 0 idle (one above its per-key
+    // max_idle of 2), the three oldest of other keys go.
+    let mine: Vec<_> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push(pool.get(&0).await.unwrap());
+        }
+        v
+    };
+    for c in mine {
+        drop(c);
+        assert!(pool.stats().idle <= CAP);
+    }
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.idle, s.max_idle_closed), (CAP, evicted as u64 + 3));
+    assert_eq!(
+        pool.key_stats(&0).unwrap().idle,
+        3,
+        "surplus kept for its grace"
+    );
+    for key in KEYS - CAP as u32..KEYS - CAP as u32 + 3 {
+        assert!(pool.key_stats(&key).is_none(), "key {key} evicted");
+    }
+    // Its grace ends: the per-key surplus goes, as grace.
+    tokio::time::advance(31 * SEC).await;
     eventually("grace ended", || pool.stats().grace_closed == 1).await;
-    assert!(pool.key_stats(&1).is_none());
-    assert_eq!(pool.key_stats(&2).unwrap().idle, 1);
-    settled(&pool, &m).await;
+    let s = settled(&pool, &m).await;
+    assert_eq!(
+        (s.idle, s.open, s.max_idle_closed),
+        (CAP - 1, CAP - 1, evicted as u64 + 3)
+    );
+    assert_eq!(s.closed(), evicted as u64 + 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_grace_the_global_idle_cap_holds_at_every_instant_evicting_the_least_recently_idled() {
+    global_idle_cap_holds_at_every_release(false).await;
+    global_idle_cap_holds_at_every_release(true).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -188,16 +271,16 @@ async fn ten_thousand_keys_used_once_do_not_grow_memory() {
         drop(pool.get(&key).await.unwrap());
     }
     assert_eq!(pool.stats().created, 10_000);
-    // The global cap (100) applies once the grace period (30 s) ends ...
-    tokio::time::advance(31 * SEC).await;
+    // The global cap (100) holds at once, grace or not ...
     eventually("global cap", || pool.key_count() <= 100).await;
+    assert!(pool.stats().idle <= 100);
     // ... and the idle timeout retires the rest.
-    tokio::time::advance(60 * SEC).await;
+    tokio::time::advance(91 * SEC).await;
     eventually("every key forgotten", || pool.key_count() == 0).await;
     let s = settled(&pool, &m).await;
     assert_eq!(
-        (s.open, s.created, s.grace_closed + s.max_idle_time_closed),
-        (0, 10_000, 10_000)
+        (s.open, s.created, s.max_idle_closed, s.max_idle_time_closed),
+        (0, 10_000, 9_900, 100)
     );
 }
 

@@ -877,3 +877,50 @@ async fn detach_frees_the_slot() {
     let s = pool.stats();
     assert_eq!((s.detached, s.created, s.open), (1, 2, 1));
 }
+
+// ---- no process-global state ----
+
+/// A pool keeps time by its own clock, whatever else runs in the process: a first runtime
+/// whose paused clock ran an hour ahead must not make a second runtime's pool lose the order
+/// of its idle connections (stamps counted from a process-wide origin did: every instant
+/// of the second runtime fell before it and read as the same time).
+#[test]
+fn a_pool_keeps_time_by_its_own_clock_whatever_else_runs_in_the_process() {
+    let paused = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    };
+    paused().block_on(async {
+        let m = ScriptedManager::new();
+        let pool = builder(&m).max_idle_time(SEC).build().unwrap();
+        tokio::time::advance(3600 * SEC).await;
+        drop(pool.get().await.unwrap());
+    });
+    paused().block_on(async {
+        let m = ScriptedManager::new();
+        let pool = builder(&m)
+            .max_idle(4)
+            .max_idle_time(15 * SEC)
+            .build()
+            .unwrap();
+        let (a, b, c) = (
+            pool.get().await.unwrap(),
+            pool.get().await.unwrap(),
+            pool.get().await.unwrap(),
+        );
+        drop(a);
+        tokio::time::advance(10 * SEC).await;
+        drop(b);
+        tokio::time::advance(10 * SEC).await;
+        drop(c);
+        tokio::time::advance(6 * SEC).await;
+        eventually("the two idle longer than 15 s are closed", || {
+            pool.stats().max_idle_time_closed == 2
+        })
+        .await;
+        assert_eq!(pool.stats().idle, 1, "the one idle 6 s stays");
+    });
+}

@@ -111,13 +111,15 @@ impl<M: KeyedManager> KeyedPool<M> {
     ) -> Result<Self, Error> {
         let (mut limits, timeouts) = config.validate(manager.validate_after())?;
         limits.hooks = hooks.is_some();
+        let origin = tokio::time::Instant::now();
         let template = State::new(
             limits,
             config.per_key.max_idle,
             config.per_key.lifetime_jitter,
-        );
+        )
+        .with_origin(origin);
         let table = KeyTable::new(template, config.max_idle);
-        let shared = Shared::start(manager, table, timeouts, hooks)?;
+        let shared = Shared::start(manager, table, timeouts, hooks, origin)?;
         Ok(KeyedPool {
             _owner: Arc::new(Owner(shared.clone())),
             shared,

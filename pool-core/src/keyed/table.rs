@@ -10,9 +10,14 @@
 //!   since: an entry is live while its key's least recently idled connection went idle at
 //!   that time, and stale ones are skipped at the front, or dropped by a rebuild once they
 //!   outnumber the live ones. So the common steps cost a push, and the oldest idle
-//!   connection of any key is the first live entry. `timers` holds each key's next deadline.
-//! - Above the global `max_idle`, the oldest idle connection of any key is closed: at once
-//!   with no grace (Go's `MaxIdleConns`), else when it has been idle for the grace period.
+//!   connection of any key is the first live entry. Entries carry the stamp the key's state
+//!   keeps (read back after the push), so the liveness test compares like with like.
+//!   `timers` holds each key's next deadline.
+//! - The global `max_idle` (Go's `MaxIdleConns`) is a ceiling at every instant, grace or
+//!   not: after every step the least recently idled connection of any key is closed while
+//!   the total is above it (`CloseReason::MaxIdle`). Grace keeps a key's surplus (idle above
+//!   its own `max_idle`) only within the global cap: otherwise a client fed user-supplied
+//!   hosts could hold an idle socket per host for the whole grace period.
 //! - A key whose state is vacant (no connection, no waiter, no breaker retry pending) is
 //!   forgotten at once, its counters folded into `retired`: memory follows the keys in use,
 //!   not every key ever seen.
@@ -21,7 +26,6 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use slab::Slab;
 use tokio::time::Instant;
@@ -72,8 +76,6 @@ pub(crate) struct KeyTable<K, C> {
     /// Counters of forgotten keys.
     retired: Stats,
     closed: bool,
-    /// The deadline the reaper sleeps until.
-    reaper_at: Option<Instant>,
 }
 
 impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
@@ -91,7 +93,6 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
             timers: BTreeSet::new(),
             retired: Stats::default(),
             closed: false,
-            reaper_at: None,
         }
     }
 
@@ -237,40 +238,20 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
         self.retired.add(&e.state.stats());
     }
 
-    /// With no grace, closes the oldest idle connections of any key while the total is above
-    /// `max_idle`; with grace, makes sure the reaper wakes when the oldest one's grace ends.
+    /// Closes the least recently idled connection of any key while the total is above
+    /// `max_idle`, grace or not: the global cap is a ceiling at every instant.
     fn enforce_idle_cap(&mut self, now: &mut Now, fx: &mut Effects<C>) {
-        if self.idle <= self.max_idle {
-            return;
-        }
-        if self.grace().is_zero() {
-            self.evict(CloseReason::MaxIdle, None, now, fx);
-        } else if let Some((t, _)) = self.oldest() {
-            let at = t + self.grace();
-            if self.reaper_at.is_none_or(|r| at < r) {
-                self.reaper_at = Some(at);
-                fx.rare().notify_reaper = true;
-            }
-        }
-    }
-
-    /// Closes the oldest idle connection of any key while the total is above `max_idle` (and,
-    /// with `before`, while the oldest went idle before it).
-    fn evict(
-        &mut self,
-        reason: CloseReason,
-        before: Option<Instant>,
-        now: &mut Now,
-        fx: &mut Effects<C>,
-    ) {
         while self.idle > self.max_idle {
-            let Some((t, key)) = self.oldest() else {
-                return;
-            };
-            if before.is_some_and(|b| t > b) {
-                return;
-            }
-            self.step(key, now, fx, |st, _, fx| st.close_oldest_idle(reason, fx));
+            let oldest = self.oldest().or_else(|| {
+                // Every idle connection has an entry; should one be missing, list afresh
+                // rather than leave the cap broken.
+                self.rebuild_lru();
+                self.oldest()
+            });
+            let Some((_, key)) = oldest else { return };
+            self.step(key, now, fx, |st, _, fx| {
+                st.close_oldest_idle(CloseReason::MaxIdle, fx)
+            });
         }
     }
 
@@ -300,10 +281,6 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
         }
         all.sort_by_key(|&(t, _)| t);
         self.lru = all.into();
-    }
-
-    fn grace(&self) -> Duration {
-        self.template.limits().idle_grace
     }
 
     /// The totals: every key's gauges and counters, plus the counters of forgotten keys.
@@ -365,7 +342,7 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
     /// Sets the global `max_idle`; idle connections above it close at once, oldest first.
     pub fn set_max_idle(&mut self, n: usize, now: &mut Now, fx: &mut Effects<C>) {
         self.max_idle = n;
-        self.evict(CloseReason::MaxIdle, None, now, fx);
+        self.enforce_idle_cap(now, fx);
     }
 
     #[cfg(test)]
@@ -436,6 +413,8 @@ impl<M: KeyedManager> Table<M> for KeyTable<M::Key, M::Resource> {
         if !e.state.push_fast(slot, || t) {
             return false;
         }
+        // The state's own stamp, which `oldest` compares with.
+        let t = e.state.newest_idle().unwrap_or(t);
         self.idle += 1;
         self.lru.push_back((t, key));
         if self.lru.len() > 2 * self.idle + 64 {
@@ -462,25 +441,14 @@ impl<M: KeyedManager> Table<M> for KeyTable<M::Key, M::Resource> {
                 });
             }
         }
-        let grace = self.grace();
-        if let Some(cut) = now.checked_sub(grace) {
-            self.evict(CloseReason::Grace, Some(cut), &mut clock, fx);
-        }
+        self.enforce_idle_cap(&mut clock, fx);
     }
 
     fn poll_timeout(&mut self) -> Option<Instant> {
         if self.closed {
             return None;
         }
-        let mut next = self.timers.first().map(|&(t, _)| t);
-        if self.idle > self.max_idle
-            && let Some((t, _)) = self.oldest()
-        {
-            let at = t + self.grace();
-            next = Some(next.map_or(at, |n| n.min(at)));
-        }
-        self.reaper_at = next;
-        next
+        self.timers.first().map(|&(t, _)| t)
     }
 
     fn close(&mut self, fx: &mut Effects<M::Resource>) {

@@ -123,13 +123,48 @@ fn the_global_idle_cap_closes_the_oldest_idle_connection_of_any_key() {
 }
 
 #[test]
-fn with_grace_the_global_surplus_waits_for_its_grace_to_end() {
+fn with_grace_the_global_cap_still_closes_the_oldest_at_once() {
     let mut d = Driver::new(table(cfg(0, 2, 10 * SEC), 1));
     let a = d.serve(0);
     let b = d.serve(1);
     d.release(0, a);
     d.release(1, b);
-    assert!(d.closes.is_empty(), "surplus is kept for the grace period");
+    assert_eq!(
+        d.t.idle(),
+        1,
+        "the global cap holds during the grace period"
+    );
+    assert_eq!(d.closes.len(), 1);
+    let (evicted, reason) = d.closes[0];
+    assert_eq!(reason, CloseReason::MaxIdle);
+    assert_eq!(evicted, d.t.enter_key(&0).unwrap().0, "key 0 idled first");
+    assert_eq!(d.t.key_stats(&1).unwrap().idle, 1, "the newer one stays");
+    assert_eq!(
+        Table::<Dummy>::poll_timeout(&mut d.t),
+        None,
+        "nothing left to reap"
+    );
+}
+
+#[test]
+fn with_grace_a_key_keeps_its_surplus_within_the_global_cap() {
+    let mut d = Driver::new(table(cfg(0, 1, 10 * SEC), 3));
+    let a = d.serve(0);
+    let b = d.serve(0);
+    let c = d.serve(1);
+    d.release(1, c);
+    d.release(0, a);
+    d.release(0, b);
+    assert!(d.closes.is_empty(), "within the global cap: {:?}", d.closes);
+    assert_eq!(d.t.key_stats(&0).unwrap().surplus_idle, 1);
+    let d2 = d.serve(2);
+    d.release(2, d2);
+    assert_eq!(d.t.idle(), 3);
+    assert_eq!(d.closes.len(), 1);
+    assert_eq!(d.closes[0].1, CloseReason::MaxIdle);
+    assert!(d.t.key_stats(&1).unwrap().idle == 0, "key 1 idled first");
+    d.finish_closes();
+    // The key's own surplus goes when its grace ends, as grace.
     let due = Table::<Dummy>::poll_timeout(&mut d.t).expect("grace end scheduled");
     assert!(due > d.clock && due <= d.clock + 10 * SEC);
     let mut fx = Effects::default();
@@ -137,7 +172,7 @@ fn with_grace_the_global_surplus_waits_for_its_grace_to_end() {
     d.absorb(fx);
     assert_eq!(d.closes.len(), 1);
     assert_eq!(d.closes[0].1, CloseReason::Grace);
-    assert_eq!(d.t.key_stats(&1).unwrap().idle, 1, "the newer one stays");
+    assert_eq!(d.t.key_stats(&0).unwrap().idle, 1);
 }
 
 #[test]
@@ -201,7 +236,6 @@ struct Models {
     /// Keys of the idle connections, least recently idled first.
     idle_order: Vec<usize>,
     global_max: usize,
-    grace_zero: bool,
 }
 
 impl Models {
@@ -217,7 +251,8 @@ impl Models {
             let last = self.idle_order.iter().rposition(|&x| x == k).unwrap();
             self.idle_order.remove(last);
         }
-        while self.grace_zero && self.idle_order.len() > self.global_max {
+        // The global cap holds after every step, grace or not.
+        while self.idle_order.len() > self.global_max {
             let j = self.idle_order.remove(0);
             self.keys[j].idle -= 1;
             self.keys[j].closing += 1;
@@ -243,7 +278,6 @@ fn run_model(
         keys: (0..KEYS).map(model).collect(),
         idle_order: Vec::new(),
         global_max,
-        grace_zero,
     };
     // Every waiter ever queued: (key, its place in the key model's list, its id).
     let mut waiters: Vec<(usize, usize, KeyId, WaiterId)> = Vec::new();
@@ -428,14 +462,12 @@ fn run_model(
             idle += mk.idle;
         }
         prop_assert_eq!(d.t.idle(), idle);
-        if grace_zero {
-            prop_assert!(
-                idle <= global_max,
-                "idle {} over the global cap {}",
-                idle,
-                global_max
-            );
-        }
+        prop_assert!(
+            idle <= global_max,
+            "idle {} over the global cap {}",
+            idle,
+            global_max
+        );
         let s = d.t.stats();
         prop_assert_eq!(s.idle, idle);
         prop_assert_eq!(
