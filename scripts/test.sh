@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine: unit, law, config, proptest and doc
-# tests, then the shuttle model check (in its own target dir, built with --cfg shuttle).
+# tests (under nextest, one process per test, and under plain cargo test, tests of a binary
+# sharing a process), then the shuttle model check (in its own target dir, built with --cfg shuttle).
 # Needs Rust; installs PostgreSQL's server binaries and PgBouncer with apt-get when they are
 # missing (the pool-sql tests start their own throw-away servers from them; no server needs
 # to run).
@@ -31,12 +32,13 @@ target="${CARGO_TARGET_DIR:-$PWD/target}"
 if cargo nextest --version >/dev/null 2>&1; then
   echo "== cargo nextest run --workspace (unit, laws, proptest model; 60 s limit per test)"
   cargo nextest run --workspace --all-features --locked
-  echo "== doc tests"
-  cargo test --workspace --all-features --locked --doc
 else
-  echo "== cargo test --workspace (cargo-nextest not found: no per-test time limit)"
-  cargo test --workspace --all-features --locked
+  echo "== (cargo-nextest not found: only the plain cargo test below runs)"
 fi
+# Plain cargo test too: the tests of one binary then share a process, so behaviour that
+# depends on other pools or runtimes in the process (global state) cannot hide; doc tests.
+echo "== cargo test --workspace (tests sharing a process, and doc tests)"
+cargo test --workspace --all-features --locked
 
 echo "== shuttle model check (RUSTFLAGS=--cfg shuttle)"
 CARGO_TARGET_DIR="$target/shuttle" RUSTFLAGS="--cfg shuttle" \
