@@ -52,7 +52,12 @@ struct Run {
 
 async fn run(grace: Duration, bursts: usize, per_burst: usize) -> Run {
     let counts = Arc::new(Counts::default());
-    let pool = Pool::builder(Dialer(counts.clone()))
+    let mut builder = Pool::builder(Dialer(counts.clone()));
+    if grace.is_zero() {
+        // database/sql exactly: no grace, a create belongs to its caller.
+        builder = builder.go_mode();
+    }
+    let pool = builder
         .max_open(100)
         .max_idle(20)
         .idle_grace(grace)

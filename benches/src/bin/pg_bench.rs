@@ -166,7 +166,7 @@ impl Who {
         match self {
             Who::Dedicated => "dedicated clients",
             Who::Ours => "pool-sql",
-            Who::OursNoGrace => "pool-sql, idle_grace 0 (Go)",
+            Who::OursNoGrace => "pool-sql, Go mode",
             Who::Deadpool => "deadpool-postgres",
             Who::Bb8 => "bb8-postgres",
             Who::Bb8NoTest => "bb8-postgres, no checkout test",
@@ -220,13 +220,15 @@ async fn build(
             Target::Dedicated(clients)
         }
         Who::Ours | Who::OursNoGrace => {
-            let mut b = Db::builder(url)
+            let mut b = Db::builder(url);
+            if who == Who::OursNoGrace {
+                // database/sql exactly (no grace, its binding, no jitter or breaker).
+                b = b.go_mode();
+            }
+            let b = b
                 .application_name(who.app())
                 .max_open(max_open)
                 .max_idle(max_idle);
-            if who == Who::OursNoGrace {
-                b = b.idle_grace(Duration::ZERO);
-            }
             Target::Ours(b.build()?)
         }
         Who::Deadpool => {

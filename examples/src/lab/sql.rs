@@ -96,8 +96,12 @@ impl SqlTarget {
         stop: &Stop,
         tick: &(dyn Fn() + Sync),
     ) -> Result<Run, LabError> {
-        let db = self
-            .builder()
+        let mut builder = self.builder();
+        if setting.go {
+            // database/sql exactly: its binding, no jitter, no breaker (knobs set below).
+            builder = builder.go_mode();
+        }
+        let db = builder
             .max_open(setting.max_open)
             .max_idle(setting.max_idle)
             .idle_grace(setting.idle_grace)
