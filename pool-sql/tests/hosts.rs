@@ -260,40 +260,18 @@ async fn hostaddr_without_host_is_the_target() {
 #[cfg(feature = "tls")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_hostaddr_tls_verifies_the_host_name() {
-    use std::sync::Arc;
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["db.pool-sql.invalid".to_owned()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
+    let (cert, key, der) = support::certificate_for(&["db.pool-sql.invalid"]);
     let pg = TestPg::builder()
-        .tls(cert.pem(), key.serialize_pem())
+        .tls(cert, key)
         .start()
         .expect("test server with TLS");
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der().clone()).unwrap();
-    let tls = || {
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots.clone())
-        .with_no_client_auth()
-    };
+    let tls = || support::trusting(der.clone());
     let named = format!(
         "{} hostaddr=127.0.0.1",
         conninfo(&[("db.pool-sql.invalid", port(&pg))], "sslmode=require")
     );
     let db = Db::builder(&named).tls(tls()).max_open(1).build().unwrap();
-    let ssl: bool = db
-        .query_one(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let ssl = support::encrypted(&db).await;
     assert!(ssl, "the session is encrypted");
     db.close_and_wait(Duration::from_secs(10)).await.unwrap();
 

@@ -5,11 +5,13 @@
 //! wrong has its clear error.
 #![cfg(feature = "tls")]
 
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
 use pool_sql::Db;
 use pool_sql::testing::TestPg;
+use support::{certificate_for, trusting};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -17,25 +19,6 @@ use tokio::sync::mpsc;
 /// A self-signed certificate for 127.0.0.1 and localhost: (certificate PEM, key PEM, DER).
 fn certificate() -> (String, String, rustls::pki_types::CertificateDer<'static>) {
     certificate_for(&["127.0.0.1", "localhost"])
-}
-
-/// A self-signed certificate for `names`: (certificate PEM, key PEM, DER).
-fn certificate_for(names: &[&str]) -> (String, String, rustls::pki_types::CertificateDer<'static>) {
-    let key = rcgen::KeyPair::generate().expect("key");
-    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-    let params = rcgen::CertificateParams::new(names).expect("params");
-    let cert = params.self_signed(&key).expect("certificate");
-    (cert.pem(), key.serialize_pem(), cert.der().clone())
-}
-
-fn trusting(root: rustls::pki_types::CertificateDer<'static>) -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(root).expect("root");
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth()
 }
 
 fn tls_server() -> (TestPg, rustls::pki_types::CertificateDer<'static>) {
@@ -55,14 +38,7 @@ async fn sessions_are_encrypted_and_an_abandoned_statement_is_cancelled_over_tls
         .max_open(1)
         .build()
         .unwrap();
-    let ssl: bool = db
-        .query_one(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let ssl = support::encrypted(&db).await;
     assert!(ssl, "the session is encrypted");
 
     // A statement dropped mid-flight: the cancel request goes out over TLS as well, and the
@@ -78,14 +54,7 @@ async fn sessions_are_encrypted_and_an_abandoned_statement_is_cancelled_over_tls
         .expect("the session came back long before pg_sleep(60) ended")
         .unwrap();
     assert_eq!(again.get::<_, i32>(0), 1);
-    let ssl: bool = db
-        .query_one(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let ssl = support::encrypted(&db).await;
     assert!(ssl);
     db.close_and_wait(Duration::from_secs(10)).await.unwrap();
 }
@@ -139,27 +108,13 @@ async fn require_against_a_server_without_tls_is_a_tls_error() {
             .tls(trusting(root.clone()))
             .build()
             .unwrap();
-        let ssl: bool = db
-            .query_one(
-                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let ssl = support::encrypted(&db).await;
         assert!(!ssl, "sslmode={mode}");
     }
 
     // Without a TLS config nothing changes: plain TCP, no sslmode needed.
     let db = Db::builder(&pg.url()).build().unwrap();
-    let ssl: bool = db
-        .query_one(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let ssl = support::encrypted(&db).await;
     assert!(!ssl);
 }
 
@@ -303,14 +258,7 @@ async fn verify_full_and_verify_ca_check_the_certificate_and_the_host_name() {
             .acquire_timeout(Duration::from_secs(10))
             .build()
             .unwrap();
-        let ssl: bool = db
-            .query_one(
-                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let ssl = support::encrypted(&db).await;
         assert!(ssl, "sslmode={mode}");
     }
 }

@@ -69,6 +69,17 @@ pub async fn wait_sessions(admin: &Db, app: &str, n: i64) {
     .await;
 }
 
+/// Whether the session a call of `db` gets is encrypted (`pg_stat_ssl`).
+pub async fn encrypted(db: &Db) -> bool {
+    db.query_one(
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        &[],
+    )
+    .await
+    .expect("ask pg_stat_ssl")
+    .get(0)
+}
+
 /// Sessions of `app` the server shows inside a transaction with nothing running.
 pub async fn idle_in_transaction(admin: &Db, app: &str) -> i64 {
     admin
@@ -186,4 +197,28 @@ impl Rig {
         )
         .await;
     }
+}
+
+/// A self-signed certificate for `names`: (certificate PEM, key PEM, DER).
+pub fn certificate_for(
+    names: &[&str],
+) -> (String, String, rustls::pki_types::CertificateDer<'static>) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let params = rcgen::CertificateParams::new(names).expect("params");
+    let cert = params.self_signed(&key).expect("certificate");
+    (cert.pem(), key.serialize_pem(), cert.der().clone())
+}
+
+/// A rustls client config that trusts only `root`.
+pub fn trusting(root: rustls::pki_types::CertificateDer<'static>) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root).expect("root");
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth()
 }
