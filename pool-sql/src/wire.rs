@@ -326,12 +326,50 @@ pub(crate) enum Socket {
     Unix(UnixStream),
 }
 
-/// A socket that counts the bytes written to it into its [`Wire`] and follows the framing
-/// of what passes in plain text.
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Socket::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Socket::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The socket tokio-postgres gets: it counts the bytes written into its [`Wire`], and its
+/// [`Observed`] layer follows the framing of what passes in plain text.
 pub(crate) struct Counted {
-    socket: Socket,
-    wire: Arc<Wire>,
-    frames: Frames,
+    io: Observed<Socket>,
     /// For cancel requests: a shutdown completes only once the server has closed its side.
     until_eof: Option<Shutdown>,
 }
@@ -346,75 +384,50 @@ enum Shutdown {
 impl Counted {
     pub fn new(socket: Socket, wire: Arc<Wire>, frames: Frames) -> Self {
         Counted {
-            socket,
-            wire,
-            frames,
+            io: Observed {
+                inner: socket,
+                wire,
+                frames,
+            },
             until_eof: None,
-        }
-    }
-
-    fn poll_read_socket(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match &mut self.socket {
-            Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
 
 impl AsyncRead for Counted {
     fn poll_read(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        std::task::ready!(this.poll_read_socket(cx, buf))?;
-        this.frames.on_read(&buf.filled()[before..], &this.wire)?;
-        Poll::Ready(Ok(()))
+        Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Counted {
     fn poll_write(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
         #[cfg(feature = "testing")]
-        if this.wire.fail_next_write.swap(false, Ordering::AcqRel) {
+        if self.io.wire.fail_next_write.swap(false, Ordering::AcqRel) {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
-        let polled = match &mut this.socket {
-            Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        };
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = polled {
-            this.wire.written.fetch_add(n as u64, Ordering::AcqRel);
-            this.frames.on_write(&buf[..n], &this.wire);
+            self.io.wire.written.fetch_add(n as u64, Ordering::AcqRel);
         }
         polled
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.socket {
-            Socket::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Socket::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.until_eof != Some(Shutdown::Sent) {
-            let shut = match &mut self.socket {
-                Socket::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-                Socket::Unix(s) => Pin::new(s).poll_shutdown(cx),
-            };
-            std::task::ready!(shut)?;
+            std::task::ready!(Pin::new(&mut self.io).poll_shutdown(cx))?;
             if self.until_eof.is_none() {
                 return Poll::Ready(Ok(()));
             }
@@ -426,7 +439,7 @@ impl AsyncWrite for Counted {
         let mut scratch = [0u8; 64];
         loop {
             let mut buf = ReadBuf::new(&mut scratch);
-            std::task::ready!(self.poll_read_socket(cx, &mut buf))?;
+            std::task::ready!(Pin::new(&mut self.io.inner).poll_read(cx, &mut buf))?;
             if buf.filled().is_empty() {
                 return Poll::Ready(Ok(()));
             }
@@ -439,17 +452,14 @@ impl Socket {
     /// has closed the connection, which it does once it has acted on the request.
     pub fn for_cancel(self) -> Counted {
         Counted {
-            socket: self,
-            wire: Arc::new(Wire::default()),
-            frames: Frames::off(),
             until_eof: Some(Shutdown::NotYet),
+            ..Counted::new(self, Arc::new(Wire::default()), Frames::off())
         }
     }
 }
 
-/// A TLS stream whose plain text [`Frames`] follows (the socket under it sees only
-/// ciphertext).
-#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+/// A stream whose plain text [`Frames`] follows: the socket of a plain session, or the TLS
+/// stream of an encrypted one (the socket under it sees only ciphertext then).
 pub(crate) struct Observed<S> {
     inner: S,
     wire: Arc<Wire>,
