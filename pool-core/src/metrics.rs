@@ -107,7 +107,8 @@ where
     /// - the totals labelled `pool = name` (the [`Stats`] names with the `pool_` prefix, as
     ///   [`Pool::record_metrics`]), plus the gauge `pool_keys`: keys held now;
     /// - the same series for the **20** keys with the most open connections (ties: the most
-    ///   waiting, then the longest held), labelled `pool = name, key = <key>`;
+    ///   waiting, then an order fixed while the keys live, so the set does not flap between
+    ///   scrapes), labelled `pool = name, key = <key>`;
     /// - under `pool = name, key = "other"`, the gauges `pool_open`, `pool_in_use`,
     ///   `pool_idle`, `pool_waiting`, `pool_surplus_idle`, `pool_resetting` and `pool_keys`
     ///   summed over the keys not shown. Counters are not split this way (a key moving in or
@@ -124,7 +125,7 @@ where
     }
 
     /// As [`record_metrics`](KeyedPool::record_metrics), with per-key series for the `top`
-    /// keys with the most open connections (ties: the most waiting, then the longest held).
+    /// keys with the most open connections (ties as there).
     /// `0` exports the totals and `other` only; `usize::MAX` every key (only for a pool whose
     /// keys are few and fixed: each key is a label set).
     pub fn record_metrics_top(&self, name: &str, top: usize) {
@@ -134,7 +135,7 @@ where
         metrics::gauge!("pool_keys", to_labels(std::slice::from_ref(&pool)).iter())
             .set(keys.len() as f64);
         if top < keys.len() {
-            // The keys come in a stable order (the table's slots): ties keep it.
+            // The keys come in the table's slot order, fixed while they live: ties keep it.
             let mut ranked: Vec<_> = keys.drain(..).enumerate().collect();
             ranked.select_nth_unstable_by_key(top, |(i, (_, s))| {
                 (Reverse(s.open), Reverse(s.waiting), *i)

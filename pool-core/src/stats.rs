@@ -27,7 +27,8 @@ pub struct Stats {
     /// Total time those checkouts waited.
     pub wait_duration: Duration,
     /// Closed because `max_idle` was full (with `idle_grace = 0`), because `max_idle` or
-    /// `max_open` was lowered, or because the pool was over `max_open` on release.
+    /// `max_open` was lowered, because the pool was over `max_open` on release, or (keyed
+    /// pools) over the global `max_idle`, grace or not.
     pub max_idle_closed: u64,
     /// Closed by the reaper after `max_idle_time`.
     pub max_idle_time_closed: u64,
@@ -83,7 +84,8 @@ impl Stats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum CloseReason {
-    /// Over `max_idle` with no grace, `max_idle`/`max_open` lowered, or over `max_open`.
+    /// Over `max_idle` with no grace, `max_idle`/`max_open` lowered, over `max_open`, or
+    /// over a keyed pool's global `max_idle`.
     MaxIdle,
     /// Idle longer than `max_idle_time`.
     MaxIdleTime,

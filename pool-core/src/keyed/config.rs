@@ -31,14 +31,14 @@ use crate::{Config, Error};
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct KeyedConfig {
     /// Most idle connections across every key (`MaxIdleConns`). Default 100; 0 keeps none.
-    /// Above it, the least recently idled connection of any key is closed: at once with no
-    /// `idle_grace`, else when it has been idle for the grace period. (Go's 0 means no limit;
-    /// use `usize::MAX` for that.)
+    /// A ceiling at every instant, grace or not: above it, the least recently idled
+    /// connection of any key is closed at once (so hosts a user supplies cannot exhaust file
+    /// descriptors). (Go's 0 means no limit; use `usize::MAX` for that.)
     pub max_idle: usize,
     /// The knobs of each key, with the plain pool's meanings: `max_open` is per key and
     /// counts creates in flight (`MaxConnsPerHost`; default 0, unlimited), `max_idle` per key
     /// (`MaxIdleConnsPerHost`; default 2; Go's 0 means 2, ours keeps none), `idle_grace`
-    /// applies per key and to the global cap. `min_idle` must stay 0: a keyed pool keeps no
+    /// keeps a key's surplus within the global cap. `min_idle` must stay 0: a keyed pool keeps no
     /// connection ready for a key nobody asked for.
     pub per_key: Config,
 }

@@ -30,9 +30,9 @@ type Keys<M> = KeyTable<<M as KeyedManager>::Key, <M as KeyedManager>::Resource>
 /// Per key it behaves as a [`Pool`](crate::Pool): `per_key.max_open` is never exceeded
 /// (creates in flight included; Go's `MaxConnsPerHost`), checkouts of one key are served
 /// first come, first served, and only ever with that key's connections. Across keys, at most
-/// [`max_idle`](KeyedConfig::max_idle) connections stay idle (`MaxIdleConns`): above it the
-/// least recently idled connection of any key closes, at once with no grace, else when its
-/// grace period ends. A key that holds nothing (no connection, no waiter) leaves no state
+/// [`max_idle`](KeyedConfig::max_idle) connections stay idle (`MaxIdleConns`), at every
+/// instant: above it the least recently idled connection of any key closes at once, grace or
+/// not (grace keeps a key's surplus within it). A key that holds nothing (no connection, no waiter) leaves no state
 /// behind. Dropping the last handle closes the pool.
 ///
 /// # Examples
@@ -244,7 +244,7 @@ impl<M: KeyedManager> KeyedPool<M> {
         Ok(())
     }
 
-    /// Sets `idle_grace`, per key and for the global idle cap.
+    /// Sets `idle_grace`, per key (within the global idle cap).
     ///
     /// # Errors
     /// A config error for more than a year.
@@ -332,7 +332,7 @@ impl<M: KeyedManager> KeyedBuilder<M> {
         max_open_per_key => max_open: usize => max_open);
     per_key!(/// `max_idle` of each key (`MaxIdleConnsPerHost`; see [`Config::max_idle`](crate::Config::max_idle)).
         max_idle_per_key => max_idle: usize => max_idle);
-    per_key!(/// See [`Config::idle_grace`](crate::Config::idle_grace); also applies to the global cap.
+    per_key!(/// See [`Config::idle_grace`](crate::Config::idle_grace); per key, within the global cap.
         idle_grace => idle_grace: Duration => idle_grace);
     per_key!(/// See [`Config::max_lifetime`](crate::Config::max_lifetime).
         max_lifetime => max_lifetime: Duration => Some(max_lifetime));
