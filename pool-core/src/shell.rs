@@ -96,7 +96,9 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
             closes,
             notify_reaper,
             drained,
+            stale,
         } = rare;
+        drop(stale);
         for w in wakes {
             w.wake();
         }
@@ -696,7 +698,7 @@ impl<M: KeyedManager, T: Table<M>> Waiter<'_, '_, M, T> {
                 };
                 let r = self
                     .shared
-                    .with_state(key, |st, _, _| st.timeout_waiter(id));
+                    .with_state(key, |st, _, fx| st.timeout_waiter(id, fx));
                 if r.is_err() {
                     tracing::debug!(target: "pool_core", "checkout timed out");
                 }

@@ -155,6 +155,9 @@ pub(crate) struct Rare<C> {
     pub notify_reaper: bool,
     /// The pool is closed and every connection is gone.
     pub drained: bool,
+    /// Wakers of waiters that left: dropped with these effects, after the lock (a waker's
+    /// drop may run any code, the pool's own included).
+    pub stale: Vec<Waker>,
 }
 
 impl<C> Default for Effects<C> {
@@ -175,8 +178,16 @@ impl<C> Effects<C> {
                 closes: Vec::new(),
                 notify_reaper: false,
                 drained: false,
+                stale: Vec::new(),
             })
         })
+    }
+
+    /// A waker to drop once the lock is released.
+    fn stale(&mut self, waker: Option<Waker>) {
+        if let Some(w) = waker {
+            self.rare().stale.push(w);
+        }
     }
 
     fn wake(&mut self, waker: Option<Waker>) {
@@ -853,7 +864,11 @@ impl<C> State<C> {
             let t = now.get();
             self.stamp_unstamped(t);
             conn.idle_since = self.stamp(Some(t));
-            let oldest = self.idle.front().and_then(|c| c.idle_since(self.origin)).unwrap_or(t);
+            let oldest = self
+                .idle
+                .front()
+                .and_then(|c| c.idle_since(self.origin))
+                .unwrap_or(t);
             self.schedule(oldest + self.limits.idle_grace, fx);
         } else if self.stamp_always() {
             conn.idle_since = self.stamp(Some(now.get()));
@@ -867,7 +882,11 @@ impl<C> State<C> {
         if let (Some(max), Some(t)) = (self.limits.max_idle_time, conn.idle_since(self.origin))
             && self.idle.len() >= self.limits.min_idle
         {
-            let oldest = self.idle.front().and_then(|c| c.idle_since(self.origin)).unwrap_or(t);
+            let oldest = self
+                .idle
+                .front()
+                .and_then(|c| c.idle_since(self.origin))
+                .unwrap_or(t);
             self.schedule(oldest + max, fx);
         }
         self.idle.push_back(conn);
@@ -960,12 +979,17 @@ impl<C> State<C> {
     }
 
     /// The waiter's deadline passed: a connection delivered meanwhile is still taken;
-    /// otherwise it leaves the queue with a timeout error.
-    pub fn timeout_waiter(&mut self, id: WaiterId) -> Result<(Conn<C>, Via), Error> {
+    /// otherwise it leaves the queue with a timeout error (its waker leaves in `fx`).
+    pub fn timeout_waiter(
+        &mut self,
+        id: WaiterId,
+        fx: &mut Effects<C>,
+    ) -> Result<(Conn<C>, Via), Error> {
         let Some(entry) = self.waiters.remove(id) else {
             return Err(self.timeout_error());
         };
-        if matches!(entry.slot, Slot::Waiting(_)) {
+        if let Slot::Waiting(waker) = entry.slot {
+            fx.stale(waker);
             if entry.counted {
                 self.stats.wait_duration += coarse_now().saturating_sub(entry.since);
             }
@@ -975,8 +999,8 @@ impl<C> State<C> {
         self.finish_wait(entry.since, entry.counted, entry.slot)
     }
 
-    /// The waiter's future was dropped: it leaves the queue, and a connection already handed
-    /// to it moves on to the next waiter or to idle.
+    /// The waiter's future was dropped: it leaves the queue (its waker leaves in `fx`), and a
+    /// connection already handed to it moves on to the next waiter or to idle.
     pub fn cancel_waiter(&mut self, id: WaiterId, now: &mut Now, fx: &mut Effects<C>) {
         let Some(entry) = self.waiters.remove(id) else {
             return;
@@ -984,8 +1008,12 @@ impl<C> State<C> {
         if entry.counted {
             self.stats.wait_duration += coarse_now().saturating_sub(entry.since);
         }
-        if let Slot::Served((conn, via)) = entry.slot {
-            self.put(conn, via, now, fx);
+        match entry.slot {
+            Slot::Served((conn, via)) => {
+                self.put(conn, via, now, fx);
+            }
+            Slot::Waiting(waker) => fx.stale(waker),
+            Slot::Failed(_) => {}
         }
     }
 

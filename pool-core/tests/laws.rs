@@ -924,3 +924,90 @@ fn a_pool_keeps_time_by_its_own_clock_whatever_else_runs_in_the_process() {
         assert_eq!(pool.stats().idle, 1, "the one idle 6 s stays");
     });
 }
+
+/// A waker the pool stores for a queued caller may run any code when dropped, the pool's own
+/// included: the pool drops it after releasing its lock (tokio #5475 deadlocked on this).
+/// Checked for a caller whose future is dropped while queued, and for one that times out (its
+/// waker is still held by the poll then, so that path cannot deadlock, but it is run too); a
+/// deadlock fails the test through the channel's deadline instead of hanging it.
+#[test]
+fn a_waker_the_pool_drops_may_use_the_pool() {
+    use std::sync::atomic::AtomicBool;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    /// Forwards wake-ups to the task, and asks the pool for its stats when dropped.
+    struct Reentrant {
+        pool: pool_core::Pool<ScriptedManager>,
+        task: Waker,
+        dropped: Arc<AtomicBool>,
+    }
+    impl Wake for Reentrant {
+        fn wake(self: Arc<Self>) {
+            self.task.wake_by_ref();
+        }
+    }
+    impl Drop for Reentrant {
+        fn drop(&mut self) {
+            let _ = self.pool.stats();
+            self.dropped.store(true, Ordering::SeqCst);
+        }
+    }
+
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let m = ScriptedManager::new();
+            let pool = builder(&m)
+                .max_open(1)
+                .acquire_timeout(SEC)
+                .build()
+                .unwrap();
+            let held = pool.get().await.unwrap();
+            for times_out in [false, true] {
+                let dropped = Arc::new(AtomicBool::new(false));
+                let mut get = Box::pin(pool.get());
+                // Between polls the pool holds the only strong reference to the reentrant
+                // waker: whichever of its paths drops it, that drop runs its code.
+                let mut weak: Option<std::sync::Weak<Reentrant>> = None;
+                let r = std::future::poll_fn(|cx| {
+                    let reentrant = weak.as_ref().and_then(|w| w.upgrade()).unwrap_or_else(|| {
+                        let r = Arc::new(Reentrant {
+                            pool: pool.clone(),
+                            task: cx.waker().clone(),
+                            dropped: dropped.clone(),
+                        });
+                        weak = Some(Arc::downgrade(&r));
+                        r
+                    });
+                    let waker = Waker::from(reentrant);
+                    let polled = get.as_mut().poll(&mut Context::from_waker(&waker));
+                    drop(waker);
+                    match polled {
+                        Poll::Pending if !times_out => Poll::Ready(None),
+                        Poll::Pending => Poll::Pending,
+                        Poll::Ready(r) => Poll::Ready(Some(r.map(drop))),
+                    }
+                })
+                .await;
+                drop(get); // a caller that leaves: the pool drops the stored waker
+                if times_out {
+                    assert!(r.unwrap().unwrap_err().is_timeout());
+                }
+                assert!(
+                    dropped.load(Ordering::SeqCst),
+                    "the stored waker was dropped"
+                );
+            }
+            drop(held);
+        });
+        done.send(()).unwrap();
+    });
+    finished
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a waker dropped under the pool's lock deadlocked the pool");
+}

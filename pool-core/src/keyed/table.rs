@@ -325,7 +325,8 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
         fx: &mut Effects<C>,
         mut f: impl FnMut(&mut State<C>, &mut Now, &mut Effects<C>),
     ) {
-        f(&mut self.template, now, &mut Effects::default());
+        // The template holds no connection or waiter; what it asks for is applied all the same.
+        f(&mut self.template, now, fx);
         let ids = self.ids();
         for key in ids {
             if self.id(key.idx) == Some(key) {

@@ -496,7 +496,7 @@ fn run_model(
                 }
                 let timeout = matches!(op, Op::Timeout(_));
                 let r = if timeout {
-                    Some(st.timeout_waiter(ids[i]))
+                    Some(st.timeout_waiter(ids[i], &mut fx))
                 } else {
                     match st.poll_waiter(ids[i], noop) {
                         WaitPoll::Ready(r) => Some(r),

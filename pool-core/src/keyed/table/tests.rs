@@ -334,7 +334,7 @@ fn run_model(
                         });
                         continue;
                     }
-                    Op::Timeout(_) => match d.on(key, |st, _, _| st.timeout_waiter(id)) {
+                    Op::Timeout(_) => match d.on(key, |st, _, fx| st.timeout_waiter(id, fx)) {
                         Ok((c, _)) => {
                             prop_assert_eq!(state, W::Served);
                             out.push((k, key, c));
