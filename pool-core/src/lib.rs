@@ -44,7 +44,6 @@
 
 #![forbid(unsafe_code)]
 
-mod clock;
 mod config;
 mod error;
 mod guard;

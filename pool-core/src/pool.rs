@@ -122,8 +122,7 @@ impl<M: Manager> Pool<M> {
         limits.stamp = hooks.is_some();
         limits.hooks = hooks.is_some();
         let origin = tokio::time::Instant::now();
-        let state =
-            State::new(limits, config.max_idle, config.lifetime_jitter).with_origin(origin);
+        let state = State::new(limits, config.max_idle, config.lifetime_jitter).with_origin(origin);
         let shared = Shared::start(manager, state, timeouts, hooks, origin)?;
         Ok(Pool {
             _owner: Arc::new(Owner(shared.clone())),

@@ -669,7 +669,7 @@ impl<M: KeyedManager, T: Table<M>> Future for Waiter<'_, '_, M, T> {
         let (key, id) = (*key, *id);
         let polled = self
             .shared
-            .with_state(key, |st, _, _| st.poll_waiter(id, cx.waker()));
+            .with_state(key, |st, now, _| st.poll_waiter(id, cx.waker(), now));
         match polled {
             WaitPoll::Pending(old_waker) => {
                 drop(old_waker);
@@ -698,7 +698,7 @@ impl<M: KeyedManager, T: Table<M>> Waiter<'_, '_, M, T> {
                 };
                 let r = self
                     .shared
-                    .with_state(key, |st, _, fx| st.timeout_waiter(id, fx));
+                    .with_state(key, |st, now, fx| st.timeout_waiter(id, now, fx));
                 if r.is_err() {
                     tracing::debug!(target: "pool_core", "checkout timed out");
                 }

@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::clock::coarse_now;
 use crate::config::{Limits, clamp_idle};
 use crate::error::{Cause, Kind};
 use crate::hooks::Returned;
@@ -614,14 +613,14 @@ impl<C> State<C> {
         }
         if has_room && !breaker_holds && self.limits.binding == Binding::Caller {
             // database/sql: the caller creates its own connection and waits for it.
-            let id = self.waiters.push_own(coarse_now(), waker);
+            let id = self.waiters.push_own(now.get(), waker);
             self.start_create(Some(id), fx);
             return Ok(Acquired::Wait(id));
         }
         if !has_room {
             self.stats.wait_count += 1;
         }
-        let id = self.waiters.push(coarse_now(), !has_room, retry, waker);
+        let id = self.waiters.push(now.get(), !has_room, retry, waker);
         self.balance(now, fx);
         Ok(Acquired::Wait(id))
     }
@@ -940,12 +939,13 @@ impl<C> State<C> {
 
     fn finish_wait(
         &mut self,
-        since: Duration,
+        since: Instant,
         counted: bool,
+        now: &mut Now,
         slot: Slot<(Conn<C>, Via)>,
     ) -> Result<(Conn<C>, Via), Error> {
         if counted {
-            self.stats.wait_duration += coarse_now().saturating_sub(since);
+            self.stats.wait_duration += now.get().saturating_duration_since(since);
         }
         match slot {
             Slot::Served((conn, via)) => {
@@ -964,7 +964,7 @@ impl<C> State<C> {
     }
 
     /// Polls a waiter: takes its connection or error, or records the waker.
-    pub fn poll_waiter(&mut self, id: WaiterId, waker: &Waker) -> WaitPoll<C> {
+    pub fn poll_waiter(&mut self, id: WaiterId, waker: &Waker, now: &mut Now) -> WaitPoll<C> {
         let Some(entry) = self.waiters.get_mut(id) else {
             return WaitPoll::Ready(Err(Error::closed()));
         };
@@ -975,7 +975,7 @@ impl<C> State<C> {
             return WaitPoll::Pending(w.replace(waker.clone()));
         }
         let entry = self.waiters.remove(id).expect("entry was just found");
-        WaitPoll::Ready(self.finish_wait(entry.since, entry.counted, entry.slot))
+        WaitPoll::Ready(self.finish_wait(entry.since, entry.counted, now, entry.slot))
     }
 
     /// The waiter's deadline passed: a connection delivered meanwhile is still taken;
@@ -983,6 +983,7 @@ impl<C> State<C> {
     pub fn timeout_waiter(
         &mut self,
         id: WaiterId,
+        now: &mut Now,
         fx: &mut Effects<C>,
     ) -> Result<(Conn<C>, Via), Error> {
         let Some(entry) = self.waiters.remove(id) else {
@@ -991,12 +992,12 @@ impl<C> State<C> {
         if let Slot::Waiting(waker) = entry.slot {
             fx.stale(waker);
             if entry.counted {
-                self.stats.wait_duration += coarse_now().saturating_sub(entry.since);
+                self.stats.wait_duration += now.get().saturating_duration_since(entry.since);
             }
             self.stats.timeouts += 1;
             return Err(self.timeout_error());
         }
-        self.finish_wait(entry.since, entry.counted, entry.slot)
+        self.finish_wait(entry.since, entry.counted, now, entry.slot)
     }
 
     /// The waiter's future was dropped: it leaves the queue (its waker leaves in `fx`), and a
@@ -1006,7 +1007,7 @@ impl<C> State<C> {
             return;
         };
         if entry.counted {
-            self.stats.wait_duration += coarse_now().saturating_sub(entry.since);
+            self.stats.wait_duration += now.get().saturating_duration_since(entry.since);
         }
         match entry.slot {
             Slot::Served((conn, via)) => {

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::task::Waker;
 
 use slab::Slab;
-use std::time::Duration;
+use tokio::time::Instant;
 
 use crate::Error;
 
@@ -36,8 +36,8 @@ pub(crate) enum Slot<T> {
 
 pub(crate) struct Entry<T> {
     seq: u64,
-    /// When it started waiting (`clock::coarse_now`).
-    pub since: Duration,
+    /// When it started waiting.
+    pub since: Instant,
     /// Whether it waits for capacity (database/sql's `WaitCount`).
     pub counted: bool,
     /// A create was started on its behalf (each waiter gets at most one).
@@ -103,7 +103,7 @@ impl<T> Waiters<T> {
     /// (it had reached the head already).
     pub fn push(
         &mut self,
-        since: Duration,
+        since: Instant,
         counted: bool,
         front: bool,
         waker: Option<&Waker>,
@@ -123,7 +123,7 @@ impl<T> Waiters<T> {
 
     /// A caller that waits for the create it starts (Go's binding): not in the hand-off
     /// queue; only [`serve`](Waiters::serve) or [`fail`](Waiters::fail) reach it.
-    pub fn push_own(&mut self, since: Duration, waker: Option<&Waker>) -> WaiterId {
+    pub fn push_own(&mut self, since: Instant, waker: Option<&Waker>) -> WaiterId {
         let id = self.insert(since, false, true, waker);
         self.own += 1;
         id
@@ -131,7 +131,7 @@ impl<T> Waiters<T> {
 
     fn insert(
         &mut self,
-        since: Duration,
+        since: Instant,
         counted: bool,
         own: bool,
         waker: Option<&Waker>,

@@ -14,6 +14,7 @@ use pool_core::{IdleOrder, Pooled};
 use support::{builder, eventually, settled};
 
 const SEC: Duration = Duration::from_secs(1);
+const MS: Duration = Duration::from_millis(1);
 
 // ---- reuse and no spurious work (law 12) ----
 
@@ -1010,4 +1011,61 @@ fn a_waker_the_pool_drops_may_use_the_pool() {
     finished
         .recv_timeout(Duration::from_secs(30))
         .expect("a waker dropped under the pool's lock deadlocked the pool");
+}
+
+/// `wait_duration` is the time callers waited for capacity, by the runtime's clock (paused
+/// time included), to the millisecond; a short real wait is not read as zero.
+#[tokio::test(start_paused = true)]
+async fn wait_duration_is_the_time_waited_by_the_runtimes_clock() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m).max_open(1).build().unwrap();
+    let held = pool.get().await.unwrap();
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { drop(pool.get().await.unwrap()) })
+        })
+        .collect();
+    eventually("three wait", || pool.stats().waiting == 3).await;
+    tokio::time::advance(250 * MS).await;
+    drop(held);
+    for w in waiters {
+        w.await.unwrap();
+    }
+    let s = pool.stats();
+    assert_eq!(s.wait_count, 3);
+    // Each waited 250 ms, give or take the yields that let them queue and run.
+    assert!(
+        s.wait_duration >= 750 * MS && s.wait_duration < 760 * MS,
+        "{:?}",
+        s.wait_duration
+    );
+}
+
+#[test]
+fn a_short_real_wait_is_not_read_as_zero() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let m = ScriptedManager::new();
+        let pool = builder(&m).max_open(1).build().unwrap();
+        for _ in 0..16 {
+            let held = pool.get().await.unwrap();
+            let waiter = {
+                let pool = pool.clone();
+                tokio::spawn(async move { drop(pool.get().await.unwrap()) })
+            };
+            while pool.stats().waiting == 0 {
+                tokio::task::yield_now().await;
+            }
+            drop(held);
+            waiter.await.unwrap();
+        }
+        let s = pool.stats();
+        assert_eq!(s.wait_count, 16);
+        assert!(s.wait_duration > Duration::ZERO, "{s:?}");
+    });
 }

@@ -75,7 +75,7 @@ impl Driver {
     }
 
     fn take(&mut self, id: WaiterId) -> Conn<u32> {
-        match self.step(|st, _, _| st.poll_waiter(id, Waker::noop())) {
+        match self.step(|st, now, _| st.poll_waiter(id, Waker::noop(), now)) {
             WaitPoll::Ready(Ok((c, _))) => c,
             _ => panic!("waiter not served"),
         }
@@ -225,7 +225,7 @@ fn the_breaker_opens_after_the_threshold_and_fails_fast() {
         let id = waiting(d.acquire());
         let tag = d.creates.remove(0);
         d.step(|st, now, fx| st.handle_create_failed(Error::new(Kind::Create), tag, now, fx));
-        match d.step(|st, _, _| st.poll_waiter(id, Waker::noop())) {
+        match d.step(|st, now, _| st.poll_waiter(id, Waker::noop(), now)) {
             WaitPoll::Ready(Err(e)) => assert!(e.is_create(), "{i}: {e:?}"),
             _ => panic!("the waiter did not get its create error"),
         }
@@ -263,7 +263,7 @@ fn close_fails_waiters_and_drains() {
         "noop wakers are not stored twice"
     );
     d.absorb(fx);
-    match d.step(|st, _, _| st.poll_waiter(b, Waker::noop())) {
+    match d.step(|st, now, _| st.poll_waiter(b, Waker::noop(), now)) {
         WaitPoll::Ready(Err(e)) => assert!(e.is_closed()),
         _ => panic!("a waiter survived close"),
     }
@@ -496,9 +496,9 @@ fn run_model(
                 }
                 let timeout = matches!(op, Op::Timeout(_));
                 let r = if timeout {
-                    Some(st.timeout_waiter(ids[i], &mut fx))
+                    Some(st.timeout_waiter(ids[i], now, &mut fx))
                 } else {
-                    match st.poll_waiter(ids[i], noop) {
+                    match st.poll_waiter(ids[i], noop, now) {
                         WaitPoll::Ready(r) => Some(r),
                         WaitPoll::Pending(_) => None,
                     }

@@ -74,7 +74,7 @@ impl Driver {
         };
         let (ck, tag) = self.creates.remove(0);
         self.on(ck, |st, now, fx| st.handle_created(1, 0, tag, now, fx));
-        match self.on(key, |st, _, _| st.poll_waiter(id, Waker::noop())) {
+        match self.on(key, |st, now, _| st.poll_waiter(id, Waker::noop(), now)) {
             WaitPoll::Ready(Ok((c, _))) => c,
             _ => panic!("not served"),
         }
@@ -334,14 +334,15 @@ fn run_model(
                         });
                         continue;
                     }
-                    Op::Timeout(_) => match d.on(key, |st, _, fx| st.timeout_waiter(id, fx)) {
+                    Op::Timeout(_) => match d.on(key, |st, now, fx| st.timeout_waiter(id, now, fx))
+                    {
                         Ok((c, _)) => {
                             prop_assert_eq!(state, W::Served);
                             out.push((k, key, c));
                         }
                         Err(_) => prop_assert_ne!(state, W::Served),
                     },
-                    _ => match d.on(key, |st, _, _| st.poll_waiter(id, Waker::noop())) {
+                    _ => match d.on(key, |st, now, _| st.poll_waiter(id, Waker::noop(), now)) {
                         WaitPoll::Pending(_) => {
                             prop_assert_eq!(state, W::Waiting);
                             continue;
