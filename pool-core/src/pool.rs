@@ -147,6 +147,29 @@ impl<M: Manager> Pool<M> {
         Get(GetFuture::new(&self.shared, &()))
     }
 
+    /// [`get`](Pool::get) with this call's own deadline instead of the pool's
+    /// `acquire_timeout` (Go: a context deadline on `db.Conn(ctx)`). The error at the
+    /// deadline is the pool's own, [`is_timeout`](Error::is_timeout), with the last create
+    /// error as its source when there was one; wrapping `get` in `tokio::time::timeout`
+    /// loses that.
+    ///
+    /// # Errors
+    /// As [`get`](Pool::get).
+    ///
+    /// # Cancel safety
+    /// As [`get`](Pool::get).
+    pub fn get_timeout(&self, timeout: Duration) -> Get<'_, M> {
+        Get(GetFuture::new(&self.shared, &()).with_timeout(timeout))
+    }
+
+    /// An idle connection that is ready as it is, now, or `None`: nothing idle, callers
+    /// queued (it never overtakes them), or the connection in turn needs a validation first.
+    /// It never waits and never creates. A connection it finds broken or needing a reset
+    /// goes back through the return path, and the next idle one is tried.
+    pub fn try_get(&self) -> Option<Pooled<'_, M>> {
+        self.shared.try_get(&()).map(Pooled)
+    }
+
     /// [`get`](Pool::get), returning a guard that owns a reference to the pool, to move into
     /// a spawned task or keep in a struct.
     ///

@@ -318,6 +318,7 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
         self: &'a Arc<Self>,
         key: M::Key,
         mut idle: Option<(Conn<M::Resource>, T::Handle)>,
+        acquire_timeout: Option<Duration>,
     ) -> Result<Guard<'a, M, T>, Error> {
         let key = &key;
         let started = self.hooks.as_ref().map(|h| {
@@ -329,7 +330,7 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
         if traced {
             tracing::trace!(target: "pool_core", "checkout started");
         }
-        let mut deadline = Deadline::new(self.timeouts.acquire);
+        let mut deadline = Deadline::new(acquire_timeout);
         let mut retry = false;
         loop {
             let (mut conn, via, handle) = match idle.take() {
@@ -374,6 +375,34 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
             }
             return Ok(guard);
         }
+    }
+
+    /// An idle connection of `key` that is ready as it is, or `None` (see `Pool::try_get`).
+    pub fn try_get(self: &Arc<Self>, key: &M::Key) -> Option<Guard<'_, M, T>> {
+        // Each turn takes one connection out of idle; one that is not ready goes back through
+        // the return path (reset on return, or closed), so the loop ends.
+        for _ in 0..8 {
+            let (mut conn, handle) = self.with_table(|t, now, fx| t.try_pop(key, now, fx))?;
+            if self.is_ready(&mut conn) {
+                tracing::trace!(target: "pool_core", conn = conn.id, reused = true, was_idle = true, "got a connection");
+                if self.hooks.is_some() {
+                    let info = GotConn {
+                        id: conn.id,
+                        reused: true,
+                        was_idle: true,
+                        idle_time: conn
+                            .idle_since(Some(self.origin))
+                            .map_or(Duration::ZERO, |t| t.elapsed()),
+                        wait: Duration::ZERO,
+                    };
+                    self.hook("get_conn", |h| h.get_conn(key));
+                    self.hook("got_conn", |h| h.got_conn(key, &info));
+                }
+                return Some(Guard::borrowed(self, conn, handle));
+            }
+            drop(Guard::borrowed(self, conn, handle));
+        }
+        None
     }
 
     /// Waits (up to `timeout`) until every connection is closed.
@@ -741,8 +770,9 @@ fn start_slow<'a, M: KeyedManager, T: Table<M>>(
     shared: &'a Arc<Shared<M, T>>,
     key: &M::Key,
     idle: Option<(Conn<M::Resource>, T::Handle)>,
+    acquire_timeout: Option<Duration>,
 ) -> SlowGet<'a, M, T> {
-    Box::pin(shared.get_slow(key.clone(), idle))
+    Box::pin(shared.get_slow(key.clone(), idle, acquire_timeout))
 }
 
 /// The checkout future of both pools. Its first poll serves an idle connection inline when
@@ -755,6 +785,8 @@ pub(crate) struct GetFuture<'a, 'k, M: KeyedManager, T: Table<M>, W> {
     shared: &'a Arc<Shared<M, T>>,
     key: &'k M::Key,
     slow: Option<SlowGet<'a, M, T>>,
+    /// This checkout's deadline: the pool's `acquire_timeout`, or the caller's own.
+    acquire_timeout: Option<Duration>,
     _out: std::marker::PhantomData<fn() -> W>,
 }
 
@@ -764,8 +796,15 @@ impl<'a, 'k, M: KeyedManager, T: Table<M>, W> GetFuture<'a, 'k, M, T, W> {
             shared,
             key,
             slow: None,
+            acquire_timeout: shared.timeouts.acquire,
             _out: std::marker::PhantomData,
         }
+    }
+
+    /// The same checkout with its own deadline instead of the pool's `acquire_timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = Some(timeout);
+        self
     }
 
     pub fn is_waiting(&self) -> bool {
@@ -796,7 +835,8 @@ impl<'a, 'k, M: KeyedManager, T: Table<M>, W: Wrap<'a, M, T>> Future
                     }
                     None => None,
                 };
-                this.slow.insert(start_slow(shared, this.key, idle))
+                this.slow
+                    .insert(start_slow(shared, this.key, idle, this.acquire_timeout))
             }
         };
         slow.as_mut().poll(cx).map_ok(W::wrap)

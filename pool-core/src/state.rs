@@ -532,6 +532,17 @@ impl<C> State<C> {
         Some(conn)
     }
 
+    /// Puts back what [`pop_idle`](State::pop_idle) just took, where it was.
+    fn unpop_idle(&mut self, conn: Conn<C>) {
+        if !conn.is_stamped() {
+            self.unstamped += 1;
+        }
+        match self.limits.order {
+            IdleOrder::Lifo => self.idle.push_back(conn),
+            IdleOrder::Fifo => self.idle.push_front(conn),
+        }
+    }
+
     fn take_front(&mut self) -> Option<Conn<C>> {
         let conn = self.idle.pop_front()?;
         if !conn.is_stamped() {
@@ -623,6 +634,39 @@ impl<C> State<C> {
         let id = self.waiters.push(now.get(), !has_room, retry, waker);
         self.balance(now, fx);
         Ok(Acquired::Wait(id))
+    }
+
+    /// An idle connection now, without queueing or creating: `None` when callers are queued
+    /// (no barging), nothing is idle, or the one in turn is due for validation (it stays
+    /// where it is, for a checkout that can run the validation).
+    pub fn try_acquire(&mut self, now: &mut Now, fx: &mut Effects<C>) -> Option<Conn<C>> {
+        if self.closed || !self.waiters.is_empty() {
+            return None;
+        }
+        loop {
+            let surplus = self.idle.len() > self.limits.max_idle;
+            let conn = self.pop_idle()?;
+            if self.is_expired(&conn, now) {
+                self.begin_close(conn, CloseReason::MaxLifetime, fx);
+                continue;
+            }
+            if let Some(after) = self.limits.validate_after
+                && conn
+                    .idle_since(self.origin)
+                    .is_some_and(|t| now.get().saturating_duration_since(t) >= after)
+            {
+                self.unpop_idle(conn);
+                return None;
+            }
+            self.stats.hits += 1;
+            if surplus {
+                self.stats.grace_reused += 1;
+            }
+            if self.limits.min_idle > 0 {
+                self.refill(now, fx);
+            }
+            return Some(conn);
+        }
     }
 
     /// A keyed pool's breaker after its retry time: the next checkout may create, and one

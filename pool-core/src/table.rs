@@ -40,6 +40,19 @@ pub(crate) trait Table<M: KeyedManager>: Send + 'static {
     /// The common checkout in one step, when the table allows it (see `State::pop_fast`).
     fn pop_fast(&mut self, key: &M::Key) -> Option<(Conn<M::Resource>, Self::Handle)>;
 
+    /// An idle connection of `key` now, without queueing or creating (see
+    /// `State::try_acquire`).
+    fn try_pop(
+        &mut self,
+        key: &M::Key,
+        now: &mut Now,
+        fx: &mut Effects<M::Resource>,
+    ) -> Option<(Conn<M::Resource>, Self::Handle)> {
+        let (id, handle) = self.enter(key).ok()?;
+        self.with(id, now, fx, |st, now, fx| st.try_acquire(now, fx))
+            .map(|conn| (conn, handle))
+    }
+
     /// The common release in one step, when the table allows it (see `State::push_fast`):
     /// true when the connection left `slot` for the idle list.
     #[inline]

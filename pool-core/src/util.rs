@@ -47,10 +47,11 @@ impl Deadline {
         Deadline { timeout, at: None }
     }
 
-    /// `None`: no deadline. Reads the clock only the first time, and only with a timeout.
+    /// `None`: no deadline (or one past what an `Instant` can hold). Reads the clock only
+    /// the first time, and only with a timeout.
     pub fn get(&mut self) -> Option<Instant> {
         *self
             .at
-            .get_or_insert_with(|| self.timeout.map(|t| Instant::now() + t))
+            .get_or_insert_with(|| self.timeout.and_then(|t| Instant::now().checked_add(t)))
     }
 }

@@ -492,3 +492,36 @@ async fn a_keyed_checkout_future_can_go_through_generic_code_in_a_spawned_task()
     });
     task.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn keyed_totals_cap_open_by_the_keys_held_and_try_get_and_get_timeout_work_per_key() {
+    let m = KeyedScripted::new();
+    let pool = builder(&m).max_open_per_key(2).build().unwrap();
+    let held: Vec<_> = [1, 1, 2].iter().map(|k| pool.get(k)).collect();
+    let mut held_guards = Vec::new();
+    for h in held {
+        held_guards.push(h.await.unwrap());
+    }
+    let s = pool.stats();
+    assert_eq!(
+        (s.open, s.max_open),
+        (3, 4),
+        "two keys held, two each: {s:?}"
+    );
+    assert!(s.open <= s.max_open);
+    // Key 1 is full: its own deadline; key 2 has an idle one for try_get once returned.
+    let err = pool.get_timeout(&1, SEC).await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(pool.try_get(&2).is_none(), "in use");
+    held_guards.pop();
+    let c = pool.try_get(&2).expect("idle now");
+    assert_eq!(c.key, 2);
+    assert!(
+        pool.try_get(&3).is_none(),
+        "a key never used: nothing, no create"
+    );
+    drop(c);
+    drop(held_guards);
+    settled(&pool, &m).await;
+    assert_eq!(m.inner.create_calls(), 3);
+}

@@ -1069,3 +1069,74 @@ fn a_short_real_wait_is_not_read_as_zero() {
         assert!(s.wait_duration > Duration::ZERO, "{s:?}");
     });
 }
+
+// ---- per-call deadline, try_get ----
+
+#[tokio::test(start_paused = true)]
+async fn get_timeout_is_this_calls_deadline_with_the_pools_own_error_and_cause() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m).max_open(2).build().unwrap();
+    let held = pool.get().await.unwrap();
+    let t = tokio::time::Instant::now();
+    m.script_create([Step::Fail("refused")]);
+    let err = pool.get_timeout(200 * MS).await.unwrap_err();
+    assert_eq!(
+        t.elapsed(),
+        200 * MS,
+        "its own deadline, with none on the pool"
+    );
+    assert!(err.is_timeout(), "{err:?}");
+    let cause = std::error::Error::source(&err).map(ToString::to_string);
+    assert!(cause.is_some_and(|c| c.contains("refused")), "{err:?}");
+    // Served before its deadline, it is an ordinary checkout.
+    let held2 = pool.get().await.unwrap();
+    let quick = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.get_timeout(SEC).await.map(|c| Pooled::id(&c)) })
+    };
+    eventually("queued", || pool.stats().waiting == 1).await;
+    let id = Pooled::id(&held);
+    drop(held);
+    assert_eq!(quick.await.unwrap().unwrap(), id);
+    drop(held2);
+    // A deadline past what an Instant holds is no deadline, not a panic.
+    drop(pool.get_timeout(Duration::MAX).await.unwrap());
+    settled(&pool, &m).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn try_get_takes_an_idle_connection_now_or_nothing_and_never_overtakes_a_waiter() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m).max_open(1).build().unwrap();
+    assert!(pool.try_get().is_none(), "nothing idle: no create");
+    assert_eq!(m.create_calls(), 0);
+    let c = pool.get().await.unwrap();
+    assert!(pool.try_get().is_none(), "in use");
+    let waiter = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.get().await.map(drop) })
+    };
+    eventually("queued", || pool.stats().waiting == 1).await;
+    drop(c);
+    waiter.await.unwrap().unwrap();
+    let c = pool.try_get().expect("idle and ready");
+    assert_eq!(Pooled::id(&c), 1);
+    // A connection that needs a reset goes through the return path instead.
+    let mut c = c;
+    c.dirty = true;
+    drop(c);
+    eventually("reset on return", || pool.stats().idle == 1).await;
+    let c = pool.try_get().expect("clean again");
+    assert!(!c.dirty);
+    drop(c);
+    // Due for validation: left for a checkout that can validate it.
+    let m = ScriptedManager::new().with_validate_after(SEC);
+    let pool = builder(&m).build().unwrap();
+    drop(pool.get().await.unwrap());
+    tokio::time::advance(2 * SEC).await;
+    assert!(pool.try_get().is_none());
+    assert_eq!(pool.stats().idle, 1, "left where it was");
+    drop(pool.get().await.unwrap());
+    assert_eq!(m.validate_calls(), 1);
+    settled(&pool, &m).await;
+}

@@ -140,6 +140,28 @@ impl<M: KeyedManager> KeyedPool<M> {
         KeyedGet(GetFuture::new(&self.shared, key))
     }
 
+    /// [`get`](KeyedPool::get) with this call's own deadline instead of the pool's
+    /// `acquire_timeout` (see [`Pool::get_timeout`](crate::Pool::get_timeout)).
+    ///
+    /// # Errors
+    /// As [`get`](KeyedPool::get).
+    ///
+    /// # Cancel safety
+    /// As [`get`](KeyedPool::get).
+    pub fn get_timeout<'a, 'k>(
+        &'a self,
+        key: &'k M::Key,
+        timeout: Duration,
+    ) -> KeyedGet<'a, 'k, M> {
+        KeyedGet(GetFuture::new(&self.shared, key).with_timeout(timeout))
+    }
+
+    /// An idle connection of `key` that is ready as it is, now, or `None` (see
+    /// [`Pool::try_get`](crate::Pool::try_get)).
+    pub fn try_get(&self, key: &M::Key) -> Option<KeyedPooled<'_, M>> {
+        self.shared.try_get(key).map(KeyedPooled)
+    }
+
     /// [`get`](KeyedPool::get), returning a guard that owns a reference to the pool.
     ///
     /// # Errors
@@ -152,7 +174,8 @@ impl<M: KeyedManager> KeyedPool<M> {
     }
 
     /// The totals across keys, with the plain pool's names: gauges and counters summed over
-    /// every key (forgotten keys' counters included), `max_open` the per-key limit.
+    /// every key (forgotten keys' counters included); `max_open` is the per-key limit times
+    /// the keys held (0: unlimited), so `open <= max_open` holds on the totals too.
     pub fn stats(&self) -> Stats {
         self.shared.state.lock().stats()
     }

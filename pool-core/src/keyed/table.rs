@@ -284,14 +284,20 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
     }
 
     /// The totals: every key's gauges and counters, plus the counters of forgotten keys.
-    /// `max_open` is the per-key limit; `surplus_idle` counts idle connections above the
+    /// `max_open` is the per-key limit times the keys held; `surplus_idle` counts idle connections above the
     /// per-key or the global `max_idle`, whichever is more.
     pub fn stats(&self) -> Stats {
         let mut total = self.retired;
         for (_, e) in &self.keys {
             total.add(&e.state.stats());
         }
-        total.max_open = self.template.limits().max_open;
+        // The total cap: the per-key cap times the keys held (0: unlimited), so that
+        // `open <= max_open` reads right on the totals too.
+        total.max_open = self
+            .template
+            .limits()
+            .max_open
+            .saturating_mul(self.keys.len());
         total.peak_open = self.peak_open;
         total.surplus_idle = total
             .surplus_idle
