@@ -162,6 +162,12 @@ impl<M: Manager> Pool<M> {
         Get(GetFuture::new(&self.shared, &()).with_timeout(timeout))
     }
 
+    /// Closes at once the idle connections that `dead` says are dead (see
+    /// [`KeyedPool::evict_idle_where`](crate::KeyedPool::evict_idle_where)). Returns how many.
+    pub fn evict_idle_where(&self, dead: impl FnMut(&M::Resource) -> bool) -> usize {
+        self.shared.evict_idle_where(&(), dead)
+    }
+
     /// An idle connection that is ready as it is, now, or `None`: nothing idle, callers
     /// queued (it never overtakes them), or the connection in turn needs a validation first.
     /// It never waits and never creates. A connection it finds broken or needing a reset

@@ -405,6 +405,29 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
         None
     }
 
+    /// Closes the idle connections of `key` that `dead` picks (see `KeyedPool::evict_idle_where`).
+    /// A panic in `dead` counts as "not dead".
+    pub fn evict_idle_where(
+        self: &Arc<Self>,
+        key: &M::Key,
+        mut dead: impl FnMut(&M::Resource) -> bool,
+    ) -> usize {
+        self.with_table(|t, now, fx| {
+            let Some(id) = t.find(key) else {
+                return 0;
+            };
+            t.with(id, now, fx, |st, _, fx| {
+                st.evict_idle(
+                    |res| {
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dead(res)))
+                            .unwrap_or(false)
+                    },
+                    fx,
+                )
+            })
+        })
+    }
+
     /// Waits (up to `timeout`) until every connection is closed.
     pub async fn drained(&self, timeout: Duration) -> Result<(), Error> {
         let drained = async {

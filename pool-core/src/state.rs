@@ -946,6 +946,26 @@ impl<C> State<C> {
         }
     }
 
+    /// Closes the idle connections `dead` picks (seen dead from outside the pool), as broken;
+    /// the others keep their place and their stamps, and nothing is created to replace them.
+    pub fn evict_idle(&mut self, mut dead: impl FnMut(&C) -> bool, fx: &mut Effects<C>) -> usize {
+        let mut evicted = 0;
+        let mut i = 0;
+        while i < self.idle.len() {
+            if dead(&self.idle[i].res) {
+                let conn = self.idle.remove(i).expect("index is in range");
+                if !conn.is_stamped() {
+                    self.unstamped -= 1;
+                }
+                self.begin_close(conn, CloseReason::Broken, fx);
+                evicted += 1;
+            } else {
+                i += 1;
+            }
+        }
+        evicted
+    }
+
     /// Takes a connection out of service; its slot frees when [`handle_closed`] runs.
     pub fn begin_close(
         &mut self,

@@ -28,6 +28,9 @@ pub(crate) trait Table<M: KeyedManager>: Send + 'static {
     /// The handle of a live key.
     fn handle(&self, key: KeyId) -> Self::Handle;
 
+    /// The state of `key` if the table holds one (never makes one).
+    fn find(&self, key: &M::Key) -> Option<KeyId>;
+
     /// Runs `f` on the state of a live key, then settles what spans keys.
     fn with<R>(
         &mut self,
@@ -102,6 +105,11 @@ impl<M: KeyedManager<Key = ()>> Table<M> for State<M::Resource> {
 
     #[inline]
     fn handle(&self, _: KeyId) {}
+
+    #[inline]
+    fn find(&self, _: &()) -> Option<KeyId> {
+        Some(KeyId::ROOT)
+    }
 
     #[inline]
     fn with<R>(

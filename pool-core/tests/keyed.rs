@@ -525,3 +525,35 @@ async fn keyed_totals_cap_open_by_the_keys_held_and_try_get_and_get_timeout_work
     settled(&pool, &m).await;
     assert_eq!(m.inner.create_calls(), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn evict_idle_where_closes_the_dead_at_once_keeps_the_rest_in_place_and_dials_nothing() {
+    let m = KeyedScripted::new();
+    let pool = builder(&m).max_idle_per_key(4).build().unwrap();
+    let (a, b, c) = (
+        pool.get(&1).await.unwrap(),
+        pool.get(&1).await.unwrap(),
+        pool.get(&1).await.unwrap(),
+    );
+    let ids = [
+        KeyedPooled::id(&a),
+        KeyedPooled::id(&b),
+        KeyedPooled::id(&c),
+    ];
+    let ids_res = [a.res.id, b.res.id, c.res.id];
+    drop((a, b, c));
+    assert_eq!(pool.key_stats(&1).unwrap().idle, 3);
+    let evicted = pool.evict_idle_where(&1, |r| r.res.id == ids_res[1]);
+    assert_eq!(evicted, 1);
+    assert_eq!(pool.evict_idle_where(&2, |_| true), 0, "a key never used");
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.idle, s.broken_closed, s.created), (2, 1, 3), "{s:?}");
+    // Most recently used first, as before: c, then a.
+    let first = pool.get(&1).await.unwrap();
+    let second = pool.get(&1).await.unwrap();
+    assert_eq!(
+        [KeyedPooled::id(&first), KeyedPooled::id(&second)],
+        [ids[2], ids[0]]
+    );
+    assert_eq!(m.inner.create_calls(), 3, "nothing dialled to replace it");
+}

@@ -140,6 +140,15 @@ impl<M: KeyedManager> KeyedPool<M> {
         KeyedGet(GetFuture::new(&self.shared, key))
     }
 
+    /// Closes at once the idle connections of `key` that `dead` says are dead (their peer
+    /// closed them, as seen from outside the pool): counted in `broken_closed`, never replaced
+    /// by a create; the others keep their place and their idle time. Returns how many. `dead`
+    /// runs under the pool's lock: keep it cheap (a flag, an atomic load), and it must not
+    /// call the pool; a panic in it counts as "not dead".
+    pub fn evict_idle_where(&self, key: &M::Key, dead: impl FnMut(&M::Resource) -> bool) -> usize {
+        self.shared.evict_idle_where(key, dead)
+    }
+
     /// [`get`](KeyedPool::get) with this call's own deadline instead of the pool's
     /// `acquire_timeout` (see [`Pool::get_timeout`](crate::Pool::get_timeout)).
     ///

@@ -378,6 +378,14 @@ impl<M: KeyedManager> Table<M> for KeyTable<M::Key, M::Resource> {
         Ok((id, KeyHandle { key, id }))
     }
 
+    fn find(&self, key: &M::Key) -> Option<KeyId> {
+        let &idx = self.index.get(key)?;
+        Some(KeyId {
+            idx,
+            generation: self.keys[idx as usize].generation,
+        })
+    }
+
     fn handle(&self, key: KeyId) -> KeyHandle<M::Key> {
         self.keys
             .get(key.idx as usize)
