@@ -1,26 +1,36 @@
-//! Bodies: [`RequestBody`] (what a request sends) and [`Body`] (a response's streaming body,
-//! which gives its connection back to the pool at its end, or drains it when dropped early).
+//! [`Body`]: a response's streaming body, which gives its connection back to the pool at its
+//! end, or drains it when dropped early; [`Upgraded`], the connection of a `101`.
 //!
 //! # The lease
 //!
 //! A response body holds its connection (a pool guard) until one of these:
 //! - its last frame is read (for a `Content-Length` body the frame with the last byte; an
-//!   empty body at once): back to the pool, if the response allowed keep-alive;
+//!   empty body at once): back to the pool, if the response allowed keep-alive, the request
+//!   asked for none of `Connection: close`, and the request was written whole. A response
+//!   can end before its request (the server answered early, without reading a streamed
+//!   body): the connection then goes back only if hyper is done writing within
+//!   [`WRITE_WAIT`] (Go's `maxWriteWaitBeforeConnReuse`), else it is closed;
 //! - an error or the request's deadline: the connection is closed;
 //! - it is dropped early: with a [`Drain`] budget, a task reads the rest and pools the
 //!   connection if the body ends within the budget, else closes it.
+//!
+//! A `101 Switching Protocols` response holds no lease: its connection left the pool, and
+//! [`Body::upgrade`] hands it to the caller.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
-use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use pool_core::KeyedPooled;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::config::Drain;
@@ -28,132 +38,10 @@ use crate::h2::StreamLease;
 use crate::manager::{Counters, Dialer, DrainTicket};
 use crate::{Error, Phase};
 
-/// A boxed error, as request bodies report them.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A request's body: empty, bytes in memory (which a retry can send again), or a stream.
-///
-/// Most callers never name it: `()`, [`Bytes`], `String`, `&'static str`, `Vec<u8>` and
-/// `&'static [u8]` convert into it.
-pub struct RequestBody {
-    inner: Req,
-}
-
-enum Req {
-    Full(Option<Bytes>),
-    Stream(UnsyncBoxBody<Bytes, BoxError>),
-}
-
-impl RequestBody {
-    /// No body.
-    pub fn empty() -> Self {
-        RequestBody {
-            inner: Req::Full(None),
-        }
-    }
-
-    /// A streaming body. A request with one is never retried after a failure that may have
-    /// sent some of it: it cannot be sent twice.
-    pub fn stream<B>(body: B) -> Self
-    where
-        B: HttpBody<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-    {
-        RequestBody {
-            inner: Req::Stream(body.map_err(Into::into).boxed_unsync()),
-        }
-    }
-
-    /// A copy for a retry: only an in-memory body can be sent again.
-    pub(crate) fn try_clone(&self) -> Option<Self> {
-        match &self.inner {
-            Req::Full(b) => Some(RequestBody {
-                inner: Req::Full(b.clone()),
-            }),
-            Req::Stream(_) => None,
-        }
-    }
-}
-
-impl std::fmt::Debug for RequestBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.inner {
-            Req::Full(b) => write!(f, "RequestBody({} bytes)", b.as_ref().map_or(0, Bytes::len)),
-            Req::Stream(_) => f.write_str("RequestBody(stream)"),
-        }
-    }
-}
-
-impl HttpBody for RequestBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match &mut self.inner {
-            Req::Full(b) => Poll::Ready(
-                b.take()
-                    .filter(|b| !b.is_empty())
-                    .map(|b| Ok(Frame::data(b))),
-            ),
-            Req::Stream(s) => Pin::new(s).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.inner {
-            Req::Full(b) => b.as_ref().is_none_or(Bytes::is_empty),
-            Req::Stream(s) => s.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.inner {
-            Req::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Req::Stream(s) => s.size_hint(),
-        }
-    }
-}
-
-impl From<()> for RequestBody {
-    fn from(_: ()) -> Self {
-        RequestBody::empty()
-    }
-}
-
-impl From<Bytes> for RequestBody {
-    fn from(b: Bytes) -> Self {
-        RequestBody {
-            inner: Req::Full(Some(b)),
-        }
-    }
-}
-
-impl From<String> for RequestBody {
-    fn from(s: String) -> Self {
-        Bytes::from(s).into()
-    }
-}
-
-impl From<&'static str> for RequestBody {
-    fn from(s: &'static str) -> Self {
-        Bytes::from_static(s.as_bytes()).into()
-    }
-}
-
-impl From<Vec<u8>> for RequestBody {
-    fn from(v: Vec<u8>) -> Self {
-        Bytes::from(v).into()
-    }
-}
-
-impl From<&'static [u8]> for RequestBody {
-    fn from(s: &'static [u8]) -> Self {
-        Bytes::from_static(s).into()
-    }
-}
+/// Longest a connection whose response ended before its request waits for hyper to finish
+/// writing the request before it is closed instead of pooled (Go's
+/// `maxWriteWaitBeforeConnReuse`).
+pub(crate) const WRITE_WAIT: Duration = Duration::from_millis(50);
 
 /// What a response body holds while it streams.
 pub(crate) enum Hold {
@@ -170,10 +58,22 @@ pub(crate) struct Lease {
     pub keep: bool,
     pub drain: Drain,
     pub counters: Arc<Counters>,
+    /// The client's whole-request `timeout`, for the message of a body that runs out of it.
+    pub timeout: Option<Duration>,
 }
 
 impl Lease {
-    /// The body ended: back to the pool, or closed when the response said so.
+    /// The origin the response came from.
+    fn origin(&self) -> &crate::Origin {
+        match &self.hold {
+            Hold::Conn(conn) => KeyedPooled::key(conn),
+            Hold::Stream(stream) => stream.origin(),
+        }
+    }
+
+    /// The body ended: back to the pool, or closed when the response (or the request) said
+    /// so. A response that ended before its streamed request body was written waits for
+    /// hyper (see [`WRITE_WAIT`]).
     fn finish(self) {
         if self.keep {
             Counters::bump(&self.counters.body_eof);
@@ -183,6 +83,9 @@ impl Lease {
         match self.hold {
             Hold::Conn(mut conn) => {
                 conn.reusable &= self.keep;
+                if conn.reusable && conn.link.is_writing() {
+                    return wrote_request(conn, &self.counters);
+                }
                 drop(conn);
             }
             Hold::Stream(stream) => drop(stream),
@@ -212,6 +115,40 @@ impl Lease {
     }
 }
 
+/// A response ended while hyper was still writing its request (a server that answered before
+/// reading the body): the connection is pooled only once hyper is ready for another request,
+/// within [`WRITE_WAIT`]; otherwise it is closed. Meanwhile a request for the same origin
+/// waits for it (as for a drain) instead of dialling.
+fn wrote_request(mut conn: KeyedPooled<'static, Dialer>, counters: &Arc<Counters>) {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match conn.sender.h1().map(|s| s.poll_ready(&mut cx)) {
+        Some(Poll::Ready(Ok(()))) => return drop(conn),
+        Some(Poll::Pending) => {}
+        _ => return KeyedPooled::discard(conn),
+    }
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return KeyedPooled::discard(conn);
+    };
+    let ticket = DrainTicket::new(counters, KeyedPooled::key(&conn));
+    drop(rt.spawn(async move {
+        let ready = tokio::time::timeout(
+            WRITE_WAIT,
+            std::future::poll_fn(|cx| match conn.sender.h1() {
+                Some(s) => s.poll_ready(cx),
+                None => Poll::Ready(Ok(())),
+            }),
+        )
+        .await;
+        if matches!(ready, Ok(Ok(()))) {
+            drop(conn);
+        } else {
+            tracing::debug!("the response ended before its request was written: closed");
+            KeyedPooled::discard(conn);
+        }
+        drop(ticket);
+    }));
+}
+
 /// A response's body: streams as it arrives, and gives the connection back to the pool as
 /// soon as its end is read.
 ///
@@ -227,6 +164,8 @@ pub struct Body {
     lease: Option<Lease>,
     deadline: Option<Pin<Box<Sleep>>>,
     failed: bool,
+    /// A `101 Switching Protocols` response: the connection, once hyper hands it over.
+    upgrade: Option<OnUpgrade>,
 }
 
 impl Body {
@@ -236,11 +175,23 @@ impl Body {
             lease: Some(lease),
             deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
             failed: false,
+            upgrade: None,
         };
         if body.at_end() {
             body.finish();
         }
         body
+    }
+
+    /// The body of a `101 Switching Protocols` response, whose connection left the pool.
+    pub(crate) fn upgrading(incoming: Incoming, upgrade: Option<OnUpgrade>) -> Body {
+        Body {
+            incoming: Some(incoming),
+            lease: None,
+            deadline: None,
+            failed: false,
+            upgrade,
+        }
     }
 
     fn at_end(&self) -> bool {
@@ -252,6 +203,16 @@ impl Body {
         if let Some(lease) = self.lease.take() {
             lease.finish();
         }
+    }
+
+    /// Fails the body with `error`, which is told the origin first.
+    fn fail_with(&mut self, error: Error) -> Error {
+        let error = match &self.lease {
+            Some(lease) => error.at(lease.origin()),
+            None => error,
+        };
+        self.fail();
+        error
     }
 
     fn fail(&mut self) {
@@ -306,8 +267,7 @@ impl Body {
         let mut all = BytesMut::new();
         while let Some(chunk) = self.chunk().await? {
             if all.len() + chunk.len() > limit {
-                self.fail();
-                return Err(Error::new(crate::error::Kind::TooLarge(limit)));
+                return Err(self.fail_with(Error::too_large(limit)));
             }
             if all.is_empty() {
                 if HttpBody::is_end_stream(&self) {
@@ -327,6 +287,131 @@ impl Body {
     pub async fn text(self) -> Result<String, Error> {
         let bytes = self.bytes().await?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// The connection of a `101 Switching Protocols` response (HTTP/1.1), as the new
+    /// protocol's byte stream: Go's `Response.Body` as an `io.ReadWriteCloser`. The connection
+    /// left the pool when the `101` arrived (it counts in the pool's `detached`); it closes
+    /// when the [`Upgraded`] is dropped.
+    ///
+    /// # Errors
+    /// [`is_body`](Error::is_body) when the response is not a `101` on HTTP/1.1 (hyper's
+    /// "no upgrade available" is the source), or when the connection failed before hyper
+    /// handed it over.
+    ///
+    /// # Cancel safety
+    /// Dropping the future gives up the connection (it closes).
+    ///
+    /// # Examples
+    ///
+    /// A WebSocket-style handshake, then bytes both ways, against a one-shot server on
+    /// loopback (hidden below) that switches protocols and echoes.
+    ///
+    /// ```
+    /// # use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// # let addr = listener.local_addr()?;
+    /// # tokio::spawn(async move {
+    /// #     let (mut s, _) = listener.accept().await.unwrap();
+    /// #     let mut head = Vec::new();
+    /// #     while !head.ends_with(b"\r\n\r\n") {
+    /// #         let mut b = [0u8; 1];
+    /// #         s.read_exact(&mut b).await.unwrap();
+    /// #         head.push(b[0]);
+    /// #     }
+    /// #     s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n").await.unwrap();
+    /// #     let mut buf = [0u8; 64];
+    /// #     while let Ok(n @ 1..) = s.read(&mut buf).await {
+    /// #         s.write_all(&buf[..n]).await.unwrap();
+    /// #     }
+    /// # });
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// let client = pool_http::Client::new()?;
+    /// let request = http::Request::get(format!("http://{addr}/chat"))
+    ///     .header("connection", "upgrade")
+    ///     .header("upgrade", "echo")
+    ///     .body(())?;
+    /// let response = client.request(request).await?;
+    /// assert_eq!(response.status(), 101);
+    /// let mut io = response.into_body().upgrade().await?;
+    /// io.write_all(b"ping").await?;
+    /// let mut echo = [0u8; 4];
+    /// io.read_exact(&mut echo).await?;
+    /// assert_eq!(&echo, b"ping");
+    /// assert_eq!(client.stats().pool.open, 0, "the connection is the caller's now");
+    /// # Ok(()) }
+    /// ```
+    pub async fn upgrade(mut self) -> Result<Upgraded, Error> {
+        // Without one, hyper's own "no upgrade available" error says why.
+        let on = self
+            .upgrade
+            .take()
+            .unwrap_or_else(|| hyper::upgrade::on(http::Response::new(())));
+        drop(self);
+        match on.await {
+            Ok(io) => Ok(Upgraded {
+                io: TokioIo::new(io),
+            }),
+            Err(e) => Err(Error::body(e)),
+        }
+    }
+}
+
+/// The connection of a `101 Switching Protocols` response, handed over by
+/// [`Body::upgrade`]: a byte stream both ways ([`AsyncRead`] and [`AsyncWrite`]) in the
+/// protocol the server switched to. Bytes the server sent right after its `101` are read
+/// first. Dropping it closes the connection; [`shutdown`](tokio::io::AsyncWriteExt::shutdown)
+/// half-closes it.
+pub struct Upgraded {
+    io: TokioIo<hyper::upgrade::Upgraded>,
+}
+
+impl std::fmt::Debug for Upgraded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upgraded").finish_non_exhaustive()
+    }
+}
+
+impl AsyncRead for Upgraded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Upgraded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -351,8 +436,9 @@ impl HttpBody for Body {
         if let Some(sleep) = this.deadline.as_mut()
             && sleep.as_mut().poll(cx).is_ready()
         {
-            this.fail();
-            return Poll::Ready(Some(Err(Error::timeout(Phase::Request))));
+            let timeout = this.lease.as_ref().and_then(|l| l.timeout);
+            let error = this.fail_with(Error::timeout_after(Phase::Request, timeout));
+            return Poll::Ready(Some(Err(error)));
         }
         let Some(incoming) = this.incoming.as_mut() else {
             return Poll::Ready(None);
@@ -364,10 +450,7 @@ impl HttpBody for Body {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Some(Err(e)) => {
-                this.fail();
-                Poll::Ready(Some(Err(Error::new(crate::error::Kind::Body(e)))))
-            }
+            Some(Err(e)) => Poll::Ready(Some(Err(this.fail_with(Error::body(e))))),
             None => {
                 this.finish();
                 this.incoming = None;
@@ -448,9 +531,15 @@ impl Drop for Body {
 ///
 /// `_ticket` marks the drain as in flight until the connection is back (or closed).
 async fn drain(mut body: Incoming, lease: Lease, mut left: usize, _ticket: Option<DrainTicket>) {
-    let deadline = Instant::now() + lease.drain.max_time;
+    // A `max_time` past what an `Instant` holds is no deadline (`Instant + Duration` panics on
+    // overflow; the builder caps it at `MAX_DURATION`).
+    let deadline = Instant::now().checked_add(lease.drain.max_time);
     loop {
-        match tokio::time::timeout_at(deadline, body.frame()).await {
+        let frame = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, body.frame()).await,
+            None => Ok(body.frame().await),
+        };
+        match frame {
             Ok(Some(Ok(frame))) => {
                 let n = frame.data_ref().map_or(0, Bytes::len);
                 if n > left {

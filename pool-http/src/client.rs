@@ -10,21 +10,34 @@
 //! 4. A failure on a *reused* connection is retried on another one when nothing was written,
 //!    or when the request is replayable (idempotent method or an idempotency-key header, and
 //!    a body in memory) and the server closed the connection before a byte of response.
-//!    A fresh connection never retries. This is Go's `shouldRetryRequest`.
+//!    A fresh connection never retries. This is Go's `shouldRetryRequest`. A reused
+//!    HTTP/1.1 connection that is not ready for the request within [`READY_WAIT`] (its last
+//!    request may still be being written to a server that stopped reading) is closed and
+//!    the request, of which nothing was written, goes to another one.
+//!
+//! # URL userinfo
+//! `http://user:password@host/` never puts `user:password` on the wire: not in the target,
+//! not in `Host`, not in HTTP/2's `:authority`. As Go's `http.Client` does, it becomes an
+//! `Authorization: Basic` header (the percent-decoded user and password) unless the request
+//! has an `Authorization` header already.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
-use http::header::{CONNECTION, HOST, HeaderValue};
-use http::{Method, Request, Uri, Version};
+use http::{Method, Request, Uri};
 use pool_core::{KeyedPool, KeyedPooled, Stats};
 use tokio::time::Instant;
 
-use crate::body::{Body, Hold, Lease, RequestBody};
+use crate::body::{Body, Hold, Lease};
 use crate::config::{ClientBuilder, Settings};
 use crate::h2::{H2Conns, StreamLease};
 use crate::manager::{Counters, Dialer, DrainTicket};
+use crate::request::RequestBody;
+use crate::request::{
+    Replay, as_h2, asks_close, closed_early, keeps_alive, prepare, unprocessed, upgrading,
+};
 use crate::{ConnectError, Error, Origin, Phase};
 
 /// A response whose body streams and holds its connection until the end.
@@ -33,6 +46,11 @@ pub type Response = http::Response<Body>;
 /// Most tries of one request: each retry needs another reused connection, so this only bounds
 /// a pathological run of dead idle connections.
 const MAX_TRIES: u32 = 16;
+
+/// Longest a request waits for a reused HTTP/1.1 connection to take it (hyper turning the
+/// connection around after its last exchange takes microseconds) before the connection is
+/// closed and the request goes to another one.
+pub(crate) const READY_WAIT: Duration = Duration::from_millis(50);
 
 /// An HTTP/1.1 client over a keyed connection pool, with Go `http.Transport`'s knobs and
 /// rules, minus its pitfalls: an unread body is drained (within a budget) instead of killing
@@ -59,8 +77,8 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    pool: KeyedPool<Dialer>,
+pub(crate) struct Inner {
+    pub(crate) pool: KeyedPool<Dialer>,
     settings: Arc<Settings>,
     counters: Arc<Counters>,
     h2: Arc<H2Conns>,
@@ -87,8 +105,9 @@ pub struct ClientStats {
     /// HTTP/2 streams open now, over all hosts (an HTTP/2 connection is `in_use` while it
     /// carries at least one).
     pub streams: usize,
-    /// Responses that did not allow another request (`Connection: close`, close-delimited
-    /// body, HTTP/1.0, `disable_keep_alives`).
+    /// Responses that did not allow another request (`Connection: close` on the response or
+    /// the request, close-delimited body, HTTP/1.0, `disable_keep_alives`, a `101` whose
+    /// connection went to the caller).
     pub not_reusable: u64,
     /// Requests abandoned while their response was awaited (a timeout, or the caller left)
     /// whose response still came within the drain budget: the connection was kept (and its
@@ -136,7 +155,7 @@ async fn with_header_timeout<T>(
         None => Ok(sending.await),
         Some(t) => tokio::time::timeout(t, sending)
             .await
-            .map_err(|_| Failed::fatal(Error::timeout(Phase::ResponseHeader))),
+            .map_err(|_| Failed::fatal(Error::timeout_after(Phase::ResponseHeader, t))),
     }
 }
 
@@ -208,6 +227,7 @@ async fn rescue(
                 keep: true,
                 drain: settings.drain,
                 counters,
+                timeout: None,
             };
             // Dropped at once: pooled now if the body already ended, else drained within the
             // budget like any body dropped early.
@@ -237,11 +257,14 @@ impl Client {
         counters: Arc<Counters>,
     ) -> Client {
         Client {
-            inner: Arc::new(Inner {
-                pool,
-                settings,
-                counters,
-                h2: Arc::default(),
+            inner: Arc::new_cyclic(|me: &Weak<Inner>| {
+                pool.manager().serve(me.clone());
+                Inner {
+                    pool,
+                    settings,
+                    counters,
+                    h2: Arc::default(),
+                }
             }),
         }
     }
@@ -275,28 +298,36 @@ impl Client {
     pub async fn request<B: Into<RequestBody>>(&self, req: Request<B>) -> Result<Response, Error> {
         let req = req.map(Into::into);
         Counters::bump(&self.inner.counters.requests);
-        match self.inner.settings.timeout {
-            None => self.send(req, None).await,
-            Some(t) => {
-                let deadline = Instant::now() + t;
-                tokio::time::timeout_at(deadline, self.send(req, Some(deadline)))
+        let settings = &self.inner.settings;
+        let (origin, req) = prepare(req, settings)?;
+        // A deadline past what an `Instant` holds is no deadline (`Instant + Duration` panics
+        // on overflow; the builder caps `timeout` at `MAX_DURATION`).
+        let timeout = settings
+            .timeout
+            .and_then(|t| Some((t, Instant::now().checked_add(t)?)));
+        let result = match timeout {
+            None => self.send(&origin, req, None).await,
+            Some((t, deadline)) => {
+                tokio::time::timeout_at(deadline, self.send(&origin, req, Some(deadline)))
                     .await
-                    .unwrap_or_else(|_| Err(Error::timeout(Phase::Request)))
+                    .unwrap_or_else(|_| Err(Error::timeout_after(Phase::Request, t)))
             }
-        }
+        };
+        // Every error of the request names its origin (never the URL's userinfo).
+        result.map_err(|e| e.at(&origin))
     }
 
     async fn send(
         &self,
-        req: Request<RequestBody>,
+        origin: &Origin,
+        mut req: Request<RequestBody>,
         deadline: Option<Instant>,
     ) -> Result<Response, Error> {
         let settings = &self.inner.settings;
-        let (origin, mut req) = prepare(req, settings)?;
         if origin.is_https() && !settings.has_tls() {
-            return Err(Error::new(crate::error::Kind::Dial(ConnectError::NoTls {
+            return Err(Error::dial(ConnectError::NoTls {
                 host: origin.authority(),
-            })));
+            }));
         }
         let replay = Replay::of(&req);
         let head = req.method() == Method::HEAD;
@@ -304,14 +335,14 @@ impl Client {
         loop {
             tries += 1;
             let h2 = if origin.is_https() {
-                self.inner.h2.negotiated_h2(&origin)
+                self.inner.h2.negotiated_h2(origin)
             } else {
                 settings.http2_prior_knowledge
             };
             let attempt = if h2 {
-                self.try_h2(&origin, req, head, deadline).await
+                self.try_h2(origin, req, head, deadline).await
             } else {
-                self.try_h1(&origin, req, head, deadline).await
+                self.try_h1(origin, req, head, deadline).await
             };
             let failed = match attempt {
                 Ok(response) => return Ok(response),
@@ -369,6 +400,7 @@ impl Client {
             .get_owned(origin)
             .await
             .map_err(|e| Failed::fatal(Error::pool(e)))?;
+        conn.link.checked_out();
         let mut flight = InFlight {
             client: &self.inner,
             conn: Some(conn),
@@ -390,23 +422,54 @@ impl Client {
         let reused = conn.uses > 0;
         conn.uses += 1;
         let wire = conn.wire.clone();
+        // Either side's `close` means never pooled.
+        let asks_close = asks_close(req.headers(), req.version());
+        let mut req = req;
+        req.body_mut().track(&conn.link);
         let Some(sender) = conn.sender.h1() else {
             return Err(Failed::fatal(Error::config(
                 "http2_prior_knowledge",
                 "an HTTP/2 connection came back for an HTTP/1.1 origin",
             )));
         };
-        if let Err(e) = sender.ready().await {
+        // Ready at once almost always: no timer then. A reused connection that is not gets
+        // `READY_WAIT` (hyper may be finishing the last exchange), then is closed: its last
+        // request may be stuck behind a server that stopped reading.
+        let ready = match std::future::poll_fn(|cx| Poll::Ready(sender.poll_ready(cx))).await {
+            Poll::Ready(ready) => Some(ready),
+            Poll::Pending if reused => {
+                // Dropped while waiting here (a timeout, the caller left), it is closed.
+                flight.sent = true;
+                tokio::time::timeout(READY_WAIT, sender.ready()).await.ok()
+            }
+            Poll::Pending => Some(sender.ready().await),
+        };
+        let failed = |error| Failed {
+            error,
+            reused,
+            back: None,
+            closed_early: false,
+            unprocessed: false,
+            nothing_written: true,
+        };
+        match ready {
+            Some(Ok(())) => {}
             // The connection died while idle; nothing was written.
-            flight.sent = true;
-            return Err(Failed {
-                error: Error::request(&origin.authority(), e),
-                reused,
-                back: Some(req),
-                closed_early: false,
-                unprocessed: false,
-                nothing_written: true,
-            });
+            Some(Err(e)) => {
+                flight.sent = true;
+                return Err(Failed {
+                    back: Some(req),
+                    ..failed(Error::request(&origin.authority(), e))
+                });
+            }
+            // Stuck: closed (by `flight`'s drop), and nothing was written on it.
+            None => {
+                tracing::debug!(%origin, "a reused connection was not ready in time; closed");
+                return Err(Failed {
+                    back: Some(req),
+                    ..failed(Error::timeout_after(Phase::Acquire, READY_WAIT))
+                });
+            }
         }
         let (written, read) = (wire.written(), wire.read());
         flight.sent = true;
@@ -423,7 +486,8 @@ impl Client {
         flight.pending = None;
         match result {
             Ok(response) => {
-                let keep = !settings.disable_keep_alives && keeps_alive(&response, head);
+                let keep =
+                    !settings.disable_keep_alives && !asks_close && keeps_alive(&response, head);
                 let conn = flight.conn.take().expect("still held");
                 Ok(self.respond(response, Hold::Conn(conn), keep, deadline))
             }
@@ -515,11 +579,18 @@ impl Client {
         keep: bool,
         deadline: Option<Instant>,
     ) -> Response {
+        let hold = match hold {
+            Hold::Conn(conn) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+                return upgrading(response, conn, &self.inner.counters);
+            }
+            hold => hold,
+        };
         let lease = Lease {
             hold,
             keep,
             drain: self.inner.settings.drain,
             counters: self.inner.counters.clone(),
+            timeout: self.inner.settings.timeout,
         };
         response.map(|incoming| Body::new(incoming, lease, deadline))
     }
@@ -562,10 +633,13 @@ impl Client {
         self.inner.pool.key_stats(origin)
     }
 
-    /// Closes the client: idle connections close now, the others when their bodies end;
-    /// requests that wait or start later fail with [`is_closed`](Error::is_closed).
+    /// Closes the client, for HTTP/1.1 and HTTP/2 alike: requests that wait or start later
+    /// fail with [`is_closed`](Error::is_closed); idle connections close now; requests in
+    /// flight (HTTP/2 streams included) finish, and their connections close when their
+    /// bodies end.
     pub fn close(&self) {
         self.inner.pool.close();
+        self.inner.h2.close();
     }
 
     /// [`close`](Client::close), then waits up to `timeout` for every connection to close.
@@ -573,11 +647,12 @@ impl Client {
     /// # Errors
     /// [`is_timeout`](Error::is_timeout) when connections were still open at the deadline.
     pub async fn close_and_wait(&self, timeout: Duration) -> Result<(), Error> {
+        self.close();
         self.inner
             .pool
             .close_and_wait(timeout)
             .await
-            .map_err(|_| Error::timeout(Phase::Request))
+            .map_err(|_| Error::timeout_after(Phase::Close, timeout))
     }
 }
 
@@ -587,139 +662,4 @@ impl std::fmt::Debug for Client {
             .field("pool", &self.inner.pool)
             .finish_non_exhaustive()
     }
-}
-
-/// The origin, and the request as HTTP/1.1 sends it: origin-form target, `Host` set.
-fn prepare(
-    req: Request<RequestBody>,
-    settings: &Settings,
-) -> Result<(Origin, Request<RequestBody>), Error> {
-    let close = settings.disable_keep_alives && !settings.http2_prior_knowledge;
-    let origin = Origin::from_uri(req.uri())?;
-    let (mut parts, body) = req.into_parts();
-    if !parts.headers.contains_key(HOST) && !settings.http2_prior_knowledge {
-        let host = HeaderValue::from_str(&origin.authority())
-            .map_err(|_| Error::invalid_url(&parts.uri, "has a host that is not a valid header"))?;
-        parts.headers.insert(HOST, host);
-    }
-    if settings.http2_prior_knowledge {
-        // HTTP/2 carries the authority as a pseudo-header: keep the URI absolute.
-        return Ok((origin, Request::from_parts(parts, body)));
-    }
-    parts.uri = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
-    if parts.version != Version::HTTP_10 {
-        parts.version = Version::HTTP_11;
-    }
-    if close {
-        parts
-            .headers
-            .insert(CONNECTION, HeaderValue::from_static("close"));
-    }
-    Ok((origin, Request::from_parts(parts, body)))
-}
-
-/// Makes a request prepared for HTTP/1.1 fit HTTP/2: an absolute URI (the authority travels as
-/// a pseudo-header), no `Host` or connection-specific headers.
-fn as_h2(origin: &Origin, req: &mut Request<RequestBody>) {
-    *req.version_mut() = Version::HTTP_2;
-    if req.uri().scheme().is_none() {
-        let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let absolute = format!("{}://{}{path}", origin.scheme(), origin.authority());
-        if let Ok(uri) = absolute.parse() {
-            *req.uri_mut() = uri;
-        }
-    }
-    let headers = req.headers_mut();
-    headers.remove(HOST);
-    headers.remove(CONNECTION);
-}
-
-/// What is needed to send a request again: any request with an in-memory body may go again
-/// when provably nothing of it ran; only an idempotent one (Go's `isReplayable`) when the
-/// connection merely closed before answering.
-struct Replay {
-    idempotent: bool,
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: http::HeaderMap,
-    body: RequestBody,
-}
-
-impl Replay {
-    /// A copy of a request with an in-memory body.
-    fn of(req: &Request<RequestBody>) -> Option<Replay> {
-        let idempotent = matches!(
-            *req.method(),
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-        ) || req.headers().contains_key("idempotency-key")
-            || req.headers().contains_key("x-idempotency-key");
-        Some(Replay {
-            idempotent,
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            version: req.version(),
-            headers: req.headers().clone(),
-            body: req.body().try_clone()?,
-        })
-    }
-
-    fn request(&self) -> Request<RequestBody> {
-        let mut req = Request::new(self.body.try_clone().expect("replayable bodies clone"));
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.uri.clone();
-        *req.version_mut() = self.version;
-        *req.headers_mut() = self.headers.clone();
-        req
-    }
-}
-
-/// The connection ended before the response: Go's `errServerClosedIdle` and
-/// `transportReadFromServerError`.
-fn closed_early(e: &hyper::Error) -> bool {
-    e.is_incomplete_message() || e.is_canceled() || e.is_closed() || {
-        std::iter::successors(std::error::Error::source(e), |e| (*e).source())
-            .any(|e| e.downcast_ref::<std::io::Error>().is_some())
-    }
-}
-
-/// HTTP/2: the server refused the stream or said in a graceful GOAWAY that it will not
-/// process it (RFC 9113, 8.7): it never ran.
-fn unprocessed(e: &hyper::Error) -> bool {
-    std::iter::successors(std::error::Error::source(e), |e| (*e).source())
-        .filter_map(|e| e.downcast_ref::<h2::Error>())
-        .any(|e| {
-            e.reason() == Some(h2::Reason::REFUSED_STREAM)
-                || (e.is_go_away() && e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR))
-        })
-}
-
-/// Whether the connection may carry another request after this response (Go's
-/// `persistConn.readLoop` alive check): not after `Connection: close`, an HTTP/1.0 response
-/// without keep-alive, a body delimited by the connection's close, or an upgrade.
-fn keeps_alive<B>(response: &http::Response<B>, head: bool) -> bool {
-    let headers = response.headers();
-    let has_token = |token: &str| {
-        headers.get_all(CONNECTION).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
-    };
-    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS || has_token("close") {
-        return false;
-    }
-    if response.version() == Version::HTTP_10 && !has_token("keep-alive") {
-        return false;
-    }
-    let status = response.status();
-    let bodiless = head
-        || status.is_informational()
-        || status == http::StatusCode::NO_CONTENT
-        || status == http::StatusCode::NOT_MODIFIED;
-    bodiless
-        || headers.contains_key(http::header::CONTENT_LENGTH)
-        || headers.contains_key(http::header::TRANSFER_ENCODING)
 }

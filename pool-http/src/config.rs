@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pool_core::{Config, Hooks, KeyedConfig, KeyedPool};
+use pool_core::{Config, Hooks, KeyedConfig, KeyedPool, MAX_DURATION};
 
 use crate::client::Client;
 use crate::manager::{Counters, Dialer};
@@ -14,12 +14,14 @@ use crate::{Error, Origin};
 ///
 /// The client reads the rest in the background, up to `max_bytes` and for at most
 /// `max_time`. If the body ends within both, the connection goes back to the pool; otherwise
-/// it is closed. [`Drain::NONE`] is Go's behaviour: always close.
+/// it is closed. [`Drain::NONE`] is Go's behaviour: always close. A zero in either field
+/// turns the drain off; `max_time` above [`MAX_DURATION`] (365 days) is a config error at
+/// [`build`](ClientBuilder::build) (knob `drain.max_time`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Drain {
     /// Most bytes read past the point where the body was dropped. Default 256 KiB.
     pub max_bytes: usize,
-    /// Longest the drain may take. Default 50 ms.
+    /// Longest the drain may take. Default 50 ms; zero: no drain; at most [`MAX_DURATION`].
     pub max_time: Duration,
 }
 
@@ -74,6 +76,10 @@ impl Settings {
 
 /// Builds a [`Client`]. Every knob has Go's `DefaultTransport` default unless said otherwise.
 ///
+/// Every duration is at most [`MAX_DURATION`] (365 days; `tcp_keepalive` at most 32,767 s):
+/// a longer one is surely a mistake, and [`build`](ClientBuilder::build) rejects it with a
+/// config error naming the knob. Zero has the meaning the table gives.
+///
 /// | knob | default | Go |
 /// |---|---|---|
 /// | [`max_idle_conns`](Self::max_idle_conns) | 100 (0: no limit) | `MaxIdleConns` |
@@ -81,13 +87,13 @@ impl Settings {
 /// | [`max_conns_per_host`](Self::max_conns_per_host) | 0 (no limit) | `MaxConnsPerHost` |
 /// | [`idle_conn_timeout`](Self::idle_conn_timeout) | 90 s (0: none) | `IdleConnTimeout` |
 /// | [`disable_keep_alives`](Self::disable_keep_alives) | false | `DisableKeepAlives` |
-/// | [`connect_timeout`](Self::connect_timeout) | 30 s | `Dialer.Timeout` |
-/// | [`tls_handshake_timeout`](Self::tls_handshake_timeout) | 10 s | `TLSHandshakeTimeout` |
-/// | [`tcp_keepalive`](Self::tcp_keepalive) | 30 s | `Dialer.KeepAlive` |
-/// | [`response_header_timeout`](Self::response_header_timeout) | none | `ResponseHeaderTimeout` |
-/// | [`timeout`](Self::timeout) | none | `Client.Timeout` |
-/// | [`idle_grace`](Self::idle_grace) | 30 s | (Go: 0) |
-/// | [`drain`](Self::drain) | 256 KiB, 50 ms | (Go: [`Drain::NONE`]) |
+/// | [`connect_timeout`](Self::connect_timeout) | 30 s (0: config error) | `Dialer.Timeout` |
+/// | [`tls_handshake_timeout`](Self::tls_handshake_timeout) | 10 s (0: config error) | `TLSHandshakeTimeout` |
+/// | [`tcp_keepalive`](Self::tcp_keepalive) | 30 s (0: off) | `Dialer.KeepAlive` |
+/// | [`response_header_timeout`](Self::response_header_timeout) | none (0: none) | `ResponseHeaderTimeout` |
+/// | [`timeout`](Self::timeout) | none (0: none) | `Client.Timeout` |
+/// | [`idle_grace`](Self::idle_grace) | 30 s (0: Go's) | (Go: 0) |
+/// | [`drain`](Self::drain) | 256 KiB, 50 ms (0: off) | (Go: [`Drain::NONE`]) |
 ///
 /// # Examples
 ///
@@ -148,8 +154,9 @@ impl Default for ClientBuilder {
 
 impl ClientBuilder {
     /// Most idle connections across all hosts (`MaxIdleConns`). Default 100; 0 means no
-    /// limit, as in Go. Above it, the least recently used idle connection of any host goes
-    /// (after `idle_grace`).
+    /// limit, as in Go. A ceiling at every instant, `idle_grace` or not: above it, the least
+    /// recently idled connection of any host is closed at once, so a client that fetches
+    /// user-supplied URLs holds at most this many idle sockets however many hosts it meets.
     pub fn max_idle_conns(mut self, n: usize) -> Self {
         self.max_idle_conns = n;
         self
@@ -170,15 +177,15 @@ impl ClientBuilder {
     }
 
     /// How long an idle connection is kept before it is closed (`IdleConnTimeout`). Default
-    /// 90 s; zero means no limit.
+    /// 90 s; zero means no limit; at most [`MAX_DURATION`].
     pub fn idle_conn_timeout(mut self, d: Duration) -> Self {
         self.idle_conn_timeout = d;
         self
     }
 
-    /// How long connections released above `max_idle_conns_per_host` (or the global cap) are
-    /// kept for the next burst before they are closed. Default 30 s; zero closes them at once,
-    /// as Go does.
+    /// How long connections released above `max_idle_conns_per_host` are kept for the next
+    /// burst before they are closed, within `max_idle_conns` (which holds at every instant).
+    /// Default 30 s; zero closes them at once, as Go does; at most [`MAX_DURATION`].
     pub fn idle_grace(mut self, d: Duration) -> Self {
         self.idle_grace = d;
         self
@@ -192,42 +199,46 @@ impl ClientBuilder {
     }
 
     /// Longest a dial may take, DNS included (`net.Dialer.Timeout`). Default 30 s; must not
-    /// be zero.
+    /// be zero; at most [`MAX_DURATION`].
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.settings.connect_timeout = d;
         self
     }
 
     /// TCP keep-alive probe period on new connections (`net.Dialer.KeepAlive`). Default
-    /// 30 s; zero turns keep-alive probes off.
+    /// 30 s; zero turns keep-alive probes off. The kernel counts whole seconds up to 32,767
+    /// (Linux's limit): a period under 1 s or above that is a config error, not a silent
+    /// "no probes".
     pub fn tcp_keepalive(mut self, d: Duration) -> Self {
         self.settings.tcp_keepalive = (!d.is_zero()).then_some(d);
         self
     }
 
     /// Longest wait for the response head once the request is written
-    /// (`ResponseHeaderTimeout`). Default none; zero means none.
+    /// (`ResponseHeaderTimeout`). Default none; zero means none; at most [`MAX_DURATION`].
     pub fn response_header_timeout(mut self, d: Duration) -> Self {
         self.settings.response_header_timeout = (!d.is_zero()).then_some(d);
         self
     }
 
     /// Longest a whole request may take: waiting for a connection, dialling, the response
-    /// head and reading the body (`http.Client.Timeout`). Default none; zero means none.
+    /// head and reading the body (`http.Client.Timeout`). Default none; zero means none; at
+    /// most [`MAX_DURATION`].
     pub fn timeout(mut self, d: Duration) -> Self {
         self.settings.timeout = (!d.is_zero()).then_some(d);
         self
     }
 
     /// What to do with a body dropped before its end. Default [`Drain::default`] (256 KiB,
-    /// 50 ms); [`Drain::NONE`] closes the connection, as Go does.
+    /// 50 ms); [`Drain::NONE`] (or a zero in either field) closes the connection, as Go does;
+    /// `max_time` at most [`MAX_DURATION`].
     pub fn drain(mut self, drain: Drain) -> Self {
         self.settings.drain = drain;
         self
     }
 
     /// Longest a TLS handshake may take (`TLSHandshakeTimeout`). Default 10 s; must not be
-    /// zero.
+    /// zero; at most [`MAX_DURATION`].
     pub fn tls_handshake_timeout(mut self, d: Duration) -> Self {
         self.settings.tls_handshake_timeout = d;
         self
@@ -270,15 +281,12 @@ impl ClientBuilder {
     /// Checks the knobs and starts the client's pool. Must run inside a tokio runtime.
     ///
     /// # Errors
-    /// [`is_config`](Error::is_config) for a zero `connect_timeout`, or outside a runtime.
+    /// [`is_config`](Error::is_config), with [`knob`](Error::knob) naming it, for a zero
+    /// `connect_timeout` or `tls_handshake_timeout`, a duration above [`MAX_DURATION`] (or a
+    /// `tcp_keepalive` the kernel does not take); or outside a runtime.
     pub fn build(self) -> Result<Client, Error> {
+        self.check_durations()?;
         let s = &self.settings;
-        if s.connect_timeout.is_zero() {
-            return Err(Error::config("connect_timeout", "must be above zero"));
-        }
-        if s.tls_handshake_timeout.is_zero() {
-            return Err(Error::config("tls_handshake_timeout", "must be above zero"));
-        }
         let per_host_idle = if s.disable_keep_alives {
             0
         } else if self.max_idle_conns_per_host == 0 {
@@ -298,18 +306,19 @@ impl ClientBuilder {
                 max_idle_time: (!self.idle_conn_timeout.is_zero())
                     .then_some(self.idle_conn_timeout),
                 // The dial enforces `connect_timeout` itself and says so; this only bounds a
-                // dial that ignores it.
+                // dial that ignores it (saturating: each part may be `MAX_DURATION`).
                 create_timeout: Some(
-                    s.connect_timeout + s.tls_handshake_timeout + Duration::from_secs(5),
+                    s.connect_timeout
+                        .saturating_add(s.tls_handshake_timeout)
+                        .saturating_add(Duration::from_secs(5))
+                        .min(MAX_DURATION),
                 ),
                 ..Config::default()
             },
         };
         let settings = Arc::new(self.settings);
         let counters = Arc::new(Counters::default());
-        let dialer = Dialer {
-            settings: settings.clone(),
-        };
+        let dialer = Dialer::new(settings.clone());
         let mut builder = KeyedPool::builder(dialer).config(config);
         if let Some(hooks) = self.hooks {
             builder = hooks(builder);
@@ -317,4 +326,76 @@ impl ClientBuilder {
         let pool = builder.build().map_err(Error::pool)?;
         Ok(Client::new_inner(pool, settings, counters))
     }
+
+    /// Every duration knob within what it accepts, so no deadline computed from one can
+    /// overflow an `Instant` (which panics).
+    fn check_durations(&self) -> Result<(), Error> {
+        let s = &self.settings;
+        let positive = [
+            ("connect_timeout", s.connect_timeout),
+            ("tls_handshake_timeout", s.tls_handshake_timeout),
+        ];
+        for (knob, d) in positive {
+            if d.is_zero() {
+                return Err(Error::config(knob, "must be above zero"));
+            }
+        }
+        // What zero means instead, for the message.
+        let bounded = [
+            ("connect_timeout", s.connect_timeout, ""),
+            ("tls_handshake_timeout", s.tls_handshake_timeout, ""),
+            (
+                "idle_conn_timeout",
+                self.idle_conn_timeout,
+                "; zero means no limit",
+            ),
+            (
+                "idle_grace",
+                self.idle_grace,
+                "; zero closes surplus at once",
+            ),
+            (
+                "response_header_timeout",
+                s.response_header_timeout.unwrap_or_default(),
+                "; zero means none",
+            ),
+            (
+                "timeout",
+                s.timeout.unwrap_or_default(),
+                "; zero means none",
+            ),
+            (
+                "drain.max_time",
+                s.drain.max_time,
+                "; zero turns the drain off",
+            ),
+        ];
+        for (knob, d, zero) in bounded {
+            if d > MAX_DURATION {
+                return Err(Error::config(
+                    knob,
+                    format!(
+                        "is {d:?}, above the longest accepted: 365 days \
+                         (pool_core::MAX_DURATION){zero}"
+                    ),
+                ));
+            }
+        }
+        if let Some(d) = s.tcp_keepalive
+            && !(Duration::from_secs(1)..=MAX_TCP_KEEPALIVE).contains(&d)
+        {
+            return Err(Error::config(
+                "tcp_keepalive",
+                format!(
+                    "is {d:?}: the kernel takes whole seconds from 1 to 32767; zero turns \
+                     keep-alive probes off"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
+
+/// The longest TCP keep-alive idle time and probe interval Linux takes (`MAX_TCP_KEEPIDLE`,
+/// `MAX_TCP_KEEPINTVL`): `setsockopt` fails above it, and the dial ignores that failure.
+const MAX_TCP_KEEPALIVE: Duration = Duration::from_secs(32_767);

@@ -1,6 +1,7 @@
 //! Dialling: resolve with the system resolver, connect under `connect_timeout` (split over
 //! the addresses as Go does), set TCP options, count the bytes each way, and start hyper's
-//! connection task.
+//! connection task (HTTP/1.1 with upgrades enabled), which reports its own end to the
+//! connection's [`Link`].
 
 use std::io;
 use std::net::SocketAddr;
@@ -16,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::config::Settings;
-use crate::manager::Sender;
+use crate::manager::{Link, Sender};
 use crate::{ConnectError, Origin};
 
 /// Bytes read and written on one connection, shared by the socket and the pooled connection:
@@ -128,17 +129,22 @@ impl<S: AsyncWrite> AsyncWrite for Counted<S> {
     }
 }
 
-/// A live connection: hyper's sending half (its connection task runs on its own) and the
-/// byte counts.
+/// A live connection: hyper's sending half (its connection task runs on its own), the byte
+/// counts and the link its parts share.
 pub(crate) struct Dialed {
     pub sender: Sender,
     pub wire: Arc<Wire>,
+    pub link: Arc<Link>,
     pub task: tokio::task::AbortHandle,
 }
 
 /// Resolves `origin`, connects, and starts HTTP/1.1 (or HTTP/2 with prior knowledge) on the
 /// socket.
-pub(crate) async fn dial(origin: &Origin, settings: &Settings) -> Result<Dialed, ConnectError> {
+pub(crate) async fn dial(
+    origin: &Origin,
+    settings: &Settings,
+    client: std::sync::Weak<crate::client::Inner>,
+) -> Result<Dialed, ConnectError> {
     let timeout = settings.connect_timeout;
     let deadline = Instant::now() + timeout;
     let timed_out = || ConnectError::Timeout {
@@ -166,27 +172,41 @@ pub(crate) async fn dial(origin: &Origin, settings: &Settings) -> Result<Dialed,
         fail_writes: Some(settings.fail_writes.clone()),
         ..Wire::default()
     });
+    let link = Link::new(origin, client);
     if origin.is_https() {
         #[cfg(feature = "tls")]
         if let Some(tls) = &settings.tls {
             let (stream, h2) =
                 crate::tls::handshake(tcp, origin, tls, settings.tls_handshake_timeout).await?;
-            let (sender, task) = start(stream, h2, &wire, origin).await?;
-            return Ok(Dialed { sender, wire, task });
+            let (sender, task) = start(stream, h2, &wire, &link, origin).await?;
+            return Ok(Dialed {
+                sender,
+                wire,
+                link,
+                task,
+            });
         }
         return Err(ConnectError::NoTls {
             host: origin.authority(),
         });
     }
-    let (sender, task) = start(tcp, settings.http2_prior_knowledge, &wire, origin).await?;
-    Ok(Dialed { sender, wire, task })
+    let h2 = settings.http2_prior_knowledge;
+    let (sender, task) = start(tcp, h2, &wire, &link, origin).await?;
+    Ok(Dialed {
+        sender,
+        wire,
+        link,
+        task,
+    })
 }
 
-/// Starts HTTP/1.1 or HTTP/2 on a connected stream, hyper's connection task on its own.
+/// Starts HTTP/1.1 (upgrades enabled: a `101` hands the socket to the caller) or HTTP/2 on a
+/// connected stream, hyper's connection task on its own.
 async fn start<S>(
     io: S,
     h2: bool,
     wire: &Arc<Wire>,
+    link: &Arc<Link>,
     origin: &Origin,
 ) -> Result<(Sender, tokio::task::AbortHandle), ConnectError>
 where
@@ -206,22 +226,25 @@ where
                 .handshake(io)
                 .await
                 .map_err(handshake)?;
-        (Sender::H2(sender), tokio::spawn(log_end(conn)))
+        (Sender::H2(sender), tokio::spawn(drive(conn, link.clone())))
     } else {
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(io)
             .await
             .map_err(handshake)?;
-        (Sender::H1(sender), tokio::spawn(log_end(conn)))
+        let conn = conn.with_upgrades();
+        (Sender::H1(sender), tokio::spawn(drive(conn, link.clone())))
     };
     Ok((sender, task.abort_handle()))
 }
 
-/// Drives hyper's connection until it ends.
-async fn log_end<F: std::future::Future<Output = hyper::Result<()>>>(conn: F) {
+/// Drives hyper's connection until it ends, then tells the link (an aborted task, a
+/// connection we closed, never gets there).
+async fn drive<F: std::future::Future<Output = hyper::Result<()>>>(conn: F, link: Arc<Link>) {
     if let Err(e) = conn.await {
         tracing::debug!(error = %e, "http connection ended with an error");
     }
+    link.ended();
 }
 
 /// Tries each address in turn; each gets an equal share of the time left (Go's

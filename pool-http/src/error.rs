@@ -1,11 +1,14 @@
 //! The one error type of pool-http: an opaque [`Error`] with predicates, and the dial error
-//! it carries when a connection could not be made.
+//! it carries when a connection could not be made. The message policy is on [`Error`].
 
+use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+use crate::Origin;
 
 /// Which part of a request ran out of time (see [`Error::timeout_phase`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +24,9 @@ pub enum Phase {
     ResponseHeader,
     /// The whole request, body included (`ClientBuilder::timeout`, Go's `Client.Timeout`).
     Request,
+    /// [`Client::close_and_wait`](crate::Client::close_and_wait): connections were still in
+    /// use at its deadline.
+    Close,
 }
 
 impl fmt::Display for Phase {
@@ -30,7 +36,8 @@ impl fmt::Display for Phase {
             Phase::Connect => "connecting",
             Phase::TlsHandshake => "in the tls handshake",
             Phase::ResponseHeader => "waiting for the response header",
-            Phase::Request => "the whole request",
+            Phase::Request => "over the whole request",
+            Phase::Close => "closing the client",
         })
     }
 }
@@ -119,61 +126,118 @@ pub enum ConnectError {
 /// An error from a [`Client`](crate::Client): a bad URL, the pool, the connection, the
 /// server, or a timeout.
 ///
-/// The kind is private; ask with the predicates. The cause is kept in the
-/// [`source`](std::error::Error::source) chain: hyper's error, the [`ConnectError`] of a dial,
-/// the pool's error.
+/// The kind is private; ask with the predicates.
+///
+/// # Messages
+///
+/// As hyper's errors: `Display` says what failed at this level, with its context (the
+/// origin, the phase, the duration waited), and never the cause, which is the
+/// [`source`](std::error::Error::source) chain (the pool's error, the [`ConnectError`] of a
+/// dial, hyper's error, the socket's). A report that walks the chain (`{:#}` in anyhow, an
+/// error reporter) prints each fact once:
+///
+/// ```text
+/// could not connect to http://127.0.0.1:1: pool failed to create a connection:
+/// connect to 127.0.0.1:1 refused: Connection refused (os error 111)
+/// ```
+///
+/// No message holds URL userinfo (`user:password@`): a URL is quoted without it (and cut
+/// at 512 bytes), and an [`Origin`] has none.
 #[derive(Clone)]
 pub struct Error {
     inner: Arc<Kind>,
+    /// Where the request went, when known: the context of the message (an `Origin` holds no
+    /// userinfo).
+    origin: Option<Origin>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub(crate) enum Kind {
-    #[error("invalid url `{url}`: {reason}")]
-    InvalidUrl { url: String, reason: &'static str },
-    #[error("unsupported url scheme `{0}` (http and https are supported)")]
-    UnsupportedScheme(String),
-    #[error("{0}")]
-    Pool(#[source] pool_core::Error),
-    #[error("{0}")]
-    Dial(#[source] ConnectError),
-    #[error("request to {host} failed")]
+    /// `url` is already without userinfo (see [`redact`]).
+    InvalidUrl {
+        url: String,
+        reason: Cow<'static, str>,
+    },
+    Pool(pool_core::Error),
+    Dial(ConnectError),
+    /// `host` names the server when the error has no origin.
     Request {
         host: String,
-        #[source]
         source: hyper::Error,
     },
-    #[error("reading the response body failed")]
-    Body(#[source] hyper::Error),
-    #[error("request timed out {0}")]
-    Timeout(Phase),
-    #[error("response body is larger than {0} bytes")]
+    Body(hyper::Error),
+    Timeout {
+        phase: Phase,
+        after: Option<Duration>,
+    },
     TooLarge(usize),
-    #[error("pool-http config error: `{knob}` {reason}")]
-    Config { knob: &'static str, reason: String },
+    Config {
+        knob: &'static str,
+        reason: String,
+    },
+}
+
+/// Longest URL a message quotes; the rest is cut (a URL is the caller's input, and may be
+/// huge).
+const MAX_URL_IN_MESSAGE: usize = 512;
+
+/// `url` as a message may quote it: without userinfo (`user:password@`), at most
+/// [`MAX_URL_IN_MESSAGE`] bytes.
+///
+/// The authority runs from `://` to the first `/`, `?` or `#` (RFC 3986), and its userinfo
+/// to its last `@`; a string without `://` is read as starting with its authority.
+pub(crate) fn redact(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[start..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let host_at = rest[..end].rfind('@').map_or(0, |i| i + 1);
+    let mut out = String::with_capacity(url.len().min(MAX_URL_IN_MESSAGE + 3));
+    out.push_str(&url[..start]);
+    out.push_str(&rest[host_at..]);
+    if out.len() > MAX_URL_IN_MESSAGE {
+        let mut cut = MAX_URL_IN_MESSAGE;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str("...");
+    }
+    out
 }
 
 impl Error {
     pub(crate) fn new(kind: Kind) -> Self {
         Error {
             inner: Arc::new(kind),
+            origin: None,
         }
     }
 
-    pub(crate) fn invalid_url(url: impl fmt::Display, reason: &'static str) -> Self {
+    /// The URL is printed without its userinfo.
+    pub(crate) fn invalid_url(
+        url: impl fmt::Display,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self::new(Kind::InvalidUrl {
-            url: url.to_string(),
-            reason,
+            url: redact(&url.to_string()),
+            reason: reason.into(),
         })
     }
 
     pub(crate) fn pool(e: pool_core::Error) -> Self {
         if e.is_timeout() && !e.is_create() {
-            return Self::new(Kind::Timeout(Phase::Acquire));
+            return Self::timeout(Phase::Acquire);
         }
         Self::new(Kind::Pool(e))
     }
 
+    /// A dial that failed before the pool was asked (an `https` URL without TLS).
+    pub(crate) fn dial(e: ConnectError) -> Self {
+        Self::new(Kind::Dial(e))
+    }
+
+    /// hyper failed the request. `host` names the server until [`at`](Error::at) gives the
+    /// origin.
     pub(crate) fn request(host: &str, source: hyper::Error) -> Self {
         Self::new(Kind::Request {
             host: host.to_owned(),
@@ -181,8 +245,28 @@ impl Error {
         })
     }
 
+    /// Reading the response body failed.
+    pub(crate) fn body(source: hyper::Error) -> Self {
+        Self::new(Kind::Body(source))
+    }
+
+    /// A body collected with a limit passed it.
+    pub(crate) fn too_large(limit: usize) -> Self {
+        Self::new(Kind::TooLarge(limit))
+    }
+
+    /// `phase` ran out of time; prefer [`timeout_after`](Error::timeout_after), which says
+    /// how long it waited.
     pub(crate) fn timeout(phase: Phase) -> Self {
-        Self::new(Kind::Timeout(phase))
+        Self::new(Kind::Timeout { phase, after: None })
+    }
+
+    /// `phase` ran out of time after `after` (a `Duration`, or `None` when not known).
+    pub(crate) fn timeout_after(phase: Phase, after: impl Into<Option<Duration>>) -> Self {
+        Self::new(Kind::Timeout {
+            phase,
+            after: after.into(),
+        })
     }
 
     pub(crate) fn config(knob: &'static str, reason: impl Into<String>) -> Self {
@@ -192,13 +276,21 @@ impl Error {
         })
     }
 
+    /// Names the origin the request went to in the message, unless one is named already.
+    pub(crate) fn at(mut self, origin: &Origin) -> Self {
+        if self.origin.is_none() {
+            self.origin = Some(origin.clone());
+        }
+        self
+    }
+
     fn kind(&self) -> &Kind {
         &self.inner
     }
 
     /// Every error in the source chain, this one's cause first.
     fn chain(&self) -> impl Iterator<Item = &(dyn StdError + 'static)> {
-        std::iter::successors(StdError::source(self.kind()), |e| (*e).source())
+        std::iter::successors(StdError::source(self), |e| (*e).source())
     }
 
     fn find<E: StdError + 'static>(&self) -> Option<&E> {
@@ -223,7 +315,7 @@ impl Error {
     /// the whole request.
     pub fn timeout_phase(&self) -> Option<Phase> {
         match self.kind() {
-            Kind::Timeout(phase) => Some(*phase),
+            Kind::Timeout { phase, .. } => Some(*phase),
             _ if matches!(self.connect_error(), Some(ConnectError::Timeout { .. })) => {
                 Some(Phase::Connect)
             }
@@ -288,12 +380,10 @@ impl Error {
         matches!(self.kind(), Kind::Body(_))
     }
 
-    /// The URL could not be parsed, has no host, or its scheme is not supported.
+    /// The URL could not be parsed, has no host, has a port that is not 1 to 65535, or its
+    /// scheme is not supported.
     pub fn is_invalid_url(&self) -> bool {
-        matches!(
-            self.kind(),
-            Kind::InvalidUrl { .. } | Kind::UnsupportedScheme(_)
-        )
+        matches!(self.kind(), Kind::InvalidUrl { .. })
     }
 
     /// A body collected with a limit was larger than the limit.
@@ -322,6 +412,12 @@ impl Error {
     }
 }
 
+/// hyper's client says "too large" only in its message (`is_parse_too_large` exists with its
+/// `server` feature alone): a response head over its buffer or with too many headers.
+fn is_head_too_large(e: &hyper::Error) -> bool {
+    e.is_parse() && e.to_string() == "message head is too large"
+}
+
 fn is_io(e: &hyper::Error) -> bool {
     std::iter::successors(StdError::source(e), |e| (*e).source())
         .any(|e| e.downcast_ref::<std::io::Error>().is_some())
@@ -329,25 +425,104 @@ fn is_io(e: &hyper::Error) -> bool {
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.kind(), f)
+        let mut d = f.debug_struct("Error");
+        d.field("kind", self.kind());
+        if let Some(origin) = &self.origin {
+            d.field("origin", origin);
+        }
+        d.finish()
+    }
+}
+
+/// " to <origin>", " from <origin>", or nothing when the origin is not known.
+struct Place<'a>(&'static str, Option<&'a dyn fmt::Display>);
+
+impl fmt::Display for Place<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            Some(place) => write!(f, " {} {place}", self.0),
+            None => Ok(()),
+        }
+    }
+}
+
+/// " after <duration>", or nothing.
+struct After(Option<Duration>);
+
+impl fmt::Display for After {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(d) => write!(f, " after {d:?}"),
+            None => Ok(()),
+        }
     }
 }
 
 impl fmt::Display for Error {
+    /// This level only: the cause is the [`source`](StdError::source).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self.kind(), f)?;
-        // The cause says what actually happened; a caller that prints only `{}` should see it.
-        if let Kind::Pool(e) = self.kind()
-            && let Some(cause) = StdError::source(e)
-        {
-            write!(f, ": {cause}")?;
+        let origin = self.origin.as_ref().map(|o| o as &dyn fmt::Display);
+        let to = Place("to", origin);
+        let from = Place("from", origin);
+        match self.kind() {
+            Kind::InvalidUrl { url, reason } => write!(f, "invalid url `{url}`: {reason}"),
+            Kind::Pool(e) if e.is_closed() => f.write_str("the client is closed"),
+            Kind::Pool(e) if e.is_config() => f.write_str("invalid client config"),
+            Kind::Pool(e) if e.is_create() || e.is_unavailable() => {
+                write!(f, "could not connect{to}")
+            }
+            Kind::Pool(_) => write!(f, "request{to} failed"),
+            Kind::Dial(_) => write!(f, "could not connect{to}"),
+            Kind::Request { host, source } => {
+                let host = host as &dyn fmt::Display;
+                let to = Place("to", origin.or(Some(host)));
+                let from = Place("from", origin.or(Some(host)));
+                if is_head_too_large(source) {
+                    write!(f, "response header{from} too large")
+                } else if source.is_parse_status() {
+                    write!(f, "invalid response status{from}")
+                } else if source.is_parse() {
+                    write!(f, "invalid response{from}")
+                } else if source.is_incomplete_message() {
+                    write!(f, "connection{to} closed before a whole response")
+                } else if source.is_body_write_aborted() {
+                    write!(f, "sending the request body{to} failed")
+                } else {
+                    write!(f, "request{to} failed")
+                }
+            }
+            Kind::Body(_) => write!(f, "reading the response body{from} failed"),
+            Kind::Timeout {
+                phase: Phase::Close,
+                after,
+            } => write!(
+                f,
+                "closing the client timed out{}: connections still in use",
+                After(*after)
+            ),
+            Kind::Timeout { phase, after } => {
+                write!(f, "request{to} timed out{} {phase}", After(*after))
+            }
+            Kind::TooLarge(limit) => {
+                write!(f, "response body{from} is larger than {limit} bytes")
+            }
+            Kind::Config { knob, reason } => {
+                write!(f, "pool-http config error: `{knob}` {reason}")
+            }
         }
-        Ok(())
     }
 }
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        StdError::source(self.kind())
+        match self.kind() {
+            Kind::Pool(e) => Some(e),
+            Kind::Dial(e) => Some(e),
+            Kind::Request { source, .. } | Kind::Body(source) => Some(source),
+            Kind::InvalidUrl { .. }
+            | Kind::Timeout { .. }
+            | Kind::TooLarge(_)
+            | Kind::Config { .. } => None,
+        }
     }
 }

@@ -15,17 +15,20 @@
 //! - A connection that closed (or got GOAWAY, which closes hyper's sender) leaves the map at
 //!   the next request; its open streams finish on it, and the last one returns it to the pool,
 //!   whose health check closes it.
+//! - Once [`close`](H2Conns::close) ran, no stream opens: the map is emptied, a request fails
+//!   with the closed error, and the streams in flight finish; the last one of a connection
+//!   gives it back to the closed pool, which closes it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use pool_core::{KeyedPool, KeyedPooled};
 use tokio::sync::Notify;
 
-use crate::body::RequestBody;
 use crate::manager::Dialer;
+use crate::request::RequestBody;
 use crate::{Error, Origin};
 
 /// Most `https` origins remembered as HTTP/2 at once.
@@ -41,6 +44,8 @@ pub(crate) struct H2Conns {
     negotiated: Mutex<HashSet<Origin>>,
     /// Streams open on every connection, those that left the map (closing) included.
     open_streams: AtomicUsize,
+    /// The client was closed: no new stream.
+    closed: AtomicBool,
 }
 
 enum Slot {
@@ -68,6 +73,11 @@ pub(crate) struct StreamLease {
 }
 
 impl StreamLease {
+    /// The origin this stream's connection serves.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
     /// A sender for this stream (hyper's senders are cheap clones of one channel).
     pub fn sender(&self) -> H2Sender {
         self.shared.sender.clone()
@@ -172,6 +182,10 @@ impl H2Conns {
         origin: &Origin,
     ) -> Result<Option<StreamLease>, Error> {
         loop {
+            if self.closed.load(Ordering::Acquire) {
+                // The pool was closed first: its checkout fails with the closed error.
+                pool.get_owned(origin).await.map_err(Error::pool)?;
+            }
             let mut dead = None;
             let waiting = {
                 let mut map = self.map.lock();
@@ -220,6 +234,19 @@ impl H2Conns {
         }
     }
 
+    /// The client is closed: no stream opens from now on. The connections carrying streams
+    /// leave the map; each goes back to the (closed) pool when its last stream ends, and
+    /// closes there. Requests waiting for a dial are woken and fail.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let slots: Vec<Slot> = self.map.lock().drain().map(|(_, slot)| slot).collect();
+        for slot in slots {
+            if let Slot::Dialing(waiters) = slot {
+                waiters.notify_waiters();
+            }
+        }
+    }
+
     /// Holds the `Dialing` slot of `origin` while a connection comes from the pool.
     async fn dial(
         self: &Arc<Self>,
@@ -232,6 +259,7 @@ impl H2Conns {
             done: false,
         };
         let mut conn = pool.get_owned(origin).await.map_err(Error::pool)?;
+        conn.link.checked_out();
         let reused = conn.uses > 0;
         conn.uses += 1;
         let Some(sender) = conn.sender.h2().cloned() else {

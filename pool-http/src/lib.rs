@@ -9,6 +9,11 @@
 //! | `resp.Body.Close()` before EOF closes the connection | the rest is drained within a [`Drain`] budget and the connection reused |
 //! | idle connections above `MaxIdleConnsPerHost` closed at once | kept for `idle_grace` (30 s), so a burst does not reconnect |
 //! | retry on a reused connection when nothing was written, or idempotent and closed idle | the same rule |
+//! | a connection is reused once the response is read and the request written (`wroteRequest`) | the same rule; a reused connection not ready within 50 ms is closed and the request sent on another |
+//! | `Connection: close` on the request or the response | never pooled |
+//! | an idle connection the server closed stays in the idle list until a request trips on it | it leaves the pool as soon as hyper sees the close |
+//! | after `101 Switching Protocols`, `Response.Body` is an `io.ReadWriteCloser` | [`Body::upgrade`] gives an [`Upgraded`] stream |
+//! | URL userinfo becomes `Authorization: Basic` unless one is set | the same; userinfo never goes on the wire (nor in HTTP/2's `:authority`) |
 //! | `httptrace` | [`ClientBuilder::hooks`] ([`pool_core::Hooks`]) |
 //!
 //! # Example
@@ -63,12 +68,14 @@ mod error;
 mod h2;
 mod manager;
 mod origin;
+mod request;
 #[cfg(feature = "tls")]
 mod tls;
 
-pub use body::{Body, BoxError, RequestBody};
+pub use body::{Body, Upgraded};
 pub use client::{Client, ClientStats, Response};
 pub use config::{ClientBuilder, Drain};
 pub use error::{ConnectError, Error, Phase};
 pub use origin::Origin;
 pub use pool_core::{Hooks, Stats};
+pub use request::{BoxError, RequestBody};

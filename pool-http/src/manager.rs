@@ -1,17 +1,32 @@
 //! The pooled connection and the [`KeyedManager`] that dials it.
+//!
+//! # The link
+//!
+//! The parts of one connection (hyper's connection task, the pooled [`HttpConn`], a streamed
+//! request body hyper is writing) share a [`Link`]:
+//! - `parked`: set from the dial (a connection made for a caller who left goes straight to
+//!   idle) and by `check` when the pool takes the connection back as ready; cleared at each
+//!   checkout. When hyper's connection task ends on its own (the server closed the
+//!   connection, or sent an unasked 408) while it is set, the connection sits dead in the idle
+//!   list: its client's pool closes it at once (`KeyedPool::evict_idle_where`, under the
+//!   pool's lock, no replacement dialled), so `idle` never counts a connection that is gone.
+//! - `writing`: a streamed request body is still with hyper. A response can end before its
+//!   request did (a server answering early, 413 or 200, without reading the body); such a
+//!   connection is reusable only once hyper is ready again (Go's `wroteRequest`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use pool_core::{Health, KeyedManager, async_trait};
 
-use crate::body::RequestBody;
+use crate::client::Inner;
 use crate::config::Settings;
 use crate::connect::{Wire, dial};
+use crate::request::RequestBody;
 use crate::{ConnectError, Origin};
 
 /// hyper's sending half of a connection.
@@ -43,24 +58,94 @@ impl Sender {
     }
 }
 
+/// What the parts of one connection share (see the module docs).
+pub(crate) struct Link {
+    origin: Origin,
+    /// In the pool as ready (idle, or on its way there): set by the dial and by `check`,
+    /// cleared at checkout.
+    parked: AtomicBool,
+    /// A streamed request body is still with hyper (set while a [`Writing`] lives).
+    writing: AtomicBool,
+    /// The client to tell when the connection dies parked.
+    client: Weak<Inner>,
+}
+
+impl Link {
+    pub fn new(origin: &Origin, client: Weak<Inner>) -> Arc<Link> {
+        Arc::new(Link {
+            origin: origin.clone(),
+            parked: AtomicBool::new(true),
+            writing: AtomicBool::new(false),
+            client,
+        })
+    }
+
+    /// The connection was checked out.
+    #[inline]
+    pub fn checked_out(&self) {
+        self.parked.store(false, Ordering::Release);
+    }
+
+    /// Whether a streamed request body is still being written.
+    #[inline]
+    pub fn is_writing(&self) -> bool {
+        self.writing.load(Ordering::Acquire)
+    }
+
+    /// hyper's connection task ended on its own (never when we aborted it). A connection that
+    /// was parked now sits dead in the idle list: the client takes it out at once.
+    pub fn ended(&self) {
+        if !self.parked.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(client) = self.client.upgrade() {
+            // Under the pool's lock: this one, and any other whose task has ended too.
+            client.pool.evict_idle_where(&self.origin, |conn| {
+                std::ptr::eq(&*conn.link, self) || conn.sender.is_closed()
+            });
+        }
+    }
+}
+
+/// A streamed request body being written on a connection: its drop (hyper drops a body once
+/// it has taken its last frame, or when the connection fails) clears [`Link::is_writing`].
+pub(crate) struct Writing(Arc<Link>);
+
+impl Writing {
+    pub fn start(link: &Arc<Link>) -> Writing {
+        link.writing.store(true, Ordering::Release);
+        Writing(link.clone())
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.0.writing.store(false, Ordering::Release);
+    }
+}
+
 /// One connection in the pool (HTTP/1.1, or HTTP/2 shared by many requests while checked
 /// out: see [`h2`](crate::h2)).
 pub(crate) struct HttpConn {
     pub sender: Sender,
     pub wire: Arc<Wire>,
+    pub link: Arc<Link>,
     /// Requests sent on it so far; above 0 it is "reused" in Go's sense.
     pub uses: u64,
     /// Cleared when the connection must not carry another request (`Connection: close`, a
     /// close-delimited body, an error): `check` then says broken.
     pub reusable: bool,
     /// hyper's connection task: aborted when the connection leaves the pool, so a connection
-    /// closed mid-request (a timeout, a caller that left) releases its socket at once.
-    pub task: tokio::task::AbortHandle,
+    /// closed mid-request (a timeout, a caller that left) releases its socket at once. `None`
+    /// once the connection was upgraded: the task hands the socket over and ends by itself.
+    pub task: Option<tokio::task::AbortHandle>,
 }
 
 impl Drop for HttpConn {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -158,6 +243,28 @@ impl Drop for DrainTicket {
 /// Dials connections for the keyed pool, one key per origin.
 pub(crate) struct Dialer {
     pub settings: Arc<Settings>,
+    /// The client this dialler dials for: its connections report their end to it. Set once
+    /// by `Client::new_inner`; empty (or dead) once the client is gone.
+    client: OnceLock<Weak<Inner>>,
+}
+
+impl Dialer {
+    pub fn new(settings: Arc<Settings>) -> Self {
+        Dialer {
+            settings,
+            client: OnceLock::new(),
+        }
+    }
+
+    /// Tells the dialler which client it dials for.
+    pub fn serve(&self, client: Weak<Inner>) {
+        let _ = self.client.set(client);
+    }
+
+    /// The client this dialler dials for (none once it is gone).
+    fn client(&self) -> Weak<Inner> {
+        self.client.get().cloned().unwrap_or_default()
+    }
 }
 
 #[async_trait]
@@ -167,23 +274,25 @@ impl KeyedManager for Dialer {
     type Error = ConnectError;
 
     async fn create(&self, origin: &Origin) -> Result<HttpConn, ConnectError> {
-        let dialed = dial(origin, &self.settings).await?;
+        let dialed = dial(origin, &self.settings, self.client()).await?;
         Ok(HttpConn {
             sender: dialed.sender,
             wire: dialed.wire,
+            link: dialed.link,
             uses: 0,
             reusable: true,
-            task: dialed.task,
+            task: Some(dialed.task),
         })
     }
 
     /// On release and before reuse: a connection the server closed (hyper's connection task
-    /// saw the end) or one marked not reusable is broken.
+    /// saw the end) or one marked not reusable is broken; a ready one is marked parked.
     fn check(&self, conn: &mut HttpConn) -> Health {
-        if !conn.reusable || conn.sender.is_closed() {
-            Health::Broken
-        } else {
+        if conn.reusable && !conn.sender.is_closed() {
+            conn.link.parked.store(true, Ordering::Release);
             Health::Ready
+        } else {
+            Health::Broken
         }
     }
 }

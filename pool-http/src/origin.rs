@@ -1,5 +1,6 @@
 //! [`Origin`]: what connections are pooled by, Go's `connectMethodKey` without the proxy.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -11,8 +12,10 @@ use crate::Error;
 /// A (scheme, host, port) triple: the key connections are pooled and limited by.
 ///
 /// Built from a request's absolute URL; the port defaults from the scheme (80 for `http`,
-/// 443 for `https`).
-/// Host names compare case-insensitively (they are lowercased).
+/// 443 for `https`) when the URL has none or an empty one (`http://h:/`, as RFC 3986 and Go
+/// read it). A port that is present must be digits naming 1 to 65535: anything else
+/// (`65536`, `-1`, `8a`) is an invalid URL, never the default port, so a check on the URL
+/// and the connection agree. Host names compare case-insensitively (they are lowercased).
 ///
 /// # Examples
 ///
@@ -25,6 +28,8 @@ use crate::Error;
 /// assert_eq!(origin.to_string(), "http://example.com:80");
 /// assert_eq!(Origin::from_url("https://example.com").unwrap().port(), 443);
 /// assert!(Origin::from_url("ftp://example.com/").unwrap_err().is_invalid_url());
+/// assert!(Origin::from_url("http://example.com:65536/").unwrap_err().is_invalid_url());
+/// assert_eq!(Origin::from_url("http://example.com:/").unwrap().port(), 80);
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
@@ -43,7 +48,8 @@ impl Origin {
     ///
     /// # Errors
     /// [`is_invalid_url`](Error::is_invalid_url) for a URL that does not parse, has no host,
-    /// or whose scheme is neither `http` nor `https`.
+    /// has a port that is not 1 to 65535, or whose scheme is neither `http` nor `https`. The
+    /// message quotes the URL without its userinfo.
     pub fn from_url(url: &str) -> Result<Origin, Error> {
         let uri: Uri = url
             .parse()
@@ -64,9 +70,13 @@ impl Origin {
         } else if *scheme == Scheme::HTTPS {
             true
         } else {
-            return Err(Error::new(crate::error::Kind::UnsupportedScheme(
-                scheme.as_str().to_owned(),
-            )));
+            return Err(Error::invalid_url(
+                uri,
+                format!(
+                    "has the scheme `{}`: http and https are supported",
+                    bounded(scheme.as_str())
+                ),
+            ));
         };
         let host = uri
             .host()
@@ -74,10 +84,7 @@ impl Origin {
             .ok_or_else(|| Error::invalid_url(uri, "has no host"))?;
         // `[::1]` in a URL is the address `::1`.
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        if port == 0 {
-            return Err(Error::invalid_url(uri, "has port 0"));
-        }
+        let port = explicit_port(uri)?.unwrap_or(if https { 443 } else { 80 });
         Ok(Origin {
             inner: Arc::new(Parts {
                 https,
@@ -120,6 +127,44 @@ impl Origin {
         } else {
             format!("{host}:{}", self.port())
         }
+    }
+}
+
+/// The port the URL's authority names: `None` when it has none or an empty one (the scheme's
+/// default, RFC 3986 section 3.2.3). `http::Uri` reads a port it cannot parse as absent
+/// (`port_u16()` is `None` for `65536`), which would send the request to the default port:
+/// here a port that is present must be ASCII digits naming 1 to 65535.
+fn explicit_port(uri: &Uri) -> Result<Option<u16>, Error> {
+    let Some(authority) = uri.authority() else {
+        return Ok(None);
+    };
+    let authority = authority.as_str();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let port = if host_port.starts_with('[') {
+        // An IPv6 literal: the port follows the closing bracket.
+        host_port
+            .find(']')
+            .and_then(|end| host_port[end + 1..].strip_prefix(':'))
+    } else {
+        host_port.split_once(':').map(|(_, port)| port)
+    };
+    let Some(port) = port.filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    match port.parse::<u16>() {
+        Ok(n) if n > 0 && port.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(n)),
+        _ => Err(Error::invalid_url(
+            uri,
+            format!("has the port `{}`: ports are 1 to 65535", bounded(port)),
+        )),
+    }
+}
+
+/// A piece of the caller's URL for a message: at most 20 characters.
+fn bounded(s: &str) -> Cow<'_, str> {
+    match s.char_indices().nth(20) {
+        Some((cut, _)) => Cow::Owned(format!("{}...", &s[..cut])),
+        None => Cow::Borrowed(s),
     }
 }
 

@@ -8,6 +8,11 @@
 //! outlives its timeout, dials while the backend is down stay bounded, the client serves again
 //! soon after recovery, and nothing leaks (pool counts, proxy and server connections, fds).
 //!
+//! And against a hostile server (no proxy): it answers streamed uploads before reading them
+//! and never reads on, and closes idle connections at random (some with an unasked `408`).
+//! Checked: no request stuck until its timeout, and at rest the pool's `idle` equals the live
+//! connections.
+//!
 //! Bounded in CI (2 s of flapping); `SOAK=full` flaps for 30 s (`CHAOS_SECS=n` any number).
 
 mod support;
@@ -19,7 +24,7 @@ use hyper::Response;
 use pool_core::testing::load::{Load, chaos_secs};
 use pool_core::testing::proxy::{FaultProxy, Faults};
 use pool_http::Client;
-use support::{CAP, Server, full, get, recovery, settle};
+use support::{CAP, Hostile, Hostility, Server, full, get, recovery, settle};
 
 /// `tasks` callers GETting `url` in a loop, each call under a random patience; a call that
 /// fails must fail by a timeout (`under` names the fault for the message).
@@ -177,4 +182,46 @@ async fn latency_past_the_timeout_of_waiting_callers_times_them_out_and_passes()
     // The request deadline (500 ms) bounds every call, waiting included; margin for load.
     let bound = Duration::from_millis(1200);
     settle(client, &tally, bound, &proxy, &server, fds_before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_answers_and_random_idle_closes_strand_no_request_and_idle_stays_true() {
+    let server = Hostile::start(Hostility {
+        early_answers: true,
+        idle_close: 0.3,
+    })
+    .await;
+    let client = Client::builder()
+        .max_conns_per_host(CAP)
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let base = format!("http://{}", server.addr);
+    // As many callers as connections, so connections sit idle between calls (and the server
+    // closes some); patience far past the timeout: a stuck request shows as a timeout.
+    let load = Load::start(CAP as u64, 10_000..10_001, None, {
+        let client = client.clone();
+        move |rng| {
+            let (client, base, seed) = (client.clone(), base.clone(), rng.u64(..));
+            async move { support::hostile_call(&client, &base, seed).await }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(chaos_secs())).await;
+    let tally = load.stop().await;
+    let s = client.stats();
+    eprintln!(
+        "hostile chaos: {tally:?}; {} early answers, {} idle closes by the server; {s:?}",
+        server.early_answers(),
+        server.idle_closed()
+    );
+    assert!(tally.ok > tally.failed * 10, "mostly served: {tally:?}");
+    assert!(server.early_answers() > 0 && server.idle_closed() > 0);
+    assert!(s.pool.peak_open <= CAP, "{s:?}");
+    assert!(tally.slowest_failure < Duration::from_secs(1), "{tally:?}");
+    support::idle_matches_live_connections(&client, &server).await;
+    drop(client);
+    support::eventually("no connection left", || {
+        support::client_sockets(server.addr) == 0
+    })
+    .await;
 }

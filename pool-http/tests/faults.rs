@@ -27,6 +27,103 @@ async fn an_idle_connection_the_server_closed_is_replaced_and_the_request_succee
     assert_eq!(server.accepts(), 3, "each request on a new connection");
 }
 
+/// A raw server whose connection `n` answers one request "hello" with keep-alive; then each
+/// connection waits for `close` to say so (connection 0 only, or all), and closes, first with
+/// an unasked `408` when `unasked_408`. Connections told nothing go on serving.
+async fn closing_when_told(
+    close: tokio::sync::watch::Receiver<bool>,
+    only_first: bool,
+    unasked_408: bool,
+    together: Option<std::sync::Arc<tokio::sync::Barrier>>,
+) -> Raw {
+    Raw::start(move |mut s, n| {
+        let (mut close, together) = (close.clone(), together.clone());
+        async move {
+            if read_request(&mut s).await.is_none() {
+                return;
+            }
+            if let Some(together) = together {
+                together.wait().await;
+            }
+            respond(&mut s, "hello").await;
+            if n == 0 || !only_first {
+                let _ = close.wait_for(|c| *c).await;
+                if unasked_408 {
+                    let _ = s
+                        .write_all(b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n\r\n")
+                        .await;
+                }
+                return;
+            }
+            while read_request(&mut s).await.is_some() {
+                respond(&mut s, "hello").await;
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_the_server_closes_leaves_the_pool_at_once() {
+    for unasked_408 in [false, true] {
+        let (close, told) = tokio::sync::watch::channel(false);
+        let server = closing_when_told(told, false, unasked_408, None).await;
+        let client = Client::new().unwrap();
+        assert_eq!(support::text(&client, &server.url("/")).await, "hello");
+        assert_eq!(client.stats().pool.idle, 1);
+        assert_eq!(support::client_sockets(server.addr), 1);
+        close.send(true).unwrap();
+        eventually("the dead connection left the pool", || {
+            let s = client.stats().pool;
+            s.idle == 0 && s.open == 0
+        })
+        .await;
+        eventually("its socket is closed", || {
+            support::client_sockets(server.addr) == 0
+        })
+        .await;
+        let s = client.stats();
+        assert_eq!(
+            s.pool.created, 1,
+            "408 {unasked_408}: nothing dialled to replace it"
+        );
+        // The next request dials at once: no dead connection is tried first.
+        assert_eq!(support::text(&client, &server.url("/")).await, "hello");
+        let s = client.stats();
+        assert_eq!(
+            (s.retried, server.accepts()),
+            (0, 2),
+            "408 {unasked_408}: {s:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_idle_connection_leaves_and_the_live_ones_stay_in_order() {
+    let (close, told) = tokio::sync::watch::channel(false);
+    let together = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+    let server = closing_when_told(told, true, false, Some(together)).await;
+    let client = Client::new().unwrap();
+    let url = server.url("/");
+    // Two requests at once: two connections, both idle after.
+    let (a, b) = tokio::join!(support::text(&client, &url), support::text(&client, &url));
+    assert_eq!((a.as_str(), b.as_str()), ("hello", "hello"));
+    assert_eq!(client.stats().pool.idle, 2);
+    close.send(true).unwrap();
+    eventually("the dead connection left the pool", || {
+        let s = client.stats().pool;
+        s.idle == 1 && s.open == 1
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(support::text(&client, &url).await, "hello");
+    }
+    let s = client.stats();
+    assert_eq!((s.pool.created, s.retried), (2, 0), "{s:?}");
+    assert_eq!(server.accepts(), 2, "the live connection served on");
+    assert_eq!(support::client_sockets(server.addr), 1);
+}
+
 #[tokio::test]
 async fn a_reset_mid_body_is_a_body_error_and_the_connection_is_not_reused() {
     let server = Raw::start(|mut s, n| async move {
@@ -117,7 +214,12 @@ async fn connect_refused_says_so() {
     assert!(err.is_connect(), "{err:?}");
     assert!(err.is_connect_refused(), "{err:?}");
     assert!(!err.is_timeout());
-    assert!(err.to_string().contains("refused"), "{err}");
+    // The cause is in the source chain (this level says what failed, as hyper's errors do).
+    let chain: Vec<String> =
+        std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
+            .map(ToString::to_string)
+            .collect();
+    assert!(chain.join(": ").contains("refused"), "{chain:?}");
 }
 
 #[tokio::test]
@@ -177,6 +279,33 @@ async fn bad_urls_are_clear_errors() {
         .await
         .unwrap_err();
     assert!(unknown.is_dns(), "{unknown:?}");
+}
+
+#[tokio::test]
+async fn url_userinfo_is_never_sent_over_http1_and_becomes_basic_auth() {
+    let (tx, mut heads) = tokio::sync::mpsc::unbounded_channel();
+    let server = Raw::start(move |mut s, _| {
+        let tx = tx.clone();
+        async move {
+            while let Some(head) = read_request(&mut s).await {
+                let _ = tx.send(head);
+                respond(&mut s, "hi").await;
+            }
+        }
+    })
+    .await;
+    let client = Client::new().unwrap();
+    let url = format!("http://user:p%40ss@{}/private", server.addr);
+    assert_eq!(support::text(&client, &url).await, "hi");
+    let head = heads.recv().await.unwrap();
+    assert!(!head.contains("user"), "{head}");
+    assert!(!head.contains("p%40ss"), "{head}");
+    // base64("user:p@ss")
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("authorization: basic dxnlcjpwqhnz"),
+        "{head}"
+    );
 }
 
 #[tokio::test]

@@ -177,3 +177,115 @@ async fn goaway_with_a_stream_in_flight_sends_new_requests_elsewhere() {
     );
     eventually("the old connection closed", || server.live() == 1).await;
 }
+
+/// What a hand-driven HTTP/2 server saw of one request: `:authority` and the headers.
+type Seen = (Option<String>, http::HeaderMap);
+
+/// An HTTP/2 server driven by hand with the `h2` crate (hyper's server would not show a bad
+/// `:authority` as it came): reports what each request carried, answers 200 with no body.
+async fn capturing_h2_server() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<Seen>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    let authority = req.uri().authority().map(|a| a.to_string());
+                    let _ = tx.send((authority, req.headers().clone()));
+                    let _ = respond.send_response(http::Response::new(()), true);
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn url_userinfo_never_reaches_the_wire_and_becomes_basic_auth() {
+    let (addr, mut seen) = capturing_h2_server().await;
+    let client = h2_client().build().unwrap();
+    let port = addr.port();
+    // "user:p@ss" percent-encoded in the URL, as URLs carry it.
+    let url = format!("http://user:p%40ss@127.0.0.1:{port}/private");
+    assert_eq!(client.get(&url).await.unwrap().status(), 200);
+    let (authority, headers) = seen.recv().await.unwrap();
+    assert_eq!(authority.as_deref(), Some(&*format!("127.0.0.1:{port}")));
+    assert_eq!(
+        headers.get("authorization").unwrap(),
+        // base64("user:p@ss")
+        "Basic dXNlcjpwQHNz"
+    );
+    assert!(
+        !format!("{headers:?}").contains("user:"),
+        "no userinfo in any header: {headers:?}"
+    );
+    // An Authorization of the caller's own is kept; the userinfo still goes nowhere.
+    let req = http::Request::get(&url)
+        .header("authorization", "Bearer token")
+        .body(())
+        .unwrap();
+    assert_eq!(client.request(req).await.unwrap().status(), 200);
+    let (authority, headers) = seen.recv().await.unwrap();
+    assert_eq!(authority.as_deref(), Some(&*format!("127.0.0.1:{port}")));
+    assert_eq!(headers.get("authorization").unwrap(), "Bearer token");
+    // A user without a password, as Go: "user:".
+    let url = format!("http://only%20me@127.0.0.1:{port}/");
+    assert_eq!(client.get(&url).await.unwrap().status(), 200);
+    let (authority, headers) = seen.recv().await.unwrap();
+    assert_eq!(authority.as_deref(), Some(&*format!("127.0.0.1:{port}")));
+    // base64("only me:")
+    assert_eq!(headers.get("authorization").unwrap(), "Basic b25seSBtZTo=");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_stops_new_http2_requests_and_close_and_wait_returns_once_streams_finish() {
+    let (open_gate, gate) = tokio::sync::watch::channel(false);
+    let server = Server::start_h2(move |req| {
+        let mut gate = gate.clone();
+        async move {
+            if req.uri().path() == "/slow" {
+                let _ = gate.wait_for(|open| *open).await;
+            }
+            Response::new(full(10))
+        }
+    })
+    .await;
+    let client = h2_client().build().unwrap();
+    let slow = {
+        let (client, url) = (client.clone(), server.url("/slow"));
+        tokio::spawn(async move { client.get(&url).await.unwrap().into_body().bytes().await })
+    };
+    eventually("the slow stream is open", || client.stats().streams == 1).await;
+    client.close();
+    for _ in 0..3 {
+        let err = client.get(&server.url("/fast")).await.unwrap_err();
+        assert!(err.is_closed(), "{err:?}");
+    }
+    assert_eq!(client.stats().streams, 1, "nothing new went out");
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .close_and_wait(std::time::Duration::from_secs(10))
+                .await
+        })
+    };
+    open_gate.send(true).unwrap();
+    assert_eq!(
+        slow.await.unwrap().unwrap().len(),
+        10,
+        "the stream in flight finished"
+    );
+    waiting.await.unwrap().unwrap();
+    assert_eq!(client.stats().pool.open, 0);
+    eventually("the connection closed", || server.live() == 0).await;
+    assert_eq!(server.accepts(), 1);
+}

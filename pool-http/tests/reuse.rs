@@ -305,3 +305,48 @@ async fn past_the_drain_budget_or_in_go_mode_a_timed_out_request_closes_its_conn
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_asking_for_close_is_never_pooled() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // A server that answers with keep-alive whatever the request said, counts the requests
+    // that asked for close, and the connections the client hung up.
+    let (asked, hung_up) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (a, h) = (asked.clone(), hung_up.clone());
+    let server = support::Raw::start(move |mut s, _| {
+        let (a, h) = (a.clone(), h.clone());
+        async move {
+            while let Some(head) = support::read_request(&mut s).await {
+                if head.to_ascii_lowercase().contains("connection: close") {
+                    a.fetch_add(1, Ordering::SeqCst);
+                }
+                support::respond(&mut s, "bye").await;
+            }
+            h.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+    .await;
+    let url = server.url("/");
+    let client = Client::new().unwrap();
+    for round in 1..=25 {
+        let req = http::Request::get(&url)
+            .header("connection", "close")
+            .body(())
+            .unwrap();
+        let body = client.request(req).await.unwrap().into_body();
+        assert_eq!(body.bytes().await.unwrap(), "bye");
+        assert_eq!(idle(&client, &url), 0, "round {round}: never idle");
+        assert_eq!(
+            server.accepts(),
+            round,
+            "round {round}: every request dials"
+        );
+    }
+    assert_eq!(client.stats().not_reusable, 25);
+    eventually("every connection closed", || {
+        client.stats().pool.open == 0 && hung_up.load(Ordering::SeqCst) == 25
+    })
+    .await;
+    assert_eq!(asked.load(Ordering::SeqCst), 25, "the server saw the close");
+}

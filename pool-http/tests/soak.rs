@@ -7,7 +7,13 @@
 //! the cap held, every connection back in the pool, and once the client is dropped no
 //! connection at the proxy or the server and no fd left.
 //!
-//! Bounded in CI (10,000 operations); `SOAK=full` runs 100,000 (`SOAK_OPS=n` any number).
+//! A second soak runs the hostile mix (see `chaos.rs`) against a server that answers uploads
+//! before reading them and closes idle connections at random, under random cancellation:
+//! echoes checked, no request stuck until its timeout, and at rest `idle` equals the live
+//! connections.
+//!
+//! Bounded in CI (10,000 operations, 4,000 hostile); `SOAK=full` runs 100,000 (40,000)
+//! (`SOAK_OPS=n` any number, for both).
 
 mod support;
 
@@ -17,7 +23,7 @@ use http_body_util::BodyExt;
 use hyper::{Request, Response};
 use pool_core::testing::load::{Load, soak_ops};
 use pool_http::{Client, Error};
-use support::{CAP, Server, full, settle};
+use support::{CAP, Hostile, Hostility, Server, full, settle};
 
 /// Answers `/echo/N` with `N` as the body, `/big` with 64 KiB, `/slow` after 20 ms,
 /// `/close` with `Connection: close`, and a POST with its own body.
@@ -128,4 +134,51 @@ async fn requests_under_resets_and_cancellation_lose_nothing() {
     // The client's deadline (1 s) bounds every call; margin for a loaded machine.
     let bound = Duration::from_millis(2000);
     settle(client, &tally, bound, &proxy, &server, fds_before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_servers_under_cancellation_strand_nothing_and_idle_stays_true() {
+    let ops = soak_ops(4_000, 40_000);
+    let server = Hostile::start(Hostility {
+        early_answers: true,
+        idle_close: 0.2,
+    })
+    .await;
+    let client = Client::builder()
+        .max_conns_per_host(CAP)
+        .max_idle_conns_per_host(4)
+        .idle_grace(Duration::from_millis(50))
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let base = format!("http://{}", server.addr);
+    let started = std::time::Instant::now();
+    // Patience from 1 ms to 3 s: cancelled at every point, and past the 1 s timeout too, so
+    // a stuck request would show as a timeout.
+    let load = Load::start(CAP as u64, 1..3_000, Some(ops), {
+        let client = client.clone();
+        move |rng| {
+            let (client, base, seed) = (client.clone(), base.clone(), rng.u64(..));
+            async move { support::hostile_call(&client, &base, seed).await }
+        }
+    });
+    let tally = load.finish().await;
+    let s = client.stats();
+    eprintln!(
+        "hostile soak: {} calls in {:?}: {tally:?}; {} early answers, {} idle closes; {s:?}",
+        tally.calls(),
+        started.elapsed(),
+        server.early_answers(),
+        server.idle_closed()
+    );
+    assert_eq!(tally.calls(), ops);
+    assert!(tally.ok > ops / 2, "mostly served: {tally:?}");
+    assert!(s.pool.peak_open <= CAP, "{s:?}");
+    assert!(tally.slowest_failure < Duration::from_secs(1), "{tally:?}");
+    support::idle_matches_live_connections(&client, &server).await;
+    drop(client);
+    support::eventually("no connection left", || {
+        support::client_sockets(server.addr) == 0
+    })
+    .await;
 }

@@ -91,7 +91,13 @@ async fn https_without_a_tls_config_says_so_at_once() {
     let client = Client::new().unwrap();
     let err = client.get("https://127.0.0.1:1/").await.unwrap_err();
     assert!(err.is_tls(), "{err:?}");
-    assert!(err.to_string().contains("tls"), "{err}");
+    // `Display` says this level's fact; the cause, in the source chain, says why (once).
+    assert_eq!(err.to_string(), "could not connect to https://127.0.0.1:1");
+    let cause = std::error::Error::source(&err).map(ToString::to_string);
+    assert!(
+        cause.as_deref().is_some_and(|c| c.contains("TLS")),
+        "{cause:?}"
+    );
     assert_eq!(client.stats().pool.created, 0, "nothing dialled");
 }
 

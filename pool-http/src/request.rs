@@ -1,0 +1,369 @@
+//! Requests as they go out: [`RequestBody`] (what a request sends), the origin and the
+//! HTTP/1.1 form of a request (`prepare`), the
+//! URL userinfo taken out (and turned into Basic credentials, as Go's `http.Client`), the
+//! HTTP/2 form, what a retry needs (`Replay`), and the keep-alive rules of both sides.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONNECTION, HOST, HeaderValue};
+use http::{HeaderMap, Method, Request, Uri, Version};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use percent_encoding::percent_decode_str;
+
+use pool_core::KeyedPooled;
+
+use crate::config::Settings;
+use crate::manager::{Counters, Dialer, Link, Writing};
+use crate::{Body, Error, Origin, Response};
+
+/// A boxed error, as request bodies report them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request's body: empty, bytes in memory (which a retry can send again), or a stream.
+///
+/// Most callers never name it: `()`, [`Bytes`], `String`, `&'static str`, `Vec<u8>` and
+/// `&'static [u8]` convert into it.
+pub struct RequestBody {
+    inner: Req,
+}
+
+enum Req {
+    Full(Option<Bytes>),
+    /// A stream, and while hyper holds it on a connection, that connection's [`Writing`]
+    /// mark.
+    Stream(UnsyncBoxBody<Bytes, BoxError>, Option<Writing>),
+}
+
+impl RequestBody {
+    /// No body.
+    pub fn empty() -> Self {
+        RequestBody {
+            inner: Req::Full(None),
+        }
+    }
+
+    /// A streaming body. A request with one is never retried after a failure that may have
+    /// sent some of it: it cannot be sent twice.
+    pub fn stream<B>(body: B) -> Self
+    where
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        RequestBody {
+            inner: Req::Stream(body.map_err(Into::into).boxed_unsync(), None),
+        }
+    }
+
+    /// A copy for a retry: only an in-memory body can be sent again.
+    pub(crate) fn try_clone(&self) -> Option<Self> {
+        match &self.inner {
+            Req::Full(b) => Some(RequestBody {
+                inner: Req::Full(b.clone()),
+            }),
+            Req::Stream(..) => None,
+        }
+    }
+
+    /// Marks `link`'s connection as writing this body until hyper drops it. A body in memory
+    /// needs no mark: hyper takes it in one frame.
+    #[inline]
+    pub(crate) fn track(&mut self, link: &Arc<Link>) {
+        if let Req::Stream(_, writing) = &mut self.inner {
+            // The mark of an earlier try (another connection) goes first.
+            drop(writing.take());
+            *writing = Some(Writing::start(link));
+        }
+    }
+}
+
+impl std::fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            Req::Full(b) => write!(f, "RequestBody({} bytes)", b.as_ref().map_or(0, Bytes::len)),
+            Req::Stream(..) => f.write_str("RequestBody(stream)"),
+        }
+    }
+}
+
+impl HttpBody for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.inner {
+            Req::Full(b) => Poll::Ready(
+                b.take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
+            Req::Stream(s, _) => Pin::new(s).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Req::Full(b) => b.as_ref().is_none_or(Bytes::is_empty),
+            Req::Stream(s, _) => s.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Req::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Req::Stream(s, _) => s.size_hint(),
+        }
+    }
+}
+
+impl From<()> for RequestBody {
+    fn from(_: ()) -> Self {
+        RequestBody::empty()
+    }
+}
+
+impl From<Bytes> for RequestBody {
+    fn from(b: Bytes) -> Self {
+        RequestBody {
+            inner: Req::Full(Some(b)),
+        }
+    }
+}
+
+impl From<String> for RequestBody {
+    fn from(s: String) -> Self {
+        Bytes::from(s).into()
+    }
+}
+
+impl From<&'static str> for RequestBody {
+    fn from(s: &'static str) -> Self {
+        Bytes::from_static(s.as_bytes()).into()
+    }
+}
+
+impl From<Vec<u8>> for RequestBody {
+    fn from(v: Vec<u8>) -> Self {
+        Bytes::from(v).into()
+    }
+}
+
+impl From<&'static [u8]> for RequestBody {
+    fn from(s: &'static [u8]) -> Self {
+        Bytes::from_static(s).into()
+    }
+}
+
+/// The origin, and the request as HTTP/1.1 sends it: origin-form target, `Host` set.
+pub(crate) fn prepare(
+    req: Request<RequestBody>,
+    settings: &Settings,
+) -> Result<(Origin, Request<RequestBody>), Error> {
+    let close = settings.disable_keep_alives && !settings.http2_prior_knowledge;
+    let origin = Origin::from_uri(req.uri())?;
+    let (mut parts, body) = req.into_parts();
+    if parts
+        .uri
+        .authority()
+        .is_some_and(|a| a.as_str().contains('@'))
+    {
+        strip_userinfo(&mut parts.uri, &mut parts.headers);
+    }
+    if !parts.headers.contains_key(HOST) && !settings.http2_prior_knowledge {
+        let host = HeaderValue::from_str(&origin.authority())
+            .map_err(|_| Error::invalid_url(&parts.uri, "has a host that is not a valid header"))?;
+        parts.headers.insert(HOST, host);
+    }
+    if settings.http2_prior_knowledge {
+        // HTTP/2 carries the authority as a pseudo-header: keep the URI absolute.
+        return Ok((origin, Request::from_parts(parts, body)));
+    }
+    parts.uri = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    if parts.version != Version::HTTP_10 {
+        parts.version = Version::HTTP_11;
+    }
+    if close {
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok((origin, Request::from_parts(parts, body)))
+}
+
+/// Takes the userinfo out of an absolute `uri`; unless `headers` has an `Authorization`
+/// already, it becomes `Authorization: Basic` (Go's `http.Client.send`).
+pub(crate) fn strip_userinfo(uri: &mut Uri, headers: &mut HeaderMap) {
+    let Some(authority) = uri.authority().cloned() else {
+        return;
+    };
+    let Some((userinfo, host)) = authority.as_str().rsplit_once('@') else {
+        return;
+    };
+    if !headers.contains_key(AUTHORIZATION) {
+        let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+        let mut plain: Vec<u8> = percent_decode_str(user).collect();
+        plain.push(b':');
+        plain.extend(percent_decode_str(password));
+        let value = format!("Basic {}", BASE64.encode(&plain));
+        if let Ok(mut value) = HeaderValue::from_str(&value) {
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+    }
+    let mut parts = std::mem::take(uri).into_parts();
+    // `host` is a suffix of a valid authority: it parses.
+    parts.authority = host.parse().ok();
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    if let Ok(stripped) = Uri::from_parts(parts) {
+        *uri = stripped;
+    }
+}
+
+/// Makes a request prepared for HTTP/1.1 fit HTTP/2: an absolute URI (the authority travels as
+/// a pseudo-header), no `Host` or connection-specific headers.
+pub(crate) fn as_h2(origin: &Origin, req: &mut Request<RequestBody>) {
+    *req.version_mut() = Version::HTTP_2;
+    if req.uri().scheme().is_none() {
+        let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let absolute = format!("{}://{}{path}", origin.scheme(), origin.authority());
+        if let Ok(uri) = absolute.parse() {
+            *req.uri_mut() = uri;
+        }
+    }
+    let headers = req.headers_mut();
+    headers.remove(HOST);
+    headers.remove(CONNECTION);
+}
+
+/// What is needed to send a request again: any request with an in-memory body may go again
+/// when provably nothing of it ran; only an idempotent one (Go's `isReplayable`) when the
+/// connection merely closed before answering.
+pub(crate) struct Replay {
+    /// Idempotent (or marked with an idempotency key): may go again after the connection
+    /// closed before answering.
+    pub idempotent: bool,
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: http::HeaderMap,
+    body: RequestBody,
+}
+
+impl Replay {
+    /// A copy of a request with an in-memory body.
+    pub fn of(req: &Request<RequestBody>) -> Option<Replay> {
+        let idempotent = matches!(
+            *req.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+        ) || req.headers().contains_key("idempotency-key")
+            || req.headers().contains_key("x-idempotency-key");
+        Some(Replay {
+            idempotent,
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: req.headers().clone(),
+            body: req.body().try_clone()?,
+        })
+    }
+
+    /// The request again.
+    pub fn request(&self) -> Request<RequestBody> {
+        let mut req = Request::new(self.body.try_clone().expect("replayable bodies clone"));
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+}
+
+/// The connection ended before the response: Go's `errServerClosedIdle` and
+/// `transportReadFromServerError`.
+pub(crate) fn closed_early(e: &hyper::Error) -> bool {
+    e.is_incomplete_message() || e.is_canceled() || e.is_closed() || {
+        std::iter::successors(std::error::Error::source(e), |e| (*e).source())
+            .any(|e| e.downcast_ref::<std::io::Error>().is_some())
+    }
+}
+
+/// HTTP/2: the server refused the stream or said in a graceful GOAWAY that it will not
+/// process it (RFC 9113, 8.7): it never ran.
+pub(crate) fn unprocessed(e: &hyper::Error) -> bool {
+    std::iter::successors(std::error::Error::source(e), |e| (*e).source())
+        .filter_map(|e| e.downcast_ref::<h2::Error>())
+        .any(|e| {
+            e.reason() == Some(h2::Reason::REFUSED_STREAM)
+                || (e.is_go_away() && e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR))
+        })
+}
+
+/// The response to a `101 Switching Protocols`: its connection leaves the pool for good
+/// (counted in `detached`) without its connection task being aborted, which hands the socket
+/// over to [`Body::upgrade`] and ends.
+pub(crate) fn upgrading(
+    response: http::Response<hyper::body::Incoming>,
+    conn: KeyedPooled<'static, Dialer>,
+    counters: &Counters,
+) -> Response {
+    Counters::bump(&counters.not_reusable);
+    let mut http = KeyedPooled::detach(conn);
+    http.task = None;
+    drop(http);
+    // A clone: `hyper::upgrade::on(&mut response)` works too.
+    let on = response
+        .extensions()
+        .get::<hyper::upgrade::OnUpgrade>()
+        .cloned();
+    response.map(|incoming| Body::upgrading(incoming, on))
+}
+
+/// Whether the request forbids another request on its connection: `Connection: close`, or
+/// HTTP/1.0 without `Connection: keep-alive`.
+pub(crate) fn asks_close(headers: &HeaderMap, version: Version) -> bool {
+    has_token(headers, "close")
+        || (version == Version::HTTP_10 && !has_token(headers, "keep-alive"))
+}
+
+/// Whether a `Connection` header of `headers` lists `token`.
+pub(crate) fn has_token(headers: &HeaderMap, token: &str) -> bool {
+    headers.get_all(CONNECTION).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    })
+}
+
+/// Whether the connection may carry another request after this response (Go's
+/// `persistConn.readLoop` alive check): not after `Connection: close`, an HTTP/1.0 response
+/// without keep-alive, a body delimited by the connection's close, or an upgrade.
+pub(crate) fn keeps_alive<B>(response: &http::Response<B>, head: bool) -> bool {
+    let headers = response.headers();
+    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS || has_token(headers, "close") {
+        return false;
+    }
+    if response.version() == Version::HTTP_10 && !has_token(headers, "keep-alive") {
+        return false;
+    }
+    let status = response.status();
+    let bodiless = head
+        || status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED;
+    bodiless
+        || headers.contains_key(http::header::CONTENT_LENGTH)
+        || headers.contains_key(http::header::TRANSFER_ENCODING)
+}

@@ -1,0 +1,297 @@
+//! Error messages, one policy as hyper's `error.rs`: `Display` says this level's fact with
+//! its context (the origin, never URL userinfo; the phase; the duration), `source()` gives
+//! the cause, and the chain joined as anyhow's `{:#}` does prints nothing twice. Also: a port
+//! that is present but not 1 to 65535 is an invalid URL, never the scheme's default port.
+
+mod support;
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use pool_http::{Client, Origin, Phase};
+use support::{Raw, read_request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SECRET: &str = "S3cr3tPW";
+
+/// Each level's message, the error's own first.
+fn levels(e: &pool_http::Error) -> Vec<String> {
+    let mut levels = vec![e.to_string()];
+    let mut next = e.source();
+    while let Some(cause) = next {
+        levels.push(cause.to_string());
+        next = cause.source();
+    }
+    levels
+}
+
+/// The chain joined with ": " (anyhow's `{:#}`), after checking that no level is empty,
+/// repeats another or contains another's whole text, and that no secret shows anywhere.
+fn report(e: &pool_http::Error) -> String {
+    let levels = levels(e);
+    for (i, a) in levels.iter().enumerate() {
+        assert!(!a.is_empty(), "empty level {i} in {levels:?}");
+        for (j, b) in levels.iter().enumerate() {
+            assert!(
+                i == j || !a.contains(b.as_str()),
+                "level {j} `{b}` printed again in level {i} `{a}`: {levels:?}"
+            );
+        }
+    }
+    let joined = levels.join(": ");
+    for shown in [&joined, &format!("{e:?}")] {
+        assert!(!shown.contains(SECRET), "secret printed: {shown}");
+    }
+    joined
+}
+
+/// A port on loopback where nothing listens.
+async fn refused_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A server that reads the request and writes `bytes` (then keeps the connection open).
+async fn answering_with(bytes: Vec<u8>) -> Raw {
+    let bytes = std::sync::Arc::new(bytes);
+    Raw::start(move |mut s, _| {
+        let bytes = bytes.clone();
+        async move {
+            read_request(&mut s).await;
+            let _ = s.write_all(&bytes).await;
+            let _ = s.flush().await;
+            let _ = s.read(&mut [0u8; 1]).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_port_out_of_range_is_an_invalid_url_never_the_default_port() {
+    let client = Client::new().unwrap();
+    for url in [
+        "http://127.0.0.1:65536/",
+        "https://127.0.0.1:70000/",
+        "http://127.0.0.1:99999999999/",
+        "http://127.0.0.1:-1/",
+        "http://127.0.0.1:8a/",
+        "http://127.0.0.1:+80/",
+        "http://[::1]:65536/",
+        "http://user:S3cr3tPW@127.0.0.1:65536/",
+    ] {
+        let err = Origin::from_url(url).unwrap_err();
+        assert!(err.is_invalid_url(), "{url}: {err:?}");
+        let text = report(&err);
+        assert!(text.contains("port"), "{url}: {text}");
+        // Through the client: an invalid URL, not a connection to port 80 or 443.
+        let err = client.get(url).await.unwrap_err();
+        assert!(err.is_invalid_url() && !err.is_connect(), "{url}: {err:?}");
+        report(&err);
+    }
+    // Present but empty means the default (RFC 3986, as Go); digits with leading zeros are
+    // the number they spell.
+    for (url, port) in [
+        ("http://h:/", 80),
+        ("https://h:/", 443),
+        ("http://[::1]:/", 80),
+        ("http://h:0080/", 80),
+        ("http://h:65535/", 65535),
+    ] {
+        assert_eq!(Origin::from_url(url).unwrap().port(), port, "{url}");
+    }
+    let server = Raw::answering("hello").await;
+    let url = format!("http://127.0.0.1:0{}/", server.addr.port());
+    let body = client.get(&url).await.unwrap().into_body().text().await;
+    assert_eq!(body.unwrap(), "hello");
+}
+
+#[tokio::test]
+async fn no_error_prints_url_userinfo() {
+    let client = Client::new().unwrap();
+    let refused = refused_port().await;
+    for url in [
+        "http://user:S3cr3tPW@h:65536/".to_owned(),
+        "http://user:S3cr3tPW@h:99/a b".to_owned(),
+        "ftp://user:S3cr3tPW@h/".to_owned(),
+        "http://user:S3cr3tPW@/path".to_owned(),
+        "user:S3cr3tPW@h/path".to_owned(),
+        "http://:S3cr3tPW@h:0/".to_owned(),
+    ] {
+        let err = client.get(&url).await.unwrap_err();
+        assert!(err.is_invalid_url(), "{url}: {err:?}");
+        let text = report(&err);
+        assert!(text.starts_with("invalid url `"), "{text}");
+        assert!(Origin::from_url(&url).is_err());
+    }
+    // A valid URL with userinfo that fails later says where, without it.
+    let url = format!("http://user:S3cr3tPW@127.0.0.1:{refused}/");
+    let err = client.get(&url).await.unwrap_err();
+    assert!(err.is_connect_refused(), "{err:?}");
+    report(&err);
+}
+
+#[tokio::test]
+async fn a_refused_port_says_could_not_connect_and_why_once() {
+    let port = refused_port().await;
+    let client = Client::new().unwrap();
+    let err = client
+        .get(&format!("http://127.0.0.1:{port}/x"))
+        .await
+        .unwrap_err();
+    assert!(err.is_connect_refused(), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("could not connect to http://127.0.0.1:{port}")
+    );
+    let text = report(&err);
+    assert!(
+        text.contains(&format!("connect to 127.0.0.1:{port} refused")),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_response_header_too_large_says_so_at_this_level() {
+    let mut head = b"HTTP/1.1 200 OK\r\nx-big: ".to_vec();
+    head.resize(head.len() + 600 * 1024, b'a');
+    head.extend_from_slice(b"\r\ncontent-length: 0\r\n\r\n");
+    let server = answering_with(head).await;
+    let err = Client::new()
+        .unwrap()
+        .get(&server.url("/"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("response header from http://{} too large", server.addr)
+    );
+    report(&err);
+}
+
+#[tokio::test]
+async fn a_malformed_content_length_says_invalid_response_and_why() {
+    let server =
+        answering_with(b"HTTP/1.1 200 OK\r\ncontent-length: 12abc\r\n\r\nhello".to_vec()).await;
+    let err = Client::new()
+        .unwrap()
+        .get(&server.url("/"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("invalid response from http://{}", server.addr)
+    );
+    let text = report(&err);
+    assert!(
+        text.to_ascii_lowercase().contains("content-length"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn timeouts_name_the_origin_the_phase_and_the_duration() {
+    // The head is never sent.
+    let silent = answering_with(Vec::new()).await;
+    let client = Client::builder()
+        .response_header_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let err = client.get(&silent.url("/")).await.unwrap_err();
+    assert_eq!(err.timeout_phase(), Some(Phase::ResponseHeader));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "request to http://{} timed out after 100ms waiting for the response header",
+            silent.addr
+        )
+    );
+    report(&err);
+
+    let client = Client::builder()
+        .timeout(Duration::from_millis(150))
+        .build()
+        .unwrap();
+    let err = client.get(&silent.url("/")).await.unwrap_err();
+    assert_eq!(err.timeout_phase(), Some(Phase::Request));
+    let whole = format!(
+        "request to http://{} timed out after 150ms over the whole request",
+        silent.addr
+    );
+    assert_eq!(err.to_string(), whole);
+    report(&err);
+
+    // The body stalls: the same timeout, met while reading it.
+    let stalled =
+        answering_with(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc".to_vec()).await;
+    let mut body = client.get(&stalled.url("/")).await.unwrap().into_body();
+    assert_eq!(&body.chunk().await.unwrap().unwrap()[..], b"abc");
+    let err = body.chunk().await.unwrap_err();
+    assert_eq!(err.timeout_phase(), Some(Phase::Request));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "request to http://{} timed out after 150ms over the whole request",
+            stalled.addr
+        )
+    );
+    report(&err);
+}
+
+#[tokio::test]
+async fn a_body_cut_short_says_where_and_why_once() {
+    let server = Raw::start(|mut s, _| async move {
+        read_request(&mut s).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
+            .await;
+        let _ = s.flush().await;
+        let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+    })
+    .await;
+    let client = Client::new().unwrap();
+    let body = client.get(&server.url("/")).await.unwrap().into_body();
+    let err = body.bytes().await.unwrap_err();
+    assert!(err.is_body(), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "reading the response body from http://{} failed",
+            server.addr
+        )
+    );
+    report(&err);
+}
+
+#[tokio::test]
+async fn close_and_wait_past_its_deadline_says_so() {
+    let server = Raw::answering("hello").await;
+    let client = Client::new().unwrap();
+    let held = client.get(&server.url("/")).await.unwrap();
+    let err = client
+        .close_and_wait(Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert_eq!(err.timeout_phase(), Some(Phase::Close));
+    assert_eq!(
+        err.to_string(),
+        "closing the client timed out after 50ms: connections still in use"
+    );
+    report(&err);
+    let err = client.get(&server.url("/")).await.unwrap_err();
+    assert!(err.is_closed(), "{err:?}");
+    assert_eq!(err.to_string(), "the client is closed");
+    report(&err);
+    drop(held);
+}
+
+#[tokio::test]
+async fn config_errors_name_the_knob_once() {
+    let err = Client::builder()
+        .connect_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        report(&err),
+        "pool-http config error: `connect_timeout` must be above zero"
+    );
+}
