@@ -103,7 +103,7 @@ impl HttpTarget {
         let call = || {
             let (client, url, read) = (client.clone(), self.url.clone(), self.read_body);
             async move {
-                let response = client.get(&url).await.map_err(|e| e.to_string())?;
+                let response = client.get(&url).await.map_err(|e| error_chain(&e))?;
                 if response.status().as_u16() >= 400 {
                     return Err(format!("HTTP {}", response.status()));
                 }
@@ -112,7 +112,7 @@ impl HttpTarget {
                         .into_body()
                         .bytes()
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| error_chain(&e))?;
                 }
                 Ok(())
             }
