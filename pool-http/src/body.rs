@@ -489,6 +489,13 @@ impl Drop for Body {
             Counters::bump(&lease.counters.drain_failed);
             return lease.close();
         }
+        // More left than the budget, as its length says: a drain could only fail, and the
+        // next request of the origin would wait for it. Closed now.
+        let budget = u64::try_from(lease.drain.max_bytes).unwrap_or(u64::MAX);
+        if incoming.size_hint().lower() > budget {
+            Counters::bump(&lease.counters.drain_failed);
+            return lease.close();
+        }
         // What hyper has already buffered is read here, so a small body needs no task and
         // its connection is idle before the next request looks.
         let mut left = lease.drain.max_bytes;
