@@ -48,9 +48,20 @@ async fn idle_order_lifo_takes_most_recent_fifo_takes_oldest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_acquires_on_eight_never_exceed_eight_and_all_are_served() {
+    for go in [false, true] {
+        ten_thousand_on_eight(go).await;
+    }
+}
+
+/// `go`: Go mode (database/sql's binding: a create belongs to its caller).
+fn go_or_not(m: &ScriptedManager, go: bool) -> pool_core::Builder<ScriptedManager> {
+    if go { builder(m).go_mode() } else { builder(m) }
+}
+
+async fn ten_thousand_on_eight(go: bool) {
     let m = ScriptedManager::new();
     m.script_create((0..8).map(|_| Step::Slow(Duration::from_millis(1))));
-    let pool = builder(&m).max_open(8).max_idle(8).build().unwrap();
+    let pool = go_or_not(&m, go).max_open(8).max_idle(8).build().unwrap();
     let served = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..10_000)
         .map(|_| {
@@ -640,8 +651,14 @@ async fn late_binding_a_waiter_takes_a_release_before_its_own_create() {
 
 #[tokio::test(start_paused = true)]
 async fn cancel_grid_for_checkouts_through_create_reset_and_validate() {
+    for go in [false, true] {
+        cancel_grid(go).await;
+    }
+}
+
+async fn cancel_grid(go: bool) {
     let m = ScriptedManager::new().with_validate_after(Duration::ZERO);
-    let pool = builder(&m).max_open(2).max_idle(2).build().unwrap();
+    let pool = go_or_not(&m, go).max_open(2).max_idle(2).build().unwrap();
     // Make every step of a checkout take a few polls.
     let done = pool_core::testing::cancel_at_every_point(
         || {
@@ -674,8 +691,14 @@ async fn cancel_grid_for_checkouts_through_create_reset_and_validate() {
 
 #[tokio::test(start_paused = true)]
 async fn ten_thousand_acquires_dropped_at_random_points_leak_nothing() {
+    for go in [false, true] {
+        dropped_at_random_points(go).await;
+    }
+}
+
+async fn dropped_at_random_points(go: bool) {
     let m = ScriptedManager::new();
-    let pool = builder(&m).max_open(4).max_idle(4).build().unwrap();
+    let pool = go_or_not(&m, go).max_open(4).max_idle(4).build().unwrap();
     let mut tasks = Vec::new();
     for i in 0..10_000u32 {
         if i % 7 == 0 {

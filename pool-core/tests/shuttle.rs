@@ -50,9 +50,22 @@ async fn poll_once_then_drop<F: Future>(fut: F) {
 }
 
 fn acquire_release_cancel() {
+    acquire_release_cancel_with(false);
+}
+
+/// The same in Go mode: creates belong to their callers, outside the hand-off queue.
+fn go_acquire_release_cancel() {
+    acquire_release_cancel_with(true);
+}
+
+fn acquire_release_cancel_with(go: bool) {
     block_on(async {
         let m = ScriptedManager::new();
-        let pool = Pool::builder(m.clone())
+        let mut builder = Pool::builder(m.clone());
+        if go {
+            builder = builder.go_mode();
+        }
+        let pool = builder
             .max_open(2)
             .max_idle(1)
             .build()
@@ -171,6 +184,11 @@ fn shuttle_random_acquire_release_cancel() {
 #[test]
 fn shuttle_pct_acquire_release_cancel() {
     shuttle::check_pct(acquire_release_cancel, 3_000, 3);
+}
+
+#[test]
+fn shuttle_random_go_acquire_release_cancel() {
+    shuttle::check_random(go_acquire_release_cancel, 3_000);
 }
 
 #[test]
