@@ -65,11 +65,7 @@ fn acquire_release_cancel_with(go: bool) {
         if go {
             builder = builder.go_mode();
         }
-        let pool = builder
-            .max_open(2)
-            .max_idle(1)
-            .build()
-            .unwrap();
+        let pool = builder.max_open(2).max_idle(1).build().unwrap();
         let mut tasks = Vec::new();
         for i in 0..4 {
             let pool = pool.clone();
