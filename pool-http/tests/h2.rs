@@ -120,23 +120,7 @@ async fn an_h2_dial_failure_reaches_every_waiter_and_the_next_request_dials_agai
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn goaway_with_a_stream_in_flight_sends_new_requests_elsewhere() {
-    let (open_gate, gate) = tokio::sync::watch::channel(false);
-    let server = Server::start_h2(move |req| {
-        let mut gate = gate.clone();
-        async move {
-            if req.uri().path() == "/slow" {
-                let _ = gate.wait_for(|open| *open).await;
-            }
-            Response::new(full(10))
-        }
-    })
-    .await;
-    let client = h2_client().build().unwrap();
-    let slow = {
-        let (client, url) = (client.clone(), server.url("/slow"));
-        tokio::spawn(async move { client.get(&url).await.unwrap().into_body().bytes().await })
-    };
-    eventually("the slow stream is open", || client.stats().streams == 1).await;
+    let (server, client, open_gate, slow) = one_slow_stream().await;
     server.goaway();
     // The GOAWAY arrives on its own time: until the client has it, a request may still go to
     // the old connection (served, or handed back unsent and sent again on a new one).
@@ -247,23 +231,7 @@ async fn url_userinfo_never_reaches_the_wire_and_becomes_basic_auth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_stops_new_http2_requests_and_close_and_wait_returns_once_streams_finish() {
-    let (open_gate, gate) = tokio::sync::watch::channel(false);
-    let server = Server::start_h2(move |req| {
-        let mut gate = gate.clone();
-        async move {
-            if req.uri().path() == "/slow" {
-                let _ = gate.wait_for(|open| *open).await;
-            }
-            Response::new(full(10))
-        }
-    })
-    .await;
-    let client = h2_client().build().unwrap();
-    let slow = {
-        let (client, url) = (client.clone(), server.url("/slow"));
-        tokio::spawn(async move { client.get(&url).await.unwrap().into_body().bytes().await })
-    };
-    eventually("the slow stream is open", || client.stats().streams == 1).await;
+    let (server, client, open_gate, slow) = one_slow_stream().await;
     client.close();
     for _ in 0..3 {
         let err = client.get(&server.url("/fast")).await.unwrap_err();
@@ -288,4 +256,32 @@ async fn close_stops_new_http2_requests_and_close_and_wait_returns_once_streams_
     assert_eq!(client.stats().pool.open, 0);
     eventually("the connection closed", || server.live() == 0).await;
     assert_eq!(server.accepts(), 1);
+}
+
+/// An h2 server whose `/slow` answers once the gate opens (10 bytes, as every path), a client,
+/// and a request to `/slow` in flight: its stream is open when this returns.
+async fn one_slow_stream() -> (
+    Server,
+    pool_http::Client,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<Result<bytes::Bytes, pool_http::Error>>,
+) {
+    let (open_gate, gate) = tokio::sync::watch::channel(false);
+    let server = Server::start_h2(move |req| {
+        let mut gate = gate.clone();
+        async move {
+            if req.uri().path() == "/slow" {
+                let _ = gate.wait_for(|open| *open).await;
+            }
+            Response::new(full(10))
+        }
+    })
+    .await;
+    let client = h2_client().build().unwrap();
+    let slow = {
+        let (client, url) = (client.clone(), server.url("/slow"));
+        tokio::spawn(async move { client.get(&url).await.unwrap().into_body().bytes().await })
+    };
+    eventually("the slow stream is open", || client.stats().streams == 1).await;
+    (server, client, open_gate, slow)
 }
