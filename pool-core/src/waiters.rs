@@ -180,6 +180,19 @@ impl<T> Waiters<T> {
             self.waiting -= 1;
             if !create {
                 self.waiting_uncreated -= 1;
+                // Waiters mostly leave in arrival order (served from the head): drop the
+                // stale ids at the front as they appear, so the queue of waiters without a
+                // create does not grow with every wait that a release served.
+                while let Some(&front) = self.uncreated.front() {
+                    let live = matches!(
+                        self.slab.get(front.idx),
+                        Some(e) if e.seq == front.seq && !e.create && matches!(e.slot, Slot::Waiting(_))
+                    );
+                    if live {
+                        break;
+                    }
+                    self.uncreated.pop_front();
+                }
             }
         }
     }
@@ -287,5 +300,30 @@ impl<T> Waiters<T> {
             self.uncreated
                 .retain(|&id| Self::is_waiting(slab, id) && !slab[id.idx].create);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Waiters served one after another (a release for each, no create) leave nothing behind
+    /// in either queue.
+    #[test]
+    fn queues_stay_small_when_every_waiter_is_served_by_a_release() {
+        let mut w: Waiters<u32> = Waiters::new();
+        let t = Instant::now();
+        for i in 0..10_000u32 {
+            let id = w.push(t, true, false, None);
+            assert!(w.serve_head(i).is_ok());
+            assert!(w.remove(id).is_some());
+        }
+        assert_eq!((w.len(), w.uncreated()), (0, 0));
+        assert!(
+            w.queue.len() <= 1 && w.uncreated.len() <= 1,
+            "{} {}",
+            w.queue.len(),
+            w.uncreated.len()
+        );
     }
 }
