@@ -3,7 +3,9 @@
 //! whatever is dropped when. Generic over the [`Table`] it locks: one state for
 //! [`Pool`](crate::Pool), one per key for [`KeyedPool`](crate::KeyedPool).
 
+use std::borrow::Borrow;
 use std::future::Future;
+use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -378,7 +380,11 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
     }
 
     /// An idle connection of `key` that is ready as it is, or `None` (see `Pool::try_get`).
-    pub fn try_get(self: &Arc<Self>, key: &M::Key) -> Option<Guard<'_, M, T>> {
+    pub fn try_get<Q>(self: &Arc<Self>, key: &Q) -> Option<Guard<'_, M, T>>
+    where
+        M::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         // Each turn takes one connection out of idle; one that is not ready goes back through
         // the return path (reset on return, or closed), so the loop ends.
         for _ in 0..8 {
@@ -395,6 +401,7 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
                             .map_or(Duration::ZERO, |t| t.elapsed()),
                         wait: Duration::ZERO,
                     };
+                    let key = T::key_of(&handle);
                     self.hook("get_conn", |h| h.get_conn(key));
                     self.hook("got_conn", |h| h.got_conn(key, &info));
                 }
@@ -407,11 +414,15 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
 
     /// Closes the idle connections of `key` that `dead` picks (see `KeyedPool::evict_idle_where`).
     /// A panic in `dead` counts as "not dead".
-    pub fn evict_idle_where(
+    pub fn evict_idle_where<Q>(
         self: &Arc<Self>,
-        key: &M::Key,
+        key: &Q,
         mut dead: impl FnMut(&M::Resource) -> bool,
-    ) -> usize {
+    ) -> usize
+    where
+        M::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.with_table(|t, now, fx| {
             let Some(id) = t.find(key) else {
                 return 0;
@@ -789,13 +800,13 @@ pub(crate) trait Wrap<'a, M: KeyedManager, T: Table<M>> {
 /// Boxes the general checkout path; out of line, so the idle hit stays small.
 #[cold]
 #[inline(never)]
-fn start_slow<'a, M: KeyedManager, T: Table<M>>(
+fn start_slow<'a, M: KeyedManager, T: Table<M>, Q: ToOwned<Owned = M::Key> + ?Sized>(
     shared: &'a Arc<Shared<M, T>>,
-    key: &M::Key,
+    key: &Q,
     idle: Option<(Conn<M::Resource>, T::Handle)>,
     acquire_timeout: Option<Duration>,
 ) -> SlowGet<'a, M, T> {
-    Box::pin(shared.get_slow(key.clone(), idle, acquire_timeout))
+    Box::pin(shared.get_slow(key.to_owned(), idle, acquire_timeout))
 }
 
 /// The checkout future of both pools. Its first poll serves an idle connection inline when
@@ -804,17 +815,25 @@ fn start_slow<'a, M: KeyedManager, T: Table<M>>(
 /// The guard borrows the pool (`'a`), not the key (`'k`): the slow path owns a clone of the
 /// key, so no bound ties the two lifetimes (one would make the future "not general enough"
 /// inside spawned tasks).
-pub(crate) struct GetFuture<'a, 'k, M: KeyedManager, T: Table<M>, W> {
+pub(crate) struct GetFuture<
+    'a,
+    'k,
+    M: KeyedManager,
+    T: Table<M>,
+    W,
+    Q: ?Sized = <M as KeyedManager>::Key,
+> {
     shared: &'a Arc<Shared<M, T>>,
-    key: &'k M::Key,
+    /// The key, or a borrowed form of it (`&str` for a `String` key), as `HashMap::get`.
+    key: &'k Q,
     slow: Option<SlowGet<'a, M, T>>,
     /// This checkout's deadline: the pool's `acquire_timeout`, or the caller's own.
     acquire_timeout: Option<Duration>,
     _out: std::marker::PhantomData<fn() -> W>,
 }
 
-impl<'a, 'k, M: KeyedManager, T: Table<M>, W> GetFuture<'a, 'k, M, T, W> {
-    pub fn new(shared: &'a Arc<Shared<M, T>>, key: &'k M::Key) -> Self {
+impl<'a, 'k, M: KeyedManager, T: Table<M>, W, Q: ?Sized> GetFuture<'a, 'k, M, T, W, Q> {
+    pub fn new(shared: &'a Arc<Shared<M, T>>, key: &'k Q) -> Self {
         GetFuture {
             shared,
             key,
@@ -835,8 +854,13 @@ impl<'a, 'k, M: KeyedManager, T: Table<M>, W> GetFuture<'a, 'k, M, T, W> {
     }
 }
 
-impl<'a, 'k, M: KeyedManager, T: Table<M>, W: Wrap<'a, M, T>> Future
-    for GetFuture<'a, 'k, M, T, W>
+impl<'a, 'k, M, T, W, Q> Future for GetFuture<'a, 'k, M, T, W, Q>
+where
+    M: KeyedManager,
+    T: Table<M>,
+    W: Wrap<'a, M, T>,
+    M::Key: Borrow<Q>,
+    Q: Hash + Eq + ToOwned<Owned = M::Key> + ?Sized,
 {
     type Output = Result<W, Error>;
 

@@ -3,6 +3,9 @@
 //! shell reaches every state through [`Table::with`], so the table can react after each
 //! step (evict across keys, forget a vacant key).
 
+use std::borrow::Borrow;
+use std::hash::Hash;
+
 use tokio::time::Instant;
 
 use crate::state::{Conn, Effects, KeyId, Now, State};
@@ -29,7 +32,10 @@ pub(crate) trait Table<M: KeyedManager>: Send + 'static {
     fn handle(&self, key: KeyId) -> Self::Handle;
 
     /// The state of `key` if the table holds one (never makes one).
-    fn find(&self, key: &M::Key) -> Option<KeyId>;
+    fn find<Q>(&self, key: &Q) -> Option<KeyId>
+    where
+        M::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
 
     /// Runs `f` on the state of a live key, then settles what spans keys.
     fn with<R>(
@@ -41,17 +47,25 @@ pub(crate) trait Table<M: KeyedManager>: Send + 'static {
     ) -> R;
 
     /// The common checkout in one step, when the table allows it (see `State::pop_fast`).
-    fn pop_fast(&mut self, key: &M::Key) -> Option<(Conn<M::Resource>, Self::Handle)>;
+    fn pop_fast<Q>(&mut self, key: &Q) -> Option<(Conn<M::Resource>, Self::Handle)>
+    where
+        M::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized;
 
     /// An idle connection of `key` now, without queueing or creating (see
     /// `State::try_acquire`).
-    fn try_pop(
+    fn try_pop<Q>(
         &mut self,
-        key: &M::Key,
+        key: &Q,
         now: &mut Now,
         fx: &mut Effects<M::Resource>,
-    ) -> Option<(Conn<M::Resource>, Self::Handle)> {
-        let (id, handle) = self.enter(key).ok()?;
+    ) -> Option<(Conn<M::Resource>, Self::Handle)>
+    where
+        M::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let id = self.find(key)?;
+        let handle = self.handle(id);
         self.with(id, now, fx, |st, now, fx| st.try_acquire(now, fx))
             .map(|conn| (conn, handle))
     }
@@ -107,7 +121,11 @@ impl<M: KeyedManager<Key = ()>> Table<M> for State<M::Resource> {
     fn handle(&self, _: KeyId) {}
 
     #[inline]
-    fn find(&self, _: &()) -> Option<KeyId> {
+    fn find<Q>(&self, _: &Q) -> Option<KeyId>
+    where
+        (): Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         Some(KeyId::ROOT)
     }
 
@@ -123,7 +141,11 @@ impl<M: KeyedManager<Key = ()>> Table<M> for State<M::Resource> {
     }
 
     #[inline]
-    fn pop_fast(&mut self, _: &()) -> Option<(Conn<M::Resource>, ())> {
+    fn pop_fast<Q>(&mut self, _: &Q) -> Option<(Conn<M::Resource>, ())>
+    where
+        (): Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         State::pop_fast(self).map(|c| (c, ()))
     }
 

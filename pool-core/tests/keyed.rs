@@ -557,3 +557,24 @@ async fn evict_idle_where_closes_the_dead_at_once_keeps_the_rest_in_place_and_di
     );
     assert_eq!(m.inner.create_calls(), 3, "nothing dialled to replace it");
 }
+
+/// Keys are looked up in any form they borrow as, as with `HashMap::get`: `&str` for
+/// `String` keys, with no `String` made on the fast path.
+#[tokio::test(start_paused = true)]
+async fn a_string_keyed_pool_takes_str_keys_everywhere() {
+    let m = KeyedScripted::<String>::new();
+    let pool = KeyedPool::builder(m.clone()).build().unwrap();
+    let c = pool.get("db1:5432").await.unwrap();
+    assert_eq!(c.key, "db1:5432");
+    drop(c);
+    assert_eq!(pool.key_stats("db1:5432").unwrap().idle, 1);
+    let c = pool.try_get("db1:5432").expect("idle");
+    drop(c);
+    drop(pool.get_timeout("db1:5432", SEC).await.unwrap());
+    drop(pool.get_owned("db1:5432").await.unwrap());
+    assert!(pool.key_stats("db2:5432").is_none());
+    assert_eq!(pool.evict_idle_where("db1:5432", |_| true), 1);
+    let inner = m.inner.clone();
+    assert_settled(&pool, move || inner.live(), SETTLE).await;
+    assert_eq!(m.inner.create_calls(), 1);
+}

@@ -9,6 +9,8 @@
 mod config;
 mod table;
 
+use std::borrow::Borrow;
+use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -134,9 +136,16 @@ impl<M: KeyedManager> KeyedPool<M> {
     /// As [`Pool::get`](crate::Pool::get), per key: a timeout, a closed pool, the failed
     /// create of this caller, or the key's breaker being open.
     ///
+    /// The key may be given in any form it borrows as, as with `HashMap::get`: `&str` for a
+    /// `String` key (it is turned into an owned key only when the checkout has to wait).
+    ///
     /// # Cancel safety
     /// As [`Pool::get`](crate::Pool::get): dropping the future at any point loses nothing.
-    pub fn get<'a, 'k>(&'a self, key: &'k M::Key) -> KeyedGet<'a, 'k, M> {
+    pub fn get<'a, 'k, Q>(&'a self, key: &'k Q) -> KeyedGet<'a, 'k, M, Q>
+    where
+        M::Key: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = M::Key> + ?Sized,
+    {
         KeyedGet(GetFuture::new(&self.shared, key))
     }
 
@@ -145,7 +154,11 @@ impl<M: KeyedManager> KeyedPool<M> {
     /// by a create; the others keep their place and their idle time. Returns how many. `dead`
     /// runs under the pool's lock: keep it cheap (a flag, an atomic load), and it must not
     /// call the pool; a panic in it counts as "not dead".
-    pub fn evict_idle_where(&self, key: &M::Key, dead: impl FnMut(&M::Resource) -> bool) -> usize {
+    pub fn evict_idle_where<Q>(&self, key: &Q, dead: impl FnMut(&M::Resource) -> bool) -> usize
+    where
+        M::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.shared.evict_idle_where(key, dead)
     }
 
@@ -157,17 +170,21 @@ impl<M: KeyedManager> KeyedPool<M> {
     ///
     /// # Cancel safety
     /// As [`get`](KeyedPool::get).
-    pub fn get_timeout<'a, 'k>(
-        &'a self,
-        key: &'k M::Key,
-        timeout: Duration,
-    ) -> KeyedGet<'a, 'k, M> {
+    pub fn get_timeout<'a, 'k, Q>(&'a self, key: &'k Q, timeout: Duration) -> KeyedGet<'a, 'k, M, Q>
+    where
+        M::Key: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = M::Key> + ?Sized,
+    {
         KeyedGet(GetFuture::new(&self.shared, key).with_timeout(timeout))
     }
 
     /// An idle connection of `key` that is ready as it is, now, or `None` (see
     /// [`Pool::try_get`](crate::Pool::try_get)).
-    pub fn try_get(&self, key: &M::Key) -> Option<KeyedPooled<'_, M>> {
+    pub fn try_get<Q>(&self, key: &Q) -> Option<KeyedPooled<'_, M>>
+    where
+        M::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.shared.try_get(key).map(KeyedPooled)
     }
 
@@ -178,7 +195,11 @@ impl<M: KeyedManager> KeyedPool<M> {
     ///
     /// # Cancel safety
     /// As [`get`](KeyedPool::get).
-    pub async fn get_owned(&self, key: &M::Key) -> Result<KeyedPooled<'static, M>, Error> {
+    pub async fn get_owned<Q>(&self, key: &Q) -> Result<KeyedPooled<'static, M>, Error>
+    where
+        M::Key: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = M::Key> + ?Sized,
+    {
         self.get(key).await.map(KeyedPooled::into_owned)
     }
 
@@ -190,7 +211,11 @@ impl<M: KeyedManager> KeyedPool<M> {
     }
 
     /// One key's stats; `None` when the pool holds nothing for it (no connection, no waiter).
-    pub fn key_stats(&self, key: &M::Key) -> Option<Stats> {
+    pub fn key_stats<Q>(&self, key: &Q) -> Option<Stats>
+    where
+        M::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.shared.state.lock().key_stats(key)
     }
 
@@ -293,7 +318,9 @@ impl<M: KeyedManager> KeyedPool<M> {
 #[must_use = "futures do nothing unless polled"]
 ///
 /// The guard it yields borrows the pool (`'a`) but not the key (`'k`).
-pub struct KeyedGet<'a, 'k, M: KeyedManager>(GetFuture<'a, 'k, M, Keys<M>, KeyedPooled<'a, M>>);
+pub struct KeyedGet<'a, 'k, M: KeyedManager, Q: ?Sized = <M as KeyedManager>::Key>(
+    GetFuture<'a, 'k, M, Keys<M>, KeyedPooled<'a, M>, Q>,
+);
 
 impl<'a, M: KeyedManager> Wrap<'a, M, Keys<M>> for KeyedPooled<'a, M> {
     #[inline]
@@ -302,7 +329,12 @@ impl<'a, M: KeyedManager> Wrap<'a, M, Keys<M>> for KeyedPooled<'a, M> {
     }
 }
 
-impl<'a, 'k, M: KeyedManager> std::future::Future for KeyedGet<'a, 'k, M> {
+impl<'a, 'k, M, Q> std::future::Future for KeyedGet<'a, 'k, M, Q>
+where
+    M: KeyedManager,
+    M::Key: Borrow<Q>,
+    Q: Hash + Eq + ToOwned<Owned = M::Key> + ?Sized,
+{
     type Output = Result<KeyedPooled<'a, M>, Error>;
 
     #[inline]

@@ -24,7 +24,9 @@
 //!
 //! Every step on a key goes through [`Table::with`], which settles these after it.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::Hash;
 use std::sync::Arc;
 
 use slab::Slab;
@@ -152,7 +154,11 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
     /// The common checkout in one step (see `State::pop_fast`): an idle connection of `key`
     /// when nobody of that key waits.
     #[inline]
-    pub fn pop_fast(&mut self, key: &K) -> Option<(Conn<C>, KeyHandle<K>)> {
+    pub fn pop_fast<Q>(&mut self, key: &Q) -> Option<(Conn<C>, KeyHandle<K>)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let &idx = self.index.get(key)?;
         let e = &mut self.keys[idx as usize];
         let conn = e.state.pop_fast()?;
@@ -306,7 +312,11 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
     }
 
     /// One key's stats; `None` if the pool holds nothing for it.
-    pub fn key_stats(&self, key: &K) -> Option<Stats> {
+    pub fn key_stats<Q>(&self, key: &Q) -> Option<Stats>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let idx = *self.index.get(key)?;
         Some(self.keys[idx as usize].state.stats())
     }
@@ -378,7 +388,11 @@ impl<M: KeyedManager> Table<M> for KeyTable<M::Key, M::Resource> {
         Ok((id, KeyHandle { key, id }))
     }
 
-    fn find(&self, key: &M::Key) -> Option<KeyId> {
+    fn find<Q>(&self, key: &Q) -> Option<KeyId>
+    where
+        M::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let &idx = self.index.get(key)?;
         Some(KeyId {
             idx,
@@ -408,7 +422,11 @@ impl<M: KeyedManager> Table<M> for KeyTable<M::Key, M::Resource> {
     }
 
     #[inline]
-    fn pop_fast(&mut self, key: &M::Key) -> Option<(Conn<M::Resource>, KeyHandle<M::Key>)> {
+    fn pop_fast<Q>(&mut self, key: &Q) -> Option<(Conn<M::Resource>, KeyHandle<M::Key>)>
+    where
+        M::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         KeyTable::pop_fast(self, key)
     }
 
