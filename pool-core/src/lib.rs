@@ -44,6 +44,7 @@
 
 #![forbid(unsafe_code)]
 
+mod clock;
 mod config;
 mod error;
 mod guard;

@@ -338,14 +338,16 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
             let (mut conn, via, handle) = match idle.take() {
                 Some((conn, handle)) => (conn, Via::Idle, handle),
                 None => {
+                    let at = deadline.get();
                     Waiter {
                         shared: self,
                         key,
                         at: None,
+                        started: deadline.started(),
                         retry,
                         done: false,
                     }
-                    .wait(deadline.get())
+                    .wait(at)
                     .await?
                 }
             };
@@ -689,6 +691,9 @@ struct Waiter<'a, 'k, M: KeyedManager, T: Table<M>> {
     /// The key's state, this waiter's place in its queue and the key's handle; `None` until
     /// queued.
     at: Option<(KeyId, WaiterId, T::Handle)>,
+    /// When the checkout started, if its deadline read the clock for it (a precise start
+    /// for `wait_duration`).
+    started: Option<Instant>,
     /// The caller's connection turned out broken: it keeps its turn.
     retry: bool,
     done: bool,
@@ -705,11 +710,11 @@ impl<M: KeyedManager, T: Table<M>> Future for Waiter<'_, '_, M, T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let Some((key, id, _)) = &self.at else {
-            let retry = self.retry;
+            let (retry, started) = (self.retry, self.started);
             let acquired = self.shared.with_table(|t, now, fx| {
                 let (key, handle) = t.enter(self.key)?;
                 let r = t.with(key, now, fx, |st, now, fx| {
-                    st.acquire(now, retry, Some(cx.waker()), fx)
+                    st.acquire(now, retry, Some(cx.waker()), started, fx)
                 })?;
                 Ok((key, handle, r))
             });

@@ -25,7 +25,7 @@ use crate::config::{Limits, clamp_idle};
 use crate::error::{Cause, Kind};
 use crate::hooks::Returned;
 use crate::stats::{CloseReason, Stats};
-use crate::waiters::{Slot, WaiterId, Waiters};
+use crate::waiters::{Since, Slot, WaiterId, Waiters};
 use crate::{Binding, Error, IdleOrder};
 
 /// Which key's state a connection, create or waiter belongs to: an index with a generation,
@@ -573,11 +573,14 @@ impl<C> State<C> {
 
     /// A checkout: an idle connection, or a place in the queue (starting a create if there is
     /// room). `retry` is for a caller whose connection turned out broken: it keeps its turn.
+    /// `started`: when the checkout began, if its deadline read tokio's clock (a precise start
+    /// for `wait_duration`; without it the wait is timed by the coarse clock).
     pub fn acquire(
         &mut self,
         now: &mut Now,
         retry: bool,
         waker: Option<&Waker>,
+        started: Option<Instant>,
         fx: &mut Effects<C>,
     ) -> Result<Acquired<C>, Error> {
         if self.closed {
@@ -624,14 +627,16 @@ impl<C> State<C> {
         }
         if has_room && !breaker_holds && self.limits.binding == Binding::Caller {
             // database/sql: the caller creates its own connection and waits for it.
-            let id = self.waiters.push_own(now.get(), waker);
+            let id = self.waiters.push_own(Since::of(started), waker);
             self.start_create(Some(id), fx);
             return Ok(Acquired::Wait(id));
         }
         if !has_room {
             self.stats.wait_count += 1;
         }
-        let id = self.waiters.push(now.get(), !has_room, retry, waker);
+        let id = self
+            .waiters
+            .push(Since::of(started), !has_room, retry, waker);
         self.balance(now, fx);
         Ok(Acquired::Wait(id))
     }
@@ -1003,13 +1008,13 @@ impl<C> State<C> {
 
     fn finish_wait(
         &mut self,
-        since: Instant,
+        since: Since,
         counted: bool,
         now: &mut Now,
         slot: Slot<(Conn<C>, Via)>,
     ) -> Result<(Conn<C>, Via), Error> {
         if counted {
-            self.stats.wait_duration += now.get().saturating_duration_since(since);
+            self.stats.wait_duration += since.elapsed(|| now.get());
         }
         match slot {
             Slot::Served((conn, via)) => {
@@ -1056,7 +1061,7 @@ impl<C> State<C> {
         if let Slot::Waiting(waker) = entry.slot {
             fx.stale(waker);
             if entry.counted {
-                self.stats.wait_duration += now.get().saturating_duration_since(entry.since);
+                self.stats.wait_duration += entry.since.elapsed(|| now.get());
             }
             self.stats.timeouts += 1;
             return Err(self.timeout_error());
@@ -1071,7 +1076,7 @@ impl<C> State<C> {
             return;
         };
         if entry.counted {
-            self.stats.wait_duration += now.get().saturating_duration_since(entry.since);
+            self.stats.wait_duration += entry.since.elapsed(|| now.get());
         }
         match entry.slot {
             Slot::Served((conn, via)) => {

@@ -24,7 +24,10 @@ pub struct Stats {
     pub idle: usize,
     /// Checkouts that had to wait because `max_open` was reached.
     pub wait_count: u64,
-    /// Total time those checkouts waited.
+    /// Total time those checkouts waited. A checkout with a deadline (`acquire_timeout`,
+    /// `get_timeout`) is timed by tokio's clock, paused time included; one without by the
+    /// kernel's coarse clock (a few ns to read, resolution one scheduler tick: short waits
+    /// may read 0 one by one, their sum is right on average).
     pub wait_duration: Duration,
     /// Closed because `max_idle` was full (with `idle_grace = 0`), because `max_idle` or
     /// `max_open` was lowered, because the pool was over `max_open` on release, or (keyed

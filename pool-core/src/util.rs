@@ -39,7 +39,8 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
 /// The checkout's deadline, computed on first need so the fast path reads no clock.
 pub(crate) struct Deadline {
     timeout: Option<Duration>,
-    at: Option<Option<Instant>>,
+    /// When it was computed (the checkout's start, as precise as its clock), and the deadline.
+    at: Option<Option<(Instant, Option<Instant>)>>,
 }
 
 impl Deadline {
@@ -47,11 +48,24 @@ impl Deadline {
         Deadline { timeout, at: None }
     }
 
+    fn computed(&mut self) -> Option<(Instant, Option<Instant>)> {
+        *self.at.get_or_insert_with(|| {
+            self.timeout.map(|t| {
+                let now = Instant::now();
+                (now, now.checked_add(t))
+            })
+        })
+    }
+
     /// `None`: no deadline (or one past what an `Instant` can hold). Reads the clock only
     /// the first time, and only with a timeout.
     pub fn get(&mut self) -> Option<Instant> {
-        *self
-            .at
-            .get_or_insert_with(|| self.timeout.and_then(|t| Instant::now().checked_add(t)))
+        self.computed().and_then(|(_, at)| at)
+    }
+
+    /// When the deadline was computed: the start of a wait that has one (`None` without a
+    /// timeout). Reads the clock as [`get`](Deadline::get) does.
+    pub fn started(&mut self) -> Option<Instant> {
+        self.computed().map(|(start, _)| start)
     }
 }

@@ -10,6 +10,8 @@
 use std::collections::VecDeque;
 use std::task::Waker;
 
+use std::time::Duration;
+
 use slab::Slab;
 use tokio::time::Instant;
 
@@ -22,6 +24,32 @@ pub(crate) struct WaiterId {
     seq: u64,
     /// A caller waiting for its own create (Go's binding), outside the hand-off queue.
     pub own: bool,
+}
+
+/// When a waiter started waiting: by tokio's clock when its checkout has a deadline (whose
+/// computation read that clock already), else by the coarse clock (`clock::coarse_now`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Since {
+    Precise(Instant),
+    Coarse(Duration),
+}
+
+impl Since {
+    /// The start of a wait: `started` when the checkout read tokio's clock for its deadline.
+    pub fn of(started: Option<Instant>) -> Since {
+        match started {
+            Some(t) => Since::Precise(t),
+            None => Since::Coarse(crate::clock::coarse_now()),
+        }
+    }
+
+    /// How long since then, by the clock it was read with.
+    pub fn elapsed(self, now: impl FnOnce() -> Instant) -> Duration {
+        match self {
+            Since::Precise(t) => now().saturating_duration_since(t),
+            Since::Coarse(c) => crate::clock::coarse_now().saturating_sub(c),
+        }
+    }
 }
 
 /// Where a waiter stands.
@@ -37,7 +65,7 @@ pub(crate) enum Slot<T> {
 pub(crate) struct Entry<T> {
     seq: u64,
     /// When it started waiting.
-    pub since: Instant,
+    pub since: Since,
     /// Whether it waits for capacity (database/sql's `WaitCount`).
     pub counted: bool,
     /// A create was started on its behalf (each waiter gets at most one).
@@ -103,7 +131,7 @@ impl<T> Waiters<T> {
     /// (it had reached the head already).
     pub fn push(
         &mut self,
-        since: Instant,
+        since: Since,
         counted: bool,
         front: bool,
         waker: Option<&Waker>,
@@ -123,7 +151,7 @@ impl<T> Waiters<T> {
 
     /// A caller that waits for the create it starts (Go's binding): not in the hand-off
     /// queue; only [`serve`](Waiters::serve) or [`fail`](Waiters::fail) reach it.
-    pub fn push_own(&mut self, since: Instant, waker: Option<&Waker>) -> WaiterId {
+    pub fn push_own(&mut self, since: Since, waker: Option<&Waker>) -> WaiterId {
         let id = self.insert(since, false, true, waker);
         self.own += 1;
         id
@@ -131,7 +159,7 @@ impl<T> Waiters<T> {
 
     fn insert(
         &mut self,
-        since: Instant,
+        since: Since,
         counted: bool,
         own: bool,
         waker: Option<&Waker>,
@@ -312,7 +340,7 @@ mod tests {
     #[test]
     fn queues_stay_small_when_every_waiter_is_served_by_a_release() {
         let mut w: Waiters<u32> = Waiters::new();
-        let t = Instant::now();
+        let t = Since::of(Some(Instant::now()));
         for i in 0..10_000u32 {
             let id = w.push(t, true, false, None);
             assert!(w.serve_head(i).is_ok());

@@ -1036,12 +1036,17 @@ fn a_waker_the_pool_drops_may_use_the_pool() {
         .expect("a waker dropped under the pool's lock deadlocked the pool");
 }
 
-/// `wait_duration` is the time callers waited for capacity, by the runtime's clock (paused
-/// time included), to the millisecond; a short real wait is not read as zero.
+/// `wait_duration` is the time callers waited for capacity; for checkouts with a deadline
+/// (whose start the deadline already read), by the runtime's clock (paused time included), to
+/// the millisecond, and a short real wait is not read as zero.
 #[tokio::test(start_paused = true)]
 async fn wait_duration_is_the_time_waited_by_the_runtimes_clock() {
     let m = ScriptedManager::new();
-    let pool = builder(&m).max_open(1).build().unwrap();
+    let pool = builder(&m)
+        .max_open(1)
+        .acquire_timeout(10 * SEC)
+        .build()
+        .unwrap();
     let held = pool.get().await.unwrap();
     let waiters: Vec<_> = (0..3)
         .map(|_| {
@@ -1074,7 +1079,11 @@ fn a_short_real_wait_is_not_read_as_zero() {
         .unwrap();
     rt.block_on(async {
         let m = ScriptedManager::new();
-        let pool = builder(&m).max_open(1).build().unwrap();
+        let pool = builder(&m)
+            .max_open(1)
+            .acquire_timeout(10 * SEC)
+            .build()
+            .unwrap();
         for _ in 0..16 {
             let held = pool.get().await.unwrap();
             let waiter = {

@@ -59,7 +59,7 @@ impl Driver {
     }
 
     fn acquire(&mut self) -> Acquired<u32> {
-        self.step(|st, now, fx| st.acquire(now, false, None, fx))
+        self.step(|st, now, fx| st.acquire(now, false, None, None, fx))
             .unwrap()
     }
 
@@ -180,7 +180,7 @@ fn no_clock_is_read_on_the_default_fast_path() {
     let mut fx = Effects::default();
     let mut now = Now::lazy();
     d.st.release(c, &mut now, &mut fx);
-    let c = ready(d.st.acquire(&mut now, false, None, &mut fx).unwrap());
+    let c = ready(d.st.acquire(&mut now, false, None, None, &mut fx).unwrap());
     d.st.release(c, &mut now, &mut fx);
     assert!(now.0.is_none(), "the fast path read the clock");
     assert!(fx.rare.is_none() && fx.wake.is_none());
@@ -231,7 +231,7 @@ fn the_breaker_opens_after_the_threshold_and_fails_fast() {
         }
     }
     let err = d
-        .step(|st, now, fx| st.acquire(now, false, None, fx))
+        .step(|st, now, fx| st.acquire(now, false, None, None, fx))
         .err()
         .expect("breaker open");
     assert!(err.is_unavailable());
@@ -469,7 +469,7 @@ fn run_model(
                 // As the shell: the one-step path first, the general one when it declines.
                 let got = match st.pop_fast() {
                     Some(c) => Ok(Acquired::Ready(c)),
-                    None => st.acquire(now, false, None, &mut fx),
+                    None => st.acquire(now, false, None, None, &mut fx),
                 };
                 if m.closed {
                     prop_assert!(got.is_err());

@@ -61,7 +61,7 @@ impl Driver {
 
     fn acquire(&mut self, k: usize) -> Result<(KeyId, Acquired<u32>), Error> {
         let (key, _) = self.t.enter_key(&k)?;
-        let r = self.on(key, |st, now, fx| st.acquire(now, false, None, fx))?;
+        let r = self.on(key, |st, now, fx| st.acquire(now, false, None, None, fx))?;
         Ok((key, r))
     }
 
