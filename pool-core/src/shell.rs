@@ -343,7 +343,8 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
                         shared: self,
                         key,
                         at: None,
-                        started: deadline.started(),
+                        // A retry's first wait is already counted: time only the new one.
+                        started: if retry { None } else { deadline.started() },
                         retry,
                         done: false,
                     }

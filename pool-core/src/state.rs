@@ -693,18 +693,21 @@ impl<C> State<C> {
             return;
         }
         // A connection being reset comes back soon (or its close frees the slot and this
-        // runs again): it serves a waiter as a create in flight would. Each waiter gets at
-        // most one create started on its behalf, oldest first.
-        while self.waiters.uncreated() > 0
-            && self.waiters.len() > self.late_creates() + self.resetting
-            && self.has_room()
-        {
+        // runs again): it serves a waiter as a create in flight would. While creates fail,
+        // each waiter gets at most one create started on its behalf, oldest first; otherwise
+        // a waiter whose create served someone else (late binding) gets another.
+        while self.waiters.len() > self.late_creates() + self.resetting && self.has_room() {
             if self.breaker.open && self.in_flight() > 0 {
                 // No create while it is open; what is out may still serve them.
                 break;
             }
-            let Some(id) = self.waiters.tag_oldest_uncreated() else {
-                break;
+            let id = match self.waiters.tag_oldest_uncreated() {
+                Some(id) => id,
+                None if self.last_failure.is_none() => match self.waiters.oldest_waiting() {
+                    Some(id) => id,
+                    None => break,
+                },
+                None => break,
             };
             if self.breaker.open {
                 let err = self.unavailable();
@@ -954,18 +957,18 @@ impl<C> State<C> {
     /// Closes the idle connections `dead` picks (seen dead from outside the pool), as broken;
     /// the others keep their place and their stamps, and nothing is created to replace them.
     pub fn evict_idle(&mut self, mut dead: impl FnMut(&C) -> bool, fx: &mut Effects<C>) -> usize {
+        // One pass: the kept go back in their order, the dead close.
+        let all = std::mem::take(&mut self.idle);
         let mut evicted = 0;
-        let mut i = 0;
-        while i < self.idle.len() {
-            if dead(&self.idle[i].res) {
-                let conn = self.idle.remove(i).expect("index is in range");
+        for conn in all {
+            if dead(&conn.res) {
                 if !conn.is_stamped() {
                     self.unstamped -= 1;
                 }
                 self.begin_close(conn, CloseReason::Broken, fx);
                 evicted += 1;
             } else {
-                i += 1;
+                self.idle.push_back(conn);
             }
         }
         evicted

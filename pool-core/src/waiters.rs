@@ -108,11 +108,6 @@ impl<T> Waiters<T> {
         self.waiting
     }
 
-    /// Queued waiters no create was started for.
-    pub fn uncreated(&self) -> usize {
-        self.waiting_uncreated
-    }
-
     /// Callers waiting for their own create (each has exactly one in flight).
     pub fn own(&self) -> usize {
         self.own
@@ -191,6 +186,14 @@ impl<T> Waiters<T> {
             }
         }
         None
+    }
+
+    /// The oldest queued waiter.
+    pub fn oldest_waiting(&self) -> Option<WaiterId> {
+        self.queue
+            .iter()
+            .copied()
+            .find(|&id| Self::is_waiting(&self.slab, id))
     }
 
     /// The oldest queued waiter that a create was started for.
@@ -295,7 +298,14 @@ impl<T> Waiters<T> {
     /// Fails every queued waiter a create was started for (nothing open can serve them any
     /// more), oldest first.
     pub fn fail_created(&mut self, err: impl Fn() -> Error, wakers: &mut Vec<Waker>) {
-        while let Some(id) = self.oldest_created() {
+        // One pass over the queue, then the failures (each `fail` leaves the queue as it is).
+        let created: Vec<WaiterId> = self
+            .queue
+            .iter()
+            .copied()
+            .filter(|&id| matches!(self.slab.get(id.idx), Some(e) if e.seq == id.seq && e.create && matches!(e.slot, Slot::Waiting(_))))
+            .collect();
+        for id in created {
             if let Some(Some(w)) = self.fail(id, err()) {
                 wakers.push(w);
             }
@@ -346,7 +356,7 @@ mod tests {
             assert!(w.serve_head(i).is_ok());
             assert!(w.remove(id).is_some());
         }
-        assert_eq!((w.len(), w.uncreated()), (0, 0));
+        assert_eq!((w.len(), w.waiting_uncreated), (0, 0));
         assert!(
             w.queue.len() <= 1 && w.uncreated.len() <= 1,
             "{} {}",

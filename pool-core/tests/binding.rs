@@ -12,6 +12,7 @@ use pool_core::{Binding, Pool, Pooled};
 use support::{builder, eventually, settled};
 
 const MS: Duration = Duration::from_millis(1);
+const SEC: Duration = Duration::from_secs(1);
 
 /// Spawns `n` checkouts in order (each queued before the next starts); each records its
 /// number in `failed` if it fails, and holds a connection it gets for `hold`.
@@ -202,4 +203,63 @@ async fn go_mode_opens_exactly_what_database_sql_opens_under_bursts() {
     let caller = burst_opens(Binding::Caller, Step::Slow(5 * MS), true).await;
     let late = burst_opens(Binding::Late, Step::Slow(5 * MS), true).await;
     assert!(late < caller, "late binding opened {late}, Go's {caller}");
+}
+
+/// Late binding serves the head with any create: a waiter whose own create served someone
+/// else, and who then has nothing coming (the connection it would have had is discarded),
+/// gets another create once creates succeed again, instead of waiting forever.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_whose_create_served_another_gets_a_new_one_when_nothing_else_comes() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m).max_open(2).build().unwrap();
+    m.script_create([Step::SlowFail(10 * MS, "refused"), Step::Slow(20 * MS)]);
+    let a = {
+        let pool = pool.clone();
+        tokio::spawn(async move { Pooled::discard(pool.get().await.unwrap()) })
+    };
+    eventually("a queued", || pool.stats().waiting == 1).await;
+    let b = {
+        let pool = pool.clone();
+        tokio::spawn(async move { drop(pool.get().await.unwrap()) })
+    };
+    // a's create fails (b's is in flight: a stays queued), b's create serves a (the head),
+    // and a discards its connection: b has no create of its own left.
+    a.await.unwrap();
+    tokio::time::timeout(10 * SEC, b)
+        .await
+        .expect("b was served, not left waiting with room in the pool")
+        .unwrap();
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.created, s.create_errors), (2, 1), "{s:?}");
+}
+
+/// A checkout that retries after a broken connection is timed once, not from its start
+/// again.
+#[tokio::test(start_paused = true)]
+async fn a_retried_checkout_counts_its_wait_once() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m)
+        .max_open(1)
+        .acquire_timeout(10 * SEC)
+        .build()
+        .unwrap();
+    let held = pool.get().await.unwrap();
+    let waiter = {
+        let pool = pool.clone();
+        tokio::spawn(async move { drop(pool.get().await.unwrap()) })
+    };
+    eventually("queued", || pool.stats().waiting == 1).await;
+    tokio::time::advance(100 * MS).await;
+    // Released fine, then found broken at the checkout it was handed to: the caller queues
+    // again and a new one is created.
+    m.script_check([Step::Ok, Step::Fail("dead"), Step::Fail("dead")]);
+    drop(held);
+    waiter.await.unwrap();
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.created, s.broken_closed), (2, 1), "it did retry: {s:?}");
+    assert!(
+        s.wait_duration >= 100 * MS && s.wait_duration < 150 * MS,
+        "{:?}",
+        s.wait_duration
+    );
 }

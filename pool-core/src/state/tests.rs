@@ -401,9 +401,11 @@ impl Model {
             return;
         }
         while self.waiting() > self.creating && self.open < self.max_open {
-            let Some(w) = (0..self.waiters.len())
-                .find(|&w| self.waiters[w] == W::Waiting && !self.has_create[w])
-            else {
+            let uncreated = (0..self.waiters.len())
+                .find(|&w| self.waiters[w] == W::Waiting && !self.has_create[w]);
+            // While creates fail, one create per waiter; otherwise any waiter in turn.
+            let any = || (0..self.waiters.len()).find(|&w| self.waiters[w] == W::Waiting);
+            let Some(w) = uncreated.or_else(|| if self.failure { None } else { any() }) else {
                 break;
             };
             self.has_create[w] = true;
