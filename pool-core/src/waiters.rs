@@ -175,12 +175,8 @@ impl<T> Waiters<T> {
     /// Marks the oldest queued waiter with no create as having one, and returns it.
     pub fn tag_oldest_uncreated(&mut self) -> Option<WaiterId> {
         while let Some(id) = self.uncreated.pop_front() {
-            if let Some(e) = self.slab.get_mut(id.idx)
-                && e.seq == id.seq
-                && !e.create
-                && matches!(e.slot, Slot::Waiting(_))
-            {
-                e.create = true;
+            if Self::waiting_with(&self.slab, id, Some(false)) {
+                self.slab[id.idx].create = true;
                 self.waiting_uncreated -= 1;
                 return Some(id);
             }
@@ -198,9 +194,10 @@ impl<T> Waiters<T> {
 
     /// The oldest queued waiter that a create was started for.
     pub fn oldest_created(&self) -> Option<WaiterId> {
-        self.queue.iter().copied().find(|&id| {
-            matches!(self.slab.get(id.idx), Some(e) if e.seq == id.seq && e.create && matches!(e.slot, Slot::Waiting(_)))
-        })
+        self.queue
+            .iter()
+            .copied()
+            .find(|&id| Self::waiting_with(&self.slab, id, Some(true)))
     }
 
     /// Bookkeeping for an entry that stops waiting.
@@ -215,11 +212,7 @@ impl<T> Waiters<T> {
                 // stale ids at the front as they appear, so the queue of waiters without a
                 // create does not grow with every wait that a release served.
                 while let Some(&front) = self.uncreated.front() {
-                    let live = matches!(
-                        self.slab.get(front.idx),
-                        Some(e) if e.seq == front.seq && !e.create && matches!(e.slot, Slot::Waiting(_))
-                    );
-                    if live {
+                    if Self::waiting_with(&self.slab, front, Some(false)) {
                         break;
                     }
                     self.uncreated.pop_front();
@@ -229,7 +222,18 @@ impl<T> Waiters<T> {
     }
 
     fn is_waiting(slab: &Slab<Entry<T>>, id: WaiterId) -> bool {
-        matches!(slab.get(id.idx), Some(e) if e.seq == id.seq && matches!(e.slot, Slot::Waiting(_)))
+        Self::waiting_with(slab, id, None)
+    }
+
+    /// `id` is still waiting, and (when `create` is given) a create was or was not started
+    /// for it.
+    fn waiting_with(slab: &Slab<Entry<T>>, id: WaiterId, create: Option<bool>) -> bool {
+        matches!(
+            slab.get(id.idx),
+            Some(e) if e.seq == id.seq
+                && matches!(e.slot, Slot::Waiting(_))
+                && create.is_none_or(|c| e.create == c)
+        )
     }
 
     /// Serves the head waiter with `value` and returns its waker, or gives `value` back when
@@ -303,7 +307,7 @@ impl<T> Waiters<T> {
             .queue
             .iter()
             .copied()
-            .filter(|&id| matches!(self.slab.get(id.idx), Some(e) if e.seq == id.seq && e.create && matches!(e.slot, Slot::Waiting(_))))
+            .filter(|&id| Self::waiting_with(&self.slab, id, Some(true)))
             .collect();
         for id in created {
             if let Some(Some(w)) = self.fail(id, err()) {
@@ -336,7 +340,7 @@ impl<T> Waiters<T> {
         if self.uncreated.len() > 64 && self.uncreated.len() > 2 * self.waiting_uncreated {
             let slab = &self.slab;
             self.uncreated
-                .retain(|&id| Self::is_waiting(slab, id) && !slab[id.idx].create);
+                .retain(|&id| Self::waiting_with(slab, id, Some(false)));
         }
     }
 }

@@ -149,6 +149,15 @@ struct Cursor {
 }
 
 impl Cursor {
+    /// Passes over what `data` holds of the current message's body; returns the rest.
+    fn skip_body<'d>(&mut self, data: &'d [u8]) -> &'d [u8] {
+        let n = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        self.left -= n as u64;
+        &data[n..]
+    }
+
     fn new(phase: Phase) -> Self {
         Cursor {
             phase,
@@ -229,11 +238,7 @@ impl Frames {
                     wire.readies.fetch_add(1, Ordering::AcqRel);
                     self.ready = true;
                 }
-                let n = usize::try_from(c.left)
-                    .unwrap_or(usize::MAX)
-                    .min(data.len());
-                c.left -= n as u64;
-                data = &data[n..];
+                data = c.skip_body(data);
                 continue;
             }
             if c.have == 0 {
@@ -279,11 +284,7 @@ impl Frames {
         let c = &mut self.write;
         while !data.is_empty() && c.phase != Phase::Off {
             if c.left > 0 {
-                let n = usize::try_from(c.left)
-                    .unwrap_or(usize::MAX)
-                    .min(data.len());
-                c.left -= n as u64;
-                data = &data[n..];
+                data = c.skip_body(data);
                 continue;
             }
             let typed = c.phase == Phase::Messages;
