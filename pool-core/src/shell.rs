@@ -363,20 +363,12 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
                     }
                 }
             };
-            let info = (started.is_some() || traced).then(|| GotConn {
-                id: conn.id,
-                reused: via != Via::Created,
-                was_idle: via == Via::Idle,
-                idle_time: match (via, conn.idle_since(Some(self.origin))) {
-                    (Via::Idle, Some(t)) => t.elapsed(),
-                    _ => Duration::ZERO,
-                },
-                wait: started.map(|t| t.elapsed()).unwrap_or_default(),
+            let info = (started.is_some() || traced).then(|| {
+                self.got_conn_info(&conn, via, started.map(|t| t.elapsed()).unwrap_or_default())
             });
             let guard = Guard::borrowed(self, conn, handle);
             if let Some(info) = info {
-                tracing::trace!(target: "pool_core", conn = info.id, reused = info.reused, was_idle = info.was_idle, idle_time = ?info.idle_time, "got a connection");
-                self.hook("got_conn", |h| h.got_conn(key, &info));
+                self.report_got(key, &info);
             }
             return Ok(guard);
         }
@@ -391,28 +383,46 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
         // Each turn takes one connection out of idle; one that is not ready goes back through
         // the return path (reset on return, or closed), so the loop ends.
         for _ in 0..8 {
-            let (mut conn, handle) = self.with_table(|t, now, fx| t.try_pop(key, now, fx))?;
-            if self.is_ready(&mut conn) {
-                tracing::trace!(target: "pool_core", conn = conn.id, reused = true, was_idle = true, "got a connection");
-                if self.hooks.is_some() {
-                    let info = GotConn {
-                        id: conn.id,
-                        reused: true,
-                        was_idle: true,
-                        idle_time: conn
-                            .idle_since(Some(self.origin))
-                            .map_or(Duration::ZERO, |t| t.elapsed()),
-                        wait: Duration::ZERO,
-                    };
-                    let key = T::key_of(&handle);
-                    self.hook("get_conn", |h| h.get_conn(key));
-                    self.hook("got_conn", |h| h.got_conn(key, &info));
-                }
-                return Some(Guard::borrowed(self, conn, handle));
+            let (mut conn, surplus, handle) =
+                self.with_table(|t, now, fx| t.try_pop(key, now, fx))?;
+            if !self.is_ready(&mut conn) {
+                drop(Guard::borrowed(self, conn, handle));
+                continue;
             }
-            drop(Guard::borrowed(self, conn, handle));
+            let key_id = T::key_id(&handle);
+            self.with_state(key_id, |st, now, fx| st.count_hit(surplus, now, fx));
+            let info = (self.hooks.is_some()
+                || tracing::enabled!(target: "pool_core", tracing::Level::TRACE))
+            .then(|| self.got_conn_info(&conn, Via::Idle, Duration::ZERO));
+            let guard = Guard::borrowed(self, conn, handle);
+            if let Some(info) = info {
+                let key = guard.key();
+                self.hook("get_conn", |h| h.get_conn(key));
+                self.report_got(key, &info);
+            }
+            return Some(guard);
         }
         None
+    }
+
+    /// What the `got_conn` hook and trace event say of a checkout.
+    fn got_conn_info(&self, conn: &Conn<M::Resource>, via: Via, wait: Duration) -> GotConn {
+        GotConn {
+            id: conn.id,
+            reused: via != Via::Created,
+            was_idle: via == Via::Idle,
+            idle_time: match (via, conn.idle_since(Some(self.origin))) {
+                (Via::Idle, Some(t)) => t.elapsed(),
+                _ => Duration::ZERO,
+            },
+            wait,
+        }
+    }
+
+    /// The trace event and `got_conn` hook of a served checkout.
+    fn report_got(&self, key: &M::Key, info: &GotConn) {
+        tracing::trace!(target: "pool_core", conn = info.id, reused = info.reused, was_idle = info.was_idle, idle_time = ?info.idle_time, "got a connection");
+        self.hook("got_conn", |h| h.got_conn(key, info));
     }
 
     /// Closes the idle connections of `key` that `dead` picks (see `KeyedPool::evict_idle_where`).

@@ -586,30 +586,12 @@ impl<C> State<C> {
         if self.closed {
             return Err(Error::closed());
         }
-        if retry || self.waiters.is_empty() {
-            loop {
-                let surplus = self.idle.len() > self.limits.max_idle;
-                let Some(mut conn) = self.pop_idle() else {
-                    break;
-                };
-                if self.is_expired(&conn, now) {
-                    self.begin_close(conn, CloseReason::MaxLifetime, fx);
-                    continue;
-                }
-                self.stats.hits += 1;
-                if surplus {
-                    self.stats.grace_reused += 1;
-                }
-                if let Some(after) = self.limits.validate_after {
-                    conn.must_validate = conn
-                        .idle_since(self.origin)
-                        .is_some_and(|t| now.get().saturating_duration_since(t) >= after);
-                }
-                if self.limits.min_idle > 0 {
-                    self.refill(now, fx);
-                }
-                return Ok(Acquired::Ready(conn));
-            }
+        if (retry || self.waiters.is_empty())
+            && let Some((mut conn, surplus, due)) = self.take_idle(now, fx)
+        {
+            conn.must_validate = due;
+            self.count_hit(surplus, now, fx);
+            return Ok(Acquired::Ready(conn));
         }
         let has_room = self.has_room();
         let spare_creates = self.late_creates().saturating_sub(self.waiters.len());
@@ -644,10 +626,21 @@ impl<C> State<C> {
     /// An idle connection now, without queueing or creating: `None` when callers are queued
     /// (no barging), nothing is idle, or the one in turn is due for validation (it stays
     /// where it is, for a checkout that can run the validation).
-    pub fn try_acquire(&mut self, now: &mut Now, fx: &mut Effects<C>) -> Option<Conn<C>> {
+    pub fn try_acquire(&mut self, now: &mut Now, fx: &mut Effects<C>) -> Option<(Conn<C>, bool)> {
         if self.closed || !self.waiters.is_empty() {
             return None;
         }
+        let (conn, surplus, due) = self.take_idle(now, fx)?;
+        if due {
+            self.unpop_idle(conn);
+            return None;
+        }
+        Some((conn, surplus))
+    }
+
+    /// The next idle connection in turn that has not expired (the expired ones met on the
+    /// way close), with whether surplus existed then and whether it is due for validation.
+    fn take_idle(&mut self, now: &mut Now, fx: &mut Effects<C>) -> Option<(Conn<C>, bool, bool)> {
         loop {
             let surplus = self.idle.len() > self.limits.max_idle;
             let conn = self.pop_idle()?;
@@ -655,22 +648,23 @@ impl<C> State<C> {
                 self.begin_close(conn, CloseReason::MaxLifetime, fx);
                 continue;
             }
-            if let Some(after) = self.limits.validate_after
-                && conn
-                    .idle_since(self.origin)
+            let due = self.limits.validate_after.is_some_and(|after| {
+                conn.idle_since(self.origin)
                     .is_some_and(|t| now.get().saturating_duration_since(t) >= after)
-            {
-                self.unpop_idle(conn);
-                return None;
-            }
-            self.stats.hits += 1;
-            if surplus {
-                self.stats.grace_reused += 1;
-            }
-            if self.limits.min_idle > 0 {
-                self.refill(now, fx);
-            }
-            return Some(conn);
+            });
+            return Some((conn, surplus, due));
+        }
+    }
+
+    /// A checkout was served from idle (`surplus`: while surplus existed, a create the grace
+    /// avoided); `min_idle` is kept.
+    pub fn count_hit(&mut self, surplus: bool, now: &mut Now, fx: &mut Effects<C>) {
+        self.stats.hits += 1;
+        if surplus {
+            self.stats.grace_reused += 1;
+        }
+        if self.limits.min_idle > 0 {
+            self.refill(now, fx);
         }
     }
 

@@ -52,14 +52,14 @@ pub(crate) trait Table<M: KeyedManager>: Send + 'static {
         M::Key: Borrow<Q>,
         Q: Hash + Eq + ?Sized;
 
-    /// An idle connection of `key` now, without queueing or creating (see
-    /// `State::try_acquire`).
+    /// An idle connection of `key` now, without queueing or creating, and whether surplus
+    /// existed (see `State::try_acquire`); not counted as a hit until it is handed out.
     fn try_pop<Q>(
         &mut self,
         key: &Q,
         now: &mut Now,
         fx: &mut Effects<M::Resource>,
-    ) -> Option<(Conn<M::Resource>, Self::Handle)>
+    ) -> Option<(Conn<M::Resource>, bool, Self::Handle)>
     where
         M::Key: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -67,7 +67,7 @@ pub(crate) trait Table<M: KeyedManager>: Send + 'static {
         let id = self.find(key)?;
         let handle = self.handle(id);
         self.with(id, now, fx, |st, now, fx| st.try_acquire(now, fx))
-            .map(|conn| (conn, handle))
+            .map(|(conn, surplus)| (conn, surplus, handle))
     }
 
     /// The common release in one step, when the table allows it (see `State::push_fast`):

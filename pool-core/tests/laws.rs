@@ -1161,6 +1161,12 @@ async fn try_get_takes_an_idle_connection_now_or_nothing_and_never_overtakes_a_w
     let c = pool.try_get().expect("clean again");
     assert!(!c.dirty);
     drop(c);
+    // One found broken is closed, not counted as served from idle.
+    let hits = pool.stats().hits;
+    m.script_check([Step::Fail("dead"), Step::Fail("dead")]);
+    assert!(pool.try_get().is_none());
+    let s = pool.stats();
+    assert_eq!((s.hits, s.idle), (hits, 0), "{s:?}");
     // Due for validation: left for a checkout that can validate it.
     let m = ScriptedManager::new().with_validate_after(SEC);
     let pool = builder(&m).build().unwrap();
