@@ -1,5 +1,5 @@
 //! Shared helpers of the benchmark programs (`pg_bench`, `http_bench`): argument parsing,
-//! medians, CPU time and TIME_WAIT counts.
+//! medians, CPU time, CPU placement and TIME_WAIT counts.
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -20,6 +20,21 @@ pub fn main_with<O, F>(
 where
     F: Future<Output = Result<(), BoxError>>,
 {
+    main_on(name, usage, parse, |_| Vec::new(), run)
+}
+
+/// [`main_with`], with the runtime's worker threads pinned to the CPUs `cores` picks from the
+/// options (spread over them in turn; none: the OS places them).
+pub fn main_on<O, F>(
+    name: &str,
+    usage: &str,
+    parse: impl FnOnce(&[String]) -> Result<O, String>,
+    cores: impl FnOnce(&O) -> Vec<core_affinity::CoreId>,
+    run: impl FnOnce(O) -> F,
+) -> ExitCode
+where
+    F: Future<Output = Result<(), BoxError>>,
+{
     let args: Vec<String> = std::env::args().skip(1).collect();
     let opts = match parse(&args) {
         Ok(opts) => opts,
@@ -28,8 +43,16 @@ where
             return ExitCode::from(2);
         }
     };
+    let cores = cores(&opts);
+    let next = std::sync::atomic::AtomicUsize::new(0);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .on_thread_start(move || {
+            if !cores.is_empty() {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                core_affinity::set_for_current(cores[i % cores.len()]);
+            }
+        })
         .enable_all()
         .build()
     {
@@ -79,7 +102,22 @@ pub fn median(values: &mut [f64]) -> f64 {
 
 /// This process's CPU time so far, in seconds (`/proc/self/stat`, clock ticks of 10 ms).
 pub fn cpu_time() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    stat_cpu_time("/proc/self/stat")
+}
+
+/// The CPU time so far of one thread of this process (its id from [`thread_id`]), in seconds.
+pub fn thread_cpu_time(tid: u32) -> f64 {
+    stat_cpu_time(&format!("/proc/self/task/{tid}/stat"))
+}
+
+/// The calling thread's id as the kernel knows it (`/proc/thread-self`), if it can be read.
+pub fn thread_id() -> Option<u32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
+fn stat_cpu_time(path: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
         return 0.0;
     };
     // The fields after the command name, which is in parentheses and may hold spaces.
@@ -88,6 +126,24 @@ pub fn cpu_time() -> f64 {
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime are fields 14 and 15 of the line; 12 and 13 after the name.
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Appends one JSON line of `program`'s results to `target/bench-results/{program}.jsonl`
+/// (relative to the working directory, as BENCH.md asks); a failure to write is reported on
+/// stderr and otherwise ignored.
+pub fn record(program: &str, json: &str) {
+    use std::io::Write;
+    let dir = std::path::Path::new("target/bench-results");
+    let written = std::fs::create_dir_all(dir).and_then(|()| {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("{program}.jsonl")))?;
+        writeln!(file, "{json}")
+    });
+    if let Err(e) = written {
+        eprintln!("{program}: cannot write to {}: {e}", dir.display());
+    }
 }
 
 /// TIME_WAIT sockets to or from a port: pool-lab's counter, shared.

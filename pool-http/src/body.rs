@@ -11,8 +11,9 @@
 //!   body): the connection then goes back only if hyper is done writing within
 //!   [`WRITE_WAIT`] (Go's `maxWriteWaitBeforeConnReuse`), else it is closed;
 //! - an error or the request's deadline: the connection is closed;
-//! - it is dropped early: with a [`Drain`] budget, a task reads the rest and pools the
-//!   connection if the body ends within the budget, else closes it.
+//! - it is dropped early: with a [`Drain`] budget, hyper's connection task reads the rest
+//!   ([`Draining`]) and pools the connection if the body ends within the budget, else closes
+//!   it.
 //!
 //! A `101 Switching Protocols` response holds no lease: its connection left the pool, and
 //! [`Body::upgrade`] hands it to the caller.
@@ -518,14 +519,26 @@ impl Drop for Body {
                     return lease.finish();
                 }
                 Poll::Ready(Some(Err(_))) => break,
-                Poll::Pending => match tokio::runtime::Handle::try_current() {
-                    Ok(rt) => {
-                        let ticket = lease.ticket();
-                        drop(rt.spawn(drain(incoming, lease, left, ticket)));
-                        return;
+                // The rest goes to the connection's own task (see `Draining`).
+                Poll::Pending => {
+                    let Hold::Conn(conn) = &lease.hold else {
+                        break;
+                    };
+                    let link = conn.link.clone();
+                    let ticket = lease.ticket();
+                    let body = Box::new(Draining {
+                        incoming,
+                        deadline: Instant::now().checked_add(lease.drain.max_time),
+                        sleep: None,
+                        lease,
+                        left,
+                        _ticket: ticket,
+                    });
+                    if let Err(body) = link.hand_drain(body) {
+                        body.settle(false);
                     }
-                    Err(_) => break,
-                },
+                    return;
+                }
             }
         }
         Counters::bump(&lease.counters.drain_failed);
@@ -533,40 +546,77 @@ impl Drop for Body {
     }
 }
 
-/// Reads what is left of a dropped body within the budget (`left` bytes, the drain time);
-/// the connection is pooled if the body ends, closed otherwise.
+/// The rest of a body dropped early, read by its connection's own task (hyper's, driven by
+/// `connect::drive`) within the drain budget: `left` bytes, until `deadline`. The connection
+/// is pooled if the body ends within them, closed otherwise.
 ///
-/// `_ticket` marks the drain as in flight until the connection is back (or closed).
-async fn drain(mut body: Incoming, lease: Lease, mut left: usize, _ticket: Option<DrainTicket>) {
-    // A `max_time` past what an `Instant` holds is no deadline (`Instant + Duration` panics on
-    // overflow; the builder caps it at `MAX_DURATION`).
-    let deadline = Instant::now().checked_add(lease.drain.max_time);
-    loop {
-        let frame = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, body.frame()).await,
-            None => Ok(body.frame().await),
-        };
-        match frame {
-            Ok(Some(Ok(frame))) => {
-                let n = frame.data_ref().map_or(0, Bytes::len);
-                if n > left {
-                    break;
+/// `_ticket` marks the drain as in flight until the connection is back (or closed): a
+/// request for the same origin waits for it rather than dial.
+pub(crate) struct Draining {
+    incoming: Incoming,
+    lease: Lease,
+    left: usize,
+    /// When the drain gives up (`None`: a `max_time` past what an `Instant` holds); its timer
+    /// is armed only if the body does not end at once.
+    deadline: Option<Instant>,
+    sleep: Option<Pin<Box<Sleep>>>,
+    _ticket: Option<DrainTicket>,
+}
+
+impl Draining {
+    /// Reads what has arrived: `Ready(true)` at the body's end, `Ready(false)` past the
+    /// budget, past the deadline or on an error.
+    pub fn poll_rest(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        loop {
+            let frame = match Pin::new(&mut self.incoming).poll_frame(cx) {
+                Poll::Ready(frame) => frame,
+                Poll::Pending => {
+                    let Some(at) = self.deadline else {
+                        return Poll::Pending;
+                    };
+                    let sleep = self
+                        .sleep
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                    return match sleep.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(false),
+                        Poll::Pending => Poll::Pending,
+                    };
                 }
-                left -= n;
-                if body.is_end_stream() {
-                    Counters::bump(&lease.counters.drained);
-                    lease.finish();
-                    return;
+            };
+            match frame {
+                Some(Ok(frame)) => {
+                    let n = frame.data_ref().map_or(0, Bytes::len);
+                    if n > self.left {
+                        return Poll::Ready(false);
+                    }
+                    self.left -= n;
+                    if self.incoming.is_end_stream() {
+                        return Poll::Ready(true);
+                    }
                 }
+                None => return Poll::Ready(true),
+                Some(Err(_)) => return Poll::Ready(false),
             }
-            Ok(None) => {
-                Counters::bump(&lease.counters.drained);
-                lease.finish();
-                return;
-            }
-            Ok(Some(Err(_))) | Err(_) => break,
         }
     }
-    Counters::bump(&lease.counters.drain_failed);
-    lease.close();
+
+    /// Pools the connection (`drained`) or closes it.
+    pub fn settle(self: Box<Self>, drained: bool) {
+        // The ticket goes last: a request waiting for the drain then finds the connection.
+        let Draining {
+            incoming,
+            lease,
+            _ticket: ticket,
+            ..
+        } = *self;
+        drop(incoming);
+        if drained {
+            Counters::bump(&lease.counters.drained);
+            lease.finish();
+        } else {
+            Counters::bump(&lease.counters.drain_failed);
+            lease.close();
+        }
+        drop(ticket);
+    }
 }

@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::body::Draining;
 use crate::config::Settings;
 use crate::manager::{Link, Sender};
 use crate::{ConnectError, Origin};
@@ -239,9 +240,55 @@ where
 }
 
 /// Drives hyper's connection until it ends, then tells the link (an aborted task, a
-/// connection we closed, never gets there).
+/// connection we closed, never gets there). Between requests it also reads the rest of a
+/// body dropped early, handed over through the link (see [`Draining`]): in this task, hyper
+/// reads a body and the drain sees its end in the same pass, without a task of its own.
 async fn drive<F: std::future::Future<Output = hyper::Result<()>>>(conn: F, link: Arc<Link>) {
-    if let Err(e) = conn.await {
+    /// However the task ends (hyper's connection ended, or the task was aborted), a drain
+    /// handed over fails and no other is accepted.
+    struct Ends<'a>(&'a Link);
+    impl Drop for Ends<'_> {
+        fn drop(&mut self) {
+            if let Some(body) = self.0.end_drains() {
+                body.settle(false);
+            }
+        }
+    }
+    let ends = Ends(&link);
+    let mut conn = std::pin::pin!(conn);
+    let mut draining: Option<Box<Draining>> = None;
+    let mut registered = false;
+    let result = std::future::poll_fn(|cx| {
+        if !registered {
+            link.register_task(cx.waker());
+            registered = true;
+        }
+        loop {
+            let done = conn.as_mut().poll(cx);
+            if draining.is_none() {
+                draining = link.take_drain();
+            }
+            let Some(body) = draining.as_mut() else {
+                return done;
+            };
+            let Poll::Ready(drained) = body.poll_rest(cx) else {
+                return done;
+            };
+            if let Some(body) = draining.take() {
+                body.settle(drained);
+            }
+            if done.is_ready() {
+                return done;
+            }
+        }
+    })
+    .await;
+    // The connection ended mid-drain: the body cannot end now.
+    if let Some(body) = draining {
+        body.settle(false);
+    }
+    drop(ends);
+    if let Err(e) = result {
         tracing::debug!(error = %e, "http connection ended with an error");
     }
     link.ended();

@@ -13,16 +13,22 @@
 //! - `writing`: a streamed request body is still with hyper. A response can end before its
 //!   request did (a server answering early, 413 or 200, without reading the body); such a
 //!   connection is reusable only once hyper is ready again (Go's `wroteRequest`).
+//! - `drain`: the rest of a body dropped early, handed to hyper's connection task, which
+//!   reads it within the drain budget and then pools or closes the connection: no task of its
+//!   own, and the connection is back as soon as hyper has read the body's end. Once the
+//!   connection task has ended, nothing more is handed over (the drop closes the connection).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
+use std::task::Waker;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use pool_core::{Health, KeyedManager, async_trait};
 
+use crate::body::Draining;
 use crate::client::Inner;
 use crate::config::Settings;
 use crate::connect::{Wire, dial};
@@ -68,6 +74,17 @@ pub(crate) struct Link {
     writing: AtomicBool,
     /// The client to tell when the connection dies parked.
     client: Weak<Inner>,
+    /// A dropped body's rest for the connection task to drain, and whether that task has
+    /// ended (then nothing is handed over).
+    drain: parking_lot::Mutex<DrainSlot>,
+    /// The connection task's waker, so a handed-over drain starts at once.
+    task: OnceLock<Waker>,
+}
+
+#[derive(Default)]
+struct DrainSlot {
+    body: Option<Box<Draining>>,
+    ended: bool,
 }
 
 impl Link {
@@ -77,7 +94,42 @@ impl Link {
             parked: AtomicBool::new(true),
             writing: AtomicBool::new(false),
             client,
+            drain: parking_lot::Mutex::new(DrainSlot::default()),
+            task: OnceLock::new(),
         })
+    }
+
+    /// The connection task says where to wake it (once: a task's waker does not change).
+    pub fn register_task(&self, waker: &Waker) {
+        let _ = self.task.set(waker.clone());
+    }
+
+    /// Hands a dropped body's rest to the connection task; gives it back when that task has
+    /// ended (the caller then closes the connection).
+    pub fn hand_drain(&self, body: Box<Draining>) -> Result<(), Box<Draining>> {
+        {
+            let mut slot = self.drain.lock();
+            if slot.ended {
+                return Err(body);
+            }
+            slot.body = Some(body);
+        }
+        if let Some(task) = self.task.get() {
+            task.wake_by_ref();
+        }
+        Ok(())
+    }
+
+    /// The body handed over, if any (for the connection task).
+    pub fn take_drain(&self) -> Option<Box<Draining>> {
+        self.drain.lock().body.take()
+    }
+
+    /// The connection task ends: no more drains; the one handed over, if any, is returned.
+    pub fn end_drains(&self) -> Option<Box<Draining>> {
+        let mut slot = self.drain.lock();
+        slot.ended = true;
+        slot.body.take()
     }
 
     /// The connection was checked out.

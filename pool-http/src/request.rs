@@ -179,7 +179,8 @@ pub(crate) fn prepare(
         strip_userinfo(&mut parts.uri, &mut parts.headers);
     }
     if !parts.headers.contains_key(HOST) && !settings.http2_prior_knowledge {
-        let host = HeaderValue::from_str(&origin.authority())
+        // From the `String`'s own buffer: no copy.
+        let host = HeaderValue::from_maybe_shared(Bytes::from(origin.authority()))
             .map_err(|_| Error::invalid_url(&parts.uri, "has a host that is not a valid header"))?;
         parts.headers.insert(HOST, host);
     }

@@ -352,3 +352,72 @@ async fn a_request_asking_for_close_is_never_pooled() {
     .await;
     assert_eq!(asked.load(Ordering::SeqCst), 25, "the server saw the close");
 }
+
+/// A raw server: each response says `Content-Length: 10000` and sends 100 bytes; then the
+/// connection closes when `cut` is notified, or stalls.
+async fn half_body_server(cut: std::sync::Arc<tokio::sync::Notify>) -> support::Raw {
+    support::Raw::start(move |mut s, _| {
+        let cut = cut.clone();
+        async move {
+            use tokio::io::AsyncWriteExt;
+            if support::read_request(&mut s).await.is_none() {
+                return;
+            }
+            let head = "HTTP/1.1 200 OK\r\ncontent-length: 10000\r\n\r\n";
+            s.write_all(head.as_bytes()).await.unwrap();
+            s.write_all(&[b'x'; 100]).await.unwrap();
+            cut.notified().await;
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_the_server_cuts_short_closes_the_connection_and_strands_nothing() {
+    let cut = std::sync::Arc::new(tokio::sync::Notify::new());
+    let server = half_body_server(cut.clone()).await;
+    let client = Client::builder()
+        .drain(Drain {
+            max_time: std::time::Duration::from_secs(30),
+            ..Drain::default()
+        })
+        .build()
+        .unwrap();
+    let response = client.get(&server.url("/")).await.unwrap();
+    drop(response); // 9,900 bytes still to come: handed to the connection's task.
+    assert_eq!(
+        client.stats().pool.in_use,
+        1,
+        "the drain holds the connection"
+    );
+    cut.notify_one(); // The server closes mid-body.
+    eventually("the drain failed and the connection closed", || {
+        let stats = client.stats();
+        stats.drain_failed == 1 && stats.pool.open == 0
+    })
+    .await;
+    assert_eq!(client.stats().drained, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_that_outlives_its_time_closes_the_connection() {
+    let server = half_body_server(std::sync::Arc::new(tokio::sync::Notify::new())).await;
+    let client = Client::builder()
+        .drain(Drain {
+            max_time: std::time::Duration::from_millis(50),
+            ..Drain::default()
+        })
+        .build()
+        .unwrap();
+    let response = client.get(&server.url("/")).await.unwrap();
+    drop(response); // The server stalls after 100 of 10,000 bytes.
+    eventually("the drain gave up and the connection closed", || {
+        let stats = client.stats();
+        stats.drain_failed == 1 && stats.pool.open == 0
+    })
+    .await;
+    // The next request dials again, and is not held up by the failed drain.
+    let response = client.get(&server.url("/")).await.unwrap();
+    assert!(response.status().is_success());
+    assert_eq!(server.accepts(), 2);
+}

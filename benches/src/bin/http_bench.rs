@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! cargo run --release -p benches --bin http_bench -- [throughput|unread|bursts|all] [--quick]
-//!     [--rounds N] [--secs S] [--requests N] [--bursts N]
+//!     [--rounds N] [--secs S] [--requests N] [--bursts N] [--only WHO,...] [--cell 64k/1 ...]
+//!     [--no-pin] [--server ADDR]
+//! cargo run --release -p benches --bin http_bench -- serve [--port P]
 //! ```
 //!
 //! - `throughput` (B6): GET of a 1 KiB and a 64 KiB body, read to the end, by 1 and by 64
@@ -20,15 +22,25 @@
 //! in B6 a bare hyper connection (no pool, one connection: what the pool adds is the
 //! difference). The server runs on its own thread and runtime; the clients share a 2-worker
 //! runtime. B6 also reports how many connections each contender opened.
+//!
+//! Placement: with two CPUs or more, the server's thread is pinned to the last CPU and the
+//! clients' workers to the others (`--no-pin`: the OS places them). Unpinned, one run in a
+//! few the OS puts a client on the server's CPU, where a request costs a fraction of a
+//! cross-CPU wake-up: the same client then measures 2-7x faster by luck of placement
+//! (BENCHMARKS.md shows it), and the cell says nothing about the client.
+//!
+//! `serve` runs the server alone (it answers `/accepts` with the connections it accepted,
+//! itself not counted); `--server ADDR` points the clients at it, so a client process holds
+//! nothing else (`scripts/http-instructions.sh` counts its instructions that way).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use benches::{cpu_time, median, number, time_wait};
+use benches::{cpu_time, median, number, thread_cpu_time, time_wait};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client as LegacyClient;
@@ -36,7 +48,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 const USAGE: &str = "usage: http_bench [throughput|unread|bursts|all] [--quick] [--rounds N] \
-                     [--secs S] [--requests N] [--bursts N] [--only ours,go,hyper-util,reqwest,hyper]";
+                     [--secs S] [--requests N] [--bursts N] [--only ours,go,hyper-util,reqwest,hyper] \
+                     [--cell 1k/1|1k/64|64k/1|64k/64 ...] [--no-pin] [--server ADDR]\n       \
+                     http_bench serve [--port P]";
 
 use benches::BoxError;
 
@@ -51,6 +65,14 @@ struct Opts {
     burst_count: usize,
     /// Contenders to run (`--only`); empty: all.
     only: Vec<Who>,
+    /// B6 cells to run (`--cell 64k/1`: body and tasks); empty: all four.
+    cells: Vec<(&'static str, usize)>,
+    /// Pin the server and the clients to CPUs of their own (`--no-pin`: off).
+    pin: bool,
+    /// Run only the server, on this port (`serve`, `--port`).
+    serve: Option<u16>,
+    /// A server started by `serve` elsewhere (`--server`).
+    server: Option<SocketAddr>,
 }
 
 impl Opts {
@@ -77,6 +99,10 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
         requests: 1000,
         burst_count: 30,
         only: Vec::new(),
+        cells: Vec::new(),
+        pin: true,
+        serve: None,
+        server: None,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -90,6 +116,15 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
             "unread" => (opts.throughput, opts.bursts) = (false, false),
             "bursts" => (opts.throughput, opts.unread) = (false, false),
             "all" => {}
+            "serve" => opts.serve = Some(opts.serve.unwrap_or(0)),
+            "--port" => opts.serve = Some(number("--port", &value("--port")?, 0)?),
+            "--no-pin" => opts.pin = false,
+            "--server" => {
+                let addr = value("--server")?;
+                opts.server = Some(addr.parse().map_err(|_| {
+                    format!("--server takes an address like 127.0.0.1:8080, not {addr:?}")
+                })?);
+            }
             "--quick" => {
                 opts.rounds = 1;
                 opts.secs = 0.2;
@@ -107,6 +142,16 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
                         .push(who.ok_or_else(|| format!("--only: no contender {key:?}"))?);
                 }
             }
+            "--cell" => {
+                let cell = value("--cell")?;
+                let parsed = match cell.split_once('/') {
+                    Some(("1k", t)) => t.parse().ok().map(|t| ("/1k", t)),
+                    Some(("64k", t)) => t.parse().ok().map(|t| ("/64k", t)),
+                    _ => None,
+                };
+                opts.cells
+                    .push(parsed.ok_or_else(|| format!("--cell: {cell:?} is not 1k/N or 64k/N"))?);
+            }
             "--bench" => {}
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -115,12 +160,57 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
 }
 
 fn main() -> ExitCode {
-    benches::main_with("http_bench", USAGE, parse_args, run)
+    benches::main_on(
+        "http_bench",
+        USAGE,
+        parse_args,
+        |opts| placement(opts).0,
+        run,
+    )
+}
+
+/// The CPUs of the clients' workers and of the server's thread: with two CPUs or more and a
+/// server in this process, the server gets the last and the clients the others.
+fn placement(opts: &Opts) -> (Vec<core_affinity::CoreId>, Option<core_affinity::CoreId>) {
+    let mut cores = core_affinity::get_core_ids().unwrap_or_default();
+    if !opts.pin || opts.server.is_some() || cores.len() < 2 {
+        return (Vec::new(), None);
+    }
+    let server = cores.pop();
+    (cores, server)
 }
 
 async fn run(opts: Opts) -> Result<(), BoxError> {
-    let server = Server::start()?;
-    println!("local hyper HTTP/1.1 server on its own thread; clients: tokio, 2 worker threads\n");
+    if let Some(port) = opts.serve {
+        let server = Server::start(port, None)?;
+        println!("serving on {} (/1k, /64k, /accepts)", server.addr);
+        std::future::pending::<()>().await;
+    }
+    let server = match opts.server {
+        Some(addr) => {
+            println!(
+                "the server started by `http_bench serve` at {addr}; clients: tokio, 2 worker threads\n"
+            );
+            Server::remote(addr)
+        }
+        None => {
+            let (clients, core) = placement(&opts);
+            let server = Server::start(0, core)?;
+            match core {
+                Some(core) => println!(
+                    "local hyper HTTP/1.1 server on its own thread, pinned to CPU {}; clients: \
+                     tokio, 2 worker threads pinned to CPU {:?}\n",
+                    core.id,
+                    clients.iter().map(|c| c.id).collect::<Vec<_>>()
+                ),
+                None => println!(
+                    "local hyper HTTP/1.1 server on its own thread; clients: tokio, 2 worker \
+                     threads (placed by the OS)\n"
+                ),
+            }
+            server
+        }
+    };
     if opts.throughput {
         throughput(&opts, &server).await?;
     }
@@ -135,22 +225,34 @@ async fn run(opts: Opts) -> Result<(), BoxError> {
 
 // ---- the server ----
 
-/// A hyper server on a thread of its own that counts accepted connections.
+/// A hyper server on a thread of its own that counts accepted connections, or one that
+/// `http_bench serve` runs in another process.
 struct Server {
     addr: SocketAddr,
-    accepts: Arc<AtomicUsize>,
+    /// The count of a server in this process; `None`: ask the remote one.
+    accepts: Option<Arc<AtomicUsize>>,
+    /// The kernel's id of the server's thread (0: none here, or unknown).
+    tid: Arc<AtomicU32>,
 }
 
 impl Server {
-    fn start() -> Result<Server, BoxError> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// Starts the server on `port` (0: any), its thread pinned to `core`.
+    fn start(port: u16, core: Option<core_affinity::CoreId>) -> Result<Server, BoxError> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let accepts = Arc::new(AtomicUsize::new(0));
-        let counted = accepts.clone();
+        let tid = Arc::new(AtomicU32::new(0));
+        let (counted, probes) = (accepts.clone(), Arc::new(AtomicUsize::new(0)));
+        let own_tid = tid.clone();
         let small = Bytes::from(vec![b'a'; 1024]);
         let large = Bytes::from(vec![b'b'; 64 * 1024]);
-        std::thread::spawn(move || {
+        let thread = std::thread::Builder::new().name("http-server".into());
+        thread.spawn(move || {
+            if let Some(core) = core {
+                core_affinity::set_for_current(core);
+            }
+            own_tid.store(benches::thread_id().unwrap_or(0), Ordering::Relaxed);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -160,12 +262,18 @@ impl Server {
                 while let Ok((stream, _)) = listener.accept().await {
                     counted.fetch_add(1, Ordering::Relaxed);
                     let (small, large) = (small.clone(), large.clone());
+                    let (counted, probes) = (counted.clone(), probes.clone());
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
-                            let body = if req.uri().path() == "/64k" {
-                                large.clone()
-                            } else {
-                                small.clone()
+                            let body = match req.uri().path() {
+                                "/64k" => large.clone(),
+                                // The connections accepted, this probe's own not counted.
+                                "/accepts" => {
+                                    let probe = probes.fetch_add(1, Ordering::Relaxed) + 1;
+                                    let n = counted.load(Ordering::Relaxed) - probe;
+                                    Bytes::from(n.to_string())
+                                }
+                                _ => small.clone(),
                             };
                             async move { Ok::<_, Infallible>(hyper::Response::new(Full::new(body))) }
                         });
@@ -175,16 +283,49 @@ impl Server {
                     });
                 }
             });
-        });
-        Ok(Server { addr, accepts })
+        })?;
+        Ok(Server {
+            addr,
+            accepts: Some(accepts),
+            tid,
+        })
+    }
+
+    /// A server that `http_bench serve` runs at `addr`.
+    fn remote(addr: SocketAddr) -> Server {
+        Server {
+            addr,
+            accepts: None,
+            tid: Arc::new(AtomicU32::new(0)),
+        }
     }
 
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    fn accepts(&self) -> usize {
-        self.accepts.load(Ordering::Relaxed)
+    /// The connections the server accepted so far.
+    async fn accepts(&self) -> Result<usize, BoxError> {
+        if let Some(accepts) = &self.accepts {
+            return Ok(accepts.load(Ordering::Relaxed));
+        }
+        let tcp = tokio::net::TcpStream::connect(self.addr).await?;
+        let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(conn);
+        let req = hyper::Request::builder()
+            .uri("/accepts")
+            .header("host", self.addr.to_string())
+            .body(Empty::<Bytes>::new())?;
+        let body = tx.send_request(req).await?.into_body().collect().await?;
+        Ok(std::str::from_utf8(&body.to_bytes())?.parse()?)
+    }
+
+    /// The CPU time of this process without the server's thread, in seconds.
+    fn client_cpu_time(&self) -> f64 {
+        match self.tid.load(Ordering::Relaxed) {
+            0 => cpu_time(),
+            tid => cpu_time() - thread_cpu_time(tid),
+        }
     }
 }
 
@@ -340,24 +481,29 @@ async fn throughput(opts: &Opts, server: &Server) -> Result<(), BoxError> {
         opts.rounds, opts.secs
     );
     println!(
-        "| body | tasks | contender | requests/s | vs best peer | client CPU µs/request | \
-         connections |"
+        "| body | tasks | contender | requests/s | min-max | vs best peer | client CPU \
+         µs/request | connections |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (path, label) in [("/1k", "1 KiB"), ("/64k", "64 KiB")] {
         for tasks in [1, 64] {
+            if !opts.cells.is_empty() && !opts.cells.contains(&(path, tasks)) {
+                continue;
+            }
             let all = opts.who(true);
             let mut rates: Vec<Vec<f64>> = vec![Vec::new(); all.len()];
             let mut cpus: Vec<Vec<f64>> = vec![Vec::new(); all.len()];
             let mut conns: Vec<Vec<f64>> = vec![Vec::new(); all.len()];
+            let mut requests = vec![0u64; all.len()];
             for round in 0..opts.rounds {
                 for i in 0..all.len() {
                     let k = (i + round) % all.len();
-                    let before = server.accepts();
-                    let (rate, cpu) = measure(all[k], &server.url(path), tasks, opts.secs).await?;
-                    conns[k].push((server.accepts() - before) as f64);
-                    rates[k].push(rate);
-                    cpus[k].push(cpu);
+                    let before = server.accepts().await?;
+                    let m = measure(all[k], server, path, tasks, opts.secs).await?;
+                    conns[k].push((server.accepts().await? - before) as f64);
+                    rates[k].push(m.rate);
+                    cpus[k].push(m.cpu_us);
+                    requests[k] += m.requests;
                 }
             }
             let medians: Vec<f64> = rates.iter_mut().map(|r| median(r)).collect();
@@ -368,13 +514,27 @@ async fn throughput(opts: &Opts, server: &Server) -> Result<(), BoxError> {
                 .map(|(_, &m)| m)
                 .fold(f64::NAN, f64::max);
             for (k, who) in all.iter().enumerate() {
+                // Sorted by `median`.
+                let (min, max) = (rates[k][0], rates[k][rates[k].len() - 1]);
+                let (cpu, opened) = (median(&mut cpus[k]), median(&mut conns[k]));
                 println!(
-                    "| {label} | {tasks} | {} | {:.0} | {:.2}x | {:.1} | {:.0} |",
+                    "| {label} | {tasks} | {} | {:.0} | {min:.0}-{max:.0} | {:.2}x | {cpu:.1} | \
+                     {opened:.0} |",
                     who.name(),
                     medians[k],
                     medians[k] / best_peer,
-                    median(&mut cpus[k]),
-                    median(&mut conns[k])
+                );
+                benches::record(
+                    "http_bench",
+                    &format!(
+                        "{{\"bench\":\"B6\",\"body\":\"{label}\",\"tasks\":{tasks},\
+                         \"contender\":\"{}\",\"rps_median\":{:.0},\"rps_min\":{min:.0},\
+                         \"rps_max\":{max:.0},\"cpu_us_per_request\":{cpu:.1},\
+                         \"connections\":{opened:.0},\"requests_all\":{}}}",
+                        who.key(),
+                        medians[k],
+                        requests[k]
+                    ),
                 );
             }
         }
@@ -383,8 +543,25 @@ async fn throughput(opts: &Opts, server: &Server) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// One contender's run in one B6 cell.
+struct Measured {
+    /// Requests per second after the warm-up.
+    rate: f64,
+    /// Client CPU µs per request after the warm-up.
+    cpu_us: f64,
+    /// Requests made in all, the warm-up's included.
+    requests: u64,
+}
+
 /// Requests per second and client CPU µs per request of `who`, after a warm-up.
-async fn measure(who: Who, url: &str, tasks: usize, secs: f64) -> Result<(f64, f64), BoxError> {
+async fn measure(
+    who: Who,
+    server: &Server,
+    path: &str,
+    tasks: usize,
+    secs: f64,
+) -> Result<Measured, BoxError> {
+    let url = &server.url(path);
     let target = Arc::new(Target::build(who)?);
     let stop = Arc::new(AtomicBool::new(false));
     let counting = Arc::new(AtomicBool::new(false));
@@ -399,56 +576,99 @@ async fn measure(who: Who, url: &str, tasks: usize, secs: f64) -> Result<(f64, f
         );
         let url = url.to_owned();
         handles.push(tokio::spawn(async move {
+            let mut made = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 target.get(&url, Read::All).await?;
+                made += 1;
                 if counting.load(Ordering::Relaxed) {
                     counted.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Ok::<(), BoxError>(())
+            Ok::<u64, BoxError>(made)
         }));
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     counting.store(true, Ordering::Relaxed);
-    let (start, cpu_start) = (Instant::now(), cpu_time());
+    let (start, cpu_start) = (Instant::now(), server.client_cpu_time());
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
     let done = counted.load(Ordering::Relaxed);
-    let (elapsed, cpu) = (start.elapsed().as_secs_f64(), cpu_time() - cpu_start);
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = server.client_cpu_time() - cpu_start;
     stop.store(true, Ordering::Relaxed);
+    let mut requests = 0;
     for h in handles {
-        h.await??;
+        requests += h.await??;
     }
-    Ok((done as f64 / elapsed, cpu * 1e6 / done.max(1) as f64))
+    Ok(Measured {
+        rate: done as f64 / elapsed,
+        cpu_us: cpu * 1e6 / done.max(1) as f64,
+        requests,
+    })
 }
 
 // ---- B7: unread bodies ----
 
 async fn unread(opts: &Opts, server: &Server) -> Result<(), BoxError> {
     println!(
-        "## B7: bodies not read to the end ({} sequential GETs per cell): new connections per \
-         1,000 requests, counted by the server\n",
-        opts.requests
+        "## B7: bodies not read to the end ({} sequential GETs per contender and round, {} \
+         rounds): new connections per 1,000 requests, counted by the server, and requests/s \
+         (medians)\n",
+        opts.requests, opts.rounds
     );
+    println!(
+        "| body | read | contender | new connections per 1,000 | requests/s | min-max | vs \
+         best peer |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     let all = opts.who(false);
-    let names: Vec<&str> = all.iter().map(|w| w.name()).collect();
-    println!("| body | read | {} |", names.join(" | "));
-    println!("|---|---|{}", "---|".repeat(all.len()));
     for (path, label) in [("/1k", "1 KiB"), ("/64k", "64 KiB")] {
         for (read, how) in [(Read::Nothing, "status only"), (Read::Hundred, "100 bytes")] {
-            let mut cells = Vec::new();
-            for &who in &all {
-                let target = Target::build(who)?;
-                let before = server.accepts();
-                for _ in 0..opts.requests {
+            let mut rates: Vec<Vec<f64>> = vec![Vec::new(); all.len()];
+            let mut opened: Vec<Vec<f64>> = vec![Vec::new(); all.len()];
+            for round in 0..opts.rounds {
+                for i in 0..all.len() {
+                    let k = (i + round) % all.len();
+                    let target = Target::build(all[k])?;
+                    // The first request dials for every contender alike: not counted.
                     target.get(&server.url(path), read).await?;
+                    let before = server.accepts().await?;
+                    let start = Instant::now();
+                    for _ in 0..opts.requests {
+                        target.get(&server.url(path), read).await?;
+                    }
+                    rates[k].push(opts.requests as f64 / start.elapsed().as_secs_f64());
+                    let new = server.accepts().await? - before;
+                    opened[k].push(new as f64 * 1000.0 / opts.requests as f64);
                 }
-                let opened = server.accepts() - before;
-                cells.push(format!(
-                    "{:.0}",
-                    opened as f64 * 1000.0 / opts.requests as f64
-                ));
             }
-            println!("| {label} | {how} | {} |", cells.join(" | "));
+            let medians: Vec<f64> = rates.iter_mut().map(|r| median(r)).collect();
+            let best_peer = all
+                .iter()
+                .zip(&medians)
+                .filter(|(w, _)| w.is_peer())
+                .map(|(_, &m)| m)
+                .fold(f64::NAN, f64::max);
+            for (k, who) in all.iter().enumerate() {
+                // Sorted by `median`.
+                let (min, max) = (rates[k][0], rates[k][rates[k].len() - 1]);
+                let new = median(&mut opened[k]);
+                println!(
+                    "| {label} | {how} | {} | {new:.0} | {:.0} | {min:.0}-{max:.0} | {:.2}x |",
+                    who.name(),
+                    medians[k],
+                    medians[k] / best_peer
+                );
+                benches::record(
+                    "http_bench",
+                    &format!(
+                        "{{\"bench\":\"B7\",\"body\":\"{label}\",\"read\":\"{how}\",\
+                         \"contender\":\"{}\",\"new_per_1000\":{new:.1},\
+                         \"rps_median\":{:.0},\"rps_min\":{min:.0},\"rps_max\":{max:.0}}}",
+                        who.key(),
+                        medians[k]
+                    ),
+                );
+            }
         }
     }
     println!();
@@ -476,7 +696,7 @@ async fn bursts(opts: &Opts, server: &Server) -> Result<(), BoxError> {
         let target = Arc::new(Target::build(who)?);
         let url = server.url("/1k");
         let tw_before = time_wait(Some(server.addr.port()));
-        let start_accepts = server.accepts();
+        let start_accepts = server.accepts().await?;
         let mut first = 0;
         let mut latencies = Vec::new();
         for burst in 0..opts.burst_count {
@@ -494,11 +714,11 @@ async fn bursts(opts: &Opts, server: &Server) -> Result<(), BoxError> {
                 latencies.push(t.await??);
             }
             if burst == 0 {
-                first = server.accepts() - start_accepts;
+                first = server.accepts().await? - start_accepts;
             }
             tokio::time::sleep(GAP).await;
         }
-        let after = server.accepts() - start_accepts - first;
+        let after = server.accepts().await? - start_accepts - first;
         let requests_after = (opts.burst_count - 1) * BURST;
         let tw = time_wait(Some(server.addr.port()))
             .difference(&tw_before)
