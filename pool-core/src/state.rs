@@ -118,6 +118,13 @@ pub(crate) enum Via {
     Created,
 }
 
+/// How often the reaper stamps idle entries the release fast path left unstamped (it reads no
+/// clock): at most this long after a connection went idle, its idle time is known. A knob set
+/// later (`set_max_idle_time`) then counts from then, not from the call, so it errs by at
+/// most this much towards keeping a connection. Only while unstamped entries exist: a pool
+/// at rest gets one pass and none after.
+pub(crate) const STAMP_EVERY: Duration = Duration::from_secs(1);
+
 /// A lazily read clock: at most one read per operation, none when nothing needs the time.
 pub(crate) struct Now(Option<Instant>);
 
@@ -262,6 +269,9 @@ pub(crate) struct State<C> {
     idle: VecDeque<Conn<C>>,
     /// Idle entries with no `idle_since`.
     unstamped: usize,
+    /// When the reaper next stamps the unstamped entries (see [`STAMP_EVERY`]); `None`: no
+    /// such pass is due.
+    stamp_at: Option<Instant>,
     open: usize,
     creating: usize,
     /// Creates in flight with no waiter tag (refill, probe).
@@ -301,6 +311,7 @@ impl<C> State<C> {
             requested_jitter,
             idle: VecDeque::new(),
             unstamped: 0,
+            stamp_at: None,
             open: 0,
             creating: 0,
             background: 0,
@@ -412,6 +423,11 @@ impl<C> State<C> {
         } else {
             None
         };
+        // An unstamped entry needs the reaper's stamp pass scheduled: `release` does that
+        // (once per pass).
+        if idle_since.is_none() && self.stamp_at.is_none() {
+            return false;
+        }
         let Some(mut conn) = slot.take() else {
             return false;
         };
@@ -920,6 +936,11 @@ impl<C> State<C> {
         } else {
             conn.idle_since = Stamp::NONE;
             self.unstamped += 1;
+            if self.stamp_at.is_none() {
+                let at = now.get() + STAMP_EVERY;
+                self.stamp_at = Some(at);
+                self.schedule(at, fx);
+            }
         }
         if let Some(at) = self.expires_at(&conn) {
             self.schedule(at, fx);
@@ -1105,6 +1126,11 @@ impl<C> State<C> {
             return;
         }
         let mut clock = Now::at(now);
+        if self.stamp_at.is_some_and(|t| t <= now) {
+            // Entries idled since the last pass went idle at most `STAMP_EVERY` ago.
+            self.stamp_unstamped(now);
+            self.stamp_at = None;
+        }
         if self.limits.max_lifetime.is_some() {
             let mut i = 0;
             while i < self.idle.len() {
@@ -1163,6 +1189,11 @@ impl<C> State<C> {
         let mut next: Option<Instant> = None;
         let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         if !self.closed {
+            // Due even when nothing is left to stamp: the pass clears it, and the next
+            // unstamped release arms another.
+            if let Some(t) = self.stamp_at {
+                at(t);
+            }
             if self.limits.max_lifetime.is_some() {
                 for c in &self.idle {
                     if let Some(t) = self.expires_at(c) {

@@ -1178,3 +1178,28 @@ async fn try_get_takes_an_idle_connection_now_or_nothing_and_never_overtakes_a_w
     assert_eq!(m.validate_calls(), 1);
     settled(&pool, &m).await;
 }
+
+// ---- runtime knobs apply to existing connections at once ----
+
+#[tokio::test(start_paused = true)]
+async fn set_max_idle_time_counts_how_long_connections_were_already_idle() {
+    let m = ScriptedManager::new();
+    // Default knobs: the release fast path stamps nothing; the reaper's pass does.
+    let pool = builder(&m).max_idle(4).build().unwrap();
+    burst(&pool, 4).await;
+    tokio::time::sleep(20 * SEC).await;
+    // One of them is used again: idle for 2 s when the knob changes, the others for 22 s.
+    drop(pool.get().await.unwrap());
+    tokio::time::sleep(2 * SEC).await;
+    let t0 = tokio::time::Instant::now();
+    pool.set_max_idle_time(Some(5 * SEC)).unwrap();
+    eventually("the three long idle closed", || {
+        pool.stats().max_idle_time_closed == 3
+    })
+    .await;
+    assert!(t0.elapsed() < SEC, "closed at once, not 5 s after the call");
+    assert_eq!(pool.stats().idle, 1, "the one idle for 2 s stays");
+    tokio::time::sleep(6 * SEC).await;
+    let s = settled(&pool, &m).await;
+    assert_eq!((s.max_idle_time_closed, s.idle), (4, 0), "{s:?}");
+}

@@ -154,8 +154,11 @@ fn surplus_is_a_count_reaped_least_recently_used_first_after_grace() {
         d.t += SEC;
     }
     assert_eq!(d.st.stats().surplus_idle, 2);
-    // Released at t, t+1, t+2 with max_idle 1: surplus appeared at t+1, which is when the
-    // grace of the first (unstamped until then) starts too.
+    // Released at t, t+1, t+2 with max_idle 1: the first went idle unstamped, so the
+    // reaper's stamp pass is due at t+1 (overdue now) ...
+    assert_eq!(d.st.poll_timeout(), Some(d.t - 3 * SEC + STAMP_EVERY));
+    d.tick(Duration::ZERO);
+    // ... but surplus appeared at t+1 and stamped it then, which is when its grace starts.
     assert_eq!(
         d.st.poll_timeout(),
         Some(d.t - 2 * SEC + 10 * SEC),
@@ -177,13 +180,52 @@ fn no_clock_is_read_on_the_default_fast_path() {
     let id = waiting(d.acquire());
     d.create_ok();
     let c = d.take(id);
+    // The first unstamped release arms the reaper's stamp pass: one clock read.
     let mut fx = Effects::default();
     let mut now = Now::lazy();
     d.st.release(c, &mut now, &mut fx);
+    assert!(now.0.is_some());
+    assert_eq!(d.st.poll_timeout(), Some(now.get() + STAMP_EVERY));
+    // Until that pass, none: checkouts and releases read no clock and wake nothing.
+    let mut fx = Effects::default();
+    let mut now = Now::lazy();
+    for _ in 0..3 {
+        let c = ready(d.st.acquire(&mut now, false, None, None, &mut fx).unwrap());
+        assert!(d.st.push_fast(&mut Some(c), || panic!("the fast path read the clock")));
+    }
     let c = ready(d.st.acquire(&mut now, false, None, None, &mut fx).unwrap());
     d.st.release(c, &mut now, &mut fx);
     assert!(now.0.is_none(), "the fast path read the clock");
     assert!(fx.rare.is_none() && fx.wake.is_none());
+}
+
+#[test]
+fn the_reaper_stamps_what_the_fast_path_left_unstamped_within_a_second() {
+    let mut d = Driver::new(cfg(0, 4, 30 * SEC));
+    let ids: Vec<_> = (0..4).map(|_| waiting(d.acquire())).collect();
+    for _ in 0..4 {
+        d.create_ok();
+    }
+    let start = d.t;
+    for id in ids {
+        let c = d.take(id);
+        d.release(c);
+    }
+    assert!(d.st.idle_stamps().next().is_none(), "released unstamped");
+    assert_eq!(d.st.poll_timeout(), Some(start + STAMP_EVERY));
+    d.tick(STAMP_EVERY);
+    let stamps: Vec<_> = d.st.idle_stamps().collect();
+    assert_eq!(stamps, vec![start + STAMP_EVERY; 4], "stamped by the pass");
+    assert_eq!(
+        d.st.poll_timeout(),
+        None,
+        "a pool at rest: no pass after it"
+    );
+    // Knobs set later count from the pass, not from the call.
+    d.t += 20 * SEC;
+    d.step(|st, now, fx| st.set_max_idle_time(Some(5 * SEC), now, fx));
+    d.tick(Duration::ZERO);
+    assert_eq!(d.closes, vec![CloseReason::MaxIdleTime; 4]);
 }
 
 #[test]
