@@ -112,7 +112,7 @@ pub trait Hooks<K = ()>: Send + Sync + 'static {
 /// Runs a hook, catching and logging a panic.
 pub(crate) fn call(hook: &'static str, f: impl FnOnce()) {
     if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        let panic = crate::util::panic_message(panic.as_ref());
+        let panic = crate::shell::util::panic_message(panic.as_ref());
         tracing::error!(target: "pool_core", hook, panic, "a lifecycle hook panicked");
     }
 }

@@ -44,24 +44,17 @@
 
 #![forbid(unsafe_code)]
 
-mod clock;
 mod config;
 mod error;
-mod guard;
 mod hooks;
 mod keyed;
+mod machine;
 mod manager;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod pool;
-mod reaper;
-mod rt;
 mod shell;
-mod state;
 mod stats;
-mod table;
-mod util;
-mod waiters;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -69,11 +62,11 @@ pub mod testing;
 pub use async_trait::async_trait;
 pub use config::{Binding, Config, IdleOrder, MAX_DURATION};
 pub use error::{Error, Panicked};
-pub use guard::Pooled;
 pub use hooks::{GotConn, Hooks, Returned};
 pub use keyed::{KeyedBuilder, KeyedConfig, KeyedGet, KeyedPool, KeyedPooled};
 pub use manager::{Health, KeyedManager, Manager};
 pub use pool::{Builder, Get, Pool};
+pub use shell::guard::Pooled;
 pub use stats::{CloseReason, Stats};
 
 /// The README's examples, compiled and run as doc tests.

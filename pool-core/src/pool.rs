@@ -1,4 +1,4 @@
-//! [`Pool`], the plain pool: the one-key case of the shell in `shell.rs`, with an inline
+//! [`Pool`], the plain pool: the one-key case of the shell in `shell/`, with an inline
 //! fast path for the common checkout.
 
 use std::future::Future;
@@ -8,10 +8,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::config::{check_duration, check_positive};
-use crate::guard::Guard;
 use crate::hooks::Hooks;
-use crate::shell::{GetFuture, Owner, Shared, Wrap};
-use crate::state::{KeyId, State};
+use crate::machine::{KeyId, State};
+use crate::shell::guard::Guard;
+use crate::shell::{GetFuture, Owner, Shared, Wrap, clock};
 use crate::{Config, Error, Manager, Pooled, Stats};
 
 type Table<M> = State<<M as crate::KeyedManager>::Resource>;
@@ -121,7 +121,7 @@ impl<M: Manager> Pool<M> {
         let (mut limits, timeouts) = config.validate(Manager::validate_after(&manager))?;
         limits.stamp = hooks.is_some();
         limits.hooks = hooks.is_some();
-        let origin = tokio::time::Instant::now();
+        let origin = clock::now();
         let state = State::new(limits, config.max_idle, config.lifetime_jitter).with_origin(origin);
         let shared = Shared::start(manager, state, timeouts, hooks, origin)?;
         Ok(Pool {

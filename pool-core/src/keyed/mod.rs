@@ -2,12 +2,11 @@
 //! limits and a global idle cap, as Go's `http.Transport`.
 //!
 //! Each key gets the plain pool's state machine (the same FIFO hand-off, late binding,
-//! grace, breaker and stats), all behind the pool's one lock with the table in
-//! `table.rs` on top: it evicts the least recently idled connection of any key above the
-//! global `max_idle`, and forgets a key once it holds nothing.
+//! grace, breaker and stats), all behind the pool's one lock with the keyed table
+//! (`machine/keyed_table.rs`) on top: it evicts the least recently idled connection of any
+//! key above the global `max_idle`, and forgets a key once it holds nothing.
 
 mod config;
-mod table;
 
 use std::borrow::Borrow;
 use std::hash::Hash;
@@ -15,14 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::KeyedConfig;
-pub(crate) use table::KeyTable;
 
 use crate::config::{check_duration, check_positive};
-use crate::guard::{Guard, guard_api};
 use crate::hooks::Hooks;
-use crate::shell::{GetFuture, Owner, Shared, Wrap};
-use crate::state::{Effects, Now, State};
-use crate::table::Table;
+use crate::machine::{Effects, KeyTable, Now, State, Table};
+use crate::shell::guard::{Guard, guard_api};
+use crate::shell::{GetFuture, Owner, Shared, Wrap, clock};
 use crate::{Error, KeyedManager, Stats};
 
 type Keys<M> = KeyTable<<M as KeyedManager>::Key, <M as KeyedManager>::Resource>;
@@ -113,7 +110,7 @@ impl<M: KeyedManager> KeyedPool<M> {
     ) -> Result<Self, Error> {
         let (mut limits, timeouts) = config.validate(manager.validate_after())?;
         limits.hooks = hooks.is_some();
-        let origin = tokio::time::Instant::now();
+        let origin = clock::now();
         let template = State::new(
             limits,
             config.per_key.max_idle,

@@ -9,12 +9,11 @@
 
 use std::collections::VecDeque;
 use std::task::Waker;
-
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use slab::Slab;
-use tokio::time::Instant;
 
+use super::Now;
 use crate::Error;
 
 /// Names one waiter; stale ids are recognised, never confused with a newer waiter.
@@ -26,8 +25,8 @@ pub(crate) struct WaiterId {
     pub own: bool,
 }
 
-/// When a waiter started waiting: by tokio's clock when its checkout has a deadline (whose
-/// computation read that clock already), else by the coarse clock (`clock::coarse_now`).
+/// When a waiter started waiting: by the precise clock when its checkout has a deadline
+/// (whose computation read that clock already), else by the coarse one ([`Now::coarse`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Since {
     Precise(Instant),
@@ -35,19 +34,20 @@ pub(crate) enum Since {
 }
 
 impl Since {
-    /// The start of a wait: `started` when the checkout read tokio's clock for its deadline.
-    pub fn of(started: Option<Instant>) -> Since {
+    /// The start of a wait: `started` when the checkout read the precise clock for its
+    /// deadline, else a coarse reading.
+    pub fn of(started: Option<Instant>, now: &Now) -> Since {
         match started {
             Some(t) => Since::Precise(t),
-            None => Since::Coarse(crate::clock::coarse_now()),
+            None => Since::Coarse(now.coarse()),
         }
     }
 
     /// How long since then, by the clock it was read with.
-    pub fn elapsed(self, now: impl FnOnce() -> Instant) -> Duration {
+    pub fn elapsed(self, now: &mut Now) -> Duration {
         match self {
-            Since::Precise(t) => now().saturating_duration_since(t),
-            Since::Coarse(c) => crate::clock::coarse_now().saturating_sub(c),
+            Since::Precise(t) => now.get().saturating_duration_since(t),
+            Since::Coarse(c) => now.coarse().saturating_sub(c),
         }
     }
 }
@@ -354,7 +354,7 @@ mod tests {
     #[test]
     fn queues_stay_small_when_every_waiter_is_served_by_a_release() {
         let mut w: Waiters<u32> = Waiters::new();
-        let t = Since::of(Some(Instant::now()));
+        let t = Since::Coarse(Duration::ZERO);
         for i in 0..10_000u32 {
             let id = w.push(t, true, false, None);
             assert!(w.serve_head(i).is_ok());

@@ -4,10 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::{Shared, clock};
 use crate::hooks::Returned;
-use crate::shell::Shared;
-use crate::state::{Conn, State};
-use crate::table::Table;
+use crate::machine::{Conn, State, Table};
 use crate::{CloseReason, Health, KeyedManager, Manager};
 
 /// A checked-out connection and its way back to the pool.
@@ -70,7 +69,7 @@ impl<'a, M: KeyedManager, T: Table<M>> Guard<'a, M, T> {
     pub fn age(&self) -> Duration {
         self.conn()
             .created_at(Some(self.shared().origin))
-            .map_or(Duration::ZERO, |t| t.elapsed())
+            .map_or(Duration::ZERO, clock::elapsed)
     }
 
     pub fn discard(mut self) {
@@ -112,13 +111,15 @@ impl<M: KeyedManager, T: Table<M>> Drop for Guard<'_, M, T> {
             Health::Broken
         } else {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.manager.check(&mut conn.res))).unwrap_or_else(|panic| {
-                let panic = crate::util::panic_message(panic.as_ref());
+                let panic = super::util::panic_message(panic.as_ref());
                 tracing::error!(target: "pool_core", conn = conn.id, panic, "manager panicked in check on release");
                 Health::Broken
             })
         };
         let mut st = shared.state.lock();
-        if health == Health::Ready && st.push_fast(&mut self.conn, T::key_id(&self.handle)) {
+        if health == Health::Ready
+            && st.push_fast(&mut self.conn, T::key_id(&self.handle), clock::now)
+        {
             return;
         }
         shared.put_back(st, &self.handle, &mut self.conn, health);

@@ -2,16 +2,16 @@
 //! pool's reference model, plus what spans keys (the global idle cap, forgetting keys).
 
 use std::task::Waker;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use tokio::time::Instant;
 
-use super::*;
-use crate::state::tests::{Model, SEC, W, cfg, pick};
-use crate::state::{Acquired, Conn, WaitPoll};
-use crate::waiters::WaiterId;
-use crate::{Config, KeyedConfig};
+use super::model::{Model, W, pick};
+use super::{CLOCK, SEC, cfg, epoch};
+use crate::machine::{
+    Acquired, Conn, Effects, KeyId, KeyTable, Now, State, Table, WaitPoll, WaiterId,
+};
+use crate::{CloseReason, Config, Error, KeyedConfig};
 
 const KEYS: usize = 3;
 
@@ -34,7 +34,7 @@ impl Driver {
     fn new(t: KeyTable<usize, u32>) -> Self {
         Driver {
             t,
-            clock: Instant::now(),
+            clock: epoch(),
             creates: Vec::new(),
             closes: Vec::new(),
         }
@@ -54,7 +54,9 @@ impl Driver {
         f: impl FnOnce(&mut State<u32>, &mut Now, &mut Effects<u32>) -> R,
     ) -> R {
         let mut fx = Effects::default();
-        let r = self.t.with_key(key, &mut Now::at(self.clock), &mut fx, f);
+        let r = self
+            .t
+            .with_key(key, &mut Now::at(self.clock, CLOCK), &mut fx, f);
         self.absorb(fx);
         r
     }
@@ -73,7 +75,7 @@ impl Driver {
             Acquired::Wait(id) => id,
         };
         let (ck, tag) = self.creates.remove(0);
-        self.on(ck, |st, now, fx| st.handle_created(1, 0, tag, now, fx));
+        self.on(ck, |st, now, fx| st.handle_created(1, 0, tag, 0.5, now, fx));
         match self.on(key, |st, now, _| st.poll_waiter(id, Waker::noop(), now)) {
             WaitPoll::Ready(Ok((c, _))) => c,
             _ => panic!("not served"),
@@ -168,7 +170,7 @@ fn with_grace_a_key_keeps_its_surplus_within_the_global_cap() {
     let due = Table::<Dummy>::poll_timeout(&mut d.t).expect("grace end scheduled");
     assert!(due > d.clock && due <= d.clock + 10 * SEC);
     let mut fx = Effects::default();
-    Table::<Dummy>::handle_timeout(&mut d.t, due, &mut fx);
+    Table::<Dummy>::handle_timeout(&mut d.t, &mut Now::at(due, CLOCK), &mut fx);
     d.absorb(fx);
     assert_eq!(d.closes.len(), 1);
     assert_eq!(d.closes[0].1, CloseReason::Grace);
@@ -184,8 +186,9 @@ fn ten_thousand_keys_used_once_leave_nothing_behind() {
         d.finish_closes();
     }
     assert_eq!(d.t.key_count(), 0);
-    assert!(d.t.index.is_empty() && d.t.timers.is_empty());
-    assert!(d.t.lru.len() <= 64, "stale idle entries are bounded");
+    let (index, timers, lru) = d.t.leftovers();
+    assert!(index == 0 && timers == 0);
+    assert!(lru <= 64, "stale idle entries are bounded");
     let s = d.t.stats();
     assert_eq!((s.created, s.max_idle_closed, s.open), (10_000, 10_000, 0));
 }
@@ -365,7 +368,8 @@ fn run_model(
                 }
                 if matches!(op, Op::Release(_)) {
                     let mut slot = Some(c);
-                    if !Table::<Dummy>::push_fast(&mut d.t, &mut slot, key) {
+                    let t = d.clock;
+                    if !Table::<Dummy>::push_fast(&mut d.t, &mut slot, key, || t) {
                         let c = slot.expect("kept when not pushed");
                         d.on(key, |st, now, fx| st.release(c, now, fx));
                     }
@@ -380,11 +384,15 @@ fn run_model(
                     continue;
                 };
                 let (key, tag) = d.creates.remove(i);
-                let k = *d.t.keys[key.idx as usize].key;
+                let k =
+                    *d.t.key_at(key.idx)
+                        .expect("a key with a create or close is held");
                 let n = d.creates[..i].iter().filter(|(c, _)| *c == key).count();
                 m.keys[k].creates.remove(n);
                 if ok {
-                    d.on(key, |st, now, fx| st.handle_created(1, 0, tag, now, fx));
+                    d.on(key, |st, now, fx| {
+                        st.handle_created(1, 0, tag, 0.5, now, fx)
+                    });
                     m.step(k, |mk| mk.create_done(true));
                 } else {
                     d.on(key, |st, now, fx| {
@@ -403,7 +411,9 @@ fn run_model(
                     continue;
                 };
                 let (key, reason) = d.closes.remove(i);
-                let k = *d.t.keys[key.idx as usize].key;
+                let k =
+                    *d.t.key_at(key.idx)
+                        .expect("a key with a create or close is held");
                 d.on(key, |st, now, fx| st.handle_closed(reason, now, fx));
                 m.step(k, |mk| {
                     mk.closing -= 1;
@@ -413,7 +423,7 @@ fn run_model(
             }
             Op::Close => {
                 let mut fx = Effects::default();
-                Table::<Dummy>::close(&mut d.t, &mut fx);
+                Table::<Dummy>::close(&mut d.t, &mut Now::at(d.clock, CLOCK), &mut fx);
                 d.absorb(fx);
                 if !closed {
                     closed = true;
@@ -457,7 +467,7 @@ fn run_model(
             let creates = d
                 .creates
                 .iter()
-                .filter(|(c, _)| d.t.keys.get(c.idx as usize).is_some_and(|e| *e.key == k))
+                .filter(|(c, _)| d.t.key_at(c.idx) == Some(&k))
                 .count();
             prop_assert_eq!(creates, mk.creating, "key {} creates", k);
             idle += mk.idle;

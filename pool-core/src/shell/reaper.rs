@@ -1,18 +1,21 @@
-//! The reaper: one task per pool, asleep until the state's nearest deadline.
+//! The reaper: one task per pool, quinn's `drive_timer`. A turn runs
+//! `Table::handle_timeout` at one reading of the clock, then the task sleeps until
+//! `Table::poll_timeout()`, the one source of its deadline (see `machine/timers.rs`).
 //!
 //! It holds only a `Weak` to the pool, so dropping the last handle ends it; while asleep it
-//! holds no reference at all. The state wakes it (through `Notify`) when a new, earlier
-//! deadline appears; a notification sent while it works is kept as a permit, so none is lost.
+//! holds no reference at all. A step wakes it (through `Notify`) when it arms an earlier
+//! deadline or changes a knob; a notification sent while it works is kept as a permit, so
+//! none is lost.
 
 use std::sync::{Arc, Weak};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::Shared;
+use super::clock::CLOCK;
 use crate::KeyedManager;
-use crate::shell::Shared;
-use crate::state::Effects;
-use crate::table::Table;
+use crate::machine::{Effects, Now, Table};
 
 pub(crate) async fn run<M: KeyedManager, T: Table<M>>(
     pool: Weak<Shared<M, T>>,
@@ -24,7 +27,7 @@ pub(crate) async fn run<M: KeyedManager, T: Table<M>>(
             let mut fx = Effects::default();
             let (next, closed) = {
                 let mut st = shared.state.lock();
-                st.handle_timeout(Instant::now(), &mut fx);
+                st.handle_timeout(&mut Now::lazy(CLOCK), &mut fx);
                 (st.poll_timeout(), st.is_closed())
             };
             shared.apply(fx);
@@ -36,6 +39,7 @@ pub(crate) async fn run<M: KeyedManager, T: Table<M>>(
         };
         match next {
             Some(at) => {
+                let at = Instant::from_std(at);
                 let _ = tokio::time::timeout_at(at, notify.notified()).await;
             }
             None => notify.notified().await,

@@ -1,7 +1,6 @@
-//! The async shell both pools share: the tasks that create and close, the checkout path
-//! (waiting, hooks, retries) and the RAII tickets that keep the state's counts right
-//! whatever is dropped when. Generic over the [`Table`] it locks: one state for
-//! [`Pool`](crate::Pool), one per key for [`KeyedPool`](crate::KeyedPool).
+//! The checkout path: the future both pools return (an idle hit inline on its first poll),
+//! the general path behind it (waiting, creating, hooks, retries), `try_get`, and the
+//! tickets of a checkout under way (`Waiter`, `Checkout`).
 
 use std::borrow::Borrow;
 use std::future::Future;
@@ -11,194 +10,21 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::config::Timeouts;
+use super::Shared;
+use super::clock;
+use super::guard::Guard;
+use super::rt::timeout_at;
+use super::util::{CatchUnwind, Deadline};
 use crate::error::Kind;
-use crate::guard::Guard;
-use crate::hooks::{self, GotConn, Hooks};
-use crate::rt::{Mutex, Runtime, timeout_at};
-use crate::state::{Acquired, Conn, Effects, KeyId, Now, Rare, State, Via, WaitPoll};
-use crate::table::Table;
-use crate::util::{CatchUnwind, Deadline};
-use crate::waiters::WaiterId;
+use crate::hooks::{self, GotConn};
+use crate::machine::{Acquired, Conn, KeyId, Table, Via, WaitPoll, WaiterId};
 use crate::{CloseReason, Error, Health, KeyedManager};
 
-/// What every handle, guard and task of one pool shares.
-pub(crate) struct Shared<M: KeyedManager, T> {
-    pub manager: M,
-    pub state: Mutex<T>,
-    pub timeouts: Timeouts,
-    runtime: Runtime,
-    reaper: Arc<Notify>,
-    drained: Notify,
-    pub hooks: Option<Arc<dyn Hooks<M::Key>>>,
-    /// The next connection id: unique per pool, across keys.
-    next_id: std::sync::atomic::AtomicU64,
-    /// What the pool's stamps count from: its start (see `state::Stamp`).
-    pub origin: Instant,
-}
-
 impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
-    /// Starts a pool around `table` (and its reaper, when the runtime has timers); `origin`
-    /// is what the table's stamps count from.
-    ///
-    /// # Errors
-    /// A config error (knob `"runtime"`) outside a tokio runtime.
-    pub fn start(
-        manager: M,
-        table: T,
-        timeouts: Timeouts,
-        hooks: Option<Arc<dyn Hooks<M::Key>>>,
-        origin: Instant,
-    ) -> Result<Arc<Self>, Error> {
-        let runtime = Runtime::current().ok_or_else(|| {
-            Error::config(
-                "runtime",
-                "is missing: build the pool inside a tokio runtime",
-            )
-        })?;
-        let reaper = Arc::new(Notify::new());
-        let shared = Arc::new(Shared {
-            manager,
-            state: Mutex::new(table),
-            timeouts,
-            runtime,
-            reaper: reaper.clone(),
-            drained: Notify::new(),
-            hooks,
-            next_id: std::sync::atomic::AtomicU64::new(1),
-            origin,
-        });
-        if shared.runtime.has_timers() {
-            shared
-                .runtime
-                .spawn(crate::reaper::run(Arc::downgrade(&shared), reaper));
-        }
-        Ok(shared)
-    }
-
-    /// Runs what the state decided, after its lock was released.
-    #[inline]
-    pub fn apply(self: &Arc<Self>, fx: Effects<M::Resource>) {
-        if let Some(w) = fx.wake {
-            w.wake();
-        }
-        if let Some(rare) = fx.rare {
-            self.apply_rare(*rare);
-        }
-    }
-
-    #[cold]
-    fn apply_rare(self: &Arc<Self>, rare: Rare<M::Resource>) {
-        let Rare {
-            wakes,
-            creates,
-            closes,
-            notify_reaper,
-            drained,
-            stale,
-        } = rare;
-        drop(stale);
-        for w in wakes {
-            w.wake();
-        }
-        for (key, tag) in creates {
-            self.spawn_create(key, tag);
-        }
-        for (key, conn, reason) in closes {
-            self.spawn_close(key, conn, reason);
-        }
-        if notify_reaper {
-            self.reaper.notify_one();
-        }
-        if drained {
-            self.drained.notify_waiters();
-        }
-    }
-
-    /// Locks the table, runs `f` on `key`'s state, unlocks, then applies the effects.
-    pub fn with_state<R>(
-        self: &Arc<Self>,
-        key: KeyId,
-        f: impl FnOnce(&mut State<M::Resource>, &mut Now, &mut Effects<M::Resource>) -> R,
-    ) -> R {
-        self.with_table(|t, now, fx| t.with(key, now, fx, f))
-    }
-
-    /// Locks the table, runs `f`, unlocks, then applies the effects.
-    pub fn with_table<R>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&mut T, &mut Now, &mut Effects<M::Resource>) -> R,
-    ) -> R {
-        let mut now = Now::lazy();
-        let mut fx = Effects::default();
-        let r = f(&mut self.state.lock(), &mut now, &mut fx);
-        self.apply(fx);
-        r
-    }
-
-    /// The handle of a live key.
-    pub fn handle(&self, key: KeyId) -> T::Handle {
-        T::fixed_handle().unwrap_or_else(|| self.state.lock().handle(key))
-    }
-
-    /// Runs a lifecycle hook when hooks are set.
-    #[inline]
-    pub fn hook(&self, name: &'static str, f: impl FnOnce(&dyn Hooks<M::Key>)) {
-        if let Some(h) = &self.hooks {
-            hooks::call(name, || f(h.as_ref()));
-        }
-    }
-
-    fn spawn_create(self: &Arc<Self>, key: KeyId, tag: Option<WaiterId>) {
-        let ticket = CreateTicket {
-            shared: self.clone(),
-            key,
-            tag,
-            done: false,
-        };
-        let handle = self.handle(key);
-        self.runtime.spawn(async move {
-            let mut ticket = ticket;
-            let shared = ticket.shared.clone();
-            tracing::debug!(target: "pool_core", "creating a connection");
-            shared.hook("create_start", |h| h.create_start(T::key_of(&handle)));
-            let result = timeout_at(
-                Instant::now() + shared.timeouts.create,
-                CatchUnwind(shared.manager.create(T::key_of(&handle))),
-            )
-            .await;
-            ticket.finish(result, T::key_of(&handle));
-        });
-    }
-
-    fn spawn_close(self: &Arc<Self>, key: KeyId, conn: Conn<M::Resource>, reason: CloseReason) {
-        let ticket = CloseTicket {
-            shared: self.clone(),
-            key,
-            reason,
-        };
-        let id = conn.id;
-        let handle = self.hooks.as_ref().map(|_| self.handle(key));
-        self.runtime.spawn(async move {
-            let shared = ticket.shared.clone();
-            tracing::debug!(target: "pool_core", conn = id, reason = reason.as_str(), "closing a connection");
-            match timeout_at(Instant::now() + shared.timeouts.hook, CatchUnwind(shared.manager.close(conn.res))).await {
-                Ok(Ok(())) => {}
-                Ok(Err(panic)) => tracing::error!(target: "pool_core", conn = id, panic, "manager panicked in close"),
-                Err(_) => tracing::warn!(target: "pool_core", conn = id, "close timed out; the resource was dropped"),
-            }
-            drop(ticket);
-            if let Some(handle) = handle {
-                shared.hook("closed", |h| h.closed(T::key_of(&handle), id, reason));
-            }
-        });
-    }
-
     /// Runs `validate` or `reset` under `hook_timeout` and the checkout's deadline.
-    async fn run_hook(
+    pub(super) async fn run_hook(
         &self,
         hook: &'static str,
         fut: Pin<Box<dyn Future<Output = Result<(), M::Error>> + Send + '_>>,
@@ -257,7 +83,7 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
             Ok(Health::NeedsReset) => true,
             Ok(_) => return Ok(None),
             Err(panic) => {
-                tracing::error!(target: "pool_core", conn = c.id, panic = crate::util::panic_message(panic.as_ref()), "manager panicked in check");
+                tracing::error!(target: "pool_core", conn = c.id, panic = super::util::panic_message(panic.as_ref()), "manager panicked in check");
                 return Ok(None);
             }
         };
@@ -306,7 +132,7 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
         })) {
             Ok(health) => health == Health::Ready,
             Err(panic) => {
-                tracing::error!(target: "pool_core", conn = conn.id, panic = crate::util::panic_message(panic.as_ref()), "manager panicked in check");
+                tracing::error!(target: "pool_core", conn = conn.id, panic = super::util::panic_message(panic.as_ref()), "manager panicked in check");
                 conn.check_panicked = true;
                 false
             }
@@ -412,7 +238,7 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
             reused: via != Via::Created,
             was_idle: via == Via::Idle,
             idle_time: match (via, conn.idle_since(Some(self.origin))) {
-                (Via::Idle, Some(t)) => t.elapsed(),
+                (Via::Idle, Some(t)) => clock::elapsed(t),
                 _ => Duration::ZERO,
             },
             wait,
@@ -424,126 +250,13 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
         tracing::trace!(target: "pool_core", conn = info.id, reused = info.reused, was_idle = info.was_idle, idle_time = ?info.idle_time, "got a connection");
         self.hook("got_conn", |h| h.got_conn(key, info));
     }
-
-    /// Closes the idle connections of `key` that `dead` picks (see `KeyedPool::evict_idle_where`).
-    /// A panic in `dead` counts as "not dead".
-    pub fn evict_idle_where<Q>(
-        self: &Arc<Self>,
-        key: &Q,
-        mut dead: impl FnMut(&M::Resource) -> bool,
-    ) -> usize
-    where
-        M::Key: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.with_table(|t, now, fx| {
-            let Some(id) = t.find(key) else {
-                return 0;
-            };
-            t.with(id, now, fx, |st, _, fx| {
-                st.evict_idle(
-                    |res| {
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dead(res)))
-                            .unwrap_or(false)
-                    },
-                    fx,
-                )
-            })
-        })
-    }
-
-    /// Waits (up to `timeout`) until every connection is closed.
-    pub async fn drained(&self, timeout: Duration) -> Result<(), Error> {
-        let drained = async {
-            loop {
-                let mut notified = std::pin::pin!(self.drained.notified());
-                notified.as_mut().enable();
-                if self.state.lock().open() == 0 {
-                    return;
-                }
-                notified.await;
-            }
-        };
-        tokio::time::timeout(timeout, drained)
-            .await
-            .map_err(|_| Error::new(Kind::CloseTimeout))
-    }
-
-    /// Closes every key.
-    pub fn close(self: &Arc<Self>) {
-        self.with_table(|t, _, fx| t.close(fx));
-    }
-
-    /// A guard came back, and `Table::push_fast` declined it: the general return path (the
-    /// caller holds the lock; `slot` holds the connection). Fires the `put_idle` hook, at
-    /// once or, for a connection that needs a reset, once the reset is done.
-    #[cold]
-    #[inline(never)]
-    pub fn put_back(
-        self: &Arc<Self>,
-        mut st: crate::rt::MutexGuard<'_, T>,
-        handle: &T::Handle,
-        slot: &mut Option<Conn<M::Resource>>,
-        health: Health,
-    ) {
-        let Some(conn) = slot.take() else {
-            return;
-        };
-        let mut now = Now::lazy();
-        let mut fx = Effects::default();
-        let id = conn.id;
-        let mut to_reset = None;
-        let returned = st.with(
-            T::key_id(handle),
-            &mut now,
-            &mut fx,
-            |st, now, fx| match health {
-                Health::Ready => Some(st.release(conn, now, fx)),
-                Health::NeedsReset if !st.is_closed() => {
-                    st.begin_reset();
-                    to_reset = Some(conn);
-                    None
-                }
-                Health::NeedsReset => Some(st.begin_close(conn, CloseReason::Shutdown, fx)),
-                _ => Some(st.begin_close(conn, CloseReason::Broken, fx)),
-            },
-        );
-        drop(st);
-        self.apply(fx);
-        if let Some(conn) = to_reset {
-            self.spawn_reset(handle.clone(), conn);
-        }
-        if let Some(returned) = returned {
-            tracing::trace!(target: "pool_core", conn = id, returned = returned.as_str(), "returned a connection");
-            self.hook("put_idle", |h| h.put_idle(T::key_of(handle), id, returned));
-        }
-    }
-
-    /// Resets a returned connection in a task of its own, under `hook_timeout`: nobody gets
-    /// it before the reset succeeds; a failed, timed-out or panicking reset closes it.
-    fn spawn_reset(self: &Arc<Self>, handle: T::Handle, conn: Conn<M::Resource>) {
-        let mut ticket = ResetTicket {
-            shared: self.clone(),
-            handle,
-            conn: Some(conn),
-        };
-        self.runtime.spawn(async move {
-            let shared = ticket.shared.clone();
-            let conn = ticket
-                .conn
-                .as_mut()
-                .expect("a reset ticket holds its connection");
-            let id = conn.id;
-            tracing::debug!(target: "pool_core", conn = id, "resetting a returned connection");
-            let fut = shared.manager.reset(&mut conn.res);
-            let ok = shared.run_hook("reset", fut, None, id).await.is_ok();
-            ticket.finish(ok);
-        });
-    }
 }
 
-enum HookFailed {
+/// Why a hook did not succeed.
+pub(super) enum HookFailed {
+    /// It failed, panicked or ran past `hook_timeout`: the connection is discarded.
     Failed,
+    /// The checkout's deadline passed first: the caller times out.
     Deadline,
 }
 
@@ -562,132 +275,6 @@ impl<M: KeyedManager, T: Table<M>> Drop for Checkout<'_, M, T> {
                 st.begin_close(conn, CloseReason::Broken, fx)
             });
         }
-    }
-}
-
-/// A returned connection being reset. Dropped unfinished (its runtime shut down), it closes
-/// the connection as broken; finished, it releases it or closes it.
-struct ResetTicket<M: KeyedManager, T: Table<M>> {
-    shared: Arc<Shared<M, T>>,
-    handle: T::Handle,
-    conn: Option<Conn<M::Resource>>,
-}
-
-impl<M: KeyedManager, T: Table<M>> ResetTicket<M, T> {
-    fn finish(&mut self, ok: bool) {
-        let Some(conn) = self.conn.take() else {
-            return;
-        };
-        let id = conn.id;
-        let returned = self
-            .shared
-            .with_state(T::key_id(&self.handle), |st, now, fx| {
-                st.end_reset();
-                if ok {
-                    st.release(conn, now, fx)
-                } else {
-                    st.begin_close(conn, CloseReason::Broken, fx)
-                }
-            });
-        tracing::trace!(target: "pool_core", conn = id, returned = returned.as_str(), "returned a connection after its reset");
-        let key = T::key_of(&self.handle);
-        self.shared
-            .hook("put_idle", |h| h.put_idle(key, id, returned));
-    }
-}
-
-impl<M: KeyedManager, T: Table<M>> Drop for ResetTicket<M, T> {
-    fn drop(&mut self) {
-        self.finish(false);
-    }
-}
-
-/// A create in flight. Dropped unfinished (its runtime shut down) it still frees its slot.
-struct CreateTicket<M: KeyedManager, T: Table<M>> {
-    shared: Arc<Shared<M, T>>,
-    key: KeyId,
-    tag: Option<WaiterId>,
-    done: bool,
-}
-
-type CreateResult<M> = Result<
-    Result<Result<<M as KeyedManager>::Resource, <M as KeyedManager>::Error>, String>,
-    crate::rt::Elapsed,
->;
-
-impl<M: KeyedManager, T: Table<M>> CreateTicket<M, T> {
-    /// Runs the `create_done` hook, then hands the result to the state (so the hook sees the
-    /// new connection before any caller does).
-    fn finish(&mut self, result: CreateResult<M>, key: &M::Key) {
-        self.done = true;
-        let tag = self.tag;
-        let (res, err) = match result {
-            Ok(Ok(Ok(res))) => (Some(res), None),
-            Ok(Ok(Err(e))) => {
-                tracing::warn!(target: "pool_core", error = %e, "failed to create a connection");
-                (
-                    None,
-                    Some(Error::with_cause(Kind::Create, Some(Arc::new(e)))),
-                )
-            }
-            Ok(Err(panic)) => {
-                tracing::error!(target: "pool_core", panic, "manager panicked in create");
-                let cause = Arc::new(crate::error::Panicked(panic));
-                (None, Some(Error::with_cause(Kind::Panic, Some(cause))))
-            }
-            Err(_) => {
-                tracing::warn!(target: "pool_core", "create timed out");
-                (None, Some(Error::new(Kind::CreateTimeout)))
-            }
-        };
-        let shared = &self.shared;
-        match res {
-            Some(res) => {
-                let id = shared
-                    .next_id
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::debug!(target: "pool_core", conn = id, "created a connection");
-                shared.hook("create_done", |h| h.create_done(key, Ok(id)));
-                shared.with_state(self.key, |st, now, fx| {
-                    st.handle_created(res, id, tag, now, fx)
-                });
-            }
-            None => {
-                let err = err.expect("a failed create has an error");
-                shared.hook("create_done", |h| h.create_done(key, Err(&err)));
-                shared.with_state(self.key, |st, now, fx| {
-                    st.handle_create_failed(err, tag, now, fx)
-                });
-            }
-        }
-    }
-}
-
-impl<M: KeyedManager, T: Table<M>> Drop for CreateTicket<M, T> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.done = true;
-            let tag = self.tag;
-            let cause = Arc::new(crate::error::CreateAbandoned);
-            self.shared.with_state(self.key, |st, now, fx| {
-                st.handle_create_failed(Error::with_cause(Kind::Create, Some(cause)), tag, now, fx)
-            });
-        }
-    }
-}
-
-/// A close in flight: its slot frees and its reason is counted when this drops.
-struct CloseTicket<M: KeyedManager, T: Table<M>> {
-    shared: Arc<Shared<M, T>>,
-    key: KeyId,
-    reason: CloseReason,
-}
-
-impl<M: KeyedManager, T: Table<M>> Drop for CloseTicket<M, T> {
-    fn drop(&mut self) {
-        let reason = self.reason;
-        self.shared
-            .with_state(self.key, |st, now, fx| st.handle_closed(reason, now, fx));
     }
 }
 
@@ -725,7 +312,13 @@ impl<M: KeyedManager, T: Table<M>> Future for Waiter<'_, '_, M, T> {
             let acquired = self.shared.with_table(|t, now, fx| {
                 let (key, handle) = t.enter(self.key)?;
                 let r = t.with(key, now, fx, |st, now, fx| {
-                    st.acquire(now, retry, Some(cx.waker()), started, fx)
+                    st.acquire(
+                        now,
+                        retry,
+                        Some(cx.waker()),
+                        started.map(Instant::into_std),
+                        fx,
+                    )
                 })?;
                 Ok((key, handle, r))
             });
@@ -794,15 +387,6 @@ impl<M: KeyedManager, T: Table<M>> Drop for Waiter<'_, '_, M, T> {
             self.shared
                 .with_state(key, |st, now, fx| st.cancel_waiter(id, now, fx));
         }
-    }
-}
-
-/// Closes the pool when the last public handle drops (guards and tasks do not count).
-pub(crate) struct Owner<M: KeyedManager, T: Table<M>>(pub Arc<Shared<M, T>>);
-
-impl<M: KeyedManager, T: Table<M>> Drop for Owner<M, T> {
-    fn drop(&mut self) {
-        self.0.close();
     }
 }
 

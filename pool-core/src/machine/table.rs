@@ -5,10 +5,12 @@
 
 use std::borrow::Borrow;
 use std::hash::Hash;
+use std::time::Instant;
 
-use tokio::time::Instant;
-
-use crate::state::{Conn, Effects, KeyId, Now, State};
+use super::effects::Effects;
+use super::idle::Conn;
+use super::state::State;
+use super::{KeyId, Now};
 use crate::{Error, KeyedManager};
 
 /// The pool's lock guards one of these.
@@ -71,21 +73,27 @@ pub(crate) trait Table<M: KeyedManager>: Send + 'static {
     }
 
     /// The common release in one step, when the table allows it (see `State::push_fast`):
-    /// true when the connection left `slot` for the idle list.
+    /// true when the connection left `slot` for the idle list. `now` is the shell's clock,
+    /// read only for a stamp.
     #[inline]
-    fn push_fast(&mut self, slot: &mut Option<Conn<M::Resource>>, key: KeyId) -> bool {
-        let _ = (slot, key);
+    fn push_fast(
+        &mut self,
+        slot: &mut Option<Conn<M::Resource>>,
+        key: KeyId,
+        now: impl FnOnce() -> Instant,
+    ) -> bool {
+        let _ = (slot, key, now);
         false
     }
 
-    /// The reaper's turn.
-    fn handle_timeout(&mut self, now: Instant, fx: &mut Effects<M::Resource>);
+    /// The reaper's turn at `now` (read once; not at all once closed).
+    fn handle_timeout(&mut self, now: &mut Now, fx: &mut Effects<M::Resource>);
 
     /// The reaper's next deadline.
     fn poll_timeout(&mut self) -> Option<Instant>;
 
     /// Closes every key.
-    fn close(&mut self, fx: &mut Effects<M::Resource>);
+    fn close(&mut self, now: &mut Now, fx: &mut Effects<M::Resource>);
 
     fn is_closed(&self) -> bool;
 
@@ -150,11 +158,16 @@ impl<M: KeyedManager<Key = ()>> Table<M> for State<M::Resource> {
     }
 
     #[inline]
-    fn push_fast(&mut self, slot: &mut Option<Conn<M::Resource>>, _: KeyId) -> bool {
-        State::push_fast(self, slot, Instant::now)
+    fn push_fast(
+        &mut self,
+        slot: &mut Option<Conn<M::Resource>>,
+        _: KeyId,
+        now: impl FnOnce() -> Instant,
+    ) -> bool {
+        State::push_fast(self, slot, now)
     }
 
-    fn handle_timeout(&mut self, now: Instant, fx: &mut Effects<M::Resource>) {
+    fn handle_timeout(&mut self, now: &mut Now, fx: &mut Effects<M::Resource>) {
         State::handle_timeout(self, now, fx)
     }
 
@@ -162,7 +175,7 @@ impl<M: KeyedManager<Key = ()>> Table<M> for State<M::Resource> {
         State::poll_timeout(self)
     }
 
-    fn close(&mut self, fx: &mut Effects<M::Resource>) {
+    fn close(&mut self, _: &mut Now, fx: &mut Effects<M::Resource>) {
         State::close(self, fx)
     }
 

@@ -1,4 +1,6 @@
-//! A coarse clock for statistics: `Stats::wait_duration` of waits with no deadline.
+//! The clocks the shell reads and lends the machine ([`CLOCK`]): the runtime's precise clock
+//! (paused time included) as the machine's `std::time::Instant`, and a coarse clock for
+//! statistics.
 //!
 //! `Stats::wait_duration` needs a reading when a checkout starts waiting and when it ends.
 //! `Instant::now()` costs 35-40 ns on the machines we measured, twice per wait; the kernel's
@@ -9,7 +11,27 @@
 //! compute it, so its start is known precisely and it is timed by tokio's clock (paused time
 //! included). Deadlines, lifetimes and idle times use tokio's precise clock, never this one.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::machine::Clock;
+
+/// What the shell passes the machine: read lazily, at most once per step (`Now`).
+pub(crate) const CLOCK: Clock = Clock {
+    now,
+    coarse: coarse_now,
+};
+
+/// tokio's clock now (paused or auto-advanced in tests), in the machine's type: a tokio
+/// `Instant` wraps a std one, and `from_std` turns it back exactly.
+#[inline]
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// How long since `t` (an instant of [`now`]'s clock), by tokio's clock.
+pub(crate) fn elapsed(t: Instant) -> Duration {
+    now().saturating_duration_since(t)
+}
 
 /// Time since an arbitrary fixed point, for differences only.
 #[cfg(target_os = "linux")]
@@ -22,6 +44,6 @@ pub(crate) fn coarse_now() -> Duration {
 /// Time since an arbitrary fixed point, for differences only.
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn coarse_now() -> Duration {
-    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    EPOCH.get_or_init(std::time::Instant::now).elapsed()
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed()
 }

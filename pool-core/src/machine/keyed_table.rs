@@ -12,7 +12,7 @@
 //!   outnumber the live ones. So the common steps cost a push, and the oldest idle
 //!   connection of any key is the first live entry. Entries carry the stamp the key's state
 //!   keeps (read back after the push), so the liveness test compares like with like.
-//!   `timers` holds each key's next deadline.
+//!   `timers` holds each key's armed deadline (see `timers.rs`: never late, maybe early).
 //! - The global `max_idle` (Go's `MaxIdleConns`) is a ceiling at every instant, grace or
 //!   not: after every step the least recently idled connection of any key is closed while
 //!   the total is above it (`CloseReason::MaxIdle`). Grace keeps a key's surplus (idle above
@@ -28,12 +28,15 @@ use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::Arc;
+use std::time::Instant;
 
 use slab::Slab;
-use tokio::time::Instant;
 
-use crate::state::{Conn, Effects, KeyId, Now, State};
-use crate::table::Table;
+use super::effects::Effects;
+use super::idle::Conn;
+use super::state::State;
+use super::table::Table;
+use super::{KeyId, Now};
 use crate::{CloseReason, Error, KeyedManager, Stats};
 
 /// A keyed pool's handle of a key: the key (shared with the guards) and where its state
@@ -217,7 +220,7 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
                 self.lru.push_back((t, key));
             }
         }
-        let at = e.state.reaper_at();
+        let at = e.state.armed();
         if at != e.timer {
             if let Some(t) = e.timer {
                 self.timers.remove(&(t, idx));
@@ -361,10 +364,24 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
         self.max_idle = n;
         self.enforce_idle_cap(now, fx);
     }
+}
 
-    #[cfg(test)]
+/// What the tests look at inside.
+#[cfg(test)]
+impl<K, C> KeyTable<K, C> {
+    /// Idle connections across keys.
     pub fn idle(&self) -> usize {
         self.idle
+    }
+
+    /// The key whose state is at `idx`, if one is.
+    pub fn key_at(&self, idx: u32) -> Option<&K> {
+        self.keys.get(idx as usize).map(|e| &*e.key)
+    }
+
+    /// Entries in the key index, the timers and the LRU queue (stale ones included).
+    pub fn leftovers(&self) -> (usize, usize, usize) {
+        (self.index.len(), self.timers.len(), self.lru.len())
     }
 }
 
@@ -431,7 +448,12 @@ impl<M: KeyedManager> Table<M> for KeyTable<M::Key, M::Resource> {
     }
 
     #[inline]
-    fn push_fast(&mut self, slot: &mut Option<Conn<M::Resource>>, key: KeyId) -> bool {
+    fn push_fast(
+        &mut self,
+        slot: &mut Option<Conn<M::Resource>>,
+        key: KeyId,
+        now: impl FnOnce() -> Instant,
+    ) -> bool {
         if self.idle >= self.max_idle {
             return false;
         }
@@ -442,7 +464,7 @@ impl<M: KeyedManager> Table<M> for KeyTable<M::Key, M::Resource> {
         else {
             return false;
         };
-        let t = Instant::now();
+        let t = now();
         if !e.state.push_fast(slot, || t) {
             return false;
         }
@@ -456,25 +478,25 @@ impl<M: KeyedManager> Table<M> for KeyTable<M::Key, M::Resource> {
         true
     }
 
-    fn handle_timeout(&mut self, now: Instant, fx: &mut Effects<M::Resource>) {
+    fn handle_timeout(&mut self, now: &mut Now, fx: &mut Effects<M::Resource>) {
         if self.closed {
             return;
         }
-        let mut clock = Now::at(now);
+        let t = now.get();
         let due: Vec<u32> = self
             .timers
-            .range(..=(now, u32::MAX))
+            .range(..=(t, u32::MAX))
             .map(|&(_, idx)| idx)
             .collect();
         for idx in due {
             if let Some(key) = self.id(idx) {
-                self.step(key, &mut clock, fx, |st, _, fx| {
+                self.step(key, now, fx, |st, now, fx| {
                     st.handle_timeout(now, fx);
                     st.poll_timeout();
                 });
             }
         }
-        self.enforce_idle_cap(&mut clock, fx);
+        self.enforce_idle_cap(now, fx);
     }
 
     fn poll_timeout(&mut self) -> Option<Instant> {
@@ -484,15 +506,14 @@ impl<M: KeyedManager> Table<M> for KeyTable<M::Key, M::Resource> {
         self.timers.first().map(|&(t, _)| t)
     }
 
-    fn close(&mut self, fx: &mut Effects<M::Resource>) {
+    fn close(&mut self, now: &mut Now, fx: &mut Effects<M::Resource>) {
         if self.closed {
             return;
         }
         self.closed = true;
         let ids = self.ids();
-        let mut now = Now::lazy();
         for key in ids {
-            self.step(key, &mut now, fx, |st, _, fx| st.close(fx));
+            self.step(key, now, fx, |st, _, fx| st.close(fx));
         }
         fx.rare().notify_reaper = true;
         if self.open == 0 {
@@ -508,6 +529,3 @@ impl<M: KeyedManager> Table<M> for KeyTable<M::Key, M::Resource> {
         self.open
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,324 +1,16 @@
-//! The state machine driven step by step, with no runtime and a virtual clock: unit tests of
-//! its rules, and a proptest run against a simple reference model.
+//! The state against a simple reference model (proptest): the counts, the queue and the
+//! invariants after every step. The keyed table's model test (`keyed.rs`) runs this model
+//! per key.
 
 use std::task::Waker;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use tokio::time::Instant;
 
-use super::*;
-use crate::Config;
-
-fn state(config: Config) -> State<u32> {
-    let (limits, _) = config.validate(None).unwrap();
-    State::new(limits, config.max_idle, config.lifetime_jitter)
-}
-
-pub(crate) fn cfg(max_open: usize, max_idle: usize, grace: Duration) -> Config {
-    Config {
-        max_open,
-        max_idle,
-        idle_grace: grace,
-        breaker_threshold: 0,
-        ..Config::default()
-    }
-}
-
-pub(crate) const SEC: Duration = Duration::from_secs(1);
-
-/// Drives a state: runs creates and closes the way the shell would, on a virtual clock.
-struct Driver {
-    st: State<u32>,
-    t: Instant,
-    creates: Vec<Option<WaiterId>>,
-    closes: Vec<CloseReason>,
-}
-
-impl Driver {
-    fn new(config: Config) -> Self {
-        Driver {
-            st: state(config),
-            t: Instant::now(),
-            creates: Vec::new(),
-            closes: Vec::new(),
-        }
-    }
-
-    fn absorb(&mut self, mut fx: Effects<u32>) {
-        self.creates.extend(fx.take_creates());
-        self.closes
-            .extend(fx.take_closes().into_iter().map(|(_, r)| r));
-    }
-
-    fn step<R>(&mut self, f: impl FnOnce(&mut State<u32>, &mut Now, &mut Effects<u32>) -> R) -> R {
-        let mut fx = Effects::default();
-        let r = f(&mut self.st, &mut Now::at(self.t), &mut fx);
-        self.absorb(fx);
-        r
-    }
-
-    fn acquire(&mut self) -> Acquired<u32> {
-        self.step(|st, now, fx| st.acquire(now, false, None, None, fx))
-            .unwrap()
-    }
-
-    fn create_ok(&mut self) {
-        let tag = self.creates.remove(0);
-        self.step(|st, now, fx| st.handle_created(7, 0, tag, now, fx));
-    }
-
-    fn close_all(&mut self) {
-        while let Some(r) = self.closes.pop() {
-            self.step(|st, now, fx| st.handle_closed(r, now, fx));
-        }
-    }
-
-    fn take(&mut self, id: WaiterId) -> Conn<u32> {
-        match self.step(|st, now, _| st.poll_waiter(id, Waker::noop(), now)) {
-            WaitPoll::Ready(Ok((c, _))) => c,
-            _ => panic!("waiter not served"),
-        }
-    }
-
-    fn release(&mut self, c: Conn<u32>) {
-        self.step(|st, now, fx| st.release(c, now, fx));
-    }
-
-    fn tick(&mut self, d: Duration) {
-        self.t += d;
-        let t = self.t;
-        let mut fx = Effects::default();
-        self.st.handle_timeout(t, &mut fx);
-        self.absorb(fx);
-    }
-}
-
-fn ready(a: Acquired<u32>) -> Conn<u32> {
-    match a {
-        Acquired::Ready(c) => c,
-        Acquired::Wait(_) => panic!("expected an idle connection"),
-    }
-}
-
-fn waiting(a: Acquired<u32>) -> WaiterId {
-    match a {
-        Acquired::Wait(id) => id,
-        Acquired::Ready(_) => panic!("expected to wait"),
-    }
-}
-
-#[test]
-fn a_release_goes_to_the_head_waiter_not_to_idle() {
-    let mut d = Driver::new(cfg(1, 2, SEC));
-    let first = waiting(d.acquire());
-    d.create_ok();
-    let c = d.take(first);
-    let w1 = waiting(d.acquire());
-    let w2 = waiting(d.acquire());
-    assert!(d.creates.is_empty(), "a create started beyond max_open");
-    d.release(c);
-    assert_eq!(d.st.stats().idle, 0);
-    let c = d.take(w1);
-    d.release(c);
-    d.take(w2);
-    assert_eq!(d.st.stats().handoffs, 2);
-}
-
-#[test]
-fn creates_follow_demand_and_the_cap() {
-    let mut d = Driver::new(cfg(3, 3, SEC));
-    let ids: Vec<_> = (0..5).map(|_| waiting(d.acquire())).collect();
-    assert_eq!(d.creates.len(), 3);
-    assert_eq!(
-        d.st.stats().wait_count,
-        2,
-        "only waits at the cap count, as database/sql"
-    );
-    // A waiter that leaves does not cancel its create: the result serves the queue.
-    d.step(|st, now, fx| st.cancel_waiter(ids[0], now, fx));
-    d.create_ok();
-    d.take(ids[1]);
-}
-
-#[test]
-fn surplus_is_a_count_reaped_least_recently_used_first_after_grace() {
-    let mut d = Driver::new(cfg(0, 1, 10 * SEC));
-    let ids: Vec<_> = (0..3).map(|_| waiting(d.acquire())).collect();
-    for _ in 0..3 {
-        d.create_ok();
-    }
-    let conns: Vec<_> = ids.into_iter().map(|id| d.take(id)).collect();
-    for c in conns {
-        d.release(c);
-        d.t += SEC;
-    }
-    assert_eq!(d.st.stats().surplus_idle, 2);
-    // Released at t, t+1, t+2 with max_idle 1: the first went idle unstamped, so the
-    // reaper's stamp pass is due at t+1 (overdue now) ...
-    assert_eq!(d.st.poll_timeout(), Some(d.t - 3 * SEC + STAMP_EVERY));
-    d.tick(Duration::ZERO);
-    // ... but surplus appeared at t+1 and stamped it then, which is when its grace starts.
-    assert_eq!(
-        d.st.poll_timeout(),
-        Some(d.t - 2 * SEC + 10 * SEC),
-        "the oldest surplus sets the deadline"
-    );
-    d.tick(7 * SEC);
-    assert!(d.closes.is_empty(), "surplus closed before its grace ended");
-    d.tick(SEC);
-    assert_eq!(d.closes, vec![CloseReason::Grace, CloseReason::Grace]);
-    d.tick(100 * SEC);
-    assert_eq!(d.closes.len(), 2, "max_idle connections are kept");
-    d.close_all();
-    assert_eq!(d.st.stats().grace_closed, 2);
-}
-
-#[test]
-fn no_clock_is_read_on_the_default_fast_path() {
-    let mut d = Driver::new(cfg(0, 2, 30 * SEC));
-    let id = waiting(d.acquire());
-    d.create_ok();
-    let c = d.take(id);
-    // The first unstamped release arms the reaper's stamp pass: one clock read.
-    let mut fx = Effects::default();
-    let mut now = Now::lazy();
-    d.st.release(c, &mut now, &mut fx);
-    assert!(now.0.is_some());
-    assert_eq!(d.st.poll_timeout(), Some(now.get() + STAMP_EVERY));
-    // Until that pass, none: checkouts and releases read no clock and wake nothing.
-    let mut fx = Effects::default();
-    let mut now = Now::lazy();
-    for _ in 0..3 {
-        let c = ready(d.st.acquire(&mut now, false, None, None, &mut fx).unwrap());
-        assert!(d.st.push_fast(&mut Some(c), || panic!("the fast path read the clock")));
-    }
-    let c = ready(d.st.acquire(&mut now, false, None, None, &mut fx).unwrap());
-    d.st.release(c, &mut now, &mut fx);
-    assert!(now.0.is_none(), "the fast path read the clock");
-    assert!(fx.rare.is_none() && fx.wake.is_none());
-}
-
-#[test]
-fn the_reaper_stamps_what_the_fast_path_left_unstamped_within_a_second() {
-    let mut d = Driver::new(cfg(0, 4, 30 * SEC));
-    let ids: Vec<_> = (0..4).map(|_| waiting(d.acquire())).collect();
-    for _ in 0..4 {
-        d.create_ok();
-    }
-    let start = d.t;
-    for id in ids {
-        let c = d.take(id);
-        d.release(c);
-    }
-    assert!(d.st.idle_stamps().next().is_none(), "released unstamped");
-    assert_eq!(d.st.poll_timeout(), Some(start + STAMP_EVERY));
-    d.tick(STAMP_EVERY);
-    let stamps: Vec<_> = d.st.idle_stamps().collect();
-    assert_eq!(stamps, vec![start + STAMP_EVERY; 4], "stamped by the pass");
-    assert_eq!(
-        d.st.poll_timeout(),
-        None,
-        "a pool at rest: no pass after it"
-    );
-    // Knobs set later count from the pass, not from the call.
-    d.t += 20 * SEC;
-    d.step(|st, now, fx| st.set_max_idle_time(Some(5 * SEC), now, fx));
-    d.tick(Duration::ZERO);
-    assert_eq!(d.closes, vec![CloseReason::MaxIdleTime; 4]);
-}
-
-#[test]
-fn lifetime_jitter_only_shortens() {
-    let config = Config {
-        max_lifetime: Some(100 * SEC),
-        lifetime_jitter: Some(20 * SEC),
-        ..cfg(0, 100, SEC)
-    };
-    let mut d = Driver::new(config);
-    let ids: Vec<_> = (0..50).map(|_| waiting(d.acquire())).collect();
-    for _ in 0..50 {
-        d.create_ok();
-    }
-    let start = d.t;
-    let conns: Vec<_> = ids.into_iter().map(|id| d.take(id)).collect();
-    let lives: Vec<_> = conns
-        .iter()
-        .map(|c| d.st.expires_at(c).unwrap() - start)
-        .collect();
-    assert!(
-        lives.iter().all(|l| *l <= 100 * SEC && *l >= 80 * SEC),
-        "{lives:?}"
-    );
-    assert!(
-        lives.iter().any(|l| *l < 95 * SEC),
-        "no jitter applied: {lives:?}"
-    );
-}
-
-#[test]
-fn the_breaker_opens_after_the_threshold_and_fails_fast() {
-    let config = Config {
-        breaker_threshold: 2,
-        ..cfg(4, 2, SEC)
-    };
-    let mut d = Driver::new(config);
-    for i in 0..2 {
-        let id = waiting(d.acquire());
-        let tag = d.creates.remove(0);
-        d.step(|st, now, fx| st.handle_create_failed(Error::new(Kind::Create), tag, now, fx));
-        match d.step(|st, now, _| st.poll_waiter(id, Waker::noop(), now)) {
-            WaitPoll::Ready(Err(e)) => assert!(e.is_create(), "{i}: {e:?}"),
-            _ => panic!("the waiter did not get its create error"),
-        }
-    }
-    let err = d
-        .step(|st, now, fx| st.acquire(now, false, None, None, fx))
-        .err()
-        .expect("breaker open");
-    assert!(err.is_unavailable());
-    assert!(d.creates.is_empty());
-    // The reaper probes after the backoff.
-    d.tick(Duration::from_millis(50));
-    assert!(d.creates.is_empty());
-    d.tick(Duration::from_millis(60));
-    assert_eq!(d.creates, vec![None]);
-    d.create_ok();
-    assert!(
-        matches!(d.acquire(), Acquired::Ready(_)),
-        "the probe's connection was not pooled"
-    );
-}
-
-#[test]
-fn close_fails_waiters_and_drains() {
-    let mut d = Driver::new(cfg(1, 1, SEC));
-    let a = waiting(d.acquire());
-    let b = waiting(d.acquire());
-    d.create_ok();
-    let c = d.take(a);
-    let mut fx = Effects::default();
-    d.st.close(&mut fx);
-    assert_eq!(
-        fx.rare.as_ref().map_or(0, |r| r.wakes.len()) + usize::from(fx.wake.is_some()),
-        0,
-        "noop wakers are not stored twice"
-    );
-    d.absorb(fx);
-    match d.step(|st, now, _| st.poll_waiter(b, Waker::noop(), now)) {
-        WaitPoll::Ready(Err(e)) => assert!(e.is_closed()),
-        _ => panic!("a waiter survived close"),
-    }
-    let mut fx = Effects::default();
-    d.st.release(c, &mut Now::at(d.t), &mut fx);
-    assert_eq!(fx.take_closes()[0].1, CloseReason::Shutdown);
-    d.absorb(fx);
-    let mut fx = Effects::default();
-    d.st.handle_closed(CloseReason::Shutdown, &mut Now::at(d.t), &mut fx);
-    assert!(fx.flag(|r| r.drained));
-}
-
-// ---- proptest: the state against a reference model ----
+use super::{CLOCK, SEC, cfg, epoch, state};
+use crate::error::Kind;
+use crate::machine::{Acquired, Conn, Effects, Now, WaitPoll, WaiterId};
+use crate::{CloseReason, Error};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -352,7 +44,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum W {
+pub(super) enum W {
     Waiting,
     Served,
     Failed,
@@ -361,27 +53,27 @@ pub(crate) enum W {
 
 /// The reference: counts and a queue, with the rules written the plain way.
 #[derive(Debug)]
-pub(crate) struct Model {
-    pub(crate) max_open: usize,
-    pub(crate) max_idle: usize,
-    pub(crate) grace_zero: bool,
-    pub(crate) closed: bool,
-    pub(crate) idle: usize,
-    pub(crate) open: usize,
-    pub(crate) creating: usize,
-    pub(crate) closing: usize,
+pub(super) struct Model {
+    pub(super) max_open: usize,
+    pub(super) max_idle: usize,
+    pub(super) grace_zero: bool,
+    pub(super) closed: bool,
+    pub(super) idle: usize,
+    pub(super) open: usize,
+    pub(super) creating: usize,
+    pub(super) closing: usize,
     /// Waiters by arrival index.
-    pub(crate) waiters: Vec<W>,
+    pub(super) waiters: Vec<W>,
     /// Tag of each pending create (a waiter index).
-    pub(crate) creates: Vec<Option<usize>>,
+    pub(super) creates: Vec<Option<usize>>,
     /// Per waiter: a create was started on its behalf.
-    pub(crate) has_create: Vec<bool>,
+    pub(super) has_create: Vec<bool>,
     /// A create failed since the last one succeeded.
-    pub(crate) failure: bool,
+    pub(super) failure: bool,
 }
 
 impl Model {
-    pub(crate) fn new(max_open: usize, max_idle: usize, grace_zero: bool) -> Self {
+    pub(super) fn new(max_open: usize, max_idle: usize, grace_zero: bool) -> Self {
         Model {
             max_open,
             max_idle: max_idle.min(max_open),
@@ -399,7 +91,7 @@ impl Model {
     }
 
     /// A newcomer queues.
-    pub(crate) fn queue(&mut self) {
+    pub(super) fn queue(&mut self) {
         self.waiters.push(W::Waiting);
         self.has_create.push(false);
         self.balance();
@@ -407,7 +99,7 @@ impl Model {
 
     /// A create ends: its connection is put, or its slot frees and the error goes to the
     /// oldest waiter with a create, unless something in flight may still serve it.
-    pub(crate) fn create_done(&mut self, ok: bool) {
+    pub(super) fn create_done(&mut self, ok: bool) {
         self.creating -= 1;
         if ok {
             self.failure = false;
@@ -434,11 +126,11 @@ impl Model {
         }
         oldest.is_some()
     }
-    pub(crate) fn waiting(&self) -> usize {
+    pub(super) fn waiting(&self) -> usize {
         self.waiters.iter().filter(|w| **w == W::Waiting).count()
     }
 
-    pub(crate) fn balance(&mut self) {
+    pub(super) fn balance(&mut self) {
         if self.closed {
             return;
         }
@@ -460,7 +152,7 @@ impl Model {
         }
     }
 
-    pub(crate) fn put(&mut self) {
+    pub(super) fn put(&mut self) {
         if self.closed || self.open - self.closing > self.max_open {
             self.closing += 1;
         } else if let Some(head) = self.waiters.iter().position(|w| *w == W::Waiting) {
@@ -480,7 +172,7 @@ impl Model {
     }
 }
 
-pub(crate) fn pick<T>(v: &[T], i: usize) -> Option<usize> {
+pub(super) fn pick<T>(v: &[T], i: usize) -> Option<usize> {
     (!v.is_empty()).then(|| i % v.len())
 }
 
@@ -498,7 +190,7 @@ fn run_model(
     let mut st = state(cfg(max_open, max_idle, grace));
     let max_idle = max_idle.min(max_open);
     let mut m = Model::new(max_open, max_idle, grace_zero);
-    let t = Instant::now();
+    let t = epoch();
     let mut ids: Vec<WaiterId> = Vec::new();
     let mut out: Vec<Conn<u32>> = Vec::new();
     let mut creates: Vec<Option<WaiterId>> = Vec::new();
@@ -507,7 +199,7 @@ fn run_model(
 
     for op in ops {
         let mut fx = Effects::default();
-        let now = &mut Now::at(t);
+        let now = &mut Now::at(t, CLOCK);
         match op {
             Op::Acquire => {
                 // As the shell: the one-step path first, the general one when it declines.
@@ -600,7 +292,7 @@ fn run_model(
                 let tag = creates.remove(k);
                 m.creates.remove(k);
                 if ok {
-                    st.handle_created(1, 0, tag, now, &mut fx);
+                    st.handle_created(1, 0, tag, 0.5, now, &mut fx);
                 } else {
                     st.handle_create_failed(Error::new(Kind::Create), tag, now, &mut fx);
                 }
