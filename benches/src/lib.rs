@@ -20,16 +20,17 @@ pub fn main_with<O, F>(
 where
     F: Future<Output = Result<(), BoxError>>,
 {
-    main_on(name, usage, parse, |_| Vec::new(), run)
+    main_on(name, usage, parse, |_| (2, Vec::new()), run)
 }
 
-/// [`main_with`], with the runtime's worker threads pinned to the CPUs `cores` picks from the
-/// options (spread over them in turn; none: the OS places them).
+/// [`main_with`], with the runtime that `runtime` picks from the options: its number of
+/// worker threads, and the CPUs they are pinned to (spread over them in turn; none: the OS
+/// places them).
 pub fn main_on<O, F>(
     name: &str,
     usage: &str,
     parse: impl FnOnce(&[String]) -> Result<O, String>,
-    cores: impl FnOnce(&O) -> Vec<core_affinity::CoreId>,
+    runtime: impl FnOnce(&O) -> (usize, Vec<core_affinity::CoreId>),
     run: impl FnOnce(O) -> F,
 ) -> ExitCode
 where
@@ -43,10 +44,10 @@ where
             return ExitCode::from(2);
         }
     };
-    let cores = cores(&opts);
+    let (workers, cores) = runtime(&opts);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .on_thread_start(move || {
             if !cores.is_empty() {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release -p benches --bin http_bench -- [throughput|unread|bursts|all] [--quick]
 //!     [--rounds N] [--secs S] [--requests N] [--bursts N] [--only WHO,...] [--cell 64k/1 ...]
-//!     [--no-pin] [--server ADDR]
+//!     [--no-pin] [--server ADDR] [--workers N]
 //! cargo run --release -p benches --bin http_bench -- serve [--port P]
 //! ```
 //!
@@ -24,10 +24,12 @@
 //! runtime. B6 also reports how many connections each contender opened.
 //!
 //! Placement: with two CPUs or more, the server's thread is pinned to the last CPU and the
-//! clients' workers to the others (`--no-pin`: the OS places them). Unpinned, one run in a
-//! few the OS puts a client on the server's CPU, where a request costs a fraction of a
-//! cross-CPU wake-up: the same client then measures 2-7x faster by luck of placement
-//! (BENCHMARKS.md shows it), and the cell says nothing about the client.
+//! clients' workers to the others, one worker per CPU (`--no-pin`: the OS places them and
+//! the clients get 2 workers; `--workers N` overrides). Unpinned, one run in a few the OS puts
+//! a client on the server's CPU, where a request costs a fraction of a cross-CPU wake-up:
+//! the same client then measures 2-7x faster by luck of placement (BENCHMARKS.md shows it),
+//! and the cell says nothing about the client. More workers than CPUs make the workers take
+//! turns on one CPU, which measures the OS's scheduling of them more than the client.
 //!
 //! `serve` runs the server alone (it answers `/accepts` with the connections it accepted,
 //! itself not counted); `--server ADDR` points the clients at it, so a client process holds
@@ -49,7 +51,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 const USAGE: &str = "usage: http_bench [throughput|unread|bursts|all] [--quick] [--rounds N] \
                      [--secs S] [--requests N] [--bursts N] [--only ours,go,hyper-util,reqwest,hyper] \
-                     [--cell 1k/1|1k/64|64k/1|64k/64 ...] [--no-pin] [--server ADDR]\n       \
+                     [--cell 1k/1|1k/64|64k/1|64k/64 ...] [--no-pin] [--server ADDR] [--workers N]\n       \
                      http_bench serve [--port P]";
 
 use benches::BoxError;
@@ -73,6 +75,9 @@ struct Opts {
     serve: Option<u16>,
     /// A server started by `serve` elsewhere (`--server`).
     server: Option<SocketAddr>,
+    /// The clients' runtime worker threads (`--workers`; default: one per client CPU when
+    /// pinned, else 2).
+    workers: Option<usize>,
 }
 
 impl Opts {
@@ -103,6 +108,7 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
         pin: true,
         serve: None,
         server: None,
+        workers: None,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -119,6 +125,7 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
             "serve" => opts.serve = Some(opts.serve.unwrap_or(0)),
             "--port" => opts.serve = Some(number("--port", &value("--port")?, 0)?),
             "--no-pin" => opts.pin = false,
+            "--workers" => opts.workers = Some(number("--workers", &value("--workers")?, 1)?),
             "--server" => {
                 let addr = value("--server")?;
                 opts.server = Some(addr.parse().map_err(|_| {
@@ -164,9 +171,19 @@ fn main() -> ExitCode {
         "http_bench",
         USAGE,
         parse_args,
-        |opts| placement(opts).0,
+        |opts| (workers(opts), placement(opts).0),
         run,
     )
+}
+
+/// The clients' worker threads: as asked, else one per client CPU when pinned (more workers
+/// than CPUs would make them take turns on one CPU), else 2.
+fn workers(opts: &Opts) -> usize {
+    opts.workers
+        .unwrap_or_else(|| match placement(opts).0.len() {
+            0 => 2,
+            n => n,
+        })
 }
 
 /// The CPUs of the clients' workers and of the server's thread: with two CPUs or more and a
@@ -186,10 +203,12 @@ async fn run(opts: Opts) -> Result<(), BoxError> {
         println!("serving on {} (/1k, /64k, /accepts)", server.addr);
         std::future::pending::<()>().await;
     }
+    let workers = workers(&opts);
     let server = match opts.server {
         Some(addr) => {
             println!(
-                "the server started by `http_bench serve` at {addr}; clients: tokio, 2 worker threads\n"
+                "the server started by `http_bench serve` at {addr}; clients: tokio, {workers} \
+                 worker threads\n"
             );
             Server::remote(addr)
         }
@@ -199,13 +218,13 @@ async fn run(opts: Opts) -> Result<(), BoxError> {
             match core {
                 Some(core) => println!(
                     "local hyper HTTP/1.1 server on its own thread, pinned to CPU {}; clients: \
-                     tokio, 2 worker threads pinned to CPU {:?}\n",
+                     tokio, {workers} worker threads pinned to CPU {:?}\n",
                     core.id,
                     clients.iter().map(|c| c.id).collect::<Vec<_>>()
                 ),
                 None => println!(
-                    "local hyper HTTP/1.1 server on its own thread; clients: tokio, 2 worker \
-                     threads (placed by the OS)\n"
+                    "local hyper HTTP/1.1 server on its own thread; clients: tokio, {workers} \
+                     worker threads (placed by the OS)\n"
                 ),
             }
             server
