@@ -410,8 +410,11 @@ fn start_slow<'a, M: KeyedManager, T: Table<M>, Q: ToOwned<Owned = M::Key> + ?Si
 }
 
 /// The checkout future of both pools. Its first poll serves an idle connection inline when
-/// it can (one lock, no allocation); anything else (waiting, creating, hooks) continues in a
-/// boxed future, whose cost is small next to the wait itself.
+/// it can, and otherwise, under the same lock, takes its place in the queue with its waker
+/// (or starts the create `acquire` decides); later polls look at that place. A wait for a
+/// connection thus takes three lock acquisitions (queue, hand-off, take) and no allocation.
+/// Hooks, a deadline, and a connection that needs more than `is_ready` (check, reset,
+/// validate) continue in a boxed future, the general path.
 /// The guard borrows the pool (`'a`), not the key (`'k`): the slow path owns a clone of the
 /// key, so no bound ties the two lifetimes (one would make the future "not general enough"
 /// inside spawned tasks).
@@ -427,6 +430,10 @@ pub(crate) struct GetFuture<
     /// The key, or a borrowed form of it (`&str` for a `String` key), as `HashMap::get`.
     key: &'k Q,
     slow: Option<SlowGet<'a, M, T>>,
+    /// Queued inline (no hooks, no deadline): the key's state, the place in its queue and the
+    /// key's handle. Dropped while set, the checkout leaves the queue (a connection handed to
+    /// it meanwhile moves on to the next waiter).
+    queued: Option<(KeyId, WaiterId, T::Handle)>,
     /// This checkout's deadline: the pool's `acquire_timeout`, or the caller's own.
     acquire_timeout: Option<Duration>,
     _out: std::marker::PhantomData<fn() -> W>,
@@ -438,6 +445,7 @@ impl<'a, 'k, M: KeyedManager, T: Table<M>, W, Q: ?Sized> GetFuture<'a, 'k, M, T,
             shared,
             key,
             slow: None,
+            queued: None,
             acquire_timeout: shared.timeouts.acquire,
             _out: std::marker::PhantomData,
         }
@@ -450,7 +458,16 @@ impl<'a, 'k, M: KeyedManager, T: Table<M>, W, Q: ?Sized> GetFuture<'a, 'k, M, T,
     }
 
     pub fn is_waiting(&self) -> bool {
-        self.slow.is_some()
+        self.slow.is_some() || self.queued.is_some()
+    }
+}
+
+impl<M: KeyedManager, T: Table<M>, W, Q: ?Sized> Drop for GetFuture<'_, '_, M, T, W, Q> {
+    fn drop(&mut self) {
+        if let Some((key, id, _)) = self.queued.take() {
+            self.shared
+                .with_state(key, |st, now, fx| st.cancel_waiter(id, now, fx));
+        }
     }
 }
 
@@ -468,24 +485,108 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let shared = this.shared;
-        let slow = match &mut this.slow {
-            Some(slow) => slow,
-            None => {
-                let idle = shared.state.lock().pop_fast(this.key);
-                let idle = match idle {
-                    Some((mut conn, handle)) => {
-                        if shared.is_ready(&mut conn) {
-                            tracing::trace!(target: "pool_core", conn = conn.id, reused = true, was_idle = true, "got a connection");
-                            return Poll::Ready(Ok(W::wrap(Guard::borrowed(shared, conn, handle))));
-                        }
-                        Some((conn, handle))
+        if let Some(slow) = &mut this.slow {
+            return slow.as_mut().poll(cx).map_ok(W::wrap);
+        }
+        let (mut conn, via, handle) = match this.queued {
+            Some((key, id, _)) => {
+                match shared.with_state(key, |st, now, _| st.poll_waiter(id, cx.waker(), now)) {
+                    WaitPoll::Pending(old_waker) => {
+                        drop(old_waker);
+                        return Poll::Pending;
                     }
-                    None => None,
-                };
-                this.slow
-                    .insert(start_slow(shared, this.key, idle, this.acquire_timeout))
+                    WaitPoll::Ready(served) => {
+                        let (_, _, handle) = this.queued.take().expect("queued");
+                        let (conn, via) = served?;
+                        (conn, via, handle)
+                    }
+                }
+            }
+            None => {
+                let mut table = shared.state.lock();
+                match table.pop_fast(this.key) {
+                    Some((conn, handle)) => {
+                        drop(table);
+                        (conn, Via::Idle, handle)
+                    }
+                    None if shared.hooks.is_none() && this.acquire_timeout.is_none() => {
+                        match queue(shared, table, this.key, cx)? {
+                            Queued::Wait(key, id, handle) => {
+                                tracing::debug!(target: "pool_core", "waiting for a connection");
+                                this.queued = Some((key, id, handle));
+                                return Poll::Pending;
+                            }
+                            Queued::Ready(conn, handle) => (conn, Via::Idle, handle),
+                        }
+                    }
+                    None => {
+                        drop(table);
+                        let slow = this.slow.insert(start_slow(
+                            shared,
+                            this.key,
+                            None,
+                            this.acquire_timeout,
+                        ));
+                        return slow.as_mut().poll(cx).map_ok(W::wrap);
+                    }
+                }
             }
         };
+        if via == Via::Created || shared.is_ready(&mut conn) {
+            tracing::trace!(target: "pool_core", conn = conn.id, reused = via != Via::Created, was_idle = via == Via::Idle, "got a connection");
+            return Poll::Ready(Ok(W::wrap(Guard::borrowed(shared, conn, handle))));
+        }
+        // It needs a check, a reset or a validation: the general path, with this connection.
+        let slow = this.slow.insert(start_slow(
+            shared,
+            this.key,
+            Some((conn, handle)),
+            this.acquire_timeout,
+        ));
         slow.as_mut().poll(cx).map_ok(W::wrap)
     }
+}
+
+/// What the first poll's `acquire` gave.
+enum Queued<M: KeyedManager, T: Table<M>> {
+    /// A place in the queue of the key's state, with the key's handle.
+    Wait(KeyId, WaiterId, T::Handle),
+    /// A connection at once.
+    Ready(Conn<M::Resource>, T::Handle),
+}
+
+/// The rest of a first poll that found nothing idle, under the lock it already holds: the
+/// key's state (made if new), then `acquire` with the poll's waker. Unlocks, then applies the
+/// effects (a create started for this waiter).
+#[inline(never)]
+fn queue<M, T, Q>(
+    shared: &Arc<Shared<M, T>>,
+    mut table: super::rt::MutexGuard<'_, T>,
+    key: &Q,
+    cx: &Context<'_>,
+) -> Result<Queued<M, T>, Error>
+where
+    M: KeyedManager,
+    T: Table<M>,
+    M::Key: Borrow<Q>,
+    Q: Hash + Eq + ToOwned<Owned = M::Key> + ?Sized,
+{
+    let mut now = crate::machine::Now::lazy(clock::CLOCK);
+    let mut fx = crate::machine::Effects::default();
+    let acquired = (|| {
+        let (id, handle) = match table.find(key) {
+            Some(id) => (id, table.handle(id)),
+            None => table.enter(&key.to_owned())?,
+        };
+        let r = table.with(id, &mut now, &mut fx, |st, now, fx| {
+            st.acquire(now, false, Some(cx.waker()), None, fx)
+        })?;
+        Ok(match r {
+            Acquired::Wait(waiter) => Queued::Wait(id, waiter, handle),
+            Acquired::Ready(conn) => Queued::Ready(conn, handle),
+        })
+    })();
+    drop(table);
+    shared.apply(fx);
+    acquired
 }
