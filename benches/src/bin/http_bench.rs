@@ -67,7 +67,7 @@ struct Opts {
     burst_count: usize,
     /// Contenders to run (`--only`); empty: all.
     only: Vec<Who>,
-    /// B6 cells to run (`--cell 64k/1`: body and tasks); empty: all four.
+    /// B6 cells to run (`--cell 64k/1`: body and tasks; B7 runs the bodies named); empty: all.
     cells: Vec<(&'static str, usize)>,
     /// Pin the server and the clients to CPUs of their own (`--no-pin`: off).
     pin: bool,
@@ -641,6 +641,10 @@ async fn unread(opts: &Opts, server: &Server) -> Result<(), BoxError> {
     println!("|---|---|---|---|---|---|---|");
     let all = opts.who(false);
     for (path, label) in [("/1k", "1 KiB"), ("/64k", "64 KiB")] {
+        // `--cell` picks B7's bodies too (its task count is B6's alone).
+        if !opts.cells.is_empty() && !opts.cells.iter().any(|(p, _)| *p == path) {
+            continue;
+        }
         for (read, how) in [(Read::Nothing, "status only"), (Read::Hundred, "100 bytes")] {
             let mut rates: Vec<Vec<f64>> = vec![Vec::new(); all.len()];
             let mut opened: Vec<Vec<f64>> = vec![Vec::new(); all.len()];
