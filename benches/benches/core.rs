@@ -26,6 +26,8 @@ use support::{Bb8, Contender, Deadpool, Floor, Mobc, Ours};
 enum Work {
     /// One task: get, release.
     Uncontended,
+    /// One task: get with an owned guard, release.
+    UncontendedOwned,
     /// `tasks` tasks share the pool; each checkout is held across a `yield_now`.
     Contended { tasks: usize },
 }
@@ -59,6 +61,13 @@ fn measure<C: Contender>(
             let start = Instant::now();
             for _ in 0..iters {
                 pool.get_release().await;
+            }
+            start.elapsed()
+        }),
+        Work::UncontendedOwned => rt.block_on(async {
+            let start = Instant::now();
+            for _ in 0..iters {
+                pool.get_owned_release().await;
             }
             start.elapsed()
         }),
@@ -143,11 +152,18 @@ fn main() {
         .build()
         .expect("runtime");
 
-    let mut benches = vec![Bench {
-        name: "B1 uncontended".into(),
-        size: 8,
-        work: Work::Uncontended,
-    }];
+    let mut benches = vec![
+        Bench {
+            name: "B1 uncontended".into(),
+            size: 8,
+            work: Work::Uncontended,
+        },
+        Bench {
+            name: "B1 uncontended, owned guard".into(),
+            size: 8,
+            work: Work::UncontendedOwned,
+        },
+    ];
     let contended: &[(usize, usize)] = if quick {
         &[(64, 8)]
     } else {

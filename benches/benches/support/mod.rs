@@ -16,6 +16,11 @@ pub trait Contender: Clone + Send + Sync + 'static {
     fn get_release(&self) -> impl Future<Output = ()> + Send;
     /// One checkout held across a `yield_now`, then returned.
     fn get_yield_release(&self) -> impl Future<Output = ()> + Send;
+    /// One checkout with a guard that owns a reference to the pool (to move into a task),
+    /// and return. Pools whose only guard is owned do what `get_release` does.
+    fn get_owned_release(&self) -> impl Future<Output = ()> + Send {
+        self.get_release()
+    }
 }
 
 /// The two checkout methods, for a contender whose `self.0.get()` returns a `Result` guard.
@@ -70,6 +75,9 @@ impl Contender for Ours {
         Ours(pool)
     }
     checkouts!();
+    async fn get_owned_release(&self) {
+        drop(self.0.get_owned().await.expect("get"));
+    }
 }
 
 // ---- deadpool ----
@@ -143,6 +151,9 @@ impl Contender for Bb8 {
         Bb8(pool)
     }
     checkouts!();
+    async fn get_owned_release(&self) {
+        drop(self.0.get_owned().await.expect("get"));
+    }
 }
 
 // ---- mobc ----
@@ -229,5 +240,30 @@ impl Contender for Floor {
         let c = self.get().await;
         tokio::task::yield_now().await;
         drop(c);
+    }
+    async fn get_owned_release(&self) {
+        // The owned form: a reference to the pool, and the permit given back by hand.
+        let pool = self.0.clone();
+        pool.permits.acquire().await.expect("never closed").forget();
+        let res = pool.idle.lock().pop().unwrap_or(0);
+        drop(FloorOwned {
+            pool,
+            res: Some(res),
+        });
+    }
+}
+
+/// The floor's owned guard.
+pub struct FloorOwned {
+    pool: Arc<FloorInner>,
+    res: Option<u64>,
+}
+
+impl Drop for FloorOwned {
+    fn drop(&mut self) {
+        if let Some(r) = self.res.take() {
+            self.pool.idle.lock().push(r);
+        }
+        self.pool.permits.add_permits(1);
     }
 }
