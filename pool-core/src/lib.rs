@@ -63,9 +63,9 @@ pub use async_trait::async_trait;
 pub use config::{Binding, Config, IdleOrder, MAX_DURATION};
 pub use error::{Error, Panicked};
 pub use hooks::{GotConn, Hooks, Returned};
-pub use keyed::{KeyedBuilder, KeyedConfig, KeyedGet, KeyedPool, KeyedPooled};
+pub use keyed::{KeyedBuilder, KeyedConfig, KeyedGet, KeyedGetOwned, KeyedPool, KeyedPooled};
 pub use manager::{Health, KeyedManager, Manager};
-pub use pool::{Builder, Get, Pool};
+pub use pool::{Builder, Get, GetOwned, Pool};
 pub use shell::guard::Pooled;
 pub use stats::{CloseReason, Stats};
 

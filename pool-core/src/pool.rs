@@ -41,6 +41,38 @@ impl<'a, M: Manager> Wrap<'a, M, Table<M>> for Pooled<'a, M> {
     }
 }
 
+/// The future [`Pool::get_owned`] returns: [`Get`]'s, with a guard that owns a reference to
+/// the pool.
+#[must_use = "futures do nothing unless awaited"]
+pub struct GetOwned<'a, M: Manager>(GetFuture<'a, 'a, M, Table<M>, Owned<M>>);
+
+/// The owned guard, as the checkout future makes it.
+struct Owned<M: Manager>(Pooled<'static, M>);
+
+impl<'a, M: Manager> Wrap<'a, M, Table<M>> for Owned<M> {
+    #[inline]
+    fn wrap(guard: Guard<'a, M, Table<M>>) -> Self {
+        Owned(Pooled(guard.into_owned()))
+    }
+}
+
+impl<M: Manager> Future for GetOwned<'_, M> {
+    type Output = Result<Pooled<'static, M>, Error>;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map_ok(|owned| owned.0)
+    }
+}
+
+impl<M: Manager> std::fmt::Debug for GetOwned<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GetOwned")
+            .field("waiting", &self.0.is_waiting())
+            .finish()
+    }
+}
+
 impl<M: Manager> std::fmt::Debug for Get<'_, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Get")
@@ -184,8 +216,8 @@ impl<M: Manager> Pool<M> {
     ///
     /// # Cancel safety
     /// As [`get`](Pool::get).
-    pub async fn get_owned(&self) -> Result<Pooled<'static, M>, Error> {
-        self.get().await.map(Pooled::into_owned)
+    pub fn get_owned(&self) -> GetOwned<'_, M> {
+        GetOwned(GetFuture::new(&self.shared, &()))
     }
 
     /// A snapshot of the gauges and counters.

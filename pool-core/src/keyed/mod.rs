@@ -192,12 +192,12 @@ impl<M: KeyedManager> KeyedPool<M> {
     ///
     /// # Cancel safety
     /// As [`get`](KeyedPool::get).
-    pub async fn get_owned<Q>(&self, key: &Q) -> Result<KeyedPooled<'static, M>, Error>
+    pub fn get_owned<'a, 'k, Q>(&'a self, key: &'k Q) -> KeyedGetOwned<'a, 'k, M, Q>
     where
         M::Key: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = M::Key> + ?Sized,
     {
-        self.get(key).await.map(KeyedPooled::into_owned)
+        KeyedGetOwned(GetFuture::new(&self.shared, key))
     }
 
     /// The totals across keys, with the plain pool's names: gauges and counters summed over
@@ -340,6 +340,50 @@ where
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+/// The future [`KeyedPool::get_owned`] returns: [`KeyedGet`]'s, with a guard that owns a
+/// reference to the pool.
+#[must_use = "futures do nothing unless awaited"]
+pub struct KeyedGetOwned<'a, 'k, M: KeyedManager, Q: ?Sized = <M as KeyedManager>::Key>(
+    GetFuture<'a, 'k, M, Keys<M>, OwnedKeyed<M>, Q>,
+);
+
+/// The owned guard, as the checkout future makes it.
+struct OwnedKeyed<M: KeyedManager>(KeyedPooled<'static, M>);
+
+impl<'a, M: KeyedManager> Wrap<'a, M, Keys<M>> for OwnedKeyed<M> {
+    #[inline]
+    fn wrap(guard: Guard<'a, M, Keys<M>>) -> Self {
+        OwnedKeyed(KeyedPooled(guard.into_owned()))
+    }
+}
+
+impl<M, Q> std::future::Future for KeyedGetOwned<'_, '_, M, Q>
+where
+    M: KeyedManager,
+    M::Key: Borrow<Q>,
+    Q: Hash + Eq + ToOwned<Owned = M::Key> + ?Sized,
+{
+    type Output = Result<KeyedPooled<'static, M>, Error>;
+
+    #[inline]
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map_ok(|owned| owned.0)
+    }
+}
+
+impl<M: KeyedManager, Q: ?Sized> std::fmt::Debug for KeyedGetOwned<'_, '_, M, Q> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedGetOwned")
+            .field("waiting", &self.0.is_waiting())
+            .finish()
     }
 }
 
