@@ -525,13 +525,7 @@ async fn throughput(opts: &Opts, server: &Server) -> Result<(), BoxError> {
                     requests[k] += m.requests;
                 }
             }
-            let medians: Vec<f64> = rates.iter_mut().map(|r| median(r)).collect();
-            let best_peer = all
-                .iter()
-                .zip(&medians)
-                .filter(|(w, _)| w.is_peer())
-                .map(|(_, &m)| m)
-                .fold(f64::NAN, f64::max);
+            let (medians, best_peer) = medians_and_best_peer(&all, &mut rates);
             for (k, who) in all.iter().enumerate() {
                 // Sorted by `median`.
                 let (min, max) = (rates[k][0], rates[k][rates[k].len() - 1]);
@@ -560,6 +554,19 @@ async fn throughput(opts: &Opts, server: &Server) -> Result<(), BoxError> {
     }
     println!();
     Ok(())
+}
+
+/// Each contender's median rate (its rates sorted in place, so the first and last are the
+/// spread) and the best of the peers' medians.
+fn medians_and_best_peer(all: &[Who], rates: &mut [Vec<f64>]) -> (Vec<f64>, f64) {
+    let medians: Vec<f64> = rates.iter_mut().map(|r| median(r)).collect();
+    let best_peer = all
+        .iter()
+        .zip(&medians)
+        .filter(|(w, _)| w.is_peer())
+        .map(|(_, &m)| m)
+        .fold(f64::NAN, f64::max);
+    (medians, best_peer)
 }
 
 /// One contender's run in one B6 cell.
@@ -664,13 +671,7 @@ async fn unread(opts: &Opts, server: &Server) -> Result<(), BoxError> {
                     opened[k].push(new as f64 * 1000.0 / opts.requests as f64);
                 }
             }
-            let medians: Vec<f64> = rates.iter_mut().map(|r| median(r)).collect();
-            let best_peer = all
-                .iter()
-                .zip(&medians)
-                .filter(|(w, _)| w.is_peer())
-                .map(|(_, &m)| m)
-                .fold(f64::NAN, f64::max);
+            let (medians, best_peer) = medians_and_best_peer(&all, &mut rates);
             for (k, who) in all.iter().enumerate() {
                 // Sorted by `median`.
                 let (min, max) = (rates[k][0], rates[k][rates[k].len() - 1]);
