@@ -42,6 +42,7 @@
 //! - [`testing`] (feature `testing`): the scripted manager, cancellation drivers and leak
 //!   guard the test suites use.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 mod config;

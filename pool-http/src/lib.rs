@@ -60,6 +60,7 @@
 //! with the `tls` feature, negotiated by ALPN: one connection per origin then carries all
 //! concurrent requests. TLS through rustls ([`ClientBuilder::tls`], feature `tls`).
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 mod body;
 mod client;
 mod config;

@@ -47,6 +47,7 @@
 //! # Ok(()) }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 mod config;
 mod conn;
 mod connect;
