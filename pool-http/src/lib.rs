@@ -80,3 +80,8 @@ pub use error::{ConnectError, Error, Phase};
 pub use origin::Origin;
 pub use pool_core::{Hooks, Stats};
 pub use request::{BoxError, RequestBody};
+
+/// This crate's README (its crates.io page), compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct CrateReadmeDoctests;

@@ -67,3 +67,8 @@ pub use manager::{ConnectErrorBox, ManagerError, PgManager, SessionReset};
 pub use pool_core::Stats;
 pub use tokio_postgres::error::{DbError, SqlState};
 pub use tokio_postgres::{Row, types};
+
+/// This crate's README (its crates.io page), compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct CrateReadmeDoctests;
