@@ -772,6 +772,21 @@ pub async fn hostile_call(client: &Client, base: &str, seed: u64) -> Result<(), 
     }
 }
 
+/// The end of a run against a hostile server: the pool never went past `CAP`, no failure
+/// took a second, `idle` is what the kernel shows (see [`idle_matches_live_connections`]),
+/// and dropping the client leaves no connection behind.
+pub async fn hostile_run_ends_clean(client: Client, hostile: &Hostile, slowest_failure: Duration) {
+    let s = client.stats();
+    assert!(s.pool.peak_open <= CAP, "{s:?}");
+    assert!(
+        slowest_failure < Duration::from_secs(1),
+        "{slowest_failure:?}"
+    );
+    idle_matches_live_connections(&client, hostile).await;
+    drop(client);
+    eventually("no connection left", || client_sockets(hostile.addr) == 0).await;
+}
+
 /// At rest: nothing in use, and the pool's `idle` is exactly the live connections to
 /// `server` (the kernel's count): no dead connection counted, none uncounted.
 /// Then a few requests at once (so connections are open), and the server closes every
