@@ -77,6 +77,9 @@ pub(crate) struct Link {
     /// A dropped body's rest for the connection task to drain, and whether that task has
     /// ended (then nothing is handed over).
     drain: parking_lot::Mutex<DrainSlot>,
+    /// A body is in `drain`: the connection task, which looks on every poll, takes the lock
+    /// only then.
+    draining: AtomicBool,
     /// The connection task's waker, so a handed-over drain starts at once.
     task: OnceLock<Waker>,
 }
@@ -95,6 +98,7 @@ impl Link {
             writing: AtomicBool::new(false),
             client,
             drain: parking_lot::Mutex::new(DrainSlot::default()),
+            draining: AtomicBool::new(false),
             task: OnceLock::new(),
         })
     }
@@ -113,6 +117,7 @@ impl Link {
                 return Err(body);
             }
             slot.body = Some(body);
+            self.draining.store(true, Ordering::Release);
         }
         if let Some(task) = self.task.get() {
             task.wake_by_ref();
@@ -122,7 +127,12 @@ impl Link {
 
     /// The body handed over, if any (for the connection task).
     pub fn take_drain(&self) -> Option<Box<Draining>> {
-        self.drain.lock().body.take()
+        if !self.draining.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut slot = self.drain.lock();
+        self.draining.store(false, Ordering::Release);
+        slot.body.take()
     }
 
     /// The connection task ends: no more drains; the one handed over, if any, is returned.
