@@ -58,6 +58,7 @@ pub(crate) const READY_WAIT: Duration = Duration::from_millis(50);
 /// of being closed in the middle of a burst.
 ///
 /// Cheap to clone (one pool shared by the clones); make one per program, not per request.
+/// `Send + Sync`. Its `Debug` shows the pool's stats, never a URL.
 ///
 /// # Examples
 ///

@@ -17,7 +17,27 @@ use crate::{Error, Origin};
 /// it is closed. [`Drain::NONE`] is Go's behaviour: always close. A zero in either field
 /// turns the drain off; `max_time` above [`MAX_DURATION`] (365 days) is a config error at
 /// [`build`](ClientBuilder::build) (knob `drain.max_time`).
+///
+/// Marked `#[non_exhaustive]`: build one with [`Drain::new`], or from [`Drain::default`]
+/// with [`with_max_bytes`](Drain::with_max_bytes) and [`with_max_time`](Drain::with_max_time)
+/// (`Drain { .., ..Drain::default() }` does not compile outside this crate).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use pool_http::Drain;
+///
+/// // Up to 1 MiB within 100 ms.
+/// let drain = Drain::new(1 << 20, Duration::from_millis(100));
+/// let client = pool_http::Client::builder().drain(drain);
+/// # drop(client);
+/// // Only the time budget changed.
+/// let drain = Drain::default().with_max_time(Duration::from_millis(10));
+/// assert_eq!(drain.max_bytes, 256 * 1024);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Drain {
     /// Most bytes read past the point where the body was dropped. Default 256 KiB.
     pub max_bytes: usize,
@@ -27,10 +47,27 @@ pub struct Drain {
 
 impl Drain {
     /// Never drain: a body dropped early closes its connection, as in Go.
-    pub const NONE: Drain = Drain {
-        max_bytes: 0,
-        max_time: Duration::ZERO,
-    };
+    pub const NONE: Drain = Drain::new(0, Duration::ZERO);
+
+    /// Reads up to `max_bytes` within `max_time` (a zero in either turns the drain off).
+    pub const fn new(max_bytes: usize, max_time: Duration) -> Drain {
+        Drain {
+            max_bytes,
+            max_time,
+        }
+    }
+
+    /// This drain with `max_bytes` changed: `Drain::default().with_max_bytes(1 << 20)`.
+    #[must_use = "returns a new `Drain`; `self` is unchanged"]
+    pub const fn with_max_bytes(self, max_bytes: usize) -> Drain {
+        Drain::new(max_bytes, self.max_time)
+    }
+
+    /// This drain with `max_time` changed: `Drain::default().with_max_time(d)`.
+    #[must_use = "returns a new `Drain`; `self` is unchanged"]
+    pub const fn with_max_time(self, max_time: Duration) -> Drain {
+        Drain::new(self.max_bytes, max_time)
+    }
 
     pub(crate) fn is_off(&self) -> bool {
         self.max_bytes == 0 || self.max_time.is_zero()
@@ -39,15 +76,12 @@ impl Drain {
 
 impl Default for Drain {
     fn default() -> Self {
-        Drain {
-            max_bytes: 256 * 1024,
-            max_time: Duration::from_millis(50),
-        }
+        Drain::new(256 * 1024, Duration::from_millis(50))
     }
 }
 
 /// The knobs the dialler and the request path read.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Settings {
     pub connect_timeout: Duration,
     pub tcp_keepalive: Option<Duration>,
@@ -62,6 +96,24 @@ pub(crate) struct Settings {
     /// Feature `testing`: socket writes left to fail, for every connection of the client.
     #[cfg(feature = "testing")]
     pub fail_writes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Every knob, and whether TLS is configured: never the rustls config itself, which may
+/// hold a client key, a key log or a verifier with secrets of the caller's.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("tcp_keepalive", &self.tcp_keepalive)
+            .field("response_header_timeout", &self.response_header_timeout)
+            .field("timeout", &self.timeout)
+            .field("disable_keep_alives", &self.disable_keep_alives)
+            .field("drain", &self.drain)
+            .field("http2_prior_knowledge", &self.http2_prior_knowledge)
+            .field("tls_handshake_timeout", &self.tls_handshake_timeout)
+            .field("tls", &self.has_tls())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Settings {
@@ -79,6 +131,10 @@ impl Settings {
 /// Every duration is at most [`MAX_DURATION`] (365 days; `tcp_keepalive` at most 32,767 s):
 /// a longer one is surely a mistake, and [`build`](ClientBuilder::build) rejects it with a
 /// config error naming the knob. Zero has the meaning the table gives.
+///
+/// `Send + Sync`, so it can be made in one task and built in another. Its `Debug` shows
+/// the knobs, and only whether TLS and hooks are set (never the rustls config or the hooks,
+/// which may hold secrets).
 ///
 /// | knob | default | Go |
 /// |---|---|---|
@@ -122,8 +178,36 @@ pub struct ClientBuilder {
     hooks: Option<AddHooks>,
 }
 
-/// Installs the user's hooks on the pool builder (their type is erased here).
-type AddHooks = Box<dyn FnOnce(pool_core::KeyedBuilder<Dialer>) -> pool_core::KeyedBuilder<Dialer>>;
+/// Installs the user's hooks on the pool builder (their type is erased here). `Send + Sync`
+/// as the hooks are, so that a builder can move between tasks.
+type AddHooks = Box<
+    dyn FnOnce(pool_core::KeyedBuilder<Dialer>) -> pool_core::KeyedBuilder<Dialer> + Send + Sync,
+>;
+
+/// The knobs, and whether TLS and hooks are set: never the rustls config or the hooks
+/// themselves (they may hold secrets of the caller's).
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.settings;
+        f.debug_struct("ClientBuilder")
+            .field("max_idle_conns", &self.max_idle_conns)
+            .field("max_idle_conns_per_host", &self.max_idle_conns_per_host)
+            .field("max_conns_per_host", &self.max_conns_per_host)
+            .field("idle_conn_timeout", &self.idle_conn_timeout)
+            .field("idle_grace", &self.idle_grace)
+            .field("disable_keep_alives", &s.disable_keep_alives)
+            .field("connect_timeout", &s.connect_timeout)
+            .field("tls_handshake_timeout", &s.tls_handshake_timeout)
+            .field("tcp_keepalive", &s.tcp_keepalive)
+            .field("response_header_timeout", &s.response_header_timeout)
+            .field("timeout", &s.timeout)
+            .field("drain", &s.drain)
+            .field("http2_prior_knowledge", &s.http2_prior_knowledge)
+            .field("tls", &s.has_tls())
+            .field("hooks", &self.hooks.is_some())
+            .finish()
+    }
+}
 
 impl Default for ClientBuilder {
     fn default() -> Self {
@@ -294,28 +378,27 @@ impl ClientBuilder {
         } else {
             self.max_idle_conns_per_host
         };
-        let config = KeyedConfig {
-            max_idle: match self.max_idle_conns {
-                0 => usize::MAX,
-                n => n,
-            },
-            per_key: Config {
-                max_open: self.max_conns_per_host,
-                max_idle: per_host_idle,
-                idle_grace: self.idle_grace,
-                max_idle_time: (!self.idle_conn_timeout.is_zero())
-                    .then_some(self.idle_conn_timeout),
-                // The dial enforces `connect_timeout` itself and says so; this only bounds a
-                // dial that ignores it (saturating: each part may be `MAX_DURATION`).
-                create_timeout: Some(
-                    s.connect_timeout
-                        .saturating_add(s.tls_handshake_timeout)
-                        .saturating_add(Duration::from_secs(5))
-                        .min(MAX_DURATION),
-                ),
-                ..Config::default()
-            },
+        // pool-core's configs are `#[non_exhaustive]`: built by assigning fields.
+        let mut per_key = Config::default();
+        per_key.max_open = self.max_conns_per_host;
+        per_key.max_idle = per_host_idle;
+        per_key.idle_grace = self.idle_grace;
+        per_key.max_idle_time =
+            (!self.idle_conn_timeout.is_zero()).then_some(self.idle_conn_timeout);
+        // The dial enforces `connect_timeout` itself and says so; this only bounds a dial
+        // that ignores it (saturating: each part may be `MAX_DURATION`).
+        per_key.create_timeout = Some(
+            s.connect_timeout
+                .saturating_add(s.tls_handshake_timeout)
+                .saturating_add(Duration::from_secs(5))
+                .min(MAX_DURATION),
+        );
+        let mut config = KeyedConfig::default();
+        config.max_idle = match self.max_idle_conns {
+            0 => usize::MAX,
+            n => n,
         };
+        config.per_key = per_key;
         let settings = Arc::new(self.settings);
         let counters = Arc::new(Counters::default());
         let dialer = Dialer::new(settings.clone());

@@ -43,11 +43,33 @@ impl fmt::Display for Phase {
 }
 
 /// Why a connection could not be made: the source of an [`Error`] whose
-/// [`is_connect`](Error::is_connect) is true.
+/// [`is_connect`](Error::is_connect) is true, reached with
+/// [`Error::connect_error`].
+///
+/// Each variant is `#[non_exhaustive]` (as the enum): match with `{ host, .. }`. Hosts
+/// and addresses never hold URL userinfo.
+///
+/// # Examples
+///
+/// ```
+/// use pool_http::ConnectError;
+///
+/// fn advice(e: &pool_http::Error) -> &'static str {
+///     match e.connect_error() {
+///         Some(ConnectError::Refused { .. }) => "is the server running?",
+///         Some(ConnectError::Dns { .. } | ConnectError::NoAddress { .. }) => "check the host name",
+///         Some(ConnectError::Tls { .. }) => "check the certificate and the roots",
+///         Some(_) => "could not connect",
+///         None => "not a connection problem",
+///     }
+/// }
+/// # let _ = advice;
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
     /// The host name did not resolve.
+    #[non_exhaustive]
     #[error("dns lookup of `{host}` failed")]
     Dns {
         /// The host name looked up.
@@ -57,12 +79,14 @@ pub enum ConnectError {
         source: std::io::Error,
     },
     /// The host name resolved to no address.
+    #[non_exhaustive]
     #[error("dns lookup of `{host}` found no address")]
     NoAddress {
         /// The host name looked up.
         host: String,
     },
     /// Every address refused the connection (nothing listens there).
+    #[non_exhaustive]
     #[error("connect to {addr} refused")]
     Refused {
         /// The last address tried.
@@ -72,6 +96,7 @@ pub enum ConnectError {
         source: std::io::Error,
     },
     /// The TLS handshake failed (certificate not trusted, wrong name, no common protocol).
+    #[non_exhaustive]
     #[error("tls handshake with {host} failed")]
     Tls {
         /// The host.
@@ -81,6 +106,7 @@ pub enum ConnectError {
         source: std::io::Error,
     },
     /// The TLS handshake took longer than `tls_handshake_timeout`.
+    #[non_exhaustive]
     #[error("tls handshake with {host} timed out after {timeout:?}")]
     TlsTimeout {
         /// The host.
@@ -90,12 +116,14 @@ pub enum ConnectError {
     },
     /// An `https` URL, but the client has no TLS configuration (feature `tls` and
     /// `ClientBuilder::tls`).
+    #[non_exhaustive]
     #[error("https to {host} needs TLS: enable the `tls` feature and set ClientBuilder::tls")]
     NoTls {
         /// The host.
         host: String,
     },
     /// Resolving and connecting took longer than `connect_timeout`.
+    #[non_exhaustive]
     #[error("connect to {host} timed out after {timeout:?}")]
     Timeout {
         /// The host.
@@ -104,6 +132,7 @@ pub enum ConnectError {
         timeout: Duration,
     },
     /// Another socket error while connecting.
+    #[non_exhaustive]
     #[error("connect to {addr} failed")]
     Io {
         /// The last address tried.
@@ -113,6 +142,7 @@ pub enum ConnectError {
         source: std::io::Error,
     },
     /// The HTTP handshake on a new connection failed.
+    #[non_exhaustive]
     #[error("http handshake with {host} failed")]
     Handshake {
         /// The host.
@@ -126,7 +156,10 @@ pub enum ConnectError {
 /// An error from a [`Client`](crate::Client): a bad URL, the pool, the connection, the
 /// server, or a timeout.
 ///
-/// The kind is private; ask with the predicates.
+/// The kind is private; ask with the predicates ([`is_timeout`](Error::is_timeout) and
+/// [`timeout_phase`](Error::timeout_phase), [`is_connect`](Error::is_connect),
+/// [`is_connect_refused`](Error::is_connect_refused), [`is_tls`](Error::is_tls),
+/// [`is_invalid_url`](Error::is_invalid_url), ...). Cheap to clone; `Send + Sync`.
 ///
 /// # Messages
 ///
@@ -134,15 +167,60 @@ pub enum ConnectError {
 /// origin, the phase, the duration waited), and never the cause, which is the
 /// [`source`](std::error::Error::source) chain (the pool's error, the [`ConnectError`] of a
 /// dial, hyper's error, the socket's). A report that walks the chain (`{:#}` in anyhow, an
-/// error reporter) prints each fact once:
+/// error reporter) prints each fact once. Rendered that way (levels joined with `": "`):
 ///
 /// ```text
-/// could not connect to http://127.0.0.1:1: pool failed to create a connection:
-/// connect to 127.0.0.1:1 refused: Connection refused (os error 111)
+/// # nothing listens on the port
+/// could not connect to http://127.0.0.1:1: pool failed to create a connection: connect to
+/// 127.0.0.1:1 refused: Connection refused (os error 111)
+///
+/// # the server is silent past `response_header_timeout` (one level: nothing caused it)
+/// request to http://127.0.0.1:8080 timed out after 2s waiting for the response header
+///
+/// # the same past `timeout`, the whole request
+/// request to http://127.0.0.1:8080 timed out after 10s over the whole request
+///
+/// # the dial past `connect_timeout`
+/// could not connect to http://10.255.255.1:80: pool failed to create a connection: connect
+/// to 10.255.255.1 timed out after 30s
+///
+/// # an untrusted certificate (feature `tls`)
+/// could not connect to https://127.0.0.1:8443: pool failed to create a connection: tls
+/// handshake with 127.0.0.1:8443 failed: invalid peer certificate: UnknownIssuer
+///
+/// # a URL the client cannot use (its userinfo is never quoted)
+/// invalid url `http://example.com:99999/`: has the port `99999`: ports are 1 to 65535
 /// ```
 ///
-/// No message holds URL userinfo (`user:password@`): a URL is quoted without it (and cut
-/// at 512 bytes), and an [`Origin`] has none.
+/// No message, and no `Debug`, holds URL userinfo (`user:password@`): a URL is quoted
+/// without it (and cut at 512 bytes), and an [`Origin`] has none.
+///
+/// # Examples
+///
+/// Walking the chain by hand, as anyhow's `{:#}` does:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::error::Error as _;
+///
+/// // A port where nothing listens.
+/// let port = tokio::net::TcpListener::bind("127.0.0.1:0").await?.local_addr()?.port();
+/// let client = pool_http::Client::new()?;
+/// let err = client.get(&format!("http://127.0.0.1:{port}/")).await.unwrap_err();
+/// assert!(err.is_connect_refused());
+///
+/// let mut chain = vec![err.to_string()];
+/// let mut cause = err.source();
+/// while let Some(e) = cause {
+///     chain.push(e.to_string());
+///     cause = e.source();
+/// }
+/// assert_eq!(chain[0], format!("could not connect to http://127.0.0.1:{port}"));
+/// assert_eq!(chain[2], format!("connect to 127.0.0.1:{port} refused"));
+/// println!("{}", chain.join(": "));
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Error {
     inner: Arc<Kind>,

@@ -1,24 +1,31 @@
-//! An HTTP client on hyper 1.x with Go `http.Transport` semantics, on
-//! [`pool-core`](pool_core)'s keyed pool: per-host limits, idle timeouts, connections reused
-//! when a body reaches its end, and without Go's pitfalls.
+// The README's links (absolute docs.rs URLs there, for crates.io) resolve here to this
+// version's items: the first definition of a link label wins. Items behind a feature keep
+// the README's URL when it is off.
+#![doc = "[`Body`]: crate::Body"]
+#![doc = "[`Body::upgrade`]: crate::Body::upgrade"]
+#![doc = "[`Client`]: crate::Client"]
+#![cfg_attr(
+    feature = "testing",
+    doc = "[`Client::fail_next_writes`]: crate::Client::fail_next_writes"
+)]
+#![doc = "[`ClientBuilder`]: crate::ClientBuilder"]
+#![doc = "[`ClientBuilder::go_mode`]: crate::ClientBuilder::go_mode"]
+#![doc = "[`ClientBuilder::hooks`]: crate::ClientBuilder::hooks"]
+#![doc = "[`ClientBuilder::http2_prior_knowledge`]: crate::ClientBuilder::http2_prior_knowledge"]
+#![cfg_attr(
+    feature = "tls",
+    doc = "[`ClientBuilder::tls`]: crate::ClientBuilder::tls"
+)]
+#![doc = "[`Drain`]: crate::Drain"]
+#![doc = "[`Drain::NONE`]: crate::Drain::NONE"]
+#![doc = "[`Error`]: crate::Error"]
+#![doc = "[`Hooks`]: crate::Hooks"]
+#![doc = "[`Upgraded`]: crate::Upgraded"]
+#![doc = include_str!("../README.md")]
 //!
-//! | Go | here |
-//! |---|---|
-//! | `http.Client` + `http.Transport` | [`Client`], built with [`ClientBuilder`] |
-//! | `MaxIdleConns`, `MaxIdleConnsPerHost`, `MaxConnsPerHost`, `IdleConnTimeout` | same names in snake_case, same defaults |
-//! | `resp.Body.Close()` before EOF closes the connection | the rest is drained within a [`Drain`] budget and the connection reused |
-//! | idle connections above `MaxIdleConnsPerHost` closed at once | kept for `idle_grace` (30 s), so a burst does not reconnect |
-//! | retry on a reused connection when nothing was written, or idempotent and closed idle | the same rule |
-//! | a connection is reused once the response is read and the request written (`wroteRequest`) | the same rule; a reused connection not ready within 50 ms is closed and the request sent on another |
-//! | `Connection: close` on the request or the response | never pooled |
-//! | an idle connection the server closed stays in the idle list until a request trips on it | it leaves the pool as soon as hyper sees the close |
-//! | after `101 Switching Protocols`, `Response.Body` is an `io.ReadWriteCloser` | [`Body::upgrade`] gives an [`Upgraded`] stream |
-//! | URL userinfo becomes `Authorization: Basic` unless one is set | the same; userinfo never goes on the wire (nor in HTTP/2's `:authority`) |
-//! | `httptrace` | [`ClientBuilder::hooks`] ([`pool_core::Hooks`]) |
+//! # An example that runs
 //!
-//! # Example
-//!
-//! Runs as a doc test against a one-line HTTP server on loopback (hidden below).
+//! The quick start above, as a doc test against a one-line HTTP server on loopback (hidden).
 //!
 //! ```
 //! # use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -56,9 +63,27 @@
 //! # Ok(()) }
 //! ```
 //!
-//! HTTP/1.1; HTTP/2 with prior knowledge ([`ClientBuilder::http2_prior_knowledge`]) or,
-//! with the `tls` feature, negotiated by ALPN: one connection per origin then carries all
-//! concurrent requests. TLS through rustls ([`ClientBuilder::tls`], feature `tls`).
+//! # Conventions of this API
+//!
+//! - [`Client`], [`ClientBuilder`], [`Response`], [`Body`] and [`Error`] are `Send + Sync`:
+//!   build a client in one task and move it (or the builder) to another. [`RequestBody`]
+//!   and [`Upgraded`] are `Send`.
+//! - Every public type implements `Debug`, and neither `Debug` nor `Display` prints a
+//!   secret: no URL userinfo (`user:password@`), no rustls configuration, no hooks.
+//! - No type here derefs to another, so every operation is a method (`body.upgrade()`,
+//!   `client.close()`). pool-core's guards, which deref to the pooled resource, name
+//!   their own operations as associated functions instead (`Pooled::discard(conn)`), so
+//!   that they cannot shadow the resource's methods.
+//! - One opaque [`Error`] with predicates (`is_timeout`, `is_connect_refused`, ...);
+//!   `Display` says this level's fact and [`source`](std::error::Error::source) the cause.
+//! - Structs with public fields ([`Drain`], [`ClientStats`]) and the public enums are
+//!   `#[non_exhaustive]`: build a [`Drain`] with [`Drain::new`] or from its default.
+//! - [`ClientBuilder`] and its methods are `#[must_use]`: a builder does nothing until
+//!   [`build`](ClientBuilder::build).
+//! - [`pool_core`] is re-exported whole, and at the root [`Stats`], [`Hooks`] and the types
+//!   its hooks take ([`GotConn`], [`Returned`], [`CloseReason`]; `create_done`'s error is
+//!   `pool_http::pool_core::Error`): implementing hooks or reading stats needs no direct
+//!   dependency on pool-core, nor a matching version of it.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 mod body;
@@ -78,10 +103,6 @@ pub use client::{Client, ClientStats, Response};
 pub use config::{ClientBuilder, Drain};
 pub use error::{ConnectError, Error, Phase};
 pub use origin::Origin;
-pub use pool_core::{Hooks, Stats};
+pub use pool_core;
+pub use pool_core::{CloseReason, GotConn, Hooks, Returned, Stats};
 pub use request::{BoxError, RequestBody};
-
-/// This crate's README (its crates.io page), compiled as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct CrateReadmeDoctests;

@@ -23,13 +23,16 @@ use crate::config::Settings;
 use crate::manager::{Counters, Dialer, Link, Writing};
 use crate::{Body, Error, Origin, Response};
 
-/// A boxed error, as request bodies report them.
+/// A boxed error: what a stream given to [`RequestBody::stream`] may fail with (any error
+/// that converts into it), and the error type of [`RequestBody`] as an [`http_body::Body`].
+/// The same alias as tower's and hyper-util's, so their bodies fit as they are.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A request's body: empty, bytes in memory (which a retry can send again), or a stream.
 ///
 /// Most callers never name it: `()`, [`Bytes`], `String`, `&'static str`, `Vec<u8>` and
-/// `&'static [u8]` convert into it.
+/// `&'static [u8]` convert into it. `Send` (not `Sync`: a stream need not be). Its `Debug`
+/// shows the length of a body in memory, never its bytes.
 pub struct RequestBody {
     inner: Req,
 }

@@ -23,13 +23,7 @@ fn knobs(d: Duration) -> Vec<(&'static str, ClientBuilder)> {
         ("timeout", b().timeout(d)),
         ("idle_conn_timeout", b().idle_conn_timeout(d)),
         ("idle_grace", b().idle_grace(d)),
-        (
-            "drain.max_time",
-            b().drain(Drain {
-                max_bytes: 1 << 20,
-                max_time: d,
-            }),
-        ),
+        ("drain.max_time", b().drain(Drain::new(1 << 20, d))),
     ]
 }
 
@@ -140,10 +134,7 @@ async fn the_longest_accepted_durations_serve_requests_without_overflow() {
         .timeout(MAX_DURATION)
         .idle_conn_timeout(MAX_DURATION)
         .idle_grace(MAX_DURATION)
-        .drain(Drain {
-            max_bytes: 1 << 20,
-            max_time: MAX_DURATION,
-        })
+        .drain(Drain::new(1 << 20, MAX_DURATION))
         .build()
         .unwrap();
     serves(&client, &url).await.unwrap();

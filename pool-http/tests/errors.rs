@@ -1,7 +1,10 @@
 //! Error messages, one policy as hyper's `error.rs`: `Display` says this level's fact with
 //! its context (the origin, never URL userinfo; the phase; the duration), `source()` gives
-//! the cause, and the chain joined as anyhow's `{:#}` does prints nothing twice. Also: a port
-//! that is present but not 1 to 65535 is an invalid URL, never the scheme's default port.
+//! the cause, and the chain joined as anyhow's `{:#}` does prints nothing twice. The whole
+//! rendered chain is checked for a refused connection, a TLS handshake failure and timeout,
+//! the timeouts of a request, and an invalid URL with userinfo (the examples of `Error`'s
+//! docs). Also: a port that is present but not 1 to 65535 is an invalid URL, never the
+//! scheme's default port.
 
 mod support;
 
@@ -9,7 +12,7 @@ use std::error::Error as _;
 use std::time::Duration;
 
 use pool_http::{Client, Origin, Phase};
-use support::{Raw, read_request};
+use support::{Raw, Server, full, read_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "S3cr3tPW";
@@ -143,10 +146,121 @@ async fn a_refused_port_says_could_not_connect_and_why_once() {
         err.to_string(),
         format!("could not connect to http://127.0.0.1:{port}")
     );
+    // The socket's own words, as this platform says them.
+    let os = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        report(&err),
+        format!(
+            "could not connect to http://127.0.0.1:{port}: pool failed to create a connection: \
+             connect to 127.0.0.1:{port} refused: {os}"
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_refused_port_behind_userinfo_renders_the_same_chain_without_it() {
+    let port = refused_port().await;
+    let err = Client::new()
+        .unwrap()
+        .get(&format!("http://user:{SECRET}@127.0.0.1:{port}/x"))
+        .await
+        .unwrap_err();
+    assert!(err.is_connect_refused(), "{err:?}");
     let text = report(&err);
     assert!(
-        text.contains(&format!("connect to 127.0.0.1:{port} refused")),
+        text.starts_with(&format!(
+            "could not connect to http://127.0.0.1:{port}: pool failed to create a connection: \
+             connect to 127.0.0.1:{port} refused: "
+        )),
         "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_url_with_userinfo_renders_one_level_without_it() {
+    let url = format!("http://user:{SECRET}@example.com:99999/path?q=1");
+    let expected = "invalid url `http://example.com:99999/path?q=1`: has the port `99999`: \
+                    ports are 1 to 65535";
+    let err = Origin::from_url(&url).unwrap_err();
+    assert_eq!(report(&err), expected);
+    let err = Client::new().unwrap().get(&url).await.unwrap_err();
+    assert!(err.is_invalid_url(), "{err:?}");
+    assert_eq!(report(&err), expected);
+    assert_eq!(levels(&err).len(), 1, "nothing caused it");
+}
+
+fn trusting(root: rustls::pki_types::CertificateDer<'static>) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root).unwrap();
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth()
+}
+
+#[tokio::test]
+async fn a_tls_handshake_failure_renders_where_and_why_once() {
+    let (server, _root) =
+        Server::start_tls(&[b"http/1.1"], |_| async { hyper::Response::new(full(1)) }).await;
+    let (_other, other_root) =
+        Server::start_tls(&[b"http/1.1"], |_| async { hyper::Response::new(full(1)) }).await;
+    let client = Client::builder().tls(trusting(other_root)).build().unwrap();
+    let url = format!("https://user:{SECRET}@{}/", server.addr);
+    let err = client.get(&url).await.unwrap_err();
+    assert!(err.is_tls() && !err.is_timeout(), "{err:?}");
+    let levels = levels(&err);
+    let addr = server.addr;
+    assert_eq!(
+        levels[..3],
+        [
+            format!("could not connect to https://{addr}"),
+            "pool failed to create a connection".to_owned(),
+            format!("tls handshake with {addr} failed"),
+        ],
+        "{levels:?}"
+    );
+    // Then rustls says why (here `BadSignature`: the other root has the same name), once.
+    report(&err);
+    assert_eq!(levels.len(), 4, "{levels:?}");
+    assert!(
+        levels[3].starts_with("invalid peer certificate: "),
+        "{levels:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_tls_handshake_timeout_renders_where_and_after_how_long() {
+    // Reads the ClientHello, never answers.
+    let silent = Raw::start(|mut s, _| async move {
+        let mut buf = [0u8; 1024];
+        while s.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+    })
+    .await;
+    let (_unused, root) =
+        Server::start_tls(&[b"http/1.1"], |_| async { hyper::Response::new(full(1)) }).await;
+    let client = Client::builder()
+        .tls(trusting(root))
+        .tls_handshake_timeout(Duration::from_millis(150))
+        .build()
+        .unwrap();
+    let err = client
+        .get(&format!("https://{}/", silent.addr))
+        .await
+        .unwrap_err();
+    assert_eq!(err.timeout_phase(), Some(Phase::TlsHandshake), "{err:?}");
+    let addr = silent.addr;
+    assert_eq!(
+        report(&err),
+        format!(
+            "could not connect to https://{addr}: pool failed to create a connection: \
+             tls handshake with {addr} timed out after 150ms"
+        )
     );
 }
 
@@ -199,13 +313,13 @@ async fn timeouts_name_the_origin_the_phase_and_the_duration() {
     let err = client.get(&silent.url("/")).await.unwrap_err();
     assert_eq!(err.timeout_phase(), Some(Phase::ResponseHeader));
     assert_eq!(
-        err.to_string(),
+        report(&err),
         format!(
             "request to http://{} timed out after 100ms waiting for the response header",
             silent.addr
-        )
+        ),
+        "one level: the timeout is the fact, nothing caused it"
     );
-    report(&err);
 
     let client = Client::builder()
         .timeout(Duration::from_millis(150))
@@ -217,8 +331,7 @@ async fn timeouts_name_the_origin_the_phase_and_the_duration() {
         "request to http://{} timed out after 150ms over the whole request",
         silent.addr
     );
-    assert_eq!(err.to_string(), whole);
-    report(&err);
+    assert_eq!(report(&err), whole);
 
     // The body stalls: the same timeout, met while reading it.
     let stalled =

@@ -109,10 +109,7 @@ async fn a_body_dropped_unread_within_the_drain_budget_keeps_its_connection() {
     let url = server.url("/");
     // The subject is what is drained, not how fast: a time budget a loaded machine meets.
     let client = Client::builder()
-        .drain(Drain {
-            max_time: std::time::Duration::from_secs(5),
-            ..Drain::default()
-        })
+        .drain(Drain::default().with_max_time(std::time::Duration::from_secs(5)))
         .build()
         .unwrap();
     for i in 1..=10 {
@@ -131,10 +128,7 @@ async fn a_body_dropped_after_a_few_bytes_is_drained_too() {
     let url = server.url("/");
     // The subject is what is drained, not how fast: a time budget a loaded machine meets.
     let client = Client::builder()
-        .drain(Drain {
-            max_time: std::time::Duration::from_secs(5),
-            ..Drain::default()
-        })
+        .drain(Drain::default().with_max_time(std::time::Duration::from_secs(5)))
         .build()
         .unwrap();
     for i in 1..=5 {
@@ -156,10 +150,7 @@ async fn a_body_beyond_the_drain_budget_closes_its_connection() {
     let server = Server::sized(1024 * 1024).await;
     let url = server.url("/");
     let client = Client::builder()
-        .drain(Drain {
-            max_bytes: 16 * 1024,
-            ..Drain::default()
-        })
+        .drain(Drain::default().with_max_bytes(16 * 1024))
         .build()
         .unwrap();
     drop(client.get(&url).await.unwrap());
@@ -207,10 +198,7 @@ async fn back_to_back_dropped_bodies_wait_for_the_drain_instead_of_dialling() {
     let url = server.url("/");
     // A generous time budget: what is tested is waiting for the drain, not its deadline.
     let client = Client::builder()
-        .drain(Drain {
-            max_time: std::time::Duration::from_secs(5),
-            ..Drain::default()
-        })
+        .drain(Drain::default().with_max_time(std::time::Duration::from_secs(5)))
         .build()
         .unwrap();
     for _ in 0..100 {
@@ -377,10 +365,7 @@ async fn a_drain_the_server_cuts_short_closes_the_connection_and_strands_nothing
     let cut = std::sync::Arc::new(tokio::sync::Notify::new());
     let server = half_body_server(cut.clone()).await;
     let client = Client::builder()
-        .drain(Drain {
-            max_time: std::time::Duration::from_secs(30),
-            ..Drain::default()
-        })
+        .drain(Drain::default().with_max_time(std::time::Duration::from_secs(30)))
         .build()
         .unwrap();
     let response = client.get(&server.url("/")).await.unwrap();
@@ -403,10 +388,7 @@ async fn a_drain_the_server_cuts_short_closes_the_connection_and_strands_nothing
 async fn a_drain_that_outlives_its_time_closes_the_connection() {
     let server = half_body_server(std::sync::Arc::new(tokio::sync::Notify::new())).await;
     let client = Client::builder()
-        .drain(Drain {
-            max_time: std::time::Duration::from_millis(50),
-            ..Drain::default()
-        })
+        .drain(Drain::default().with_max_time(std::time::Duration::from_millis(50)))
         .build()
         .unwrap();
     let response = client.get(&server.url("/")).await.unwrap();
