@@ -45,14 +45,52 @@ pub enum Binding {
     Caller,
 }
 
+/// What a leak report says of where a guard was checked out (see
+/// [`Config::leak_threshold`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum LeakTrace {
+    /// The file, line and column of the `get` call (`#[track_caller]`): free, a pointer
+    /// the call passes anyway.
+    #[default]
+    Caller,
+    /// The caller and a [`Backtrace`](std::backtrace::Backtrace) forced at every checkout
+    /// (whatever `RUST_BACKTRACE` says): an allocation and a stack walk per checkout, some
+    /// microseconds. For hunting a leak, not for production traffic.
+    Backtrace,
+}
+
 /// The pool's knobs, with database/sql's names where it has one.
 ///
-/// Build it as `Config { max_open: 16, ..Config::default() }`, or use
-/// [`Builder`](crate::Builder).
-/// [`Pool::new`](crate::Pool::new) validates it and names the knob it rejects.
+/// [`Builder`](crate::Builder) is the way to set them in code: it has a setter per knob.
+/// A `Config` is for settings that travel as data (a file through serde, a struct handed
+/// from one crate to another): start from [`Config::default`] or [`Config::go`] and assign
+/// the fields, then hand it to [`Pool::new`](crate::Pool::new) or
+/// [`Builder::config`](crate::Builder::config), which validate it and name the knob they
+/// reject.
+///
+/// The struct is `#[non_exhaustive]`, so that a knob can be added without breaking anyone:
+/// outside this crate it cannot be written as a struct literal (not even with
+/// `..Config::default()`), but every field can be assigned.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use pool_core::Config;
+///
+/// let mut config = Config::default();
+/// config.max_open = 16;
+/// config.max_idle = 4;
+/// config.max_lifetime = Some(Duration::from_secs(30 * 60));
+/// # let _ = config;
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+#[non_exhaustive]
 pub struct Config {
     /// Most connections open at once, creates in flight included (`SetMaxOpenConns`).
     /// Default 0: unlimited.
@@ -112,6 +150,21 @@ pub struct Config {
     /// Whom a new connection serves. Default [`Binding::Late`]; [`Config::go`] sets
     /// [`Binding::Caller`].
     pub binding: Binding,
+    /// Leak detection (HikariCP's `leakDetectionThreshold`): a guard checked out longer than
+    /// this is reported once, while it is still out: a `tracing` warning (target
+    /// `pool_core`) naming the file and line of the `get` call, the
+    /// [`Hooks::held_too_long`](crate::Hooks::held_too_long) hook, and
+    /// [`Stats::held_too_long`](crate::Stats::held_too_long). Default `None`: off, and then
+    /// free (no timer, no clock read, no allocation). On, a checkout costs a clock read and
+    /// an entry in a table behind its own lock, and one task per pool sleeps until the
+    /// oldest guard out crosses the threshold. Set it above the longest legitimate hold (a
+    /// long transaction, a streamed body): a report is a suspicion, not a verdict, and the
+    /// guard still returns normally.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub leak_threshold: Option<Duration>,
+    /// What a leak report says of the checkout. Default [`LeakTrace::Caller`]: the `get`
+    /// call's file and line. Needs `leak_threshold`.
+    pub leak_trace: LeakTrace,
 }
 
 impl Default for Config {
@@ -133,6 +186,8 @@ impl Default for Config {
             breaker_backoff: Duration::from_millis(100),
             breaker_max_backoff: Duration::from_secs(5),
             binding: Binding::Late,
+            leak_threshold: None,
+            leak_trace: LeakTrace::Caller,
         }
     }
 }
@@ -146,9 +201,12 @@ impl Config {
     /// their deadline (Go checks on a timer).
     ///
     /// ```
-    /// let config = pool_core::Config { max_open: 100, max_idle: 20, ..pool_core::Config::go() };
+    /// let mut config = pool_core::Config::go();
+    /// config.max_open = 100;
+    /// config.max_idle = 20;
     /// assert!(config.idle_grace.is_zero());
     /// ```
+    #[must_use]
     pub fn go() -> Config {
         Config {
             max_open: 0,
@@ -285,6 +343,7 @@ impl Config {
             None => None,
         };
         let hook = check_positive("hook_timeout", Some(self.hook_timeout))?.unwrap_or_default();
+        self.leak()?;
         let breaker_backoff = check_duration("breaker_backoff", self.breaker_backoff)?;
         let breaker_max_backoff = check_duration("breaker_max_backoff", self.breaker_max_backoff)?;
         if self.breaker_threshold > 0 || self.min_idle > 0 {
@@ -329,5 +388,17 @@ impl Config {
                 hook,
             },
         ))
+    }
+
+    /// The leak detection knobs, checked: `None` when it is off.
+    pub(crate) fn leak(&self) -> Result<Option<(Duration, LeakTrace)>, Error> {
+        let threshold = check_positive("leak_threshold", self.leak_threshold)?;
+        if threshold.is_none() && self.leak_trace != LeakTrace::Caller {
+            return Err(Error::config(
+                "leak_trace",
+                "needs leak_threshold: it says what a leak report shows",
+            ));
+        }
+        Ok(threshold.map(|t| (t, self.leak_trace)))
     }
 }

@@ -8,7 +8,8 @@
 //!
 //! Each hook runs on the task where the event happens, after the pool's lock is released:
 //! `get_conn` and `got_conn` on the caller's task, `create_*` and `closed` on the task that
-//! creates or closes, `put_idle` where the guard drops. Keep them short. A hook that panics
+//! creates or closes, `put_idle` where the guard drops, `held_too_long` on the pool's leak
+//! watcher task. Keep them short. A hook that panics
 //! is caught and logged, and changes nothing the pool does: hooks observe. (Discarding the
 //! connection of a panicking `got_conn`, as this crate once did, turned a hook that always
 //! panics into a checkout that creates and discards connections forever.)
@@ -16,7 +17,12 @@
 //! The same information goes to `tracing` (target `pool_core`): events "checkout started",
 //! "got a connection", "creating a connection", "created a connection", "failed to create a
 //! connection", "returned a connection" and "closing a connection", with the fields below.
+//! A guard held longer than `leak_threshold` is a warning, "a connection has been checked
+//! out longer than leak_threshold", with the fields of [`HeldTooLong`] (`caller` as
+//! `file:line:column`).
 
+use std::backtrace::Backtrace;
+use std::panic::Location;
 use std::time::Duration;
 
 use crate::{CloseReason, Error};
@@ -36,6 +42,24 @@ pub struct GotConn {
     pub idle_time: Duration,
     /// How long this checkout took, from `get_conn` to now.
     pub wait: Duration,
+}
+
+/// What [`Hooks::held_too_long`] reports: a guard checked out longer than
+/// [`Config::leak_threshold`](crate::Config::leak_threshold), HikariCP's leak detection.
+/// Each guard is reported once, while it is still out; it may yet come back (a log line at
+/// `info` says so), so a report is a suspicion of a leak, not a proof.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct HeldTooLong<'a> {
+    /// The pool's id of the connection (as in tracing events and `Pooled::id`).
+    pub id: u64,
+    /// How long it has been out so far: the threshold, or a little more.
+    pub held: Duration,
+    /// Where it was checked out: the file, line and column of the `get` call.
+    pub caller: &'static Location<'static>,
+    /// The stack at the checkout, with [`LeakTrace::Backtrace`](crate::LeakTrace::Backtrace);
+    /// `None` otherwise.
+    pub backtrace: Option<&'a Backtrace>,
 }
 
 /// Where a connection went when its guard dropped (or was consumed), for
@@ -107,6 +131,11 @@ pub trait Hooks<K = ()>: Send + Sync + 'static {
 
     /// The pool closed a connection, for this reason (each connection once).
     fn closed(&self, _key: &K, _id: u64, _reason: CloseReason) {}
+
+    /// A guard of `key` has been checked out longer than
+    /// [`Config::leak_threshold`](crate::Config::leak_threshold) (HikariCP's leak
+    /// detection): once per guard, on the pool's watcher task, while it is still out.
+    fn held_too_long(&self, _key: &K, _info: &HeldTooLong<'_>) {}
 }
 
 /// Runs a hook, catching and logging a panic.

@@ -1,33 +1,6 @@
-//! A generic async resource pool with database/sql's knobs, strict first-come-first-served
-//! hand-off, and a grace-period idle reaper that removes burst churn.
+#![doc = include_str!("../README.md")]
 //!
-//! Implement [`Manager`] for your resource, build a [`Pool`], and [`get`](Pool::get)
-//! connections; a [`Pooled`] guard returns its connection when dropped.
-//!
-//! ```
-//! use pool_core::{async_trait, Manager, Pool};
-//!
-//! struct Conn { id: u32 }
-//! struct Dialer;
-//!
-//! #[async_trait]
-//! impl Manager for Dialer {
-//!     type Resource = Conn;
-//!     type Error = std::io::Error;
-//!     async fn create(&self) -> Result<Conn, std::io::Error> {
-//!         Ok(Conn { id: 7 })
-//!     }
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), pool_core::Error> {
-//! let pool = Pool::builder(Dialer).max_open(16).max_idle(4).build()?;
-//! let conn = pool.get().await?;
-//! assert_eq!(conn.id, 7);
-//! # Ok(()) }
-//! ```
-//!
-//! # `max_idle` against `max_open`
+//! ## `max_idle` against `max_open`
 //! `max_open` caps connections (creates in flight included); `max_idle` is how many may sit
 //! idle for good. database/sql closes every connection released above `max_idle` at once, so
 //! a burst of 100 on `max_idle = 20` opens and closes 80 connections every time. Here those
@@ -35,15 +8,22 @@
 //! the reaper closes surplus that sat unused for the whole grace period, least recently used
 //! first. `idle_grace = 0` gives database/sql's behaviour exactly.
 //!
-//! # Where things are
-//! - [`Manager`]: create, check, validate, reset, close.
-//! - [`Config`] / [`Builder`]: every knob, validated at build ([`Error::knob`] names the bad one).
-//! - [`Stats`]: database/sql's `DBStats` names plus grace, hand-off and close-reason counters.
+//! ## Where things are
+//! - [`Manager`] (and [`KeyedManager`]): create, check, validate, reset, close.
+//! - [`Builder`] / [`Config`]: every knob, validated at build ([`Error::knob`] names the bad
+//!   one); [`KeyedBuilder`] / [`KeyedConfig`] for a [`KeyedPool`].
+//! - [`Pooled`]: the guard; its operations are associated functions
+//!   ([`Pooled::discard`], [`Pooled::detach`], [`Pooled::into_owned`]).
+//! - [`Stats`]: database/sql's `DBStats` names plus grace, hand-off and close-reason
+//!   counters, and [`held_too_long`](Stats::held_too_long) for leak detection
+//!   ([`Config::leak_threshold`]).
+//! - [`Hooks`]: httptrace-like callbacks, [`Hooks::held_too_long`] among them.
 //! - [`testing`] (feature `testing`): the scripted manager, cancellation drivers and leak
 //!   guard the test suites use.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
 
 mod config;
 mod error;
@@ -61,9 +41,9 @@ mod stats;
 pub mod testing;
 
 pub use async_trait::async_trait;
-pub use config::{Binding, Config, IdleOrder, MAX_DURATION};
+pub use config::{Binding, Config, IdleOrder, LeakTrace, MAX_DURATION};
 pub use error::{Error, Panicked};
-pub use hooks::{GotConn, Hooks, Returned};
+pub use hooks::{GotConn, HeldTooLong, Hooks, Returned};
 pub use keyed::{KeyedBuilder, KeyedConfig, KeyedGet, KeyedGetOwned, KeyedPool, KeyedPooled};
 pub use manager::{Health, KeyedManager, Manager};
 pub use pool::{Builder, Get, GetOwned, Pool};
@@ -74,8 +54,3 @@ pub use stats::{CloseReason, Stats};
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
-
-/// This crate's README (its crates.io page), compiled and run as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct CrateReadmeDoctests;

@@ -11,11 +11,14 @@ use crate::config::{check_duration, check_positive};
 use crate::hooks::Hooks;
 use crate::machine::{KeyId, State};
 use crate::shell::guard::Guard;
+use crate::shell::guard::leak::{LeakBook, Track};
 use crate::shell::{GetFuture, Owner, Shared, Wrap, clock};
 use crate::{Config, Error, Manager, Pooled, Stats};
 
 type Table<M> = State<<M as crate::KeyedManager>::Resource>;
 type PoolShared<M> = Shared<M, Table<M>>;
+/// The plain pool's leak book: its key handle is `()`.
+type Leaks = Option<Arc<LeakBook<()>>>;
 
 /// The future of [`Pool::get`].
 ///
@@ -23,14 +26,16 @@ type PoolShared<M> = Shared<M, Table<M>>;
 /// anything else (waiting, creating, hooks) continues in a boxed future, whose cost is small
 /// next to the wait itself. Dropping it at any point is safe: see [`Pool::get`].
 #[must_use = "futures do nothing unless polled"]
-pub struct Get<'a, M: Manager>(GetFuture<'a, 'a, M, Table<M>, Pooled<'a, M>>);
+pub struct Get<'a, M: Manager>(GetFuture<'a, 'a, M, Table<M>, Pooled<'a, M>>, Track<'a, ()>);
 
 impl<'a, M: Manager> Future for Get<'a, M> {
     type Output = Result<Pooled<'a, M>, Error>;
 
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx)
+        let mut conn = std::task::ready!(Pin::new(&mut self.0).poll(cx))?;
+        self.1.start(&mut conn.0);
+        Poll::Ready(Ok(conn))
     }
 }
 
@@ -44,7 +49,7 @@ impl<'a, M: Manager> Wrap<'a, M, Table<M>> for Pooled<'a, M> {
 /// The future [`Pool::get_owned`] returns: [`Get`]'s, with a guard that owns a reference to
 /// the pool.
 #[must_use = "futures do nothing unless awaited"]
-pub struct GetOwned<'a, M: Manager>(GetFuture<'a, 'a, M, Table<M>, Owned<M>>);
+pub struct GetOwned<'a, M: Manager>(GetFuture<'a, 'a, M, Table<M>, Owned<M>>, Track<'a, ()>);
 
 /// The owned guard, as the checkout future makes it.
 struct Owned<M: Manager>(Pooled<'static, M>);
@@ -61,7 +66,9 @@ impl<M: Manager> Future for GetOwned<'_, M> {
 
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx).map_ok(|owned| owned.0)
+        let Owned(mut conn) = std::task::ready!(Pin::new(&mut self.0).poll(cx))?;
+        self.1.start(&mut conn.0);
+        Poll::Ready(Ok(conn))
     }
 }
 
@@ -69,6 +76,7 @@ impl<M: Manager> std::fmt::Debug for GetOwned<'_, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GetOwned")
             .field("waiting", &self.0.is_waiting())
+            .field("caller", &self.1)
             .finish()
     }
 }
@@ -77,6 +85,7 @@ impl<M: Manager> std::fmt::Debug for Get<'_, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Get")
             .field("waiting", &self.0.is_waiting())
+            .field("caller", &self.1)
             .finish()
     }
 }
@@ -110,6 +119,8 @@ impl<M: Manager> std::fmt::Debug for Get<'_, M> {
 /// ```
 pub struct Pool<M: Manager> {
     shared: Arc<PoolShared<M>>,
+    /// The guards out, when leak detection is on.
+    leaks: Leaks,
     _owner: Arc<Owner<M, Table<M>>>,
 }
 
@@ -117,6 +128,7 @@ impl<M: Manager> Clone for Pool<M> {
     fn clone(&self) -> Self {
         Pool {
             shared: self.shared.clone(),
+            leaks: self.leaks.clone(),
             _owner: self._owner.clone(),
         }
     }
@@ -151,14 +163,19 @@ impl<M: Manager> Pool<M> {
 
     fn start(manager: M, config: Config, hooks: Option<Arc<dyn Hooks>>) -> Result<Self, Error> {
         let (mut limits, timeouts) = config.validate(Manager::validate_after(&manager))?;
+        let leak = config.leak()?;
         limits.stamp = hooks.is_some();
         limits.hooks = hooks.is_some();
         let origin = clock::now();
         let state = State::new(limits, config.max_idle, config.lifetime_jitter).with_origin(origin);
+        let leaks = leak.map(|(threshold, trace)| {
+            LeakBook::start::<M, Table<M>>(threshold, trace, hooks.clone())
+        });
         let shared = Shared::start(manager, state, timeouts, hooks, origin)?;
         Ok(Pool {
             _owner: Arc::new(Owner(shared.clone())),
             shared,
+            leaks,
         })
     }
 
@@ -175,8 +192,15 @@ impl<M: Manager> Pool<M> {
     /// Dropping the future at any point loses nothing: a queued caller leaves the queue at
     /// once, a connection handed to it moves on, a create it started completes and serves the
     /// next caller, and a connection cut mid-reset or mid-validation is discarded.
+    ///
+    /// # Leak detection
+    /// With [`Config::leak_threshold`] set, the file and line of this call
+    /// (`#[track_caller]`) are what a report of its guard names; so do the other checkouts
+    /// (`get_timeout`, `get_owned`, `try_get`). A wrapper of its own that should be named
+    /// instead can be `#[track_caller]` too (a synchronous one: not an `async fn`).
+    #[track_caller]
     pub fn get(&self) -> Get<'_, M> {
-        Get(GetFuture::new(&self.shared, &()))
+        Get(GetFuture::new(&self.shared, &()), Track::new(&self.leaks))
     }
 
     /// [`get`](Pool::get) with this call's own deadline instead of the pool's
@@ -190,8 +214,12 @@ impl<M: Manager> Pool<M> {
     ///
     /// # Cancel safety
     /// As [`get`](Pool::get).
+    #[track_caller]
     pub fn get_timeout(&self, timeout: Duration) -> Get<'_, M> {
-        Get(GetFuture::new(&self.shared, &()).with_timeout(timeout))
+        Get(
+            GetFuture::new(&self.shared, &()).with_timeout(timeout),
+            Track::new(&self.leaks),
+        )
     }
 
     /// Closes at once the idle connections that `dead` says are dead (see
@@ -204,8 +232,11 @@ impl<M: Manager> Pool<M> {
     /// queued (it never overtakes them), or the connection in turn needs a validation first.
     /// It never waits and never creates. A connection it finds broken or needing a reset
     /// goes back through the return path, and the next idle one is tried.
+    #[track_caller]
     pub fn try_get(&self) -> Option<Pooled<'_, M>> {
-        self.shared.try_get(&()).map(Pooled)
+        let mut conn = self.shared.try_get(&()).map(Pooled)?;
+        Track::new(&self.leaks).start(&mut conn.0);
+        Some(conn)
     }
 
     /// [`get`](Pool::get), returning a guard that owns a reference to the pool, to move into
@@ -216,13 +247,16 @@ impl<M: Manager> Pool<M> {
     ///
     /// # Cancel safety
     /// As [`get`](Pool::get).
+    #[track_caller]
     pub fn get_owned(&self) -> GetOwned<'_, M> {
-        GetOwned(GetFuture::new(&self.shared, &()))
+        GetOwned(GetFuture::new(&self.shared, &()), Track::new(&self.leaks))
     }
 
     /// A snapshot of the gauges and counters.
     pub fn stats(&self) -> Stats {
-        self.shared.state.lock().stats()
+        let mut stats = self.shared.state.lock().stats();
+        stats.held_too_long = self.leaks.as_ref().map_or(0, |l| l.reported());
+        stats
     }
 
     /// The manager.
@@ -335,6 +369,15 @@ pub struct Builder<M: Manager> {
     hooks: Option<Arc<dyn Hooks>>,
 }
 
+impl<M: Manager> std::fmt::Debug for Builder<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .field("hooks", &self.hooks.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 macro_rules! knob {
     ($(#[$doc:meta])* $name:ident: $ty:ty => $value:expr) => {
         $(#[$doc])*
@@ -378,6 +421,10 @@ impl<M: Manager> Builder<M> {
         breaker_max_backoff: Duration => breaker_max_backoff);
     knob!(/// See [`Config::binding`].
         binding: crate::Binding => binding);
+    knob!(/// See [`Config::leak_threshold`]: report a guard held longer than this.
+        leak_threshold: Duration => Some(leak_threshold));
+    knob!(/// See [`Config::leak_trace`].
+        leak_trace: crate::LeakTrace => leak_trace);
 
     /// database/sql's behaviour exactly: every knob as [`Config::go`] sets it (Go's defaults,
     /// no grace, no jitter, no breaker, [`Binding::Caller`](crate::Binding::Caller)). Set

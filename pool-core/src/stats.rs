@@ -69,6 +69,11 @@ pub struct Stats {
     /// [`Manager::reset`](crate::Manager::reset) first: counted in `open` and `in_use`,
     /// handed to nobody until the reset succeeds (a failed one closes them as broken).
     pub resetting: usize,
+    /// Guards held longer than [`Config::leak_threshold`](crate::Config::leak_threshold),
+    /// each counted once, when it crossed it (HikariCP's leak detection): suspected leaks.
+    /// Always 0 with leak detection off (the default). A keyed pool counts them in its
+    /// totals only.
+    pub held_too_long: u64,
 }
 
 impl Stats {
@@ -161,6 +166,7 @@ impl Stats {
         self.shutdown_closed += other.shutdown_closed;
         self.detached += other.detached;
         self.resetting += other.resetting;
+        self.held_too_long += other.held_too_long;
         // `peak_open` is not a sum: the keyed table keeps its own.
     }
 }

@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use pool_core::testing::ScriptedManager;
-use pool_core::{Config, IdleOrder, MAX_DURATION, Pool};
+use pool_core::{Config, IdleOrder, LeakTrace, MAX_DURATION, Pool};
 
 fn rejects(config: Config, knob: &str) {
     let err = Pool::new(ScriptedManager::new(), config.clone()).expect_err(knob);
@@ -17,144 +17,95 @@ fn rejects(config: Config, knob: &str) {
     );
 }
 
+/// A default `Config` with `f` applied: `Config` is `#[non_exhaustive]`, so outside the
+/// crate it is built by assigning fields, not by a struct literal.
+fn with(f: impl FnOnce(&mut Config)) -> Config {
+    let mut c = Config::default();
+    f(&mut c);
+    c
+}
+
 #[tokio::test]
 async fn every_bad_knob_is_named() {
     let zero = Some(Duration::ZERO);
     let huge = MAX_DURATION + Duration::from_secs(1);
-    let c = Config::default;
+    rejects(with(|c| c.max_lifetime = zero), "max_lifetime");
+    rejects(with(|c| c.max_lifetime = Some(huge)), "max_lifetime");
+    rejects(with(|c| c.max_idle_time = zero), "max_idle_time");
+    rejects(with(|c| c.acquire_timeout = zero), "acquire_timeout");
+    rejects(with(|c| c.create_timeout = zero), "create_timeout");
+    rejects(with(|c| c.hook_timeout = Duration::ZERO), "hook_timeout");
+    rejects(with(|c| c.idle_grace = huge), "idle_grace");
+    rejects(with(|c| c.idle_grace = Duration::MAX), "idle_grace");
     rejects(
-        Config {
-            max_lifetime: zero,
-            ..c()
-        },
-        "max_lifetime",
-    );
-    rejects(
-        Config {
-            max_lifetime: Some(huge),
-            ..c()
-        },
-        "max_lifetime",
-    );
-    rejects(
-        Config {
-            max_idle_time: zero,
-            ..c()
-        },
-        "max_idle_time",
-    );
-    rejects(
-        Config {
-            acquire_timeout: zero,
-            ..c()
-        },
-        "acquire_timeout",
-    );
-    rejects(
-        Config {
-            create_timeout: zero,
-            ..c()
-        },
-        "create_timeout",
-    );
-    rejects(
-        Config {
-            hook_timeout: Duration::ZERO,
-            ..c()
-        },
-        "hook_timeout",
-    );
-    rejects(
-        Config {
-            idle_grace: huge,
-            ..c()
-        },
-        "idle_grace",
-    );
-    rejects(
-        Config {
-            idle_grace: Duration::MAX,
-            ..c()
-        },
-        "idle_grace",
-    );
-    rejects(
-        Config {
-            lifetime_jitter: Some(Duration::from_secs(1)),
-            ..c()
-        },
+        with(|c| c.lifetime_jitter = Some(Duration::from_secs(1))),
         "lifetime_jitter",
     );
     rejects(
-        Config {
-            max_lifetime: Some(Duration::from_secs(1)),
-            lifetime_jitter: Some(Duration::from_secs(2)),
-            ..c()
-        },
+        with(|c| {
+            c.max_lifetime = Some(Duration::from_secs(1));
+            c.lifetime_jitter = Some(Duration::from_secs(2));
+        }),
         "lifetime_jitter",
     );
     rejects(
-        Config {
-            min_idle: 3,
-            max_idle: 2,
-            ..c()
-        },
+        with(|c| {
+            c.min_idle = 3;
+            c.max_idle = 2;
+        }),
         "min_idle",
     );
     rejects(
-        Config {
-            min_idle: 3,
-            max_idle: 5,
-            max_open: 2,
-            ..c()
-        },
+        with(|c| {
+            c.min_idle = 3;
+            c.max_idle = 5;
+            c.max_open = 2;
+        }),
         "min_idle",
     );
     rejects(
-        Config {
-            breaker_backoff: Duration::ZERO,
-            ..c()
-        },
+        with(|c| c.breaker_backoff = Duration::ZERO),
         "breaker_backoff",
     );
     rejects(
-        Config {
-            breaker_max_backoff: Duration::from_millis(1),
-            ..c()
-        },
+        with(|c| c.breaker_max_backoff = Duration::from_millis(1)),
         "breaker_max_backoff",
     );
+    rejects(with(|c| c.leak_threshold = zero), "leak_threshold");
+    rejects(with(|c| c.leak_threshold = Some(huge)), "leak_threshold");
+    // A backtrace for reports that never come: the knob says what it needs.
+    rejects(with(|c| c.leak_trace = LeakTrace::Backtrace), "leak_trace");
 }
 
 #[tokio::test]
 async fn meaningful_zeros_and_clamps_are_accepted() {
     let ok = |config: Config| Pool::new(ScriptedManager::new(), config).map(drop).unwrap();
     // max_idle above max_open is clamped, as database/sql does.
-    ok(Config {
-        max_open: 2,
-        max_idle: 50,
-        ..Config::default()
-    });
+    ok(with(|c| {
+        c.max_open = 2;
+        c.max_idle = 50;
+    }));
     // zero grace: database/sql's behaviour; zero max_idle: keep none; zero max_open: unlimited.
-    ok(Config {
-        idle_grace: Duration::ZERO,
-        max_idle: 0,
-        max_open: 0,
-        ..Config::default()
-    });
+    ok(with(|c| {
+        c.idle_grace = Duration::ZERO;
+        c.max_idle = 0;
+        c.max_open = 0;
+    }));
     // validate on every reuse; breaker off (its backoff then unused).
-    ok(Config {
-        validate_after: Some(Duration::ZERO),
-        breaker_threshold: 0,
-        breaker_backoff: Duration::ZERO,
-        ..Config::default()
-    });
-    ok(Config {
-        max_lifetime: Some(Duration::from_secs(60)),
-        lifetime_jitter: Some(Duration::ZERO),
-        idle_order: IdleOrder::Fifo,
-        ..Config::default()
-    });
+    ok(with(|c| {
+        c.validate_after = Some(Duration::ZERO);
+        c.breaker_threshold = 0;
+        c.breaker_backoff = Duration::ZERO;
+    }));
+    ok(with(|c| {
+        c.max_lifetime = Some(Duration::from_secs(60));
+        c.lifetime_jitter = Some(Duration::ZERO);
+        c.idle_order = IdleOrder::Fifo;
+    }));
+    ok(with(|c| {
+        c.leak_threshold = Some(MAX_DURATION);
+        c.leak_trace = LeakTrace::Backtrace;
+    }));
 }
 
 #[test]
@@ -194,13 +145,17 @@ async fn runtime_setters_validate_too() {
 
 #[tokio::test]
 async fn config_reads_from_serde_with_human_durations() {
-    let c: Config = serde_json::from_str(r#"{"max_open": 100, "max_idle": 20, "idle_grace": "45s", "max_lifetime": "30m", "idle_order": "fifo"}"#).unwrap();
+    let c: Config = serde_json::from_str(r#"{"max_open": 100, "max_idle": 20, "idle_grace": "45s", "max_lifetime": "30m", "idle_order": "fifo", "leak_threshold": "2m", "leak_trace": "backtrace"}"#).unwrap();
     assert_eq!(
         (c.max_open, c.max_idle, c.idle_grace),
         (100, 20, Duration::from_secs(45))
     );
     assert_eq!(c.max_lifetime, Some(Duration::from_secs(1800)));
     assert_eq!(c.idle_order, IdleOrder::Fifo);
+    assert_eq!(
+        (c.leak_threshold, c.leak_trace),
+        (Some(Duration::from_secs(120)), LeakTrace::Backtrace)
+    );
     assert_eq!(
         c.hook_timeout,
         Config::default().hook_timeout,
@@ -213,27 +168,4 @@ async fn config_reads_from_serde_with_human_durations() {
     );
     let back: Config = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
     assert_eq!(back, c);
-}
-
-/// Handles and futures cross threads: `tokio::spawn` needs `Send` futures, and pools live in
-/// shared state. This fails to compile if any of them stops being `Send` (or `Sync`).
-#[test]
-fn pool_guard_and_futures_are_send() {
-    fn send<T: Send>(_: &T) {}
-    fn send_sync<T: Send + Sync>(_: &T) {}
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let pool = Pool::builder(ScriptedManager::new()).build().unwrap();
-        send_sync(&pool);
-        let get = pool.get();
-        send(&get);
-        drop(get);
-        let owned = pool.get_owned();
-        send(&owned);
-        let guard = owned.await.unwrap();
-        send_sync(&guard);
-    });
 }

@@ -457,17 +457,9 @@ async fn idle_timeout_and_lifetime_apply_per_key() {
 #[tokio::test]
 async fn bad_keyed_config_is_an_error_naming_the_knob() {
     let m = KeyedScripted::<u32>::new();
-    let err = KeyedPool::new(
-        m.clone(),
-        pool_core::KeyedConfig {
-            per_key: pool_core::Config {
-                min_idle: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-    )
-    .unwrap_err();
+    let mut config = pool_core::KeyedConfig::default();
+    config.per_key.min_idle = 1;
+    let err = KeyedPool::new(m.clone(), config).unwrap_err();
     assert_eq!(err.knob(), Some("min_idle"));
     let err = builder(&m)
         .max_lifetime(Duration::ZERO)

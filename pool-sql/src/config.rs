@@ -79,12 +79,11 @@ macro_rules! knob {
 
 impl DbBuilder {
     pub(crate) fn new(url: &str) -> Self {
+        let mut pool = pool_core::Config::default();
+        pool.max_open = DEFAULT_MAX_OPEN;
         DbBuilder {
             url: url.to_owned(),
-            pool: pool_core::Config {
-                max_open: DEFAULT_MAX_OPEN,
-                ..pool_core::Config::default()
-            },
+            pool,
             statement_cache: DEFAULT_STATEMENT_CACHE,
             query_timeout: None,
             session_reset: None,

@@ -9,26 +9,26 @@ use crate::{Config, Error};
 /// `MaxIdleConnsPerHost` is `per_key.max_idle`, `MaxConnsPerHost` is `per_key.max_open`,
 /// `IdleConnTimeout` is `per_key.max_idle_time`.
 ///
+/// As [`Config`], it is `#[non_exhaustive]`: start from [`KeyedConfig::default`] and assign
+/// the fields (or use [`KeyedBuilder`](crate::KeyedBuilder), which has a setter per knob).
+///
 /// # Examples
 ///
 /// ```
-/// use pool_core::{Config, KeyedConfig};
+/// use pool_core::KeyedConfig;
 /// use std::time::Duration;
 ///
-/// let config = KeyedConfig {
-///     max_idle: 100,
-///     per_key: Config {
-///         max_open: 16,
-///         max_idle: 4,
-///         max_idle_time: Some(Duration::from_secs(90)),
-///         ..Config::default()
-///     },
-/// };
+/// let mut config = KeyedConfig::default();
+/// config.max_idle = 100;
+/// config.per_key.max_open = 16;
+/// config.per_key.max_idle = 4;
+/// config.per_key.max_idle_time = Some(Duration::from_secs(90));
 /// # let _ = config;
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+#[non_exhaustive]
 pub struct KeyedConfig {
     /// Most idle connections across every key (`MaxIdleConns`). Default 100; 0 keeps none.
     /// A ceiling at every instant, grace or not: above it, the least recently idled
@@ -38,8 +38,9 @@ pub struct KeyedConfig {
     /// The knobs of each key, with the plain pool's meanings: `max_open` is per key and
     /// counts creates in flight (`MaxConnsPerHost`; default 0, unlimited), `max_idle` per key
     /// (`MaxIdleConnsPerHost`; default 2; Go's 0 means 2, ours keeps none), `idle_grace`
-    /// keeps a key's surplus within the global cap. `min_idle` must stay 0: a keyed pool keeps no
-    /// connection ready for a key nobody asked for.
+    /// keeps a key's surplus within the global cap, `leak_threshold` applies to the guards of
+    /// every key. `min_idle` must stay 0: a keyed pool keeps no connection ready for a key
+    /// nobody asked for.
     pub per_key: Config,
 }
 

@@ -18,11 +18,16 @@ pub use config::KeyedConfig;
 use crate::config::{check_duration, check_positive};
 use crate::hooks::Hooks;
 use crate::machine::{Effects, KeyTable, Now, State, Table};
+use crate::shell::guard::leak::{LeakBook, Track};
 use crate::shell::guard::{Guard, guard_api};
 use crate::shell::{GetFuture, Owner, Shared, Wrap, clock};
 use crate::{Error, KeyedManager, Stats};
 
 type Keys<M> = KeyTable<<M as KeyedManager>::Key, <M as KeyedManager>::Resource>;
+/// How a guard knows its key.
+type KeyHandle<M> = <Keys<M> as Table<M>>::Handle;
+/// A keyed pool's leak book: its entries hold their keys' handles.
+type Leaks<M> = Option<Arc<LeakBook<KeyHandle<M>>>>;
 
 /// A pool of `M::Resource`s per key: a cheap, cloneable handle.
 ///
@@ -63,6 +68,8 @@ type Keys<M> = KeyTable<<M as KeyedManager>::Key, <M as KeyedManager>::Resource>
 /// ```
 pub struct KeyedPool<M: KeyedManager> {
     shared: Arc<Shared<M, Keys<M>>>,
+    /// The guards out, when leak detection is on.
+    leaks: Leaks<M>,
     _owner: Arc<Owner<M, Keys<M>>>,
 }
 
@@ -70,6 +77,7 @@ impl<M: KeyedManager> Clone for KeyedPool<M> {
     fn clone(&self) -> Self {
         KeyedPool {
             shared: self.shared.clone(),
+            leaks: self.leaks.clone(),
             _owner: self._owner.clone(),
         }
     }
@@ -109,6 +117,7 @@ impl<M: KeyedManager> KeyedPool<M> {
         hooks: Option<Arc<dyn Hooks<M::Key>>>,
     ) -> Result<Self, Error> {
         let (mut limits, timeouts) = config.validate(manager.validate_after())?;
+        let leak = config.per_key.leak()?;
         limits.hooks = hooks.is_some();
         let origin = clock::now();
         let template = State::new(
@@ -118,10 +127,14 @@ impl<M: KeyedManager> KeyedPool<M> {
         )
         .with_origin(origin);
         let table = KeyTable::new(template, config.max_idle);
+        let leaks = leak.map(|(threshold, trace)| {
+            LeakBook::start::<M, Keys<M>>(threshold, trace, hooks.clone())
+        });
         let shared = Shared::start(manager, table, timeouts, hooks, origin)?;
         Ok(KeyedPool {
             _owner: Arc::new(Owner(shared.clone())),
             shared,
+            leaks,
         })
     }
 
@@ -138,12 +151,16 @@ impl<M: KeyedManager> KeyedPool<M> {
     ///
     /// # Cancel safety
     /// As [`Pool::get`](crate::Pool::get): dropping the future at any point loses nothing.
+    ///
+    /// # Leak detection
+    /// As [`Pool::get`](crate::Pool::get): a report names this call's file and line.
+    #[track_caller]
     pub fn get<'a, 'k, Q>(&'a self, key: &'k Q) -> KeyedGet<'a, 'k, M, Q>
     where
         M::Key: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = M::Key> + ?Sized,
     {
-        KeyedGet(GetFuture::new(&self.shared, key))
+        KeyedGet(GetFuture::new(&self.shared, key), Track::new(&self.leaks))
     }
 
     /// Closes at once the idle connections of `key` that `dead` says are dead (their peer
@@ -167,22 +184,29 @@ impl<M: KeyedManager> KeyedPool<M> {
     ///
     /// # Cancel safety
     /// As [`get`](KeyedPool::get).
+    #[track_caller]
     pub fn get_timeout<'a, 'k, Q>(&'a self, key: &'k Q, timeout: Duration) -> KeyedGet<'a, 'k, M, Q>
     where
         M::Key: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = M::Key> + ?Sized,
     {
-        KeyedGet(GetFuture::new(&self.shared, key).with_timeout(timeout))
+        KeyedGet(
+            GetFuture::new(&self.shared, key).with_timeout(timeout),
+            Track::new(&self.leaks),
+        )
     }
 
     /// An idle connection of `key` that is ready as it is, now, or `None` (see
     /// [`Pool::try_get`](crate::Pool::try_get)).
+    #[track_caller]
     pub fn try_get<Q>(&self, key: &Q) -> Option<KeyedPooled<'_, M>>
     where
         M::Key: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.shared.try_get(key).map(KeyedPooled)
+        let mut conn = self.shared.try_get(key).map(KeyedPooled)?;
+        Track::new(&self.leaks).start(&mut conn.0);
+        Some(conn)
     }
 
     /// [`get`](KeyedPool::get), returning a guard that owns a reference to the pool.
@@ -192,22 +216,28 @@ impl<M: KeyedManager> KeyedPool<M> {
     ///
     /// # Cancel safety
     /// As [`get`](KeyedPool::get).
+    #[track_caller]
     pub fn get_owned<'a, 'k, Q>(&'a self, key: &'k Q) -> KeyedGetOwned<'a, 'k, M, Q>
     where
         M::Key: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = M::Key> + ?Sized,
     {
-        KeyedGetOwned(GetFuture::new(&self.shared, key))
+        KeyedGetOwned(GetFuture::new(&self.shared, key), Track::new(&self.leaks))
     }
 
     /// The totals across keys, with the plain pool's names: gauges and counters summed over
     /// every key (forgotten keys' counters included); `max_open` is the per-key limit times
     /// the keys held (0: unlimited), so `open <= max_open` holds on the totals too.
+    /// [`held_too_long`](Stats::held_too_long) is counted here only, not per key.
     pub fn stats(&self) -> Stats {
-        self.shared.state.lock().stats()
+        let mut stats = self.shared.state.lock().stats();
+        stats.held_too_long = self.leaks.as_ref().map_or(0, |l| l.reported());
+        stats
     }
 
     /// One key's stats; `None` when the pool holds nothing for it (no connection, no waiter).
+    /// Its [`held_too_long`](Stats::held_too_long) is 0: the
+    /// [`held_too_long`](crate::Hooks::held_too_long) hook has the key of each report.
     pub fn key_stats<Q>(&self, key: &Q) -> Option<Stats>
     where
         M::Key: Borrow<Q>,
@@ -312,11 +342,12 @@ impl<M: KeyedManager> KeyedPool<M> {
 /// The future of [`KeyedPool::get`]: an idle connection of the key inline on its first
 /// poll when there is one, the general path (boxed) otherwise. Dropping it at any point is
 /// safe: see [`KeyedPool::get`].
-#[must_use = "futures do nothing unless polled"]
 ///
 /// The guard it yields borrows the pool (`'a`) but not the key (`'k`).
+#[must_use = "futures do nothing unless polled"]
 pub struct KeyedGet<'a, 'k, M: KeyedManager, Q: ?Sized = <M as KeyedManager>::Key>(
     GetFuture<'a, 'k, M, Keys<M>, KeyedPooled<'a, M>, Q>,
+    Track<'a, KeyHandle<M>>,
 );
 
 impl<'a, M: KeyedManager> Wrap<'a, M, Keys<M>> for KeyedPooled<'a, M> {
@@ -339,7 +370,9 @@ where
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0).poll(cx)
+        let mut conn = std::task::ready!(std::pin::Pin::new(&mut self.0).poll(cx))?;
+        self.1.start(&mut conn.0);
+        std::task::Poll::Ready(Ok(conn))
     }
 }
 
@@ -348,6 +381,7 @@ where
 #[must_use = "futures do nothing unless awaited"]
 pub struct KeyedGetOwned<'a, 'k, M: KeyedManager, Q: ?Sized = <M as KeyedManager>::Key>(
     GetFuture<'a, 'k, M, Keys<M>, OwnedKeyed<M>, Q>,
+    Track<'a, KeyHandle<M>>,
 );
 
 /// The owned guard, as the checkout future makes it.
@@ -373,9 +407,9 @@ where
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0)
-            .poll(cx)
-            .map_ok(|owned| owned.0)
+        let OwnedKeyed(mut conn) = std::task::ready!(std::pin::Pin::new(&mut self.0).poll(cx))?;
+        self.1.start(&mut conn.0);
+        std::task::Poll::Ready(Ok(conn))
     }
 }
 
@@ -383,14 +417,16 @@ impl<M: KeyedManager, Q: ?Sized> std::fmt::Debug for KeyedGetOwned<'_, '_, M, Q>
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyedGetOwned")
             .field("waiting", &self.0.is_waiting())
+            .field("caller", &self.1)
             .finish()
     }
 }
 
-impl<M: KeyedManager> std::fmt::Debug for KeyedGet<'_, '_, M> {
+impl<M: KeyedManager, Q: ?Sized> std::fmt::Debug for KeyedGet<'_, '_, M, Q> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyedGet")
             .field("waiting", &self.0.is_waiting())
+            .field("caller", &self.1)
             .finish()
     }
 }
@@ -415,6 +451,15 @@ pub struct KeyedBuilder<M: KeyedManager> {
     manager: M,
     config: KeyedConfig,
     hooks: Option<Arc<dyn Hooks<M::Key>>>,
+}
+
+impl<M: KeyedManager> std::fmt::Debug for KeyedBuilder<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedBuilder")
+            .field("config", &self.config)
+            .field("hooks", &self.hooks.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 macro_rules! per_key {
@@ -463,6 +508,11 @@ impl<M: KeyedManager> KeyedBuilder<M> {
         breaker_max_backoff => breaker_max_backoff: Duration => breaker_max_backoff);
     per_key!(/// See [`Config::binding`](crate::Config::binding).
         binding => binding: crate::Binding => binding);
+    per_key!(/// See [`Config::leak_threshold`](crate::Config::leak_threshold): report a guard of any
+        /// key held longer than this (the hook gets its key).
+        leak_threshold => leak_threshold: Duration => Some(leak_threshold));
+    per_key!(/// See [`Config::leak_trace`](crate::Config::leak_trace).
+        leak_trace => leak_trace: crate::LeakTrace => leak_trace);
 
     /// Replaces every knob with `config`.
     pub fn config(mut self, config: KeyedConfig) -> Self {

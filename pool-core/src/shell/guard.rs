@@ -1,5 +1,8 @@
 //! The RAII guards of checked-out connections: [`Pooled`] for a plain pool,
-//! [`KeyedPooled`](crate::KeyedPooled) for a keyed one, both thin wrappers of one [`Guard`].
+//! [`KeyedPooled`](crate::KeyedPooled) for a keyed one, both thin wrappers of one [`Guard`];
+//! `leak.rs`: the leak detection a guard takes part in.
+
+pub(crate) mod leak;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +17,9 @@ pub(crate) struct Guard<'a, M: KeyedManager, T: Table<M>> {
     conn: Option<Conn<M::Resource>>,
     pool: PoolRef<'a, M, T>,
     handle: T::Handle,
+    /// Its entry in the pool's leak book; `None` when leak detection is off. Dropped with
+    /// the guard, after the connection went back.
+    leak: Option<leak::LeakTicket<T::Handle>>,
 }
 
 /// The guard's way back to its pool.
@@ -34,6 +40,7 @@ impl<'a, M: KeyedManager, T: Table<M>> Guard<'a, M, T> {
             conn: Some(conn),
             pool: PoolRef::Borrowed(shared),
             handle,
+            leak: None,
         }
     }
 
@@ -63,6 +70,7 @@ impl<'a, M: KeyedManager, T: Table<M>> Guard<'a, M, T> {
             conn: self.conn.take(),
             pool: PoolRef::Owned(shared),
             handle: self.handle.clone(),
+            leak: self.leak.take(),
         }
     }
 
@@ -135,14 +143,14 @@ macro_rules! guard_api {
                 $name(this.0.into_owned())
             }
 
-            /// The resource.
-            pub fn get_ref(&self) -> &M::Resource {
-                &self.0.conn().res
+            /// The resource (what `*guard` gives).
+            pub fn get_ref(this: &Self) -> &M::Resource {
+                &this.0.conn().res
             }
 
-            /// The resource, mutably.
-            pub fn get_mut(&mut self) -> &mut M::Resource {
-                &mut self.0.conn_mut().res
+            /// The resource, mutably (what `&mut *guard` gives).
+            pub fn get_mut(this: &mut Self) -> &mut M::Resource {
+                &mut this.0.conn_mut().res
             }
 
             /// The pool's id of this connection (as in its tracing events and hooks), unique
@@ -173,16 +181,18 @@ macro_rules! guard_api {
         impl<M: $bound> std::ops::Deref for $name<'_, M> {
             type Target = M::Resource;
             fn deref(&self) -> &M::Resource {
-                self.get_ref()
+                Self::get_ref(self)
             }
         }
 
         impl<M: $bound> std::ops::DerefMut for $name<'_, M> {
             fn deref_mut(&mut self) -> &mut M::Resource {
-                self.get_mut()
+                Self::get_mut(self)
             }
         }
 
+        /// Shows the connection's id and the resource, as `MutexGuard` shows its value:
+        /// needs `M::Resource: Debug`, never `M: Debug`.
         impl<M: $bound> std::fmt::Debug for $name<'_, M>
         where
             M::Resource: std::fmt::Debug,
@@ -204,6 +214,34 @@ pub(crate) use guard_api;
 /// instead and [`detach`](Pooled::detach) takes it out of the pool. Each consumes the guard,
 /// so a connection cannot be returned twice.
 ///
+/// The guard derefs to the resource, so its own operations are associated functions, called
+/// as `Pooled::discard(conn)`, `Pooled::id(&conn)`, `Pooled::get_mut(&mut conn)` (as
+/// `Arc::strong_count` and `Box::leak` are): a method of the guard would shadow the
+/// resource's method of the same name, and `conn.get_ref()` on a `BufReader` or a TLS stream
+/// would silently reach the guard instead of the stream.
+///
+/// # Examples
+///
+/// ```
+/// # use pool_core::{async_trait, Manager, Pool, Pooled};
+/// # struct Counter;
+/// # #[async_trait]
+/// # impl Manager for Counter {
+/// #     type Resource = Vec<u8>;
+/// #     type Error = std::io::Error;
+/// #     async fn create(&self) -> Result<Vec<u8>, std::io::Error> { Ok(Vec::new()) }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), pool_core::Error> {
+/// let pool = Pool::builder(Counter).build()?;
+/// let mut conn = pool.get().await?;
+/// conn.push(1); // the resource's own method, through `DerefMut`
+/// assert_eq!(Pooled::id(&conn), 1);
+/// Pooled::discard(conn); // closed, not returned: the next checkout gets a new one
+/// assert_eq!(Pooled::id(&pool.get().await?), 2);
+/// # Ok(()) }
+/// ```
+///
 /// If the thread is panicking when the guard drops, the connection is discarded (counted in
 /// `broken_closed`), as database/sql closes a connection whose user panicked: it may be in
 /// any state.
@@ -212,6 +250,10 @@ pub(crate) use guard_api;
 /// is touched on the hot path); [`Pool::get_owned`](crate::Pool::get_owned) or
 /// [`Pooled::into_owned`] give a `Pooled<'static, M>` to move into a spawned task or keep in
 /// a struct.
+///
+/// With [`Config::leak_threshold`](crate::Config::leak_threshold) set, a guard held longer
+/// than it is reported once (a warning naming the `get` call's file and line), while it is
+/// still out.
 pub struct Pooled<'a, M: Manager>(pub(crate) Guard<'a, M, State<M::Resource>>);
 
 guard_api!(Pooled, Manager);
