@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio_postgres::config::{Host, SslMode};
 
+use crate::error::PoolOp;
 use crate::manager::{PgManager, SessionReset};
 use crate::{Db, Error};
 
@@ -114,8 +115,12 @@ impl DbBuilder {
     knob!(/// Longest one connect (dial and startup, authentication included) may take. Default:
           /// the connection string's `connect_timeout`, else `acquire_timeout`, else 30 s.
         create_timeout: Duration => Some(create_timeout));
-    knob!(/// Validate (`SELECT` round trip) a session idle at least this long before reuse.
-          /// Default: never; the bad-connection retry covers sessions that died idle.
+    knob!(/// Validate a session idle at least this long before reuse: a round trip (an empty
+          /// query) that must answer within the pool's `hook_timeout` (5 s), or the session
+          /// is closed and the call gets another. Default: never; the bad-connection retry
+          /// covers sessions the server closed while idle, this covers those that stopped
+          /// answering (a dead route, a server gone without a reset). Zero validates every
+          /// reuse.
         validate_after: Duration => Some(validate_after));
 
     /// Every pool knob at once: replaces all of them, `max_open` included, whatever was set
@@ -280,7 +285,7 @@ impl DbBuilder {
             ));
         }
         // Hosts, addresses and ports that do not pair up are the string's fault: say so now.
-        if let Err(e) = crate::connect::plan(&config, &mut fastrand::Rng::with_seed(0)) {
+        if let Err(e) = crate::connect::plan(&config) {
             return Err(Error::config("url", e.to_string()));
         }
         if hosts
@@ -324,6 +329,7 @@ impl DbBuilder {
             .copied()
             .or(self.pool.create_timeout);
         let manager = PgManager {
+            target: crate::connect::describe_config(&config).into(),
             config,
             connect_timeout,
             statement_cache: self.statement_cache,
@@ -331,7 +337,9 @@ impl DbBuilder {
             session_reset: self.session_reset,
             tls: self.tls,
         };
-        let pool = pool_core::Pool::new(manager, self.pool).map_err(Error::pool)?;
+        let target = manager.target.clone();
+        let pool = pool_core::Pool::new(manager, self.pool)
+            .map_err(|e| Error::pool(e, PoolOp::Build, &target, None))?;
         Ok(Db::from_pool(pool))
     }
 }

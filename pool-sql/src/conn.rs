@@ -43,6 +43,11 @@ pub struct PgConn {
     pub(crate) suspect: bool,
     /// Statements run on this session (0: never used, as good as new).
     pub(crate) uses: u64,
+    /// It has waited in the pool (idle, or handed from one caller to the next), so the
+    /// server may have ended it meanwhile: database/sql's "cached" connection, whose bad
+    /// connection is retried. Set by `check`, which runs on every return and on every
+    /// checkout but a fresh session's first.
+    pub(crate) pooled: bool,
     /// [`Wire::requests`] after the last session reset: any request since means the
     /// opt-in `session_reset` runs on return.
     pub(crate) reset_mark: u64,
@@ -117,6 +122,7 @@ impl PgConn {
             suspect: false,
             cancel_sent: None,
             uses: 0,
+            pooled: false,
             reset_mark: 0,
             cache: Box::new(StatementCache::new(cache)),
         }

@@ -21,6 +21,8 @@
 //! a server-side kill (SQLSTATE 57P01) only shows up there: the query itself just sees "connection
 //! closed".
 
+use std::error::Error as StdError;
+use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -31,6 +33,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio_postgres::config::{Host, LoadBalanceHosts, TargetSessionAttrs};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
+use crate::error::{Code, Report, link};
 use crate::session;
 #[cfg(feature = "tls")]
 pub(crate) use crate::session::RustlsTls;
@@ -47,56 +50,127 @@ pub(crate) enum Addr {
 }
 
 /// Why a connection could not be made.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Display` is this level only (the host and what failed there, with the SQLSTATE when
+/// the server refused the session); the cause is the [`source`](StdError::source): the
+/// socket's error, the server's [`DbError`](tokio_postgres::error::DbError), or
+/// tokio-postgres's error.
+#[derive(Debug)]
 pub(crate) enum ConnectError {
-    /// Dialling failed (refused, unreachable, DNS).
-    #[error("could not connect to {target}")]
-    Dial {
-        target: String,
-        #[source]
-        source: io::Error,
-    },
+    /// The host name did not resolve.
+    Resolve { target: String, source: io::Error },
+    /// Dialling failed (refused, unreachable).
+    Dial { target: String, source: io::Error },
     /// The dial or the startup handshake ran out of time.
-    #[error("timed out connecting to {target}")]
-    Timeout { target: String },
-    /// The server refused the session (authentication, too many connections, no database...).
-    #[error("postgres refused the session")]
-    Startup(#[source] tokio_postgres::Error),
+    Timeout { target: String, after: Duration },
+    /// The server refused the session (authentication, too many connections, no
+    /// database...), or the startup handshake failed.
+    Startup {
+        target: String,
+        source: tokio_postgres::Error,
+    },
     /// The TLS handshake failed (certificate not trusted, name mismatch, no TLS on the
     /// server with `sslmode=require`...).
-    #[error("TLS with {target} failed")]
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     Tls {
         target: String,
-        #[source]
         source: tokio_postgres::Error,
     },
     /// The config names no host.
-    #[error("the connection string names no host")]
     NoHost,
     /// The hosts, addresses and ports of the config do not pair up (libpq's rule: as many
     /// `hostaddr`s as `host`s when both are given; one port for all, or one per host), or
     /// it asks for a `target_session_attrs` this crate cannot check.
-    #[error("the connection string's hosts cannot be tried: {0}")]
     Hosts(String),
     /// A session was started but asking it whether it takes writes (`SHOW
     /// transaction_read_only`, for `target_session_attrs`) failed.
-    #[error("could not ask {target} whether it takes writes (target_session_attrs)")]
     Check {
         target: String,
-        #[source]
         source: tokio_postgres::Error,
     },
     /// `target_session_attrs` asked for a kind of session that no host gave. `tried` says
     /// what each host was (in the order tried); the last failure to connect, if any host
     /// could not be reached, is the source.
-    #[error("no host gave a {wanted} session (target_session_attrs={wanted}); tried {tried}")]
     NoMatchingHost {
         wanted: &'static str,
         tried: String,
-        #[source]
         last: Option<Box<ConnectError>>,
     },
+}
+
+impl ConnectError {
+    /// What went wrong at one host, in a few words, for the list of hosts tried (the
+    /// details are the last failure's chain).
+    fn summary(&self) -> String {
+        match self {
+            ConnectError::Resolve { .. } => "could not resolve".to_owned(),
+            ConnectError::Dial { .. } => "could not connect".to_owned(),
+            ConnectError::Timeout { .. } => "timed out".to_owned(),
+            ConnectError::Startup { source, .. } => match source.code() {
+                Some(code) => format!("session refused, SQLSTATE {}", code.code()),
+                None => "session startup failed".to_owned(),
+            },
+            ConnectError::Tls { .. } => "tls failed".to_owned(),
+            ConnectError::Check { .. } => "could not ask whether it takes writes".to_owned(),
+            ConnectError::NoHost | ConnectError::Hosts(_) | ConnectError::NoMatchingHost { .. } => {
+                "failed".to_owned()
+            }
+        }
+    }
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Resolve { target, .. } => write!(f, "could not resolve {target}"),
+            ConnectError::Dial { target, source }
+                if source.kind() == io::ErrorKind::ConnectionRefused =>
+            {
+                write!(f, "connect to {target} refused")
+            }
+            ConnectError::Dial { target, .. } => write!(f, "could not connect to {target}"),
+            ConnectError::Timeout { target, after } => {
+                write!(f, "connecting to {target} timed out after {after:?}")
+            }
+            ConnectError::Startup { target, source } if source.as_db_error().is_some() => {
+                write!(f, "{target} refused the session{}", Code(Some(source)))
+            }
+            ConnectError::Startup { target, .. } => {
+                write!(f, "session startup with {target} failed")
+            }
+            ConnectError::Tls { target, .. } => write!(f, "tls with {target} failed"),
+            ConnectError::NoHost => f.write_str("the connection string names no host"),
+            ConnectError::Hosts(why) => {
+                write!(f, "the connection string's hosts cannot be tried: {why}")
+            }
+            ConnectError::Check { target, source } => write!(
+                f,
+                "could not ask {target} whether it takes writes (target_session_attrs){}",
+                Code(Some(source))
+            ),
+            ConnectError::NoMatchingHost { wanted, tried, .. } => write!(
+                f,
+                "no host gave a {wanted} session (target_session_attrs={wanted}); tried {tried}"
+            ),
+        }
+    }
+}
+
+impl StdError for ConnectError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            ConnectError::Resolve { source, .. } | ConnectError::Dial { source, .. } => {
+                Some(source)
+            }
+            ConnectError::Startup { source, .. }
+            | ConnectError::Tls { source, .. }
+            | ConnectError::Check { source, .. } => Some(link(source)),
+            ConnectError::NoMatchingHost { last, .. } => {
+                last.as_deref().map(|e| e as &(dyn StdError + 'static))
+            }
+            ConnectError::Timeout { .. } | ConnectError::NoHost | ConnectError::Hosts(_) => None,
+        }
+    }
 }
 
 /// A new session: the client, its wire, where it went, and a probe of its socket.
@@ -135,17 +209,13 @@ impl Target {
     }
 }
 
-/// The hosts of `config` in the order to try them: the written order, or shuffled by `rng`
-/// under `load_balance_hosts=random`. Pure: the same config and generator give the same
-/// plan.
+/// The hosts of `config` in the written order ([`connect`] shuffles them under
+/// `load_balance_hosts=random`). Pure.
 ///
 /// # Errors
 /// [`ConnectError::NoHost`] when the config names neither a host nor an address;
 /// [`ConnectError::Hosts`] when hosts, addresses and ports do not pair up as libpq requires.
-pub(crate) fn plan(
-    config: &tokio_postgres::Config,
-    rng: &mut fastrand::Rng,
-) -> Result<Vec<Target>, ConnectError> {
+pub(crate) fn plan(config: &tokio_postgres::Config) -> Result<Vec<Target>, ConnectError> {
     let (hosts, addrs, ports) = (
         config.get_hosts(),
         config.get_hostaddrs(),
@@ -169,7 +239,7 @@ pub(crate) fn plan(
         )));
     }
     // Every position has a host, an address, or both: `n` is the longer list.
-    let mut targets: Vec<Target> = (0..n)
+    let targets: Vec<Target> = (0..n)
         .filter_map(|i| {
             let hostaddr = addrs.get(i).copied();
             let host = hosts
@@ -183,10 +253,29 @@ pub(crate) fn plan(
             })
         })
         .collect();
-    if config.get_load_balance_hosts() == LoadBalanceHosts::Random {
-        rng.shuffle(&mut targets);
-    }
     Ok(targets)
+}
+
+/// Where the sessions of `config` go, for messages: `user@host:port,host:port/dbname`, the
+/// hosts in the written order (a part the config leaves out is left out). Never a password.
+pub(crate) fn describe_config(config: &tokio_postgres::Config) -> String {
+    let hosts = match plan(config) {
+        Ok(targets) => targets
+            .iter()
+            .map(Target::describe)
+            .collect::<Vec<_>>()
+            .join(","),
+        Err(_) => "(no host)".to_owned(),
+    };
+    let user = config
+        .get_user()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
+    let db = config
+        .get_dbname()
+        .map(|d| format!("/{d}"))
+        .unwrap_or_default();
+    format!("{user}{hosts}{db}")
 }
 
 /// The kind of session `target_session_attrs` asks for.
@@ -238,7 +327,10 @@ pub(crate) async fn connect(
 ) -> Result<Connected, ConnectError> {
     let wanted = Wanted::of(config)?;
     let mut rng = fastrand::Rng::new();
-    let targets = plan(config, &mut rng)?;
+    let mut targets = plan(config)?;
+    if config.get_load_balance_hosts() == LoadBalanceHosts::Random {
+        rng.shuffle(&mut targets);
+    }
     let mut last = None;
     let mut tried = Vec::with_capacity(targets.len());
     let mut mismatched = false;
@@ -248,6 +340,7 @@ pub(crate) async fn connect(
             Some(t) => tokio::time::timeout(t, attempt).await.unwrap_or_else(|_| {
                 Err(ConnectError::Timeout {
                     target: target.describe(),
+                    after: t,
                 })
             }),
             None => attempt.await,
@@ -270,9 +363,11 @@ pub(crate) async fn connect(
                 tried.push(format!("{} ({kind})", target.describe()));
             }
             // The server answered and said no: another host would not change that for a
-            // password, but it might for "too many connections"; try them all, keep the last.
+            // password, but it might for "too many connections"; try them all, keep the last
+            // (its chain is the error's cause; the others are logged here).
             Err(e) => {
-                tried.push(format!("{} (failed: {e})", target.describe()));
+                tracing::debug!(target: "pool_sql", error = %Report(&e), "connect failed");
+                tried.push(format!("{} (failed: {})", target.describe(), e.summary()));
                 last = Some(e);
             }
         }
@@ -379,7 +474,10 @@ async fn dial(
         }
         (Host::Tcp(name), None) => tokio::net::lookup_host((name.as_str(), port))
             .await
-            .map_err(dial_err)?
+            .map_err(|source| ConnectError::Resolve {
+                target: target.describe(),
+                source,
+            })?
             .collect(),
     };
     if config.get_load_balance_hosts() == LoadBalanceHosts::Random {

@@ -1,6 +1,6 @@
 //! [`Db`], the `*sql.DB` of this crate, and the pinned [`Conn`] and [`Tx`].
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use pool_core::{Pool, Pooled, Stats};
@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use crate::conn::{Done, Op, PgConn};
-use crate::error::Kind;
+use crate::error::{Kind, PoolOp, Report};
 use crate::manager::PgManager;
 use crate::wire::TxStatus;
 use crate::{DbBuilder, Error};
@@ -162,13 +162,15 @@ impl Db {
         let mut last = None;
         for attempt in 0..BAD_CONN_TRIES {
             let mut conn = if attempt + 1 < BAD_CONN_TRIES {
-                self.pool.get().await.map_err(Error::pool)?
+                self.get().await?
             } else {
                 self.new_session().await?
             };
             let written = conn.wire.written();
+            // A session that waited in the pool, used or not (a create whose caller was
+            // served by a release first leaves an unused one idle).
             let between_statements = op.unanswered_means_unrun()
-                && conn.uses > 0
+                && conn.pooled
                 && conn.wire.tx_status() == TxStatus::Idle;
             let mark = conn.wire.mark();
             match conn.run_bounded(op).await {
@@ -182,7 +184,7 @@ impl Db {
                         && (err.is_closed() || err.is_server_shutdown())
                         && conn.wire.at_most_an_error_since(mark);
                     if never_sent || never_ran {
-                        tracing::debug!(target: "pool_sql", attempt, error = %err, never_sent, "bad connection: the statement never ran; trying again");
+                        tracing::debug!(target: "pool_sql", attempt, error = %Report(&err), never_sent, "bad connection: the statement never ran; trying again");
                         Pooled::discard(conn);
                         last = Some(err);
                         continue;
@@ -194,18 +196,34 @@ impl Db {
         Err(last.expect("at least one try"))
     }
 
-    /// A session that has never run a statement: used ones met on the way are closed (after
-    /// two bad connections in a row, the idle ones are suspect), within a bound.
+    /// A session that never waited in the pool (database/sql's `alwaysNewConn`): pooled
+    /// ones met on the way are closed (after two bad connections in a row, the idle ones
+    /// are suspect), within a bound.
     async fn new_session(&self) -> Result<Pooled<'_, PgManager>, Error> {
         let bound = self.pool.stats().open + 1;
         for _ in 0..bound {
-            let conn = self.pool.get().await.map_err(Error::pool)?;
-            if conn.uses == 0 {
+            let conn = self.get().await?;
+            if !conn.pooled {
                 return Ok(conn);
             }
             Pooled::discard(conn);
         }
-        self.pool.get().await.map_err(Error::pool)
+        self.get().await
+    }
+
+    /// A session from the pool; the error says where the sessions go and how long this
+    /// call waited.
+    async fn get(&self) -> Result<Pooled<'_, PgManager>, Error> {
+        let start = Instant::now();
+        match self.pool.get().await {
+            Ok(conn) => Ok(conn),
+            Err(e) => Err(self.acquire_error(e, start)),
+        }
+    }
+
+    fn acquire_error(&self, e: pool_core::Error, start: Instant) -> Error {
+        let target = &self.pool.manager().target;
+        Error::pool(e, PoolOp::Acquire, target, Some(start.elapsed()))
     }
 
     /// Pins one session: its statements all run on it, in order (Go's `db.Conn`). It goes
@@ -214,8 +232,11 @@ impl Db {
     /// # Errors
     /// The pool's error (timeout, closed, connect failure).
     pub async fn conn(&self) -> Result<Conn, Error> {
-        let guard = self.pool.get_owned().await.map_err(Error::pool)?;
-        Ok(Conn { guard })
+        let start = Instant::now();
+        match self.pool.get_owned().await {
+            Ok(guard) => Ok(Conn { guard }),
+            Err(e) => Err(self.acquire_error(e, start)),
+        }
     }
 
     /// Begins a transaction on a session of its own (`BEGIN`, with the bad-connection
@@ -299,12 +320,33 @@ impl Db {
     /// # Errors
     /// [`Error::is_timeout`] when sessions are still in use at the deadline.
     pub async fn close_and_wait(&self, timeout: Duration) -> Result<(), Error> {
-        self.pool.close_and_wait(timeout).await.map_err(Error::pool)
+        let target = &self.pool.manager().target;
+        self.pool
+            .close_and_wait(timeout)
+            .await
+            .map_err(|e| Error::pool(e, PoolOp::Close, target, Some(timeout)))
     }
 }
 
 /// One session pinned for a sequence of statements (Go's `*sql.Conn`). Statements on it are
-/// not retried elsewhere: they must run on this session. Dropped, it goes back to the pool.
+/// not retried elsewhere: they must run on this session. Dropped, it goes back to the pool
+/// (rolled back first if it is left in a transaction, cancelled first if a statement was
+/// abandoned mid-flight); [`discard`](Conn::discard) closes it instead.
+///
+/// Unlike pool-core's [`Pooled`], a `Conn` does not deref to its resource: its statements
+/// are its own methods (they keep the session tracking that the bad-connection retry and
+/// the hygiene on return rely on), and the [`PgConn`] under it is reached with
+/// [`get_ref`](Conn::get_ref). With no `Deref`, nothing can be shadowed, so its
+/// operations are methods (`conn.discard()`), where `Pooled`'s are associated functions
+/// (`Pooled::discard(conn)`).
+///
+/// # Cancel safety
+///
+/// Dropping a statement's future half way loses nothing and leaks nothing: the session is
+/// marked busy, and when the `Conn` goes back a cancel request is sent and the session
+/// reaches nobody until the server has answered it (or it is closed). A statement run on
+/// the same `Conn` afterwards queues behind the abandoned one on the server.
+#[derive(Debug)]
 pub struct Conn {
     guard: Pooled<'static, PgManager>,
 }
@@ -329,14 +371,25 @@ impl Conn {
     }
 
     /// The session, for what this crate does not wrap ([`PgConn::client`]).
-    pub fn session(&self) -> &PgConn {
+    pub fn get_ref(&self) -> &PgConn {
         &self.guard
+    }
+
+    /// Closes the session instead of giving it back, for one left in a state the next
+    /// caller must not see (`SET`, temporary tables, advisory locks, without a
+    /// [`session_reset`](DbBuilder::session_reset)). Counted in `broken_closed`; its slot
+    /// frees when the close completes.
+    pub fn discard(self) {
+        Pooled::discard(self.guard);
     }
 }
 
 /// A transaction on one session (Go's `*sql.Tx`). [`commit`](Tx::commit) or
 /// [`rollback`](Tx::rollback) it; dropped without either, it is rolled back before the
 /// session is reused.
+///
+/// As [`Conn`], it does not deref to its session: [`get_ref`](Tx::get_ref) reaches it.
+#[derive(Debug)]
 pub struct Tx {
     guard: Pooled<'static, PgManager>,
     failed: bool,
@@ -381,7 +434,7 @@ impl Tx {
     }
 
     /// The session, for what this crate does not wrap ([`PgConn::client`]).
-    pub fn session(&self) -> &PgConn {
+    pub fn get_ref(&self) -> &PgConn {
         &self.guard
     }
 }

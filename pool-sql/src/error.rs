@@ -1,26 +1,80 @@
-//! The one error type of pool-sql: an opaque [`Error`] with predicates.
+//! The one error type of pool-sql: an opaque [`Error`] with predicates. The message policy
+//! is on [`Error`]; the private [`Kind`] says what failed, and each kind's cause is the
+//! [`source`](StdError::source).
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_postgres::error::{DbError, SqlState};
 
+use crate::connect::ConnectError;
+
 /// An error from a [`Db`](crate::Db): the pool, the connection or the server.
 ///
-/// The kind is private; ask with the predicates. The server's error, with its SQLSTATE and
-/// message, is kept whole ([`code`](Error::code), [`db_error`](Error::db_error)); so is the
-/// pool's error and the connection's. Messages never contain credentials: the connection
-/// string is not part of any error.
+/// The kind is private; ask with the predicates ([`is_timeout`](Error::is_timeout),
+/// [`is_auth_failed`](Error::is_auth_failed), [`code`](Error::code), ...). The server's
+/// error, with its SQLSTATE and message, is kept whole ([`as_db_error`](Error::as_db_error));
+/// so is the pool's error ([`pool_error`](Error::pool_error)) and the connection's.
 ///
 /// When a statement fails because the server ended the session (say `pg_terminate_backend`),
 /// the statement itself only sees "connection closed"; the reason arrived on the connection.
 /// This error carries both, so `code()` says `57P01` and
 /// [`is_server_shutdown`](Error::is_server_shutdown) is true.
 ///
-/// Output is bounded: `Display` prints at most 1,024 bytes of the server's message (then
-/// `… (N more bytes)`), and `Debug` at most 4 KiB of each part, since a server may send
-/// megabytes of error text; [`db_error`](Error::db_error) keeps it whole.
+/// # Messages
+///
+/// As hyper's errors: `Display` says what failed at this level, with its context (where the
+/// sessions go as `user@host:port/database`, the phase, how long the call waited, the
+/// SQLSTATE), and never the cause, which is the [`source`](std::error::Error::source) chain:
+/// the pool's error, the connect error, the server's [`DbError`], the socket's error. A
+/// report that walks the chain (`{:#}` in anyhow, an error reporter) prints each fact once:
+///
+/// ```text
+/// could not connect to app@127.0.0.1:5432/app: pool failed to create a connection:
+/// connect to 127.0.0.1:5432 refused: Connection refused (os error 111)
+///
+/// could not connect to app@127.0.0.1:5432/app: pool failed to create a connection:
+/// 127.0.0.1:5432 refused the session (SQLSTATE 28P01): FATAL: password authentication
+/// failed for user "app"
+///
+/// postgres statement failed (SQLSTATE 42601): ERROR: syntax error at or near "SELEC"
+///
+/// timed out after 2s waiting for a session with app@127.0.0.1:5432/app: pool timed out
+/// while waiting for an open connection
+/// ```
+///
+/// No message holds a password: the connection string is never quoted (its
+/// [`redacted_url`](crate::DbBuilder::redacted_url) is for logs), and the SQL text of a
+/// statement is not either (it may hold one: `ALTER ROLE ... PASSWORD`).
+///
+/// The server's message is the [`DbError`] in the chain, as the server sent it: it can be
+/// megabytes long (`RAISE` with a large text), so a reporter that prints whole chains
+/// should bound what it prints. `Display` of this type never holds it, and `Debug` prints at
+/// most 4 KiB of each part.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(db: pool_sql::Db) {
+/// match db.execute("INSERT INTO kv VALUES ($1, $2)", &[&"a", &1i32]).await {
+///     Ok(_) => {}
+///     Err(e) if e.code() == Some(&pool_sql::SqlState::UNIQUE_VIOLATION) => {
+///         // The server's words, whole: e.as_db_error().unwrap().message()
+///     }
+///     Err(e) => {
+///         let mut line = e.to_string();
+///         let mut cause = std::error::Error::source(&e);
+///         while let Some(c) = cause {
+///             line = format!("{line}: {c}");
+///             cause = c.source();
+///         }
+///         eprintln!("{line}");
+///     }
+/// }
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Error {
     inner: Arc<Inner>,
@@ -32,23 +86,83 @@ struct Inner {
     exit: Option<Arc<tokio_postgres::Error>>,
 }
 
-#[derive(Debug, thiserror::Error)]
+/// What a [`Db`](crate::Db) asked of its pool when the pool failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PoolOp {
+    /// Building it: its knobs were rejected.
+    Build,
+    /// A session for a call.
+    Acquire,
+    /// Closing it, waiting for every session.
+    Close,
+}
+
+#[derive(Debug)]
 pub(crate) enum Kind {
-    #[error("{0}")]
-    Pool(#[source] pool_core::Error),
-    #[error("postgres statement failed")]
-    Statement(#[source] tokio_postgres::Error),
-    #[error(
-        "postgres statement still running after {0:?} (query_timeout): its session was closed and \
-         a cancel request sent"
-    )]
-    QueryTimeout(std::time::Duration),
-    #[error("postgres transaction failed and was rolled back; nothing was committed")]
+    /// The pool failed. `target` names where the sessions go (`user@host:port/db`, never a
+    /// password); `waited` is how long the call waited, when that is known.
+    Pool {
+        source: pool_core::Error,
+        op: PoolOp,
+        target: Arc<str>,
+        waited: Option<Duration>,
+    },
+    /// A statement failed (with the connection's exit error in [`Inner::exit`] when the
+    /// connection closed under it).
+    Statement(tokio_postgres::Error),
+    QueryTimeout(Duration),
     TxAborted,
-    #[error("query returned {0} rows where one was expected")]
     RowCount(usize),
-    #[error("pool-sql config error: `{knob}` {reason}")]
-    Config { knob: &'static str, reason: String },
+    Config {
+        knob: &'static str,
+        reason: String,
+    },
+    /// The manager could not open a session: printed as the connect error itself.
+    Connect(ConnectError),
+    /// The manager could not bring a session back to a clean state.
+    Reset(tokio_postgres::Error),
+    /// An idle session failed its validation round trip.
+    Validate(tokio_postgres::Error),
+    CancelTimedOut,
+    CancelUnconfirmed,
+    NotIdle,
+}
+
+/// The link to put in a chain for a tokio-postgres error: the server's [`DbError`] itself
+/// when there is one (tokio-postgres's own level would only say "db error"), else the
+/// tokio-postgres error (whose `Display` is its own level only, its cause the source).
+pub(crate) fn link(e: &tokio_postgres::Error) -> &(dyn StdError + 'static) {
+    match e.as_db_error() {
+        Some(db) => db,
+        None => e,
+    }
+}
+
+/// ` (SQLSTATE xxxxx)` when `e` is the server's error, else nothing: the code is a fact of
+/// the level that links the server's error (whose own `Display` does not carry it).
+pub(crate) struct Code<'a>(pub Option<&'a tokio_postgres::Error>);
+
+impl fmt::Display for Code<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.and_then(tokio_postgres::Error::as_db_error) {
+            Some(db) => write!(f, " (SQLSTATE {})", db.code().code()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// An error with its whole source chain, joined with `": "`, for this crate's own log lines
+/// (where a `Display` of one level would lose the cause).
+pub(crate) struct Report<'a>(pub &'a (dyn StdError + 'static));
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        for cause in walk(self.0.source()) {
+            write!(f, ": {cause}")?;
+        }
+        Ok(())
+    }
 }
 
 impl Error {
@@ -71,8 +185,19 @@ impl Error {
         }
     }
 
-    pub(crate) fn pool(e: pool_core::Error) -> Self {
-        Self::new(Kind::Pool(e))
+    /// The pool failed at `op`, for a `Db` whose sessions go to `target`.
+    pub(crate) fn pool(
+        source: pool_core::Error,
+        op: PoolOp,
+        target: &Arc<str>,
+        waited: Option<Duration>,
+    ) -> Self {
+        Self::new(Kind::Pool {
+            source,
+            op,
+            target: target.clone(),
+            waited,
+        })
     }
 
     pub(crate) fn config(knob: &'static str, reason: impl Into<String>) -> Self {
@@ -82,26 +207,30 @@ impl Error {
         })
     }
 
-    /// Every error in the chain: this one's cause, its causes, then the connection's exit
-    /// error and its causes.
-    fn chain(&self) -> impl Iterator<Item = &(dyn StdError + 'static)> {
-        let first: Option<&(dyn StdError + 'static)> = StdError::source(&self.inner.kind);
-        let exit: Option<&(dyn StdError + 'static)> = self
-            .inner
-            .exit
-            .as_deref()
-            .map(|e| e as &(dyn StdError + 'static));
-        walk(first).chain(walk(exit))
+    pub(crate) fn connect(e: ConnectError) -> Self {
+        Self::new(Kind::Connect(e))
     }
 
-    /// The server's error: from the statement, else the one that ended the connection.
-    pub fn db_error(&self) -> Option<&DbError> {
+    pub(crate) fn reset(e: tokio_postgres::Error) -> Self {
+        Self::new(Kind::Reset(e))
+    }
+
+    /// This error, then every error in its source chain.
+    fn chain(&self) -> impl Iterator<Item = &(dyn StdError + 'static)> {
+        walk(Some(self as &(dyn StdError + 'static)))
+    }
+
+    /// The server's error: from the statement, from the session's startup (a wrong
+    /// password, no such database, too many connections), else the one that ended the
+    /// connection under the statement. Its [`message`](DbError::message) is the server's
+    /// text, whole.
+    pub fn as_db_error(&self) -> Option<&DbError> {
         self.chain().find_map(|e| e.downcast_ref::<DbError>())
     }
 
-    /// The SQLSTATE of the server's error ([`db_error`](Error::db_error)).
+    /// The SQLSTATE of the server's error ([`as_db_error`](Error::as_db_error)).
     pub fn code(&self) -> Option<&SqlState> {
-        self.db_error().map(DbError::code)
+        self.as_db_error().map(DbError::code)
     }
 
     fn has_code(&self, codes: &[SqlState]) -> bool {
@@ -119,7 +248,7 @@ impl Error {
     /// The pool's error, when the failure was the pool's (timeout, closed, create failed).
     pub fn pool_error(&self) -> Option<&pool_core::Error> {
         match &self.inner.kind {
-            Kind::Pool(e) => Some(e),
+            Kind::Pool { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -129,29 +258,38 @@ impl Error {
     /// server cancelled for its own `statement_timeout` is
     /// [`is_query_canceled`](Error::is_query_canceled).
     pub fn is_timeout(&self) -> bool {
-        matches!(self.inner.kind, Kind::QueryTimeout(_))
-            || self.pool_error().is_some_and(pool_core::Error::is_timeout)
+        matches!(
+            self.inner.kind,
+            Kind::QueryTimeout(_) | Kind::CancelTimedOut
+        ) || self.pool_error().is_some_and(pool_core::Error::is_timeout)
             || self.io_kind(std::io::ErrorKind::TimedOut)
-            || matches!(
-                self.connect_error(),
-                Some(crate::connect::ConnectError::Timeout { .. })
-            )
+            || matches!(self.connect_error(), Some(ConnectError::Timeout { .. }))
     }
 
-    /// Why connecting failed, when it did. (The box is transparent: walking the chain
-    /// passes from it straight to the cause of the error inside.)
-    fn connect_error(&self) -> Option<&crate::connect::ConnectError> {
-        self.chain().find_map(|e| {
-            e.downcast_ref::<crate::manager::ConnectErrorBox>()
-                .map(|b| &b.0)
-                .or_else(|| e.downcast_ref::<crate::connect::ConnectError>())
-        })
+    /// Why connecting failed, when it did: the manager's error in the chain (or this one).
+    fn connect_error(&self) -> Option<&ConnectError> {
+        self.chain()
+            .find_map(|e| match &e.downcast_ref::<Error>()?.inner.kind {
+                Kind::Connect(c) => Some(c),
+                _ => None,
+            })
+    }
+
+    /// No session could be opened: the host did not resolve, refused or did not answer in
+    /// time, TLS failed, or the server refused the session (authentication, no such database,
+    /// too many connections: see [`code`](Error::code)). Also true while the pool fails fast
+    /// after repeated connect failures (the last one is the cause).
+    pub fn is_connect(&self) -> bool {
+        self.connect_error().is_some()
+            || self
+                .pool_error()
+                .is_some_and(|e| e.is_create() || e.is_unavailable())
     }
 
     /// The `Db` was closed, or the connection closed under the statement.
     pub fn is_closed(&self) -> bool {
         match &self.inner.kind {
-            Kind::Pool(e) => e.is_closed(),
+            Kind::Pool { source, .. } => source.is_closed(),
             Kind::Statement(e) => e.is_closed(),
             _ => false,
         }
@@ -165,10 +303,7 @@ impl Error {
     /// The TLS handshake failed: the server's certificate is not trusted or names another
     /// host, or the server does not speak TLS though the connection string requires it.
     pub fn is_tls(&self) -> bool {
-        matches!(
-            self.connect_error(),
-            Some(crate::connect::ConnectError::Tls { .. })
-        )
+        matches!(self.connect_error(), Some(ConnectError::Tls { .. }))
     }
 
     /// Authentication failed: wrong password or no such role (SQLSTATE 28P01, 28000).
@@ -228,7 +363,7 @@ impl Error {
     pub fn knob(&self) -> Option<&'static str> {
         match &self.inner.kind {
             Kind::Config { knob, .. } => Some(knob),
-            Kind::Pool(e) => e.knob(),
+            Kind::Pool { source, .. } => source.knob(),
             _ => None,
         }
     }
@@ -243,33 +378,110 @@ fn walk<'a>(
     })
 }
 
-/// Most bytes of the server's message that `Display` prints.
-const DISPLAY_SERVER_TEXT: usize = 1024;
-
 /// Most bytes `Debug` prints of each part (the kind with its causes, the connection's exit
 /// error).
 const DEBUG_PART: usize = 4096;
 
-impl fmt::Display for Error {
-    /// This level's message and, when the server answered with an error, its message and
-    /// SQLSTATE: `postgres statement failed: relation "t" does not exist (42P01)`. The
-    /// server's message is cut after 1,024 bytes (on a character boundary) with
-    /// `… (N more bytes)`: a server can send megabytes (`RAISE` with a large text), which no
-    /// log line should carry. [`db_error`](Error::db_error) has it whole.
+/// " after <duration>" (to the millisecond), or nothing.
+struct After(Option<Duration>);
+
+impl fmt::Display for After {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.inner.kind, f)?;
-        // The one detail people need in a log line without walking the chain.
-        if let Some(db) = self.db_error() {
-            write!(
-                f,
-                ": {} ({})",
-                Clipped(db.message(), DISPLAY_SERVER_TEXT),
-                db.code().code()
-            )?;
-        } else if self.is_closed() && !matches!(self.inner.kind, Kind::Pool(_)) {
-            f.write_str(": connection closed")?;
+        match self.0 {
+            Some(d) => {
+                let ms = Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                write!(f, " after {ms:?}")
+            }
+            None => Ok(()),
         }
-        Ok(())
+    }
+}
+
+impl fmt::Display for Error {
+    /// This level only (see [Messages](Error#messages)): the cause is the
+    /// [`source`](StdError::source).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner.kind {
+            Kind::Pool {
+                source,
+                op,
+                target,
+                waited,
+            } => match op {
+                PoolOp::Build => f.write_str("invalid Db config"),
+                PoolOp::Close if source.is_timeout() => {
+                    write!(f, "closing the Db for {target} timed out{}", After(*waited))
+                }
+                PoolOp::Close => write!(f, "closing the Db for {target} failed"),
+                PoolOp::Acquire if source.is_closed() => {
+                    write!(f, "the Db for {target} is closed")
+                }
+                PoolOp::Acquire if source.is_create() || source.is_unavailable() => {
+                    write!(f, "could not connect to {target}")
+                }
+                PoolOp::Acquire if source.is_timeout() => write!(
+                    f,
+                    "timed out{} waiting for a session with {target}",
+                    After(*waited)
+                ),
+                PoolOp::Acquire => write!(f, "could not get a session with {target}"),
+            },
+            Kind::Statement(e) if e.is_closed() => write!(
+                f,
+                "postgres session closed under the statement{}",
+                Code(self.inner.exit.as_deref())
+            ),
+            Kind::Statement(e) => write!(f, "postgres statement failed{}", Code(Some(e))),
+            Kind::QueryTimeout(limit) => write!(
+                f,
+                "postgres statement still running after {limit:?} (query_timeout): its \
+                 session was closed and a cancel request sent"
+            ),
+            Kind::TxAborted => f.write_str(
+                "postgres transaction failed and was rolled back; nothing was committed",
+            ),
+            Kind::RowCount(n) => write!(f, "query returned {n} rows where one was expected"),
+            Kind::Config { knob, reason } => {
+                write!(f, "pool-sql config error: `{knob}` {reason}")
+            }
+            Kind::Connect(c) => fmt::Display::fmt(c, f),
+            Kind::Reset(e) => write!(f, "could not reset a postgres session{}", Code(Some(e))),
+            Kind::Validate(e) => write!(
+                f,
+                "an idle postgres session failed its validation round trip{}",
+                Code(Some(e))
+            ),
+            Kind::CancelTimedOut => {
+                f.write_str("an abandoned statement did not end after its cancel request")
+            }
+            Kind::CancelUnconfirmed => f.write_str(
+                "the cancel request for an abandoned statement was not confirmed by the server",
+            ),
+            Kind::NotIdle => {
+                f.write_str("the session was still not idle on the server after its reset")
+            }
+        }
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match &self.inner.kind {
+            Kind::Pool { source, .. } => Some(source),
+            // "connection closed" is this level's own fact; the reason, if the connection
+            // task saw one, is the cause.
+            Kind::Statement(e) if e.is_closed() => self.inner.exit.as_deref().map(link),
+            Kind::Statement(e) | Kind::Reset(e) | Kind::Validate(e) => Some(link(e)),
+            // A connect error is this level: its cause is the next.
+            Kind::Connect(c) => c.source(),
+            Kind::QueryTimeout(_)
+            | Kind::TxAborted
+            | Kind::RowCount(_)
+            | Kind::Config { .. }
+            | Kind::CancelTimedOut
+            | Kind::CancelUnconfirmed
+            | Kind::NotIdle => None,
+        }
     }
 }
 
@@ -283,20 +495,6 @@ impl fmt::Debug for Error {
             d.field("connection_exit", &CappedDebug(exit));
         }
         d.finish()
-    }
-}
-
-/// Text cut after a number of bytes, on a character boundary, saying how much was left out.
-struct Clipped<'a>(&'a str, usize);
-
-impl fmt::Display for Clipped<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Clipped(text, limit) = *self;
-        if text.len() <= limit {
-            return f.write_str(text);
-        }
-        let cut = char_floor(text, limit);
-        write!(f, "{}… ({} more bytes)", &text[..cut], text.len() - cut)
     }
 }
 
@@ -350,16 +548,5 @@ impl fmt::Write for Capped<'_, '_> {
         self.left = 0;
         self.dropped += s.len() - cut;
         self.f.write_str(&s[..cut])
-    }
-}
-
-impl StdError for Error {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        StdError::source(&self.inner.kind).or_else(|| {
-            self.inner
-                .exit
-                .as_deref()
-                .map(|e| e as &(dyn StdError + 'static))
-        })
     }
 }

@@ -1,25 +1,35 @@
-//! PostgreSQL through tokio-postgres, pooled by pool-core, with Go `database/sql`'s behaviour:
-//! [`Db`] is `*sql.DB`.
+#![doc = include_str!("../README.md")]
+//!
+//! ## In detail
 //!
 //! - **database/sql's knobs and stats**: `max_open` (0 = unlimited), `max_idle` (2),
-//!   `max_lifetime`, `max_idle_time`; [`Db::stats`] has the `DBStats` names.
+//!   `max_lifetime`, `max_idle_time` on [`DbBuilder`]; [`Db::stats`] has the `DBStats` names.
+//!   `max_open` defaults to 10, not database/sql's unlimited: see [`DbBuilder`] for why.
 //! - **Without its burst churn**: a session above `max_idle` stays for `idle_grace` (30 s)
 //!   and serves the next burst, instead of closing at once. `idle_grace(ZERO)` is
-//!   database/sql exactly.
+//!   database/sql exactly, and [`DbBuilder::go_mode`] all of database/sql's behaviour.
 //! - **Bad-connection retry** where it is provably safe: the socket under each session counts
 //!   the bytes it wrote, so a statement is run again only when its session died before
-//!   anything of it left. Never a statement that may have run.
+//!   anything of it left. Never a statement that may have run (see [`Db`]).
 //! - **Session hygiene**: open transactions roll back before reuse; a statement whose future
 //!   was dropped is cancelled on the server (cancel request) before its session is reused, or
-//!   the session is discarded.
+//!   the session is discarded. [`DbBuilder::session_reset`] says what else survives a
+//!   session's return, and how to clear it.
 //! - **Errors** with predicates ([`Error::is_auth_failed`], [`Error::is_too_many_connections`],
-//!   [`Error::is_server_shutdown`], ...), the SQLSTATE and the server's message kept; a
-//!   server-side kill (57P01), which tokio-postgres only reports on the connection, is
-//!   attached to the statement's error.
+//!   [`Error::is_server_shutdown`], ...), the SQLSTATE and the server's message kept
+//!   ([`Error::code`], [`Error::as_db_error`]); a server-side kill (57P01), which
+//!   tokio-postgres only reports on the connection, is attached to the statement's error.
+//!   Messages follow hyper's policy: see [`Error`].
+//! - **One pinned session** ([`Conn`], Go's `*sql.Conn`) and **transactions** ([`Tx`],
+//!   [`Db::transaction`]). They do not deref to their session, unlike pool-core's
+//!   [`Pooled`](pool_core::Pooled): their statements are their own methods;
+//!   [`Conn::get_ref`] reaches the [`PgConn`] and its tokio-postgres client.
+//! - The pool is [`pool_core::Pool<PgManager>`](pool_core::Pool) ([`Db::pool`]), for its
+//!   runtime setters (`set_max_open`, `set_max_idle`, ...).
 //! - With the `testing` feature, [`testing::TestPg`] starts a throw-away PostgreSQL from the
 //!   system's binaries for your own tests.
 //!
-//! # Example
+//! ## Example
 //!
 //! Runs as a doc test against a throw-away PostgreSQL (feature `testing`, from the system's
 //! server binaries); with your server, pass its connection string to [`Db::builder`].
@@ -42,6 +52,18 @@
 //! })).await?;
 //! let total: i64 = db.query_one("SELECT sum(v) FROM kv", &[]).await?.get(0);
 //! assert_eq!(total, 3);
+//!
+//! // A statement's error: the SQLSTATE, and the server's message as its source.
+//! let err = db.execute("INSERT INTO kv VALUES ('a', 3)", &[]).await.unwrap_err();
+//! assert_eq!(err.code(), Some(&pool_sql::SqlState::UNIQUE_VIOLATION));
+//! assert_eq!(err.to_string(), "postgres statement failed (SQLSTATE 23505)");
+//! let cause = std::error::Error::source(&err).map(ToString::to_string);
+//! assert_eq!(
+//!     cause.as_deref(),
+//!     Some("ERROR: duplicate key value violates unique constraint \"kv_pkey\"\n\
+//!           DETAIL: Key (k)=(a) already exists.")
+//! );
+//!
 //! println!("{:?}", db.stats()); // DBStats: open, in_use, idle, wait_count, ...
 //! db.close_and_wait(Duration::from_secs(5)).await?;
 //! # Ok(()) }
@@ -63,12 +85,7 @@ pub use config::{DEFAULT_APPLICATION_NAME, DEFAULT_STATEMENT_CACHE, DbBuilder};
 pub use conn::PgConn;
 pub use db::{Conn, Db, Params, Tx};
 pub use error::Error;
-pub use manager::{ConnectErrorBox, ManagerError, PgManager, SessionReset};
+pub use manager::{PgManager, SessionReset};
 pub use pool_core::Stats;
 pub use tokio_postgres::error::{DbError, SqlState};
 pub use tokio_postgres::{Row, types};
-
-/// This crate's README (its crates.io page), compiled as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct CrateReadmeDoctests;

@@ -1,19 +1,27 @@
 //! The [`Manager`] of PostgreSQL sessions: connect, look, reset.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use pool_core::{Health, Manager, async_trait};
 
 use crate::conn::PgConn;
-use crate::connect::{self, ConnectError, Liveness};
+use crate::connect::{self, Liveness};
+use crate::error::{Error, Kind};
 use crate::wire::TxStatus;
 
 /// How long a reset waits for an abandoned statement to end after its cancel request (and
 /// how long a cancel request may take to send).
 pub(crate) const CANCEL_WAIT: Duration = Duration::from_secs(2);
 
-/// Creates and looks after [`PgConn`]s for a [`Db`](crate::Db); usable on its own with
-/// [`pool_core::Pool`].
+/// Creates and looks after [`PgConn`]s for a [`Db`](crate::Db).
+///
+/// Public because [`Db::pool`](crate::Db::pool) is a `pool_core::Pool<PgManager>`: its
+/// runtime setters, stats and guards name this type. [`DbBuilder::build`](crate::DbBuilder::build)
+/// makes it (there is no other constructor: the connection string is parsed and checked
+/// there). Its `Manager::Error` is this crate's [`Error`]: a [`pool_core::Error`] from
+/// `db.pool().get()` reaches it with
+/// [`downcast_ref::<pool_sql::Error>()`](pool_core::Error::downcast_ref), predicates and all.
 ///
 /// - `create` dials the server (see the crate docs: our own socket, counting what it writes
 ///   and following the protocol's framing), and spawns the connection task, which keeps its
@@ -36,12 +44,15 @@ pub struct PgManager {
     pub(crate) statement_cache: usize,
     pub(crate) query_timeout: Option<Duration>,
     pub(crate) tls: connect::Tls,
+    /// Where the sessions go, for messages: `user@host:port/db`, never a password.
+    pub(crate) target: Arc<str>,
 }
 
 impl std::fmt::Debug for PgManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // tokio-postgres's Config redacts the password in its Debug.
         f.debug_struct("PgManager")
+            .field("target", &self.target)
             .field("config", &self.config)
             .field("statement_cache", &self.statement_cache)
             .field("query_timeout", &self.query_timeout)
@@ -92,34 +103,6 @@ impl SessionReset {
     }
 }
 
-/// Why a session could not be made or made clean again.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ManagerError {
-    /// Connecting failed: see the source.
-    #[error("could not open a postgres session")]
-    Connect(#[source] ConnectErrorBox),
-    /// The session could not be brought back to a clean state.
-    #[error("could not reset a postgres session")]
-    Reset(#[source] tokio_postgres::Error),
-    /// The statement abandoned on this session did not end in time after its cancel request.
-    #[error("an abandoned statement did not end after its cancel request")]
-    CancelTimedOut,
-    /// The cancel request for the statement abandoned on this session failed, so the server
-    /// may still act on it later and cancel whatever the session runs next.
-    #[error("the cancel request for an abandoned statement was not confirmed by the server")]
-    CancelUnconfirmed,
-    /// After its reset the server still did not report the session idle (outside any
-    /// transaction), so it is not handed to anyone.
-    #[error("the session was still not idle on the server after its reset")]
-    NotIdle,
-}
-
-/// The private connect error, boxed so its shape stays ours.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct ConnectErrorBox(pub(crate) ConnectError);
-
 impl PgManager {
     /// The session reset run on every session given back after use, if any
     /// ([`DbBuilder::session_reset`](crate::DbBuilder::session_reset)).
@@ -131,18 +114,19 @@ impl PgManager {
 #[async_trait]
 impl Manager for PgManager {
     type Resource = PgConn;
-    type Error = ManagerError;
+    type Error = Error;
 
-    async fn create(&self) -> Result<PgConn, ManagerError> {
+    async fn create(&self) -> Result<PgConn, Error> {
         let c = connect::connect(&self.config, self.connect_timeout, &self.tls)
             .await
-            .map_err(|e| ManagerError::Connect(ConnectErrorBox(e)))?;
+            .map_err(Error::connect)?;
         let mut conn = PgConn::new(c, self.statement_cache, self.query_timeout);
         conn.reset_mark = conn.wire.requests();
         Ok(conn)
     }
 
     fn check(&self, conn: &mut PgConn) -> Health {
+        conn.pooled = true;
         if conn.broken || conn.client.is_closed() {
             return Health::Broken;
         }
@@ -181,7 +165,24 @@ impl Manager for PgManager {
         }
     }
 
-    async fn reset(&self, conn: &mut PgConn) -> Result<(), ManagerError> {
+    /// A round trip (an empty query) before reusing a session idle at least
+    /// [`validate_after`](crate::DbBuilder::validate_after): a session that does not answer
+    /// within the pool's `hook_timeout` (a dead route, a server gone without a reset) or
+    /// answers with an error is closed, and the call gets another.
+    async fn validate(&self, conn: &mut PgConn) -> Result<(), Error> {
+        let clean = conn.wire.requests() == conn.reset_mark;
+        conn.client
+            .batch_execute("")
+            .await
+            .map_err(|e| Error::new(Kind::Validate(e)))?;
+        if clean {
+            // The round trip leaves nothing on the session for a session reset to undo.
+            conn.reset_mark = conn.wire.requests();
+        }
+        Ok(())
+    }
+
+    async fn reset(&self, conn: &mut PgConn) -> Result<(), Error> {
         if conn.busy {
             if let Some(cancel) = conn.cancel_sent.take() {
                 // The server must have acted on the cancel request before the sync below, or
@@ -189,20 +190,17 @@ impl Manager for PgManager {
                 // or its connection broke half way), it may still land: give the session up.
                 let confirmed = tokio::time::timeout(CANCEL_WAIT, cancel)
                     .await
-                    .map_err(|_| ManagerError::CancelTimedOut)?
+                    .map_err(|_| Error::new(Kind::CancelTimedOut))?
                     .unwrap_or(false);
                 if !confirmed {
-                    return Err(ManagerError::CancelUnconfirmed);
+                    return Err(Error::new(Kind::CancelUnconfirmed));
                 }
             }
             sync(conn).await?;
             conn.busy = false;
         }
         if conn.suspect {
-            conn.client
-                .batch_execute("")
-                .await
-                .map_err(ManagerError::Reset)?;
+            conn.client.batch_execute("").await.map_err(Error::reset)?;
             conn.suspect = false;
         }
         settle(conn).await?;
@@ -215,7 +213,7 @@ impl Manager for PgManager {
             conn.client
                 .batch_execute(reset.sql())
                 .await
-                .map_err(ManagerError::Reset)?;
+                .map_err(Error::reset)?;
             // The reset SQL must leave no transaction behind.
             settle(conn).await?;
             conn.reset_mark = conn.wire.requests();
@@ -232,44 +230,38 @@ impl Manager for PgManager {
 /// Waits until every response of the abandoned statement has arrived: an empty query's
 /// answer comes after them. A late cancel can still hit the empty query itself; one more
 /// try covers that.
-async fn sync(conn: &mut PgConn) -> Result<(), ManagerError> {
+async fn sync(conn: &mut PgConn) -> Result<(), Error> {
     let wait = async {
         for _ in 0..2 {
             match conn.client.batch_execute("").await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) => {}
-                Err(e) => return Err(ManagerError::Reset(e)),
+                Err(e) => return Err(Error::reset(e)),
             }
         }
-        conn.client
-            .batch_execute("")
-            .await
-            .map_err(ManagerError::Reset)
+        conn.client.batch_execute("").await.map_err(Error::reset)
     };
     tokio::time::timeout(CANCEL_WAIT, wait)
         .await
-        .map_err(|_| ManagerError::CancelTimedOut)?
+        .map_err(|_| Error::new(Kind::CancelTimedOut))?
 }
 
 /// Brings the session to the server's idle status: waits until every request has its answer
 /// (an empty query's comes after them), then rolls back a transaction left open, whoever
 /// opened it. Anything but the server's `I` at the end fails the reset.
-async fn settle(conn: &mut PgConn) -> Result<(), ManagerError> {
+async fn settle(conn: &mut PgConn) -> Result<(), Error> {
     if conn.wire.tx_status() == TxStatus::Unsettled {
-        conn.client
-            .batch_execute("")
-            .await
-            .map_err(ManagerError::Reset)?;
+        conn.client.batch_execute("").await.map_err(Error::reset)?;
     }
     if conn.wire.tx_status() == TxStatus::InTransaction {
         conn.client
             .batch_execute("ROLLBACK")
             .await
-            .map_err(ManagerError::Reset)?;
+            .map_err(Error::reset)?;
         tracing::debug!(target: "pool_sql", "rolled back a transaction left open");
     }
     match conn.wire.tx_status() {
         TxStatus::Idle => Ok(()),
-        _ => Err(ManagerError::NotIdle),
+        _ => Err(Error::new(Kind::NotIdle)),
     }
 }

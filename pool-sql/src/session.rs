@@ -16,6 +16,7 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, NoTls};
 
 use crate::connect::{Addr, ConnectError};
+use crate::error::Report;
 #[cfg(feature = "tls")]
 use crate::wire::Observed;
 use crate::wire::{Counted, Frames, Socket, Wire};
@@ -32,11 +33,11 @@ pub(crate) async fn start(
     tls: &Tls,
 ) -> Result<(Client, tokio::task::AbortHandle), ConnectError> {
     #[cfg(not(feature = "tls"))]
-    let _ = (host, target);
+    let _ = host;
     match tls {
         Tls::Off => {
             let counted = Counted::new(socket, wire.clone(), Frames::plain());
-            handshake(config, counted, NoTls, wire).await
+            handshake(config, counted, NoTls, wire, target).await
         }
         #[cfg(feature = "tls")]
         Tls::Rustls(make) => {
@@ -54,16 +55,13 @@ pub(crate) async fn start(
                 failed: failed.clone(),
                 wire: wire.clone(),
             };
-            handshake(config, counted, connect, wire)
+            handshake(config, counted, connect, wire, target)
                 .await
                 .map_err(|e| match e {
-                    ConnectError::Startup(source)
+                    ConnectError::Startup { target, source }
                         if failed.load(Ordering::Relaxed) || refused_tls(&source) =>
                     {
-                        ConnectError::Tls {
-                            target: target.to_owned(),
-                            source,
-                        }
+                        ConnectError::Tls { target, source }
                     }
                     e => e,
                 })
@@ -111,7 +109,7 @@ impl Canceller {
             match tokio::time::timeout(within, tls.cancel(&token, &peer)).await {
                 Ok(Ok(())) => true,
                 Ok(Err(e)) => {
-                    tracing::debug!(target: "pool_sql", error = %e, "cancel request failed");
+                    tracing::debug!(target: "pool_sql", error = %Report(&*e), "cancel request failed");
                     false
                 }
                 Err(_) => {
@@ -123,25 +121,31 @@ impl Canceller {
     }
 }
 
-/// tokio-postgres's startup on `socket`; spawns the connection task.
+/// tokio-postgres's startup on `socket` (to the server `target` names); spawns the
+/// connection task.
 async fn handshake<T>(
     config: &tokio_postgres::Config,
     socket: Counted,
     tls: T,
     wire: &Arc<Wire>,
+    target: &str,
 ) -> Result<(Client, tokio::task::AbortHandle), ConnectError>
 where
     T: tokio_postgres::tls::TlsConnect<Counted>,
     T::Stream: Send + 'static,
 {
-    let (client, connection) = config
-        .connect_raw(socket, tls)
-        .await
-        .map_err(ConnectError::Startup)?;
+    let (client, connection) =
+        config
+            .connect_raw(socket, tls)
+            .await
+            .map_err(|source| ConnectError::Startup {
+                target: target.to_owned(),
+                source,
+            })?;
     let task_wire = wire.clone();
     let task = tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::debug!(target: "pool_sql", error = %e, "connection task ended with an error");
+            tracing::debug!(target: "pool_sql", error = %Report(&e), "connection task ended with an error");
             task_wire.set_exit(e);
         }
     });

@@ -30,15 +30,29 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use parking_lot::Mutex;
 
 /// A PostgreSQL server for one test (or one test process).
+///
+/// `Debug` shows a `DATABASE_URL` server's connection string with its password replaced by
+/// `***`.
 #[derive(Debug)]
 pub struct TestPg {
     mode: Mode,
 }
 
-#[derive(Debug)]
 enum Mode {
     External(String),
     Local(Server),
+}
+
+impl std::fmt::Debug for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mode::External(url) => f
+                .debug_tuple("External")
+                .field(&crate::config::redact(url))
+                .finish(),
+            Mode::Local(server) => f.debug_tuple("Local").field(server).finish(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -761,4 +775,19 @@ fn run(as_postgres: bool, cmd: &str, args: &[&str]) -> io::Result<Output> {
         )));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Mode, TestPg};
+
+    #[test]
+    fn debug_of_a_database_url_server_shows_no_password() {
+        let pg = TestPg {
+            mode: Mode::External("postgres://app:s3cret@db/app".to_owned()),
+        };
+        let shown = format!("{pg:?} {pg:#?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("postgres://app:***@db/app"), "{shown}");
+    }
 }

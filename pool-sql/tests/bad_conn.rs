@@ -82,7 +82,7 @@ async fn a_statement_that_never_left_is_retried_on_another_session_and_runs_once
     db.batch_execute("CREATE SEQUENCE runs").await.unwrap();
     {
         let conn = db.conn().await.unwrap();
-        conn.session().fail_next_write();
+        conn.get_ref().fail_next_write();
     }
     assert_eq!(db.stats().idle, 1);
 
@@ -113,8 +113,8 @@ async fn after_two_bad_sessions_the_third_try_takes_a_new_one() {
     ];
     for mut conn in held {
         conn.query_one("SELECT 1", &[]).await.unwrap();
-        assert!(conn.session().uses() > 0);
-        conn.session().fail_next_write();
+        assert!(conn.get_ref().uses() > 0);
+        conn.get_ref().fail_next_write();
     }
     assert_eq!((db.stats().idle, db.stats().created), (3, 3));
 
@@ -312,4 +312,36 @@ async fn a_reused_session_killed_mid_statement_runs_it_once() {
             "prepared {prepared}: run once, never again"
         );
     }
+}
+
+/// Regression: `validate_after` did nothing (the manager had no `validate`), so a session
+/// that stopped answering while idle (here: black-holed by the proxy) took the next
+/// statement with it. With it, the round trip times out under `hook_timeout`, the session is
+/// closed, and the statement runs on a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_after_replaces_an_idle_session_that_stopped_answering() {
+    use pool_core::testing::proxy::Faults;
+
+    let rig = support::Rig::start("validate").await;
+    let builder = rig
+        .db()
+        .max_open(1)
+        .validate_after(Duration::ZERO)
+        .query_timeout(Duration::from_secs(60));
+    let mut pool = builder.pool_config().clone();
+    pool.hook_timeout = Duration::from_millis(300);
+    let db = builder.pool(pool).build().unwrap();
+    db.execute("SELECT 1", &[]).await.unwrap();
+    assert_eq!(rig.proxy.accepted(), 1);
+    rig.proxy.set_conn(0, Some(Faults::black_hole()));
+
+    let one: i32 = tokio::time::timeout(Duration::from_secs(20), db.query_one("SELECT 1", &[]))
+        .await
+        .expect("the statement went to the black-holed session")
+        .unwrap()
+        .get(0);
+    assert_eq!(one, 1);
+    assert_eq!(rig.proxy.accepted(), 2, "a new session served it");
+    rig.proxy.set_conn(0, None);
+    db.close_and_wait(Duration::from_secs(10)).await.unwrap();
 }

@@ -1,13 +1,291 @@
 //! Clear errors: a full server, a wrong password, bad config, no credentials in messages;
-//! and the server-side session count back to its baseline after `close`.
+//! the server-side session count back to its baseline after `close`; and the rendered
+//! chains of the common failures (hyper's policy: each level says its own fact once, the
+//! cause is the source), as `{:#}` in anyhow prints them.
 
 mod support;
 
+use std::error::Error as StdError;
 use std::time::Duration;
 
-use pool_sql::Db;
 use pool_sql::testing::TestPg;
+use pool_sql::{Db, SqlState};
 use support::{admin, db, eventually, sessions, wait_sessions};
+
+/// `e`, then its source, and so on.
+fn chain<'a>(
+    e: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(e), |e: &&'a (dyn StdError + 'static)| {
+        let e: &'a (dyn StdError + 'static) = *e;
+        e.source()
+    })
+}
+
+/// Each level of `e`'s chain: its `Display`, then its source's, and so on.
+fn levels(e: &(dyn StdError + 'static)) -> Vec<String> {
+    chain(e).map(ToString::to_string).collect()
+}
+
+/// The chain on one line, joined with ": ", as anyhow's `{:#}` prints it; after checking
+/// that each level says its own fact ([`assert_each_fact_once`]).
+fn render(e: &(dyn StdError + 'static)) -> String {
+    let levels = levels(e);
+    assert_each_fact_once(&levels);
+    levels.join(": ")
+}
+
+/// Each level says its own fact: none is empty, and no two share a run of
+/// [`REPEAT`] characters (a message, or a sentence of one: the old chains printed the
+/// server's message in the statement's level and again as its source). Context may recur
+/// below that length: the tests' hosts (`127.0.0.1:port`) are shorter.
+fn assert_each_fact_once(levels: &[String]) {
+    for (i, upper) in levels.iter().enumerate() {
+        assert!(!upper.is_empty(), "an empty level in {levels:?}");
+        for lower in &levels[i + 1..] {
+            let chars: Vec<char> = lower.chars().collect();
+            let shared = chars
+                .windows(REPEAT.min(chars.len()))
+                .map(|w| w.iter().collect::<String>())
+                .find(|run| upper.contains(run.as_str()));
+            assert!(
+                shared.is_none(),
+                "{upper:?} repeats {shared:?} of {lower:?} (chain {levels:?})"
+            );
+        }
+    }
+}
+
+/// The length of a shared run of text that counts as a repeated fact.
+const REPEAT: usize = 24;
+
+/// Neither the chain nor `Debug` shows `secret`.
+fn assert_no_secret(e: &pool_sql::Error, secret: &str) {
+    for shown in [levels(e).join(": "), format!("{e:?}"), format!("{e:#?}")] {
+        assert!(!shown.contains(secret), "a password in {shown}");
+    }
+}
+
+/// `host:port` of a local test server.
+fn addr(pg: &TestPg) -> String {
+    format!("127.0.0.1:{}", pg.port().expect("a local server"))
+}
+
+#[test]
+fn the_chain_check_fails_on_a_level_that_repeats_its_cause() {
+    // pool-sql's chains before issue 19: the server's message in the statement's Display,
+    // and again as its source; the pool's message twice.
+    for old in [
+        &[
+            "postgres statement failed: syntax error at or near \"SELEC\" (42601)",
+            "db error",
+            "ERROR: syntax error at or near \"SELEC\"",
+        ][..],
+        &[
+            "pool failed to create a connection",
+            "pool failed to create a connection",
+            "could not open a postgres session",
+        ][..],
+    ] {
+        let old: Vec<String> = old.iter().map(|s| (*s).to_owned()).collect();
+        let caught = std::panic::catch_unwind(|| assert_each_fact_once(&old));
+        assert!(caught.is_err(), "not caught: {old:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_of_a_refused_connect_names_the_target_once_per_level_and_ends_in_the_os_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let secret = "refused-s3cret";
+    let db = Db::open(&format!("postgres://app:{secret}@127.0.0.1:{port}/shop")).unwrap();
+    let err = db.query("SELECT 1", &[]).await.unwrap_err();
+    assert!(err.is_connect_refused() && err.is_connect(), "{err:?}");
+    let levels = levels(&err);
+    render(&err);
+    assert_eq!(
+        levels[..3],
+        [
+            format!("could not connect to app@127.0.0.1:{port}/shop"),
+            "pool failed to create a connection".to_owned(),
+            format!("connect to 127.0.0.1:{port} refused"),
+        ],
+        "{levels:?}"
+    );
+    // The last level is the socket's own error (its text is the OS's).
+    assert_eq!(levels.len(), 4, "{levels:?}");
+    let last = chain(&err).last().unwrap();
+    let io = last.downcast_ref::<std::io::Error>().expect("an io::Error");
+    assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+    assert_no_secret(&err, secret);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_of_a_wrong_password_and_of_an_unknown_database_ends_in_the_servers_words() {
+    let pg = TestPg::start().expect("postgres");
+    let at = addr(&pg);
+    let secret = "hunter2-not-this-one";
+    let db = Db::open(&pg.url_with_password(secret).unwrap()).unwrap();
+    let err = db.ping().await.unwrap_err();
+    assert!(err.is_auth_failed() && err.is_connect(), "{err:?}");
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD));
+    assert_eq!(
+        render(&err),
+        format!(
+            "could not connect to postgres@{at}/postgres: pool failed to create a connection: \
+             {at} refused the session (SQLSTATE 28P01): FATAL: password authentication failed \
+             for user \"postgres\""
+        )
+    );
+    assert_no_secret(&err, secret);
+
+    let url = format!(
+        "{}/no_such_db",
+        pg.url()
+            .strip_suffix("/postgres")
+            .expect("a url ending in the database")
+    );
+    let db = Db::open(&url).unwrap();
+    let err = db.ping().await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::INVALID_CATALOG_NAME), "{err:?}");
+    assert_eq!(
+        render(&err),
+        format!(
+            "could not connect to postgres@{at}/no_such_db: pool failed to create a \
+             connection: {at} refused the session (SQLSTATE 3D000): FATAL: database \
+             \"no_such_db\" does not exist"
+        )
+    );
+    assert_no_secret(&err, TestPg::PASSWORD);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_of_a_statement_error_is_its_sqlstate_then_the_servers_message() {
+    let pg = TestPg::start().expect("postgres");
+    let db = Db::builder(&pg.url()).max_open(1).build().unwrap();
+    let err = db.query("SELEC 1", &[]).await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::SYNTAX_ERROR));
+    assert_eq!(
+        render(&err),
+        "postgres statement failed (SQLSTATE 42601): ERROR: syntax error at or near \"SELEC\""
+    );
+
+    db.batch_execute("CREATE TABLE kv (k text PRIMARY KEY)")
+        .await
+        .unwrap();
+    db.execute("INSERT INTO kv VALUES ($1)", &[&"a"])
+        .await
+        .unwrap();
+    let err = db
+        .execute("INSERT INTO kv VALUES ($1)", &[&"a"])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::UNIQUE_VIOLATION));
+    assert_eq!(
+        err.as_db_error().map(|d| d.message()),
+        Some("duplicate key value violates unique constraint \"kv_pkey\"")
+    );
+    assert_eq!(
+        render(&err),
+        "postgres statement failed (SQLSTATE 23505): ERROR: duplicate key value violates \
+         unique constraint \"kv_pkey\"\nDETAIL: Key (k)=(a) already exists."
+    );
+    // The server's error is the source itself, so a `source()` walk finds it too.
+    assert!(StdError::source(&err).is_some_and(|s| s.is::<pool_sql::DbError>()));
+    assert_no_secret(&err, TestPg::PASSWORD);
+    db.close_and_wait(Duration::from_secs(10)).await.unwrap();
+}
+
+/// "2.5s" or "250ms" (a `Duration`'s `Debug` to the millisecond) in milliseconds.
+fn millis(shown: &str) -> f64 {
+    match shown.strip_suffix("ms") {
+        Some(ms) => ms.parse().unwrap(),
+        None => shown.strip_suffix('s').unwrap().parse::<f64>().unwrap() * 1000.0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chains_of_a_pool_timeout_and_of_a_close_timeout_say_how_long_they_waited() {
+    let pg = TestPg::start().expect("postgres");
+    let at = addr(&pg);
+    let db = Db::builder(&pg.url())
+        .max_open(1)
+        .acquire_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let held = db.conn().await.unwrap();
+    let err = db.query("SELECT 1", &[]).await.unwrap_err();
+    assert!(err.is_timeout() && !err.is_connect(), "{err:?}");
+    let text = render(&err);
+    let (waited, rest) = text
+        .strip_prefix("timed out after ")
+        .and_then(|t| t.split_once(' '))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(
+        rest,
+        format!(
+            "waiting for a session with postgres@{at}/postgres: pool timed out while waiting \
+             for an open connection"
+        )
+    );
+    let waited = millis(waited);
+    assert!((200.0..10_000.0).contains(&waited), "{text}");
+
+    let err = db
+        .close_and_wait(Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(
+        render(&err),
+        format!(
+            "closing the Db for postgres@{at}/postgres timed out after 100ms: pool timed out \
+             while closing: connections are still checked out"
+        )
+    );
+    assert_no_secret(&err, TestPg::PASSWORD);
+    drop(held);
+}
+
+#[tokio::test]
+async fn chain_of_a_call_on_a_closed_db() {
+    let db = Db::open("host=127.0.0.1 port=1 user=app password=closed-s3cret dbname=app").unwrap();
+    db.close();
+    let err = db.ping().await.unwrap_err();
+    assert!(err.is_closed(), "{err:?}");
+    assert_eq!(
+        render(&err),
+        "the Db for app@127.0.0.1:1/app is closed: pool is closed"
+    );
+    assert_no_secret(&err, "closed-s3cret");
+}
+
+/// `sslmode=require` against a server without TLS: the server's "no" is a TLS error, and
+/// the password is never sent.
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_of_tls_required_but_refused_by_the_server() {
+    let pg = TestPg::start().expect("postgres");
+    let at = addr(&pg);
+    let (_, _, root) = support::certificate_for(&["127.0.0.1"]);
+    let db = Db::builder(&format!("{}?sslmode=require", pg.url()))
+        .tls(support::trusting(root))
+        .build()
+        .unwrap();
+    let err = db.ping().await.unwrap_err();
+    assert!(err.is_tls() && err.is_connect(), "{err:?}");
+    assert_eq!(
+        render(&err),
+        format!(
+            "could not connect to postgres@{at}/postgres: pool failed to create a connection: \
+             tls with {at} failed: error performing TLS handshake: server does not support TLS"
+        )
+    );
+    assert_no_secret(&err, TestPg::PASSWORD);
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_server_is_a_clear_error_and_callers_are_served_once_a_slot_frees() {
@@ -23,7 +301,11 @@ async fn a_full_server_is_a_clear_error_and_callers_are_served_once_a_slot_frees
     let db = db(&pg, "starved").max_open(2).build().unwrap();
     let err = db.query("SELECT 1", &[]).await.unwrap_err();
     assert!(err.is_too_many_connections(), "{err:?}");
-    assert!(err.to_string().contains("53300"), "{err}");
+    let text = render(&err);
+    assert!(
+        text.contains("refused the session (SQLSTATE 53300)"),
+        "{text}"
+    );
 
     // A caller that keeps calling gets the same clear error (or the breaker's fail-fast)
     // while the server is full, and is served as soon as a slot frees.

@@ -119,10 +119,10 @@ async fn after_a_failover_the_same_db_finds_the_promoted_standby() {
         "target_session_attrs=read-write",
     );
     // A short breaker backoff: the failover is noticed within a second, not five.
-    let mut pool = pool_core::Config::default();
-    pool.max_open = 4;
+    let builder = Db::builder(&url).max_open(4);
+    let mut pool = builder.pool_config().clone();
     pool.breaker_max_backoff = Duration::from_millis(500);
-    let db = Db::builder(&url).pool(pool).build().unwrap();
+    let db = builder.pool(pool).build().unwrap();
     db.batch_execute("CREATE TABLE t (x int)").await.unwrap();
     db.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     // A few sessions open in the pool, all on a.

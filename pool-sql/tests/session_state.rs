@@ -30,7 +30,7 @@ async fn a_transaction_opened_in_sql_text_never_reaches_the_next_caller() {
     conn.batch_execute("BEGIN; INSERT INTO t VALUES (2)")
         .await
         .unwrap();
-    assert!(conn.session().in_transaction());
+    assert!(conn.get_ref().in_transaction());
     drop(conn);
     db.execute("INSERT INTO t VALUES (3)", &[]).await.unwrap();
     assert_eq!(ints(&admin, "SELECT x FROM t ORDER BY x").await, [1, 3]);
@@ -169,7 +169,7 @@ async fn leave_state_and_look(db: &pool_sql::Db, admin: &pool_sql::Db, app: &str
     .await
     .unwrap();
     conn.query("SELECT 1 + $1::int", &[&1i32]).await.unwrap();
-    assert!(conn.session().cached_statements() > 0);
+    assert!(conn.get_ref().cached_statements() > 0);
     drop(conn);
     // Nobody borrows: a session reset runs on return all the same.
     let locks = || async {
@@ -193,7 +193,7 @@ async fn leave_state_and_look(db: &pool_sql::Db, admin: &pool_sql::Db, app: &str
         .await;
     }
     let mut conn = db.conn().await.unwrap();
-    let cached = conn.session().cached_statements();
+    let cached = conn.get_ref().cached_statements();
     let setting: String = conn
         .query_one("SHOW statement_timeout", &[])
         .await

@@ -128,7 +128,7 @@ fn classify(e: &pool_sql::Error) -> LabError {
         LabError::BadInput(text)
     } else if e.is_auth_failed() {
         LabError::Credentials(text)
-    } else if e.db_error().is_some() {
+    } else if e.as_db_error().is_some() {
         LabError::Rejected(text)
     } else {
         LabError::Unreachable(text)
