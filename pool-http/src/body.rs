@@ -11,9 +11,12 @@
 //!   body): the connection then goes back only if hyper is done writing within
 //!   [`WRITE_WAIT`] (Go's `maxWriteWaitBeforeConnReuse`), else it is closed;
 //! - an error or the request's deadline: the connection is closed;
-//! - it is dropped early: with a [`Drain`] budget, hyper's connection task reads the rest
-//!   ([`Draining`]) and pools the connection if the body ends within the budget, else closes
-//!   it.
+//! - it is dropped early: with a [`Drain`] budget, what hyper has already read is dropped or
+//!   taken at once (a small body is usually whole by then: the caller is woken only once
+//!   hyper's pass that read the head is over, see [`Relay`](crate::manager::Relay)), and the
+//!   connection is pooled before the drop returns; otherwise hyper's connection task reads the
+//!   rest ([`Draining`]) and pools the connection if the body ends within the budget, else
+//!   closes it.
 //!
 //! A `101 Switching Protocols` response holds no lease: its connection left the pool, and
 //! [`Body::upgrade`] hands it to the caller.
@@ -496,6 +499,18 @@ impl Drop for Body {
         if incoming.size_hint().lower() > budget {
             Counters::bump(&lease.counters.drain_failed);
             return lease.close();
+        }
+        // hyper has read the whole body and readied the connection for another request: the
+        // rest, of a length within the budget, is in the body's channel and nothing is left to
+        // drain. Dropped untouched, it does not wake hyper's connection task (taking a chunk
+        // out of the channel would). A body of unknown length goes the way below, which
+        // counts what is left against the budget.
+        if incoming.size_hint().exact().is_some()
+            && let Hold::Conn(conn) = &lease.hold
+            && conn.sender.is_ready()
+        {
+            Counters::bump(&lease.counters.drained);
+            return lease.finish();
         }
         // What hyper has already buffered is read here, so a small body needs no task and
         // its connection is idle before the next request looks.

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::body::Draining;
 use crate::config::Settings;
-use crate::manager::{Link, Sender};
+use crate::manager::{H1, Link, Sender};
 use crate::{ConnectError, Origin};
 
 /// Bytes read and written on one connection, shared by the socket and the pooled connection:
@@ -234,7 +234,10 @@ where
             .await
             .map_err(handshake)?;
         let conn = conn.with_upgrades();
-        (Sender::H1(sender), tokio::spawn(drive(conn, link.clone())))
+        (
+            Sender::H1(H1::new(sender, link)),
+            tokio::spawn(drive(conn, link.clone())),
+        )
     };
     Ok((sender, task.abort_handle()))
 }
@@ -242,7 +245,9 @@ where
 /// Drives hyper's connection until it ends, then tells the link (an aborted task, a
 /// connection we closed, never gets there). Between requests it also reads the rest of a
 /// body dropped early, handed over through the link (see [`Draining`]): in this task, hyper
-/// reads a body and the drain sees its end in the same pass, without a task of its own.
+/// reads a body and the drain sees its end in the same pass, without a task of its own. The
+/// caller of a response is woken when the pass that read its head is over (see
+/// [`Relay`](crate::manager::Relay)).
 async fn drive<F: std::future::Future<Output = hyper::Result<()>>>(conn: F, link: Arc<Link>) {
     /// However the task ends (hyper's connection ended, or the task was aborted), a drain
     /// handed over fails and no other is accepted.
@@ -263,6 +268,8 @@ async fn drive<F: std::future::Future<Output = hyper::Result<()>>>(conn: F, link
             link.register_task(cx.waker());
             registered = true;
         }
+        // The caller of a response read in this pass is woken at its end (see `Relay`).
+        let _pass = link.pass();
         loop {
             let done = conn.as_mut().poll(cx);
             if draining.is_none() {

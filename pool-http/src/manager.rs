@@ -17,12 +17,20 @@
 //!   reads it within the drain budget and then pools or closes the connection: no task of its
 //!   own, and the connection is back as soon as hyper has read the body's end. Once the
 //!   connection task has ended, nothing more is handed over (the drop closes the connection).
+//! - `relay`: the caller awaiting a response head is woken when the connection task's pass
+//!   over hyper is over, not in its middle (see [`Relay`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::task::Waker;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::TrySendError;
 
 use tokio::sync::Notify;
 
@@ -37,19 +45,69 @@ use crate::{ConnectError, Origin};
 
 /// hyper's sending half of a connection.
 pub(crate) enum Sender {
-    H1(hyper::client::conn::http1::SendRequest<RequestBody>),
+    H1(H1),
     H2(hyper::client::conn::http2::SendRequest<RequestBody>),
+}
+
+/// hyper's HTTP/1.1 sending half, whose responses are awaited through the connection's
+/// [`Relay`].
+pub(crate) struct H1 {
+    send: hyper::client::conn::http1::SendRequest<RequestBody>,
+    relay: Arc<Relay>,
+}
+
+impl H1 {
+    pub fn new(send: hyper::client::conn::http1::SendRequest<RequestBody>, link: &Link) -> H1 {
+        H1 {
+            send,
+            relay: link.relay.clone(),
+        }
+    }
+
+    /// hyper's `poll_ready`: whether the connection can take a request.
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
+        self.send.poll_ready(cx)
+    }
+
+    /// Waits until the connection can take a request.
+    pub async fn ready(&mut self) -> hyper::Result<()> {
+        self.send.ready().await
+    }
+
+    /// hyper's `try_send_request`, its response awaited through the relay.
+    pub fn try_send_request(
+        &mut self,
+        req: Request<RequestBody>,
+    ) -> Relayed<
+        impl Future<Output = Result<Response<Incoming>, TrySendError<Request<RequestBody>>>>
+        + Send
+        + use<>,
+    > {
+        Relayed {
+            inner: self.send.try_send_request(req),
+            relay: self.relay.clone(),
+        }
+    }
 }
 
 impl Sender {
     pub fn is_closed(&self) -> bool {
         match self {
-            Sender::H1(s) => s.is_closed(),
+            Sender::H1(s) => s.send.is_closed(),
             Sender::H2(s) => s.is_closed(),
         }
     }
 
-    pub fn h1(&mut self) -> Option<&mut hyper::client::conn::http1::SendRequest<RequestBody>> {
+    /// HTTP/1.1: hyper can take another request now, so it has read the last response whole
+    /// (what the caller did not take of its body sits in the body's channel).
+    pub fn is_ready(&self) -> bool {
+        match self {
+            Sender::H1(s) => s.send.is_ready(),
+            Sender::H2(_) => false,
+        }
+    }
+
+    pub fn h1(&mut self) -> Option<&mut H1> {
         match self {
             Sender::H1(s) => Some(s),
             Sender::H2(_) => None,
@@ -82,6 +140,117 @@ pub(crate) struct Link {
     draining: AtomicBool,
     /// The connection task's waker, so a handed-over drain starts at once.
     task: OnceLock<Waker>,
+    /// Holds the wake of the caller awaiting a response head until the connection task's
+    /// pass is over.
+    relay: Arc<Relay>,
+}
+
+/// Holds the wake of the caller awaiting a response head until the connection task's pass
+/// over hyper's connection is over.
+///
+/// hyper hands the head over, and wakes its caller, as soon as it has parsed it; in the same
+/// pass it then moves the body it read with the head into the body's channel and readies the
+/// connection for the next request. A caller on another thread (a `block_on` main thread,
+/// another worker) woken at the head often preempts that pass on its CPU: it then finds the
+/// body not there yet and the connection not ready, and waits for both (a dropped body's rest
+/// is handed to the connection task; the next request parks until the connection is back).
+/// Woken when the pass is over, it finds a small body whole and the connection ready: a body
+/// dropped unread is let go in the drop, and the next request goes out at once. A caller on
+/// the connection task's own thread sees no difference: it runs after the pass anyway.
+///
+/// `state` says whether the connection task is in its pass (`POLLING`) and whether a wake
+/// came meanwhile (`DEFERRED`); the pass's end ([`Pass`]'s drop) delivers that wake.
+pub(crate) struct Relay {
+    state: AtomicU8,
+    /// The task awaiting the response head (none between requests).
+    caller: parking_lot::Mutex<Option<Waker>>,
+}
+
+const POLLING: u8 = 1;
+const DEFERRED: u8 = 2;
+
+impl Relay {
+    /// `waker` awaits the response from now on.
+    fn register(&self, waker: &Waker) {
+        let mut caller = self.caller.lock();
+        if caller.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            return;
+        }
+        let old = caller.replace(waker.clone());
+        drop(caller);
+        drop(old);
+    }
+
+    /// The response came: nobody awaits it now.
+    fn clear(&self) {
+        let old = self.caller.lock().take();
+        drop(old);
+    }
+
+    fn wake_caller(&self) {
+        let caller = self.caller.lock().clone();
+        if let Some(caller) = caller {
+            caller.wake();
+        }
+    }
+}
+
+impl Wake for Relay {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let mut state = self.state.load(Ordering::Acquire);
+        while state & POLLING != 0 {
+            match self.state.compare_exchange_weak(
+                state,
+                state | DEFERRED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(now) => state = now,
+            }
+        }
+        self.wake_caller();
+    }
+}
+
+/// The connection task's pass over hyper's connection: a wake for the caller waits until it is
+/// dropped (a panic in the pass drops it too).
+pub(crate) struct Pass<'a>(&'a Relay);
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        if self.0.state.swap(0, Ordering::AcqRel) & DEFERRED != 0 {
+            self.0.wake_caller();
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response awaited through the connection's [`Relay`].
+    pub(crate) struct Relayed<F> {
+        #[pin]
+        inner: F,
+        relay: Arc<Relay>,
+    }
+}
+
+impl<F: Future> Future for Relayed<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        this.relay.register(cx.waker());
+        let waker = Waker::from(this.relay.clone());
+        let polled = this.inner.poll(&mut Context::from_waker(&waker));
+        if polled.is_ready() {
+            this.relay.clear();
+        }
+        polled
+    }
 }
 
 #[derive(Default)]
@@ -100,7 +269,17 @@ impl Link {
             drain: parking_lot::Mutex::new(DrainSlot::default()),
             draining: AtomicBool::new(false),
             task: OnceLock::new(),
+            relay: Arc::new(Relay {
+                state: AtomicU8::new(0),
+                caller: parking_lot::Mutex::new(None),
+            }),
         })
+    }
+
+    /// The connection task starts a pass over hyper's connection (see [`Relay`]).
+    pub fn pass(&self) -> Pass<'_> {
+        self.relay.state.store(POLLING, Ordering::Release);
+        Pass(&self.relay)
     }
 
     /// The connection task says where to wake it (once: a task's waker does not change).

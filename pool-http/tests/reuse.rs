@@ -192,6 +192,30 @@ async fn a_small_body_dropped_unread_is_idle_again_before_the_next_request() {
     assert_eq!(client.stats().drained, 50);
 }
 
+/// The caller on a thread of its own (the test's, in `block_on`), the connection's task on the
+/// runtime's worker. hyper wakes the caller at the response head, in the middle of the pass
+/// that then moves the body it read with the head into the body's channel and readies the
+/// connection. Woken there, the caller preempted that pass, dropped the body before it was in
+/// the channel and handed the rest to the connection task: the connection was not idle after
+/// the drop (one request in two on two CPUs), and the next request waited for the drain. The
+/// wake now comes when the pass is over: the body is whole at the drop, every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_caller_on_another_thread_is_woken_once_hyper_has_buffered_the_body() {
+    let server = Server::sized(1024).await;
+    let url = server.url("/");
+    let client = Client::new().unwrap();
+    for i in 1..=300 {
+        drop(client.get(&url).await.unwrap());
+        assert_eq!(
+            idle(&client, &url),
+            1,
+            "request {i}: the body was not whole at the drop (its rest went to a drain)"
+        );
+    }
+    assert_eq!(server.accepts(), 1);
+    assert_eq!(client.stats().drained, 300);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn back_to_back_dropped_bodies_wait_for_the_drain_instead_of_dialling() {
     let server = Server::sized(64 * 1024).await;

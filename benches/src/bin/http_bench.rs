@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release -p benches --bin http_bench -- [throughput|unread|bursts|all] [--quick]
 //!     [--rounds N] [--secs S] [--requests N] [--bursts N] [--only WHO,...] [--cell 64k/1 ...]
-//!     [--no-pin] [--server ADDR] [--workers N]
+//!     [--no-pin] [--server ADDR] [--workers N] [--caller main|worker|both] [--read status|100]
 //! cargo run --release -p benches --bin http_bench -- serve [--port P]
 //! ```
 //!
@@ -12,7 +12,12 @@
 //!   tasks for a fixed time per round; contenders in rotating order; medians and ratios to
 //!   the best peer.
 //! - `unread` (B7): sequential GETs whose body is dropped after the status (and after 100
-//!   bytes); new connections per 1,000 requests, counted by the server's accepts.
+//!   bytes; `--read` picks one); new connections per 1,000 requests, counted by the server's
+//!   accepts. The loop runs on the main thread in `block_on` (`--caller main`, the default:
+//!   a `#[tokio::main]` program's own loop, on a thread of its own beside the runtime's
+//!   worker, unpinned), or in a task spawned on the runtime's pinned worker (`--caller
+//!   worker`, as B6's callers and a server's handlers run), or both, one table each. Every
+//!   contender runs the same loop in the same place.
 //! - `bursts` (B8): bursts of 64 concurrent GETs to one host, 100 ms apart, default knobs
 //!   (2 idle connections per host); new connections per 1,000 requests after the first
 //!   burst, and TIME_WAIT sockets left.
@@ -51,7 +56,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 const USAGE: &str = "usage: http_bench [throughput|unread|bursts|all] [--quick] [--rounds N] \
                      [--secs S] [--requests N] [--bursts N] [--only ours,go,hyper-util,reqwest,hyper] \
-                     [--cell 1k/1|1k/64|64k/1|64k/64 ...] [--no-pin] [--server ADDR] [--workers N]\n       \
+                     [--cell 1k/1|1k/64|64k/1|64k/64 ...] [--no-pin] [--server ADDR] [--workers N] \
+                     [--caller main|worker|both] [--read status|100]\n       \
                      http_bench serve [--port P]";
 
 use benches::BoxError;
@@ -78,6 +84,35 @@ struct Opts {
     /// The clients' runtime worker threads (`--workers`; default: one per client CPU when
     /// pinned, else 2).
     workers: Option<usize>,
+    /// Where B7's loop runs (`--caller`; default: the main thread).
+    callers: Vec<Caller>,
+    /// B7's reads to run (`--read`; default: both).
+    reads: Vec<Read>,
+}
+
+/// Where B7's sequential loop runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// The main thread, in the runtime's `block_on`.
+    Main,
+    /// A task spawned on the runtime's worker.
+    Worker,
+}
+
+impl Caller {
+    fn key(self) -> &'static str {
+        match self {
+            Caller::Main => "main",
+            Caller::Worker => "worker",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Caller::Main => "the loop on the main thread, in `block_on`",
+            Caller::Worker => "the loop in a task on the runtime's worker",
+        }
+    }
 }
 
 impl Opts {
@@ -109,6 +144,8 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
         serve: None,
         server: None,
         workers: None,
+        callers: vec![Caller::Main],
+        reads: vec![Read::Nothing, Read::Hundred],
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -126,6 +163,21 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
             "--port" => opts.serve = Some(number("--port", &value("--port")?, 0)?),
             "--no-pin" => opts.pin = false,
             "--workers" => opts.workers = Some(number("--workers", &value("--workers")?, 1)?),
+            "--caller" => {
+                opts.callers = match value("--caller")?.as_str() {
+                    "main" => vec![Caller::Main],
+                    "worker" => vec![Caller::Worker],
+                    "both" => vec![Caller::Main, Caller::Worker],
+                    other => return Err(format!("--caller: main, worker or both, not {other:?}")),
+                }
+            }
+            "--read" => {
+                opts.reads = match value("--read")?.as_str() {
+                    "status" => vec![Read::Nothing],
+                    "100" => vec![Read::Hundred],
+                    other => return Err(format!("--read: status or 100, not {other:?}")),
+                }
+            }
             "--server" => {
                 let addr = value("--server")?;
                 opts.server = Some(addr.parse().map_err(|_| {
@@ -215,12 +267,20 @@ async fn run(opts: Opts) -> Result<(), BoxError> {
         None => {
             let (clients, core) = placement(&opts);
             let server = Server::start(0, core)?;
+            // The main thread runs B7's loop with `--caller main`: it is a client too, and
+            // goes where the clients' workers are (left to the OS, it ran on the server's CPU
+            // for a while in some rounds and not in others).
+            if let Some(&first) = clients.first() {
+                core_affinity::set_for_current(first);
+            }
             match core {
                 Some(core) => println!(
                     "local hyper HTTP/1.1 server on its own thread, pinned to CPU {}; clients: \
-                     tokio, {workers} worker threads pinned to CPU {:?}\n",
+                     tokio, {workers} worker threads pinned to CPU {:?}, the main thread to \
+                     CPU {}\n",
                     core.id,
-                    clients.iter().map(|c| c.id).collect::<Vec<_>>()
+                    clients.iter().map(|c| c.id).collect::<Vec<_>>(),
+                    clients.first().map_or(0, |c| c.id)
                 ),
                 None => println!(
                     "local hyper HTTP/1.1 server on its own thread; clients: tokio, {workers} \
@@ -246,6 +306,7 @@ async fn run(opts: Opts) -> Result<(), BoxError> {
 
 /// A hyper server on a thread of its own that counts accepted connections, or one that
 /// `http_bench serve` runs in another process.
+#[derive(Clone)]
 struct Server {
     addr: SocketAddr,
     /// The count of a server in this process; `None`: ask the remote one.
@@ -635,11 +696,21 @@ async fn measure(
 // ---- B7: unread bodies ----
 
 async fn unread(opts: &Opts, server: &Server) -> Result<(), BoxError> {
+    for &caller in &opts.callers {
+        unread_by(opts, server, caller).await?;
+    }
+    Ok(())
+}
+
+/// B7 with its loop run by `caller`.
+async fn unread_by(opts: &Opts, server: &Server, caller: Caller) -> Result<(), BoxError> {
     println!(
         "## B7: bodies not read to the end ({} sequential GETs per contender and round, {} \
-         rounds): new connections per 1,000 requests, counted by the server, and requests/s \
-         (medians)\n",
-        opts.requests, opts.rounds
+         rounds, {}): new connections per 1,000 requests, counted by the server, and \
+         requests/s (medians)\n",
+        opts.requests,
+        opts.rounds,
+        caller.describe()
     );
     println!(
         "| body | read | contender | new connections per 1,000 | requests/s | min-max | vs \
@@ -653,21 +724,20 @@ async fn unread(opts: &Opts, server: &Server) -> Result<(), BoxError> {
             continue;
         }
         for (read, how) in [(Read::Nothing, "status only"), (Read::Hundred, "100 bytes")] {
+            if !opts.reads.contains(&read) {
+                continue;
+            }
             let mut rates: Vec<Vec<f64>> = vec![Vec::new(); all.len()];
             let mut opened: Vec<Vec<f64>> = vec![Vec::new(); all.len()];
             for round in 0..opts.rounds {
                 for i in 0..all.len() {
                     let k = (i + round) % all.len();
-                    let target = Target::build(all[k])?;
-                    // The first request dials for every contender alike: not counted.
-                    target.get(&server.url(path), read).await?;
-                    let before = server.accepts().await?;
-                    let start = Instant::now();
-                    for _ in 0..opts.requests {
-                        target.get(&server.url(path), read).await?;
-                    }
-                    rates[k].push(opts.requests as f64 / start.elapsed().as_secs_f64());
-                    let new = server.accepts().await? - before;
+                    let run = unread_round(all[k], server.clone(), path, read, opts.requests);
+                    let (rate, new) = match caller {
+                        Caller::Main => run.await?,
+                        Caller::Worker => tokio::spawn(run).await??,
+                    };
+                    rates[k].push(rate);
                     opened[k].push(new as f64 * 1000.0 / opts.requests as f64);
                 }
             }
@@ -686,8 +756,9 @@ async fn unread(opts: &Opts, server: &Server) -> Result<(), BoxError> {
                     "http_bench",
                     &format!(
                         "{{\"bench\":\"B7\",\"body\":\"{label}\",\"read\":\"{how}\",\
-                         \"contender\":\"{}\",\"new_per_1000\":{new:.1},\
+                         \"caller\":\"{}\",\"contender\":\"{}\",\"new_per_1000\":{new:.1},\
                          \"rps_median\":{:.0},\"rps_min\":{min:.0},\"rps_max\":{max:.0}}}",
+                        caller.key(),
                         who.key(),
                         medians[k]
                     ),
@@ -697,6 +768,28 @@ async fn unread(opts: &Opts, server: &Server) -> Result<(), BoxError> {
     }
     println!();
     Ok(())
+}
+
+/// One contender's round of B7: a first request (its dial not counted), then `requests`
+/// sequential GETs read as `read` says; their rate, and the connections the server accepted
+/// meanwhile.
+async fn unread_round(
+    who: Who,
+    server: Server,
+    path: &'static str,
+    read: Read,
+    requests: usize,
+) -> Result<(f64, usize), BoxError> {
+    let target = Target::build(who)?;
+    // The first request dials for every contender alike: not counted.
+    target.get(&server.url(path), read).await?;
+    let before = server.accepts().await?;
+    let start = Instant::now();
+    for _ in 0..requests {
+        target.get(&server.url(path), read).await?;
+    }
+    let rate = requests as f64 / start.elapsed().as_secs_f64();
+    Ok((rate, server.accepts().await? - before))
 }
 
 // ---- B8: per-host bursts ----
@@ -777,5 +870,9 @@ mod tests {
         assert!(parse_args(&args(&["--requests", "1"])).is_err());
         assert!(parse_args(&args(&["--secs"])).is_err());
         assert!(parse_args(&args(&["sideways"])).is_err());
+        let o = parse_args(&args(&["unread", "--caller", "both", "--read", "100"])).unwrap();
+        assert_eq!(o.callers, [Caller::Main, Caller::Worker]);
+        assert_eq!(o.reads, [Read::Hundred]);
+        assert!(parse_args(&args(&["--caller", "elsewhere"])).is_err());
     }
 }
