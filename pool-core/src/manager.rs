@@ -129,6 +129,30 @@ pub trait KeyedManager: Send + Sync + 'static {
     /// Creates a new resource for `key`, in a task of its own (see [`Manager::create`]).
     async fn create(&self, key: &Self::Key) -> Result<Self::Resource, Self::Error>;
 
+    /// What a checkout's span records as its `key` field (see the crate docs, "Tracing"), or
+    /// `None` to leave the field out. The default is `None`: a key may hold what a log must
+    /// not show (a password in a URL, a tenant's name). Called only when the span is on.
+    ///
+    /// ```
+    /// # use pool_core::{async_trait, KeyedManager};
+    /// # struct Dialer;
+    /// # #[async_trait]
+    /// # impl KeyedManager for Dialer {
+    /// #     type Key = String;
+    /// #     type Resource = ();
+    /// #     type Error = std::io::Error;
+    /// #     async fn create(&self, _: &String) -> Result<(), std::io::Error> { Ok(()) }
+    /// // `host:port` strings are safe to log.
+    /// fn span_key<'k>(&self, key: &'k String) -> Option<&'k dyn std::fmt::Display> {
+    ///     Some(key)
+    /// }
+    /// # }
+    /// ```
+    fn span_key<'k>(&self, key: &'k Self::Key) -> Option<&'k dyn std::fmt::Display> {
+        let _ = key;
+        None
+    }
+
     /// See [`Manager::check`].
     fn check(&self, _resource: &mut Self::Resource) -> Health {
         Health::Ready

@@ -72,12 +72,36 @@ impl<M: Manager> Future for GetOwned<'_, M> {
     }
 }
 
+impl<'a, M: Manager> GetOwned<'a, M> {
+    /// Reports a leak of the connection this checkout gives at `caller` instead of the line
+    /// that called `get_owned` (see [`Config::leak_threshold`](crate::Config::leak_threshold)): for
+    /// a library that checks out on its user's behalf from a `#[track_caller]` function, so
+    /// the report names the user's line, not the library's.
+    #[must_use = "futures do nothing unless polled"]
+    pub fn called_from(mut self, caller: &'static std::panic::Location<'static>) -> Self {
+        self.1.called_from(caller);
+        self
+    }
+}
+
 impl<M: Manager> std::fmt::Debug for GetOwned<'_, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GetOwned")
             .field("waiting", &self.0.is_waiting())
             .field("caller", &self.1)
             .finish()
+    }
+}
+
+impl<'a, M: Manager> Get<'a, M> {
+    /// Reports a leak of the connection this checkout gives at `caller` instead of the line
+    /// that called `get` (see [`Config::leak_threshold`](crate::Config::leak_threshold)): for
+    /// a library that checks out on its user's behalf from a `#[track_caller]` function, so
+    /// the report names the user's line, not the library's.
+    #[must_use = "futures do nothing unless polled"]
+    pub fn called_from(mut self, caller: &'static std::panic::Location<'static>) -> Self {
+        self.1.called_from(caller);
+        self
     }
 }
 

@@ -1,11 +1,13 @@
 //! Test support other crates reuse (feature `testing`): a [`ScriptedManager`] whose every
 //! call can be told to succeed, fail, be slow, never finish or panic; cancellation drivers;
 //! a leak guard that every integration test ends with; a fault-injecting TCP proxy
-//! ([`proxy::FaultProxy`]) to put between a client and a real server; and a workload of many
-//! looping callers with random cancellation ([`load::Load`]) for chaos and soak tests.
+//! ([`proxy::FaultProxy`]) to put between a client and a real server; a workload of many
+//! looping callers with random cancellation ([`load::Load`]) for chaos and soak tests; and a
+//! capturing `tracing` subscriber ([`spans::Capture`]) for tests of spans.
 
 pub mod load;
 pub mod proxy;
+pub mod spans;
 
 /// Polls `cond` until it holds, every 2 ms (tokio time), and panics naming `what` if it still
 /// does not after 10 s. For integration tests that wait on real I/O.

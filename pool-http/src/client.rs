@@ -29,6 +29,7 @@ use std::time::Duration;
 use http::{Method, Request, Uri};
 use pool_core::{KeyedPool, KeyedPooled, Stats};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::body::{Body, Hold, Lease};
 use crate::config::{ClientBuilder, Settings};
@@ -306,16 +307,36 @@ impl Client {
         let timeout = settings
             .timeout
             .and_then(|t| Some((t, Instant::now().checked_add(t)?)));
-        let result = match timeout {
-            None => self.send(&origin, req, None).await,
-            Some((t, deadline)) => {
-                tokio::time::timeout_at(deadline, self.send(&origin, req, Some(deadline)))
-                    .await
-                    .unwrap_or_else(|_| Err(Error::timeout_after(Phase::Request, t)))
+        let span = tracing::debug_span!(
+            target: "pool_http",
+            "request",
+            method = %req.method(),
+            origin = %origin,
+            status = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let sent = async {
+            match timeout {
+                None => self.send(&origin, req, None).await,
+                Some((t, deadline)) => {
+                    tokio::time::timeout_at(deadline, self.send(&origin, req, Some(deadline)))
+                        .await
+                        .unwrap_or_else(|_| Err(Error::timeout_after(Phase::Request, t)))
+                }
             }
         };
         // Every error of the request names its origin (never the URL's userinfo).
-        result.map_err(|e| e.at(&origin))
+        let result = sent
+            .instrument(span.clone())
+            .await
+            .map_err(|e| e.at(&origin));
+        if !span.is_disabled() {
+            match &result {
+                Ok(response) => span.record("status", response.status().as_u16()),
+                Err(e) => span.record("error", tracing::field::display(e)),
+            };
+        }
+        result
     }
 
     async fn send(

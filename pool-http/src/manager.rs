@@ -514,6 +514,12 @@ impl KeyedManager for Dialer {
     type Resource = HttpConn;
     type Error = ConnectError;
 
+    /// Checkout spans name their origin (`scheme://host:port`: never userinfo, path or
+    /// query).
+    fn span_key<'k>(&self, origin: &'k Origin) -> Option<&'k dyn std::fmt::Display> {
+        Some(origin)
+    }
+
     async fn create(&self, origin: &Origin) -> Result<HttpConn, ConnectError> {
         let dialed = dial(origin, &self.settings, self.client()).await?;
         Ok(HttpConn {

@@ -80,12 +80,48 @@ pub(crate) enum Op<'a> {
 }
 
 impl Op<'_> {
+    /// The statement's command, for spans: its first keyword, upper-cased (`SELECT`,
+    /// `INSERT`), after any leading comments; never more of its text.
+    pub(crate) fn command(&self) -> Command<'_> {
+        let sql = match self {
+            Op::Query(sql, _) | Op::Execute(sql, _) | Op::Batch(sql) => sql,
+            Op::Begin => return Command("BEGIN"),
+        };
+        let mut rest = sql.trim_start();
+        loop {
+            if let Some(line) = rest.strip_prefix("--") {
+                rest = line.split_once('\n').map_or("", |(_, r)| r).trim_start();
+            } else if let Some(block) = rest.strip_prefix("/*") {
+                rest = block.split_once("*/").map_or("", |(_, r)| r).trim_start();
+            } else {
+                break;
+            }
+        }
+        let end = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len())
+            .min(32);
+        Command(&rest[..end])
+    }
+
     /// Whether a statement the server ended the session on before any reply provably never
     /// ran. True for the extended protocol (the server answers the Bind before it executes
     /// anything) and for `BEGIN` (which does nothing to retry twice); false for a simple
     /// query (a batch), which may run a long time before its first reply.
     pub(crate) fn unanswered_means_unrun(&self) -> bool {
         !matches!(self, Op::Batch(_))
+    }
+}
+
+/// A statement's first keyword, shown upper-cased (see [`Op::command`]).
+pub(crate) struct Command<'a>(&'a str);
+
+impl std::fmt::Display for Command<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        self.0
+            .chars()
+            .try_for_each(|c| f.write_char(c.to_ascii_uppercase()))
     }
 }
 

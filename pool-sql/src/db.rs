@@ -1,11 +1,15 @@
 //! [`Db`], the `*sql.DB` of this crate, and the pinned [`Conn`] and [`Tx`].
 
+use std::future::Future;
+use std::panic::Location;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use pool_core::{Pool, Pooled, Stats};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
+use tracing::Instrument;
 
 use crate::conn::{Done, Op, PgConn};
 use crate::error::{Kind, PoolOp, Report};
@@ -153,18 +157,25 @@ impl Db {
     statement_api!();
 
     async fn run(&self, op: Op<'_>) -> Result<Done, Error> {
-        self.retrying(op).await.map(|(_, done)| done)
+        let db = &self.pool.manager().target;
+        in_span(db, op, self.retrying(op, None), |(_, done)| done)
+            .await
+            .map(|(_, done)| done)
     }
 
     /// Runs `op` on a session with database/sql's bad-connection retry; returns the session
-    /// with the result.
-    async fn retrying(&self, op: Op<'_>) -> Result<(Pooled<'_, PgManager>, Done), Error> {
+    /// with the result. A leak of the session is reported at `caller` if given.
+    async fn retrying(
+        &self,
+        op: Op<'_>,
+        caller: Option<&'static Location<'static>>,
+    ) -> Result<(Pooled<'_, PgManager>, Done), Error> {
         let mut last = None;
         for attempt in 0..BAD_CONN_TRIES {
             let mut conn = if attempt + 1 < BAD_CONN_TRIES {
-                self.get().await?
+                self.get(caller).await?
             } else {
-                self.new_session().await?
+                self.new_session(caller).await?
             };
             let written = conn.wire.written();
             // A session that waited in the pool, used or not (a create whose caller was
@@ -199,23 +210,34 @@ impl Db {
     /// A session that never waited in the pool (database/sql's `alwaysNewConn`): pooled
     /// ones met on the way are closed (after two bad connections in a row, the idle ones
     /// are suspect), within a bound.
-    async fn new_session(&self) -> Result<Pooled<'_, PgManager>, Error> {
+    async fn new_session(
+        &self,
+        caller: Option<&'static Location<'static>>,
+    ) -> Result<Pooled<'_, PgManager>, Error> {
         let bound = self.pool.stats().open + 1;
         for _ in 0..bound {
-            let conn = self.get().await?;
+            let conn = self.get(caller).await?;
             if !conn.pooled {
                 return Ok(conn);
             }
             Pooled::discard(conn);
         }
-        self.get().await
+        self.get(caller).await
     }
 
     /// A session from the pool; the error says where the sessions go and how long this
     /// call waited.
-    async fn get(&self) -> Result<Pooled<'_, PgManager>, Error> {
+    async fn get(
+        &self,
+        caller: Option<&'static Location<'static>>,
+    ) -> Result<Pooled<'_, PgManager>, Error> {
         let start = Instant::now();
-        match self.pool.get().await {
+        let get = self.pool.get();
+        let get = match caller {
+            Some(caller) => get.called_from(caller),
+            None => get,
+        };
+        match get.await {
             Ok(conn) => Ok(conn),
             Err(e) => Err(self.acquire_error(e, start)),
         }
@@ -231,11 +253,19 @@ impl Db {
     ///
     /// # Errors
     /// The pool's error (timeout, closed, connect failure).
-    pub async fn conn(&self) -> Result<Conn, Error> {
-        let start = Instant::now();
-        match self.pool.get_owned().await {
-            Ok(guard) => Ok(Conn { guard }),
-            Err(e) => Err(self.acquire_error(e, start)),
+    #[track_caller]
+    pub fn conn(&self) -> impl Future<Output = Result<Conn, Error>> {
+        // A leak of the session is reported at the caller's line (`leak_threshold`).
+        let caller = Location::caller();
+        async move {
+            let start = Instant::now();
+            match self.pool.get_owned().called_from(caller).await {
+                Ok(guard) => Ok(Conn {
+                    guard,
+                    db: self.pool.manager().target.clone(),
+                }),
+                Err(e) => Err(self.acquire_error(e, start)),
+            }
         }
     }
 
@@ -245,10 +275,19 @@ impl Db {
     ///
     /// # Errors
     /// As [`query`](Db::query).
-    pub async fn begin(&self) -> Result<Tx, Error> {
-        let (conn, _) = self.retrying(Op::Begin).await?;
+    #[track_caller]
+    pub fn begin(&self) -> impl Future<Output = Result<Tx, Error>> {
+        self.begin_at(Location::caller())
+    }
+
+    /// [`begin`](Db::begin), a leak of its session reported at `caller`.
+    async fn begin_at(&self, caller: &'static Location<'static>) -> Result<Tx, Error> {
+        let db = &self.pool.manager().target;
+        let begin = self.retrying(Op::Begin, Some(caller));
+        let (conn, _) = in_span(db, Op::Begin, begin, |(_, d)| d).await?;
         Ok(Tx {
             guard: Pooled::into_owned(conn),
+            db: db.clone(),
             failed: false,
         })
     }
@@ -270,22 +309,26 @@ impl Db {
     /// # Errors
     /// `f`'s error, or the error of `BEGIN` or `COMMIT`; [`Error::is_tx_aborted`] when a
     /// statement of the transaction failed and `f` still returned `Ok`.
-    pub async fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
+    #[track_caller]
+    pub fn transaction<T, E, F>(&self, f: F) -> impl Future<Output = Result<T, E>>
     where
         F: for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<T, E>>,
         E: From<Error>,
     {
-        let mut tx = self.begin().await?;
-        match f(&mut tx).await {
-            Ok(v) => {
-                tx.commit().await?;
-                Ok(v)
-            }
-            Err(e) => {
-                // The error the caller wants is theirs; a failed rollback discards the
-                // session (its reset rolls back or closes it).
-                let _ = tx.rollback().await;
-                Err(e)
+        let caller = Location::caller();
+        async move {
+            let mut tx = self.begin_at(caller).await?;
+            match f(&mut tx).await {
+                Ok(v) => {
+                    tx.commit().await?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    // The error the caller wants is theirs; a failed rollback discards the
+                    // session (its reset rolls back or closes it).
+                    let _ = tx.rollback().await;
+                    Err(e)
+                }
             }
         }
     }
@@ -349,13 +392,15 @@ impl Db {
 #[derive(Debug)]
 pub struct Conn {
     guard: Pooled<'static, PgManager>,
+    /// Where the session goes (`user@host:port/db`), for statement spans.
+    db: Arc<str>,
 }
 
 impl Conn {
     statement_api!(mut);
 
     async fn run(&mut self, op: Op<'_>) -> Result<Done, Error> {
-        run_on(&mut self.guard, op).await
+        run_on(&self.db, &mut self.guard, op).await
     }
 
     /// Begins a transaction on this session.
@@ -366,6 +411,7 @@ impl Conn {
         self.run(Op::Begin).await?;
         Ok(Tx {
             guard: self.guard,
+            db: self.db,
             failed: false,
         })
     }
@@ -392,6 +438,8 @@ impl Conn {
 #[derive(Debug)]
 pub struct Tx {
     guard: Pooled<'static, PgManager>,
+    /// As [`Conn`]'s.
+    db: Arc<str>,
     failed: bool,
 }
 
@@ -399,7 +447,7 @@ impl Tx {
     statement_api!(mut);
 
     async fn run(&mut self, op: Op<'_>) -> Result<Done, Error> {
-        let r = run_on(&mut self.guard, op).await;
+        let r = run_on(&self.db, &mut self.guard, op).await;
         if r.is_err() {
             self.failed = true;
         }
@@ -416,7 +464,7 @@ impl Tx {
             self.rollback_inner().await?;
             return Err(Error::new(Kind::TxAborted));
         }
-        run_on(&mut self.guard, Op::Batch("COMMIT")).await?;
+        run_on(&self.db, &mut self.guard, Op::Batch("COMMIT")).await?;
         Ok(())
     }
 
@@ -429,7 +477,7 @@ impl Tx {
     }
 
     async fn rollback_inner(&mut self) -> Result<(), Error> {
-        run_on(&mut self.guard, Op::Batch("ROLLBACK")).await?;
+        run_on(&self.db, &mut self.guard, Op::Batch("ROLLBACK")).await?;
         Ok(())
     }
 
@@ -439,6 +487,39 @@ impl Tx {
     }
 }
 
-async fn run_on(conn: &mut PgConn, op: Op<'_>) -> Result<Done, Error> {
-    conn.run_bounded(op).await
+async fn run_on(db: &str, conn: &mut PgConn, op: Op<'_>) -> Result<Done, Error> {
+    in_span(db, op, conn.run_bounded(op), |done| done).await
+}
+
+/// Runs one statement in its `statement` span (target `pool_sql`, level DEBUG; see the crate
+/// docs, "Tracing"): `db` and `command` from the start, `rows` or `error` at the end. The
+/// pool's `checkout` span of a [`Db`] call sits inside it. Never the statement's text or
+/// its parameters, which may hold secrets.
+async fn in_span<T>(
+    db: &str,
+    op: Op<'_>,
+    run: impl Future<Output = Result<T, Error>>,
+    done: impl FnOnce(&T) -> &Done,
+) -> Result<T, Error> {
+    let span = tracing::debug_span!(
+        target: "pool_sql",
+        "statement",
+        db,
+        command = %op.command(),
+        rows = tracing::field::Empty,
+        error = tracing::field::Empty,
+    );
+    if span.is_disabled() {
+        return run.await;
+    }
+    let r = run.instrument(span.clone()).await;
+    match &r {
+        Ok(t) => match done(t) {
+            Done::Rows(rows) => span.record("rows", rows.len()),
+            Done::Count(n) => span.record("rows", n),
+            Done::Unit => &span,
+        },
+        Err(e) => span.record("error", tracing::field::display(e)),
+    };
+    r
 }

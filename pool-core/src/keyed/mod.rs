@@ -413,12 +413,36 @@ where
     }
 }
 
+impl<'a, 'k, M: KeyedManager, Q: ?Sized> KeyedGetOwned<'a, 'k, M, Q> {
+    /// Reports a leak of the connection this checkout gives at `caller` instead of the line
+    /// that called `get_owned` (see [`Config::leak_threshold`](crate::Config::leak_threshold)): for
+    /// a library that checks out on its user's behalf from a `#[track_caller]` function, so
+    /// the report names the user's line, not the library's.
+    #[must_use = "futures do nothing unless polled"]
+    pub fn called_from(mut self, caller: &'static std::panic::Location<'static>) -> Self {
+        self.1.called_from(caller);
+        self
+    }
+}
+
 impl<M: KeyedManager, Q: ?Sized> std::fmt::Debug for KeyedGetOwned<'_, '_, M, Q> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyedGetOwned")
             .field("waiting", &self.0.is_waiting())
             .field("caller", &self.1)
             .finish()
+    }
+}
+
+impl<'a, 'k, M: KeyedManager, Q: ?Sized> KeyedGet<'a, 'k, M, Q> {
+    /// Reports a leak of the connection this checkout gives at `caller` instead of the line
+    /// that called `get` (see [`Config::leak_threshold`](crate::Config::leak_threshold)): for
+    /// a library that checks out on its user's behalf from a `#[track_caller]` function, so
+    /// the report names the user's line, not the library's.
+    #[must_use = "futures do nothing unless polled"]
+    pub fn called_from(mut self, caller: &'static std::panic::Location<'static>) -> Self {
+        self.1.called_from(caller);
+        self
     }
 }
 

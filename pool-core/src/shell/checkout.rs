@@ -147,7 +147,7 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
         key: M::Key,
         mut idle: Option<(Conn<M::Resource>, T::Handle)>,
         acquire_timeout: Option<Duration>,
-    ) -> Result<Guard<'a, M, T>, Error> {
+    ) -> Result<(Guard<'a, M, T>, Via), Error> {
         let key = &key;
         let started = self.hooks.as_ref().map(|h| {
             hooks::call("get_conn", || h.get_conn(key));
@@ -196,7 +196,7 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
             if let Some(info) = info {
                 self.report_got(key, &info);
             }
-            return Ok(guard);
+            return Ok((guard, via));
         }
     }
 
@@ -390,7 +390,8 @@ impl<M: KeyedManager, T: Table<M>> Drop for Waiter<'_, '_, M, T> {
     }
 }
 
-type SlowGet<'a, M, T> = Pin<Box<dyn Future<Output = Result<Guard<'a, M, T>, Error>> + Send + 'a>>;
+type CheckedOut<'a, M, T> = Result<(Guard<'a, M, T>, Via), Error>;
+type SlowGet<'a, M, T> = Pin<Box<dyn Future<Output = CheckedOut<'a, M, T>> + Send + 'a>>;
 
 /// A public guard type built around a [`Guard`] (`Pooled`, `KeyedPooled`).
 pub(crate) trait Wrap<'a, M: KeyedManager, T: Table<M>> {
@@ -436,7 +437,72 @@ pub(crate) struct GetFuture<
     queued: Option<(KeyId, WaiterId, T::Handle)>,
     /// This checkout's deadline: the pool's `acquire_timeout`, or the caller's own.
     acquire_timeout: Option<Duration>,
+    /// The checkout's span while it waits (only when the span is on).
+    trace: Option<Traced>,
     _out: std::marker::PhantomData<fn() -> W>,
+}
+
+/// The `checkout` span of a checkout (target `pool_core`, level DEBUG; see the crate docs,
+/// "Tracing"), made at its first poll when a subscriber wants it.
+struct Traced {
+    span: tracing::Span,
+    started: Instant,
+}
+
+impl Traced {
+    /// The span of a checkout of `key`, or `None` when no subscriber wants it.
+    fn start<M, T, Q>(shared: &Shared<M, T>, key: &Q) -> Option<Traced>
+    where
+        M: KeyedManager,
+        T: Table<M>,
+        Q: ToOwned<Owned = M::Key> + ?Sized,
+    {
+        use tracing::field::Empty;
+        let span = tracing::debug_span!(
+            target: "pool_core",
+            "checkout",
+            key = Empty,
+            conn = Empty,
+            reused = Empty,
+            via = Empty,
+            waited = Empty,
+            error = Empty,
+        );
+        if span.is_disabled() {
+            return None;
+        }
+        let key = key.to_owned();
+        if let Some(name) = shared.manager.span_key(&key) {
+            span.record("key", tracing::field::display(name));
+        }
+        Some(Traced {
+            span,
+            started: Instant::now(),
+        })
+    }
+
+    /// Records how the checkout ended.
+    fn finish<M: KeyedManager, T: Table<M>>(&self, served: &CheckedOut<'_, M, T>) {
+        let span = &self.span;
+        span.record("waited", tracing::field::debug(self.started.elapsed()));
+        match served {
+            Ok((guard, via)) => {
+                span.record("conn", guard.conn().id);
+                span.record("reused", *via != Via::Created);
+                span.record(
+                    "via",
+                    match via {
+                        Via::Idle => "idle",
+                        Via::Release => "released",
+                        Via::Created => "created",
+                    },
+                );
+            }
+            Err(e) => {
+                span.record("error", tracing::field::display(e));
+            }
+        }
+    }
 }
 
 impl<'a, 'k, M: KeyedManager, T: Table<M>, W, Q: ?Sized> GetFuture<'a, 'k, M, T, W, Q> {
@@ -447,6 +513,7 @@ impl<'a, 'k, M: KeyedManager, T: Table<M>, W, Q: ?Sized> GetFuture<'a, 'k, M, T,
             slow: None,
             queued: None,
             acquire_timeout: shared.timeouts.acquire,
+            trace: None,
             _out: std::marker::PhantomData,
         }
     }
@@ -484,9 +551,63 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        // The first poll opens the checkout's span when a subscriber wants it (otherwise one
+        // look at the level filter); it is entered at every poll and ends with the checkout.
+        if this.trace.is_none()
+            && (this.is_waiting() || !tracing::enabled!(target: "pool_core", tracing::Level::DEBUG))
+        {
+            return this.poll_checkout(cx).map_ok(|(guard, _)| W::wrap(guard));
+        }
+        this.poll_traced(cx)
+    }
+}
+
+impl<'a, 'k, M, T, W, Q> GetFuture<'a, 'k, M, T, W, Q>
+where
+    M: KeyedManager,
+    T: Table<M>,
+    W: Wrap<'a, M, T>,
+    M::Key: Borrow<Q>,
+    Q: Hash + Eq + ToOwned<Owned = M::Key> + ?Sized,
+{
+    /// A poll inside the checkout's span (made at the first poll if a subscriber wants it).
+    #[cold]
+    #[inline(never)]
+    fn poll_traced(&mut self, cx: &mut Context<'_>) -> Poll<Result<W, Error>> {
+        let trace = match self.trace.take() {
+            Some(trace) => trace,
+            None => match Traced::start(self.shared, self.key) {
+                Some(trace) => trace,
+                None => return self.poll_checkout(cx).map_ok(|(guard, _)| W::wrap(guard)),
+            },
+        };
+        match trace.span.in_scope(|| self.poll_checkout(cx)) {
+            Poll::Pending => {
+                self.trace = Some(trace);
+                Poll::Pending
+            }
+            Poll::Ready(served) => {
+                trace.finish(&served);
+                Poll::Ready(served.map(|(guard, _)| W::wrap(guard)))
+            }
+        }
+    }
+}
+
+impl<'a, 'k, M, T, W, Q> GetFuture<'a, 'k, M, T, W, Q>
+where
+    M: KeyedManager,
+    T: Table<M>,
+    M::Key: Borrow<Q>,
+    Q: Hash + Eq + ToOwned<Owned = M::Key> + ?Sized,
+{
+    /// The checkout itself: an idle hit, a place in the queue, or the general path.
+    #[inline]
+    fn poll_checkout(&mut self, cx: &mut Context<'_>) -> Poll<CheckedOut<'a, M, T>> {
+        let this = self;
         let shared = this.shared;
         if let Some(slow) = &mut this.slow {
-            return slow.as_mut().poll(cx).map_ok(W::wrap);
+            return slow.as_mut().poll(cx);
         }
         let (mut conn, via, handle) = match this.queued {
             Some((key, id, _)) => {
@@ -527,14 +648,14 @@ where
                             None,
                             this.acquire_timeout,
                         ));
-                        return slow.as_mut().poll(cx).map_ok(W::wrap);
+                        return slow.as_mut().poll(cx);
                     }
                 }
             }
         };
         if via == Via::Created || shared.is_ready(&mut conn) {
             tracing::trace!(target: "pool_core", conn = conn.id, reused = via != Via::Created, was_idle = via == Via::Idle, "got a connection");
-            return Poll::Ready(Ok(W::wrap(Guard::borrowed(shared, conn, handle))));
+            return Poll::Ready(Ok((Guard::borrowed(shared, conn, handle), via)));
         }
         // It needs a check, a reset or a validation: the general path, with this connection.
         let slow = this.slow.insert(start_slow(
@@ -543,7 +664,7 @@ where
             Some((conn, handle)),
             this.acquire_timeout,
         ));
-        slow.as_mut().poll(cx).map_ok(W::wrap)
+        slow.as_mut().poll(cx)
     }
 }
 

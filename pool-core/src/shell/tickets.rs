@@ -24,7 +24,9 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
             done: false,
         };
         let handle = self.handle(key);
-        self.runtime.spawn(async move {
+        // Its parent is the current span: the checkout whose poll started the create, if any.
+        let span = tracing::debug_span!(target: "pool_core", "create");
+        let create = async move {
             let mut ticket = ticket;
             let shared = ticket.shared.clone();
             tracing::debug!(target: "pool_core", "creating a connection");
@@ -35,7 +37,9 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
             )
             .await;
             ticket.finish(result, T::key_of(&handle));
-        });
+        };
+        self.runtime
+            .spawn(tracing::Instrument::instrument(create, span));
     }
 
     /// Runs a close in a task of its own, under `hook_timeout`.

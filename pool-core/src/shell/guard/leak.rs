@@ -263,6 +263,13 @@ impl<'a, H: Clone + Send + Sync + 'static> Track<'a, H> {
         }
     }
 
+    /// Reports `caller` instead of the `get` call's own line (see `Get::called_from`).
+    pub fn called_from(&mut self, caller: &'static Location<'static>) {
+        if let Some((_, at)) = &mut self.0 {
+            *at = caller;
+        }
+    }
+
     /// Enters a guard just handed out in the book.
     #[inline]
     pub fn start<M, T>(&self, guard: &mut Guard<'_, M, T>)
