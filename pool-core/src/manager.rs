@@ -148,8 +148,7 @@ pub trait KeyedManager: Send + Sync + 'static {
     /// }
     /// # }
     /// ```
-    fn span_key<'k>(&self, key: &'k Self::Key) -> Option<&'k dyn std::fmt::Display> {
-        let _ = key;
+    fn span_key<'k>(&self, _key: &'k Self::Key) -> Option<&'k dyn std::fmt::Display> {
         None
     }
 

@@ -77,6 +77,16 @@ impl<'a, M: Manager> GetOwned<'a, M> {
     /// that called `get_owned` (see [`Config::leak_threshold`](crate::Config::leak_threshold)): for
     /// a library that checks out on its user's behalf from a `#[track_caller]` function, so
     /// the report names the user's line, not the library's.
+    ///
+    /// ```
+    /// use pool_core::{GetOwned, Manager, Pool};
+    ///
+    /// /// A library's checkout: a leak is reported at its caller's line.
+    /// #[track_caller]
+    /// pub fn session<M: Manager>(pool: &Pool<M>) -> GetOwned<'_, M> {
+    ///     pool.get_owned().called_from(std::panic::Location::caller())
+    /// }
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub fn called_from(mut self, caller: &'static std::panic::Location<'static>) -> Self {
         self.1.called_from(caller);

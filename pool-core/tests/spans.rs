@@ -1,8 +1,8 @@
 //! Tracing spans: each checkout (`get`, `get_owned`, `get_timeout`) is a `checkout` span
 //! (target `pool_core`, level DEBUG) inside the caller's span, with `conn`, `reused`, `via`
-//! and `waited` recorded when it is served (`error` when it fails), and `key` when the keyed
-//! manager names its keys; a create it started is a `create` span inside it. All on paused
-//! time, so `waited` is exact.
+//! and `waited` recorded when it is served (`error` when it fails, `cancelled` when the
+//! caller left), and `key` when the keyed manager names its keys; a create it started is a
+//! `create` span that follows from it. All on paused time, so `waited` is exact.
 
 mod support;
 
@@ -69,11 +69,13 @@ async fn a_checkout_span_says_how_its_connection_came_and_how_long_it_waited() {
     // No key field: an unkeyed pool has none.
     assert!(spans.iter().all(|s| s.field("key").is_none()));
 
-    // The create the first checkout started is a span inside it, and the create's own
+    // The create the first checkout started is a span of its own linked to it (a child
+    // would keep the checkout's span open until the create ends), and the create's own
     // events are inside that.
     let creates = capture.spans_named("pool_core", "create");
     assert_eq!(creates.len(), 1);
-    assert_eq!(creates[0].parent, Some(spans[0].id));
+    assert_eq!(creates[0].parent, None);
+    assert_eq!(creates[0].follows, [spans[0].id]);
     let created = capture
         .events()
         .into_iter()
@@ -102,6 +104,39 @@ async fn a_checkout_that_times_out_records_its_error_and_its_wait() {
     assert_eq!(failed.field("conn"), None);
     assert_eq!(failed.field("reused"), None);
     drop(held);
+    settled(&pool, &m).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_checkout_the_caller_left_says_so_and_a_create_started_by_a_return_links_nothing() {
+    let capture = capture();
+    let m = ScriptedManager::new();
+    let pool = Pool::builder(m.clone()).max_open(1).build().unwrap();
+    let held = pool.get().await.unwrap();
+    let gave_up = tokio::time::timeout(Duration::from_secs(2), pool.get()).await;
+    assert!(gave_up.is_err());
+    let spans = checkouts(&capture);
+    assert_eq!(spans.len(), 2);
+    assert_eq!(spans[1].field("cancelled"), Some("true"));
+    assert_eq!(spans[1].field("waited"), Some("2s"));
+    assert_eq!(spans[1].field("conn"), None);
+    assert_eq!(spans[1].field("error"), None);
+
+    // A checkout waits; the held connection is discarded outside it, in a span of the
+    // caller's own: the create that replaces it links to nothing (the span current at the
+    // return is not the waiting checkout's).
+    let waiting = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool_core::Pooled::id(&pool.get().await.unwrap()) }
+    });
+    tokio::task::yield_now().await;
+    let other = tracing::info_span!(target: "app", "another_request");
+    other.in_scope(|| pool_core::Pooled::discard(held));
+    waiting.await.unwrap();
+    let creates = capture.spans_named("pool_core", "create");
+    assert_eq!(creates.len(), 2);
+    assert_eq!(creates[1].parent, None);
+    assert!(creates[1].follows.is_empty(), "{:?}", creates[1]);
     settled(&pool, &m).await;
 }
 
@@ -153,9 +188,19 @@ async fn a_keyed_checkout_names_its_key_only_when_the_manager_does() {
         .build()
         .unwrap();
     drop(named.get("acme").await.unwrap());
+    drop(named.get_owned("acme").await.unwrap());
+    drop(
+        named
+            .get_timeout("acme", Duration::from_secs(1))
+            .await
+            .unwrap(),
+    );
     let spans = checkouts(&capture);
-    assert_eq!(spans.len(), 1);
-    assert_eq!(spans[0].field("key"), Some("acme"));
+    assert_eq!(spans.len(), 3);
+    for s in &spans {
+        assert_eq!(s.field("key"), Some("acme"));
+    }
+    assert_eq!(spans[2].field("via"), Some("idle"));
 
     // The default: keys may hold secrets, so none is recorded.
     let unnamed = KeyedPool::builder(KeyedScripted::<String>::new())
@@ -163,13 +208,52 @@ async fn a_keyed_checkout_names_its_key_only_when_the_manager_does() {
         .unwrap();
     drop(unnamed.get("secret-tenant").await.unwrap());
     let spans = checkouts(&capture);
-    assert_eq!(spans.len(), 2);
-    assert_eq!(spans[1].field("key"), None);
-    assert_eq!(spans[1].field("via"), Some("created"));
+    assert_eq!(spans.len(), 4);
+    assert_eq!(spans[3].field("key"), None);
+    assert_eq!(spans[3].field("via"), Some("created"));
     assert!(
         capture
             .spans()
             .iter()
             .all(|s| s.fields.values().all(|v| !v.contains("secret-tenant")))
     );
+}
+
+/// Hooks that do nothing: with hooks set, every checkout takes the general (boxed) path.
+struct Quiet;
+
+impl<K> pool_core::Hooks<K> for Quiet {}
+
+#[tokio::test(start_paused = true)]
+async fn checkouts_on_the_general_path_have_the_same_span() {
+    let capture = capture();
+    let m = ScriptedManager::new();
+    let pool = Pool::builder(m.clone())
+        .max_open(1)
+        .hooks(Quiet)
+        .build()
+        .unwrap();
+    let first = pool.get().await.unwrap();
+    let id = pool_core::Pooled::id(&first).to_string();
+    let waiting = tokio::spawn({
+        let pool = pool.clone();
+        async move { drop(pool.get().await.unwrap()) }
+    });
+    sleep(Duration::from_millis(250)).await;
+    drop(first);
+    waiting.await.unwrap();
+    let spans = checkouts(&capture);
+    assert_eq!(spans.len(), 2);
+    let shown: Vec<_> = spans
+        .iter()
+        .map(|s| [s.field("conn"), s.field("via"), s.field("waited")])
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            [Some(id.as_str()), Some("created"), Some("0ns")],
+            [Some(id.as_str()), Some("released"), Some("250ms")],
+        ]
+    );
+    settled(&pool, &m).await;
 }

@@ -67,7 +67,8 @@ async fn a_request_span_holds_its_checkout_and_the_dial_and_no_secret() {
     assert_eq!(checkouts[0].field("conn"), checkouts[1].field("conn"));
     let dials = capture.spans_named("pool_core", "create");
     assert_eq!(dials.len(), 1);
-    assert_eq!(dials[0].parent, Some(checkouts[0].id));
+    assert_eq!(dials[0].parent, None);
+    assert_eq!(dials[0].follows, [checkouts[0].id]);
 
     for s in &spans {
         for (name, value) in &s.fields {

@@ -80,12 +80,13 @@ pub(crate) enum Op<'a> {
 }
 
 impl Op<'_> {
-    /// The statement's command, for spans: its first keyword, upper-cased (`SELECT`,
-    /// `INSERT`), after any leading comments; never more of its text.
-    pub(crate) fn command(&self) -> Command<'_> {
+    /// The statement's command, for spans: its first word after any leading comments, if
+    /// it is one of PostgreSQL's commands (`SELECT`, `INSERT`), else `OTHER`; never more of
+    /// its text, which may hold secrets.
+    pub(crate) fn command(&self) -> &'static str {
         let sql = match self {
             Op::Query(sql, _) | Op::Execute(sql, _) | Op::Batch(sql) => sql,
-            Op::Begin => return Command("BEGIN"),
+            Op::Begin => return "BEGIN",
         };
         let mut rest = sql.trim_start();
         loop {
@@ -99,9 +100,13 @@ impl Op<'_> {
         }
         let end = rest
             .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(rest.len())
-            .min(32);
-        Command(&rest[..end])
+            .unwrap_or(rest.len());
+        let word = &rest[..end];
+        COMMANDS
+            .iter()
+            .find(|c| c.eq_ignore_ascii_case(word))
+            .copied()
+            .unwrap_or(if word.is_empty() { "EMPTY" } else { "OTHER" })
     }
 
     /// Whether a statement the server ended the session on before any reply provably never
@@ -113,17 +118,61 @@ impl Op<'_> {
     }
 }
 
-/// A statement's first keyword, shown upper-cased (see [`Op::command`]).
-pub(crate) struct Command<'a>(&'a str);
-
-impl std::fmt::Display for Command<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use std::fmt::Write;
-        self.0
-            .chars()
-            .try_for_each(|c| f.write_char(c.to_ascii_uppercase()))
-    }
-}
+/// The first words of PostgreSQL's SQL commands, as statement spans show them.
+const COMMANDS: &[&str] = &[
+    "ABORT",
+    "ALTER",
+    "ANALYZE",
+    "BEGIN",
+    "CALL",
+    "CHECKPOINT",
+    "CLOSE",
+    "CLUSTER",
+    "COMMENT",
+    "COMMIT",
+    "COPY",
+    "CREATE",
+    "DEALLOCATE",
+    "DECLARE",
+    "DELETE",
+    "DISCARD",
+    "DO",
+    "DROP",
+    "END",
+    "EXECUTE",
+    "EXPLAIN",
+    "FETCH",
+    "GRANT",
+    "IMPORT",
+    "INSERT",
+    "LISTEN",
+    "LOAD",
+    "LOCK",
+    "MERGE",
+    "MOVE",
+    "NOTIFY",
+    "PREPARE",
+    "REASSIGN",
+    "REFRESH",
+    "REINDEX",
+    "RELEASE",
+    "RESET",
+    "REVOKE",
+    "ROLLBACK",
+    "SAVEPOINT",
+    "SECURITY",
+    "SELECT",
+    "SET",
+    "SHOW",
+    "START",
+    "TABLE",
+    "TRUNCATE",
+    "UNLISTEN",
+    "UPDATE",
+    "VACUUM",
+    "VALUES",
+    "WITH",
+];
 
 /// The result of an [`Op`].
 pub(crate) enum Done {

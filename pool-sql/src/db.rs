@@ -505,7 +505,7 @@ async fn in_span<T>(
         target: "pool_sql",
         "statement",
         db,
-        command = %op.command(),
+        command = op.command(),
         rows = tracing::field::Empty,
         error = tracing::field::Empty,
     );

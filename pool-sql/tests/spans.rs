@@ -82,11 +82,18 @@ async fn statement_spans_hold_their_checkout_and_say_what_ran_but_not_its_text()
     assert_eq!(checkouts[1].field("via"), Some("idle"));
     let creates = capture.spans_named("pool_core", "create");
     assert_eq!(creates.len(), 1);
-    assert_eq!(creates[0].parent, Some(checkouts[0].id));
+    assert_eq!(creates[0].parent, None);
+    assert_eq!(creates[0].follows, [checkouts[0].id]);
+
+    // A first word that is not one of PostgreSQL's commands is not shown.
+    let err = db.batch_execute("s3cretword").await.unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("42601"));
+    let last = statements(&capture).pop().expect("a span");
+    assert_eq!(last.field("command"), Some("OTHER"));
 
     for s in capture.spans() {
         for (name, value) in &s.fields {
-            for text in ["t0psecret", "missing", "note", "union"] {
+            for text in ["t0psecret", "missing", "note", "union", "s3cretword"] {
                 assert!(
                     !value.contains(text),
                     "span {} field {name} = {value}",
@@ -170,15 +177,7 @@ async fn a_session_held_too_long_is_reported_at_the_users_line() {
             .filter_map(|e| e.fields.get("caller").cloned())
             .collect()
     };
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while callers().len() < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "reports: {:?}",
-            callers()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    pool_core::testing::eventually("three leak reports", || callers().len() >= 3).await;
     let mut callers = callers();
     callers.sort();
     let mut expected: Vec<String> = [conn_line, begin_line, transaction_line]

@@ -16,6 +16,7 @@ use super::Shared;
 use super::clock;
 use super::guard::Guard;
 use super::rt::timeout_at;
+use super::trace::Traced;
 use super::util::{CatchUnwind, Deadline};
 use crate::error::Kind;
 use crate::hooks::{self, GotConn};
@@ -390,7 +391,7 @@ impl<M: KeyedManager, T: Table<M>> Drop for Waiter<'_, '_, M, T> {
     }
 }
 
-type CheckedOut<'a, M, T> = Result<(Guard<'a, M, T>, Via), Error>;
+pub(super) type CheckedOut<'a, M, T> = Result<(Guard<'a, M, T>, Via), Error>;
 type SlowGet<'a, M, T> = Pin<Box<dyn Future<Output = CheckedOut<'a, M, T>> + Send + 'a>>;
 
 /// A public guard type built around a [`Guard`] (`Pooled`, `KeyedPooled`).
@@ -438,71 +439,8 @@ pub(crate) struct GetFuture<
     /// This checkout's deadline: the pool's `acquire_timeout`, or the caller's own.
     acquire_timeout: Option<Duration>,
     /// The checkout's span while it waits (only when the span is on).
-    trace: Option<Traced>,
+    trace: Option<Box<Traced>>,
     _out: std::marker::PhantomData<fn() -> W>,
-}
-
-/// The `checkout` span of a checkout (target `pool_core`, level DEBUG; see the crate docs,
-/// "Tracing"), made at its first poll when a subscriber wants it.
-struct Traced {
-    span: tracing::Span,
-    started: Instant,
-}
-
-impl Traced {
-    /// The span of a checkout of `key`, or `None` when no subscriber wants it.
-    fn start<M, T, Q>(shared: &Shared<M, T>, key: &Q) -> Option<Traced>
-    where
-        M: KeyedManager,
-        T: Table<M>,
-        Q: ToOwned<Owned = M::Key> + ?Sized,
-    {
-        use tracing::field::Empty;
-        let span = tracing::debug_span!(
-            target: "pool_core",
-            "checkout",
-            key = Empty,
-            conn = Empty,
-            reused = Empty,
-            via = Empty,
-            waited = Empty,
-            error = Empty,
-        );
-        if span.is_disabled() {
-            return None;
-        }
-        let key = key.to_owned();
-        if let Some(name) = shared.manager.span_key(&key) {
-            span.record("key", tracing::field::display(name));
-        }
-        Some(Traced {
-            span,
-            started: Instant::now(),
-        })
-    }
-
-    /// Records how the checkout ended.
-    fn finish<M: KeyedManager, T: Table<M>>(&self, served: &CheckedOut<'_, M, T>) {
-        let span = &self.span;
-        span.record("waited", tracing::field::debug(self.started.elapsed()));
-        match served {
-            Ok((guard, via)) => {
-                span.record("conn", guard.conn().id);
-                span.record("reused", *via != Via::Created);
-                span.record(
-                    "via",
-                    match via {
-                        Via::Idle => "idle",
-                        Via::Release => "released",
-                        Via::Created => "created",
-                    },
-                );
-            }
-            Err(e) => {
-                span.record("error", tracing::field::display(e));
-            }
-        }
-    }
 }
 
 impl<'a, 'k, M: KeyedManager, T: Table<M>, W, Q: ?Sized> GetFuture<'a, 'k, M, T, W, Q> {
@@ -581,7 +519,8 @@ where
                 None => return self.poll_checkout(cx).map_ok(|(guard, _)| W::wrap(guard)),
             },
         };
-        match trace.span.in_scope(|| self.poll_checkout(cx)) {
+        let mut trace = trace;
+        match trace.in_scope(|| self.poll_checkout(cx)) {
             Poll::Pending => {
                 self.trace = Some(trace);
                 Poll::Pending

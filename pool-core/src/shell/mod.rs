@@ -24,6 +24,7 @@ pub(crate) mod guard;
 mod reaper;
 mod rt;
 mod tickets;
+mod trace;
 pub(crate) mod util;
 
 use std::borrow::Borrow;

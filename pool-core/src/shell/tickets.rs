@@ -24,8 +24,20 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
             done: false,
         };
         let handle = self.handle(key);
-        // Its parent is the current span: the checkout whose poll started the create, if any.
-        let span = tracing::debug_span!(target: "pool_core", "create");
+        // A span of its own (a child would keep its parent open until the create ends),
+        // linked to the checkout whose poll started it. Started elsewhere (a return, the
+        // reaper, another create's failure), it is linked to nothing: the span current
+        // there belongs to somebody else.
+        let span = tracing::debug_span!(target: "pool_core", parent: None, "create");
+        if !span.is_disabled() {
+            let current = tracing::Span::current();
+            if current
+                .metadata()
+                .is_some_and(|m| m.target() == "pool_core" && m.name() == "checkout")
+            {
+                span.follows_from(&current);
+            }
+        }
         let create = async move {
             let mut ticket = ticket;
             let shared = ticket.shared.clone();

@@ -55,6 +55,8 @@ pub struct CapturedSpan {
     /// Its fields by name, as recorded so far (a field declared `Empty` and never recorded is
     /// absent).
     pub fields: BTreeMap<&'static str, String>,
+    /// The spans it follows from (`Span::follows_from`): causes that are not its parent.
+    pub follows: Vec<u64>,
 }
 
 impl CapturedSpan {
@@ -85,6 +87,7 @@ pub struct CapturedEvent {
 #[derive(Default)]
 struct Captured {
     spans: Vec<CapturedSpan>,
+    meta: Vec<&'static Metadata<'static>>,
     events: Vec<CapturedEvent>,
     /// The spans entered on each thread, innermost last.
     entered: HashMap<ThreadId, Vec<u64>>,
@@ -105,9 +108,20 @@ impl Captured {
 }
 
 /// The capturing subscriber (a handle: clones share what was captured).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Capture {
     inner: Arc<Mutex<Captured>>,
+    /// The most verbose level it wants.
+    max_level: tracing::Level,
+}
+
+impl Default for Capture {
+    fn default() -> Capture {
+        Capture {
+            inner: Arc::default(),
+            max_level: tracing::Level::TRACE,
+        }
+    }
 }
 
 impl fmt::Debug for Capture {
@@ -121,9 +135,18 @@ impl fmt::Debug for Capture {
 }
 
 impl Capture {
-    /// An empty capture.
+    /// An empty capture of every level.
     pub fn new() -> Capture {
         Capture::default()
+    }
+
+    /// An empty capture that wants nothing more verbose than `level` (to test what code does
+    /// when a level is filtered out).
+    pub fn with_max_level(level: tracing::Level) -> Capture {
+        Capture {
+            max_level: level,
+            ..Capture::default()
+        }
     }
 
     /// Makes this the current thread's subscriber until the guard is dropped.
@@ -208,11 +231,23 @@ impl Fields<'_> {
 }
 
 impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
+    fn enabled(&self, meta: &Metadata<'_>) -> bool {
+        *meta.level() <= self.max_level
     }
 
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(self.max_level.into())
+    }
+
+    // Values are formatted before the lock is taken: a `Debug` or `Display` that emits an
+    // event of its own would otherwise wait on the lock this thread holds.
     fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+        let meta = attrs.metadata();
+        let mut fields = BTreeMap::new();
+        attrs.record(&mut Fields {
+            fields: &mut fields,
+            message: None,
+        });
         let mut inner = self.inner.lock();
         let parent = if attrs.is_root() {
             None
@@ -222,58 +257,71 @@ impl Subscriber for Capture {
             inner.current()
         };
         let id = inner.spans.len() as u64 + 1;
-        let meta = attrs.metadata();
-        let mut span = CapturedSpan {
+        inner.spans.push(CapturedSpan {
             id,
             thread: std::thread::current().id(),
             name: meta.name(),
             target: meta.target(),
             level: *meta.level(),
             parent,
-            fields: BTreeMap::new(),
-        };
-        attrs.record(&mut Fields {
-            fields: &mut span.fields,
-            message: None,
+            fields,
+            follows: Vec::new(),
         });
-        inner.spans.push(span);
+        inner.meta.push(meta);
         Id::from_u64(id)
     }
 
     fn record(&self, span: &Id, values: &Record<'_>) {
+        let mut fields = BTreeMap::new();
+        values.record(&mut Fields {
+            fields: &mut fields,
+            message: None,
+        });
         if let Some(span) = self.inner.lock().span_mut(span.into_u64()) {
-            values.record(&mut Fields {
-                fields: &mut span.fields,
-                message: None,
-            });
+            span.fields.extend(fields);
         }
     }
 
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn record_follows_from(&self, span: &Id, follows: &Id) {
+        if let Some(span) = self.inner.lock().span_mut(span.into_u64()) {
+            span.follows.push(follows.into_u64());
+        }
+    }
 
     fn event(&self, event: &Event<'_>) {
-        let mut inner = self.inner.lock();
-        let span = if event.is_root() {
-            None
-        } else if let Some(p) = event.parent() {
-            Some(p.into_u64())
-        } else {
-            inner.current()
-        };
         let meta = event.metadata();
         let mut captured = CapturedEvent {
             target: meta.target(),
             level: *meta.level(),
             message: String::new(),
             fields: BTreeMap::new(),
-            span,
+            span: None,
             thread: std::thread::current().id(),
         };
         event.record(&mut Fields {
             fields: &mut captured.fields,
             message: Some(&mut captured.message),
         });
+        let mut inner = self.inner.lock();
+        captured.span = if event.is_root() {
+            None
+        } else if let Some(p) = event.parent() {
+            Some(p.into_u64())
+        } else {
+            inner.current()
+        };
         inner.events.push(captured);
+    }
+
+    fn current_span(&self) -> tracing_core::span::Current {
+        let inner = self.inner.lock();
+        let meta = inner
+            .current()
+            .and_then(|id| Some((id, *inner.meta.get(usize::try_from(id).ok()? - 1)?)));
+        match meta {
+            Some((id, meta)) => tracing_core::span::Current::new(Id::from_u64(id), meta),
+            None => tracing_core::span::Current::none(),
+        }
     }
 
     fn enter(&self, span: &Id) {
