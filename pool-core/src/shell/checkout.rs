@@ -391,7 +391,7 @@ impl<M: KeyedManager, T: Table<M>> Drop for Waiter<'_, '_, M, T> {
     }
 }
 
-pub(super) type CheckedOut<'a, M, T> = Result<(Guard<'a, M, T>, Via), Error>;
+type CheckedOut<'a, M, T> = Result<(Guard<'a, M, T>, Via), Error>;
 type SlowGet<'a, M, T> = Pin<Box<dyn Future<Output = CheckedOut<'a, M, T>> + Send + 'a>>;
 
 /// A public guard type built around a [`Guard`] (`Pooled`, `KeyedPooled`).
@@ -438,8 +438,6 @@ pub(crate) struct GetFuture<
     queued: Option<(KeyId, WaiterId, T::Handle)>,
     /// This checkout's deadline: the pool's `acquire_timeout`, or the caller's own.
     acquire_timeout: Option<Duration>,
-    /// The checkout's span while it waits (only when the span is on).
-    trace: Option<Box<Traced>>,
     _out: std::marker::PhantomData<fn() -> W>,
 }
 
@@ -451,7 +449,6 @@ impl<'a, 'k, M: KeyedManager, T: Table<M>, W, Q: ?Sized> GetFuture<'a, 'k, M, T,
             slow: None,
             queued: None,
             acquire_timeout: shared.timeouts.acquire,
-            trace: None,
             _out: std::marker::PhantomData,
         }
     }
@@ -489,64 +486,9 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        // The first poll opens the checkout's span when a subscriber wants it (otherwise one
-        // look at the level filter); it is entered at every poll and ends with the checkout.
-        if this.trace.is_none()
-            && (this.is_waiting() || !tracing::enabled!(target: "pool_core", tracing::Level::DEBUG))
-        {
-            return this.poll_checkout(cx).map_ok(|(guard, _)| W::wrap(guard));
-        }
-        this.poll_traced(cx)
-    }
-}
-
-impl<'a, 'k, M, T, W, Q> GetFuture<'a, 'k, M, T, W, Q>
-where
-    M: KeyedManager,
-    T: Table<M>,
-    W: Wrap<'a, M, T>,
-    M::Key: Borrow<Q>,
-    Q: Hash + Eq + ToOwned<Owned = M::Key> + ?Sized,
-{
-    /// A poll inside the checkout's span (made at the first poll if a subscriber wants it).
-    #[cold]
-    #[inline(never)]
-    fn poll_traced(&mut self, cx: &mut Context<'_>) -> Poll<Result<W, Error>> {
-        let trace = match self.trace.take() {
-            Some(trace) => trace,
-            None => match Traced::start(self.shared, self.key) {
-                Some(trace) => trace,
-                None => return self.poll_checkout(cx).map_ok(|(guard, _)| W::wrap(guard)),
-            },
-        };
-        let mut trace = trace;
-        match trace.in_scope(|| self.poll_checkout(cx)) {
-            Poll::Pending => {
-                self.trace = Some(trace);
-                Poll::Pending
-            }
-            Poll::Ready(served) => {
-                trace.finish(&served);
-                Poll::Ready(served.map(|(guard, _)| W::wrap(guard)))
-            }
-        }
-    }
-}
-
-impl<'a, 'k, M, T, W, Q> GetFuture<'a, 'k, M, T, W, Q>
-where
-    M: KeyedManager,
-    T: Table<M>,
-    M::Key: Borrow<Q>,
-    Q: Hash + Eq + ToOwned<Owned = M::Key> + ?Sized,
-{
-    /// The checkout itself: an idle hit, a place in the queue, or the general path.
-    #[inline]
-    fn poll_checkout(&mut self, cx: &mut Context<'_>) -> Poll<CheckedOut<'a, M, T>> {
-        let this = self;
         let shared = this.shared;
         if let Some(slow) = &mut this.slow {
-            return slow.as_mut().poll(cx);
+            return slow.as_mut().poll(cx).map_ok(unwrap_slow);
         }
         let (mut conn, via, handle) = match this.queued {
             Some((key, id, _)) => {
@@ -562,7 +504,16 @@ where
                     }
                 }
             }
+            // The first poll. A subscriber that wants the `checkout` span gets it on the
+            // general path (boxed, entered at every poll); otherwise this costs one look at
+            // the level filter.
             None => {
+                if tracing::enabled!(target: "pool_core", tracing::Level::DEBUG)
+                    && let Some(traced) = start_traced(shared, this.key, this.acquire_timeout)
+                {
+                    let slow = this.slow.insert(traced);
+                    return slow.as_mut().poll(cx).map_ok(unwrap_slow);
+                }
                 let mut table = shared.state.lock();
                 match table.pop_fast(this.key) {
                     Some((conn, handle)) => {
@@ -587,14 +538,14 @@ where
                             None,
                             this.acquire_timeout,
                         ));
-                        return slow.as_mut().poll(cx);
+                        return slow.as_mut().poll(cx).map_ok(unwrap_slow);
                     }
                 }
             }
         };
         if via == Via::Created || shared.is_ready(&mut conn) {
             tracing::trace!(target: "pool_core", conn = conn.id, reused = via != Via::Created, was_idle = via == Via::Idle, "got a connection");
-            return Poll::Ready(Ok((Guard::borrowed(shared, conn, handle), via)));
+            return Poll::Ready(Ok(W::wrap(Guard::borrowed(shared, conn, handle))));
         }
         // It needs a check, a reset or a validation: the general path, with this connection.
         let slow = this.slow.insert(start_slow(
@@ -603,8 +554,45 @@ where
             Some((conn, handle)),
             this.acquire_timeout,
         ));
-        slow.as_mut().poll(cx)
+        slow.as_mut().poll(cx).map_ok(unwrap_slow)
     }
+}
+
+/// The caller's guard from what the general path served.
+fn unwrap_slow<'a, M: KeyedManager, T: Table<M>, W: Wrap<'a, M, T>>(
+    (guard, _): (Guard<'a, M, T>, Via),
+) -> W {
+    W::wrap(guard)
+}
+
+/// The general path inside the checkout's `checkout` span (see [`Traced`]), or `None` when
+/// the subscriber does not want the span after all.
+#[cold]
+#[inline(never)]
+fn start_traced<'a, M: KeyedManager, T: Table<M>, Q>(
+    shared: &'a Arc<Shared<M, T>>,
+    key: &Q,
+    acquire_timeout: Option<Duration>,
+) -> Option<SlowGet<'a, M, T>>
+where
+    Q: ToOwned<Owned = M::Key> + ?Sized,
+    M::Key: Borrow<Q>,
+{
+    let mut trace = Traced::start(shared, key)?;
+    let span = trace.span().clone();
+    let slow = tracing::Instrument::instrument(
+        shared.get_slow(key.to_owned(), None, acquire_timeout),
+        span,
+    );
+    Some(Box::pin(async move {
+        let served = slow.await;
+        match &served {
+            Ok((guard, via)) => trace.served(guard.conn().id, *via),
+            Err(e) => trace.failed(e),
+        }
+        trace.done();
+        served
+    }))
 }
 
 /// What the first poll's `acquire` gave.

@@ -1,5 +1,6 @@
 //! The `checkout` span of a checkout (target `pool_core`, level DEBUG; see the crate docs,
-//! "Tracing"), made at its first poll only when a subscriber wants it.
+//! "Tracing"), made at its first poll only when a subscriber wants it. A traced checkout
+//! runs the general (boxed) path inside its span; the idle hit stays as it is untraced.
 
 use std::borrow::Borrow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -7,11 +8,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use tokio::time::Instant;
 
 use super::Shared;
-use super::checkout::CheckedOut;
 use crate::KeyedManager;
 use crate::machine::{Table, Via};
 
-/// A checkout's span while it is under way. Dropped before [`finish`](Traced::finish) (the
+/// A checkout's span while it is under way. Dropped before [`done`](Traced::done) (the
 /// caller gave up waiting), it records `cancelled`.
 pub(super) struct Traced {
     span: tracing::Span,
@@ -57,33 +57,37 @@ impl Traced {
         }))
     }
 
-    /// Runs `f` (a poll of the checkout) inside the span.
-    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
-        self.span.in_scope(f)
+    /// The span, to run the checkout in.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
     }
 
-    /// Records how the checkout ended.
-    pub fn finish<M: KeyedManager, T: Table<M>>(&mut self, served: &CheckedOut<'_, M, T>) {
-        self.finished = true;
+    /// Records the connection the checkout was served.
+    pub fn served(&self, conn: u64, via: Via) {
         let span = &self.span;
         span.record("waited", tracing::field::debug(self.started.elapsed()));
-        match served {
-            Ok((guard, via)) => {
-                span.record("conn", guard.conn().id);
-                span.record("reused", *via != Via::Created);
-                span.record(
-                    "via",
-                    match via {
-                        Via::Idle => "idle",
-                        Via::Release => "released",
-                        Via::Created => "created",
-                    },
-                );
-            }
-            Err(e) => {
-                span.record("error", tracing::field::display(e));
-            }
-        }
+        span.record("conn", conn);
+        span.record("reused", via != Via::Created);
+        span.record(
+            "via",
+            match via {
+                Via::Idle => "idle",
+                Via::Release => "released",
+                Via::Created => "created",
+            },
+        );
+    }
+
+    /// Records the checkout's error.
+    pub fn failed(&self, e: &crate::Error) {
+        self.span
+            .record("waited", tracing::field::debug(self.started.elapsed()));
+        self.span.record("error", tracing::field::display(e));
+    }
+
+    /// The checkout ended (served or failed): nothing to record on drop.
+    pub fn done(&mut self) {
+        self.finished = true;
     }
 }
 
