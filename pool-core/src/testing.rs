@@ -6,6 +6,8 @@
 //! capturing `tracing` subscriber ([`spans::Capture`]) for tests of spans.
 
 pub mod load;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod proxy;
 pub mod spans;
 

@@ -51,6 +51,8 @@ pub(crate) struct Shared<M: KeyedManager, T> {
     pub timeouts: Timeouts,
     runtime: Runtime,
     reaper: Arc<Notify>,
+    /// The reaper task runs (false once it returned or its runtime dropped it).
+    reaper_alive: Arc<std::sync::atomic::AtomicBool>,
     drained: Notify,
     pub hooks: Option<Arc<dyn Hooks<M::Key>>>,
     /// The next connection id: unique per pool, across keys.
@@ -79,24 +81,52 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
                 "is missing: build the pool inside a tokio runtime",
             )
         })?;
-        let reaper = Arc::new(Notify::new());
         let shared = Arc::new(Shared {
             manager,
             state: Mutex::new(table),
             timeouts,
             runtime,
-            reaper: reaper.clone(),
+            reaper: Arc::new(Notify::new()),
+            reaper_alive: Arc::default(),
             drained: Notify::new(),
             hooks,
             next_id: std::sync::atomic::AtomicU64::new(1),
             origin,
         });
         if shared.runtime.has_timers() {
-            shared
-                .runtime
-                .spawn(reaper::run(Arc::downgrade(&shared), reaper));
+            shared.spawn_reaper();
         }
         Ok(shared)
+    }
+
+    fn spawn_reaper(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        self.reaper_alive.store(true, Ordering::Release);
+        let alive = reaper::Alive(self.reaper_alive.clone());
+        self.runtime.spawn(reaper::run(
+            Arc::downgrade(self),
+            self.reaper.clone(),
+            alive,
+        ));
+    }
+
+    /// Starts a reaper again when the runtime of the last one shut down (the pool lives on
+    /// in another runtime): on the rare path only, where timed work is armed.
+    #[cold]
+    fn revive_reaper(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.reaper_alive.load(Ordering::Acquire)
+            || !self.runtime.has_timers()
+            || self.state.lock().is_closed()
+        {
+            return;
+        }
+        #[cfg(not(shuttle))]
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        tracing::debug!(target: "pool_core", "the reaper's runtime shut down: a new reaper starts");
+        self.spawn_reaper();
     }
 
     /// Runs what the state decided, after its lock was released.
@@ -121,6 +151,9 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
             stale,
         } = rare;
         drop(stale);
+        if !self.reaper_alive.load(std::sync::atomic::Ordering::Acquire) {
+            self.revive_reaper();
+        }
         for w in wakes {
             w.wake();
         }

@@ -7,6 +7,7 @@
 //! deadline or changes a knob; a notification sent while it works is kept as a permit, so
 //! none is lost.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use tokio::sync::Notify;
@@ -17,10 +18,23 @@ use super::clock::CLOCK;
 use crate::KeyedManager;
 use crate::machine::{Effects, Now, Table};
 
+/// Says, when dropped, that the reaper stopped: it returned, or its runtime shut down and
+/// dropped it (then the next step of the pool on a live runtime starts another, see
+/// `Shared::revive_reaper`).
+pub(crate) struct Alive(pub Arc<AtomicBool>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 pub(crate) async fn run<M: KeyedManager, T: Table<M>>(
     pool: Weak<Shared<M, T>>,
     notify: Arc<Notify>,
+    alive: Alive,
 ) {
+    let _alive = alive;
     loop {
         let next = {
             let Some(shared) = pool.upgrade() else { return };

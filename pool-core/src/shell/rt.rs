@@ -47,9 +47,16 @@ impl Runtime {
         return Some(Runtime {});
     }
 
+    /// Spawns `fut` on the caller's runtime when it is in one, else on the pool's (the one it
+    /// was built in): a pool that outlives its first runtime (a client in a `static` shared
+    /// by `#[tokio::test]`s, each with a runtime of its own) keeps creating and closing on
+    /// the runtime that uses it, where a task spawned on the dead one would be dropped unrun.
     pub fn spawn<F: Future<Output = ()> + Send + 'static>(&self, fut: F) {
         #[cfg(not(shuttle))]
-        drop(self.handle.spawn(fut));
+        match tokio::runtime::Handle::try_current() {
+            Ok(current) => drop(current.spawn(fut)),
+            Err(_) => drop(self.handle.spawn(fut)),
+        }
         #[cfg(shuttle)]
         drop(shuttle::future::spawn(fut));
     }
