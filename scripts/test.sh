@@ -40,6 +40,11 @@ fi
 echo "== cargo test --workspace (tests sharing a process, and doc tests)"
 cargo test --workspace --all-features --locked
 
+# pool-http without its default features: an https request says which feature to enable
+# (with `rustls` on, every client has TLS, so only this build can show it).
+echo "== pool-http without default features (tls only)"
+cargo test -p pool-http --no-default-features --features tls,testing --test tls --locked
+
 echo "== shuttle model check (RUSTFLAGS=--cfg shuttle)"
 CARGO_TARGET_DIR="$target/shuttle" RUSTFLAGS="--cfg shuttle" \
   cargo test -p pool-core --test shuttle --locked

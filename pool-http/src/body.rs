@@ -20,6 +20,17 @@
 //!
 //! A `101 Switching Protocols` response holds no lease: its connection left the pool, and
 //! [`Body::upgrade`] hands it to the caller.
+//!
+//! # Decoding
+//!
+//! A compressed response the client asked for carries a [`Decoder`] (see
+//! [`decompress`](crate::decompress)): the body still reads its connection and keeps the
+//! lease as above, and hands each compressed chunk to the decoder, whose decoded chunks are
+//! what the caller reads. The lease thus follows the compressed bytes: the connection is
+//! back when the last of them is read (the decoder ends only there), and a decoded body
+//! dropped early is drained like any other. The request's deadline holds until the decoder
+//! ends (a small compressed body may take long to decode and read). A body without a decoder
+//! pays one branch.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -38,6 +49,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::config::Drain;
+use crate::decompress::Decoder;
 use crate::h2::StreamLease;
 use crate::manager::{Counters, Dialer, DrainTicket};
 use crate::{Error, Phase};
@@ -170,6 +182,9 @@ pub struct Body {
     failed: bool,
     /// A `101 Switching Protocols` response: the connection, once hyper hands it over.
     upgrade: Option<OnUpgrade>,
+    /// A compressed body: what the caller reads is what this makes of `incoming`. Gone at
+    /// the end of the decoded stream or on an error.
+    decoder: Option<Box<Decoder>>,
 }
 
 impl Body {
@@ -180,6 +195,7 @@ impl Body {
             deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
             failed: false,
             upgrade: None,
+            decoder: None,
         };
         if body.at_end() {
             body.finish();
@@ -195,15 +211,26 @@ impl Body {
             deadline: None,
             failed: false,
             upgrade,
+            decoder: None,
         }
     }
 
+    /// From now on, what the caller reads is the body decoded by `decoder`.
+    pub(crate) fn decode_with(&mut self, decoder: Box<Decoder>) {
+        self.decoder = Some(decoder);
+    }
+
+    /// The body as it came over the wire has been read to its end.
     fn at_end(&self) -> bool {
         self.incoming.as_ref().is_none_or(HttpBody::is_end_stream)
     }
 
+    /// The body as it came over the wire ended: the lease is over. The request's deadline
+    /// is too, unless a decoder still has bytes to give (it goes when the decoder ends).
     fn finish(&mut self) {
-        self.deadline = None;
+        if self.decoder.is_none() {
+            self.deadline = None;
+        }
         if let Some(lease) = self.lease.take() {
             lease.finish();
         }
@@ -223,6 +250,7 @@ impl Body {
         self.failed = true;
         self.deadline = None;
         self.incoming = None;
+        self.decoder = None;
         if let Some(lease) = self.lease.take() {
             lease.close();
         }
@@ -255,7 +283,8 @@ impl Body {
         self.bytes_limited(usize::MAX).await
     }
 
-    /// The whole body, failing once it passes `limit` bytes (the connection is then closed).
+    /// The whole body, failing once it passes `limit` bytes (the connection is then closed,
+    /// unless the body had already arrived whole: then it is pooled).
     ///
     /// # Errors
     /// [`is_too_large`](Error::is_too_large) past the limit; otherwise as
@@ -423,7 +452,8 @@ impl std::fmt::Debug for Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Body")
             .field("holds_connection", &self.lease.is_some())
-            .field("end", &self.at_end())
+            .field("decoding", &self.decoder.is_some())
+            .field("end", &HttpBody::is_end_stream(self))
             .finish()
     }
 }
@@ -444,33 +474,90 @@ impl HttpBody for Body {
             let error = this.fail_with(Error::timeout_after(Phase::Request, timeout));
             return Poll::Ready(Some(Err(error)));
         }
-        let Some(incoming) = this.incoming.as_mut() else {
+        if this.decoder.is_some() {
+            return this.poll_decoded(cx);
+        }
+        this.poll_incoming(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.failed || (self.decoder.is_none() && self.at_end())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.decoder.is_some() {
+            return SizeHint::default();
+        }
+        self.incoming
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), HttpBody::size_hint)
+    }
+}
+
+impl Body {
+    /// The next frame as it came over the wire; the lease ends with the last.
+    fn poll_incoming(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let Some(incoming) = self.incoming.as_mut() else {
             return Poll::Ready(None);
         };
         match ready!(Pin::new(&mut *incoming).poll_frame(cx)) {
             Some(Ok(frame)) => {
                 if incoming.is_end_stream() {
-                    this.finish();
+                    self.finish();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Some(Err(e)) => Poll::Ready(Some(Err(this.fail_with(Error::body(e))))),
+            Some(Err(e)) => Poll::Ready(Some(Err(self.fail_with(Error::body(e))))),
             None => {
-                this.finish();
-                this.incoming = None;
+                self.finish();
+                self.incoming = None;
                 Poll::Ready(None)
             }
         }
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.failed || self.at_end()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.incoming
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), HttpBody::size_hint)
+    /// The next decoded chunk: what the decoder makes of the input it has, and when it has
+    /// used it up, the next compressed chunk from the wire (trailers are skipped). Each
+    /// chunk is at most [`CHUNK`](crate::decompress::CHUNK) bytes.
+    fn poll_decoded(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        loop {
+            let Some(decoder) = self.decoder.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match decoder.poll_chunk(cx) {
+                Poll::Ready(Ok(Some(chunk))) => return Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                Poll::Ready(Ok(None)) => {
+                    // The decoder ends only after the compressed body did: the lease is
+                    // over already.
+                    debug_assert!(self.at_end(), "decoded to the end before the body ended");
+                    self.decoder = None;
+                    self.deadline = None;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(self.fail_with(e)))),
+                Poll::Pending => {}
+            }
+            let input = match ready!(self.poll_incoming(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => Some(data),
+                    Err(_) => continue,
+                },
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => None,
+            };
+            let end = self.at_end();
+            let Some(decoder) = self.decoder.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if let Some(data) = input {
+                decoder.feed(data);
+            }
+            // The last compressed byte is in: the decoder can finish without another poll
+            // of the connection.
+            if end {
+                decoder.end_input();
+            }
+        }
     }
 }
 

@@ -21,28 +21,40 @@
 //! `Authorization: Basic` header (the percent-decoded user and password) unless the request
 //! has an `Authorization` header already.
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::task::Poll;
 use std::time::Duration;
 
 use http::{Method, Request, Uri};
-use pool_core::{KeyedPool, KeyedPooled, Stats};
+use parking_lot::Mutex;
+use pool_core::{KeyedBuilder, KeyedPool, KeyedPooled, Stats};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::body::{Body, Hold, Lease};
+use crate::builder::RequestBuilder;
 use crate::config::{ClientBuilder, Settings};
 use crate::h2::{H2Conns, StreamLease};
 use crate::manager::{Counters, Dialer, DrainTicket};
+use crate::redirect::{Follow, Policy};
 use crate::request::RequestBody;
 use crate::request::{
     Replay, as_h2, asks_close, closed_early, keeps_alive, prepare, unprocessed, upgrading,
 };
-use crate::{ConnectError, Error, Origin, Phase};
+use crate::{ConnectError, Error, Origin, Phase, Response, decompress};
 
-/// A response whose body streams and holds its connection until the end.
-pub type Response = http::Response<Body>;
+/// A response head with its streaming body, before it becomes a [`Response`].
+type Head = http::Response<Body>;
+
+/// What one request may set in place of the client's knobs (see [`RequestBuilder`]).
+#[derive(Default)]
+pub(crate) struct Options {
+    /// `Some(None)`: no timeout for this request.
+    pub timeout: Option<Option<Duration>>,
+    pub redirect: Option<Policy>,
+    pub body_limit: Option<usize>,
+}
 
 /// Most tries of one request: each retry needs another reused connection, so this only bounds
 /// a pathological run of dead idle connections.
@@ -80,10 +92,82 @@ pub struct Client {
 }
 
 pub(crate) struct Inner {
-    pub(crate) pool: KeyedPool<Dialer>,
+    /// The pool, once started: at `build` inside a runtime, else at the first request.
+    pool: OnceLock<KeyedPool<Dialer>>,
+    /// What starts the pool, until it is started (or the error that start met).
+    start: Mutex<Start>,
+    /// [`Client::close`] ran before the pool started: it starts closed.
+    closed: AtomicBool,
     settings: Arc<Settings>,
     counters: Arc<Counters>,
     h2: Arc<H2Conns>,
+}
+
+/// A request made outside a tokio runtime.
+fn no_runtime() -> Error {
+    Error::config(
+        "runtime",
+        "is missing: send requests inside a tokio runtime (connections are made on the \
+         runtime of the request that needs them)",
+    )
+}
+
+enum Start {
+    Pending(Box<KeyedBuilder<Dialer>>),
+    Started,
+    Failed(Error),
+}
+
+impl Inner {
+    /// The pool, started on first use inside a runtime.
+    ///
+    /// # Errors
+    /// A config error (knob `runtime`) outside a tokio runtime, or the pool's own config
+    /// error.
+    #[inline]
+    pub(crate) fn pool(&self) -> Result<&KeyedPool<Dialer>, Error> {
+        match self.pool.get() {
+            Some(pool) => Ok(pool),
+            None => self.start_pool(),
+        }
+    }
+
+    /// The pool if it was started.
+    pub(crate) fn started_pool(&self) -> Option<&KeyedPool<Dialer>> {
+        self.pool.get()
+    }
+
+    #[cold]
+    fn start_pool(&self) -> Result<&KeyedPool<Dialer>, Error> {
+        let mut start = self.start.lock();
+        if let Some(pool) = self.pool.get() {
+            return Ok(pool);
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(no_runtime());
+        }
+        let builder = match std::mem::replace(&mut *start, Start::Started) {
+            Start::Pending(builder) => builder,
+            Start::Failed(e) => {
+                *start = Start::Failed(e.clone());
+                return Err(e);
+            }
+            Start::Started => unreachable!("the pool is set when started"),
+        };
+        match builder.build() {
+            Ok(pool) => {
+                if self.closed.load(Ordering::Acquire) {
+                    pool.close();
+                }
+                Ok(self.pool.get_or_init(|| pool))
+            }
+            Err(e) => {
+                let e = Error::pool(e);
+                *start = Start::Failed(e.clone());
+                Err(e)
+            }
+        }
+    }
 }
 
 /// What a [`Client`] did, beside its pool's [`Stats`].
@@ -96,7 +180,8 @@ pub struct ClientStats {
     pub requests: u64,
     /// Tries repeated on another connection after a reused one failed.
     pub retried: u64,
-    /// Bodies that reached their end while read, with a keep-alive response.
+    /// Bodies that reached their end with a keep-alive response: read to the end, or
+    /// dropped early and then drained (those count in `drained` too).
     pub body_eof: u64,
     /// Bodies dropped early whose rest was read within the drain budget: their connections
     /// went back to the pool.
@@ -115,6 +200,15 @@ pub struct ClientStats {
     /// whose response still came within the drain budget: the connection was kept (and its
     /// body drained) instead of closed.
     pub rescued: u64,
+}
+
+/// What every try of one request shares: its deadline, the timeout it came from (for the
+/// message), and its span (to record the connection's reuse).
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+    span: &'a tracing::Span,
 }
 
 /// A try that failed, and what the retry rule needs to know about it.
@@ -240,10 +334,15 @@ async fn rescue(
 }
 
 impl Client {
-    /// A client with Go's `DefaultTransport` knobs and our grace and drain defaults.
+    /// A client with Go's `DefaultTransport` knobs and our grace and drain defaults, with
+    /// HTTPS (feature `rustls`, default), redirects and gzip as Go's `http.Client`.
+    ///
+    /// Works outside a tokio runtime too (in a `static`, before the runtime starts): the
+    /// pool then starts at the first request, on that request's runtime.
     ///
     /// # Errors
-    /// [`is_config`](Error::is_config) outside a tokio runtime.
+    /// Only with feature `native-roots` alone, when the system has no root certificate
+    /// (see [`ClientBuilder::build`]).
     pub fn new() -> Result<Client, Error> {
         ClientBuilder::default().build()
     }
@@ -253,35 +352,72 @@ impl Client {
         ClientBuilder::default()
     }
 
+    /// A client whose pool `pool` builds: now when inside a runtime (so a config error
+    /// shows at `build`), else at the first request.
     pub(crate) fn new_inner(
-        pool: KeyedPool<Dialer>,
         settings: Arc<Settings>,
-        counters: Arc<Counters>,
-    ) -> Client {
-        Client {
+        pool: impl FnOnce(Dialer) -> KeyedBuilder<Dialer>,
+    ) -> Result<Client, Error> {
+        let client = Client {
             inner: Arc::new_cyclic(|me: &Weak<Inner>| {
-                pool.manager().serve(me.clone());
+                let dialer = Dialer::new(settings.clone());
+                dialer.serve(me.clone());
                 Inner {
-                    pool,
+                    pool: OnceLock::new(),
+                    start: Mutex::new(Start::Pending(Box::new(pool(dialer)))),
+                    closed: AtomicBool::new(false),
                     settings,
-                    counters,
+                    counters: Arc::default(),
                     h2: Arc::default(),
                 }
             }),
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            client.inner.pool()?;
         }
+        Ok(client)
     }
 
-    /// `GET url`.
+    /// A request of `method` to `url`, to build and send (see [`RequestBuilder`]).
+    pub fn request_builder(&self, method: Method, url: &str) -> RequestBuilder {
+        RequestBuilder::new(self.clone(), method, url)
+    }
+
+    /// `GET url`: await it, or add to it first (it is a [`RequestBuilder`]).
     ///
-    /// # Errors
-    /// See [`request`](Client::request).
-    pub async fn get(&self, url: &str) -> Result<Response, Error> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|_| Error::invalid_url(url, "does not parse as a URL"))?;
-        let mut req = Request::new(RequestBody::empty());
-        *req.uri_mut() = uri;
-        self.request(req).await
+    /// ```no_run
+    /// # async fn f(client: pool_http::Client) -> Result<(), pool_http::Error> {
+    /// let page = client.get("https://example.com/").await?.text().await?;
+    /// let items = client.get("https://example.com/items").query(&[("page", "2")]).send().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn get(&self, url: &str) -> RequestBuilder {
+        self.request_builder(Method::GET, url)
+    }
+
+    /// `POST url`, to build and send (see [`RequestBuilder`]).
+    pub fn post(&self, url: &str) -> RequestBuilder {
+        self.request_builder(Method::POST, url)
+    }
+
+    /// `PUT url`, to build and send (see [`RequestBuilder`]).
+    pub fn put(&self, url: &str) -> RequestBuilder {
+        self.request_builder(Method::PUT, url)
+    }
+
+    /// `PATCH url`, to build and send (see [`RequestBuilder`]).
+    pub fn patch(&self, url: &str) -> RequestBuilder {
+        self.request_builder(Method::PATCH, url)
+    }
+
+    /// `DELETE url`, to build and send (see [`RequestBuilder`]).
+    pub fn delete(&self, url: &str) -> RequestBuilder {
+        self.request_builder(Method::DELETE, url)
+    }
+
+    /// `HEAD url`, to build and send (see [`RequestBuilder`]).
+    pub fn head(&self, url: &str) -> RequestBuilder {
+        self.request_builder(Method::HEAD, url)
     }
 
     /// Sends a request (its URI must be absolute: `http://host[:port]/path`) and returns the
@@ -298,35 +434,131 @@ impl Client {
     /// Dropping the future before the request was written gives the connection back; after,
     /// the connection is closed (a half-sent request never reaches another caller).
     pub async fn request<B: Into<RequestBody>>(&self, req: Request<B>) -> Result<Response, Error> {
-        let req = req.map(Into::into);
+        self.execute(req.map(Into::into), Options::default()).await
+    }
+
+    /// Sends `req` with `options` in place of the client's knobs: the whole-request timeout
+    /// over every redirect, each hop through [`one`](Client::one), decompression of the
+    /// last.
+    pub(crate) async fn execute(
+        &self,
+        req: Request<RequestBody>,
+        options: Options,
+    ) -> Result<Response, Error> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(no_runtime());
+        }
+        let settings = &self.inner.settings;
+        let timeout = options.timeout.unwrap_or(settings.timeout);
+        let body_limit = options.body_limit.or(settings.body_limit);
+        let policy = options.redirect.as_ref().unwrap_or(&settings.redirect);
+        // A deadline past what an `Instant` holds is no deadline (`Instant + Duration` panics
+        // on overflow; the builder caps `timeout` at `MAX_DURATION`).
+        let timeout = timeout.and_then(|t| Some((t, Instant::now().checked_add(t)?)));
+        let deadline = timeout.map(|(_, at)| at);
+        let follow = Follow::new(policy, &req);
+        let mut url = req.uri().clone();
+        if url.authority().is_some_and(|a| a.as_str().contains('@')) {
+            // `Response::url` never holds the password (it went out as `Authorization`).
+            crate::request::strip_userinfo(&mut url, &mut http::HeaderMap::new());
+        }
+        // For a timeout's message (the caller's URL; a clone only when a timeout is set).
+        let first = timeout.map(|_| url.clone());
+        let hops = self.hops(req, follow, url, deadline, timeout.map(|(t, _)| t));
+        let (head, url, origin) = match timeout {
+            None => hops.await?,
+            Some((t, deadline)) => match tokio::time::timeout_at(deadline, hops).await {
+                Ok(hops) => hops?,
+                Err(_) => {
+                    let e = Error::timeout_after(Phase::Request, t);
+                    // Named by the request's origin (the first hop's: the caller's URL).
+                    return Err(match first.as_ref().map(Origin::from_uri) {
+                        Some(Ok(origin)) => e.at(&origin),
+                        _ => e,
+                    });
+                }
+            },
+        };
+        Ok(Response::new(head, url, origin, body_limit))
+    }
+
+    /// The request and the redirects it is sent on to; the last response, its URL and
+    /// origin.
+    async fn hops(
+        &self,
+        mut req: Request<RequestBody>,
+        mut follow: Option<Follow>,
+        mut url: Uri,
+        deadline: Option<Instant>,
+        timeout: Option<Duration>,
+    ) -> Result<(Head, Uri, Origin), Error> {
+        let settings = &self.inner.settings;
+        loop {
+            let decoding = decompress::ask(settings, &mut req);
+            #[cfg(feature = "cookies")]
+            let jar = settings.cookies.as_ref().map(|jar| {
+                crate::cookie::add_to(&**jar, &mut req);
+                (jar, req.uri().clone())
+            });
+            let (origin, head) = self.one(req, deadline, timeout).await?;
+            #[cfg(feature = "cookies")]
+            if let Some((jar, url)) = jar {
+                jar.set_cookies(
+                    &url,
+                    &mut head.headers().get_all(http::header::SET_COOKIE).iter(),
+                );
+            }
+            let next = match follow.as_mut() {
+                None => None,
+                Some(follow) => follow.next(&head).map_err(|e| e.at(&origin))?,
+            };
+            match next {
+                Some(next) => {
+                    // Dropped: drained within the budget, its connection pooled.
+                    drop(head);
+                    url = next.uri().clone();
+                    req = next;
+                }
+                None => {
+                    let head = if decoding {
+                        decompress::decode(head)
+                    } else {
+                        head
+                    };
+                    return Ok((head, url, origin));
+                }
+            }
+        }
+    }
+
+    /// One request on the wire (with Go's retries on another connection), in its span.
+    async fn one(
+        &self,
+        req: Request<RequestBody>,
+        deadline: Option<Instant>,
+        timeout: Option<Duration>,
+    ) -> Result<(Origin, Head), Error> {
         Counters::bump(&self.inner.counters.requests);
         let settings = &self.inner.settings;
         let (origin, req) = prepare(req, settings)?;
-        // A deadline past what an `Instant` holds is no deadline (`Instant + Duration` panics
-        // on overflow; the builder caps `timeout` at `MAX_DURATION`).
-        let timeout = settings
-            .timeout
-            .and_then(|t| Some((t, Instant::now().checked_add(t)?)));
         let span = tracing::debug_span!(
             target: "pool_http",
             "request",
             method = %req.method(),
             origin = %origin,
             status = tracing::field::Empty,
+            reused = tracing::field::Empty,
+            retries = tracing::field::Empty,
             error = tracing::field::Empty,
         );
-        let sent = async {
-            match timeout {
-                None => self.send(&origin, req, None).await,
-                Some((t, deadline)) => {
-                    tokio::time::timeout_at(deadline, self.send(&origin, req, Some(deadline)))
-                        .await
-                        .unwrap_or_else(|_| Err(Error::timeout_after(Phase::Request, t)))
-                }
-            }
+        let call = Call {
+            deadline,
+            timeout,
+            span: &span,
         };
         // Every error of the request names its origin (never the URL's userinfo).
-        let result = sent
+        let result = self
+            .send(&origin, req, call)
             .instrument(span.clone())
             .await
             .map_err(|e| e.at(&origin));
@@ -336,15 +568,15 @@ impl Client {
                 Err(e) => span.record("error", tracing::field::display(e)),
             };
         }
-        result
+        result.map(|head| (origin, head))
     }
 
     async fn send(
         &self,
         origin: &Origin,
         mut req: Request<RequestBody>,
-        deadline: Option<Instant>,
-    ) -> Result<Response, Error> {
+        call: Call<'_>,
+    ) -> Result<Head, Error> {
         let settings = &self.inner.settings;
         if origin.is_https() && !settings.has_tls() {
             return Err(Error::dial(ConnectError::NoTls {
@@ -359,15 +591,21 @@ impl Client {
             let h2 = if origin.is_https() {
                 self.inner.h2.negotiated_h2(origin)
             } else {
-                settings.http2_prior_knowledge
+                // A forward proxy speaks HTTP/1.1 (absolute-form requests).
+                settings.http2_prior_knowledge && !origin.is_proxy_forward()
             };
             let attempt = if h2 {
-                self.try_h2(origin, req, head, deadline).await
+                self.try_h2(origin, req, head, call).await
             } else {
-                self.try_h1(origin, req, head, deadline).await
+                self.try_h1(origin, req, head, call).await
             };
             let failed = match attempt {
-                Ok(response) => return Ok(response),
+                Ok(response) => {
+                    if tries > 1 && !call.span.is_disabled() {
+                        call.span.record("retries", tries - 1);
+                    }
+                    return Ok(response);
+                }
                 Err(failed) => failed,
             };
             let again = if !failed.reused || tries >= MAX_TRIES {
@@ -399,14 +637,14 @@ impl Client {
         origin: &Origin,
         req: Request<RequestBody>,
         head: bool,
-        deadline: Option<Instant>,
-    ) -> Result<Response, Failed> {
+        call: Call<'_>,
+    ) -> Result<Head, Failed> {
         let settings = &self.inner.settings;
         if self.inner.counters.drains.any()
             && self
                 .inner
-                .pool
-                .key_stats(origin)
+                .started_pool()
+                .and_then(|pool| pool.key_stats(origin))
                 .is_some_and(|s| s.idle == 0)
         {
             // A connection of this origin being drained is back within the drain budget.
@@ -418,7 +656,8 @@ impl Client {
         }
         let conn = self
             .inner
-            .pool
+            .pool()
+            .map_err(Failed::fatal)?
             .get_owned(origin)
             .await
             .map_err(|e| Failed::fatal(Error::pool(e)))?;
@@ -438,7 +677,7 @@ impl Client {
             // ALPN chose HTTP/2: this connection becomes the origin's shared one.
             let conn = flight.conn.take().expect("just checked");
             let stream = self.inner.h2.adopt(origin, conn);
-            return self.send_stream(origin, stream, req, head, deadline).await;
+            return self.send_stream(origin, stream, req, head, call).await;
         }
         let conn = flight.conn.as_mut().expect("just set");
         let reused = conn.uses > 0;
@@ -511,7 +750,7 @@ impl Client {
                 let keep =
                     !settings.disable_keep_alives && !asks_close && keeps_alive(&response, head);
                 let conn = flight.conn.take().expect("still held");
-                Ok(self.respond(response, Hold::Conn(conn), keep, deadline))
+                Ok(self.respond(response, Hold::Conn(conn), keep, call))
             }
             Err(mut e) => {
                 drop(flight);
@@ -538,9 +777,14 @@ impl Client {
         origin: &Origin,
         req: Request<RequestBody>,
         head: bool,
-        deadline: Option<Instant>,
-    ) -> Result<Response, Failed> {
-        let stream = match self.inner.h2.acquire(&self.inner.pool, origin).await {
+        call: Call<'_>,
+    ) -> Result<Head, Failed> {
+        let stream = match self
+            .inner
+            .h2
+            .acquire(self.inner.pool().map_err(Failed::fatal)?, origin)
+            .await
+        {
             Ok(Some(stream)) => stream,
             // The server no longer offers HTTP/2: go again over HTTP/1.1.
             Ok(None) => {
@@ -555,7 +799,7 @@ impl Client {
             }
             Err(e) => return Err(Failed::fatal(e)),
         };
-        self.send_stream(origin, stream, req, head, deadline).await
+        self.send_stream(origin, stream, req, head, call).await
     }
 
     /// Sends `req` as one stream of a shared HTTP/2 connection.
@@ -565,8 +809,8 @@ impl Client {
         stream: StreamLease,
         mut req: Request<RequestBody>,
         head: bool,
-        deadline: Option<Instant>,
-    ) -> Result<Response, Failed> {
+        call: Call<'_>,
+    ) -> Result<Head, Failed> {
         as_h2(origin, &mut req);
         let mut sender = stream.sender();
         let result =
@@ -574,7 +818,7 @@ impl Client {
         match result {
             Ok(response) => {
                 let keep = keeps_alive(&response, head);
-                Ok(self.respond(response, Hold::Stream(stream), keep, deadline))
+                Ok(self.respond(response, Hold::Stream(stream), keep, call))
             }
             Err(mut e) => {
                 let back = e.take_message();
@@ -599,8 +843,16 @@ impl Client {
         response: http::Response<hyper::body::Incoming>,
         hold: Hold,
         keep: bool,
-        deadline: Option<Instant>,
-    ) -> Response {
+        call: Call<'_>,
+    ) -> Head {
+        if !call.span.is_disabled() {
+            let reused = match &hold {
+                // Counted before the request went out: more than one use is a reuse.
+                Hold::Conn(conn) => conn.uses > 1,
+                Hold::Stream(stream) => stream.reused,
+            };
+            call.span.record("reused", reused);
+        }
         let hold = match hold {
             Hold::Conn(conn) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
                 return upgrading(response, conn, &self.inner.counters);
@@ -612,9 +864,9 @@ impl Client {
             keep,
             drain: self.inner.settings.drain,
             counters: self.inner.counters.clone(),
-            timeout: self.inner.settings.timeout,
+            timeout: call.timeout,
         };
-        response.map(|incoming| Body::new(incoming, lease, deadline))
+        response.map(|incoming| Body::new(incoming, lease, call.deadline))
     }
 
     /// Counters and gauges over all hosts.
@@ -622,7 +874,11 @@ impl Client {
         let c = &self.inner.counters;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         ClientStats {
-            pool: self.inner.pool.stats(),
+            pool: self
+                .inner
+                .started_pool()
+                .map(KeyedPool::stats)
+                .unwrap_or_default(),
             requests: load(&c.requests),
             retried: load(&c.retried),
             body_eof: load(&c.body_eof),
@@ -632,6 +888,40 @@ impl Client {
             rescued: load(&c.rescued),
             streams: self.inner.h2.total_streams(),
         }
+    }
+
+    /// Feature `metrics`: records the client's stats through the `metrics` facade, labelled
+    /// `pool = name`. Call it periodically (each scrape, or every few seconds). It exports
+    /// the pool's series as pool-core's `KeyedPool::record_metrics` does (totals, the 20
+    /// hosts with the most open connections labelled `key = <origin>`, the rest summed under
+    /// `key = "other"`: a client that meets many hosts keeps a bounded number of series),
+    /// and the client's own: the counters `http_client_requests`, `http_client_retried`,
+    /// `http_client_body_eof`, `http_client_drained`, `http_client_drain_failed`,
+    /// `http_client_not_reusable`, `http_client_rescued`, and the gauge
+    /// `http_client_streams`. Origins are `scheme://host:port`: never userinfo, path or
+    /// query. Nothing is recorded before the first request started the pool but the
+    /// client's counters.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn record_metrics(&self, name: &str) {
+        if let Some(pool) = self.inner.started_pool() {
+            pool.record_metrics(name);
+        }
+        let s = self.stats();
+        let labels = [("pool", name.to_owned())];
+        let counters = [
+            ("http_client_requests", s.requests),
+            ("http_client_retried", s.retried),
+            ("http_client_body_eof", s.body_eof),
+            ("http_client_drained", s.drained),
+            ("http_client_drain_failed", s.drain_failed),
+            ("http_client_not_reusable", s.not_reusable),
+            ("http_client_rescued", s.rescued),
+        ];
+        for (series, value) in counters {
+            metrics::counter!(series, &labels).absolute(value);
+        }
+        metrics::gauge!("http_client_streams", &labels).set(s.streams as f64);
     }
 
     /// Feature `testing`: the next `n` socket writes of this client's connections fail as
@@ -652,7 +942,7 @@ impl Client {
 
     /// The pool's stats for one host, or `None` when it has no connection and nobody waits.
     pub fn host_stats(&self, origin: &Origin) -> Option<Stats> {
-        self.inner.pool.key_stats(origin)
+        self.inner.started_pool()?.key_stats(origin)
     }
 
     /// Closes the client, for HTTP/1.1 and HTTP/2 alike: requests that wait or start later
@@ -660,7 +950,10 @@ impl Client {
     /// flight (HTTP/2 streams included) finish, and their connections close when their
     /// bodies end.
     pub fn close(&self) {
-        self.inner.pool.close();
+        self.inner.closed.store(true, Ordering::Release);
+        if let Some(pool) = self.inner.started_pool() {
+            pool.close();
+        }
         self.inner.h2.close();
     }
 
@@ -670,9 +963,10 @@ impl Client {
     /// [`is_timeout`](Error::is_timeout) when connections were still open at the deadline.
     pub async fn close_and_wait(&self, timeout: Duration) -> Result<(), Error> {
         self.close();
-        self.inner
-            .pool
-            .close_and_wait(timeout)
+        let Some(pool) = self.inner.started_pool() else {
+            return Ok(());
+        };
+        pool.close_and_wait(timeout)
             .await
             .map_err(|_| Error::timeout_after(Phase::Close, timeout))
     }
@@ -681,7 +975,7 @@ impl Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("pool", &self.inner.pool)
+            .field("pool", &self.inner.started_pool())
             .finish_non_exhaustive()
     }
 }

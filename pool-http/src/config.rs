@@ -7,8 +7,10 @@ use std::time::Duration;
 use pool_core::{Config, Hooks, KeyedConfig, KeyedPool, MAX_DURATION};
 
 use crate::client::Client;
-use crate::manager::{Counters, Dialer};
-use crate::{Error, Origin};
+use crate::manager::Dialer;
+use crate::proxy::Proxies;
+use crate::redirect::Policy;
+use crate::{Error, Origin, Proxy};
 
 /// What happens to a response body dropped before its end (Go closes the connection).
 ///
@@ -93,6 +95,25 @@ pub(crate) struct Settings {
     pub tls_handshake_timeout: Duration,
     #[cfg(feature = "tls")]
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The caller set [`ClientBuilder::tls`]: the built-in configuration is not wanted.
+    #[cfg(feature = "tls")]
+    pub tls_set: bool,
+    /// Feature `rustls`: the built-in configuration, made at the first `https` dial (the
+    /// roots take milliseconds to load: a client that never dials https never pays).
+    #[cfg(feature = "rustls")]
+    pub built_in_tls: std::sync::OnceLock<Result<Option<Arc<rustls::ClientConfig>>, Error>>,
+    /// Which redirects are followed.
+    pub redirect: Policy,
+    /// Ask for compressed responses and decode them (Go's `!DisableCompression`).
+    pub compression: bool,
+    /// Largest body [`Response::bytes`](crate::Response::bytes), `text` and `json` collect.
+    pub body_limit: Option<usize>,
+    /// Feature `cookies`: the jar requests take cookies from and responses put them in.
+    #[cfg(feature = "cookies")]
+    pub cookies: Option<Arc<dyn crate::cookie::CookieStore>>,
+    /// The proxies requests go through (empty: all direct); the environment's unless the
+    /// builder said otherwise.
+    pub proxies: Proxies,
     /// Feature `testing`: socket writes left to fail, for every connection of the client.
     #[cfg(feature = "testing")]
     pub fail_writes: Arc<std::sync::atomic::AtomicUsize>,
@@ -112,17 +133,56 @@ impl std::fmt::Debug for Settings {
             .field("http2_prior_knowledge", &self.http2_prior_knowledge)
             .field("tls_handshake_timeout", &self.tls_handshake_timeout)
             .field("tls", &self.has_tls())
+            .field("redirect", &self.redirect)
+            .field("compression", &self.compression)
+            .field("body_limit", &self.body_limit)
+            .field("cookies", &self.has_cookies())
+            .field("proxies", &self.proxies)
             .finish_non_exhaustive()
     }
 }
 
 impl Settings {
-    /// Whether `https` URLs can be served.
+    /// Whether a cookie jar is set (feature `cookies`).
+    pub fn has_cookies(&self) -> bool {
+        #[cfg(feature = "cookies")]
+        return self.cookies.is_some();
+        #[cfg(not(feature = "cookies"))]
+        false
+    }
+
+    /// Whether `https` URLs can be served: the caller's config, or a built-in one with roots.
     pub fn has_tls(&self) -> bool {
         #[cfg(feature = "tls")]
-        return self.tls.is_some();
+        return self.tls.is_some()
+            || (cfg!(all(
+                feature = "rustls",
+                any(feature = "webpki-roots", feature = "native-roots")
+            )) && !self.tls_set);
         #[cfg(not(feature = "tls"))]
         false
+    }
+
+    /// The TLS configuration `https` dials use: the caller's, else the built-in one (made
+    /// on first use), else none.
+    ///
+    /// # Errors
+    /// The built-in configuration could not be made (feature `native-roots` alone, and no
+    /// root certificate on the system).
+    #[cfg(feature = "tls")]
+    pub fn tls_config(&self) -> Result<Option<&Arc<rustls::ClientConfig>>, &Error> {
+        if let Some(config) = &self.tls {
+            return Ok(Some(config));
+        }
+        #[cfg(feature = "rustls")]
+        if !self.tls_set {
+            return self
+                .built_in_tls
+                .get_or_init(crate::tls::built_in)
+                .as_ref()
+                .map(Option::as_ref);
+        }
+        Ok(None)
     }
 }
 
@@ -150,6 +210,11 @@ impl Settings {
 /// | [`timeout`](Self::timeout) | none (0: none) | `Client.Timeout` |
 /// | [`idle_grace`](Self::idle_grace) | 30 s (0: Go's) | (Go: 0) |
 /// | [`drain`](Self::drain) | 256 KiB, 50 ms (0: off) | (Go: [`Drain::NONE`]) |
+/// | [`redirect`](Self::redirect) | [`Policy::limited(10)`](Policy::limited) | `Client.CheckRedirect` (nil: 10) |
+/// | [`disable_compression`](Self::disable_compression) | false (gzip asked for and decoded) | `DisableCompression` |
+/// | [`body_limit`](Self::body_limit) | none | (Go: none) |
+/// | [`tls`](Self::tls) | feature `rustls` (default): rustls with `ring` and the roots feature's certificates | `TLSClientConfig` |
+/// | [`proxy`](Self::proxy), [`no_proxy`](Self::no_proxy) | the environment's (`HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY`) | `Proxy: ProxyFromEnvironment` |
 ///
 /// # Examples
 ///
@@ -176,6 +241,8 @@ pub struct ClientBuilder {
     idle_grace: Duration,
     settings: Settings,
     hooks: Option<AddHooks>,
+    /// Read the environment's proxies at `build` (no `proxy` or `no_proxy` call).
+    proxy_env: bool,
 }
 
 /// Installs the user's hooks on the pool builder (their type is erased here). `Send + Sync`
@@ -204,6 +271,11 @@ impl std::fmt::Debug for ClientBuilder {
             .field("drain", &s.drain)
             .field("http2_prior_knowledge", &s.http2_prior_knowledge)
             .field("tls", &s.has_tls())
+            .field("redirect", &s.redirect)
+            .field("compression", &s.compression)
+            .field("body_limit", &s.body_limit)
+            .field("cookies", &s.has_cookies())
+            .field("proxies", &ProxyChoice(self))
             .field("hooks", &self.hooks.is_some())
             .finish()
     }
@@ -228,10 +300,21 @@ impl Default for ClientBuilder {
                 tls_handshake_timeout: Duration::from_secs(10),
                 #[cfg(feature = "tls")]
                 tls: None,
+                #[cfg(feature = "tls")]
+                tls_set: false,
+                #[cfg(feature = "rustls")]
+                built_in_tls: std::sync::OnceLock::new(),
+                redirect: Policy::default(),
+                compression: true,
+                body_limit: None,
+                #[cfg(feature = "cookies")]
+                cookies: None,
+                proxies: Proxies::default(),
                 #[cfg(feature = "testing")]
                 fail_writes: Arc::default(),
             },
             hooks: None,
+            proxy_env: true,
         }
     }
 }
@@ -282,8 +365,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Longest a dial may take, DNS included (`net.Dialer.Timeout`). Default 30 s; must not
-    /// be zero; at most [`MAX_DURATION`].
+    /// Longest a dial may take, DNS included (`net.Dialer.Timeout`); through a proxy, it
+    /// covers reaching the proxy and, for `https`, the proxy's answer to `CONNECT`. Default
+    /// 30 s; must not be zero; at most [`MAX_DURATION`].
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.settings.connect_timeout = d;
         self
@@ -329,12 +413,70 @@ impl ClientBuilder {
     }
 
     /// Feature `tls`: the rustls configuration for `https` URLs (roots, client certificate,
-    /// crypto provider). ALPN offers `h2` and `http/1.1` unless the config names its own
-    /// protocols: a server that picks `h2` gets one shared HTTP/2 connection per origin.
-    /// Without it, an `https` request fails with [`is_tls`](Error::is_tls).
+    /// crypto provider), in place of the built-in one. ALPN offers `h2` and `http/1.1`
+    /// unless the config names its own protocols: a server that picks `h2` gets one shared
+    /// HTTP/2 connection per origin.
+    ///
+    /// Without it, feature `rustls` (on by default) builds one: rustls's `ring` provider and
+    /// the root certificates of feature `webpki-roots` (default) and/or `native-roots` (the
+    /// system's, read at the first `https` dial). With neither, an `https` request fails
+    /// with [`is_tls`](Error::is_tls) and a message naming the feature to enable.
     #[cfg(feature = "tls")]
     pub fn tls(mut self, config: rustls::ClientConfig) -> Self {
         self.settings.tls = Some(crate::tls::with_alpn(config));
+        self.settings.tls_set = true;
+        self
+    }
+
+    /// Which redirects a request follows (Go's `Client.CheckRedirect`). Default
+    /// [`Policy::limited(10)`](Policy::limited), Go's: up to 10, then an
+    /// [`is_redirect`](Error::is_redirect) error. [`Policy::none`] returns every 3xx as it
+    /// is. A request can override it with
+    /// [`RequestBuilder::redirect`](crate::RequestBuilder::redirect).
+    pub fn redirect(mut self, policy: Policy) -> Self {
+        self.settings.redirect = policy;
+        self
+    }
+
+    /// Do not ask for compressed responses (Go's `DisableCompression`). By default, a
+    /// request without its own `Accept-Encoding` asks for `gzip` (and `br`, `zstd` with
+    /// those features) and the response body is decoded as it is read, its
+    /// `Content-Encoding` and `Content-Length` removed. A request that sets
+    /// `Accept-Encoding` itself gets the body as the server sent it.
+    pub fn disable_compression(mut self, yes: bool) -> Self {
+        self.settings.compression = !yes;
+        self
+    }
+
+    /// Largest body, in bytes, that [`Response::bytes`](crate::Response::bytes),
+    /// [`text`](crate::Response::text) and [`json`](crate::Response::json) collect (after
+    /// decompression): past it they fail with [`is_too_large`](Error::is_too_large) and the
+    /// connection is closed. Default none. A request can override it with
+    /// [`RequestBuilder::body_limit`](crate::RequestBuilder::body_limit).
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.settings.body_limit = Some(bytes);
+        self
+    }
+
+    /// Feature `cookies`: keep cookies in `store` (Go's `http.Client.Jar`): every request,
+    /// each redirect hop included, sends the store's cookies for its URL (after a `Cookie`
+    /// header of its own), and every response's `Set-Cookie` goes into it. Default none:
+    /// only the cookies a request sets itself are sent. Keep the `Arc` to read or share
+    /// the jar.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), pool_http::Error> {
+    /// use std::sync::Arc;
+    ///
+    /// let jar = Arc::new(pool_http::cookie::Jar::new());
+    /// let client = pool_http::Client::builder().cookie_store(jar.clone()).build()?;
+    /// # drop(client);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "cookies")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cookies")))]
+    pub fn cookie_store(mut self, store: Arc<impl crate::cookie::CookieStore>) -> Self {
+        self.settings.cookies = Some(store);
         self
     }
 
@@ -343,8 +485,49 @@ impl ClientBuilder {
     /// One connection per origin then carries all concurrent requests as streams; it counts
     /// once against `max_conns_per_host`, is `in_use` while it carries a stream, and idles
     /// (with `idle_conn_timeout` and `idle_grace`) when the last stream ends. Default false.
+    /// Not through a forward [`proxy`](Self::proxy): `http` URLs sent to a proxy go over
+    /// HTTP/1.1, which proxies speak.
     pub fn http2_prior_knowledge(mut self, yes: bool) -> Self {
         self.settings.http2_prior_knowledge = yes;
+        self
+    }
+
+    /// Sends requests through `proxy` (Go's `Transport.Proxy`); call it again for more: for
+    /// each request, the first proxy that serves its scheme and does not exclude its host
+    /// (see [`Proxy::no_proxy`]) carries it, and a request no proxy takes goes direct. See
+    /// [`Proxy`] for how `http` and `https` URLs travel through one.
+    ///
+    /// Default, as Go's `DefaultTransport` (`ProxyFromEnvironment`): the environment's
+    /// proxies, read at [`build`](Self::build):
+    /// - `HTTP_PROXY` (else `http_proxy`) for `http` URLs, `HTTPS_PROXY` (else
+    ///   `https_proxy`) for `https` URLs; `NO_PROXY` (else `no_proxy`) lists the hosts that
+    ///   go direct, with [`NoProxy`](crate::NoProxy)'s rules, and `localhost` and loopback
+    ///   addresses always go direct. An empty variable counts as unset.
+    /// - A value without a scheme is `http://` (`proxy.corp:3128`); one that is no URL is
+    ///   ignored (a warning names the variable); one with another scheme (`https://`,
+    ///   `socks5://`) makes the requests it would carry fail with
+    ///   [`is_proxy`](Error::is_proxy), rather than go direct.
+    /// - When `REQUEST_METHOD` is set (a CGI process, whose `HTTP_PROXY` may come from a
+    ///   request's `Proxy:` header: httpoxy), `HTTP_PROXY` is ignored and only `http_proxy`
+    ///   is read (Go fails `http` requests instead).
+    ///
+    /// Calling `proxy` replaces the environment's proxies with the ones given, as does
+    /// [`no_proxy`](Self::no_proxy).
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        if self.proxy_env {
+            self.settings.proxies.clear();
+            self.proxy_env = false;
+        }
+        self.settings.proxies.push(proxy);
+        self
+    }
+
+    /// No proxy at all: every request goes direct, whatever the environment says, and the
+    /// proxies given to [`proxy`](Self::proxy) before are dropped (a `proxy` after adds
+    /// one again). Go's `Transport{Proxy: nil}`.
+    pub fn no_proxy(mut self) -> Self {
+        self.settings.proxies.clear();
+        self.proxy_env = false;
         self
     }
 
@@ -362,14 +545,21 @@ impl ClientBuilder {
         self
     }
 
-    /// Checks the knobs and starts the client's pool. Must run inside a tokio runtime.
+    /// Checks the knobs, reads the environment's proxies (unless [`proxy`](Self::proxy) or
+    /// [`no_proxy`](Self::no_proxy) said otherwise), and starts the client's pool: now
+    /// inside a tokio runtime, else at the first request (so a client can live in a
+    /// `static`). The built-in TLS configuration (feature `rustls`) is made at the first
+    /// `https` dial.
     ///
     /// # Errors
     /// [`is_config`](Error::is_config), with [`knob`](Error::knob) naming it, for a zero
     /// `connect_timeout` or `tls_handshake_timeout`, a duration above [`MAX_DURATION`] (or a
-    /// `tcp_keepalive` the kernel does not take); or outside a runtime.
-    pub fn build(self) -> Result<Client, Error> {
+    /// `tcp_keepalive` the kernel does not take).
+    pub fn build(mut self) -> Result<Client, Error> {
         self.check_durations()?;
+        if self.proxy_env {
+            self.settings.proxies = Proxies::from_env(|name| std::env::var(name).ok());
+        }
         let s = &self.settings;
         let per_host_idle = if s.disable_keep_alives {
             0
@@ -400,14 +590,14 @@ impl ClientBuilder {
         };
         config.per_key = per_key;
         let settings = Arc::new(self.settings);
-        let counters = Arc::new(Counters::default());
-        let dialer = Dialer::new(settings.clone());
-        let mut builder = KeyedPool::builder(dialer).config(config);
-        if let Some(hooks) = self.hooks {
-            builder = hooks(builder);
-        }
-        let pool = builder.build().map_err(Error::pool)?;
-        Ok(Client::new_inner(pool, settings, counters))
+        let hooks = self.hooks;
+        Client::new_inner(settings, move |dialer| {
+            let builder = KeyedPool::builder(dialer).config(config);
+            match hooks {
+                Some(hooks) => hooks(builder),
+                None => builder,
+            }
+        })
     }
 
     /// Every duration knob within what it accepts, so no deadline computed from one can
@@ -476,6 +666,20 @@ impl ClientBuilder {
             ));
         }
         Ok(())
+    }
+}
+
+/// The builder's proxies for its `Debug`: the environment's, to be read at `build`, or the
+/// list given (never credentials).
+struct ProxyChoice<'a>(&'a ClientBuilder);
+
+impl std::fmt::Debug for ProxyChoice<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.proxy_env {
+            f.write_str("environment")
+        } else {
+            std::fmt::Debug::fmt(&self.0.settings.proxies, f)
+        }
     }
 }
 

@@ -139,8 +139,12 @@ pub(crate) struct Dialed {
     pub task: tokio::task::AbortHandle,
 }
 
-/// Resolves `origin`, connects, and starts HTTP/1.1 (or HTTP/2 with prior knowledge) on the
-/// socket.
+/// Resolves `origin` (or its proxy), connects, opens the `CONNECT` tunnel of an `https`
+/// origin through a proxy, and starts HTTP/1.1 (or HTTP/2: ALPN's choice, or prior knowledge
+/// to an `http` origin that is not behind a forward proxy) on the socket.
+///
+/// `connect_timeout` bounds resolving, connecting and the `CONNECT` exchange together; the
+/// TLS handshake has its own `tls_handshake_timeout`.
 pub(crate) async fn dial(
     origin: &Origin,
     settings: &Settings,
@@ -148,15 +152,18 @@ pub(crate) async fn dial(
 ) -> Result<Dialed, ConnectError> {
     let timeout = settings.connect_timeout;
     let deadline = Instant::now() + timeout;
+    let proxy = origin.proxy();
+    if let Some(refused) = proxy.and_then(|p| p.unsupported(|| origin.host_port())) {
+        return Err(refused);
+    }
+    // What is dialled: the proxy when there is one.
+    let (host, port) = proxy.map_or((origin.host(), origin.port()), |p| (p.host(), p.port()));
     let timed_out = || ConnectError::Timeout {
-        host: origin.authority(),
+        host: proxy.map_or_else(|| origin.authority(), |p| p.host_port()),
         timeout,
     };
-    let host = origin.host();
     let addrs: Vec<SocketAddr> =
-        match tokio::time::timeout_at(deadline, tokio::net::lookup_host((host, origin.port())))
-            .await
-        {
+        match tokio::time::timeout_at(deadline, tokio::net::lookup_host((host, port))).await {
             Err(_) => return Err(timed_out()),
             Ok(Err(source)) => {
                 return Err(ConnectError::Dns {
@@ -176,7 +183,16 @@ pub(crate) async fn dial(
     let link = Link::new(origin, client);
     if origin.is_https() {
         #[cfg(feature = "tls")]
-        if let Some(tls) = &settings.tls {
+        let tls = settings.tls_config().map_err(|e| ConnectError::Tls {
+            host: origin.authority(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        #[cfg(feature = "tls")]
+        if let Some(tls) = tls {
+            let mut tcp = tcp;
+            if let Some(proxy) = proxy {
+                crate::proxy::tunnel(&mut tcp, proxy, origin, deadline, timeout).await?;
+            }
             let (stream, h2) =
                 crate::tls::handshake(tcp, origin, tls, settings.tls_handshake_timeout).await?;
             let (sender, task) = start(stream, h2, &wire, &link, origin).await?;
@@ -191,7 +207,8 @@ pub(crate) async fn dial(
             host: origin.authority(),
         });
     }
-    let h2 = settings.http2_prior_knowledge;
+    // A forward proxy speaks HTTP/1.1 (absolute-form requests).
+    let h2 = settings.http2_prior_knowledge && !origin.is_proxy_forward();
     let (sender, task) = start(tcp, h2, &wire, &link, origin).await?;
     Ok(Dialed {
         sender,

@@ -42,6 +42,16 @@ impl fmt::Display for Phase {
     }
 }
 
+/// What to do about an `https` URL on a client without TLS, for the features this build has.
+const NO_TLS_ADVICE: &str = if cfg!(not(feature = "tls")) {
+    "enable pool-http's `rustls` feature (on by default)"
+} else if cfg!(not(feature = "rustls")) {
+    "enable pool-http's `rustls` feature, or pass a rustls config to ClientBuilder::tls"
+} else {
+    "enable pool-http's `webpki-roots` or `native-roots` feature for root certificates, or \
+     pass a rustls config to ClientBuilder::tls"
+};
+
 /// Why a connection could not be made: the source of an [`Error`] whose
 /// [`is_connect`](Error::is_connect) is true, reached with
 /// [`Error::connect_error`].
@@ -114,10 +124,11 @@ pub enum ConnectError {
         /// The `tls_handshake_timeout` in force.
         timeout: Duration,
     },
-    /// An `https` URL, but the client has no TLS configuration (feature `tls` and
-    /// `ClientBuilder::tls`).
+    /// An `https` URL, but the client has no TLS configuration: the message says which
+    /// feature to enable (`rustls`, on by default, or a roots feature), or to pass
+    /// `ClientBuilder::tls`.
     #[non_exhaustive]
-    #[error("https to {host} needs TLS: enable the `tls` feature and set ClientBuilder::tls")]
+    #[error("https to {host} needs TLS: {advice}", advice = NO_TLS_ADVICE)]
     NoTls {
         /// The host.
         host: String,
@@ -151,6 +162,30 @@ pub enum ConnectError {
         #[source]
         source: hyper::Error,
     },
+    /// The proxy did not open the way to the target (see [`Proxy`](crate::Proxy)): it
+    /// answered `CONNECT` with another status than 2xx (`status`, e.g. `407`), closed the
+    /// connection, sent a malformed answer or one with a head over 8 KiB, or did not answer
+    /// within `connect_timeout` (then `source` is an `io::Error` of kind `TimedOut` and
+    /// [`Error::timeout_phase`] is [`Phase::Connect`]); or it has a scheme pool-http does
+    /// not speak (an `https://` or `socks5://` proxy from the environment). A proxy that
+    /// cannot be reached at all is a [`Refused`](ConnectError::Refused),
+    /// [`Dns`](ConnectError::Dns) or [`Timeout`](ConnectError::Timeout) naming the proxy.
+    /// No field holds the proxy's credentials.
+    #[non_exhaustive]
+    #[error("proxy {proxy} failed for {target}: {reason}")]
+    Proxy {
+        /// The proxy, `scheme://host:port` (never its userinfo).
+        proxy: String,
+        /// The target, `host:port`.
+        target: String,
+        /// The proxy's status when it answered with another than 2xx.
+        status: Option<http::StatusCode>,
+        /// What went wrong.
+        reason: String,
+        /// The socket error, if one caused it.
+        #[source]
+        source: Option<std::io::Error>,
+    },
 }
 
 /// An error from a [`Client`](crate::Client): a bad URL, the pool, the connection, the
@@ -159,7 +194,8 @@ pub enum ConnectError {
 /// The kind is private; ask with the predicates ([`is_timeout`](Error::is_timeout) and
 /// [`timeout_phase`](Error::timeout_phase), [`is_connect`](Error::is_connect),
 /// [`is_connect_refused`](Error::is_connect_refused), [`is_tls`](Error::is_tls),
-/// [`is_invalid_url`](Error::is_invalid_url), ...). Cheap to clone; `Send + Sync`.
+/// [`is_proxy`](Error::is_proxy), [`is_invalid_url`](Error::is_invalid_url), ...). Cheap to
+/// clone; `Send + Sync`.
 ///
 /// # Messages
 ///
@@ -252,6 +288,25 @@ pub(crate) enum Kind {
     Config {
         knob: &'static str,
         reason: String,
+    },
+    /// [`Response::error_for_status`](crate::Response::error_for_status) on a 4xx or 5xx.
+    Status(http::StatusCode),
+    /// A redirect could not be followed (too many, a `Location` that is not a URL, a policy
+    /// that said stop with an error).
+    Redirect {
+        reason: Cow<'static, str>,
+        source: Option<crate::BoxError>,
+    },
+    /// The body could not be decoded (`what`: `json`, `gzip`, `br`, `zstd`, ...).
+    Decode {
+        what: &'static str,
+        source: crate::BoxError,
+    },
+    /// A [`RequestBuilder`](crate::RequestBuilder) was given something a request cannot
+    /// hold (a header name or value, a body that does not serialise).
+    Builder {
+        reason: Cow<'static, str>,
+        source: Option<crate::BoxError>,
     },
 }
 
@@ -354,6 +409,46 @@ impl Error {
         })
     }
 
+    /// A 4xx or 5xx status, from [`Response::error_for_status`](crate::Response::error_for_status).
+    pub(crate) fn bad_status(status: http::StatusCode) -> Self {
+        Self::new(Kind::Status(status))
+    }
+
+    /// A redirect that could not be followed.
+    pub(crate) fn redirect(reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(Kind::Redirect {
+            reason: reason.into(),
+            source: None,
+        })
+    }
+
+    /// A redirect policy stopped the request with its own error, kept as the source.
+    pub(crate) fn redirect_policy(source: crate::BoxError) -> Self {
+        Self::new(Kind::Redirect {
+            reason: "the redirect policy refused it".into(),
+            source: Some(source),
+        })
+    }
+
+    /// A body that could not be decoded as `what` (`json`, `gzip`, ...).
+    pub(crate) fn decode(what: &'static str, source: impl Into<crate::BoxError>) -> Self {
+        Self::new(Kind::Decode {
+            what,
+            source: source.into(),
+        })
+    }
+
+    /// Something a request builder could not turn into a request.
+    pub(crate) fn builder(
+        reason: impl Into<Cow<'static, str>>,
+        source: Option<crate::BoxError>,
+    ) -> Self {
+        Self::new(Kind::Builder {
+            reason: reason.into(),
+            source,
+        })
+    }
+
     /// Names the origin the request went to in the message, unless one is named already.
     pub(crate) fn at(mut self, origin: &Origin) -> Self {
         if self.origin.is_none() {
@@ -400,6 +495,14 @@ impl Error {
             _ if matches!(self.connect_error(), Some(ConnectError::TlsTimeout { .. })) => {
                 Some(Phase::TlsHandshake)
             }
+            _ if matches!(
+                self.connect_error(),
+                Some(ConnectError::Proxy { source: Some(e), .. })
+                    if e.kind() == std::io::ErrorKind::TimedOut
+            ) =>
+            {
+                Some(Phase::Connect)
+            }
             Kind::Pool(e) if e.is_timeout() => Some(Phase::Connect),
             _ => None,
         }
@@ -410,6 +513,17 @@ impl Error {
     /// is open after repeated failures (then the last dial error is the cause).
     pub fn is_connect(&self) -> bool {
         self.connect_error().is_some() || matches!(self.kind(), Kind::Pool(e) if e.is_create())
+    }
+
+    /// A proxy did not open the way to the target: a `CONNECT` answered with another status
+    /// than 2xx (a `407`: the [`ConnectError::Proxy`] has the status, and the message says
+    /// it), a proxy that closed, sent a malformed or oversized answer, or was silent past
+    /// `connect_timeout`. [`is_connect`](Error::is_connect) is true too. A forward proxy's
+    /// answer to an `http` request is a response, not this error; a proxy that cannot be
+    /// reached is [`is_connect_refused`](Error::is_connect_refused) or
+    /// [`is_dns`](Error::is_dns), its message naming the origin ` via ` the proxy.
+    pub fn is_proxy(&self) -> bool {
+        matches!(self.connect_error(), Some(ConnectError::Proxy { .. }))
     }
 
     /// The host refused the connection (nothing listens on that port).
@@ -478,6 +592,38 @@ impl Error {
     pub fn is_config(&self) -> bool {
         matches!(self.kind(), Kind::Config { .. })
             || matches!(self.kind(), Kind::Pool(e) if e.is_config())
+    }
+
+    /// [`Response::error_for_status`](crate::Response::error_for_status) found a 4xx or 5xx
+    /// status; [`status`](Error::status) says which.
+    pub fn is_status(&self) -> bool {
+        matches!(self.kind(), Kind::Status(_))
+    }
+
+    /// The status of an [`is_status`](Error::is_status) error.
+    pub fn status(&self) -> Option<http::StatusCode> {
+        match self.kind() {
+            Kind::Status(s) => Some(*s),
+            _ => None,
+        }
+    }
+
+    /// A redirect could not be followed: more than the policy allows, a `Location` that is
+    /// not a URL, or the policy's own error.
+    pub fn is_redirect(&self) -> bool {
+        matches!(self.kind(), Kind::Redirect { .. })
+    }
+
+    /// The response body could not be decoded: invalid JSON for
+    /// [`Response::json`](crate::Response::json), or a corrupt compressed body.
+    pub fn is_decode(&self) -> bool {
+        matches!(self.kind(), Kind::Decode { .. })
+    }
+
+    /// A [`RequestBuilder`](crate::RequestBuilder) was given what a request cannot hold: an
+    /// invalid header name or value, a body or query that does not serialise.
+    pub fn is_builder(&self) -> bool {
+        matches!(self.kind(), Kind::Builder { .. })
     }
 
     /// For a configuration error, the name of the offending knob.
@@ -587,6 +733,14 @@ impl fmt::Display for Error {
             Kind::Config { knob, reason } => {
                 write!(f, "pool-http config error: `{knob}` {reason}")
             }
+            Kind::Status(status) => write!(f, "http status {status}{from}"),
+            Kind::Redirect { reason, .. } => {
+                write!(f, "redirect{from} not followed: {reason}")
+            }
+            Kind::Decode { what, .. } => {
+                write!(f, "decoding the response body{from} as {what} failed")
+            }
+            Kind::Builder { reason, .. } => write!(f, "invalid request: {reason}"),
         }
     }
 }
@@ -597,10 +751,15 @@ impl StdError for Error {
             Kind::Pool(e) => Some(e),
             Kind::Dial(e) => Some(e),
             Kind::Request { source, .. } | Kind::Body(source) => Some(source),
+            Kind::Decode { source, .. } => Some(&**source),
+            Kind::Builder { source, .. } | Kind::Redirect { source, .. } => {
+                source.as_deref().map(|e| e as _)
+            }
             Kind::InvalidUrl { .. }
             | Kind::Timeout { .. }
             | Kind::TooLarge(_)
-            | Kind::Config { .. } => None,
+            | Kind::Config { .. }
+            | Kind::Status(_) => None,
         }
     }
 }

@@ -5,6 +5,31 @@
 #![doc = "[`Body::upgrade`]: crate::Body::upgrade"]
 #![doc = "[`Client`]: crate::Client"]
 #![cfg_attr(
+    feature = "cookies",
+    doc = "[`ClientBuilder::cookie_store`]: crate::ClientBuilder::cookie_store"
+)]
+#![doc = "[`ClientBuilder::no_proxy`]: crate::ClientBuilder::no_proxy"]
+#![doc = "[`ClientBuilder::proxy`]: crate::ClientBuilder::proxy"]
+#![doc = "[`NoProxy`]: crate::NoProxy"]
+#![doc = "[`Proxy`]: crate::Proxy"]
+#![doc = "[`Client::get`]: crate::Client::get"]
+#![doc = "[`Client::new`]: crate::Client::new"]
+#![doc = "[`Client::request`]: crate::Client::request"]
+#![doc = "[`ClientBuilder::body_limit`]: crate::ClientBuilder::body_limit"]
+#![doc = "[`ClientBuilder::disable_compression`]: crate::ClientBuilder::disable_compression"]
+#![doc = "[`Error::is_builder`]: crate::Error::is_builder"]
+#![doc = "[`Error::is_status`]: crate::Error::is_status"]
+#![doc = "[`Error::status`]: crate::Error::status"]
+#![doc = "[`HeaderMap`]: crate::HeaderMap"]
+#![doc = "[`Method`]: crate::Method"]
+#![doc = "[`redirect::Policy`]: crate::redirect::Policy"]
+#![doc = "[`RequestBody::file`]: crate::RequestBody::file"]
+#![doc = "[`RequestBody::stream`]: crate::RequestBody::stream"]
+#![doc = "[`RequestBuilder`]: crate::RequestBuilder"]
+#![doc = "[`Response`]: crate::Response"]
+#![doc = "[`StatusCode`]: crate::StatusCode"]
+#![doc = "[`Uri`]: crate::Uri"]
+#![cfg_attr(
     feature = "testing",
     doc = "[`Client::fail_next_writes`]: crate::Client::fail_next_writes"
 )]
@@ -87,22 +112,42 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 mod body;
+mod builder;
 mod client;
 mod config;
 mod connect;
+#[cfg(feature = "cookies")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cookies")))]
+pub mod cookie;
+mod decompress;
 mod error;
 mod h2;
 mod manager;
 mod origin;
+mod proxy;
+pub mod redirect;
 mod request;
+mod response;
+#[cfg(feature = "tower")]
+mod service;
 #[cfg(feature = "tls")]
 mod tls;
 
 pub use body::{Body, Upgraded};
-pub use client::{Client, ClientStats, Response};
+pub use builder::RequestBuilder;
+pub use client::{Client, ClientStats};
 pub use config::{ClientBuilder, Drain};
 pub use error::{ConnectError, Error, Phase};
+pub use http;
+pub use http::{HeaderMap, Method, StatusCode, Uri};
 pub use origin::Origin;
 pub use pool_core;
 pub use pool_core::{CloseReason, GotConn, Hooks, Returned, Stats};
+pub use proxy::{NoProxy, Proxy};
 pub use request::{BoxError, RequestBody};
+pub use response::Response;
+/// Feature `json`: serde_json, re-exported so that `json!` and `Value` need no dependency of
+/// your own.
+#[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+pub use serde_json;

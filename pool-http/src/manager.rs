@@ -341,7 +341,10 @@ impl Link {
         }
         if let Some(client) = self.client.upgrade() {
             // Under the pool's lock: this one, and any other whose task has ended too.
-            client.pool.evict_idle_where(&self.origin, |conn| {
+            let Some(pool) = client.started_pool() else {
+                return;
+            };
+            pool.evict_idle_where(&self.origin, |conn| {
                 std::ptr::eq(&*conn.link, self) || conn.sender.is_closed()
             });
         }

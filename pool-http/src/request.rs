@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONNECTION, HOST, HeaderValue};
+use http::header::{AUTHORIZATION, CONNECTION, HOST, HeaderValue, PROXY_AUTHORIZATION};
 use http::{HeaderMap, Method, Request, Uri, Version};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -21,7 +21,7 @@ use pool_core::KeyedPooled;
 
 use crate::config::Settings;
 use crate::manager::{Counters, Dialer, Link, Writing};
-use crate::{Body, Error, Origin, Response};
+use crate::{Body, Error, Origin};
 
 /// A boxed error: what a stream given to [`RequestBody::stream`] may fail with (any error
 /// that converts into it), and the error type of [`RequestBody`] as an [`http_body::Body`].
@@ -62,6 +62,32 @@ impl RequestBody {
         RequestBody {
             inner: Req::Stream(body.map_err(Into::into).boxed_unsync(), None),
         }
+    }
+
+    /// A file's contents from where it stands to its end, read in 64 KiB chunks as hyper
+    /// sends them, with its length (`Content-Length`) from its metadata. Like any stream,
+    /// it is never sent twice (no retry, no 307/308 redirect).
+    ///
+    /// # Errors
+    /// The file's metadata or position could not be read.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f(client: pool_http::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let file = tokio::fs::File::open("upload.bin").await?;
+    /// let body = pool_http::RequestBody::file(file).await?;
+    /// client.put("http://127.0.0.1:8080/upload").body(body).send().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn file(mut file: tokio::fs::File) -> std::io::Result<Self> {
+        use tokio::io::AsyncSeekExt as _;
+        let len = file.metadata().await?.len();
+        let at = file.stream_position().await?;
+        Ok(RequestBody::stream(FileBody {
+            reader: tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024),
+            left: len.saturating_sub(at),
+        }))
     }
 
     /// A copy for a retry: only an in-memory body can be sent again.
@@ -128,6 +154,51 @@ impl HttpBody for RequestBody {
     }
 }
 
+/// A file as a body of exactly the length its metadata gave: a file that grows meanwhile is
+/// cut there, one that shrinks fails the request (hyper would otherwise send a body shorter
+/// than its `Content-Length`).
+struct FileBody {
+    reader: tokio_util::io::ReaderStream<tokio::fs::File>,
+    left: u64,
+}
+
+impl HttpBody for FileBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        use futures_core::Stream as _;
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        match std::task::ready!(Pin::new(&mut self.reader).poll_next(cx)) {
+            Some(Ok(mut chunk)) => {
+                if chunk.len() as u64 > self.left {
+                    chunk.truncate(self.left as usize);
+                }
+                self.left -= chunk.len() as u64;
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            None => Poll::Ready(Some(Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the file ended {} bytes before its length", self.left),
+            )))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left)
+    }
+}
+
 impl From<()> for RequestBody {
     fn from(_: ()) -> Self {
         RequestBody::empty()
@@ -166,13 +237,17 @@ impl From<&'static [u8]> for RequestBody {
     }
 }
 
-/// The origin, and the request as HTTP/1.1 sends it: origin-form target, `Host` set.
+/// The origin (routed through the settings' proxies), and the request as HTTP/1.1 sends it:
+/// origin-form target, `Host` set; to a forward proxy (an `http` URL through a proxy),
+/// absolute-form with `Host` and the proxy's `Proxy-Authorization`, never HTTP/2.
 pub(crate) fn prepare(
     req: Request<RequestBody>,
     settings: &Settings,
 ) -> Result<(Origin, Request<RequestBody>), Error> {
-    let close = settings.disable_keep_alives && !settings.http2_prior_knowledge;
-    let origin = Origin::from_uri(req.uri())?;
+    let origin = Origin::routed(req.uri(), &settings.proxies)?;
+    let forward = origin.is_proxy_forward();
+    let h2 = settings.http2_prior_knowledge && !forward;
+    let close = settings.disable_keep_alives && !h2;
     let (mut parts, body) = req.into_parts();
     if parts
         .uri
@@ -181,20 +256,27 @@ pub(crate) fn prepare(
     {
         strip_userinfo(&mut parts.uri, &mut parts.headers);
     }
-    if !parts.headers.contains_key(HOST) && !settings.http2_prior_knowledge {
+    if !parts.headers.contains_key(HOST) && !h2 {
         // From the `String`'s own buffer: no copy.
         let host = HeaderValue::from_maybe_shared(Bytes::from(origin.authority()))
             .map_err(|_| Error::invalid_url(&parts.uri, "has a host that is not a valid header"))?;
         parts.headers.insert(HOST, host);
     }
-    if settings.http2_prior_knowledge {
+    if h2 {
         // HTTP/2 carries the authority as a pseudo-header: keep the URI absolute.
         return Ok((origin, Request::from_parts(parts, body)));
     }
-    parts.uri = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    if forward {
+        absolute_form(&mut parts.uri);
+        if let Some(auth) = origin.proxy().and_then(|p| p.auth()) {
+            parts.headers.insert(PROXY_AUTHORIZATION, auth.clone());
+        }
+    } else {
+        parts.uri = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    }
     if parts.version != Version::HTTP_10 {
         parts.version = Version::HTTP_11;
     }
@@ -204,6 +286,19 @@ pub(crate) fn prepare(
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
     Ok((origin, Request::from_parts(parts, body)))
+}
+
+/// The absolute-form target a forward proxy needs (`http://host[:port]/path?query`): the
+/// URI as given (its userinfo already out), with `/` for an empty path.
+fn absolute_form(uri: &mut Uri) {
+    if uri.path_and_query().is_some() {
+        return;
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    if let Ok(absolute) = Uri::from_parts(parts) {
+        *uri = absolute;
+    }
 }
 
 /// Takes the userinfo out of an absolute `uri`; unless `headers` has an `Authorization`
@@ -323,7 +418,7 @@ pub(crate) fn upgrading(
     response: http::Response<hyper::body::Incoming>,
     conn: KeyedPooled<'static, Dialer>,
     counters: &Counters,
-) -> Response {
+) -> http::Response<Body> {
     Counters::bump(&counters.not_reusable);
     let mut http = KeyedPooled::detach(conn);
     http.task = None;

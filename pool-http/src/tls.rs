@@ -49,3 +49,50 @@ pub(crate) async fn handshake(
         }
     }
 }
+
+/// Feature `rustls`: the configuration a client gets when the caller passes none (made at
+/// its first `https` dial): rustls's
+/// `ring` provider, its safe default protocol versions, and the roots of the enabled roots
+/// features (`webpki-roots`, `native-roots`). `None` with no roots feature: an `https`
+/// request then says which feature to enable.
+///
+/// # Errors
+/// A config error (knob `tls`) when `native-roots` is the only roots feature and the system
+/// has no certificate rustls can read: every `https` dial then fails with it as its cause.
+#[cfg(feature = "rustls")]
+pub(crate) fn built_in() -> Result<Option<Arc<rustls::ClientConfig>>, crate::Error> {
+    #[allow(unused_mut)]
+    let mut roots = rustls::RootCertStore::empty();
+    #[cfg(feature = "webpki-roots")]
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    #[cfg(feature = "native-roots")]
+    {
+        // Per-file errors are skipped (as curl does): one unreadable file must not cost
+        // the rest.
+        let found = rustls_native_certs::load_native_certs();
+        let (added, _) = roots.add_parsable_certificates(found.certs);
+        if added == 0 && roots.is_empty() {
+            let why = found
+                .errors
+                .first()
+                .map_or_else(|| "none found".to_owned(), ToString::to_string);
+            return Err(crate::Error::config(
+                "tls",
+                format!(
+                    "feature `native-roots` found no root certificate on this system ({why}); \
+                     set SSL_CERT_FILE, enable `webpki-roots`, or pass ClientBuilder::tls"
+                ),
+            ));
+        }
+    }
+    if roots.is_empty() {
+        return Ok(None);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| crate::Error::config("tls", format!("rustls rejected its defaults: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(with_alpn(config)))
+}

@@ -55,7 +55,10 @@ async fn a_request_span_holds_its_checkout_and_the_dial_and_no_secret() {
         assert_eq!(r.field("origin"), Some(origin.as_str()));
         assert_eq!(r.field("status"), Some("200"));
         assert_eq!(r.field("error"), None);
+        assert_eq!(r.field("retries"), None, "no retry: the field stays empty");
     }
+    assert_eq!(requests[0].field("reused"), Some("false"));
+    assert_eq!(requests[1].field("reused"), Some("true"));
     let checkouts = capture.spans_named("pool_core", "checkout");
     assert_eq!(checkouts.len(), 2);
     for (c, r) in checkouts.iter().zip(&requests) {
@@ -103,4 +106,27 @@ async fn a_failed_request_records_its_error_in_its_span_and_its_checkout() {
     assert_eq!(checkouts[0].parent, Some(requests[0].id));
     assert!(checkouts[0].field("error").is_some());
     assert_eq!(checkouts[0].field("conn"), None);
+}
+
+#[tokio::test]
+async fn a_retried_request_records_how_many_retries_and_the_connection_it_ended_on() {
+    let capture = capture();
+    let server = Server::sized(16).await;
+    let client = Client::new().unwrap();
+    let url = server.url("/");
+    client.get(&url).await.unwrap().bytes().await.unwrap();
+    // The next write fails before a byte leaves: the request goes again on a new connection.
+    client.fail_next_writes(1);
+    client.get(&url).await.unwrap().bytes().await.unwrap();
+    assert_eq!(client.stats().retried, 1);
+
+    let requests = capture.spans_named("pool_http", "request");
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].field("retries"), Some("1"));
+    assert_eq!(
+        requests[1].field("reused"),
+        Some("false"),
+        "it ended on a new connection"
+    );
+    assert_eq!(requests[1].field("status"), Some("200"));
 }

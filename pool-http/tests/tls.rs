@@ -86,6 +86,9 @@ async fn an_untrusted_certificate_is_a_tls_error() {
     assert!(!err.is_timeout());
 }
 
+/// Only without feature `rustls` (which gives every client TLS): `scripts/test.sh` runs this
+/// file once more with `--no-default-features --features tls,testing`.
+#[cfg(not(feature = "rustls"))]
 #[tokio::test]
 async fn https_without_a_tls_config_says_so_at_once() {
     let client = Client::new().unwrap();
@@ -96,6 +99,13 @@ async fn https_without_a_tls_config_says_so_at_once() {
     let cause = std::error::Error::source(&err).map(ToString::to_string);
     assert!(
         cause.as_deref().is_some_and(|c| c.contains("TLS")),
+        "{cause:?}"
+    );
+    // The advice names the feature this build lacks.
+    assert!(
+        cause
+            .as_deref()
+            .is_some_and(|c| c.contains("`rustls` feature") && c.contains("ClientBuilder::tls")),
         "{cause:?}"
     );
     assert_eq!(client.stats().pool.created, 0, "nothing dialled");

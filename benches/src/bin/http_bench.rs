@@ -55,7 +55,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 const USAGE: &str = "usage: http_bench [throughput|unread|bursts|all] [--quick] [--rounds N] \
-                     [--secs S] [--requests N] [--bursts N] [--only ours,go,hyper-util,reqwest,hyper] \
+                     [--secs S] [--requests N] [--bursts N] [--only ours,plain,go,hyper-util,reqwest,hyper] \
                      [--cell 1k/1|1k/64|64k/1|64k/64 ...] [--no-pin] [--server ADDR] [--workers N] \
                      [--caller main|worker|both] [--read status|100]\n       \
                      http_bench serve [--port P]";
@@ -196,7 +196,7 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
             "--bursts" => opts.burst_count = number("--bursts", &value("--bursts")?, 2)?,
             "--only" => {
                 for key in value("--only")?.split(',') {
-                    let who = Who::ALL.into_iter().find(|w| w.key() == key);
+                    let who = Who::NAMED.into_iter().find(|w| w.key() == key);
                     opts.only
                         .push(who.ok_or_else(|| format!("--only: no contender {key:?}"))?);
                 }
@@ -414,6 +414,9 @@ impl Server {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Who {
     Ours,
+    /// Ours with the client layers off (no redirect policy, no `Accept-Encoding`): what
+    /// redirects and decompression cost the pooled path. Only with `--only`.
+    Plain,
     Go,
     HyperUtil,
     Reqwest,
@@ -422,10 +425,20 @@ enum Who {
 
 impl Who {
     const ALL: [Who; 5] = [Who::Ours, Who::Go, Who::HyperUtil, Who::Reqwest, Who::Raw];
+    /// Every contender `--only` can name.
+    const NAMED: [Who; 6] = [
+        Who::Ours,
+        Who::Plain,
+        Who::Go,
+        Who::HyperUtil,
+        Who::Reqwest,
+        Who::Raw,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Who::Ours => "pool-http",
+            Who::Plain => "pool-http, no redirects or decompression",
             Who::Go => "pool-http, Go mode",
             Who::HyperUtil => "hyper-util legacy",
             Who::Reqwest => "reqwest",
@@ -436,6 +449,7 @@ impl Who {
     fn key(self) -> &'static str {
         match self {
             Who::Ours => "ours",
+            Who::Plain => "plain",
             Who::Go => "go",
             Who::HyperUtil => "hyper-util",
             Who::Reqwest => "reqwest",
@@ -470,6 +484,12 @@ impl Target {
     fn build(who: Who) -> Result<Target, BoxError> {
         Ok(match who {
             Who::Ours => Target::Ours(pool_http::Client::new()?),
+            Who::Plain => Target::Ours(
+                pool_http::Client::builder()
+                    .redirect(pool_http::redirect::Policy::none())
+                    .disable_compression(true)
+                    .build()?,
+            ),
             Who::Go => Target::Ours(pool_http::Client::builder().go_mode().build()?),
             Who::HyperUtil => Target::HyperUtil(
                 LegacyClient::builder(TokioExecutor::new()).build(HttpConnector::new()),

@@ -1,0 +1,587 @@
+//! Redirects as Go's `http.Client` follows them: the [`Policy`] that decides, and `Follow`,
+//! which turns a 3xx response into the next request.
+//!
+//! # The rules (Go's `redirectBehavior` and `shouldCopyHeaderOnRedirect`)
+//! - 301, 302, 303: the next request is a `GET` without a body (a `HEAD` stays a `HEAD`);
+//!   the body's headers (`Content-Type`, `Content-Length`, `Content-Encoding`,
+//!   `Transfer-Encoding`) go with it.
+//! - 307, 308: the method and the body go again, when the body is in memory; a streamed
+//!   body cannot be sent twice, so the 3xx response is returned as it is (as Go does without
+//!   `GetBody`).
+//! - A 3xx without `Location`, or with an empty one (300, 304, ...), is returned as it is.
+//! - A `Location` is resolved against the URL that got it (RFC 3986), with the bytes a URL
+//!   cannot hold (non-ASCII, spaces) percent-encoded, as Go's `url.Parse` takes them. One
+//!   that is not then an `http` or `https` URL the client can use fails the request.
+//! - `Authorization`, `Proxy-Authorization`, `Cookie`, `Cookie2` and `WWW-Authenticate` go
+//!   only to the first request's host or its subdomains, on any port (Go's rule), and never
+//!   from `https` to `http` (stricter than Go: a downgrade would put them on the wire in
+//!   clear). Once dropped, they never come back. The first URL's userinfo is one of them:
+//!   its `Authorization: Basic` follows that rule, whatever form each `Location` has.
+//! - `Referer` is set to the previous URL (without userinfo or fragment), none from `https`
+//!   to `http`; a `Referer` the caller set goes on every hop as it is (Go's rule).
+//! - A `Host` the caller set goes on while every `Location` is a relative reference (a
+//!   virtual host's own redirects, as in Go); the first absolute one drops it for good.
+//! - Every hop's connection is pooled as usual: the 3xx body is dropped, so drained within
+//!   the client's drain budget, not closed.
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, StatusCode, Uri};
+
+use crate::request::RequestBody;
+use crate::{BoxError, Error};
+
+/// Which redirects a request follows: [`ClientBuilder::redirect`](crate::ClientBuilder::redirect)
+/// for a client, [`RequestBuilder::redirect`](crate::RequestBuilder::redirect) for one request.
+///
+/// Cheap to clone. Its `Debug` says which kind of policy it is.
+///
+/// # Examples
+///
+/// ```
+/// use pool_http::redirect::Policy;
+///
+/// // Follow at most 3, and never leave example.com.
+/// let policy = Policy::custom(|attempt| {
+///     if attempt.previous().len() >= 3 {
+///         attempt.error("more than 3 redirects")
+///     } else if attempt.url().host() != Some("example.com") {
+///         attempt.stop()
+///     } else {
+///         attempt.follow()
+///     }
+/// });
+/// # let _ = policy;
+/// ```
+#[derive(Clone)]
+pub struct Policy {
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    None,
+    Limited(usize),
+    Custom(Arc<dyn Fn(Attempt<'_>) -> Action + Send + Sync>),
+}
+
+impl Policy {
+    /// Follow up to `max` redirects, then fail with [`is_redirect`](Error::is_redirect)
+    /// (`stopped after 10 redirects` for the default, 10: 11 requests in all). Go's default
+    /// check fails on the 10th redirect instead (10 requests in all, the same message); to
+    /// match it exactly, use `Policy::limited(9)`.
+    pub fn limited(max: usize) -> Policy {
+        Policy {
+            kind: Kind::Limited(max),
+        }
+    }
+
+    /// Follow none: every 3xx response is returned as it is.
+    pub fn none() -> Policy {
+        Policy { kind: Kind::None }
+    }
+
+    /// Decide each redirect with `decide` (Go's `CheckRedirect`): it sees the status, the
+    /// next URL and the URLs before it, and says [`follow`](Attempt::follow),
+    /// [`stop`](Attempt::stop) (the 3xx response is returned, Go's `ErrUseLastResponse`) or
+    /// [`error`](Attempt::error). It is called for every redirect the rules would follow,
+    /// with no limit of its own.
+    pub fn custom(decide: impl Fn(Attempt<'_>) -> Action + Send + Sync + 'static) -> Policy {
+        Policy {
+            kind: Kind::Custom(Arc::new(decide)),
+        }
+    }
+
+    /// Whether no redirect is ever followed.
+    pub(crate) fn is_none(&self) -> bool {
+        matches!(self.kind, Kind::None)
+    }
+}
+
+impl Default for Policy {
+    /// [`Policy::limited(10)`](Policy::limited), reqwest's and (one more than) Go's.
+    fn default() -> Policy {
+        Policy::limited(10)
+    }
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            Kind::None => f.write_str("Policy::none()"),
+            Kind::Limited(n) => write!(f, "Policy::limited({n})"),
+            Kind::Custom(_) => f.write_str("Policy::custom(..)"),
+        }
+    }
+}
+
+/// A redirect a [`Policy::custom`] decides on.
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    status: StatusCode,
+    next: &'a Uri,
+    previous: &'a [Uri],
+}
+
+impl<'a> Attempt<'a> {
+    /// The 3xx status of the response.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Where the redirect goes (absolute, resolved against the request's URL).
+    pub fn url(&self) -> &'a Uri {
+        self.next
+    }
+
+    /// The URLs requested so far, the first request's first (without its userinfo): its
+    /// length is the number of redirects already followed plus one.
+    pub fn previous(&self) -> &'a [Uri] {
+        self.previous
+    }
+
+    /// Follow it.
+    pub fn follow(self) -> Action {
+        Action {
+            kind: ActionKind::Follow,
+        }
+    }
+
+    /// Do not follow it: the 3xx response is the request's response.
+    pub fn stop(self) -> Action {
+        Action {
+            kind: ActionKind::Stop,
+        }
+    }
+
+    /// Fail the request with [`is_redirect`](Error::is_redirect), `reason` in the message.
+    pub fn error(self, reason: impl Into<BoxError>) -> Action {
+        Action {
+            kind: ActionKind::Error(reason.into()),
+        }
+    }
+}
+
+/// What a [`Policy::custom`] decided: made by [`Attempt::follow`], [`Attempt::stop`] or
+/// [`Attempt::error`].
+#[derive(Debug)]
+pub struct Action {
+    kind: ActionKind,
+}
+
+#[derive(Debug)]
+enum ActionKind {
+    Follow,
+    Stop,
+    Error(BoxError),
+}
+
+/// Headers that go only where the first request went (or its subdomains).
+const SENSITIVE: [HeaderName; 5] = [
+    header::AUTHORIZATION,
+    header::PROXY_AUTHORIZATION,
+    header::COOKIE,
+    HeaderName::from_static("cookie2"),
+    header::WWW_AUTHENTICATE,
+];
+
+/// Headers that describe a body, dropped with it.
+const BODY_HEADERS: [HeaderName; 4] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::TRANSFER_ENCODING,
+];
+
+/// A request's redirects, from its first response to its last.
+pub(crate) struct Follow {
+    policy: Policy,
+    method: Method,
+    headers: HeaderMap,
+    /// The body again, when it is in memory.
+    body: Option<RequestBody>,
+    /// A streamed body was sent: a 307/308 cannot be followed.
+    streamed: bool,
+    /// Every URL requested, the first one's first.
+    urls: Vec<Uri>,
+    /// The first request's host: sensitive headers go there or to its subdomains only.
+    first_host: String,
+    /// A sensitive header was dropped already (a later hop back to the first host does not
+    /// get it again, as in Go, which copies from the initial request only while allowed).
+    stripped: bool,
+    /// The caller's own `Referer`, which every hop sends as it is.
+    referer: Option<HeaderValue>,
+    /// The caller's own `Host`, while every `Location` so far was relative.
+    host: Option<HeaderValue>,
+}
+
+impl Follow {
+    /// What the redirects of `req` will need, or `None` when `policy` follows none (then
+    /// nothing is copied: the request path pays for redirects only when they are on).
+    pub(crate) fn new(policy: &Policy, req: &Request<RequestBody>) -> Option<Follow> {
+        if policy.is_none() {
+            return None;
+        }
+        let body = req.body().try_clone();
+        let mut headers = req.headers().clone();
+        // The userinfo becomes `Authorization` here, as `prepare` does on the wire, so that it
+        // goes where the other credentials go; no URL after this one carries it.
+        let mut first = req.uri().clone();
+        crate::request::strip_userinfo(&mut first, &mut headers);
+        Some(Follow {
+            policy: policy.clone(),
+            method: req.method().clone(),
+            streamed: body.is_none(),
+            body,
+            first_host: first.host().unwrap_or_default().to_ascii_lowercase(),
+            urls: vec![first],
+            stripped: false,
+            referer: headers.get(header::REFERER).cloned(),
+            host: headers.remove(header::HOST),
+            headers,
+        })
+    }
+
+    /// The URL of the last request sent (without the first one's userinfo).
+    pub(crate) fn url(&self) -> &Uri {
+        self.urls.last().expect("at least the first")
+    }
+
+    /// The request to send after `response`, or `None` when `response` is the answer.
+    ///
+    /// # Errors
+    /// [`is_redirect`](Error::is_redirect): more redirects than the policy allows, a
+    /// `Location` that is not a URL, or the policy's own error.
+    pub(crate) fn next<B>(
+        &mut self,
+        response: &http::Response<B>,
+    ) -> Result<Option<Request<RequestBody>>, Error> {
+        let status = response.status();
+        let keeps_body = match status {
+            StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND | StatusCode::SEE_OTHER => false,
+            StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT => {
+                if self.streamed {
+                    return Ok(None);
+                }
+                true
+            }
+            _ => return Ok(None),
+        };
+        let Some(location) = response.headers().get(header::LOCATION) else {
+            return Ok(None);
+        };
+        let location = escape(location.as_bytes());
+        if location.is_empty() {
+            // Go: "3xx responses without a Location have been observed in the wild".
+            return Ok(None);
+        }
+        let next = resolve(self.url(), &location).ok_or_else(|| {
+            Error::redirect(format!(
+                "Location `{}` is not an http or https URL",
+                crate::error::redact(&location)
+            ))
+        })?;
+        let follow = match &self.policy.kind {
+            Kind::None => return Ok(None),
+            Kind::Limited(max) => {
+                if self.urls.len() > *max {
+                    return Err(Error::redirect(format!("stopped after {max} redirects")));
+                }
+                ActionKind::Follow
+            }
+            Kind::Custom(decide) => {
+                let attempt = Attempt {
+                    status,
+                    next: &next,
+                    previous: &self.urls,
+                };
+                decide(attempt).kind
+            }
+        };
+        match follow {
+            ActionKind::Follow => {}
+            ActionKind::Stop => return Ok(None),
+            ActionKind::Error(e) => {
+                return Err(Error::redirect_policy(e));
+            }
+        }
+        // Go's method rule: 301/302/303 turn anything but GET and HEAD into a GET.
+        if !keeps_body && self.method != Method::GET && self.method != Method::HEAD {
+            self.method = Method::GET;
+        }
+        if !keeps_body {
+            self.body = Some(RequestBody::empty());
+            for name in &BODY_HEADERS {
+                self.headers.remove(name);
+            }
+        }
+        let previous = self.url().clone();
+        let downgrade = previous.scheme() == Some(&http::uri::Scheme::HTTPS)
+            && next.scheme() == Some(&http::uri::Scheme::HTTP);
+        let host = next.host().unwrap_or_default().to_ascii_lowercase();
+        if !self.stripped && (downgrade || !is_domain_or_subdomain(&host, &self.first_host)) {
+            for name in &SENSITIVE {
+                self.headers.remove(name);
+            }
+            self.stripped = true;
+        }
+        if self.referer.is_none() {
+            match referer(&previous, downgrade) {
+                Some(referer) => self.headers.insert(header::REFERER, referer),
+                // Not the one an earlier hop set either.
+                None => self.headers.remove(header::REFERER),
+            };
+        }
+        if !is_relative(&location) {
+            self.host = None;
+        }
+        let body = self
+            .body
+            .as_ref()
+            .and_then(RequestBody::try_clone)
+            .unwrap_or_else(RequestBody::empty);
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = next.clone();
+        *req.headers_mut() = self.headers.clone();
+        // Else the next hop's `Host` comes from its URL.
+        if let Some(host) = &self.host {
+            req.headers_mut().insert(header::HOST, host.clone());
+        }
+        self.urls.push(next);
+        Ok(Some(req))
+    }
+}
+
+/// Go's `isDomainOrSubdomain`: `sub` is `parent` or ends with `.parent`. An IP address
+/// matches only itself, on either side.
+fn is_domain_or_subdomain(sub: &str, parent: &str) -> bool {
+    if sub == parent {
+        return true;
+    }
+    let is_ip = |h: &str| h.starts_with('[') || h.parse::<std::net::Ipv4Addr>().is_ok();
+    if is_ip(sub) || is_ip(parent) {
+        return false;
+    }
+    sub.strip_suffix(parent)
+        .is_some_and(|rest| rest.ends_with('.') && !parent.is_empty())
+}
+
+/// The `Referer` for a request that followed a redirect from `previous`: its URL without
+/// userinfo and fragment, none from `https` to `http`.
+fn referer(previous: &Uri, downgrade: bool) -> Option<HeaderValue> {
+    if downgrade {
+        return None;
+    }
+    let scheme = previous.scheme_str()?;
+    let authority = previous.authority()?;
+    let host_port = authority
+        .as_str()
+        .rsplit_once('@')
+        .map_or(authority.as_str(), |(_, h)| h);
+    let path = previous.path_and_query().map_or("/", |p| p.as_str());
+    HeaderValue::try_from(format!("{scheme}://{host_port}{path}")).ok()
+}
+
+/// A `Location` value as a URL reference: without surrounding whitespace, and with every
+/// byte a URL cannot hold (non-ASCII, controls, spaces, `"`, `<`, `>`, `\`, `^`, a
+/// backtick, `{`, `|`, `}`) percent-encoded.
+fn escape(raw: &[u8]) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for &b in raw.trim_ascii() {
+        if b.is_ascii_graphic() && !b"\"<>\\^`{|}".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Where the scheme of `reference` ends (its `:`), when it has one.
+fn scheme_end(reference: &str) -> Option<usize> {
+    reference.find(':').filter(|&i| {
+        let s = &reference[..i];
+        !s.is_empty()
+            && s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    })
+}
+
+/// Whether `reference` is relative to its base's authority: no scheme, no `//authority`.
+fn is_relative(reference: &str) -> bool {
+    scheme_end(reference).is_none() && !reference.starts_with("//")
+}
+
+/// `reference` resolved against `base` (RFC 3986, section 5.2), or `None` when the result is
+/// not an absolute `http`/`https` URL the client can use ([`Origin::from_uri`]). The
+/// fragment is dropped.
+///
+/// [`Origin::from_uri`]: crate::Origin::from_uri
+pub(crate) fn resolve(base: &Uri, reference: &str) -> Option<Uri> {
+    let reference = reference.trim();
+    let reference = reference.split_once('#').map_or(reference, |(r, _)| r);
+    let target = if let Some(i) = scheme_end(reference) {
+        // Absolute: its own scheme, authority and path (dot segments removed).
+        let (scheme, rest) = (&reference[..i], &reference[i + 1..]);
+        let (authority, path, query) = split_hier(rest)?;
+        format!(
+            "{scheme}://{}{}{}",
+            authority?,
+            remove_dot_segments(path),
+            query
+        )
+    } else {
+        let scheme = base.scheme_str()?;
+        let base_authority = base.authority()?.as_str();
+        if let Some(rest) = reference.strip_prefix("//") {
+            let hier = format!("//{rest}");
+            let (authority, path, query) = split_hier(&hier)?;
+            format!(
+                "{scheme}://{}{}{}",
+                authority?,
+                remove_dot_segments(path),
+                query
+            )
+        } else {
+            let base_path = base.path();
+            let base_query = base.query().map(|q| format!("?{q}")).unwrap_or_default();
+            let (path, query) = match reference.split_once('?') {
+                Some((p, q)) => (p, format!("?{q}")),
+                None => (reference, String::new()),
+            };
+            let (path, query) = if path.is_empty() {
+                let query = if query.is_empty() { base_query } else { query };
+                (base_path.to_owned(), query)
+            } else if path.starts_with('/') {
+                (remove_dot_segments(path), query)
+            } else {
+                let dir = base_path.rfind('/').map_or("/", |i| &base_path[..=i]);
+                (remove_dot_segments(&format!("{dir}{path}")), query)
+            };
+            format!("{scheme}://{base_authority}{path}{query}")
+        }
+    };
+    let uri: Uri = target.parse().ok()?;
+    crate::Origin::from_uri(&uri).ok()?;
+    Some(uri)
+}
+
+/// `//authority/path?query` (or `path?query` with no authority) split into its parts.
+fn split_hier(rest: &str) -> Option<(Option<&str>, &str, String)> {
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (rest, String::new()),
+    };
+    match before_query.strip_prefix("//") {
+        Some(after) => {
+            let end = after.find('/').unwrap_or(after.len());
+            let path = if end == after.len() {
+                "/"
+            } else {
+                &after[end..]
+            };
+            Some((Some(&after[..end]), path, query))
+        }
+        None => Some((None, before_query, query)),
+    }
+}
+
+/// RFC 3986's `remove_dot_segments`, on an absolute path.
+fn remove_dot_segments(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').collect();
+    let last = segments.len().saturating_sub(1);
+    for (i, seg) in segments.iter().enumerate() {
+        match *seg {
+            "." => {
+                if i == last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                if out.len() > 1 {
+                    out.pop();
+                }
+                if i == last {
+                    out.push("");
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    let joined = out.join("/");
+    if joined.starts_with('/') {
+        joined
+    } else {
+        format!("/{joined}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(base: &str, reference: &str) -> Option<String> {
+        resolve(&base.parse().unwrap(), reference).map(|u| u.to_string())
+    }
+
+    #[test]
+    fn references_resolve_as_rfc_3986_says() {
+        let base = "http://a/b/c/d;p?q";
+        // RFC 3986 section 5.4.1 (those an http URL can take).
+        let cases = [
+            ("g", "http://a/b/c/g"),
+            ("./g", "http://a/b/c/g"),
+            ("g/", "http://a/b/c/g/"),
+            ("/g", "http://a/g"),
+            ("//g", "http://g/"),
+            ("?y", "http://a/b/c/d;p?y"),
+            ("g?y", "http://a/b/c/g?y"),
+            ("#s", "http://a/b/c/d;p?q"),
+            ("g#s", "http://a/b/c/g"),
+            ("", "http://a/b/c/d;p?q"),
+            (".", "http://a/b/c/"),
+            ("./", "http://a/b/c/"),
+            ("..", "http://a/b/"),
+            ("../", "http://a/b/"),
+            ("../g", "http://a/b/g"),
+            ("../..", "http://a/"),
+            ("../../", "http://a/"),
+            ("../../g", "http://a/g"),
+            ("../../../g", "http://a/g"),
+            ("/./g", "http://a/g"),
+            ("/../g", "http://a/g"),
+            ("g.", "http://a/b/c/g."),
+            ("..g", "http://a/b/c/..g"),
+            ("./../g", "http://a/b/g"),
+            ("g/./h", "http://a/b/c/g/h"),
+            ("g/../h", "http://a/b/c/h"),
+            ("https://other:8443/x?y", "https://other:8443/x?y"),
+        ];
+        for (reference, want) in cases {
+            assert_eq!(r(base, reference).as_deref(), Some(want), "{reference}");
+        }
+    }
+
+    #[test]
+    fn only_http_and_https_urls_with_a_host_are_followed() {
+        let base = "http://a/b";
+        assert_eq!(r(base, "ftp://a/b"), None);
+        assert_eq!(r(base, "javascript:alert(1)"), None);
+        assert_eq!(r(base, "http://"), None);
+        assert_eq!(r(base, "http://a b/"), None);
+    }
+
+    #[test]
+    fn sensitive_headers_follow_subdomains_only() {
+        assert!(is_domain_or_subdomain("example.com", "example.com"));
+        assert!(is_domain_or_subdomain("api.example.com", "example.com"));
+        assert!(!is_domain_or_subdomain("badexample.com", "example.com"));
+        assert!(!is_domain_or_subdomain("example.com", "api.example.com"));
+        assert!(!is_domain_or_subdomain("1.127.0.0.1", "127.0.0.1"));
+        assert!(!is_domain_or_subdomain("x", ""));
+    }
+}
