@@ -5,6 +5,10 @@
 #
 #   scripts/http-instructions.sh [SECS] [b6|b7|all]     (default 3 s per contender and cell; b6)
 #
+# `WHO="ours plain"` picks the B6 contenders (default: ours go hyper-util reqwest hyper;
+# `plain` is ours without the client layers: no redirect policy, no Accept-Encoding), and
+# `CELLS="1k/1 1k/64"` the cells (default: all four).
+#
 # B7 (bodies dropped after the status or after 100 bytes, the loop on the main thread in
 # `block_on` or in a task on the runtime's worker) runs each contender twice, 1,000 and 4,000
 # requests, and divides the difference by 3,000: start-up and warm-up cancel out.
@@ -37,8 +41,8 @@ results="target/bench-results/http_bench.jsonl"
 if [ "$which" != b7 ]; then
     echo "| body/tasks | contender | instructions per request |"
     echo "|---|---|---|"
-    for cell in 1k/1 64k/1 1k/64 64k/64; do
-        for who in ours go hyper-util reqwest hyper; do
+    for cell in ${CELLS:-1k/1 64k/1 1k/64 64k/64}; do
+        for who in ${WHO:-ours go hyper-util reqwest hyper}; do
             [ "$who" = hyper ] && [ "${cell#*/}" != 1 ] && continue
             valgrind --tool=callgrind --callgrind-out-file="$work/cg" "$bin" throughput \
                 --server "$addr" --rounds 1 --secs "$secs" --only "$who" --cell "$cell" \

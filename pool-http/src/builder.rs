@@ -5,9 +5,9 @@ use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+#[cfg(feature = "json")]
+use http::header::CONTENT_TYPE;
+use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri};
 
 use crate::client::{Client, Options};
@@ -57,6 +57,14 @@ impl RequestBuilder {
         let request = url
             .parse::<Uri>()
             .map_err(|_| Error::invalid_url(url, "does not parse as a URL"))
+            .and_then(|uri| {
+                if crate::origin::fragment_hid_userinfo(url) {
+                    // Checked now, while the caller's string is here to quote.
+                    crate::Origin::from_uri(&uri)
+                        .map_err(|e| crate::origin::unless_fragment_hid_userinfo(url, e))?;
+                }
+                Ok(uri)
+            })
             .map(|uri| {
                 let mut req = Request::new(RequestBody::empty());
                 *req.method_mut() = method;
@@ -146,11 +154,8 @@ impl RequestBuilder {
         password: Option<impl std::fmt::Display>,
     ) -> RequestBuilder {
         self.with(|req| {
-            let pair = match password {
-                Some(p) => format!("{user}:{p}"),
-                None => format!("{user}:"),
-            };
-            let value = sensitive(format!("Basic {}", BASE64.encode(pair)))?;
+            let password = password.map(|p| p.to_string()).unwrap_or_default();
+            let value = crate::auth::basic(user.to_string().as_bytes(), password.as_bytes());
             req.headers_mut().insert(AUTHORIZATION, value);
             Ok(())
         })

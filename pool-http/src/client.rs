@@ -1,8 +1,15 @@
-//! [`Client`]: requests over the keyed pool, with Go's retry rule and a whole-request
-//! timeout.
+//! [`Client`]: requests over the keyed pool, with Go's retry rule, redirects, decompression,
+//! cookies and a whole-request timeout.
 //!
 //! # How a request flows
-//! 1. The URL gives the [`Origin`]; the request target becomes origin-form and `Host` is set.
+//! 0. `execute`: the request's options over the client's; the whole-request timeout covers
+//!    every redirect hop; each hop asks for compression (unless the caller set
+//!    `Accept-Encoding`), takes the jar's cookies, and runs the steps below; a 3xx the
+//!    redirect rules follow is dropped (drained) and the next request made from it; the last
+//!    response is decoded.
+//! 1. The URL gives the [`Origin`] as routed (direct, through a forward proxy, or through a
+//!    `CONNECT` tunnel); the request target becomes origin-form (absolute-form for a forward
+//!    proxy) and `Host` is set.
 //! 2. A connection of that origin comes from the pool (idle, or dialled within
 //!    `max_conns_per_host`), and hyper is asked whether it can take a request.
 //! 3. The request is sent; the response head comes back with a [`Body`] that holds the
@@ -65,8 +72,8 @@ const MAX_TRIES: u32 = 16;
 /// closed and the request goes to another one.
 pub(crate) const READY_WAIT: Duration = Duration::from_millis(50);
 
-/// An HTTP/1.1 client over a keyed connection pool, with Go `http.Transport`'s knobs and
-/// rules, minus its pitfalls: an unread body is drained (within a budget) instead of killing
+/// An HTTP client (HTTP/1.1, and HTTP/2 where negotiated) over a keyed connection pool, with
+/// Go `http.Client`'s and `http.Transport`'s knobs and rules, minus their pitfalls: an unread body is drained (within a budget) instead of killing
 /// the connection, and connections released above the idle limit get a grace period instead
 /// of being closed in the middle of a burst.
 ///
@@ -146,7 +153,10 @@ impl Inner {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(no_runtime());
         }
-        let builder = match std::mem::replace(&mut *start, Start::Started) {
+        // Failed until it starts: a panic in the pool's start leaves an error, not a state
+        // that claims a pool.
+        let panicked = Error::config("runtime", "the pool's start panicked");
+        let builder = match std::mem::replace(&mut *start, Start::Failed(panicked)) {
             Start::Pending(builder) => builder,
             Start::Failed(e) => {
                 *start = Start::Failed(e.clone());
@@ -156,9 +166,12 @@ impl Inner {
         };
         match builder.build() {
             Ok(pool) => {
+                // Under the start lock, which `close` takes too: a close either came before
+                // (seen here) or comes after (and sees the pool).
                 if self.closed.load(Ordering::Acquire) {
                     pool.close();
                 }
+                *start = Start::Started;
                 Ok(self.pool.get_or_init(|| pool))
             }
             Err(e) => {
@@ -176,7 +189,7 @@ impl Inner {
 pub struct ClientStats {
     /// The pool's counters and gauges, over all hosts (`created` counts dials).
     pub pool: Stats,
-    /// Requests started.
+    /// Requests started, each redirect hop counted.
     pub requests: u64,
     /// Tries repeated on another connection after a reused one failed.
     pub retried: u64,
@@ -341,8 +354,8 @@ impl Client {
     /// pool then starts at the first request, on that request's runtime.
     ///
     /// # Errors
-    /// Only with feature `native-roots` alone, when the system has no root certificate
-    /// (see [`ClientBuilder::build`]).
+    /// None with the default knobs today; the `Result` leaves room for a default that can
+    /// fail (see [`ClientBuilder::build`]).
     pub fn new() -> Result<Client, Error> {
         ClientBuilder::default().build()
     }
@@ -421,14 +434,17 @@ impl Client {
     }
 
     /// Sends a request (its URI must be absolute: `http://host[:port]/path`) and returns the
-    /// response once its head arrived; the body streams.
+    /// response once its head arrived; the body streams. The client's knobs apply as to a
+    /// [`RequestBuilder`]: redirects are followed by its policy, the body is decoded when
+    /// the client asked for an encoding, the jar's cookies go with it.
     ///
     /// # Errors
     /// [`is_invalid_url`](Error::is_invalid_url), [`is_connect`](Error::is_connect) (with
-    /// [`is_connect_refused`](Error::is_connect_refused), [`is_dns`](Error::is_dns)),
-    /// [`is_timeout`](Error::is_timeout) with its [`Phase`],
+    /// [`is_connect_refused`](Error::is_connect_refused), [`is_dns`](Error::is_dns),
+    /// [`is_proxy`](Error::is_proxy)), [`is_timeout`](Error::is_timeout) with its [`Phase`],
     /// [`is_closed_before_response`](Error::is_closed_before_response),
-    /// [`is_closed`](Error::is_closed) after [`close`](Client::close).
+    /// [`is_redirect`](Error::is_redirect), [`is_closed`](Error::is_closed) after
+    /// [`close`](Client::close); reading the body, [`is_decode`](Error::is_decode).
     ///
     /// # Cancel safety
     /// Dropping the future before the request was written gives the connection back; after,
@@ -471,8 +487,10 @@ impl Client {
                 Ok(hops) => hops?,
                 Err(_) => {
                     let e = Error::timeout_after(Phase::Request, t);
-                    // Named by the request's origin (the first hop's: the caller's URL).
-                    return Err(match first.as_ref().map(Origin::from_uri) {
+                    // Named by the request's origin as routed (the first hop's: the caller's
+                    // URL, and its proxy).
+                    let routed = |uri: &Uri| Origin::routed(uri, &settings.proxies);
+                    return Err(match first.as_ref().map(routed) {
                         Some(Ok(origin)) => e.at(&origin),
                         _ => e,
                     });
@@ -545,7 +563,7 @@ impl Client {
             target: "pool_http",
             "request",
             method = %req.method(),
-            origin = %origin,
+            origin = %origin.target(),
             status = tracing::field::Empty,
             reused = tracing::field::Empty,
             retries = tracing::field::Empty,
@@ -626,7 +644,12 @@ impl Client {
                     tracing::debug!(%origin, error = %failed.error, "retrying on another connection");
                     req = next;
                 }
-                None => return Err(failed.error),
+                None => {
+                    if tries > 1 && !call.span.is_disabled() {
+                        call.span.record("retries", tries - 1);
+                    }
+                    return Err(failed.error);
+                }
             }
         }
     }
@@ -950,7 +973,11 @@ impl Client {
     /// flight (HTTP/2 streams included) finish, and their connections close when their
     /// bodies end.
     pub fn close(&self) {
-        self.inner.closed.store(true, Ordering::Release);
+        {
+            // The start lock orders this against a pool starting now (see `start_pool`).
+            let _start = self.inner.start.lock();
+            self.inner.closed.store(true, Ordering::Release);
+        }
         if let Some(pool) = self.inner.started_pool() {
             pool.close();
         }

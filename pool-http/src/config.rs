@@ -101,7 +101,7 @@ pub(crate) struct Settings {
     /// Feature `rustls`: the built-in configuration, made at the first `https` dial (the
     /// roots take milliseconds to load: a client that never dials https never pays).
     #[cfg(feature = "rustls")]
-    pub built_in_tls: std::sync::OnceLock<Result<Option<Arc<rustls::ClientConfig>>, Error>>,
+    pub built_in_tls: std::sync::OnceLock<Option<Arc<rustls::ClientConfig>>>,
     /// Which redirects are followed.
     pub redirect: Policy,
     /// Ask for compressed responses and decode them (Go's `!DisableCompression`).
@@ -164,23 +164,30 @@ impl Settings {
     }
 
     /// The TLS configuration `https` dials use: the caller's, else the built-in one (made
-    /// on first use), else none.
+    /// at the first dial that needs it, on a blocking thread with feature `native-roots`,
+    /// which reads files), else none.
     ///
     /// # Errors
     /// The built-in configuration could not be made (feature `native-roots` alone, and no
-    /// root certificate on the system).
+    /// root certificate on the system). It is not kept: the next dial tries again (after
+    /// certificates are installed, say).
     #[cfg(feature = "tls")]
-    pub fn tls_config(&self) -> Result<Option<&Arc<rustls::ClientConfig>>, &Error> {
+    pub async fn tls_config(&self) -> Result<Option<Arc<rustls::ClientConfig>>, Error> {
         if let Some(config) = &self.tls {
-            return Ok(Some(config));
+            return Ok(Some(config.clone()));
         }
         #[cfg(feature = "rustls")]
         if !self.tls_set {
-            return self
-                .built_in_tls
-                .get_or_init(crate::tls::built_in)
-                .as_ref()
-                .map(Option::as_ref);
+            if let Some(made) = self.built_in_tls.get() {
+                return Ok(made.clone());
+            }
+            #[cfg(feature = "native-roots")]
+            let made = tokio::task::spawn_blocking(crate::tls::built_in)
+                .await
+                .map_err(|e| Error::config("tls", format!("loading the roots failed: {e}")))??;
+            #[cfg(not(feature = "native-roots"))]
+            let made = crate::tls::built_in()?;
+            return Ok(self.built_in_tls.get_or_init(|| made).clone());
         }
         Ok(None)
     }

@@ -150,10 +150,28 @@ pub(crate) async fn dial(
     settings: &Settings,
     client: std::sync::Weak<crate::client::Inner>,
 ) -> Result<Dialed, ConnectError> {
+    // The TLS configuration first: one that cannot be made (no roots) opens no socket.
+    #[cfg(feature = "tls")]
+    let tls = if origin.is_https() {
+        settings.tls_config().await.map_err(|e| ConnectError::Tls {
+            host: origin.authority(),
+            source: io::Error::other(e.to_string()),
+        })?
+    } else {
+        None
+    };
     let timeout = settings.connect_timeout;
     let deadline = Instant::now() + timeout;
     let proxy = origin.proxy();
-    if let Some(refused) = proxy.and_then(|p| p.unsupported(|| origin.host_port())) {
+    // A forward proxy's connections serve every http target: none is named.
+    let target = || {
+        if origin.is_proxy_forward() {
+            "*".to_owned()
+        } else {
+            origin.host_port()
+        }
+    };
+    if let Some(refused) = proxy.and_then(|p| p.unsupported(target)) {
         return Err(refused);
     }
     // What is dialled: the proxy when there is one.
@@ -183,12 +201,7 @@ pub(crate) async fn dial(
     let link = Link::new(origin, client);
     if origin.is_https() {
         #[cfg(feature = "tls")]
-        let tls = settings.tls_config().map_err(|e| ConnectError::Tls {
-            host: origin.authority(),
-            source: io::Error::other(e.to_string()),
-        })?;
-        #[cfg(feature = "tls")]
-        if let Some(tls) = tls {
+        if let Some(tls) = &tls {
             let mut tcp = tcp;
             if let Some(proxy) = proxy {
                 crate::proxy::tunnel(&mut tcp, proxy, origin, deadline, timeout).await?;

@@ -41,10 +41,9 @@ impl Jar {
     /// set, is ignored (as a browser ignores it).
     pub fn add_cookie_str(&self, cookie: &str, url: &Uri) {
         let Some(url) = to_url(url) else { return };
-        if let Ok(cookie) = cookie::Cookie::parse(cookie.to_owned()) {
-            self.store
-                .write()
-                .store_response_cookies(std::iter::once(cookie), &url);
+        if let Ok(cookie) = cookie::Cookie::parse(cookie) {
+            // `insert_raw`, not `store_response_cookies`: that one logs each cookie's value.
+            let _ = self.store.write().insert_raw(&cookie, &url);
         }
     }
 
@@ -69,12 +68,15 @@ impl CookieStore for Jar {
         let Some(url) = to_url(url) else { return };
         let cookies: Vec<_> = set_cookie
             .filter_map(|value| value.to_str().ok())
-            .filter_map(|text| cookie::Cookie::parse(text.to_owned()).ok())
+            .filter_map(|text| cookie::Cookie::parse(text).ok())
             .collect();
         if !cookies.is_empty() {
-            self.store
-                .write()
-                .store_response_cookies(cookies.into_iter(), &url);
+            // `insert_raw`, not `store_response_cookies`: that one logs each cookie's value
+            // (at `debug`, through the `log` facade).
+            let mut store = self.store.write();
+            for cookie in &cookies {
+                let _ = store.insert_raw(cookie, &url);
+            }
         }
     }
 
@@ -112,20 +114,23 @@ pub(crate) fn add_to(jar: &dyn CookieStore, req: &mut http::Request<crate::Reque
         return;
     };
     let headers = req.headers_mut();
-    let value = match headers.get(http::header::COOKIE) {
-        Some(own) => {
-            let mut joined = own.as_bytes().to_vec();
+    let value = if headers.contains_key(http::header::COOKIE) {
+        // Every `Cookie` header of the request's own, then the jar's, in one header.
+        let mut joined = Vec::new();
+        for own in headers.get_all(http::header::COOKIE) {
+            joined.extend_from_slice(own.as_bytes());
             joined.extend_from_slice(b"; ");
-            joined.extend_from_slice(cookies.as_bytes());
-            match HeaderValue::from_maybe_shared(Bytes::from(joined)) {
-                Ok(mut value) => {
-                    value.set_sensitive(true);
-                    value
-                }
-                Err(_) => return,
-            }
         }
-        None => cookies,
+        joined.extend_from_slice(cookies.as_bytes());
+        match HeaderValue::from_maybe_shared(Bytes::from(joined)) {
+            Ok(mut value) => {
+                value.set_sensitive(true);
+                value
+            }
+            Err(_) => return,
+        }
+    } else {
+        cookies
     };
     headers.insert(http::header::COOKIE, value);
 }

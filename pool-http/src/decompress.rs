@@ -57,9 +57,11 @@ pub(crate) fn ask(settings: &Settings, req: &mut http::Request<RequestBody>) -> 
         return false;
     }
     let headers = req.headers_mut();
+    // Most requests carry no header of their own: then neither lookup is needed.
     if !settings.compression
-        || headers.contains_key(header::ACCEPT_ENCODING)
-        || headers.contains_key(header::RANGE)
+        || (!headers.is_empty()
+            && (headers.contains_key(header::ACCEPT_ENCODING)
+                || headers.contains_key(header::RANGE)))
     {
         return false;
     }

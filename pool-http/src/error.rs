@@ -298,6 +298,15 @@ pub(crate) enum Kind {
         source: Option<crate::BoxError>,
     },
     /// The body could not be decoded (`what`: `json`, `gzip`, `br`, `zstd`, ...).
+    #[cfg_attr(
+        not(any(
+            feature = "json",
+            feature = "gzip",
+            feature = "brotli",
+            feature = "zstd"
+        )),
+        allow(dead_code)
+    )]
     Decode {
         what: &'static str,
         source: crate::BoxError,
@@ -317,13 +326,15 @@ const MAX_URL_IN_MESSAGE: usize = 512;
 /// `url` as a message may quote it: without userinfo (`user:password@`), at most
 /// [`MAX_URL_IN_MESSAGE`] bytes.
 ///
-/// The authority runs from `://` to the first `/`, `?` or `#` (RFC 3986), and its userinfo
-/// to its last `@`; a string without `://` is read as starting with its authority.
+/// Everything from after `://` (or the start, for a string without it) to the last `@`
+/// anywhere is cut. RFC 3986 ends the authority at the first `/`, `?` or `#`, but a URL
+/// that failed to parse may hold a password with those (`http://u:p/w@h/`), and the strings
+/// quoted here are the ones that failed: over-cutting a path or query with an `@` costs a
+/// vaguer message, under-cutting leaks a secret.
 pub(crate) fn redact(url: &str) -> String {
     let start = url.find("://").map_or(0, |i| i + 3);
     let rest = &url[start..];
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let host_at = rest[..end].rfind('@').map_or(0, |i| i + 1);
+    let host_at = rest.rfind('@').map_or(0, |i| i + 1);
     let mut out = String::with_capacity(url.len().min(MAX_URL_IN_MESSAGE + 3));
     out.push_str(&url[..start]);
     out.push_str(&rest[host_at..]);
@@ -431,6 +442,15 @@ impl Error {
     }
 
     /// A body that could not be decoded as `what` (`json`, `gzip`, ...).
+    #[cfg_attr(
+        not(any(
+            feature = "json",
+            feature = "gzip",
+            feature = "brotli",
+            feature = "zstd"
+        )),
+        allow(dead_code)
+    )]
     pub(crate) fn decode(what: &'static str, source: impl Into<crate::BoxError>) -> Self {
         Self::new(Kind::Decode {
             what,
@@ -652,7 +672,7 @@ impl fmt::Debug for Error {
         let mut d = f.debug_struct("Error");
         d.field("kind", self.kind());
         if let Some(origin) = &self.origin {
-            d.field("origin", origin);
+            d.field("origin", &format_args!("{}", origin.target()));
         }
         d.finish()
     }
@@ -685,7 +705,9 @@ impl fmt::Display for After {
 impl fmt::Display for Error {
     /// This level only: the cause is the [`source`](StdError::source).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let origin = self.origin.as_ref().map(|o| o as &dyn fmt::Display);
+        // The request's own target, even on the shared key of a forward proxy.
+        let target = self.origin.as_ref().map(Origin::target);
+        let origin = target.as_ref().map(|o| o as &dyn fmt::Display);
         let to = Place("to", origin);
         let from = Place("from", origin);
         match self.kind() {

@@ -111,6 +111,7 @@
 //!   dependency on pool-core, nor a matching version of it.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+mod auth;
 mod body;
 mod builder;
 mod client;

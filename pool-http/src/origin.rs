@@ -9,8 +9,12 @@
 //! - `https` through a proxy: (proxy, host, port): each connection is a `CONNECT` tunnel to
 //!   one target, with TLS to that target inside.
 //!
-//! The public getters always describe the target; `Display` adds ` via <proxy>` (never its
-//! userinfo).
+//! The public getters describe the target a key was made for; `Display` names the key:
+//! `scheme://host:port`, with ` via <proxy>` (never its userinfo) through a proxy, and
+//! `http://* via <proxy>` for the shared key of a forward proxy. That key is made by whichever
+//! `http` target came first, so naming a host there would put one caller's host on every
+//! other target's metrics, hooks and logs. A request's own errors name its target
+//! ([`Origin::target`]).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -40,7 +44,9 @@ const MAX_HOST: usize = 253;
 /// credentials). It is another key than the direct origin (so
 /// [`Client::host_stats`](crate::Client::host_stats) takes it as the hooks see it), and all
 /// `http` targets of one forward proxy are one key, equal whatever their host: they share the
-/// proxy's connections, as in Go. [`from_url`](Origin::from_url) and
+/// proxy's connections, as in Go. That shared key's `Display` names no target
+/// (`http://* via http://proxy:port`): the hooks and the metrics see one key for all of them,
+/// whose getters hold whichever target came first. [`from_url`](Origin::from_url) and
 /// [`from_uri`](Origin::from_uri) make direct origins.
 ///
 /// # Examples
@@ -113,7 +119,7 @@ impl Origin {
         let uri: Uri = url
             .parse()
             .map_err(|_| Error::invalid_url(url, "does not parse as a URL"))?;
-        Origin::from_uri(&uri)
+        Origin::from_uri(&uri).map_err(|e| unless_fragment_hid_userinfo(url, e))
     }
 
     /// The origin of an absolute URI (as a request carries it).
@@ -197,11 +203,14 @@ impl Origin {
 
     /// `host:port`, the port always there and IPv6 in brackets: the target of a `CONNECT`.
     pub(crate) fn host_port(&self) -> String {
-        if self.host().contains(':') {
-            format!("[{}]:{}", self.host(), self.port())
-        } else {
-            format!("{}:{}", self.host(), self.port())
-        }
+        HostPort(self.host(), self.port()).to_string()
+    }
+
+    /// The request's own target as a message names it: `scheme://host:port`, and
+    /// ` via <proxy>` through a proxy (never its userinfo). The same as `Display` except
+    /// for the shared key of a forward proxy, which `Display` shows as `http://*`.
+    pub(crate) fn target(&self) -> Target<'_> {
+        Target(self)
     }
 
     /// The scheme: `http` or `https`.
@@ -259,34 +268,65 @@ impl Origin {
     }
 }
 
-/// The port the URL's authority names: `None` when it has none or an empty one (the scheme's
-/// default, RFC 3986 section 3.2.3). `http::Uri` reads a port it cannot parse as absent
-/// (`port_u16()` is `None` for `65536`), which would send the request to the default port:
-/// here a port that is present must be ASCII digits naming 1 to 65535.
-pub(crate) fn explicit_port(uri: &Uri) -> Result<Option<u16>, Error> {
-    let Some(authority) = uri.authority() else {
-        return Ok(None);
-    };
-    let authority = authority.as_str();
+/// The port text of the URL's authority (after the host's `:`), when it has one.
+pub(crate) fn port_text(uri: &Uri) -> Option<&str> {
+    let authority = uri.authority()?.as_str();
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let port = if host_port.starts_with('[') {
+    if host_port.starts_with('[') {
         // An IPv6 literal: the port follows the closing bracket.
         host_port
             .find(']')
             .and_then(|end| host_port[end + 1..].strip_prefix(':'))
     } else {
         host_port.split_once(':').map(|(_, port)| port)
-    };
-    let Some(port) = port.filter(|p| !p.is_empty()) else {
+    }
+}
+
+/// The port the URL's authority names: `None` when it has none or an empty one (the scheme's
+/// default, RFC 3986 section 3.2.3). `http::Uri` reads a port it cannot parse as absent
+/// (`port_u16()` is `None` for `65536`), which would send the request to the default port:
+/// here a port that is present must be ASCII digits naming 1 to 65535.
+pub(crate) fn explicit_port(uri: &Uri) -> Result<Option<u16>, Error> {
+    let Some(port) = port_text(uri).filter(|p| !p.is_empty()) else {
         return Ok(None);
     };
     match port.parse::<u16>() {
         Ok(n) if n > 0 && port.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(n)),
+        // A path or query with an `@` may mean a password with a `/`, `?` or `#` in it
+        // (`http://u:p/w@h/`): what reads as the port is then part of it, never quoted.
+        _ if uri
+            .path_and_query()
+            .is_some_and(|p| p.as_str().contains('@')) =>
+        {
+            Err(Error::invalid_url(uri, "has a port that is not 1 to 65535"))
+        }
         _ => Err(Error::invalid_url(
             uri,
             format!("has the port `{}`: ports are 1 to 65535", bounded(port)),
         )),
     }
+}
+
+/// `e`, or when `raw` (the caller's string) has an `@` in its fragment, an error that quotes
+/// `raw` (cut to its last `@`) and nothing of the URL parsed from it. That URL lost the `@`
+/// with the fragment, so what it reads as a host and port may be a password with a `#` in
+/// it (`http://u:p#w@h/`), and redacting it finds no userinfo to cut.
+pub(crate) fn unless_fragment_hid_userinfo(raw: &str, e: Error) -> Error {
+    if fragment_hid_userinfo(raw) {
+        Error::invalid_url(
+            raw,
+            "is not a URL the client can use (a `#`, `/`, `?` or `@` in a password must be \
+             percent-encoded)",
+        )
+    } else {
+        e
+    }
+}
+
+/// Whether `raw` has an `@` after a `#` (see [`unless_fragment_hid_userinfo`]).
+pub(crate) fn fragment_hid_userinfo(raw: &str) -> bool {
+    raw.split_once('#')
+        .is_some_and(|(_, fragment)| fragment.contains('@'))
 }
 
 /// A piece of the caller's URL for a message: at most 20 characters.
@@ -297,17 +337,41 @@ pub(crate) fn bounded(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// `scheme://host:port`, and ` via scheme://proxy:port` through a proxy (no userinfo).
-impl fmt::Display for Origin {
+/// `host:port`, the port always there and an IPv6 address in brackets.
+pub(crate) struct HostPort<'a, P>(pub &'a str, pub P);
+
+impl<P: fmt::Display> fmt::Display for HostPort<'_, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host().contains(':') {
-            write!(f, "{}://[{}]:{}", self.scheme(), self.host(), self.port())?;
+        if self.0.contains(':') {
+            write!(f, "[{}]:{}", self.0, self.1)
         } else {
-            write!(f, "{}://{}:{}", self.scheme(), self.host(), self.port())?;
+            write!(f, "{}:{}", self.0, self.1)
         }
-        match self.proxy() {
+    }
+}
+
+/// An origin named by its target: see [`Origin::target`].
+pub(crate) struct Target<'a>(&'a Origin);
+
+impl fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let origin = self.0;
+        let host_port = HostPort(origin.host(), origin.port());
+        write!(f, "{}://{host_port}", origin.scheme())?;
+        match origin.proxy() {
             Some(proxy) => write!(f, " via {proxy}"),
             None => Ok(()),
+        }
+    }
+}
+
+/// `scheme://host:port`, and ` via scheme://proxy:port` through a proxy (no userinfo); the
+/// shared key of a forward proxy names no target: `http://* via scheme://proxy:port`.
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.proxy() {
+            Some(proxy) if self.is_proxy_forward() => write!(f, "http://* via {proxy}"),
+            _ => fmt::Display::fmt(&self.target(), f),
         }
     }
 }

@@ -37,12 +37,10 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use http::{HeaderValue, Uri};
-use percent_encoding::percent_decode_str;
 
-use crate::origin::{bounded, explicit_port};
+use crate::auth::{basic, userinfo_basic};
+use crate::origin::{HostPort, bounded, explicit_port, port_text};
 use crate::{ConnectError, Error};
 
 pub use no_proxy::NoProxy;
@@ -194,6 +192,10 @@ pub(crate) struct Endpoint {
     /// Lowercased, without IPv6 brackets.
     host: Box<str>,
     port: u16,
+    /// An environment proxy's port of digits outside 1 to 65535 (`port` is then 0): Go's
+    /// `url.Parse` takes it and the dial fails, so the proxy is kept and its requests fail
+    /// ([`unsupported`](Endpoint::unsupported)) rather than go direct.
+    bad_port: Option<Box<str>>,
     /// `Basic ...`, marked sensitive.
     auth: Option<HeaderValue>,
 }
@@ -202,6 +204,11 @@ impl Endpoint {
     /// Reads a proxy URL; `strict` (the builder's) accepts only `http`, the environment's
     /// keeps another scheme for the dial to refuse with a clear error.
     fn parse(url: &str, strict: bool) -> Result<Endpoint, Error> {
+        Endpoint::parse_raw(url, strict)
+            .map_err(|e| crate::origin::unless_fragment_hid_userinfo(url, e))
+    }
+
+    fn parse_raw(url: &str, strict: bool) -> Result<Endpoint, Error> {
         let with_scheme;
         let full = if url.contains("://") {
             url
@@ -237,24 +244,33 @@ impl Endpoint {
             .filter(|h| !h.is_empty())
             .ok_or_else(|| Error::invalid_url(url, "has no host"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = explicit_port(&uri)?.unwrap_or(match scheme.as_str() {
+        let default = match scheme.as_str() {
             "https" => 443,
             "http" => 80,
             _ => 1080,
-        });
+        };
+        let (port, bad_port) = match explicit_port(&uri) {
+            Ok(port) => (port.unwrap_or(default), None),
+            Err(_)
+                if !strict
+                    && port_text(&uri).is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit())) =>
+            {
+                (
+                    0,
+                    port_text(&uri).map(|p| bounded(p).into_owned().into_boxed_str()),
+                )
+            }
+            Err(e) => return Err(e),
+        };
         let auth = uri
             .authority()
             .and_then(|a| a.as_str().rsplit_once('@'))
-            .map(|(userinfo, _)| {
-                let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-                let user: Vec<u8> = percent_decode_str(user).collect();
-                let password: Vec<u8> = percent_decode_str(password).collect();
-                basic(&user, &password)
-            });
+            .map(|(userinfo, _)| userinfo_basic(userinfo));
         Ok(Endpoint {
             scheme: scheme.into_boxed_str(),
             host: host.to_ascii_lowercase().into_boxed_str(),
             port,
+            bad_port,
             auth,
         })
     }
@@ -271,10 +287,9 @@ impl Endpoint {
 
     /// `host:port`, IPv6 in brackets: what a dial error names.
     pub fn host_port(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
+        match &self.bad_port {
+            Some(port) => HostPort(&self.host, port).to_string(),
+            None => HostPort(&self.host, self.port).to_string(),
         }
     }
 
@@ -284,16 +299,23 @@ impl Endpoint {
     }
 
     /// The error for a proxy the client cannot speak to (an environment proxy with another
-    /// scheme than `http`), before anything is dialled.
+    /// scheme than `http`, or a port outside 1 to 65535), before anything is dialled.
     pub fn unsupported(&self, target: impl FnOnce() -> String) -> Option<ConnectError> {
-        (&*self.scheme != "http").then(|| ConnectError::Proxy {
+        let reason = if &*self.scheme != "http" {
+            format!(
+                "has the scheme `{}`, which pool-http does not speak (http:// proxies only)",
+                bounded(&self.scheme)
+            )
+        } else if let Some(port) = &self.bad_port {
+            format!("has the port `{port}`: ports are 1 to 65535")
+        } else {
+            return None;
+        };
+        Some(ConnectError::Proxy {
             proxy: self.to_string(),
             target: target(),
             status: None,
-            reason: format!(
-                "has the scheme `{}`, which pool-http does not speak (http:// proxies only)",
-                bounded(&self.scheme)
-            ),
+            reason,
             source: None,
         })
     }
@@ -310,19 +332,6 @@ impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
-}
-
-/// `Basic base64(user:password)`, marked sensitive (hyper and `http` then keep it out of
-/// their `Debug`).
-pub(crate) fn basic(user: &[u8], password: &[u8]) -> HeaderValue {
-    let mut plain = Vec::with_capacity(user.len() + password.len() + 1);
-    plain.extend_from_slice(user);
-    plain.push(b':');
-    plain.extend_from_slice(password);
-    let mut value = HeaderValue::try_from(format!("Basic {}", BASE64.encode(&plain)))
-        .expect("base64 is a valid header value");
-    value.set_sensitive(true);
-    value
 }
 
 /// The proxies of a client: what the builder set, or the environment's (see

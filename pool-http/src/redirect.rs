@@ -12,13 +12,22 @@
 //! - A `Location` is resolved against the URL that got it (RFC 3986), with the bytes a URL
 //!   cannot hold (non-ASCII, spaces) percent-encoded, as Go's `url.Parse` takes them. One
 //!   that is not then an `http` or `https` URL the client can use fails the request.
-//! - `Authorization`, `Proxy-Authorization`, `Cookie`, `Cookie2` and `WWW-Authenticate` go
-//!   only to the first request's host or its subdomains, on any port (Go's rule), and never
-//!   from `https` to `http` (stricter than Go: a downgrade would put them on the wire in
-//!   clear). Once dropped, they never come back. The first URL's userinfo is one of them:
-//!   its `Authorization: Basic` follows that rule, whatever form each `Location` has.
-//! - `Referer` is set to the previous URL (without userinfo or fragment), none from `https`
-//!   to `http`; a `Referer` the caller set goes on every hop as it is (Go's rule).
+//! - `Authorization`, `Proxy-Authorization`, `Proxy-Authenticate`, `Cookie`, `Cookie2` and
+//!   `WWW-Authenticate` headers the caller set go only to the first request's host or its
+//!   subdomains, on any port (Go's rule), and never from `https` to `http` (stricter than
+//!   Go: a downgrade would put them on the wire in clear). Once dropped, they never come
+//!   back.
+//! - The first URL's userinfo goes on the first request only, as `Authorization: Basic`
+//!   (unless the caller set an `Authorization`), never on a redirect, not even to the same
+//!   host: Go's `send` puts it on its own copy of the request, and redirects copy the
+//!   caller's headers.
+//! - `Referer`, per hop: none from `https` to `http`, not even one the caller set (Go's
+//!   `refererForURL` checks the downgrade first); otherwise the caller's own, if any, else
+//!   the previous URL (without userinfo or fragment). So a caller's `Referer` dropped on a
+//!   downgrade comes back on a later `https` hop.
+//! - At most [`MAX_REDIRECTS`] redirects in all, whatever the policy: a
+//!   [`Policy::custom`] that always follows still ends against a server that redirects
+//!   forever.
 //! - A `Host` the caller set goes on while every `Location` is a relative reference (a
 //!   virtual host's own redirects, as in Go); the first absolute one drops it for good.
 //! - Every hop's connection is pooled as usual: the 3xx body is dropped, so drained within
@@ -31,6 +40,11 @@ use http::{Method, Request, StatusCode, Uri};
 
 use crate::request::RequestBody;
 use crate::{BoxError, Error};
+
+/// The most redirects one request follows, whatever its [`Policy`] says (Go's default check
+/// stops at 10; this bounds a custom policy that always follows): the next fails with
+/// [`is_redirect`](Error::is_redirect), `stopped after 100 redirects`.
+pub const MAX_REDIRECTS: usize = 100;
 
 /// Which redirects a request follows: [`ClientBuilder::redirect`](crate::ClientBuilder::redirect)
 /// for a client, [`RequestBuilder::redirect`](crate::RequestBuilder::redirect) for one request.
@@ -67,7 +81,7 @@ enum Kind {
 }
 
 impl Policy {
-    /// Follow up to `max` redirects, then fail with [`is_redirect`](Error::is_redirect)
+    /// Follow up to `max` redirects (at most [`MAX_REDIRECTS`]), then fail with [`is_redirect`](Error::is_redirect)
     /// (`stopped after 10 redirects` for the default, 10: 11 requests in all). Go's default
     /// check fails on the 10th redirect instead (10 requests in all, the same message); to
     /// match it exactly, use `Policy::limited(9)`.
@@ -85,8 +99,8 @@ impl Policy {
     /// Decide each redirect with `decide` (Go's `CheckRedirect`): it sees the status, the
     /// next URL and the URLs before it, and says [`follow`](Attempt::follow),
     /// [`stop`](Attempt::stop) (the 3xx response is returned, Go's `ErrUseLastResponse`) or
-    /// [`error`](Attempt::error). It is called for every redirect the rules would follow,
-    /// with no limit of its own.
+    /// [`error`](Attempt::error). It is called for every redirect the rules would follow, up
+    /// to [`MAX_REDIRECTS`]: the one after those fails without asking it.
     pub fn custom(decide: impl Fn(Attempt<'_>) -> Action + Send + Sync + 'static) -> Policy {
         Policy {
             kind: Kind::Custom(Arc::new(decide)),
@@ -177,10 +191,12 @@ enum ActionKind {
     Error(BoxError),
 }
 
-/// Headers that go only where the first request went (or its subdomains).
-const SENSITIVE: [HeaderName; 5] = [
+/// Headers that go only where the first request went (or its subdomains). Go's
+/// `shouldCopyHeaderOnRedirect` list, `Proxy-Authenticate` since Go 1.24.4 (CVE-2025-4673).
+const SENSITIVE: [HeaderName; 6] = [
     header::AUTHORIZATION,
     header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
     header::COOKIE,
     HeaderName::from_static("cookie2"),
     header::WWW_AUTHENTICATE,
@@ -195,22 +211,28 @@ const BODY_HEADERS: [HeaderName; 4] = [
 ];
 
 /// A request's redirects, from its first response to its last.
+///
+/// Made for every request a policy may redirect, so [`new`](Follow::new) copies only what
+/// the request consumes (its headers, a body in memory) and allocates nothing else: the
+/// URL list and every host comparison wait for a 3xx.
 pub(crate) struct Follow {
     policy: Policy,
     method: Method,
+    /// The caller's headers: never the `Authorization` of the first URL's userinfo.
     headers: HeaderMap,
     /// The body again, when it is in memory.
     body: Option<RequestBody>,
     /// A streamed body was sent: a 307/308 cannot be followed.
     streamed: bool,
-    /// Every URL requested, the first one's first.
+    /// The first URL, without its userinfo.
+    first: Uri,
+    /// Every URL requested, the first one's first, once a redirect was followed; empty
+    /// before (an empty `Vec` does not allocate).
     urls: Vec<Uri>,
-    /// The first request's host: sensitive headers go there or to its subdomains only.
-    first_host: String,
     /// A sensitive header was dropped already (a later hop back to the first host does not
     /// get it again, as in Go, which copies from the initial request only while allowed).
     stripped: bool,
-    /// The caller's own `Referer`, which every hop sends as it is.
+    /// The caller's own `Referer`, which every hop but a downgrade sends as it is.
     referer: Option<HeaderValue>,
     /// The caller's own `Host`, while every `Location` so far was relative.
     host: Option<HeaderValue>,
@@ -224,18 +246,20 @@ impl Follow {
             return None;
         }
         let body = req.body().try_clone();
+        // Needed: the request is consumed by its first hop.
         let mut headers = req.headers().clone();
-        // The userinfo becomes `Authorization` here, as `prepare` does on the wire, so that it
-        // goes where the other credentials go; no URL after this one carries it.
         let mut first = req.uri().clone();
-        crate::request::strip_userinfo(&mut first, &mut headers);
+        if first.authority().is_some_and(|a| a.as_str().contains('@')) {
+            // Its `Authorization` goes on the first request only (`prepare` makes it there).
+            crate::request::take_userinfo(&mut first);
+        }
         Some(Follow {
             policy: policy.clone(),
             method: req.method().clone(),
             streamed: body.is_none(),
             body,
-            first_host: first.host().unwrap_or_default().to_ascii_lowercase(),
-            urls: vec![first],
+            first,
+            urls: Vec::new(),
             stripped: false,
             referer: headers.get(header::REFERER).cloned(),
             host: headers.remove(header::HOST),
@@ -245,7 +269,12 @@ impl Follow {
 
     /// The URL of the last request sent (without the first one's userinfo).
     pub(crate) fn url(&self) -> &Uri {
-        self.urls.last().expect("at least the first")
+        self.urls.last().unwrap_or(&self.first)
+    }
+
+    /// How many requests were sent so far.
+    fn sent(&self) -> usize {
+        self.urls.len().max(1)
     }
 
     /// The request to send after `response`, or `None` when `response` is the answer.
@@ -282,10 +311,18 @@ impl Follow {
                 crate::error::redact(&location)
             ))
         })?;
+        if self.sent() > MAX_REDIRECTS {
+            return Err(Error::redirect(format!(
+                "stopped after {MAX_REDIRECTS} redirects"
+            )));
+        }
+        if self.urls.is_empty() {
+            self.urls.push(self.first.clone());
+        }
         let follow = match &self.policy.kind {
             Kind::None => return Ok(None),
             Kind::Limited(max) => {
-                if self.urls.len() > *max {
+                if self.sent() > *max {
                     return Err(Error::redirect(format!("stopped after {max} redirects")));
                 }
                 ActionKind::Follow
@@ -319,20 +356,25 @@ impl Follow {
         let previous = self.url().clone();
         let downgrade = previous.scheme() == Some(&http::uri::Scheme::HTTPS)
             && next.scheme() == Some(&http::uri::Scheme::HTTP);
-        let host = next.host().unwrap_or_default().to_ascii_lowercase();
-        if !self.stripped && (downgrade || !is_domain_or_subdomain(&host, &self.first_host)) {
+        let host = next.host().unwrap_or_default();
+        let first_host = self.first.host().unwrap_or_default();
+        if !self.stripped && (downgrade || !is_domain_or_subdomain(host, first_host)) {
             for name in &SENSITIVE {
                 self.headers.remove(name);
             }
             self.stripped = true;
         }
-        if self.referer.is_none() {
-            match referer(&previous, downgrade) {
-                Some(referer) => self.headers.insert(header::REFERER, referer),
-                // Not the one an earlier hop set either.
-                None => self.headers.remove(header::REFERER),
-            };
-        }
+        // Go's `refererForURL`: the downgrade first, then the caller's, then the computed one.
+        let referer = if downgrade {
+            None
+        } else {
+            self.referer.clone().or_else(|| referer(&previous))
+        };
+        match referer {
+            Some(referer) => self.headers.insert(header::REFERER, referer),
+            // Not the one an earlier hop set either.
+            None => self.headers.remove(header::REFERER),
+        };
         if !is_relative(&location) {
             self.host = None;
         }
@@ -354,26 +396,26 @@ impl Follow {
     }
 }
 
-/// Go's `isDomainOrSubdomain`: `sub` is `parent` or ends with `.parent`. An IP address
-/// matches only itself, on either side.
+/// Go's `isDomainOrSubdomain`, ASCII case-insensitive and without allocating: `sub` is
+/// `parent` or ends with `.parent`. An IP address matches only itself, on either side.
 fn is_domain_or_subdomain(sub: &str, parent: &str) -> bool {
-    if sub == parent {
+    if sub.eq_ignore_ascii_case(parent) {
         return true;
     }
     let is_ip = |h: &str| h.starts_with('[') || h.parse::<std::net::Ipv4Addr>().is_ok();
-    if is_ip(sub) || is_ip(parent) {
+    if parent.is_empty() || is_ip(sub) || is_ip(parent) {
         return false;
     }
-    sub.strip_suffix(parent)
-        .is_some_and(|rest| rest.ends_with('.') && !parent.is_empty())
+    let (sub, parent) = (sub.as_bytes(), parent.as_bytes());
+    let Some(dot) = sub.len().checked_sub(parent.len() + 1) else {
+        return false;
+    };
+    sub[dot] == b'.' && sub[dot + 1..].eq_ignore_ascii_case(parent)
 }
 
-/// The `Referer` for a request that followed a redirect from `previous`: its URL without
-/// userinfo and fragment, none from `https` to `http`.
-fn referer(previous: &Uri, downgrade: bool) -> Option<HeaderValue> {
-    if downgrade {
-        return None;
-    }
+/// The `Referer` for a request that followed a redirect from `previous` (not a downgrade):
+/// its URL without userinfo and fragment.
+fn referer(previous: &Uri) -> Option<HeaderValue> {
     let scheme = previous.scheme_str()?;
     let authority = previous.authority()?;
     let host_port = authority
@@ -583,5 +625,10 @@ mod tests {
         assert!(!is_domain_or_subdomain("example.com", "api.example.com"));
         assert!(!is_domain_or_subdomain("1.127.0.0.1", "127.0.0.1"));
         assert!(!is_domain_or_subdomain("x", ""));
+        assert!(!is_domain_or_subdomain(".", ""));
+        assert!(is_domain_or_subdomain("API.Example.com", "example.COM"));
+        assert!(is_domain_or_subdomain("[::1]", "[::1]"));
+        assert!(!is_domain_or_subdomain("a.[::1]", "[::1]"));
+        assert!(!is_domain_or_subdomain("com", "example.com"));
     }
 }

@@ -7,15 +7,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONNECTION, HOST, HeaderValue, PROXY_AUTHORIZATION};
 use http::{HeaderMap, Method, Request, Uri, Version};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
-use percent_encoding::percent_decode_str;
 
 use pool_core::KeyedPooled;
 
@@ -304,32 +301,30 @@ fn absolute_form(uri: &mut Uri) {
 /// Takes the userinfo out of an absolute `uri`; unless `headers` has an `Authorization`
 /// already, it becomes `Authorization: Basic` (Go's `http.Client.send`).
 pub(crate) fn strip_userinfo(uri: &mut Uri, headers: &mut HeaderMap) {
-    let Some(authority) = uri.authority().cloned() else {
-        return;
-    };
-    let Some((userinfo, host)) = authority.as_str().rsplit_once('@') else {
-        return;
-    };
-    if !headers.contains_key(AUTHORIZATION) {
-        let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-        let mut plain: Vec<u8> = percent_decode_str(user).collect();
-        plain.push(b':');
-        plain.extend(percent_decode_str(password));
-        let value = format!("Basic {}", BASE64.encode(&plain));
-        if let Ok(mut value) = HeaderValue::from_str(&value) {
-            value.set_sensitive(true);
-            headers.insert(AUTHORIZATION, value);
-        }
+    if let Some(userinfo) = take_userinfo(uri)
+        && !headers.contains_key(AUTHORIZATION)
+    {
+        headers.insert(AUTHORIZATION, crate::auth::userinfo_basic(&userinfo));
     }
-    let mut parts = std::mem::take(uri).into_parts();
+}
+
+/// Takes the userinfo (`user:password`, as written) out of an absolute `uri`, if it has
+/// one; an empty path becomes `/`.
+pub(crate) fn take_userinfo(uri: &mut Uri) -> Option<String> {
+    let authority = uri.authority()?;
+    let (userinfo, host) = authority.as_str().rsplit_once('@')?;
     // `host` is a suffix of a valid authority: it parses.
-    parts.authority = host.parse().ok();
+    let host = host.parse().ok();
+    let userinfo = userinfo.to_owned();
+    let mut parts = std::mem::take(uri).into_parts();
+    parts.authority = host;
     if parts.path_and_query.is_none() {
         parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
     }
     if let Ok(stripped) = Uri::from_parts(parts) {
         *uri = stripped;
     }
+    Some(userinfo)
 }
 
 /// Makes a request prepared for HTTP/1.1 fit HTTP/2: an absolute URI (the authority travels as

@@ -400,6 +400,46 @@ async fn bodies_of_every_kind_reach_the_wire() {
     assert!(wire.next().await.body.is_empty());
 }
 
+#[tokio::test]
+async fn a_file_body_goes_from_its_position_with_its_length_and_a_grown_file_is_cut() {
+    use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
+    let mut wire = Wire::start().await;
+    let client = Client::new().unwrap();
+    let path = std::env::temp_dir().join(format!("pool-http-file-body-{}", std::process::id()));
+    let content: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    tokio::fs::write(&path, &content).await.unwrap();
+
+    let mut file = tokio::fs::File::open(&path).await.unwrap();
+    file.seek(std::io::SeekFrom::Start(10)).await.unwrap();
+    let body = RequestBody::file(file).await.unwrap();
+    client.put(&wire.url("/f")).body(body).await.unwrap();
+    let seen = wire.next().await;
+    assert_eq!(
+        seen.one("content-length"),
+        "99990",
+        "the length from the metadata"
+    );
+    assert!(seen.headers.get("transfer-encoding").is_none());
+    assert_eq!(seen.body, &content[10..]);
+
+    // The file grows after the body was made: the body ends at the length it announced.
+    let body = RequestBody::file(tokio::fs::File::open(&path).await.unwrap())
+        .await
+        .unwrap();
+    let mut appending = tokio::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .await
+        .unwrap();
+    appending.write_all(b"appended later").await.unwrap();
+    appending.flush().await.unwrap();
+    client.put(&wire.url("/f")).body(body).await.unwrap();
+    let seen = wire.next().await;
+    assert_eq!(seen.one("content-length"), "100000");
+    assert_eq!(seen.body, &content[..]);
+    let _ = std::fs::remove_file(&path);
+}
+
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 struct Item {
     name: String,

@@ -182,3 +182,49 @@ async fn without_a_jar_no_cookie_is_kept() {
         .unwrap();
     assert_eq!(cookie_of(&seen, "/me"), None);
 }
+
+/// Every `log` record of this test binary (cookie_store logs through the `log` facade).
+struct Logged(Mutex<Vec<String>>);
+
+impl log::Log for Logged {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        self.0.lock().unwrap().push(record.args().to_string());
+    }
+    fn flush(&self) {}
+}
+
+#[tokio::test]
+async fn no_log_line_holds_a_cookie_value() {
+    static LOGGED: Logged = Logged(Mutex::new(Vec::new()));
+    log::set_logger(&LOGGED).expect("the only logger of this binary");
+    log::set_max_level(log::LevelFilter::Trace);
+    let (server, seen) = site().await;
+    let jar = Arc::new(Jar::new());
+    let client = Client::builder().cookie_store(jar.clone()).build().unwrap();
+    client
+        .get(&server.url("/login"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    jar.add_cookie_str("added=s3cr3t; Path=/", &server.url("/").parse().unwrap());
+    client
+        .get(&server.url("/me"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(cookie_of(&seen, "/me").unwrap().contains("abc123"));
+    let logged = LOGGED.0.lock().unwrap();
+    for line in logged.iter() {
+        assert!(
+            !line.contains("abc123") && !line.contains("s3cr3t"),
+            "{line}"
+        );
+    }
+}

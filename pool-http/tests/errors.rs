@@ -134,6 +134,37 @@ async fn no_error_prints_url_userinfo() {
 }
 
 #[tokio::test]
+async fn a_password_with_a_slash_question_mark_or_hash_is_never_printed() {
+    // RFC 3986 ends the authority at the first `/`, `?` or `#`, so such a password looks
+    // like a path to a parser: the URL fails, and its message must still cut the userinfo.
+    let client = Client::new().unwrap();
+    for password in ["S3cr3tPW/x", "ab/S3cr3tPW", "S3cr3tPW?q", "S3cr3tPW#f"] {
+        let url = format!("http://u:{password}@h/");
+        let err = client.get(&url).await.unwrap_err();
+        assert!(err.is_invalid_url(), "{url}: {err:?}");
+        let text = report(&err);
+        assert!(text.starts_with("invalid url `http://"), "{text}");
+        assert!(!text.contains("ab/") && !text.contains("?q"), "{text}");
+        let err = Origin::from_url(&url).unwrap_err();
+        report(&err);
+    }
+    for url in [
+        format!("http://svc:ab/{SECRET}@proxy:3128"),
+        format!("http://svc:{SECRET}/cd@proxy:3128"),
+        format!("svc:{SECRET}?x@proxy:3128"),
+        format!("http://svc:{SECRET}#x@proxy:3128"),
+        format!("http://svc:1{SECRET}#@proxy:3128"),
+    ] {
+        let err = pool_http::Proxy::all(&url).unwrap_err();
+        assert!(err.is_invalid_url(), "{url}: {err:?}");
+        let text = report(&err);
+        assert!(text.contains("proxy:3128"), "{text}");
+        let err = pool_http::Proxy::https(&url).unwrap_err();
+        report(&err);
+    }
+}
+
+#[tokio::test]
 async fn a_refused_port_says_could_not_connect_and_why_once() {
     let port = refused_port().await;
     let client = Client::new().unwrap();

@@ -278,6 +278,115 @@ async fn every_http_target_shares_the_proxys_connections() {
     assert!(proxy.heads()[1].starts_with(&format!("GET http://{}/ ", b.addr)));
 }
 
+/// The keys the pool's hooks saw, as `Display` shows them.
+#[derive(Clone, Default)]
+struct Keys(Arc<Mutex<Vec<String>>>);
+
+impl pool_http::Hooks<pool_http::Origin> for Keys {
+    fn get_conn(&self, key: &pool_http::Origin) {
+        self.0.lock().unwrap().push(key.to_string());
+    }
+
+    fn create_start(&self, key: &pool_http::Origin) {
+        self.0.lock().unwrap().push(key.to_string());
+    }
+}
+
+#[tokio::test]
+async fn the_shared_key_of_a_forward_proxy_names_no_target_and_errors_name_their_own() {
+    // All http targets of a forward proxy are one pool key, made by whichever came first:
+    // its Display must not put that host on every other target's hooks, metrics and logs.
+    let proxy = TestProxy::start(Behaviour::Answer, None).await;
+    let keys = Keys::default();
+    let client = Client::builder()
+        .proxy(Proxy::http(&proxy.url()).unwrap())
+        .hooks(keys.clone())
+        .build()
+        .unwrap();
+    for host in ["first-target.invalid", "second-target.invalid"] {
+        let text = client
+            .get(&format!("http://{host}/x"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(text, "proxied");
+    }
+    assert_eq!(proxy.accepts(), 1, "one key, one connection");
+    let shared = format!("http://* via {}", proxy.url());
+    let seen = keys.0.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    for key in &seen {
+        assert_eq!(key, &shared, "{seen:?}");
+    }
+    #[cfg(feature = "metrics")]
+    {
+        let capture = pool_core::testing::metrics::Capture::default();
+        metrics::with_local_recorder(&capture, || client.record_metrics("p"));
+        let names: Vec<_> = capture.all().keys().cloned().collect();
+        assert!(
+            names.iter().any(|n| n.contains(&format!("key={shared}"))),
+            "{names:?}"
+        );
+        assert!(!names.iter().any(|n| n.contains("target")), "{names:?}");
+    }
+
+    // A request's own error names its own target, whichever made the key.
+    let closing = TestProxy::start(Behaviour::Close, None).await;
+    let client = Client::builder()
+        .proxy(Proxy::http(&closing.url()).unwrap())
+        .build()
+        .unwrap();
+    for host in ["first-target.invalid", "second-target.invalid"] {
+        let err = client.get(&format!("http://{host}/x")).await.unwrap_err();
+        let want = format!("http://{host}:80 via {}", closing.url());
+        assert!(err.to_string().contains(&want), "{err}");
+        assert!(format!("{err:?}").contains(&want), "{err:?}");
+    }
+}
+
+#[tokio::test]
+async fn two_credentials_for_one_proxy_never_share_a_connection() {
+    let proxy = TestProxy::start(Behaviour::Answer, None).await;
+    let addr = proxy.addr;
+    // The same proxy twice, with other credentials for `b.invalid`.
+    let client = Client::builder()
+        .proxy(
+            Proxy::http(&format!("http://a:1@{addr}"))
+                .unwrap()
+                .no_proxy(pool_http::NoProxy::from_string("b.invalid")),
+        )
+        .proxy(
+            Proxy::http(&format!("http://{addr}"))
+                .unwrap()
+                .basic_auth("b", "2"),
+        )
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        for host in ["a.invalid", "b.invalid"] {
+            let response = client.get(&format!("http://{host}/")).await.unwrap();
+            assert_eq!(response.text().await.unwrap(), "proxied");
+        }
+    }
+    assert_eq!(proxy.accepts(), 2, "one connection per credential");
+    assert_eq!(client.stats().pool.created, 2);
+    let heads = proxy.heads();
+    assert_eq!(heads.len(), 4);
+    for head in &heads {
+        let auth = header(head, "proxy-authorization").unwrap();
+        let target = head.split_whitespace().nth(1).unwrap();
+        // base64("a:1"), base64("b:2").
+        let want = if target.contains("a.invalid") {
+            "Basic YTox"
+        } else {
+            "Basic Yjoy"
+        };
+        assert_eq!(auth, want, "{head}");
+    }
+}
+
 #[tokio::test]
 async fn a_forward_proxy_gets_http1_even_with_http2_prior_knowledge() {
     let server = Server::sized(3).await;
@@ -637,6 +746,35 @@ async fn the_environments_proxies_are_read_at_build() {
     .await;
 }
 
+#[tokio::test]
+async fn an_environment_proxy_with_a_port_out_of_range_fails_its_requests_never_direct() {
+    // Go's url.Parse takes any digits as a port; its dial fails. Dropping the variable would
+    // send the traffic direct, around the proxy the environment asked for.
+    run_child(
+        "bad_port",
+        &[(
+            "HTTPS_PROXY",
+            format!("envuser:{ENV_SECRET}@127.0.0.1:99999"),
+        )],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_environment_proxys_credentials_are_never_shown() {
+    let proxy = TestProxy::start(Behaviour::Close, None).await;
+    let url = format!("http://envuser:{ENV_SECRET}@{}", proxy.addr);
+    run_child(
+        "env_secret",
+        &[("HTTP_PROXY", url.clone()), ("HTTPS_PROXY", url)],
+    )
+    .await;
+    assert!(!proxy.heads().is_empty(), "the requests went to the proxy");
+}
+
+/// The password of the environment's proxies in [`env_child`].
+const ENV_SECRET: &str = "EnvPr0xyPw";
+
 /// The child of [`the_environments_proxies_are_read_at_build`]: does nothing unless run by
 /// it.
 #[test]
@@ -673,6 +811,38 @@ fn env_child() {
                 let err = client.get(url).await.unwrap_err();
                 assert!(err.is_proxy(), "{}", chain(&err));
                 assert!(chain(&err).contains("`socks5`"), "{}", chain(&err));
+            }
+            "bad_port" => {
+                let client = builder.build().unwrap();
+                let err = client
+                    .get("https://pool-http-proxy-test.invalid/")
+                    .await
+                    .unwrap_err();
+                assert!(err.is_proxy(), "{}", chain(&err));
+                let shown = format!("{} {err:?}", chain(&err));
+                assert!(shown.contains("ports are 1 to 65535"), "{shown}");
+                assert!(!shown.contains(ENV_SECRET), "{shown}");
+            }
+            "env_secret" => {
+                let capture = pool_core::testing::spans::Capture::new();
+                tracing::subscriber::set_global_default(capture.clone()).unwrap();
+                let shown = format!("{builder:?}");
+                assert!(!shown.contains(ENV_SECRET), "{shown}");
+                let client = builder.build().unwrap();
+                let mut shown = format!("{client:?}");
+                for url in [ELSEWHERE, "https://pool-http-proxy-test.invalid/"] {
+                    let err = client.get(url).await.unwrap_err();
+                    assert!(chain(&err).contains(" via "), "{}", chain(&err));
+                    shown.push_str(&format!("{} {err:?}", chain(&err)));
+                }
+                shown.push_str(&format!("{client:?}"));
+                let spans = capture.spans();
+                assert!(spans.iter().any(|s| s.name == "request"), "{spans:?}");
+                for span in spans {
+                    shown.push_str(&format!("{span:?}"));
+                }
+                assert!(!shown.contains(ENV_SECRET), "{shown}");
+                assert!(!shown.contains("envuser"), "{shown}");
             }
             other => panic!("unknown case {other}"),
         }

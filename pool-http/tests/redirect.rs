@@ -597,10 +597,12 @@ async fn a_request_s_policy_overrides_the_client_s() {
 }
 
 /// The credentials a test sends, and what it checks arrived.
-const SENSITIVE: [(&str, &str); 4] = [
+const SENSITIVE: [(&str, &str); 5] = [
     ("cookie", "sid=1"),
     ("cookie2", "$Version=1"),
     ("proxy-authorization", "Basic cHJveHk6cHc="),
+    // Go 1.24.4, CVE-2025-4673.
+    ("proxy-authenticate", "Basic realm=p"),
     ("www-authenticate", "Basic realm=x"),
 ];
 
@@ -685,15 +687,18 @@ async fn credentials_stripped_once_never_come_back() {
 }
 
 #[tokio::test]
-async fn url_userinfo_credentials_follow_the_same_host_only() {
+async fn url_userinfo_credentials_go_on_the_first_request_only() {
+    // Go's `send` puts them on its own copy of the request, and a redirect copies the
+    // caller's headers: not even the same host gets them again.
     let site = Site::start().await;
     let port = site.port();
     site.redirect("/u/relative", 302, "/u/end");
     site.redirect("/u/absolute", 302, &site.url("/u/end"));
     site.redirect("/u/cross", 302, &site.at("localhost", "/u/end"));
+    site.redirect("/u/307", 307, "/u/end");
     let want = basic("user:p@ss");
     let client = client();
-    for path in ["/u/relative", "/u/absolute", "/u/cross"] {
+    for path in ["/u/relative", "/u/absolute", "/u/cross", "/u/307"] {
         let url = format!("http://user:p%40ss@127.0.0.1:{port}{path}?k=v");
         let response = client.get(&url).await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
@@ -703,15 +708,31 @@ async fn url_userinfo_credentials_follow_the_same_host_only() {
             response.url()
         );
         let seen = site.take();
+        assert_eq!(seen.len(), 2, "{path}");
         assert_eq!(seen[0].header("authorization"), Some(&*want));
         let last = &seen[1];
-        let expected = (path != "/u/cross").then_some(&*want);
-        assert_eq!(last.header("authorization"), expected, "{path}");
+        assert_eq!(last.header("authorization"), None, "{path}");
         assert_eq!(
             last.header("referer"),
             Some(&*format!("http://127.0.0.1:{port}{path}?k=v")),
             "{path}: the Referer has no userinfo"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_callers_authorization_beats_the_userinfo_and_follows_the_same_host() {
+    let site = Site::start().await;
+    let port = site.port();
+    site.redirect("/a/same", 302, "/a/end");
+    site.redirect("/a/cross", 302, &site.at("localhost", "/a/end"));
+    let client = client();
+    for (path, expected) in [("/a/same", Some("Bearer t0ken")), ("/a/cross", None)] {
+        let url = format!("http://user:pw@127.0.0.1:{port}{path}");
+        client.get(&url).bearer_auth("t0ken").await.unwrap();
+        let seen = site.take();
+        assert_eq!(seen[0].header("authorization"), Some("Bearer t0ken"));
+        assert_eq!(seen[1].header("authorization"), expected, "{path}");
     }
 }
 
@@ -770,6 +791,64 @@ async fn from_https_to_http_neither_credentials_nor_referer_go() {
             "{path}: an https URL leaked to http"
         );
     }
+}
+
+#[tokio::test]
+async fn a_callers_referer_is_not_sent_from_https_to_http_and_comes_back_on_https() {
+    // Go's refererForURL returns "" on a downgrade before it looks at the caller's Referer.
+    let (secure, tls) = Site::start_tls().await;
+    let plain = Site::start().await;
+    secure.redirect("/cr/down", 302, &plain.url("/cr/plain"));
+    plain.redirect("/cr/plain", 302, &secure.url("/cr/up"));
+    secure.redirect("/cr/up", 302, "/cr/end");
+    let client = builder().tls(tls).build().unwrap();
+    let response = client
+        .get(&secure.url("/cr/down"))
+        .header("referer", "https://app.example/page")
+        .await
+        .unwrap();
+    assert_eq!(response.url().to_string(), secure.url("/cr/end"));
+    let on_plain = plain.take();
+    assert_eq!(on_plain.len(), 1);
+    assert_eq!(
+        on_plain[0].header("referer"),
+        None,
+        "the caller's https Referer leaked to http"
+    );
+    let on_secure = secure.take();
+    let referers: Vec<_> = on_secure.iter().map(|s| s.header("referer")).collect();
+    let callers = Some("https://app.example/page");
+    assert_eq!(referers, [callers, callers, callers], "{on_secure:?}");
+}
+
+#[tokio::test]
+async fn a_custom_policy_that_always_follows_stops_at_the_hard_limit() {
+    let site = Site::start().await;
+    site.redirect("/forever", 302, "/forever");
+    let client = builder()
+        .redirect(Policy::custom(|attempt| attempt.follow()))
+        .build()
+        .unwrap();
+    let err = client.get(&site.url("/forever")).await.unwrap_err();
+    assert!(err.is_redirect(), "{err:?}");
+    assert!(
+        err.to_string().ends_with("stopped after 100 redirects"),
+        "{err}"
+    );
+    assert_eq!(pool_http::redirect::MAX_REDIRECTS, 100);
+    assert_eq!(
+        site.take().len(),
+        101,
+        "the first request and 100 redirects"
+    );
+    // A limit above it is cut to it too.
+    let err = client
+        .get(&site.url("/forever"))
+        .redirect(Policy::limited(1000))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().ends_with("stopped after 100 redirects"));
+    assert_eq!(site.take().len(), 101);
 }
 
 #[tokio::test]

@@ -7,9 +7,10 @@
 //!   them: the first of the two names with a non-empty value.
 //! - A value without a scheme is an `http://` URL (`proxy.corp:3128`). One that is no URL
 //!   even so is ignored (with a warning naming the variable, never its value), as Go ignores
-//!   it. One with another scheme than `http` (`https://`, `socks5://`) is kept, and the
-//!   requests it would carry fail with [`Error::is_proxy`](crate::Error::is_proxy): they
-//!   never silently go direct.
+//!   it. One with another scheme than `http` (`https://`, `socks5://`), or with a port of
+//!   digits outside 1 to 65535 (`h:99999`, which Go's `url.Parse` takes and its dial then
+//!   refuses), is kept, and the requests it would carry fail with
+//!   [`Error::is_proxy`](crate::Error::is_proxy): they never silently go direct.
 //! - CGI (httpoxy): when `REQUEST_METHOD` is set, the process serves a request whose
 //!   `Proxy:` header arrived as `HTTP_PROXY`, so `HTTP_PROXY` is ignored. Go fails every
 //!   `http` request then; we read `http_proxy` instead (a request header cannot set a
@@ -123,7 +124,7 @@ mod tests {
             via(&proxies, "https://a.com/").as_deref(),
             Some("http://cache.corp:80")
         );
-        let proxies = env(&[("HTTP_PROXY", "not a url"), ("HTTPS_PROXY", "h:99999")]);
+        let proxies = env(&[("HTTP_PROXY", "not a url"), ("HTTPS_PROXY", "h:8a")]);
         assert!(proxies.is_empty());
         // Another scheme is kept: its requests fail rather than go direct.
         let proxies = env(&[("HTTPS_PROXY", "socks5://s:1080")]);
@@ -131,6 +132,25 @@ mod tests {
             via(&proxies, "https://a.com/").as_deref(),
             Some("socks5://s:1080")
         );
+    }
+
+    #[test]
+    fn a_port_out_of_range_is_kept_so_that_its_requests_fail_rather_than_go_direct() {
+        // Go's url.Parse takes any digits as a port, and the dial fails.
+        let proxies = env(&[("HTTPS_PROXY", "u:s3cret@h:99999")]);
+        let origin = crate::Origin::routed(&"https://a.com/".parse().unwrap(), &proxies).unwrap();
+        let proxy = origin.proxy().expect("kept, not dropped");
+        assert_eq!(proxy.to_string(), "http://h:99999");
+        let refused = proxy.unsupported(|| origin.host_port()).expect("refused");
+        let shown = format!("{refused} {refused:?}");
+        assert!(shown.contains("ports are 1 to 65535"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        let e = crate::Error::dial(refused);
+        assert!(e.is_proxy(), "{e:?}");
+        // A well-formed proxy is not refused.
+        let proxies = env(&[("HTTPS_PROXY", "h:3128")]);
+        let origin = crate::Origin::routed(&"https://a.com/".parse().unwrap(), &proxies).unwrap();
+        assert!(origin.proxy().unwrap().unsupported(String::new).is_none());
     }
 
     #[test]
@@ -205,9 +225,19 @@ mod tests {
             "a.com",
             "the getters describe the target"
         );
+        // The shared key names no target; a request's own messages name its target.
+        assert_eq!(key("http://b.com/").to_string(), "http://* via http://p:1");
         assert_eq!(
-            key("http://b.com/").to_string(),
+            format!("{:?}", key("http://b.com/")),
+            "http://* via http://p:1"
+        );
+        assert_eq!(
+            key("http://b.com/").target().to_string(),
             "http://b.com:80 via http://p:1"
+        );
+        assert_eq!(
+            key("https://b.com/").to_string(),
+            "https://b.com:443 via http://p:1"
         );
     }
 }

@@ -131,7 +131,9 @@ impl NoProxy {
         {
             return true;
         }
-        rules.domains.iter().any(|rule| rule.matches(host, port))
+        // Go's `domainMatch` applies to names only (`ip == nil`): `.1` is no rule for
+        // `10.0.0.1`.
+        ip.is_none() && rules.domains.iter().any(|rule| rule.matches(host, port))
     }
 }
 
@@ -289,6 +291,19 @@ mod tests {
         assert!(!no_proxy.bypasses("x.sub.org", 80));
         assert!(!no_proxy.bypasses("sub.org", 443));
         assert!(no_proxy.bypasses("::5", 1));
+    }
+
+    #[test]
+    fn domain_rules_never_match_an_ip_host() {
+        // Go's domainMatch requires `ip == nil`: a suffix that looks like an address's tail
+        // is no rule for the address.
+        let no_proxy = NoProxy::from_string(".1, 0.1, .0.0.1, *.1, .5");
+        assert!(!no_proxy.bypasses("10.0.0.1", 80));
+        assert!(!no_proxy.bypasses("2001:db8::5", 80));
+        // Names still match, and address rules still match addresses.
+        let no_proxy = NoProxy::from_string(".1, 10.0.0.2");
+        assert!(no_proxy.bypasses("host.1", 80));
+        assert!(no_proxy.bypasses("10.0.0.2", 80));
     }
 
     #[test]
