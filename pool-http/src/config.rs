@@ -95,9 +95,6 @@ pub(crate) struct Settings {
     pub tls_handshake_timeout: Duration,
     #[cfg(feature = "tls")]
     pub tls: Option<Arc<rustls::ClientConfig>>,
-    /// The caller set [`ClientBuilder::tls`]: the built-in configuration is not wanted.
-    #[cfg(feature = "tls")]
-    pub tls_set: bool,
     /// Feature `rustls`: the built-in configuration, made at the first `https` dial (the
     /// roots take milliseconds to load: a client that never dials https never pays).
     #[cfg(feature = "rustls")]
@@ -155,10 +152,10 @@ impl Settings {
     pub fn has_tls(&self) -> bool {
         #[cfg(feature = "tls")]
         return self.tls.is_some()
-            || (cfg!(all(
+            || cfg!(all(
                 feature = "rustls",
                 any(feature = "webpki-roots", feature = "native-roots")
-            )) && !self.tls_set);
+            ));
         #[cfg(not(feature = "tls"))]
         false
     }
@@ -177,7 +174,7 @@ impl Settings {
             return Ok(Some(config.clone()));
         }
         #[cfg(feature = "rustls")]
-        if !self.tls_set {
+        {
             if let Some(made) = self.built_in_tls.get() {
                 return Ok(made.clone());
             }
@@ -187,8 +184,9 @@ impl Settings {
                 .map_err(|e| Error::config("tls", format!("loading the roots failed: {e}")))??;
             #[cfg(not(feature = "native-roots"))]
             let made = crate::tls::built_in()?;
-            return Ok(self.built_in_tls.get_or_init(|| made).clone());
+            Ok(self.built_in_tls.get_or_init(|| made).clone())
         }
+        #[cfg(not(feature = "rustls"))]
         Ok(None)
     }
 }
@@ -307,8 +305,6 @@ impl Default for ClientBuilder {
                 tls_handshake_timeout: Duration::from_secs(10),
                 #[cfg(feature = "tls")]
                 tls: None,
-                #[cfg(feature = "tls")]
-                tls_set: false,
                 #[cfg(feature = "rustls")]
                 built_in_tls: std::sync::OnceLock::new(),
                 redirect: Policy::default(),
@@ -431,7 +427,6 @@ impl ClientBuilder {
     #[cfg(feature = "tls")]
     pub fn tls(mut self, config: rustls::ClientConfig) -> Self {
         self.settings.tls = Some(crate::tls::with_alpn(config));
-        self.settings.tls_set = true;
         self
     }
 

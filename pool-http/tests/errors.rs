@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use pool_http::{Client, Origin, Phase};
@@ -17,21 +16,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "S3cr3tPW";
 
-/// Each level's message, the error's own first.
-fn levels(e: &pool_http::Error) -> Vec<String> {
-    let mut levels = vec![e.to_string()];
-    let mut next = e.source();
-    while let Some(cause) = next {
-        levels.push(cause.to_string());
-        next = cause.source();
-    }
-    levels
-}
-
 /// The chain joined with ": " (anyhow's `{:#}`), after checking that no level is empty,
 /// repeats another or contains another's whole text, and that no secret shows anywhere.
 fn report(e: &pool_http::Error) -> String {
-    let levels = levels(e);
+    let levels = support::levels(e);
     for (i, a) in levels.iter().enumerate() {
         assert!(!a.is_empty(), "empty level {i} in {levels:?}");
         for (j, b) in levels.iter().enumerate() {
@@ -220,19 +208,7 @@ async fn an_invalid_url_with_userinfo_renders_one_level_without_it() {
     let err = Client::new().unwrap().get(&url).await.unwrap_err();
     assert!(err.is_invalid_url(), "{err:?}");
     assert_eq!(report(&err), expected);
-    assert_eq!(levels(&err).len(), 1, "nothing caused it");
-}
-
-fn trusting(root: rustls::pki_types::CertificateDer<'static>) -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(root).unwrap();
-    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth()
+    assert_eq!(support::levels(&err).len(), 1, "nothing caused it");
 }
 
 #[tokio::test]
@@ -241,11 +217,14 @@ async fn a_tls_handshake_failure_renders_where_and_why_once() {
         Server::start_tls(&[b"http/1.1"], |_| async { hyper::Response::new(full(1)) }).await;
     let (_other, other_root) =
         Server::start_tls(&[b"http/1.1"], |_| async { hyper::Response::new(full(1)) }).await;
-    let client = Client::builder().tls(trusting(other_root)).build().unwrap();
+    let client = Client::builder()
+        .tls(support::trusting(other_root))
+        .build()
+        .unwrap();
     let url = format!("https://user:{SECRET}@{}/", server.addr);
     let err = client.get(&url).await.unwrap_err();
     assert!(err.is_tls() && !err.is_timeout(), "{err:?}");
-    let levels = levels(&err);
+    let levels = support::levels(&err);
     let addr = server.addr;
     assert_eq!(
         levels[..3],
@@ -276,7 +255,7 @@ async fn a_tls_handshake_timeout_renders_where_and_after_how_long() {
     let (_unused, root) =
         Server::start_tls(&[b"http/1.1"], |_| async { hyper::Response::new(full(1)) }).await;
     let client = Client::builder()
-        .tls(trusting(root))
+        .tls(support::trusting(root))
         .tls_handshake_timeout(Duration::from_millis(150))
         .build()
         .unwrap();

@@ -187,27 +187,6 @@ fn header(head: &str, name: &str) -> Option<String> {
     })
 }
 
-fn trusting(root: rustls::pki_types::CertificateDer<'static>) -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(root).unwrap();
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth()
-}
-
-/// The error and its whole source chain, as a report prints them.
-fn chain(err: &pool_http::Error) -> String {
-    let mut out = format!("{err}");
-    let mut cause = std::error::Error::source(err);
-    while let Some(e) = cause {
-        out.push_str(&format!(": {e}"));
-        cause = e.source();
-    }
-    out
-}
-
 /// A port where nothing listens.
 async fn closed_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -439,7 +418,7 @@ async fn https_urls_go_through_one_reused_connect_tunnel() {
     let (other, _) = Server::start_tls(&[b"http/1.1"], |_| async { Response::new(full(1)) }).await;
     let proxy = TestProxy::start(Behaviour::Forward, Some(U_P)).await;
     let client = Client::builder()
-        .tls(trusting(root))
+        .tls(support::trusting(root))
         .proxy(Proxy::https(&proxy.url()).unwrap().basic_auth("u", "p"))
         .build()
         .unwrap();
@@ -464,7 +443,7 @@ async fn https_urls_go_through_one_reused_connect_tunnel() {
         .get(&format!("https://{}/", other.addr))
         .await
         .unwrap_err();
-    assert!(err.is_tls(), "{}", chain(&err));
+    assert!(err.is_tls(), "{}", support::chain(&err));
     assert_eq!(
         proxy.accepts(),
         2,
@@ -482,7 +461,7 @@ async fn alpn_h2_works_through_the_tunnel() {
     .await;
     let proxy = TestProxy::start(Behaviour::Forward, None).await;
     let client = Client::builder()
-        .tls(trusting(root))
+        .tls(support::trusting(root))
         .proxy(Proxy::all(&proxy.url()).unwrap())
         .build()
         .unwrap();
@@ -512,14 +491,14 @@ async fn a_407_to_connect_is_a_proxy_error_that_names_the_status_and_no_credenti
     let shown_builder = format!("{builder:?}");
     let client = builder.build().unwrap();
     let err = client.get("https://example.invalid/").await.unwrap_err();
-    assert!(err.is_proxy(), "{}", chain(&err));
+    assert!(err.is_proxy(), "{}", support::chain(&err));
     assert!(err.is_connect());
     assert!(!err.is_timeout());
     assert!(matches!(
         err.connect_error(),
         Some(ConnectError::Proxy { status: Some(s), .. }) if s.as_u16() == 407
     ));
-    let report = chain(&err);
+    let report = support::chain(&err);
     assert!(
         report.contains("407 Proxy Authentication Required"),
         "{report}"
@@ -550,10 +529,10 @@ async fn a_proxy_that_refuses_connections_is_a_connect_error_naming_it() {
         .unwrap();
     for url in ["http://example.invalid/", "https://example.invalid/"] {
         let err = client.get(url).await.unwrap_err();
-        assert!(err.is_connect(), "{}", chain(&err));
-        assert!(err.is_connect_refused(), "{}", chain(&err));
+        assert!(err.is_connect(), "{}", support::chain(&err));
+        assert!(err.is_connect_refused(), "{}", support::chain(&err));
         assert!(!err.is_proxy());
-        let report = chain(&err);
+        let report = support::chain(&err);
         assert!(report.contains(&format!("via http://{gone}")), "{report}");
         assert!(
             report.contains(&format!("connect to {gone} refused")),
@@ -573,15 +552,15 @@ async fn a_proxy_silent_after_connect_is_a_connect_timeout() {
     let started = Instant::now();
     let err = client.get("https://example.invalid/").await.unwrap_err();
     let took = started.elapsed();
-    assert!(err.is_timeout(), "{}", chain(&err));
+    assert!(err.is_timeout(), "{}", support::chain(&err));
     assert_eq!(err.timeout_phase(), Some(Phase::Connect));
     assert!(err.is_proxy() && err.is_connect());
     assert!(took >= Duration::from_millis(250), "{took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert!(
-        chain(&err).contains("no answer to CONNECT"),
+        support::chain(&err).contains("no answer to CONNECT"),
         "{}",
-        chain(&err)
+        support::chain(&err)
     );
 }
 
@@ -599,9 +578,13 @@ async fn an_endless_header_from_the_proxy_is_cut_at_8_kib() {
         started.elapsed() < Duration::from_secs(5),
         "bounded by size, not time"
     );
-    assert!(err.is_proxy(), "{}", chain(&err));
+    assert!(err.is_proxy(), "{}", support::chain(&err));
     assert!(!err.is_timeout());
-    assert!(chain(&err).contains("over 8192 bytes"), "{}", chain(&err));
+    assert!(
+        support::chain(&err).contains("over 8192 bytes"),
+        "{}",
+        support::chain(&err)
+    );
 }
 
 #[tokio::test]
@@ -619,8 +602,16 @@ async fn a_proxy_that_closes_or_answers_garbage_is_a_proxy_error() {
             .build()
             .unwrap();
         let err = client.get("https://example.invalid/").await.unwrap_err();
-        assert!(err.is_proxy() && err.is_connect(), "{}", chain(&err));
-        assert!(chain(&err).contains(says), "{behaviour:?}: {}", chain(&err));
+        assert!(
+            err.is_proxy() && err.is_connect(),
+            "{}",
+            support::chain(&err)
+        );
+        assert!(
+            support::chain(&err).contains(says),
+            "{behaviour:?}: {}",
+            support::chain(&err)
+        );
         assert_eq!(proxy.heads().len(), 1);
     }
 }
@@ -802,15 +793,23 @@ fn env_child() {
                 };
                 let client = builder.build().unwrap();
                 let err = client.get(ELSEWHERE).await.unwrap_err();
-                assert!(err.is_connect(), "{}", chain(&err));
-                assert!(!chain(&err).contains(" via "), "{}", chain(&err));
+                assert!(err.is_connect(), "{}", support::chain(&err));
+                assert!(
+                    !support::chain(&err).contains(" via "),
+                    "{}",
+                    support::chain(&err)
+                );
             }
             "unsupported" => {
                 let client = builder.build().unwrap();
                 let url = "https://pool-http-proxy-test.invalid/";
                 let err = client.get(url).await.unwrap_err();
-                assert!(err.is_proxy(), "{}", chain(&err));
-                assert!(chain(&err).contains("`socks5`"), "{}", chain(&err));
+                assert!(err.is_proxy(), "{}", support::chain(&err));
+                assert!(
+                    support::chain(&err).contains("`socks5`"),
+                    "{}",
+                    support::chain(&err)
+                );
             }
             "bad_port" => {
                 let client = builder.build().unwrap();
@@ -818,8 +817,8 @@ fn env_child() {
                     .get("https://pool-http-proxy-test.invalid/")
                     .await
                     .unwrap_err();
-                assert!(err.is_proxy(), "{}", chain(&err));
-                let shown = format!("{} {err:?}", chain(&err));
+                assert!(err.is_proxy(), "{}", support::chain(&err));
+                let shown = format!("{} {err:?}", support::chain(&err));
                 assert!(shown.contains("ports are 1 to 65535"), "{shown}");
                 assert!(!shown.contains(ENV_SECRET), "{shown}");
             }
@@ -832,8 +831,12 @@ fn env_child() {
                 let mut shown = format!("{client:?}");
                 for url in [ELSEWHERE, "https://pool-http-proxy-test.invalid/"] {
                     let err = client.get(url).await.unwrap_err();
-                    assert!(chain(&err).contains(" via "), "{}", chain(&err));
-                    shown.push_str(&format!("{} {err:?}", chain(&err)));
+                    assert!(
+                        support::chain(&err).contains(" via "),
+                        "{}",
+                        support::chain(&err)
+                    );
+                    shown.push_str(&format!("{} {err:?}", support::chain(&err)));
                 }
                 shown.push_str(&format!("{client:?}"));
                 let spans = capture.spans();

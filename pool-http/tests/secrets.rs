@@ -5,28 +5,12 @@
 
 mod support;
 
-use std::sync::OnceLock;
-
-use pool_core::testing::spans::Capture;
 use pool_http::{Client, Proxy};
 use support::{Raw, read_request};
 use tokio::io::AsyncWriteExt;
 
 const URL_SECRET: &str = "UrlPr0xyPw";
 const AUTH_SECRET: &str = "AuthPr0xyPw";
-
-/// One capture for the whole test binary, the global default.
-fn capture() -> Capture {
-    static CAPTURE: OnceLock<Capture> = OnceLock::new();
-    CAPTURE
-        .get_or_init(|| {
-            let capture = Capture::new();
-            tracing::subscriber::set_global_default(capture.clone())
-                .expect("no other global subscriber in this binary");
-            capture
-        })
-        .clone()
-}
 
 /// The error, its `Debug` and its whole source chain.
 fn shown(err: &pool_http::Error) -> String {
@@ -47,7 +31,7 @@ fn assert_no_secret(what: &str, text: &str) {
 
 #[tokio::test]
 async fn proxy_credentials_never_show_in_debug_errors_or_spans() {
-    let capture = capture();
+    let capture = support::span_capture();
     // A proxy that asks for other credentials (407 to CONNECT) and closes after a forwarded
     // request: both kinds of proxy error, each with credentials sent.
     let proxy = Raw::start(|mut stream, _| async move {

@@ -5,25 +5,9 @@
 
 mod support;
 
-use std::sync::OnceLock;
-
-use pool_core::testing::spans::{Capture, CapturedSpan};
+use pool_core::testing::spans::CapturedSpan;
 use pool_http::{Client, Origin};
 use support::Server;
-
-/// One capture for the whole test binary, the global default: each test reads the spans of
-/// its own thread (its current-thread runtime runs the client's tasks there).
-fn capture() -> Capture {
-    static CAPTURE: OnceLock<Capture> = OnceLock::new();
-    CAPTURE
-        .get_or_init(|| {
-            let capture = Capture::new();
-            tracing::subscriber::set_global_default(capture.clone())
-                .expect("no other global subscriber in this binary");
-            capture
-        })
-        .clone()
-}
 
 fn parent<'s>(spans: &'s [CapturedSpan], child: &CapturedSpan) -> Option<&'s CapturedSpan> {
     spans.iter().find(|s| Some(s.id) == child.parent)
@@ -31,7 +15,7 @@ fn parent<'s>(spans: &'s [CapturedSpan], child: &CapturedSpan) -> Option<&'s Cap
 
 #[tokio::test]
 async fn a_request_span_holds_its_checkout_and_the_dial_and_no_secret() {
-    let capture = capture();
+    let capture = support::span_capture();
     let server = Server::sized(1024).await;
     let origin = Origin::from_url(&server.url("/")).unwrap().to_string();
     let client = Client::new().unwrap();
@@ -88,7 +72,7 @@ async fn a_request_span_holds_its_checkout_and_the_dial_and_no_secret() {
 
 #[tokio::test]
 async fn a_failed_request_records_its_error_in_its_span_and_its_checkout() {
-    let capture = capture();
+    let capture = support::span_capture();
     // A port nothing listens on: bound, then closed.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -110,7 +94,7 @@ async fn a_failed_request_records_its_error_in_its_span_and_its_checkout() {
 
 #[tokio::test]
 async fn a_retried_request_records_how_many_retries_and_the_connection_it_ended_on() {
-    let capture = capture();
+    let capture = support::span_capture();
     let server = Server::sized(16).await;
     let client = Client::new().unwrap();
     let url = server.url("/");

@@ -3,22 +3,11 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Response;
 use pool_http::{Client, Phase};
 use support::{Raw, Server, full};
-
-fn trusting(root: rustls::pki_types::CertificateDer<'static>) -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(root).unwrap();
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth()
-}
 
 fn https(server: &Server, path: &str) -> String {
     format!("https://{}{path}", server.addr)
@@ -31,7 +20,10 @@ async fn https_over_http1_reuses_its_connection() {
         Response::new(full(2048))
     })
     .await;
-    let client = Client::builder().tls(trusting(root)).build().unwrap();
+    let client = Client::builder()
+        .tls(support::trusting(root))
+        .build()
+        .unwrap();
     for _ in 0..5 {
         let response = client.get(&https(&server, "/")).await.unwrap();
         assert_eq!(response.version(), hyper::Version::HTTP_11);
@@ -51,7 +43,10 @@ async fn alpn_h2_shares_one_connection_between_concurrent_requests() {
         Response::new(full(100))
     })
     .await;
-    let client = Client::builder().tls(trusting(root)).build().unwrap();
+    let client = Client::builder()
+        .tls(support::trusting(root))
+        .build()
+        .unwrap();
     // The first request learns that the server speaks HTTP/2.
     let first = client.get(&https(&server, "/")).await.unwrap();
     assert_eq!(first.version(), hyper::Version::HTTP_2);
@@ -79,7 +74,10 @@ async fn an_untrusted_certificate_is_a_tls_error() {
         Server::start_tls(&[b"http/1.1"], |_| async { Response::new(full(1)) }).await;
     let (_other, other_root) =
         Server::start_tls(&[b"http/1.1"], |_| async { Response::new(full(1)) }).await;
-    let client = Client::builder().tls(trusting(other_root)).build().unwrap();
+    let client = Client::builder()
+        .tls(support::trusting(other_root))
+        .build()
+        .unwrap();
     let err = client.get(&https(&server, "/")).await.unwrap_err();
     assert!(err.is_tls(), "{err:?}");
     assert!(err.is_connect(), "{err:?}");
@@ -125,7 +123,7 @@ async fn a_server_that_never_finishes_the_handshake_is_a_tls_timeout() {
     let (_unused, root) =
         Server::start_tls(&[b"http/1.1"], |_| async { Response::new(full(1)) }).await;
     let client = Client::builder()
-        .tls(trusting(root))
+        .tls(support::trusting(root))
         .tls_handshake_timeout(Duration::from_millis(150))
         .build()
         .unwrap();

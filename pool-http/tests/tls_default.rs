@@ -6,6 +6,8 @@
 //! very test binary), since the workspace forbids the `unsafe` that `set_var` needs.
 #![cfg(any(feature = "webpki-roots", feature = "native-roots"))]
 
+mod support;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -143,27 +145,9 @@ fn rustls_error(err: &pool_http::Error) -> Option<&rustls::Error> {
     }
 }
 
-/// The error and its causes, as a report prints them.
-fn chain(err: &pool_http::Error) -> String {
-    let mut out = err.to_string();
-    let mut cause = std::error::Error::source(err);
-    while let Some(e) = cause {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        cause = e.source();
-    }
-    out
-}
-
 /// A client config that trusts `ca` alone.
 fn trusting(ca: &Ca) -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.der()).unwrap();
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth()
+    support::trusting(ca.der())
 }
 
 #[tokio::test]
@@ -172,7 +156,7 @@ async fn client_new_has_tls_and_refuses_an_unknown_issuer() {
     let server = TlsServer::start(&ca).await;
     let client = Client::new().unwrap();
     let err = client.get(&server.url()).await.unwrap_err();
-    let report = chain(&err);
+    let report = support::chain(&err);
     assert!(err.is_tls(), "{report}");
     assert!(err.is_connect(), "{report}");
     assert!(!err.is_timeout(), "{report}");
@@ -215,7 +199,7 @@ async fn client_builder_build_has_tls_too() {
             ))
         ),
         "{}",
-        chain(&err)
+        support::chain(&err)
     );
 }
 
@@ -246,7 +230,7 @@ async fn a_tls_config_that_trusts_another_ca_is_refused() {
     let server = TlsServer::start(&ca).await;
     let client = Client::builder().tls(trusting(&other)).build().unwrap();
     let err = client.get(&server.url()).await.unwrap_err();
-    assert!(err.is_tls(), "{}", chain(&err));
+    assert!(err.is_tls(), "{}", support::chain(&err));
     assert!(
         matches!(
             rustls_error(&err),
@@ -255,7 +239,7 @@ async fn a_tls_config_that_trusts_another_ca_is_refused() {
             ))
         ),
         "{}",
-        chain(&err)
+        support::chain(&err)
     );
 }
 
@@ -355,7 +339,7 @@ fn native_roots_child() {
         let result = client.get(&url).await;
         match expect.as_str() {
             "trusted" => {
-                let response = result.unwrap_or_else(|e| panic!("{}", chain(&e)));
+                let response = result.unwrap_or_else(|e| panic!("{}", support::chain(&e)));
                 assert_eq!(response.text().await.unwrap(), "hello");
             }
             "untrusted" => {
@@ -368,7 +352,7 @@ fn native_roots_child() {
                         ))
                     ),
                     "{}",
-                    chain(&err)
+                    support::chain(&err)
                 );
             }
             other => panic!("unknown expectation {other}"),

@@ -834,3 +834,45 @@ async fn idle_is_live(client: &Client, server: SocketAddr) {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
+
+/// A rustls client config that trusts `root` alone (`ring` provider, safe defaults).
+pub fn trusting(root: rustls::pki_types::CertificateDer<'static>) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root).unwrap();
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// Every level of an error's message, the error's own first, then each `source()`.
+pub fn levels(e: &pool_http::Error) -> Vec<String> {
+    let mut levels = vec![e.to_string()];
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        levels.push(cause.to_string());
+        next = cause.source();
+    }
+    levels
+}
+
+/// The error and its whole source chain joined with ": ", as a report prints them.
+pub fn chain(e: &pool_http::Error) -> String {
+    levels(e).join(": ")
+}
+
+/// The span capture of this test binary: one global subscriber per binary (each test reads
+/// the spans of its own thread: its current-thread runtime runs the client's tasks there).
+pub fn span_capture() -> pool_core::testing::spans::Capture {
+    static CAPTURE: std::sync::OnceLock<pool_core::testing::spans::Capture> =
+        std::sync::OnceLock::new();
+    CAPTURE
+        .get_or_init(|| {
+            let capture = pool_core::testing::spans::Capture::new();
+            tracing::subscriber::set_global_default(capture.clone())
+                .expect("no other global subscriber in this binary");
+            capture
+        })
+        .clone()
+}
