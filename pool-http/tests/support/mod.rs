@@ -1,8 +1,14 @@
 //! Test servers on loopback: a real hyper server that counts the connections it accepts and
 //! holds, a raw TCP server that writes exact bytes, and [`Hostile`], a raw keep-alive server
 //! that answers streamed uploads before reading them and closes idle connections at random;
-//! and the laws checked at the end of the chaos and soak runs.
+//! and the laws checked at the end of the chaos and soak runs. In submodules, the servers of
+//! the request builder tests ([`wire`]) and of the redirect tests ([`site`]), and the proxy of
+//! the proxy tests ([`test_proxy`]).
 #![allow(dead_code)]
+
+pub mod site;
+pub mod test_proxy;
+pub mod wire;
 
 use std::convert::Infallible;
 use std::future::Future;
