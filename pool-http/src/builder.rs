@@ -269,9 +269,12 @@ impl RequestBuilder {
     /// # Errors
     /// The first mistake of the chain, then as [`Client::request`](crate::Client::request),
     /// plus [`is_redirect`](Error::is_redirect).
-    pub async fn send(self) -> Result<Response, Error> {
-        let req = self.request?;
-        self.client.execute(req, self.options).await
+    ///
+    /// # Cancel safety
+    /// As [`Client::request`](crate::Client::request): dropped before the request was
+    /// written, its connection goes back; after, it is closed or its answer drained.
+    pub fn send(self) -> impl Future<Output = Result<Response, Error>> + Send + 'static {
+        crate::client::execute(self.client, self.request, self.options)
     }
 }
 

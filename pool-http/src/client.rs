@@ -45,9 +45,9 @@ use crate::config::{ClientBuilder, Settings};
 use crate::h2::{H2Conns, StreamLease};
 use crate::manager::{Counters, Dialer, DrainTicket};
 use crate::redirect::{Follow, Policy};
-use crate::request::RequestBody;
 use crate::request::{
-    Replay, as_h2, asks_close, closed_early, keeps_alive, prepare, unprocessed, upgrading,
+    RequestBody, Snapshot, as_h2, asks_close, closed_early, keeps_alive, prepare, unprocessed,
+    upgrading,
 };
 use crate::{ConnectError, Error, Origin, Phase, Response, decompress};
 
@@ -255,7 +255,9 @@ impl Failed {
     }
 }
 
-/// Waits for the response head, under `response_header_timeout` when set.
+/// Waits for the response head, under `response_header_timeout` when set. `sending` is
+/// best a pinned reference (`pin!`): an `async fn` holds its argument and then the timeout
+/// around it, twice the future's size.
 async fn with_header_timeout<T>(
     settings: &Settings,
     sending: impl std::future::Future<Output = T>,
@@ -344,6 +346,54 @@ async fn rescue(
         }
         _ => KeyedPooled::discard(conn),
     }
+}
+
+/// Sends `req` (or returns the builder's error) with `options` in place of the client's
+/// knobs: the whole-request timeout over every redirect, each hop through `Client::one`,
+/// decompression of the last. One future for [`RequestBuilder::send`] and
+/// [`Client::request`], owning its client: no layer of futures between the caller and the
+/// request (each would copy the whole request's state when made).
+pub(crate) async fn execute(
+    client: Client,
+    req: Result<Request<RequestBody>, Error>,
+    options: Options,
+) -> Result<Response, Error> {
+    let req = req?;
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(no_runtime());
+    }
+    let settings = &client.inner.settings;
+    let timeout = options.timeout.unwrap_or(settings.timeout);
+    let body_limit = options.body_limit.or(settings.body_limit);
+    let policy = options.redirect.as_ref().unwrap_or(&settings.redirect);
+    // A deadline past what an `Instant` holds is no deadline (`Instant + Duration` panics
+    // on overflow; the builder caps `timeout` at `MAX_DURATION`).
+    let timeout = timeout.and_then(|t| Some((t, Instant::now().checked_add(t)?)));
+    let (head, url, origin) = match timeout {
+        None => client.hops(req, policy, None, None).await?,
+        Some((t, deadline)) => {
+            // For the timeout's message: the request's origin as routed (the first hop's).
+            let first = req.uri().clone();
+            // Made in place (a future in a local would be held twice: the local, then the
+            // timeout's).
+            match tokio::time::timeout_at(
+                deadline,
+                client.hops(req, policy, Some(deadline), Some(t)),
+            )
+            .await
+            {
+                Ok(hops) => hops?,
+                Err(_) => {
+                    let e = Error::timeout_after(Phase::Request, t);
+                    return Err(match Origin::routed(&first, &settings.proxies) {
+                        Ok(origin) => e.at(&origin),
+                        Err(_) => e,
+                    });
+                }
+            }
+        }
+    };
+    Ok(Response::new(head, url, origin, body_limit))
 }
 
 impl Client {
@@ -450,115 +500,71 @@ impl Client {
     /// Dropping the future before the request was written gives the connection back; after,
     /// the connection is closed (a half-sent request never reaches another caller).
     pub async fn request<B: Into<RequestBody>>(&self, req: Request<B>) -> Result<Response, Error> {
-        self.execute(req.map(Into::into), Options::default()).await
+        execute(self.clone(), Ok(req.map(Into::into)), Options::default()).await
     }
 
-    /// Sends `req` with `options` in place of the client's knobs: the whole-request timeout
-    /// over every redirect, each hop through [`one`](Client::one), decompression of the
-    /// last.
-    pub(crate) async fn execute(
-        &self,
-        req: Request<RequestBody>,
-        options: Options,
-    ) -> Result<Response, Error> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(no_runtime());
-        }
-        let settings = &self.inner.settings;
-        let timeout = options.timeout.unwrap_or(settings.timeout);
-        let body_limit = options.body_limit.or(settings.body_limit);
-        let policy = options.redirect.as_ref().unwrap_or(&settings.redirect);
-        // A deadline past what an `Instant` holds is no deadline (`Instant + Duration` panics
-        // on overflow; the builder caps `timeout` at `MAX_DURATION`).
-        let timeout = timeout.and_then(|t| Some((t, Instant::now().checked_add(t)?)));
-        let deadline = timeout.map(|(_, at)| at);
-        let follow = Follow::new(policy, &req);
-        let mut url = req.uri().clone();
-        if url.authority().is_some_and(|a| a.as_str().contains('@')) {
-            // `Response::url` never holds the password (it went out as `Authorization`).
-            crate::request::strip_userinfo(&mut url, &mut http::HeaderMap::new());
-        }
-        // For a timeout's message (the caller's URL; a clone only when a timeout is set).
-        let first = timeout.map(|_| url.clone());
-        let hops = self.hops(req, follow, url, deadline, timeout.map(|(t, _)| t));
-        let (head, url, origin) = match timeout {
-            None => hops.await?,
-            Some((t, deadline)) => match tokio::time::timeout_at(deadline, hops).await {
-                Ok(hops) => hops?,
-                Err(_) => {
-                    let e = Error::timeout_after(Phase::Request, t);
-                    // Named by the request's origin as routed (the first hop's: the caller's
-                    // URL, and its proxy).
-                    let routed = |uri: &Uri| Origin::routed(uri, &settings.proxies);
-                    return Err(match first.as_ref().map(routed) {
-                        Some(Ok(origin)) => e.at(&origin),
-                        _ => e,
-                    });
-                }
-            },
-        };
-        Ok(Response::new(head, url, origin, body_limit))
-    }
-
-    /// The request and the redirects it is sent on to; the last response, its URL and
-    /// origin.
+    /// The request and the redirects it is sent on to; the last response, its URL (without
+    /// userinfo) and origin.
     async fn hops(
         &self,
         mut req: Request<RequestBody>,
-        mut follow: Option<Follow>,
-        mut url: Uri,
+        policy: &Policy,
         deadline: Option<Instant>,
         timeout: Option<Duration>,
     ) -> Result<(Head, Uri, Origin), Error> {
-        let settings = &self.inner.settings;
+        let mut follow = Follow::new(policy);
         loop {
-            let decoding = decompress::ask(settings, &mut req);
+            // The hop as given: what a retry sends again and the redirects start from.
+            let sent = Snapshot::of(&req);
+            let (origin, mut head, decoding) = self.one(req, &sent, deadline, timeout).await?;
             #[cfg(feature = "cookies")]
-            let jar = settings.cookies.as_ref().map(|jar| {
-                crate::cookie::add_to(&**jar, &mut req);
-                (jar, req.uri().clone())
-            });
-            let (origin, head) = self.one(req, deadline, timeout).await?;
-            #[cfg(feature = "cookies")]
-            if let Some((jar, url)) = jar {
+            if let Some(jar) = &self.inner.settings.cookies {
                 jar.set_cookies(
-                    &url,
+                    sent.uri(),
                     &mut head.headers().get_all(http::header::SET_COOKIE).iter(),
                 );
             }
-            let next = match follow.as_mut() {
-                None => None,
-                Some(follow) => follow.next(&head).map_err(|e| e.at(&origin))?,
-            };
-            match next {
-                Some(next) => {
-                    // Dropped: drained within the budget, its connection pooled.
-                    drop(head);
-                    url = next.uri().clone();
-                    req = next;
-                }
+            match follow.next(&sent, &head).map_err(|e| e.at(&origin))? {
+                // Dropped: drained within the budget, its connection pooled.
+                Some(next) => req = next,
                 None => {
-                    let head = if decoding {
-                        decompress::decode(head)
-                    } else {
-                        head
-                    };
-                    return Ok((head, url, origin));
+                    if decoding {
+                        decompress::decode(&mut head);
+                    }
+                    return Ok((head, sent.into_url(), origin));
                 }
             }
         }
     }
 
-    /// One request on the wire (with Go's retries on another connection), in its span.
+    /// What each try adds to a request as given: the client's `Accept-Encoding` (the
+    /// returned flag: the response is to be decoded), the jar's cookies, then the wire form
+    /// (`prepare`).
+    fn on_wire(
+        &self,
+        mut req: Request<RequestBody>,
+    ) -> Result<(Origin, Request<RequestBody>, bool), Error> {
+        let settings = &self.inner.settings;
+        let decoding = decompress::ask(settings, &mut req);
+        #[cfg(feature = "cookies")]
+        if let Some(jar) = &settings.cookies {
+            crate::cookie::add_to(&**jar, &mut req);
+        }
+        let (origin, req) = prepare(req, settings)?;
+        Ok((origin, req, decoding))
+    }
+
+    /// One request on the wire (with Go's retries on another connection), in its span; the
+    /// origin, the response, and whether it is to be decoded.
     async fn one(
         &self,
         req: Request<RequestBody>,
+        sent: &Snapshot,
         deadline: Option<Instant>,
         timeout: Option<Duration>,
-    ) -> Result<(Origin, Head), Error> {
+    ) -> Result<(Origin, Head, bool), Error> {
         Counters::bump(&self.inner.counters.requests);
-        let settings = &self.inner.settings;
-        let (origin, req) = prepare(req, settings)?;
+        let (origin, req, decoding) = self.on_wire(req)?;
         let span = tracing::debug_span!(
             target: "pool_http",
             "request",
@@ -576,7 +582,7 @@ impl Client {
         };
         // Every error of the request names its origin (never the URL's userinfo).
         let result = self
-            .send(&origin, req, call)
+            .send(&origin, req, sent, call)
             .instrument(span.clone())
             .await
             .map_err(|e| e.at(&origin));
@@ -586,13 +592,14 @@ impl Client {
                 Err(e) => span.record("error", tracing::field::display(e)),
             };
         }
-        result.map(|head| (origin, head))
+        result.map(|head| (origin, head, decoding))
     }
 
     async fn send(
         &self,
         origin: &Origin,
         mut req: Request<RequestBody>,
+        sent: &Snapshot,
         call: Call<'_>,
     ) -> Result<Head, Error> {
         let settings = &self.inner.settings;
@@ -601,7 +608,6 @@ impl Client {
                 host: origin.authority(),
             }));
         }
-        let replay = Replay::of(&req);
         let head = req.method() == Method::HEAD;
         let mut tries = 0;
         loop {
@@ -632,9 +638,12 @@ impl Client {
                 Some(back)
             } else if failed.nothing_written
                 || failed.unprocessed
-                || (failed.closed_early && replay.as_ref().is_some_and(|r| r.idempotent))
+                || (failed.closed_early && sent.idempotent())
             {
-                replay.as_ref().map(Replay::request)
+                // As the first try made it (the same origin: the same URL and proxies).
+                sent.request()
+                    .and_then(|again| self.on_wire(again).ok())
+                    .map(|(_, again, _)| again)
             } else {
                 None
             };
@@ -658,7 +667,7 @@ impl Client {
     async fn try_h1(
         &self,
         origin: &Origin,
-        req: Request<RequestBody>,
+        mut req: Request<RequestBody>,
         head: bool,
         call: Call<'_>,
     ) -> Result<Head, Failed> {
@@ -700,7 +709,8 @@ impl Client {
             // ALPN chose HTTP/2: this connection becomes the origin's shared one.
             let conn = flight.conn.take().expect("just checked");
             let stream = self.inner.h2.adopt(origin, conn);
-            return self.send_stream(origin, stream, req, head, call).await;
+            // Boxed: once per connection, and the HTTP/1.1 path's future stays small.
+            return Box::pin(self.send_stream(origin, stream, req, head, call)).await;
         }
         let conn = flight.conn.as_mut().expect("just set");
         let reused = conn.uses > 0;
@@ -708,7 +718,6 @@ impl Client {
         let wire = conn.wire.clone();
         // Either side's `close` means never pooled.
         let asks_close = asks_close(req.headers(), req.version());
-        let mut req = req;
         req.body_mut().track(&conn.link);
         let Some(sender) = conn.sender.h1() else {
             return Err(Failed::fatal(Error::config(
@@ -836,8 +845,8 @@ impl Client {
     ) -> Result<Head, Failed> {
         as_h2(origin, &mut req);
         let mut sender = stream.sender();
-        let result =
-            with_header_timeout(&self.inner.settings, sender.try_send_request(req)).await?;
+        let sending = std::pin::pin!(sender.try_send_request(req));
+        let result = with_header_timeout(&self.inner.settings, sending).await?;
         match result {
             Ok(response) => {
                 let keep = keeps_alive(&response, head);

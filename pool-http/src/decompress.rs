@@ -69,27 +69,27 @@ pub(crate) fn ask(settings: &Settings, req: &mut http::Request<RequestBody>) -> 
     true
 }
 
-/// `response` with its body decoded as its `Content-Encoding` says.
-pub(crate) fn decode(mut response: http::Response<Body>) -> http::Response<Body> {
+/// Decodes `response`'s body as its `Content-Encoding` says (in place: a response head is
+/// hundreds of bytes).
+pub(crate) fn decode(response: &mut http::Response<Body>) {
     let status = response.status();
     if status.is_informational()
         || status == http::StatusCode::NO_CONTENT
         || status == http::StatusCode::NOT_MODIFIED
         || http_body::Body::is_end_stream(response.body())
     {
-        return response;
+        return;
     }
     let mut codings = response.headers().get_all(header::CONTENT_ENCODING).iter();
     let (Some(coding), None) = (codings.next(), codings.next()) else {
-        return response;
+        return;
     };
     let Some(decoder) = Decoder::for_coding(coding) else {
-        return response;
+        return;
     };
     response.headers_mut().remove(header::CONTENT_ENCODING);
     response.headers_mut().remove(header::CONTENT_LENGTH);
     response.body_mut().decode_with(Box::new(decoder));
-    response
 }
 
 /// Largest decoded chunk a body yields.

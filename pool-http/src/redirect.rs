@@ -38,7 +38,7 @@ use std::sync::Arc;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
 
-use crate::request::RequestBody;
+use crate::request::{RequestBody, Snapshot};
 use crate::{BoxError, Error};
 
 /// The most redirects one request follows, whatever its [`Policy`] says (Go's default check
@@ -212,11 +212,16 @@ const BODY_HEADERS: [HeaderName; 4] = [
 
 /// A request's redirects, from its first response to its last.
 ///
-/// Made for every request a policy may redirect, so [`new`](Follow::new) copies only what
-/// the request consumes (its headers, a body in memory) and allocates nothing else: the
-/// URL list and every host comparison wait for a 3xx.
-pub(crate) struct Follow {
-    policy: Policy,
+/// Made for every request, so [`new`](Follow::new) copies and allocates nothing: what the
+/// redirects need of the first request is taken from its [`Snapshot`] at the first 3xx.
+pub(crate) struct Follow<'p> {
+    policy: &'p Policy,
+    /// Since the first redirect.
+    hops: Option<Box<Hops>>,
+}
+
+/// What following needs once a redirect came: the first request's parts, the URLs so far.
+struct Hops {
     method: Method,
     /// The caller's headers: never the `Authorization` of the first URL's userinfo.
     headers: HeaderMap,
@@ -226,8 +231,7 @@ pub(crate) struct Follow {
     streamed: bool,
     /// The first URL, without its userinfo.
     first: Uri,
-    /// Every URL requested, the first one's first, once a redirect was followed; empty
-    /// before (an empty `Vec` does not allocate).
+    /// Every URL requested, the first one's first.
     urls: Vec<Uri>,
     /// A sensitive header was dropped already (a later hop back to the first host does not
     /// get it again, as in Go, which copies from the initial request only while allowed).
@@ -238,37 +242,63 @@ pub(crate) struct Follow {
     host: Option<HeaderValue>,
 }
 
-impl Follow {
-    /// What the redirects of `req` will need, or `None` when `policy` follows none (then
-    /// nothing is copied: the request path pays for redirects only when they are on).
-    pub(crate) fn new(policy: &Policy, req: &Request<RequestBody>) -> Option<Follow> {
-        if policy.is_none() {
-            return None;
+impl<'p> Follow<'p> {
+    /// The redirects `policy` allows; nothing is copied before one comes.
+    pub(crate) fn new(policy: &'p Policy) -> Follow<'p> {
+        Follow { policy, hops: None }
+    }
+
+    /// The request to send after `response` to the request `sent`, or `None` when
+    /// `response` is the answer.
+    ///
+    /// # Errors
+    /// [`is_redirect`](Error::is_redirect): more redirects than the policy allows, a
+    /// `Location` that is not a URL, or the policy's own error.
+    pub(crate) fn next<B>(
+        &mut self,
+        sent: &Snapshot,
+        response: &http::Response<B>,
+    ) -> Result<Option<Request<RequestBody>>, Error> {
+        if self.policy.is_none() {
+            return Ok(None);
         }
-        let body = req.body().try_clone();
-        // Needed: the request is consumed by its first hop.
-        let mut headers = req.headers().clone();
-        let mut first = req.uri().clone();
-        if first.authority().is_some_and(|a| a.as_str().contains('@')) {
+        let keeps_body = match response.status() {
+            StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND | StatusCode::SEE_OTHER => false,
+            StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT => true,
+            _ => return Ok(None),
+        };
+        // The first 3xx: `sent` is the first request.
+        let hops = self
+            .hops
+            .get_or_insert_with(|| Box::new(Hops::from_first(sent)));
+        hops.next(self.policy, keeps_body, response)
+    }
+}
+
+impl Hops {
+    fn from_first(first: &Snapshot) -> Hops {
+        let mut headers = first.headers().clone();
+        let mut url = first.uri().clone();
+        if url.authority().is_some_and(|a| a.as_str().contains('@')) {
             // Its `Authorization` goes on the first request only (`prepare` makes it there).
-            crate::request::take_userinfo(&mut first);
+            crate::request::take_userinfo(&mut url);
         }
-        Some(Follow {
-            policy: policy.clone(),
-            method: req.method().clone(),
+        let body = first.body();
+        Hops {
+            method: first.method().clone(),
             streamed: body.is_none(),
             body,
-            first,
+            first: url,
             urls: Vec::new(),
             stripped: false,
             referer: headers.get(header::REFERER).cloned(),
             host: headers.remove(header::HOST),
             headers,
-        })
+        }
     }
 
     /// The URL of the last request sent (without the first one's userinfo).
-    pub(crate) fn url(&self) -> &Uri {
+    fn url(&self) -> &Uri {
         self.urls.last().unwrap_or(&self.first)
     }
 
@@ -277,26 +307,18 @@ impl Follow {
         self.urls.len().max(1)
     }
 
-    /// The request to send after `response`, or `None` when `response` is the answer.
-    ///
-    /// # Errors
-    /// [`is_redirect`](Error::is_redirect): more redirects than the policy allows, a
-    /// `Location` that is not a URL, or the policy's own error.
-    pub(crate) fn next<B>(
+    /// The request after the redirect `response` (a 301, 302, 303, or with `keeps_body` a
+    /// 307 or 308), or `None` when it is the answer.
+    fn next<B>(
         &mut self,
+        policy: &Policy,
+        keeps_body: bool,
         response: &http::Response<B>,
     ) -> Result<Option<Request<RequestBody>>, Error> {
+        if keeps_body && self.streamed {
+            return Ok(None);
+        }
         let status = response.status();
-        let keeps_body = match status {
-            StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND | StatusCode::SEE_OTHER => false,
-            StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT => {
-                if self.streamed {
-                    return Ok(None);
-                }
-                true
-            }
-            _ => return Ok(None),
-        };
         let Some(location) = response.headers().get(header::LOCATION) else {
             return Ok(None);
         };
@@ -319,7 +341,7 @@ impl Follow {
         if self.urls.is_empty() {
             self.urls.push(self.first.clone());
         }
-        let follow = match &self.policy.kind {
+        let follow = match &policy.kind {
             Kind::None => return Ok(None),
             Kind::Limited(max) => {
                 if self.sent() > *max {

@@ -1,7 +1,7 @@
 //! Requests as they go out: [`RequestBody`] (what a request sends), the origin and the
 //! HTTP/1.1 form of a request (`prepare`), the
 //! URL userinfo taken out (and turned into Basic credentials, as Go's `http.Client`), the
-//! HTTP/2 form, what a retry needs (`Replay`), and the keep-alive rules of both sides.
+//! HTTP/2 form, what a retry and the redirects start from (`Snapshot`), and the keep-alive rules of both sides.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -93,6 +93,14 @@ impl RequestBody {
             Req::Full(b) => Some(RequestBody {
                 inner: Req::Full(b.clone()),
             }),
+            Req::Stream(..) => None,
+        }
+    }
+
+    /// Its bytes when in memory (`Some(None)`: empty), `None` for a stream.
+    fn in_memory(&self) -> Option<Option<Bytes>> {
+        match &self.inner {
+            Req::Full(b) => Some(b.clone()),
             Req::Stream(..) => None,
         }
     }
@@ -343,46 +351,81 @@ pub(crate) fn as_h2(origin: &Origin, req: &mut Request<RequestBody>) {
     headers.remove(CONNECTION);
 }
 
-/// What is needed to send a request again: any request with an in-memory body may go again
-/// when provably nothing of it ran; only an idempotent one (Go's `isReplayable`) when the
-/// connection merely closed before answering.
-pub(crate) struct Replay {
-    /// Idempotent (or marked with an idempotency key): may go again after the connection
-    /// closed before answering.
-    pub idempotent: bool,
+/// A request as its caller (or a redirect) made it, before what each try adds (the
+/// client's `Accept-Encoding`, the jar's cookies, `Host`, the origin-form target): the one
+/// copy of a hop, which a retry sends again and redirects start from. Any request whose body
+/// is in memory may go again when provably nothing of it ran; only an idempotent one (Go's
+/// `isReplayable`) when the connection merely closed before answering.
+pub(crate) struct Snapshot {
     method: Method,
     uri: Uri,
     version: Version,
     headers: http::HeaderMap,
-    body: RequestBody,
+    /// The body again, when it is in memory; `None` for a stream (sent once). Bytes, not a
+    /// `RequestBody`: a snapshot is shared (`Sync`) across the tries' awaits.
+    body: Option<Option<Bytes>>,
 }
 
-impl Replay {
-    /// A copy of a request with an in-memory body.
-    pub fn of(req: &Request<RequestBody>) -> Option<Replay> {
-        let idempotent = matches!(
-            *req.method(),
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-        ) || req.headers().contains_key("idempotency-key")
-            || req.headers().contains_key("x-idempotency-key");
-        Some(Replay {
-            idempotent,
+impl Snapshot {
+    /// A copy of `req`, its body's too when in memory.
+    pub fn of(req: &Request<RequestBody>) -> Snapshot {
+        Snapshot {
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
             headers: req.headers().clone(),
-            body: req.body().try_clone()?,
+            body: req.body().in_memory(),
+        }
+    }
+
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The URL as given (with any userinfo).
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    pub fn headers(&self) -> &http::HeaderMap {
+        &self.headers
+    }
+
+    /// The body again, `None` when it was a stream.
+    pub fn body(&self) -> Option<RequestBody> {
+        let bytes = self.body.clone()?;
+        Some(RequestBody {
+            inner: Req::Full(bytes),
         })
     }
 
-    /// The request again.
-    pub fn request(&self) -> Request<RequestBody> {
-        let mut req = Request::new(self.body.try_clone().expect("replayable bodies clone"));
+    /// Idempotent, or marked with an idempotency key: may go again after the connection
+    /// closed before answering. Asked only then.
+    pub fn idempotent(&self) -> bool {
+        matches!(
+            self.method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+        ) || self.headers.contains_key("idempotency-key")
+            || self.headers.contains_key("x-idempotency-key")
+    }
+
+    /// The request again, as its caller made it; `None` for a streamed body.
+    pub fn request(&self) -> Option<Request<RequestBody>> {
+        let mut req = Request::new(self.body()?);
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = self.uri.clone();
         *req.version_mut() = self.version;
         *req.headers_mut() = self.headers.clone();
-        req
+        Some(req)
+    }
+
+    /// Its URL without userinfo (the password went out as `Authorization`).
+    pub fn into_url(self) -> Uri {
+        let mut uri = self.uri;
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            take_userinfo(&mut uri);
+        }
+        uri
     }
 }
 
