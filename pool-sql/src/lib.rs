@@ -73,19 +73,27 @@
 mod config;
 mod conn;
 mod connect;
+mod copy;
 mod db;
 mod error;
 mod manager;
+mod prepare;
+mod row;
 mod session;
+mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod wire;
 
 pub use config::{DEFAULT_APPLICATION_NAME, DEFAULT_STATEMENT_CACHE, DbBuilder};
 pub use conn::PgConn;
+pub use copy::CopyOutStream;
 pub use db::{Conn, Db, Params, Tx};
 pub use error::Error;
 pub use manager::{PgManager, SessionReset};
 pub use pool_core::Stats;
+pub use prepare::{Statement, ToStatement};
+pub use row::{FromRow, get};
+pub use stream::RowStream;
 pub use tokio_postgres::error::{DbError, SqlState};
 pub use tokio_postgres::{Row, types};
