@@ -25,7 +25,7 @@ pub struct PgConn {
     /// Ends the connection task (and closes the socket) when a statement overruns.
     task: tokio::task::AbortHandle,
     /// [`DbBuilder::query_timeout`](crate::DbBuilder::query_timeout).
-    query_timeout: Option<Duration>,
+    pub(crate) query_timeout: Option<Duration>,
     pub(crate) probe: Probe,
     /// A statement was started and its future dropped before it finished: the server may
     /// still be running it.
@@ -311,7 +311,7 @@ impl PgConn {
     }
 
     /// Gives the session up with a statement in flight: see [`run_bounded`](Self::run_bounded).
-    fn abandon(&mut self) {
+    pub(crate) fn abandon(&mut self) {
         self.broken = true;
         if self.cancel_sent.is_none() {
             self.cancel_sent = self.cancel.spawn(CANCEL_WAIT);

@@ -9,10 +9,16 @@
 //! aborted with a CopyFail, so nothing of it is kept; its session is settled (and, for a
 //! dropped future, cancelled) before reuse. A COPY TO STDOUT dropped unfinished is
 //! cancelled as a dropped stream.
+//!
+//! [`query_timeout`](crate::DbBuilder::query_timeout) bounds each wait for the server (the
+//! start, each chunk the server takes or sends, the final answer), not the time the
+//! caller's data stream takes: past it, the COPY fails with [`Error::is_timeout`] and its
+//! session is closed, as a statement's that overran.
 
 use std::error::Error as StdError;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, Stream, StreamExt};
@@ -21,7 +27,7 @@ use crate::Error;
 use crate::conn::{Done, Op, PgConn};
 use crate::db::{Conn, Db, Tx, in_span, run_on};
 use crate::error::Kind;
-use crate::stream::Held;
+use crate::stream::{Held, WaitBound, poll_bounded};
 
 impl PgConn {
     /// Starts a `COPY ... FROM STDIN`: the server is in copy mode when this returns.
@@ -54,14 +60,15 @@ impl CopyIn<'_> {
             unreachable!("a COPY FROM STDIN's start returns its sink")
         };
         let held = &mut self.0;
+        let limit = held.limit();
         let mut data = std::pin::pin!(data);
         while let Some(chunk) = data.next().await {
             match chunk {
-                Ok(bytes) => {
-                    if let Err(e) = sink.send(bytes.into()).await {
-                        return Err(held.error(e));
-                    }
-                }
+                Ok(bytes) => match bounded(limit, sink.send(bytes.into())).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(held.error(e)),
+                    Err(limit) => return Err(held.overran(limit)),
+                },
                 Err(e) => {
                     // Dropping the sink unfinished sends CopyFail and a Sync: the server
                     // drops what it got and answers with an error, which nobody waits for
@@ -73,13 +80,22 @@ impl CopyIn<'_> {
                 }
             }
         }
-        match sink.as_mut().finish().await {
-            Ok(n) => {
+        match bounded(limit, sink.as_mut().finish()).await {
+            Ok(Ok(n)) => {
                 held.finish(None);
                 Ok(n)
             }
-            Err(e) => Err(held.error(e)),
+            Ok(Err(e)) => Err(held.error(e)),
+            Err(limit) => Err(held.overran(limit)),
         }
+    }
+}
+
+/// Waits for `f` (the server taking data, or its answer) at most `limit`.
+async fn bounded<T>(limit: Option<Duration>, f: impl Future<Output = T>) -> Result<T, Duration> {
+    match limit {
+        None => Ok(f.await),
+        Some(limit) => tokio::time::timeout(limit, f).await.map_err(|_| limit),
     }
 }
 
@@ -110,6 +126,8 @@ pub struct CopyOutStream<'a> {
     // Dropped first, as `RowStream`'s.
     data: Option<Pin<Box<tokio_postgres::CopyOutStream>>>,
     held: Held<'a>,
+    limit: Option<Duration>,
+    bound: WaitBound,
 }
 
 impl std::fmt::Debug for CopyOutStream<'_> {
@@ -125,9 +143,12 @@ impl<'a> CopyOutStream<'a> {
         let Done::CopyOut(data) = done else {
             unreachable!("a COPY TO STDOUT's start returns its stream")
         };
+        let mut held = held;
         CopyOutStream {
             data: Some(data),
+            limit: held.limit(),
             held,
+            bound: WaitBound::default(),
         }
     }
 }
@@ -140,7 +161,14 @@ impl Stream for CopyOutStream<'_> {
         let Some(data) = this.data.as_mut() else {
             return Poll::Ready(None);
         };
-        Poll::Ready(match ready!(data.as_mut().poll_next(cx)) {
+        let r = match ready!(poll_bounded(data.as_mut(), &mut this.bound, this.limit, cx)) {
+            Ok(r) => r,
+            Err(limit) => {
+                this.data = None;
+                return Poll::Ready(Some(Err(this.held.overran(limit))));
+            }
+        };
+        Poll::Ready(match r {
             Some(Ok(bytes)) => Some(Ok(bytes)),
             Some(Err(e)) => {
                 this.data = None;

@@ -15,6 +15,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use futures_util::Stream;
 use pool_core::Pooled;
@@ -22,6 +23,7 @@ use tokio_postgres::Row;
 
 use crate::conn::{Done, Op, PgConn, ends_session};
 use crate::db::{Conn, Db, Tx, in_span, run_on};
+use crate::error::Kind;
 use crate::manager::{CANCEL_WAIT, PgManager};
 use crate::wire::TxStatus;
 use crate::{Error, Params, ToStatement};
@@ -85,6 +87,23 @@ impl<'a> Held<'a> {
         Error::statement(e, exit)
     }
 
+    /// The statement's `query_timeout`, if the session has one.
+    pub(crate) fn limit(&mut self) -> Option<Duration> {
+        self.conn().and_then(|c| c.query_timeout)
+    }
+
+    /// The server kept the statement waiting past `limit` (`query_timeout`): the session
+    /// is given up as a statement's that overran (cancel request, connection closed).
+    pub(crate) fn overran(&mut self, limit: Duration) -> Error {
+        if let Some(conn) = self.conn() {
+            conn.abandon();
+            tracing::debug!(target: "pool_sql", ?limit, "stream or COPY waited past query_timeout: session closed");
+        }
+        self.fail_tx();
+        *self = Held::Released;
+        Error::new(Kind::QueryTimeout(limit))
+    }
+
     /// Gives the session up with its statement unfinished. `settled_means_done`: the
     /// server's last ReadyForQuery tells this statement is over (not so for a COPY FROM
     /// STDIN, whose copy mode the status does not show).
@@ -114,6 +133,46 @@ impl<'a> Held<'a> {
     }
 }
 
+/// Bounds each wait for the server of a stream by the session's `query_timeout`: armed
+/// when a poll finds nothing ready, cleared when something comes.
+#[derive(Default)]
+pub(crate) struct WaitBound {
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl WaitBound {
+    /// After the inner stream returned `Pending`: whether the wait has now lasted `limit`.
+    pub(crate) fn expired(&mut self, limit: Option<Duration>, cx: &mut Context<'_>) -> bool {
+        let Some(limit) = limit else { return false };
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        sleep.as_mut().poll(cx).is_ready()
+    }
+
+    /// Something came: the next wait starts afresh.
+    pub(crate) fn clear(&mut self) {
+        self.sleep = None;
+    }
+}
+
+/// Polls `inner` with each wait bounded ([`WaitBound`]): `Err(limit)` when it overran.
+pub(crate) fn poll_bounded<S: Stream + ?Sized>(
+    inner: Pin<&mut S>,
+    bound: &mut WaitBound,
+    limit: Option<Duration>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Option<S::Item>, Duration>> {
+    match inner.poll_next(cx) {
+        Poll::Ready(item) => {
+            bound.clear();
+            Poll::Ready(Ok(item))
+        }
+        Poll::Pending if bound.expired(limit, cx) => Poll::Ready(Err(limit.unwrap_or_default())),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
 /// The rows of a query, as they arrive: a [`Stream`] of `Result<Row, Error>`, from
 /// [`Db::query_stream`], [`Conn::query_stream`] or [`Tx::query_stream`].
 ///
@@ -121,6 +180,11 @@ impl<'a> Held<'a> {
 /// owns it (`RowStream<'static>`), a [`Conn`]'s or [`Tx`]'s borrows it. Rows are read from
 /// the socket only as fast as the stream is polled, so memory does not grow with the
 /// result.
+///
+/// [`query_timeout`](crate::DbBuilder::query_timeout) bounds each wait for the server: the
+/// start, then each poll that finds no row ready (not the time the caller takes between
+/// polls). Past it, the stream ends with an [`Error::is_timeout`] and its session is given
+/// up as a statement's that overran: a cancel request, the connection closed.
 ///
 /// # Cancel safety
 ///
@@ -153,6 +217,8 @@ pub struct RowStream<'a> {
     rows: Option<Pin<Box<tokio_postgres::RowStream>>>,
     held: Held<'a>,
     affected: Option<u64>,
+    limit: Option<Duration>,
+    bound: WaitBound,
 }
 
 impl std::fmt::Debug for RowStream<'_> {
@@ -169,10 +235,13 @@ impl<'a> RowStream<'a> {
         let Done::Stream(rows) = done else {
             unreachable!("a stream's start returns its rows")
         };
+        let mut held = held;
         RowStream {
             rows: Some(rows),
+            limit: held.limit(),
             held,
             affected: None,
+            bound: WaitBound::default(),
         }
     }
 
@@ -191,7 +260,13 @@ impl Stream for RowStream<'_> {
         let Some(rows) = this.rows.as_mut() else {
             return Poll::Ready(None);
         };
-        let r = ready!(rows.as_mut().poll_next(cx));
+        let r = match ready!(poll_bounded(rows.as_mut(), &mut this.bound, this.limit, cx)) {
+            Ok(r) => r,
+            Err(limit) => {
+                this.rows = None;
+                return Poll::Ready(Some(Err(this.held.overran(limit))));
+            }
+        };
         Poll::Ready(match r {
             Some(Ok(row)) => Some(Ok(row)),
             Some(Err(e)) => {

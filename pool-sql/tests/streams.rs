@@ -278,3 +278,52 @@ async fn query_as_reads_tuples_and_structs_and_names_the_column_that_does_not_co
         .unwrap();
     assert!(err.is_no_rows());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_the_server_stalls_past_query_timeout_fails_in_time_and_closes_its_session() {
+    let pg = TestPg::start().expect("postgres");
+    let admin = admin(&pg);
+    let db = db(&pg, "stalled")
+        .max_open(1)
+        .query_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    // Rows flow (many batches), then the server stalls on the last one for 30 s.
+    let mut rows = db
+        .query_stream(
+            "SELECT g, CASE WHEN g = 200000 THEN pg_sleep(30) END \
+             FROM generate_series(1, 200000) g",
+            &[],
+        )
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut read = 0;
+    let err = loop {
+        match rows.next().await.expect("no end before the stall") {
+            Ok(_) => read += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(read > 1000, "rows came before the stall: {read}");
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the client's bound, not the server's 30 s: {:?}",
+        started.elapsed()
+    );
+    assert!(rows.next().await.is_none());
+    drop(rows);
+    // The session was given up (cancel request, connection closed); the pool serves on.
+    support::eventually(
+        Duration::from_secs(10),
+        "the stalled session closed",
+        || async { db.stats().broken_closed == 1 },
+    )
+    .await;
+    assert_eq!(support::ints(&db, "SELECT 3").await, [3]);
+    support::eventually(Duration::from_secs(10), "stopped on the server", || async {
+        active(&admin, "stalled", "pg_sleep").await == 0
+    })
+    .await;
+}
