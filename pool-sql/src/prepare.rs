@@ -90,7 +90,7 @@ mod sealed {
 pub(crate) use sealed::Sealed;
 
 /// What a statement method takes: SQL text (`&str`, `&String`) or a prepared
-/// [`Statement`]. Sealed: implemented for those only.
+/// [`Statement`] (and references to them). Sealed: implemented for those only.
 ///
 /// # Examples
 ///
@@ -123,6 +123,13 @@ impl Sealed for Statement {
     }
 }
 impl ToStatement for Statement {}
+
+impl<T: ToStatement + ?Sized> Sealed for &T {
+    fn as_sql(&self) -> &str {
+        (**self).as_sql()
+    }
+}
+impl<T: ToStatement + ?Sized> ToStatement for &T {}
 
 fn prepared(sql: &str, done: Done) -> Statement {
     match done {
