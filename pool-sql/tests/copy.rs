@@ -263,6 +263,29 @@ async fn copy_on_a_conn_and_in_a_transaction() {
         .unwrap()
         .get(0);
     assert_eq!(n, 4);
+    // A COPY FROM STDIN whose future is dropped half way on a Conn: aborted, and the next
+    // statement on the Conn runs on a session out of COPY mode.
+    // The data stream says when the COPY has asked past its first row, then never ends.
+    let asked = std::sync::Arc::new(tokio::sync::Notify::new());
+    let signal = asked.clone();
+    let stalled =
+        stream::iter([Ok::<_, std::io::Error>("9\n")]).chain(stream::poll_fn(move |_| {
+            signal.notify_one();
+            std::task::Poll::Pending
+        }));
+    tokio::select! {
+        r = conn.copy_in("COPY t FROM STDIN", stalled) => panic!("the data never ends: {r:?}"),
+        () = asked.notified() => {}
+    }
+    let n: i64 = tokio::time::timeout(
+        Duration::from_secs(10),
+        conn.query_one("SELECT count(*) FROM t", &[]),
+    )
+    .await
+    .expect("out of COPY mode at once")
+    .unwrap()
+    .get(0);
+    assert_eq!(n, 1, "the abandoned COPY kept nothing");
     // A failed COPY in a transaction fails the transaction.
     drop(conn);
     let mut tx = db.begin().await.unwrap();
