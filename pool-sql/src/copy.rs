@@ -25,7 +25,7 @@ use futures_util::{SinkExt, Stream, StreamExt};
 
 use crate::Error;
 use crate::conn::{Done, Op, PgConn};
-use crate::db::{Conn, Db, Tx, in_span, run_on};
+use crate::db::{Conn, Db, Tx, in_span};
 use crate::error::Kind;
 use crate::stream::{Held, WaitBound, poll_bounded};
 
@@ -190,7 +190,8 @@ impl Drop for CopyOutStream<'_> {
     }
 }
 
-/// `copy_in` and `copy_out` for [`Conn`] and [`Tx`]: `$start` runs the op on the session.
+/// `copy_in` and `copy_out` for [`Conn`] and [`Tx`]: `$failed` names the transaction's
+/// failure flag, if any.
 macro_rules! copy_api {
     ($failed:ident) => {
         /// As [`Db::copy_in`], on this session.
@@ -206,7 +207,7 @@ macro_rules! copy_api {
             B: Into<Bytes>,
             E: Into<Box<dyn StdError + Send + Sync>>,
         {
-            let done = self.start(Op::CopyIn(sql)).await?;
+            let done = self.run(Op::CopyIn(sql)).await?;
             let held = Held::Borrowed {
                 conn: &mut self.guard,
                 failed: $failed!(self),
@@ -223,7 +224,7 @@ macro_rules! copy_api {
         /// # Cancel safety
         /// See [`CopyOutStream`].
         pub async fn copy_out(&mut self, sql: &str) -> Result<CopyOutStream<'_>, Error> {
-            let done = self.start(Op::CopyOut(sql)).await?;
+            let done = self.run(Op::CopyOut(sql)).await?;
             let held = Held::Borrowed {
                 conn: &mut self.guard,
                 failed: $failed!(self),
@@ -304,17 +305,9 @@ impl Db {
 }
 
 impl Conn {
-    async fn start(&mut self, op: Op<'_>) -> Result<Done, Error> {
-        run_on(&self.db, &mut self.guard, op).await
-    }
-
     copy_api!(no_tx);
 }
 
 impl Tx {
-    async fn start(&mut self, op: Op<'_>) -> Result<Done, Error> {
-        self.run(op).await
-    }
-
     copy_api!(tx_flag);
 }

@@ -487,7 +487,7 @@ impl Tx {
     }
 }
 
-pub(crate) async fn run_on(db: &str, conn: &mut PgConn, op: Op<'_>) -> Result<Done, Error> {
+async fn run_on(db: &str, conn: &mut PgConn, op: Op<'_>) -> Result<Done, Error> {
     in_span(db, op, conn.run_bounded(op), |done| done).await
 }
 

@@ -22,7 +22,7 @@ use pool_core::Pooled;
 use tokio_postgres::Row;
 
 use crate::conn::{Done, Op, PgConn, ends_session};
-use crate::db::{Conn, Db, Tx, in_span, run_on};
+use crate::db::{Conn, Db, Tx, in_span};
 use crate::error::Kind;
 use crate::manager::{CANCEL_WAIT, PgManager};
 use crate::wire::TxStatus;
@@ -331,8 +331,7 @@ impl Conn {
         sql: &(impl ToStatement + ?Sized),
         params: Params<'_>,
     ) -> Result<RowStream<'_>, Error> {
-        let op = Op::Stream(sql.as_sql(), params);
-        let done = run_on(&self.db, &mut self.guard, op).await?;
+        let done = self.run(Op::Stream(sql.as_sql(), params)).await?;
         let held = Held::Borrowed {
             conn: &mut self.guard,
             failed: None,
