@@ -25,7 +25,7 @@ pub struct PgConn {
     /// Ends the connection task (and closes the socket) when a statement overruns.
     task: tokio::task::AbortHandle,
     /// [`DbBuilder::query_timeout`](crate::DbBuilder::query_timeout).
-    query_timeout: Option<Duration>,
+    pub(crate) query_timeout: Option<Duration>,
     pub(crate) probe: Probe,
     /// A statement was started and its future dropped before it finished: the server may
     /// still be running it.
@@ -77,6 +77,14 @@ pub(crate) enum Op<'a> {
     Batch(&'a str),
     /// `BEGIN`.
     Begin,
+    /// A query whose rows are read as they arrive: the session stays busy after the start.
+    Stream(&'a str, &'a [&'a (dyn ToSql + Sync)]),
+    /// Prepares (through the statement cache) without running.
+    Prepare(&'a str),
+    /// `COPY ... FROM STDIN`, started: the session stays busy until the data is sent.
+    CopyIn(&'a str),
+    /// `COPY ... TO STDOUT`, started: the session stays busy until the data is read.
+    CopyOut(&'a str),
 }
 
 impl Op<'_> {
@@ -85,7 +93,13 @@ impl Op<'_> {
     /// its text, which may hold secrets.
     pub(crate) fn command(&self) -> &'static str {
         let sql = match self {
-            Op::Query(sql, _) | Op::Execute(sql, _) | Op::Batch(sql) => sql,
+            Op::Query(sql, _)
+            | Op::Execute(sql, _)
+            | Op::Batch(sql)
+            | Op::Stream(sql, _)
+            | Op::Prepare(sql)
+            | Op::CopyIn(sql)
+            | Op::CopyOut(sql) => sql,
             Op::Begin => return "BEGIN",
         };
         let mut rest = sql.trim_start();
@@ -179,6 +193,18 @@ pub(crate) enum Done {
     Rows(Vec<Row>),
     Count(u64),
     Unit,
+    /// [`Op::Stream`] started: its rows are still to come.
+    Stream(std::pin::Pin<Box<tokio_postgres::RowStream>>),
+    Prepared(Statement),
+    CopyIn(std::pin::Pin<Box<tokio_postgres::CopyInSink<bytes::Bytes>>>),
+    CopyOut(std::pin::Pin<Box<tokio_postgres::CopyOutStream>>),
+}
+
+impl Done {
+    /// Whether the statement is still running after this start: its session stays busy.
+    fn in_flight(&self) -> bool {
+        matches!(self, Done::Stream(_) | Done::CopyIn(_) | Done::CopyOut(_))
+    }
 }
 
 impl PgConn {
@@ -261,6 +287,15 @@ impl PgConn {
     /// once, so that on a dead network the session frees its slot and its socket now rather
     /// than when TCP gives up. Later statements on the same session fail as closed.
     pub(crate) async fn run_bounded(&mut self, op: Op<'_>) -> Result<Done, crate::Error> {
+        if self.busy && self.cancel_sent.is_some() && !self.broken {
+            // A stream or COPY of this pinned session was dropped unfinished, its cancel
+            // sent: wait for it, so this statement neither queues behind the rest nor is
+            // hit by the cancel.
+            if let Err(e) = crate::manager::settle_abandoned(self).await {
+                self.broken = true;
+                return Err(e);
+            }
+        }
         let r = match self.query_timeout {
             None => self.run(op).await,
             Some(limit) => match tokio::time::timeout(limit, self.run(op)).await {
@@ -276,7 +311,7 @@ impl PgConn {
     }
 
     /// Gives the session up with a statement in flight: see [`run_bounded`](Self::run_bounded).
-    fn abandon(&mut self) {
+    pub(crate) fn abandon(&mut self) {
         self.broken = true;
         if self.cancel_sent.is_none() {
             self.cancel_sent = self.cancel.spawn(CANCEL_WAIT);
@@ -290,7 +325,7 @@ impl PgConn {
         self.busy = true;
         self.uses += 1;
         let r = self.run_inner(op).await;
-        self.busy = false;
+        self.busy = matches!(&r, Ok(done) if done.in_flight());
         self.just_used = true;
         if let Err(e) = &r
             && ends_session(e)
@@ -311,6 +346,13 @@ impl PgConn {
                     .await
                     .map(|()| Done::Unit);
             }
+            Op::CopyIn(sql) => return self.start_copy_in(sql).await,
+            Op::CopyOut(sql) => {
+                let out = self.client.copy_out(sql).await?;
+                return Ok(Done::CopyOut(Box::pin(out)));
+            }
+            Op::Stream(s, p) => (s, p),
+            Op::Prepare(s) => (s, &[][..]),
         };
         if !self.cache.enabled() {
             return self.run_unnamed(op, sql, params).await;
@@ -327,6 +369,12 @@ impl PgConn {
             };
             let r = match op {
                 Op::Query(..) => self.client.query(&stmt, params).await.map(Done::Rows),
+                Op::Stream(..) => self
+                    .client
+                    .query_raw(&stmt, params.iter().copied())
+                    .await
+                    .map(|rows| Done::Stream(Box::pin(rows))),
+                Op::Prepare(_) => return Ok(Done::Prepared(stmt)),
                 _ => self.client.execute(&stmt, params).await.map(Done::Count),
             };
             match r {
@@ -353,8 +401,15 @@ impl PgConn {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Done, tokio_postgres::Error> {
+        if let Op::Prepare(_) = op {
+            // Nothing stays on the server: the statement is closed when dropped.
+            return self.client.prepare(sql).await.map(Done::Prepared);
+        }
         let typed = params.iter().map(|&p| (p, infer_type(p)));
         let stream = self.client.query_typed_raw(sql, typed).await?;
+        if let Op::Stream(..) = op {
+            return Ok(Done::Stream(Box::pin(stream)));
+        }
         futures_util::pin_mut!(stream);
         let mut rows = Vec::new();
         while let Some(row) = futures_util::StreamExt::next(&mut stream).await {
@@ -438,7 +493,7 @@ fn infer_type(value: &(dyn ToSql + Sync)) -> Type {
 }
 
 /// A closed connection, or a FATAL or PANIC answer: the server is gone from this session.
-fn ends_session(e: &tokio_postgres::Error) -> bool {
+pub(crate) fn ends_session(e: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::Severity;
     e.is_closed()
         || e.as_db_error()

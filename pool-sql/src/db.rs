@@ -15,7 +15,7 @@ use crate::conn::{Done, Op, PgConn};
 use crate::error::{Kind, PoolOp, Report};
 use crate::manager::PgManager;
 use crate::wire::TxStatus;
-use crate::{DbBuilder, Error};
+use crate::{DbBuilder, Error, ToStatement};
 
 /// Tries of one statement on bad connections, as database/sql: two on a pooled-or-new
 /// session, then one on a new one.
@@ -76,13 +76,13 @@ impl std::fmt::Debug for Db {
 /// written once for [`Db`], [`Conn`] and [`Tx`] over their `run`.
 macro_rules! statement_api {
     ($($mut:ident)?) => {
-        /// Runs a query and returns its rows. The statement is prepared once per session
-        /// and cached (see [`DbBuilder::statement_cache`]).
+        /// Runs a query and returns its rows. The statement (SQL text or a [`Statement`](crate::Statement))
+        /// is prepared once per session and cached (see [`DbBuilder::statement_cache`]).
         ///
         /// # Errors
         /// The server's error ([`Error::code`]), a closed session, or the pool's error.
-        pub async fn query(&$($mut)? self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, Error> {
-            match self.run(Op::Query(sql, params)).await? {
+        pub async fn query(&$($mut)? self, sql: &(impl ToStatement + ?Sized), params: Params<'_>) -> Result<Vec<Row>, Error> {
+            match self.run(Op::Query(sql.as_sql(), params)).await? {
                 Done::Rows(rows) => Ok(rows),
                 _ => unreachable!("a query returns rows"),
             }
@@ -93,7 +93,7 @@ macro_rules! statement_api {
         /// # Errors
         /// As [`query`](Self::query); and [`Error::is_no_rows`] for no row,
         /// [`Error::row_count`] for more than one.
-        pub async fn query_one(&$($mut)? self, sql: &str, params: Params<'_>) -> Result<Row, Error> {
+        pub async fn query_one(&$($mut)? self, sql: &(impl ToStatement + ?Sized), params: Params<'_>) -> Result<Row, Error> {
             let mut rows = self.query(sql, params).await?;
             match rows.len() {
                 1 => Ok(rows.pop().expect("one row")),
@@ -105,7 +105,7 @@ macro_rules! statement_api {
         ///
         /// # Errors
         /// As [`query`](Self::query); and [`Error::row_count`] for more than one row.
-        pub async fn query_opt(&$($mut)? self, sql: &str, params: Params<'_>) -> Result<Option<Row>, Error> {
+        pub async fn query_opt(&$($mut)? self, sql: &(impl ToStatement + ?Sized), params: Params<'_>) -> Result<Option<Row>, Error> {
             let mut rows = self.query(sql, params).await?;
             match rows.len() {
                 0 | 1 => Ok(rows.pop()),
@@ -117,8 +117,8 @@ macro_rules! statement_api {
         ///
         /// # Errors
         /// As [`query`](Self::query).
-        pub async fn execute(&$($mut)? self, sql: &str, params: Params<'_>) -> Result<u64, Error> {
-            match self.run(Op::Execute(sql, params)).await? {
+        pub async fn execute(&$($mut)? self, sql: &(impl ToStatement + ?Sized), params: Params<'_>) -> Result<u64, Error> {
+            match self.run(Op::Execute(sql.as_sql(), params)).await? {
                 Done::Count(n) => Ok(n),
                 _ => unreachable!("a statement returns a count"),
             }
@@ -156,7 +156,7 @@ impl Db {
 
     statement_api!();
 
-    async fn run(&self, op: Op<'_>) -> Result<Done, Error> {
+    pub(crate) async fn run(&self, op: Op<'_>) -> Result<Done, Error> {
         let db = &self.pool.manager().target;
         in_span(db, op, self.retrying(op, None), |(_, done)| done)
             .await
@@ -165,7 +165,7 @@ impl Db {
 
     /// Runs `op` on a session with database/sql's bad-connection retry; returns the session
     /// with the result. A leak of the session is reported at `caller` if given.
-    async fn retrying(
+    pub(crate) async fn retrying(
         &self,
         op: Op<'_>,
         caller: Option<&'static Location<'static>>,
@@ -391,15 +391,15 @@ impl Db {
 /// the same `Conn` afterwards queues behind the abandoned one on the server.
 #[derive(Debug)]
 pub struct Conn {
-    guard: Pooled<'static, PgManager>,
+    pub(crate) guard: Pooled<'static, PgManager>,
     /// Where the session goes (`user@host:port/db`), for statement spans.
-    db: Arc<str>,
+    pub(crate) db: Arc<str>,
 }
 
 impl Conn {
     statement_api!(mut);
 
-    async fn run(&mut self, op: Op<'_>) -> Result<Done, Error> {
+    pub(crate) async fn run(&mut self, op: Op<'_>) -> Result<Done, Error> {
         run_on(&self.db, &mut self.guard, op).await
     }
 
@@ -437,16 +437,16 @@ impl Conn {
 /// As [`Conn`], it does not deref to its session: [`get_ref`](Tx::get_ref) reaches it.
 #[derive(Debug)]
 pub struct Tx {
-    guard: Pooled<'static, PgManager>,
+    pub(crate) guard: Pooled<'static, PgManager>,
     /// As [`Conn`]'s.
-    db: Arc<str>,
-    failed: bool,
+    pub(crate) db: Arc<str>,
+    pub(crate) failed: bool,
 }
 
 impl Tx {
     statement_api!(mut);
 
-    async fn run(&mut self, op: Op<'_>) -> Result<Done, Error> {
+    pub(crate) async fn run(&mut self, op: Op<'_>) -> Result<Done, Error> {
         let r = run_on(&self.db, &mut self.guard, op).await;
         if r.is_err() {
             self.failed = true;
@@ -495,7 +495,7 @@ async fn run_on(db: &str, conn: &mut PgConn, op: Op<'_>) -> Result<Done, Error> 
 /// docs, "Tracing"): `db` and `command` from the start, `rows` or `error` at the end. The
 /// pool's `checkout` span of a [`Db`] call sits inside it. Never the statement's text or
 /// its parameters, which may hold secrets.
-async fn in_span<T>(
+pub(crate) async fn in_span<T>(
     db: &str,
     op: Op<'_>,
     run: impl Future<Output = Result<T, Error>>,
@@ -517,7 +517,9 @@ async fn in_span<T>(
         Ok(t) => match done(t) {
             Done::Rows(rows) => span.record("rows", rows.len()),
             Done::Count(n) => span.record("rows", n),
-            Done::Unit => &span,
+            Done::Unit | Done::Prepared(_) => &span,
+            // Rows still to come: the stream's own work.
+            Done::Stream(_) | Done::CopyIn(_) | Done::CopyOut(_) => &span,
         },
         Err(e) => span.record("error", tracing::field::display(e)),
     };

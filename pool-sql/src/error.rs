@@ -126,6 +126,13 @@ pub(crate) enum Kind {
     CancelTimedOut,
     CancelUnconfirmed,
     NotIdle,
+    /// A column of a row could not be read as the Rust type asked for (or is not there).
+    Column {
+        name: Option<String>,
+        source: tokio_postgres::Error,
+    },
+    /// The data given to a `COPY ... FROM STDIN` failed: the COPY was aborted.
+    CopyData(Box<dyn StdError + Send + Sync>),
 }
 
 /// The link to put in a chain for a tokio-postgres error: the server's [`DbError`] itself
@@ -359,6 +366,23 @@ impl Error {
             || self.pool_error().is_some_and(pool_core::Error::is_config)
     }
 
+    /// The name of the column a row could not be read from ([`FromRow`](crate::FromRow),
+    /// [`query_as`](crate::Db::query_as)): its type does not convert to the Rust type asked
+    /// for, or its value does not decode. `None` for other errors, and for a row that has
+    /// no such column (the message gives the index).
+    pub fn column(&self) -> Option<&str> {
+        match &self.inner.kind {
+            Kind::Column { name, .. } => name.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The data stream given to [`copy_in`](crate::Db::copy_in) failed (its error is the
+    /// [`source`](StdError::source)); the COPY was aborted and nothing of it was kept.
+    pub fn is_copy_aborted(&self) -> bool {
+        matches!(self.inner.kind, Kind::CopyData(_))
+    }
+
     /// The knob a configuration error is about.
     pub fn knob(&self) -> Option<&'static str> {
         match &self.inner.kind {
@@ -460,6 +484,11 @@ impl fmt::Display for Error {
             Kind::NotIdle => {
                 f.write_str("the session was still not idle on the server after its reset")
             }
+            Kind::Column { name: Some(n), .. } => {
+                write!(f, "could not read column \"{n}\" of a row")
+            }
+            Kind::Column { name: None, .. } => f.write_str("could not read a column of a row"),
+            Kind::CopyData(_) => f.write_str("the data of a COPY FROM STDIN failed: COPY aborted"),
         }
     }
 }
@@ -472,6 +501,9 @@ impl StdError for Error {
             // task saw one, is the cause.
             Kind::Statement(e) if e.is_closed() => self.inner.exit.as_deref().map(link),
             Kind::Statement(e) | Kind::Reset(e) | Kind::Validate(e) => Some(link(e)),
+            // tokio-postgres's level only repeats the index: its cause says why.
+            Kind::Column { source, .. } => source.source().or(Some(source)),
+            Kind::CopyData(e) => Some(&**e),
             // A connect error is this level: its cause is the next.
             Kind::Connect(c) => c.source(),
             Kind::QueryTimeout(_)

@@ -24,6 +24,14 @@
 //!   [`Db::transaction`]). They do not deref to their session, unlike pool-core's
 //!   [`Pooled`](pool_core::Pooled): their statements are their own methods;
 //!   [`Conn::get_ref`] reaches the [`PgConn`] and its tokio-postgres client.
+//! - **Streams, COPY, prepared statements, typed rows**, with the same hygiene:
+//!   [`Db::query_stream`] ([`RowStream`]: rows as they arrive, memory bounded by the
+//!   stream), [`Db::copy_in`] and [`Db::copy_out`] ([`CopyOutStream`]), each dropped half
+//!   way cancelled (or aborted) and settled before its session is reused;
+//!   [`Db::prepare`] ([`Statement`]: runs on any session, each prepares it once through
+//!   its statement cache); [`Db::query_as`] for a [`FromRow`] type (tuples, or yours by
+//!   hand with [`get`]), whose errors name the column ([`Error::column`]). On [`Conn`] and
+//!   [`Tx`] too.
 //! - The pool is [`pool_core::Pool<PgManager>`](pool_core::Pool) ([`Db::pool`]), for its
 //!   runtime setters (`set_max_open`, `set_max_idle`, ...).
 //! - With the `testing` feature, [`testing::TestPg`] starts a throw-away PostgreSQL from the
@@ -73,19 +81,27 @@
 mod config;
 mod conn;
 mod connect;
+mod copy;
 mod db;
 mod error;
 mod manager;
+mod prepare;
+mod row;
 mod session;
+mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod wire;
 
 pub use config::{DEFAULT_APPLICATION_NAME, DEFAULT_STATEMENT_CACHE, DbBuilder};
 pub use conn::PgConn;
+pub use copy::CopyOutStream;
 pub use db::{Conn, Db, Params, Tx};
 pub use error::Error;
 pub use manager::{PgManager, SessionReset};
 pub use pool_core::Stats;
+pub use prepare::{Statement, ToStatement};
+pub use row::{FromRow, get};
+pub use stream::RowStream;
 pub use tokio_postgres::error::{DbError, SqlState};
 pub use tokio_postgres::{Row, types};

@@ -184,20 +184,7 @@ impl Manager for PgManager {
 
     async fn reset(&self, conn: &mut PgConn) -> Result<(), Error> {
         if conn.busy {
-            if let Some(cancel) = conn.cancel_sent.take() {
-                // The server must have acted on the cancel request before the sync below, or
-                // it could cancel the next statement instead. Unconfirmed (the request failed
-                // or its connection broke half way), it may still land: give the session up.
-                let confirmed = tokio::time::timeout(CANCEL_WAIT, cancel)
-                    .await
-                    .map_err(|_| Error::new(Kind::CancelTimedOut))?
-                    .unwrap_or(false);
-                if !confirmed {
-                    return Err(Error::new(Kind::CancelUnconfirmed));
-                }
-            }
-            sync(conn).await?;
-            conn.busy = false;
+            settle_abandoned(conn).await?;
         }
         if conn.suspect {
             conn.client.batch_execute("").await.map_err(Error::reset)?;
@@ -225,6 +212,26 @@ impl Manager for PgManager {
         // Dropping the client ends the session: tokio-postgres sends Terminate.
         drop(conn);
     }
+}
+
+/// Settles a session whose statement was abandoned mid-flight (`busy`): waits for the
+/// cancel request to be confirmed, then for every answer of the abandoned statement.
+pub(crate) async fn settle_abandoned(conn: &mut PgConn) -> Result<(), Error> {
+    if let Some(cancel) = conn.cancel_sent.take() {
+        // The server must have acted on the cancel request before the sync below, or it
+        // could cancel the next statement instead. Unconfirmed (the request failed or its
+        // connection broke half way), it may still land: give the session up.
+        let confirmed = tokio::time::timeout(CANCEL_WAIT, cancel)
+            .await
+            .map_err(|_| Error::new(Kind::CancelTimedOut))?
+            .unwrap_or(false);
+        if !confirmed {
+            return Err(Error::new(Kind::CancelUnconfirmed));
+        }
+    }
+    sync(conn).await?;
+    conn.busy = false;
+    Ok(())
 }
 
 /// Waits until every response of the abandoned statement has arrived: an empty query's

@@ -105,6 +105,13 @@ impl Wire {
         self.syncs.load(Ordering::Acquire)
     }
 
+    /// A COPY FROM STDIN started through the extended protocol: the server ignores the
+    /// Sync written after its Execute (it is in copy mode by then), so that request gets no
+    /// ReadyForQuery of its own.
+    pub fn sync_ignored(&self) {
+        self.syncs.fetch_sub(1, Ordering::AcqRel);
+    }
+
     /// Where the replies are now.
     pub fn mark(&self) -> Mark {
         Mark {

@@ -10,7 +10,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use pool_sql::testing::{TestBouncer, TestBouncerBuilder, TestPg, TestPgBuilder};
-use pool_sql::{Conn, Db, DbBuilder, Error, Params, PgConn, PgManager, SessionReset, Tx};
+use pool_sql::{
+    Conn, CopyOutStream, Db, DbBuilder, Error, Params, PgConn, PgManager, RowStream, SessionReset,
+    Statement, Tx,
+};
 
 fn assert_send_sync<T: Send + Sync>() {}
 fn assert_debug<T: Debug>() {}
@@ -33,6 +36,9 @@ fn every_public_type_is_debug_send_and_sync() {
     assert_send_sync::<TestPgBuilder>();
     assert_send_sync::<TestBouncer>();
     assert_send_sync::<TestBouncerBuilder>();
+    assert_send_sync::<RowStream<'static>>();
+    assert_send_sync::<CopyOutStream<'static>>();
+    assert_send_sync::<Statement>();
 
     assert_debug::<Db>();
     assert_debug::<DbBuilder>();
@@ -47,11 +53,19 @@ fn every_public_type_is_debug_send_and_sync() {
     assert_debug::<TestPgBuilder>();
     assert_debug::<TestBouncer>();
     assert_debug::<TestBouncerBuilder>();
+    assert_debug::<RowStream<'static>>();
+    assert_debug::<CopyOutStream<'static>>();
+    assert_debug::<Statement>();
 
     // A `Conn` and a `Tx` own their session: they can be kept in a struct or moved into a
     // task (no borrow of the `Db`).
     assert_static::<Conn>();
     assert_static::<Tx>();
+    // A `Db`'s stream owns its session: it can be returned from a handler or moved into
+    // a task; a prepared statement holds no session.
+    assert_static::<RowStream<'static>>();
+    assert_static::<CopyOutStream<'static>>();
+    assert_static::<Statement>();
     // An error can be boxed into `anyhow::Error` / `Box<dyn Error + Send + Sync>`.
     let _: Box<dyn std::error::Error + Send + Sync> = Box::new(
         Db::builder("host=h port=notaport")
@@ -72,6 +86,12 @@ async fn the_statement_api_futures_are_send() {
     assert_send_future(&db.conn());
     assert_send_future(&db.begin());
     assert_send_future(&db.ping());
+    assert_send_future(&db.query_stream("SELECT 1", &[]));
+    assert_send_future(&db.prepare("SELECT 1"));
+    assert_send_future(&db.query_as::<(i32,)>("SELECT 1", &[]));
+    assert_send_future(&db.copy_out("COPY t TO STDOUT"));
+    let data = futures_util::stream::iter([Ok::<_, std::io::Error>("1\n")]);
+    assert_send_future(&db.copy_in("COPY t FROM STDIN", data));
     assert_send_future(&db.close_and_wait(Duration::from_secs(1)));
     assert_send_future(
         &db.transaction(|tx| Box::pin(async move { tx.execute("SELECT 1", &[]).await })),
@@ -87,7 +107,16 @@ async fn the_statement_api_futures_are_send() {
     fn begin(conn: Conn) -> impl Future + Send {
         conn.begin()
     }
-    let _ = (on_conn, on_tx, begin);
+    fn stream_on_conn(conn: &mut Conn) -> impl Future + Send + '_ {
+        conn.query_stream("SELECT 1", &[])
+    }
+    fn copy_in_tx(tx: &mut Tx) -> impl Future + Send + '_ {
+        tx.copy_in(
+            "COPY t FROM STDIN",
+            futures_util::stream::empty::<Result<Vec<u8>, std::io::Error>>(),
+        )
+    }
+    let _ = (on_conn, on_tx, begin, stream_on_conn, copy_in_tx);
     db.close();
 }
 
