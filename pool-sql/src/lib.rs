@@ -26,6 +26,9 @@
 //!   [`Conn::get_ref`] reaches the [`PgConn`] and its tokio-postgres client.
 //! - The pool is [`pool_core::Pool<PgManager>`](pool_core::Pool) ([`Db::pool`]), for its
 //!   runtime setters (`set_max_open`, `set_max_idle`, ...).
+//! - **LISTEN/NOTIFY** on a session of its own, outside the pool: [`Db::listener`] gives a
+//!   [`Listener`] that dials again after its session ends, listens again to every channel
+//!   and reports the [gap](listener::Event::Gap); [`Db::notify`] sends.
 //! - With the `testing` feature, [`testing::TestPg`] starts a throw-away PostgreSQL from the
 //!   system's binaries for your own tests.
 //!
@@ -75,6 +78,7 @@ mod conn;
 mod connect;
 mod db;
 mod error;
+pub mod listener;
 mod manager;
 mod session;
 #[cfg(feature = "testing")]
@@ -85,7 +89,8 @@ pub use config::{DEFAULT_APPLICATION_NAME, DEFAULT_STATEMENT_CACHE, DbBuilder};
 pub use conn::PgConn;
 pub use db::{Conn, Db, Params, Tx};
 pub use error::Error;
+pub use listener::Listener;
 pub use manager::{PgManager, SessionReset};
 pub use pool_core::Stats;
 pub use tokio_postgres::error::{DbError, SqlState};
-pub use tokio_postgres::{Row, types};
+pub use tokio_postgres::{Notification, Row, types};

@@ -117,7 +117,7 @@ impl Manager for PgManager {
     type Error = Error;
 
     async fn create(&self) -> Result<PgConn, Error> {
-        let c = connect::connect(&self.config, self.connect_timeout, &self.tls)
+        let c = connect::connect(&self.config, self.connect_timeout, &self.tls, None)
             .await
             .map_err(Error::connect)?;
         let mut conn = PgConn::new(c, self.statement_cache, self.query_timeout);
