@@ -26,6 +26,9 @@
 //!   [`Conn::get_ref`] reaches the [`PgConn`] and its tokio-postgres client.
 //! - The pool is [`pool_core::Pool<PgManager>`](pool_core::Pool) ([`Db::pool`]), for its
 //!   runtime setters (`set_max_open`, `set_max_idle`, ...).
+//! - **Configuration from the environment**: [`Db::from_env`] and [`DbBuilder::from_env`]
+//!   read `DATABASE_URL`, else libpq's `PG*` variables (`PGHOST`, `PGPORT`, `PGUSER`,
+//!   `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, ...), with errors naming the variable.
 //! - **LISTEN/NOTIFY** on a session of its own, outside the pool: [`Db::listener`] gives a
 //!   [`Listener`] that dials again after its session ends, listens again to every channel
 //!   and reports the [gap](listener::Event::Gap); [`Db::notify`] sends.
@@ -77,6 +80,7 @@ mod config;
 mod conn;
 mod connect;
 mod db;
+mod env;
 mod error;
 pub mod listener;
 mod manager;
