@@ -79,6 +79,7 @@
 mod config;
 mod conn;
 mod connect;
+mod conninfo;
 mod db;
 mod env;
 mod error;
