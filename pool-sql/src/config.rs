@@ -238,11 +238,16 @@ impl DbBuilder {
     /// - `allow`: treated as `prefer` (TLS first, plain text when the server refuses it),
     ///   which never encrypts less than libpq's `allow`, and carries the same risk.
     /// - `disable`: never TLS.
+    ///
+    /// **Without this call**, features `webpki-roots` and `native-roots` (each enables
+    /// `rustls`) make `sslmode=require`, `verify-full` and `verify-ca` work with no code: a
+    /// built-in config (rustls's `ring` provider, Mozilla's roots compiled in and/or the
+    /// system's, `SSL_CERT_FILE` included, read once per process) verifies the server as
+    /// above. With no `sslmode`, or `prefer`/`allow`, the built-in config is not used and
+    /// sessions are plain text, as without the features. This call always overrides it.
     #[cfg(feature = "tls")]
     pub fn tls(mut self, config: rustls::ClientConfig) -> Self {
-        self.tls = crate::connect::Tls::Rustls(crate::connect::RustlsTls {
-            make: tokio_postgres_rustls::MakeRustlsConnect::new(config),
-        });
+        self.tls = crate::connect::Tls::rustls(config);
         self
     }
 
@@ -257,7 +262,9 @@ impl DbBuilder {
     /// not parse, holds text that is not an option, has an unknown `sslmode`, or names a
     /// host with an `@` in it (an unencoded `@` in a password: write `%40`); the message
     /// never repeats the string or any part of a password. `"tls"` for
-    /// `sslmode=require` (or `verify-full`, `verify-ca`) without [`tls`](DbBuilder::tls).
+    /// `sslmode=require` (or `verify-full`, `verify-ca`) without [`tls`](DbBuilder::tls)
+    /// and without a roots feature (`webpki-roots`, `native-roots`), or when
+    /// `native-roots` alone finds no root certificate on the system.
     /// The pool knob at fault, or `"runtime"` outside a tokio runtime.
     pub fn build(self) -> Result<Db, Error> {
         let scanned = Scanned::scan(&self.url)
@@ -301,16 +308,27 @@ impl DbBuilder {
         // PostgreSQL never encrypts a Unix socket (libpq does not try); a `hostaddr` is TCP.
         let only_unix =
             config.get_hostaddrs().is_empty() && hosts.iter().all(|h| matches!(h, Host::Unix(_)));
+        let mut tls = self.tls;
+        // Feature `rustls`: TLS the string requires, and no config of the caller's, gets the
+        // built-in one (rustls with the roots features' certificates).
+        #[cfg(feature = "rustls")]
+        if !tls.is_on()
+            && written.is_some_and(crate::conninfo::LibpqSslMode::requires_tls)
+            && let Some(made) = crate::tls::built_in()?
+        {
+            tls = crate::connect::Tls::rustls(made);
+        }
         match written {
-            None if self.tls.is_on() && !only_unix => {
+            None if tls.is_on() && !only_unix => {
                 config.ssl_mode(SslMode::Require);
             }
-            Some(mode) if mode.requires_tls() && !self.tls.is_on() => {
+            Some(mode) if mode.requires_tls() && !tls.is_on() => {
                 return Err(Error::config(
                     "tls",
                     format!(
                         "is not set, and the connection string says sslmode={} (enable the \
-                         `tls` feature and call DbBuilder::tls)",
+                         `webpki-roots` or `native-roots` feature, or the `tls` feature and \
+                         call DbBuilder::tls)",
                         mode.name()
                     ),
                 ));
@@ -335,7 +353,7 @@ impl DbBuilder {
             statement_cache: self.statement_cache,
             query_timeout: self.query_timeout,
             session_reset: self.session_reset,
-            tls: self.tls,
+            tls,
         };
         let target = manager.target.clone();
         let pool = pool_core::Pool::new(manager, self.pool)

@@ -35,8 +35,6 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::error::{Code, Report, link};
 use crate::session;
-#[cfg(feature = "tls")]
-pub(crate) use crate::session::RustlsTls;
 pub(crate) use crate::session::{Canceller, NotifySink, Peer, Tls};
 use crate::wire::Socket;
 pub(crate) use crate::wire::{Liveness, Probe, Wire};

@@ -88,6 +88,8 @@ mod manager;
 mod session;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "rustls")]
+mod tls;
 mod wire;
 
 pub use config::{DEFAULT_APPLICATION_NAME, DEFAULT_STATEMENT_CACHE, DbBuilder};

@@ -209,6 +209,14 @@ impl std::fmt::Debug for Tls {
 }
 
 impl Tls {
+    /// Sessions through rustls under `config`.
+    #[cfg(feature = "tls")]
+    pub fn rustls(config: rustls::ClientConfig) -> Self {
+        Tls::Rustls(RustlsTls {
+            make: tokio_postgres_rustls::MakeRustlsConnect::new(config),
+        })
+    }
+
     /// Whether a session can be encrypted at all (`sslmode=require` needs it).
     pub fn is_on(&self) -> bool {
         !matches!(self, Tls::Off)
