@@ -42,6 +42,10 @@ const DEFAULT_MAX_OPEN: usize = 10;
 /// or call [`go_mode`](DbBuilder::go_mode) for database/sql's defaults.
 ///
 /// `Debug` shows the connection string with every password replaced by `***`.
+///
+/// Other ways to make one: [`DbBuilder::from_env`] (`DATABASE_URL`, libpq's `PG*`
+/// variables), and with feature `serde`, from a configuration file (its `Deserialize`
+/// impl lists the fields).
 #[must_use = "a builder does nothing until `build` is called"]
 #[derive(Clone)]
 pub struct DbBuilder {

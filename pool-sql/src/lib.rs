@@ -81,6 +81,8 @@ mod conn;
 mod connect;
 mod conninfo;
 mod db;
+#[cfg(feature = "serde")]
+mod de;
 mod env;
 mod error;
 pub mod listener;
