@@ -312,6 +312,7 @@ impl DbBuilder {
         // PostgreSQL never encrypts a Unix socket (libpq does not try); a `hostaddr` is TCP.
         let only_unix =
             config.get_hostaddrs().is_empty() && hosts.iter().all(|h| matches!(h, Host::Unix(_)));
+        #[cfg_attr(not(feature = "rustls"), allow(unused_mut))]
         let mut tls = self.tls;
         // Feature `rustls`: TLS the string requires, and no config of the caller's, gets the
         // built-in one (rustls with the roots features' certificates).

@@ -23,12 +23,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_postgres::{Client, Notification};
 
-use crate::connect::{self, ConnectError, Tls, Wire};
+use crate::connect::{self, Tls, Wire};
 use crate::error::Kind;
 use crate::{Db, Error};
 
-/// Longest one connect (dial, TLS, startup and the `LISTEN`s) may take when neither the
-/// connection string's `connect_timeout` nor the builder's `create_timeout` says.
+/// Longest a connect to one host (dial, TLS, startup) may take, and the `LISTEN`s after
+/// it, when neither the connection string's `connect_timeout` nor the builder's
+/// `create_timeout` says.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The first wait before dialling again after a failed attempt; it doubles each failure.
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -348,38 +349,32 @@ impl Listener {
         }
     }
 
-    /// A new session that listens to every channel, all within the connect timeout.
+    /// A new session that listens to every channel (each host and the `LISTEN`s under the
+    /// connect timeout).
     async fn open(&self) -> Result<Session, Error> {
         let (sink, notes) = mpsc::unbounded_channel();
-        let open = async {
-            let c = connect::connect(&self.config, None, &self.tls, Some(&sink))
-                .await
-                .map_err(Error::connect)?;
-            let sql: String = self
-                .channels
-                .iter()
-                .map(|ch| format!("LISTEN {};", quote(ch)))
-                .collect();
-            if !sql.is_empty() {
-                c.client
-                    .batch_execute(&sql)
-                    .await
-                    .map_err(|e| Error::statement(e, c.wire.exit_error()))?;
-            }
-            Ok(Session {
-                client: c.client,
-                wire: c.wire,
-                notes,
-            })
-        };
-        tokio::time::timeout(self.connect_timeout, open)
+        let limit = self.connect_timeout;
+        // Each host tried under the connect timeout, as the pool's sessions are.
+        let c = connect::connect(&self.config, Some(limit), &self.tls, Some(&sink))
             .await
-            .unwrap_or_else(|_| {
-                Err(Error::connect(ConnectError::Timeout {
-                    target: self.target.to_string(),
-                    after: self.connect_timeout,
-                }))
-            })
+            .map_err(Error::connect)?;
+        let sql: String = self
+            .channels
+            .iter()
+            .map(|ch| format!("LISTEN {};", quote(ch)))
+            .collect();
+        if !sql.is_empty() {
+            match tokio::time::timeout(limit, c.client.batch_execute(&sql)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(Error::statement(e, c.wire.exit_error())),
+                Err(_) => return Err(Error::new(Kind::QueryTimeout(limit))),
+            }
+        }
+        Ok(Session {
+            client: c.client,
+            wire: c.wire,
+            notes,
+        })
     }
 }
 
