@@ -99,7 +99,8 @@ impl Gap {
 /// `recv` first returns the notifications that arrived before, then dials again, listens to
 /// every channel again, and returns [`Event::Gap`]: what was sent in between is lost.
 /// A failed attempt is `recv`'s error; the next call tries again after a backoff (100 ms,
-/// doubling up to 5 s), so a loop that logs errors and goes on is all a service needs.
+/// doubling up to 5 s, less a random part of up to half), so a loop that logs errors and
+/// goes on is all a service needs.
 ///
 /// Notifications wait in memory (the listener's, then the server's) until `recv` takes
 /// them: read them promptly.
@@ -242,7 +243,8 @@ impl Listener {
     /// # Errors
     /// A failed attempt to open a new session after the last one ended
     /// ([`Error::is_connect`], or the server's error to a `LISTEN`). The listener stays
-    /// usable: the next call tries again, after a backoff of 100 ms doubling up to 5 s.
+    /// usable: the next call tries again, after a backoff of 100 ms doubling up to 5 s
+    /// (less a random part of up to half, so that listeners do not dial together).
     ///
     /// # Cancel safety
     /// Cancel-safe: dropped before it returns, no notification is lost (the next call
@@ -343,6 +345,9 @@ impl Listener {
             Err(e) => {
                 let shift = self.attempts.saturating_sub(1).min(16);
                 let wait = BACKOFF_START.saturating_mul(1 << shift).min(BACKOFF_MAX);
+                // Half to all of it, so that listeners a restart cut off together do not
+                // dial together.
+                let wait = wait.mul_f64(0.5 + fastrand::f64() / 2.0);
                 self.retry_at = Some(Instant::now() + wait);
                 Err(e)
             }
