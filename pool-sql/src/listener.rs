@@ -102,6 +102,10 @@ impl Gap {
 /// doubling up to 5 s, less a random part of up to half), so a loop that logs errors and
 /// goes on is all a service needs.
 ///
+/// A session cut off without a reset (a dead route, a server gone without closing) is
+/// noticed when TCP keep-alive gives up (`keepalives_idle` in the connection string; 2 h by
+/// default), as for any session: set it lower for a listener that must notice sooner.
+///
 /// Notifications wait in memory (the listener's, then the server's) until `recv` takes
 /// them: read them promptly.
 ///
