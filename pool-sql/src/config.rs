@@ -1,18 +1,18 @@
 //! Building a [`Db`]: the connection string plus database/sql's pool knobs.
 //!
 //! The connection string is read twice: by tokio-postgres, which makes the session's config,
-//! and by [`Scanned`] here, a scanner that follows tokio-postgres's grammar (URL and
+//! and by `Scanned` (in `conninfo.rs`), a scanner that follows tokio-postgres's grammar (URL and
 //! `key=value` forms) to find what that config cannot tell: whether `sslmode` was written
 //! at all (a TLS config makes the default `require`), libpq's `sslmode` values that
 //! tokio-postgres does not know (`verify-full`, `verify-ca`, `allow`), and where each
 //! password is, so that nothing this crate prints shows one.
 
 use std::fmt;
-use std::ops::Range;
 use std::time::Duration;
 
 use tokio_postgres::config::{Host, SslMode};
 
+use crate::conninfo::{Scanned, describe_parse_error, redact};
 use crate::error::PoolOp;
 use crate::manager::{PgManager, SessionReset};
 use crate::{Db, Error};
@@ -42,6 +42,10 @@ const DEFAULT_MAX_OPEN: usize = 10;
 /// or call [`go_mode`](DbBuilder::go_mode) for database/sql's defaults.
 ///
 /// `Debug` shows the connection string with every password replaced by `***`.
+///
+/// Other ways to make one: [`DbBuilder::from_env`] (`DATABASE_URL`, libpq's `PG*`
+/// variables), and with feature `serde`, from a configuration file (its `Deserialize`
+/// impl lists the fields).
 #[must_use = "a builder does nothing until `build` is called"]
 #[derive(Clone)]
 pub struct DbBuilder {
@@ -238,11 +242,16 @@ impl DbBuilder {
     /// - `allow`: treated as `prefer` (TLS first, plain text when the server refuses it),
     ///   which never encrypts less than libpq's `allow`, and carries the same risk.
     /// - `disable`: never TLS.
+    ///
+    /// **Without this call**, features `webpki-roots` and `native-roots` (each enables
+    /// `rustls`) make `sslmode=require`, `verify-full` and `verify-ca` work with no code: a
+    /// built-in config (rustls's `ring` provider, Mozilla's roots compiled in and/or the
+    /// system's, `SSL_CERT_FILE` included, read once per process) verifies the server as
+    /// above. With no `sslmode`, or `prefer`/`allow`, the built-in config is not used and
+    /// sessions are plain text, as without the features. This call always overrides it.
     #[cfg(feature = "tls")]
     pub fn tls(mut self, config: rustls::ClientConfig) -> Self {
-        self.tls = crate::connect::Tls::Rustls(crate::connect::RustlsTls {
-            make: tokio_postgres_rustls::MakeRustlsConnect::new(config),
-        });
+        self.tls = crate::connect::Tls::rustls(config);
         self
     }
 
@@ -257,7 +266,9 @@ impl DbBuilder {
     /// not parse, holds text that is not an option, has an unknown `sslmode`, or names a
     /// host with an `@` in it (an unencoded `@` in a password: write `%40`); the message
     /// never repeats the string or any part of a password. `"tls"` for
-    /// `sslmode=require` (or `verify-full`, `verify-ca`) without [`tls`](DbBuilder::tls).
+    /// `sslmode=require` (or `verify-full`, `verify-ca`) without [`tls`](DbBuilder::tls)
+    /// and without a roots feature (`webpki-roots`, `native-roots`), or when
+    /// `native-roots` alone finds no root certificate on the system.
     /// The pool knob at fault, or `"runtime"` outside a tokio runtime.
     pub fn build(self) -> Result<Db, Error> {
         let scanned = Scanned::scan(&self.url)
@@ -301,16 +312,28 @@ impl DbBuilder {
         // PostgreSQL never encrypts a Unix socket (libpq does not try); a `hostaddr` is TCP.
         let only_unix =
             config.get_hostaddrs().is_empty() && hosts.iter().all(|h| matches!(h, Host::Unix(_)));
+        #[cfg_attr(not(feature = "rustls"), allow(unused_mut))]
+        let mut tls = self.tls;
+        // Feature `rustls`: TLS the string requires, and no config of the caller's, gets the
+        // built-in one (rustls with the roots features' certificates).
+        #[cfg(feature = "rustls")]
+        if !tls.is_on()
+            && written.is_some_and(crate::conninfo::LibpqSslMode::requires_tls)
+            && let Some(made) = crate::tls::built_in()?
+        {
+            tls = crate::connect::Tls::rustls(made);
+        }
         match written {
-            None if self.tls.is_on() && !only_unix => {
+            None if tls.is_on() && !only_unix => {
                 config.ssl_mode(SslMode::Require);
             }
-            Some(mode) if mode.requires_tls() && !self.tls.is_on() => {
+            Some(mode) if mode.requires_tls() && !tls.is_on() => {
                 return Err(Error::config(
                     "tls",
                     format!(
                         "is not set, and the connection string says sslmode={} (enable the \
-                         `tls` feature and call DbBuilder::tls)",
+                         `webpki-roots` or `native-roots` feature, or the `tls` feature and \
+                         call DbBuilder::tls)",
                         mode.name()
                     ),
                 ));
@@ -335,347 +358,11 @@ impl DbBuilder {
             statement_cache: self.statement_cache,
             query_timeout: self.query_timeout,
             session_reset: self.session_reset,
-            tls: self.tls,
+            tls,
         };
         let target = manager.target.clone();
         let pool = pool_core::Pool::new(manager, self.pool)
             .map_err(|e| Error::pool(e, PoolOp::Build, &target, None))?;
         Ok(Db::from_pool(pool))
     }
-}
-
-/// tokio-postgres's parse errors name the option, not the value, but for an unknown option
-/// its name is the user's text: after a password with an unquoted space (or, in a URL, an
-/// unencoded `&`), that is a piece of the password, and it is not repeated.
-fn describe_parse_error(e: &tokio_postgres::Error, scanned: &Scanned) -> String {
-    let text = std::error::Error::source(e)
-        .map(ToString::to_string)
-        .unwrap_or_else(|| e.to_string());
-    let unknown = text
-        .strip_prefix("unknown option `")
-        .and_then(|rest| rest.strip_suffix('`'));
-    if let Some(key) = unknown {
-        let Some(at) = scanned.params.iter().position(|p| p.key == key) else {
-            return "does not parse: it has an unknown option".to_owned();
-        };
-        if at > 0 && scanned.params[at - 1].key == "password" {
-            let fix = if scanned.url {
-                "write an `&` in a password as %26"
-            } else {
-                "quote a password that holds spaces: password='...'"
-            };
-            return format!(
-                "does not parse: an unknown option follows `password`, maybe the rest of it \
-                 ({fix})"
-            );
-        }
-    }
-    format!("does not parse: {text}")
-}
-
-/// libpq's `sslmode` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LibpqSslMode {
-    Disable,
-    Allow,
-    Prefer,
-    Require,
-    VerifyCa,
-    VerifyFull,
-}
-
-impl LibpqSslMode {
-    fn parse(value: &str) -> Option<Self> {
-        Some(match value {
-            "disable" => Self::Disable,
-            "allow" => Self::Allow,
-            "prefer" => Self::Prefer,
-            "require" => Self::Require,
-            "verify-ca" => Self::VerifyCa,
-            "verify-full" => Self::VerifyFull,
-            _ => return None,
-        })
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Disable => "disable",
-            Self::Allow => "allow",
-            Self::Prefer => "prefer",
-            Self::Require => "require",
-            Self::VerifyCa => "verify-ca",
-            Self::VerifyFull => "verify-full",
-        }
-    }
-
-    /// The value tokio-postgres knows with our meaning (see [`DbBuilder::tls`]).
-    fn ours(self) -> &'static str {
-        match self {
-            Self::Disable => "disable",
-            Self::Allow | Self::Prefer => "prefer",
-            Self::Require | Self::VerifyCa | Self::VerifyFull => "require",
-        }
-    }
-
-    fn requires_tls(self) -> bool {
-        self.ours() == "require"
-    }
-}
-
-/// One option of a connection string, as tokio-postgres reads it.
-#[derive(Debug)]
-struct Param {
-    /// Its name, percent-decoded in a URL.
-    key: String,
-    /// Where its value is in the string, quotes included.
-    span: Range<usize>,
-    /// The value, unescaped or percent-decoded.
-    value: String,
-}
-
-/// A connection string's options, found with tokio-postgres's grammar (its
-/// `impl FromStr for Config`): a URL (`postgres://` or `postgresql://`; the user info ends
-/// at the first `@`, the host at `/` or `?`, the database name at `?`, then `key=value`
-/// pairs split at `&`, percent-decoded) or `key = value` pairs split at whitespace, a value
-/// either `'quoted'` or plain, `\` escaping the next character in both. The URL's password
-/// is a [`Param`] named `password`. Only the syntax: names and values are tokio-postgres's
-/// to judge.
-#[derive(Debug)]
-struct Scanned {
-    url: bool,
-    params: Vec<Param>,
-    /// Where tokio-postgres stops reading: an option name that is empty (the string's end,
-    /// or an `=` where a name should be) ends a `key=value` string, silently.
-    end: usize,
-}
-
-impl Scanned {
-    /// # Errors
-    /// What is wrong, in words that never quote the string.
-    fn scan(s: &str) -> Result<Scanned, &'static str> {
-        match ["postgres://", "postgresql://"]
-            .iter()
-            .find(|p| s.starts_with(*p))
-        {
-            Some(prefix) => Self::scan_url(s, prefix.len()),
-            None => Self::scan_key_values(s),
-        }
-    }
-
-    fn scan_url(s: &str, start: usize) -> Result<Scanned, &'static str> {
-        let mut params = Vec::new();
-        let mut at = start;
-        if let Some(end) = s[at..].find('@').map(|i| at + i) {
-            if let Some(colon) = s[at..end].find(':').map(|i| at + i) {
-                params.push(Param {
-                    key: "password".to_owned(),
-                    span: colon + 1..end,
-                    value: percent_decode(&s[colon + 1..end]),
-                });
-            }
-            at = end + 1;
-        }
-        at = s[at..].find(['/', '?']).map_or(s.len(), |i| at + i);
-        if s[at..].starts_with('/') {
-            at = s[at..].find('?').map_or(s.len(), |i| at + i);
-        }
-        if s[at..].starts_with('?') {
-            at += 1;
-            while at < s.len() {
-                let eq = s[at..]
-                    .find('=')
-                    .map(|i| at + i)
-                    .ok_or("a query parameter has no `=`")?;
-                let end = s[eq + 1..].find('&').map_or(s.len(), |i| eq + 1 + i);
-                params.push(Param {
-                    key: percent_decode(&s[at..eq]),
-                    span: eq + 1..end,
-                    value: percent_decode(&s[eq + 1..end]),
-                });
-                at = (end + 1).min(s.len());
-            }
-        }
-        Ok(Scanned {
-            url: true,
-            params,
-            end: s.len(),
-        })
-    }
-
-    fn scan_key_values(s: &str) -> Result<Scanned, &'static str> {
-        let mut it = s.char_indices().peekable();
-        let mut params = Vec::new();
-        let pos = |it: &mut std::iter::Peekable<std::str::CharIndices<'_>>| {
-            it.peek().map_or(s.len(), |&(i, _)| i)
-        };
-        let skip_ws = |it: &mut std::iter::Peekable<std::str::CharIndices<'_>>| {
-            while it.next_if(|&(_, c)| c.is_whitespace()).is_some() {}
-        };
-        loop {
-            skip_ws(&mut it);
-            let key_start = pos(&mut it);
-            while it
-                .next_if(|&(_, c)| !c.is_whitespace() && c != '=')
-                .is_some()
-            {}
-            let key_end = pos(&mut it);
-            if key_start == key_end {
-                return Ok(Scanned {
-                    url: false,
-                    params,
-                    end: key_start,
-                });
-            }
-            skip_ws(&mut it);
-            if it.next_if(|&(_, c)| c == '=').is_none() {
-                return Err(
-                    "an option name is not followed by `=` (quote a value that holds \
-                            spaces: key='a b')",
-                );
-            }
-            skip_ws(&mut it);
-            let value_start = pos(&mut it);
-            let quoted = it.next_if(|&(_, c)| c == '\'').is_some();
-            let mut value = String::new();
-            loop {
-                match it.peek().copied() {
-                    None if quoted => return Err("a quoted value has no closing quote"),
-                    None => break,
-                    Some((_, '\'')) if quoted => {
-                        it.next();
-                        break;
-                    }
-                    Some((_, c)) if !quoted && c.is_whitespace() => break,
-                    Some((_, '\\')) => {
-                        it.next();
-                        value.extend(it.next().map(|(_, c)| c));
-                    }
-                    Some((_, c)) => {
-                        it.next();
-                        value.push(c);
-                    }
-                }
-            }
-            if !quoted && value.is_empty() {
-                return Err("an option has no value");
-            }
-            params.push(Param {
-                key: s[key_start..key_end].to_owned(),
-                span: value_start..pos(&mut it),
-                value,
-            });
-        }
-    }
-
-    /// The `sslmode` the string sets (the last one wins, as in tokio-postgres), if any.
-    fn ssl_mode(&self) -> Result<Option<LibpqSslMode>, Error> {
-        let Some(param) = self.params.iter().rev().find(|p| p.key == "sslmode") else {
-            return Ok(None);
-        };
-        LibpqSslMode::parse(&param.value).map(Some).ok_or_else(|| {
-            Error::config(
-                "url",
-                "has an unknown sslmode (disable, allow, prefer, require, verify-ca or \
-                 verify-full)",
-            )
-        })
-    }
-
-    /// `s` (the string scanned) with each `sslmode` written as tokio-postgres knows it.
-    fn libpq_modes_as_ours(&self, s: &str) -> String {
-        let spans = self.params.iter().filter_map(|p| {
-            let mode = LibpqSslMode::parse(&p.value).filter(|_| p.key == "sslmode")?;
-            Some((p.span.clone(), mode.ours()))
-        });
-        splice(s, spans)
-    }
-}
-
-/// `s` with each span (ordered, not overlapping) replaced by its text.
-fn splice<'a>(s: &str, spans: impl IntoIterator<Item = (Range<usize>, &'a str)>) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut at = 0;
-    for (span, text) in spans {
-        out.push_str(&s[at..span.start]);
-        out.push_str(text);
-        at = span.end;
-    }
-    out.push_str(&s[at..]);
-    out
-}
-
-/// The connection string `s` with every password replaced by `***`: the URL's password
-/// and every `password` option, in the URL's query and in `key=value` form. A string that
-/// does not parse is not shown at all, and text after the last option is masked as well.
-///
-/// Where a URL is ambiguous (an unencoded `@`, `?` or `&` in a password) both readings are
-/// masked: tokio-postgres's (user info up to the first `@`) and the one a reader expects
-/// (up to the last `@` before the host, query options split after the first `?`).
-pub(crate) fn redact(s: &str) -> String {
-    let Ok(scanned) = Scanned::scan(s) else {
-        return "(a connection string that does not parse; not shown, it may hold a password)"
-            .to_owned();
-    };
-    let mut masks: Vec<Range<usize>> = scanned
-        .params
-        .iter()
-        .filter(|p| p.key == "password")
-        .map(|p| p.span.clone())
-        .collect();
-    if scanned.end < s.len() {
-        masks.push(scanned.end..s.len());
-    }
-    if scanned.url {
-        let start = s.find("://").map_or(0, |i| i + 3);
-        let host_end = s[start..].find(['/', '?']).map_or(s.len(), |i| start + i);
-        if let Some(at) = s[start..host_end].rfind('@').map(|i| start + i)
-            && let Some(colon) = s[start..at].find(':').map(|i| start + i)
-        {
-            masks.push(colon + 1..at);
-        }
-        if let Some(query) = s.find('?') {
-            let mut at = query + 1;
-            for pair in s[query + 1..].split('&') {
-                if let Some((key, value)) = pair.split_once('=')
-                    && percent_decode(key) == "password"
-                {
-                    let from = at + key.len() + 1;
-                    masks.push(from..from + value.len());
-                }
-                at += pair.len() + 1;
-            }
-        }
-    }
-    masks.sort_by_key(|m| m.start);
-    let mut merged: Vec<Range<usize>> = Vec::with_capacity(masks.len());
-    for m in masks {
-        match merged.last_mut() {
-            Some(last) if m.start <= last.end => last.end = last.end.max(m.end),
-            _ => merged.push(m),
-        }
-    }
-    splice(s, merged.into_iter().map(|m| (m, "***")))
-}
-
-/// Percent-decoding as tokio-postgres does it (a `%` not followed by two hex digits stays),
-/// lossy where the bytes are not UTF-8.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                let byte = hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0);
-                out.push(u8::try_from(byte).unwrap_or(0));
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

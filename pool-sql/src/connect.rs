@@ -35,9 +35,7 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::error::{Code, Report, link};
 use crate::session;
-#[cfg(feature = "tls")]
-pub(crate) use crate::session::RustlsTls;
-pub(crate) use crate::session::{Canceller, Peer, Tls};
+pub(crate) use crate::session::{Canceller, NotifySink, Peer, Tls};
 use crate::wire::Socket;
 pub(crate) use crate::wire::{Liveness, Probe, Wire};
 
@@ -320,10 +318,14 @@ impl Wanted {
 /// `target_session_attrs`, is of the kind asked for (`SHOW transaction_read_only`, as
 /// libpq): a session of the wrong kind is closed and the next host tried.
 /// The connection task is spawned; it ends when the client is dropped or the socket fails.
+///
+/// With a `sink` (a [`Listener`](crate::Listener)'s session), the connection task forwards
+/// the session's notifications to it.
 pub(crate) async fn connect(
     config: &tokio_postgres::Config,
     timeout: Option<Duration>,
     tls: &Tls,
+    sink: Option<&NotifySink>,
 ) -> Result<Connected, ConnectError> {
     let wanted = Wanted::of(config)?;
     let mut rng = fastrand::Rng::new();
@@ -335,7 +337,7 @@ pub(crate) async fn connect(
     let mut tried = Vec::with_capacity(targets.len());
     let mut mismatched = false;
     for target in &targets {
-        let attempt = attempt(target, config, tls, wanted, &mut rng);
+        let attempt = attempt(target, config, (tls, sink), wanted, &mut rng);
         let result = match timeout {
             Some(t) => tokio::time::timeout(t, attempt).await.unwrap_or_else(|_| {
                 Err(ConnectError::Timeout {
@@ -394,14 +396,15 @@ enum Outcome {
 async fn attempt(
     target: &Target,
     config: &tokio_postgres::Config,
-    tls: &Tls,
+    (tls, sink): (&Tls, Option<&NotifySink>),
     wanted: Option<Wanted>,
     rng: &mut fastrand::Rng,
 ) -> Result<Outcome, ConnectError> {
     let (socket, addr, probe) = dial(target, config, rng).await?;
     let wire = Arc::new(Wire::default());
     let name = target.describe();
-    let (client, task) = session::start(config, socket, &wire, &target.host, &name, tls).await?;
+    let (host, sink) = (&target.host, sink.cloned());
+    let (client, task) = session::start(config, socket, &wire, (host, &name), tls, sink).await?;
     if let Some(wanted) = wanted {
         let read_only = read_only(&client)
             .await

@@ -133,6 +133,9 @@ pub(crate) enum Kind {
     },
     /// The data given to a `COPY ... FROM STDIN` failed: the COPY was aborted.
     CopyData(Box<dyn StdError + Send + Sync>),
+    /// A [`Listener`](crate::Listener)'s session ended; the connection's exit error is in
+    /// [`Inner::exit`].
+    SessionEnded,
 }
 
 /// The link to put in a chain for a tokio-postgres error: the server's [`DbError`] itself
@@ -218,6 +221,16 @@ impl Error {
         Self::new(Kind::Connect(e))
     }
 
+    /// A listener's session ended with `exit`, its connection's error.
+    pub(crate) fn session_ended(exit: Arc<tokio_postgres::Error>) -> Self {
+        Error {
+            inner: Arc::new(Inner {
+                kind: Kind::SessionEnded,
+                exit: Some(exit),
+            }),
+        }
+    }
+
     pub(crate) fn reset(e: tokio_postgres::Error) -> Self {
         Self::new(Kind::Reset(e))
     }
@@ -293,9 +306,11 @@ impl Error {
                 .is_some_and(|e| e.is_create() || e.is_unavailable())
     }
 
-    /// The `Db` was closed, or the connection closed under the statement.
+    /// The `Db` was closed, or the connection closed under the statement (or under a
+    /// [`Listener`](crate::Listener): [`Gap::cause`](crate::listener::Gap::cause)).
     pub fn is_closed(&self) -> bool {
         match &self.inner.kind {
+            Kind::SessionEnded => true,
             Kind::Pool { source, .. } => source.is_closed(),
             Kind::Statement(e) => e.is_closed(),
             _ => false,
@@ -489,6 +504,7 @@ impl fmt::Display for Error {
             }
             Kind::Column { name: None, .. } => f.write_str("could not read a column of a row"),
             Kind::CopyData(_) => f.write_str("the data of a COPY FROM STDIN failed: COPY aborted"),
+            Kind::SessionEnded => f.write_str("the listener's postgres session ended"),
         }
     }
 }
@@ -500,6 +516,7 @@ impl StdError for Error {
             // "connection closed" is this level's own fact; the reason, if the connection
             // task saw one, is the cause.
             Kind::Statement(e) if e.is_closed() => self.inner.exit.as_deref().map(link),
+            Kind::SessionEnded => self.inner.exit.as_deref().map(link),
             Kind::Statement(e) | Kind::Reset(e) | Kind::Validate(e) => Some(link(e)),
             // tokio-postgres's level only repeats the index: its cause says why.
             Kind::Column { source, .. } => source.source().or(Some(source)),

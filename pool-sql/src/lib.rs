@@ -34,6 +34,12 @@
 //!   [`Tx`] too.
 //! - The pool is [`pool_core::Pool<PgManager>`](pool_core::Pool) ([`Db::pool`]), for its
 //!   runtime setters (`set_max_open`, `set_max_idle`, ...).
+//! - **Configuration from the environment**: [`Db::from_env`] and [`DbBuilder::from_env`]
+//!   read `DATABASE_URL`, else libpq's `PG*` variables (`PGHOST`, `PGPORT`, `PGUSER`,
+//!   `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, ...), with errors naming the variable.
+//! - **LISTEN/NOTIFY** on a session of its own, outside the pool: [`Db::listener`] gives a
+//!   [`Listener`] that dials again after its session ends, listens again to every channel
+//!   and reports the [gap](listener::Event::Gap); [`Db::notify`] sends.
 //! - With the `testing` feature, [`testing::TestPg`] starts a throw-away PostgreSQL from the
 //!   system's binaries for your own tests.
 //!
@@ -81,9 +87,14 @@
 mod config;
 mod conn;
 mod connect;
+mod conninfo;
 mod copy;
 mod db;
+#[cfg(feature = "serde")]
+mod de;
+mod env;
 mod error;
+pub mod listener;
 mod manager;
 mod prepare;
 mod row;
@@ -91,6 +102,8 @@ mod session;
 mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "rustls")]
+mod tls;
 mod wire;
 
 pub use config::{DEFAULT_APPLICATION_NAME, DEFAULT_STATEMENT_CACHE, DbBuilder};
@@ -98,10 +111,11 @@ pub use conn::PgConn;
 pub use copy::CopyOutStream;
 pub use db::{Conn, Db, Params, Tx};
 pub use error::Error;
+pub use listener::Listener;
 pub use manager::{PgManager, SessionReset};
 pub use pool_core::Stats;
 pub use prepare::{Statement, ToStatement};
 pub use row::{FromRow, get};
 pub use stream::RowStream;
 pub use tokio_postgres::error::{DbError, SqlState};
-pub use tokio_postgres::{Row, types};
+pub use tokio_postgres::{Notification, Row, types};

@@ -64,7 +64,15 @@ impl std::fmt::Debug for PgManager {
 
 /// What runs on every session given back after use, before anyone else can get it
 /// ([`DbBuilder::session_reset`](crate::DbBuilder::session_reset)); off by default.
+///
+/// With feature `serde`, it reads as `"discard_all"` or
+/// `{ "sql": { "sql": "...", "discards_statements": false } }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(rename_all = "snake_case", deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub enum SessionReset {
     /// `DISCARD ALL`: session settings (`SET`) back to their defaults, temporary tables
@@ -117,7 +125,7 @@ impl Manager for PgManager {
     type Error = Error;
 
     async fn create(&self) -> Result<PgConn, Error> {
-        let c = connect::connect(&self.config, self.connect_timeout, &self.tls)
+        let c = connect::connect(&self.config, self.connect_timeout, &self.tls, None)
             .await
             .map_err(Error::connect)?;
         let mut conn = PgConn::new(c, self.statement_cache, self.query_timeout);

@@ -21,23 +21,28 @@ use crate::error::Report;
 use crate::wire::Observed;
 use crate::wire::{Counted, Frames, Socket, Wire};
 
+/// Where the connection task of a [`Listener`](crate::Listener)'s session sends the
+/// notifications it reads; dropped (so the receiver sees the end) when the task ends.
+pub(crate) type NotifySink = tokio::sync::mpsc::UnboundedSender<tokio_postgres::Notification>;
+
 /// The startup handshake on a dialled socket (TLS first, when `tls` offers it and the
 /// connection string's `sslmode` allows it); spawns the connection task, which keeps its
-/// exit error in `wire`. `target` names the server in errors.
+/// exit error in `wire` and, given a `sink`, forwards the session's notifications there.
+/// `target` names the server in errors.
 pub(crate) async fn start(
     config: &tokio_postgres::Config,
     socket: Socket,
     wire: &Arc<Wire>,
-    host: &Host,
-    target: &str,
+    (host, target): (&Host, &str),
     tls: &Tls,
+    sink: Option<NotifySink>,
 ) -> Result<(Client, tokio::task::AbortHandle), ConnectError> {
     #[cfg(not(feature = "tls"))]
     let _ = host;
     match tls {
         Tls::Off => {
             let counted = Counted::new(socket, wire.clone(), Frames::plain());
-            handshake(config, counted, NoTls, wire, target).await
+            handshake(config, counted, NoTls, wire, (target, sink)).await
         }
         #[cfg(feature = "tls")]
         Tls::Rustls(make) => {
@@ -55,7 +60,7 @@ pub(crate) async fn start(
                 failed: failed.clone(),
                 wire: wire.clone(),
             };
-            handshake(config, counted, connect, wire, target)
+            handshake(config, counted, connect, wire, (target, sink))
                 .await
                 .map_err(|e| match e {
                     ConnectError::Startup { target, source }
@@ -122,17 +127,17 @@ impl Canceller {
 }
 
 /// tokio-postgres's startup on `socket` (to the server `target` names); spawns the
-/// connection task.
+/// connection task (forwarding notifications to `sink`, when given).
 async fn handshake<T>(
     config: &tokio_postgres::Config,
     socket: Counted,
     tls: T,
     wire: &Arc<Wire>,
-    target: &str,
+    (target, sink): (&str, Option<NotifySink>),
 ) -> Result<(Client, tokio::task::AbortHandle), ConnectError>
 where
     T: tokio_postgres::tls::TlsConnect<Counted>,
-    T::Stream: Send + 'static,
+    T::Stream: Send + Unpin + 'static,
 {
     let (client, connection) =
         config
@@ -144,12 +149,44 @@ where
             })?;
     let task_wire = wire.clone();
     let task = tokio::spawn(async move {
-        if let Err(e) = connection.await {
+        let ended = match sink {
+            None => connection.await,
+            Some(sink) => forward(connection, sink).await,
+        };
+        if let Err(e) = ended {
             tracing::debug!(target: "pool_sql", error = %Report(&e), "connection task ended with an error");
             task_wire.set_exit(e);
         }
     });
     Ok((client, task.abort_handle()))
+}
+
+/// Drives `connection` as its own `Future` does, but hands each notification to `sink`
+/// (the `Future` drops them). Ends when the session does; `sink` is dropped then.
+async fn forward<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    sink: NotifySink,
+) -> Result<(), tokio_postgres::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use std::task::Poll;
+    use tokio_postgres::AsyncMessage;
+    std::future::poll_fn(|cx| {
+        loop {
+            match std::task::ready!(connection.poll_message(cx)) {
+                Some(Ok(AsyncMessage::Notification(n))) => {
+                    // The listener may be gone: its session ends with the client it dropped.
+                    let _ = sink.send(n);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+    })
+    .await
 }
 
 /// How sessions talk TLS: not at all, or through rustls (feature `tls`).
@@ -172,6 +209,14 @@ impl std::fmt::Debug for Tls {
 }
 
 impl Tls {
+    /// Sessions through rustls under `config`.
+    #[cfg(feature = "tls")]
+    pub fn rustls(config: rustls::ClientConfig) -> Self {
+        Tls::Rustls(RustlsTls {
+            make: tokio_postgres_rustls::MakeRustlsConnect::new(config),
+        })
+    }
+
     /// Whether a session can be encrypted at all (`sslmode=require` needs it).
     pub fn is_on(&self) -> bool {
         !matches!(self, Tls::Off)

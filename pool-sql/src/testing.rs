@@ -48,7 +48,7 @@ impl std::fmt::Debug for Mode {
         match self {
             Mode::External(url) => f
                 .debug_tuple("External")
-                .field(&crate::config::redact(url))
+                .field(&crate::conninfo::redact(url))
                 .finish(),
             Mode::Local(server) => f.debug_tuple("Local").field(server).finish(),
         }

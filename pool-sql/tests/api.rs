@@ -32,6 +32,9 @@ fn every_public_type_is_debug_send_and_sync() {
     assert_send_sync::<SessionReset>();
     assert_send_sync::<Params<'static>>();
     assert_send_sync::<pool_sql::Stats>();
+    assert_send_sync::<pool_sql::Listener>();
+    assert_send_sync::<pool_sql::listener::Event>();
+    assert_send_sync::<pool_sql::listener::Gap>();
     assert_send_sync::<TestPg>();
     assert_send_sync::<TestPgBuilder>();
     assert_send_sync::<TestBouncer>();
@@ -49,6 +52,9 @@ fn every_public_type_is_debug_send_and_sync() {
     assert_debug::<Error>();
     assert_debug::<SessionReset>();
     assert_debug::<Params<'static>>();
+    assert_debug::<pool_sql::Listener>();
+    assert_debug::<pool_sql::listener::Event>();
+    assert_debug::<pool_sql::listener::Gap>();
     assert_debug::<TestPg>();
     assert_debug::<TestPgBuilder>();
     assert_debug::<TestBouncer>();
@@ -92,6 +98,8 @@ async fn the_statement_api_futures_are_send() {
     assert_send_future(&db.copy_out("COPY t TO STDOUT"));
     let data = futures_util::stream::iter([Ok::<_, std::io::Error>("1\n")]);
     assert_send_future(&db.copy_in("COPY t FROM STDIN", data));
+    assert_send_future(&db.listener());
+    assert_send_future(&db.notify("channel", "payload"));
     assert_send_future(&db.close_and_wait(Duration::from_secs(1)));
     assert_send_future(
         &db.transaction(|tx| Box::pin(async move { tx.execute("SELECT 1", &[]).await })),
@@ -196,4 +204,12 @@ async fn an_error_of_the_pool_underneath_downcasts_to_this_crates_error() {
         format!("connect to 127.0.0.1:{port} refused")
     );
     db.close();
+}
+
+/// The listener's futures are `Send` too (checked at compile time; never called).
+#[allow(dead_code)]
+fn the_listener_futures_are_send(listener: &mut pool_sql::Listener) {
+    assert_send_future(&listener.recv());
+    assert_send_future(&listener.listen("channel"));
+    assert_send_future(&listener.unlisten("channel"));
 }

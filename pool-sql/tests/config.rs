@@ -78,6 +78,28 @@ async fn go_mode_closes_sessions_above_max_idle_at_once_and_the_default_keeps_th
     }
 }
 
+/// With a roots feature (`webpki-roots`, `native-roots`) the built-in TLS config serves
+/// the modes that require TLS (seen in `Debug`: `tls: Rustls`); without one, they are a
+/// config error naming `tls`.
+const BUILT_IN_TLS: bool = cfg!(any(feature = "webpki-roots", feature = "native-roots"));
+
+/// Builds `url`, which requires TLS: the built-in config with a roots feature, else the
+/// config error naming `tls` and the mode.
+fn requires_tls(url: &str, mode: &str) {
+    match (BUILT_IN_TLS, Db::builder(url).build()) {
+        (true, Ok(db)) => {
+            assert!(format!("{db:?}").contains("tls: Rustls"), "{url}: {db:?}");
+        }
+        (false, Err(err)) => {
+            assert!(err.is_config(), "{url}: {err:?}");
+            assert_eq!(err.knob(), Some("tls"), "{url}: {err}");
+            assert!(err.to_string().contains(mode), "{err}");
+        }
+        (true, Err(err)) => panic!("{url}: the built-in TLS config should serve: {err:?}"),
+        (false, Ok(db)) => panic!("{url} built without a TLS config: {db:?}"),
+    }
+}
+
 #[tokio::test]
 async fn libpq_sslmodes_are_understood_and_tls_ones_need_a_tls_config() {
     for mode in ["verify-full", "verify-ca", "require"] {
@@ -85,10 +107,7 @@ async fn libpq_sslmodes_are_understood_and_tls_ones_need_a_tls_config() {
             format!("{NOWHERE}?sslmode={mode}"),
             format!("host=127.0.0.1 port=1 sslmode='{mode}'"),
         ] {
-            let err = Db::builder(&url).build().unwrap_err();
-            assert!(err.is_config(), "{url}: {err:?}");
-            assert_eq!(err.knob(), Some("tls"), "{url}: {err}");
-            assert!(err.to_string().contains(mode), "{err}");
+            requires_tls(&url, mode);
         }
     }
     // Percent-encoded in a URL, quoted in `key=value`, and the last one wins.
@@ -96,15 +115,17 @@ async fn libpq_sslmodes_are_understood_and_tls_ones_need_a_tls_config() {
         format!("{NOWHERE}?ssl%6dode=verify%2Dfull"),
         "host=127.0.0.1 sslmode=disable sslmode = 'verify-full'".to_owned(),
     ] {
-        let err = Db::builder(&url).build().unwrap_err();
-        assert_eq!(err.knob(), Some("tls"), "{url}: {err}");
-        assert!(err.to_string().contains("verify-full"), "{err}");
+        requires_tls(&url, "verify-full");
     }
+    // The modes that allow plain text never get the built-in config.
     for mode in ["disable", "allow", "prefer"] {
-        Db::builder(&format!("{NOWHERE}?sslmode={mode}"))
+        let db = Db::builder(&format!("{NOWHERE}?sslmode={mode}"))
             .build()
             .unwrap_or_else(|e| panic!("sslmode={mode}: {e}"));
+        assert!(format!("{db:?}").contains("tls: Off"), "{mode}: {db:?}");
     }
+    let db = Db::builder(NOWHERE).build().unwrap();
+    assert!(format!("{db:?}").contains("tls: Off"), "{db:?}");
     let err = Db::builder(&format!("{NOWHERE}?sslmode=verify"))
         .build()
         .unwrap_err();

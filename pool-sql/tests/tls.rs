@@ -118,6 +118,8 @@ async fn require_against_a_server_without_tls_is_a_tls_error() {
     assert!(!ssl);
 }
 
+/// With a roots feature, the built-in config serves instead: tests/tls_default.rs.
+#[cfg(not(any(feature = "webpki-roots", feature = "native-roots")))]
 #[tokio::test]
 async fn require_without_a_tls_config_is_a_config_error() {
     let err = Db::builder("postgres://u:secret@127.0.0.1:1/db?sslmode=require")
