@@ -45,6 +45,11 @@ cargo test --workspace --all-features --locked
 echo "== pool-http without default features (tls only)"
 cargo test -p pool-http --no-default-features --features tls,testing --test tls --locked
 
+# pool-sql with TLS but no built-in config: `sslmode=require` without `DbBuilder::tls` is a
+# config error naming the features (with the defaults, the built-in config serves it).
+echo "== pool-sql without default features (tls only)"
+cargo test -p pool-sql --no-default-features --features tls,testing --test tls --locked
+
 echo "== shuttle model check (RUSTFLAGS=--cfg shuttle)"
 CARGO_TARGET_DIR="$target/shuttle" RUSTFLAGS="--cfg shuttle" \
   cargo test -p pool-core --test shuttle --locked
