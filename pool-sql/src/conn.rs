@@ -75,8 +75,9 @@ pub(crate) enum Op<'a> {
     Query(&'a str, &'a [&'a (dyn ToSql + Sync)]),
     Execute(&'a str, &'a [&'a (dyn ToSql + Sync)]),
     Batch(&'a str),
-    /// `BEGIN`.
-    Begin,
+    /// `BEGIN`, with its transaction modes (`BEGIN ISOLATION LEVEL SERIALIZABLE`): text
+    /// this crate made, never the caller's.
+    Begin(&'a str),
 }
 
 impl Op<'_> {
@@ -86,7 +87,7 @@ impl Op<'_> {
     pub(crate) fn command(&self) -> &'static str {
         let sql = match self {
             Op::Query(sql, _) | Op::Execute(sql, _) | Op::Batch(sql) => sql,
-            Op::Begin => return "BEGIN",
+            Op::Begin(_) => return "BEGIN",
         };
         let mut rest = sql.trim_start();
         loop {
@@ -223,6 +224,13 @@ impl PgConn {
             .store(true, std::sync::atomic::Ordering::Release);
     }
 
+    /// The server process serving this session (`pg_backend_pid()`), as the server told
+    /// it at startup (its BackendKeyData); `None` when it sent none (a pooler may not).
+    /// Statement spans show it as `session`; match it against `pg_stat_activity.pid`.
+    pub fn backend_pid(&self) -> Option<u32> {
+        self.wire.pid()
+    }
+
     /// Statements run on this session so far.
     pub fn uses(&self) -> u64 {
         self.uses
@@ -304,12 +312,8 @@ impl PgConn {
         let (sql, params) = match op {
             Op::Query(s, p) | Op::Execute(s, p) => (s, p),
             Op::Batch(sql) => return self.client.batch_execute(sql).await.map(|()| Done::Unit),
-            Op::Begin => {
-                return self
-                    .client
-                    .batch_execute("BEGIN")
-                    .await
-                    .map(|()| Done::Unit);
+            Op::Begin(begin) => {
+                return self.client.batch_execute(begin).await.map(|()| Done::Unit);
             }
         };
         if !self.cache.enabled() {

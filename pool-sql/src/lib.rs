@@ -46,10 +46,14 @@
 //!     .query_timeout(Duration::from_secs(5))
 //!     .build()?;
 //! db.execute("CREATE TABLE kv (k text PRIMARY KEY, v int)", &[]).await?;
-//! db.transaction(|tx| Box::pin(async move {
-//!     tx.execute("INSERT INTO kv VALUES ($1, $2)", &[&"a", &1i32]).await?;
-//!     tx.execute("INSERT INTO kv VALUES ($1, $2)", &[&"b", &2i32]).await
-//! })).await?;
+//! let keys = ["a", "b"]; // borrowed by the transaction's closure
+//! db.transaction(async |tx| {
+//!     for (v, k) in (1i32..).zip(&keys) {
+//!         tx.execute("INSERT INTO kv VALUES ($1, $2)", &[k, &v]).await?;
+//!     }
+//!     Ok::<_, pool_sql::Error>(())
+//! })
+//! .await?;
 //! let total: i64 = db.query_one("SELECT sum(v) FROM kv", &[]).await?.get(0);
 //! assert_eq!(total, 3);
 //!
@@ -73,19 +77,22 @@
 mod config;
 mod conn;
 mod connect;
+mod counters;
 mod db;
 mod error;
 mod manager;
 mod session;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tx;
 mod wire;
 
 pub use config::{DEFAULT_APPLICATION_NAME, DEFAULT_STATEMENT_CACHE, DbBuilder};
 pub use conn::PgConn;
-pub use db::{Conn, Db, Params, Tx};
+pub use db::{Conn, Db, Params};
 pub use error::Error;
 pub use manager::{PgManager, SessionReset};
 pub use pool_core::Stats;
 pub use tokio_postgres::error::{DbError, SqlState};
 pub use tokio_postgres::{Row, types};
+pub use tx::{IsolationLevel, Savepoint, Tx, TxOptions};

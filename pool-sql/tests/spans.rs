@@ -160,11 +160,9 @@ async fn a_session_held_too_long_is_reported_at_the_users_line() {
     let transaction_line = line!() + 3;
     let transaction = tokio::spawn(async move {
         in_task
-            .transaction(|_tx| {
-                Box::pin(async move {
-                    released.await.ok();
-                    Ok::<_, pool_sql::Error>(())
-                })
+            .transaction(async |_tx| {
+                released.await.ok();
+                Ok::<_, pool_sql::Error>(())
             })
             .await
     });
