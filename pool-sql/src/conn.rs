@@ -225,8 +225,10 @@ impl PgConn {
     }
 
     /// The server process serving this session (`pg_backend_pid()`), as the server told
-    /// it at startup (its BackendKeyData); `None` when it sent none (a pooler may not).
+    /// it at startup (its BackendKeyData), with no round trip; `None` when it sent none.
     /// Statement spans show it as `session`; match it against `pg_stat_activity.pid`.
+    /// Behind a pooler (PgBouncer) it is the number the pooler gave the client, not a
+    /// server process.
     pub fn backend_pid(&self) -> Option<u32> {
         self.wire.pid()
     }

@@ -21,9 +21,23 @@
 //!   tokio-postgres only reports on the connection, is attached to the statement's error.
 //!   Messages follow hyper's policy: see [`Error`].
 //! - **One pinned session** ([`Conn`], Go's `*sql.Conn`) and **transactions** ([`Tx`],
-//!   [`Db::transaction`]). They do not deref to their session, unlike pool-core's
-//!   [`Pooled`](pool_core::Pooled): their statements are their own methods;
-//!   [`Conn::get_ref`] reaches the [`PgConn`] and its tokio-postgres client.
+//!   [`Db::transaction`], whose async closure borrows the caller's values). They do not
+//!   deref to their session, unlike pool-core's [`Pooled`](pool_core::Pooled): their
+//!   statements are their own methods; [`Conn::get_ref`] reaches the [`PgConn`] and its
+//!   tokio-postgres client.
+//! - **Transaction modes, savepoints, conflict retry**: [`TxOptions`] (isolation level, read
+//!   only, deferrable: Go's `sql.TxOptions`) for [`Db::begin_with`] and
+//!   [`Db::transaction_with`]; [`Tx::savepoint`] and [`Tx::transaction`] nest;
+//!   [`Db::transaction_retry`] runs a transaction again after a serialization failure or a
+//!   deadlock (40001, 40P01), at most 3 times by default.
+//! - **Tracing and metrics**: a `statement` span per statement (target `pool_sql`, DEBUG)
+//!   with `db`, `command`, `session` (the server's pid, [`PgConn::backend_pid`]),
+//!   `retried`, `duration`, `rows` or `error`; a `transaction` span around the closure
+//!   forms (`attempts`, `committed`). `command` is the first keyword when it is one of
+//!   PostgreSQL's commands (`SELECT`, `INSERT`, ...; `OTHER` or `EMPTY` otherwise): a
+//!   string of this crate's, never a byte of the statement (literals, identifiers and
+//!   parameters may hold secrets or data). With feature `metrics`,
+//!   `Db::record_metrics` exports the pool's stats and the retries.
 //! - The pool is [`pool_core::Pool<PgManager>`](pool_core::Pool) ([`Db::pool`]), for its
 //!   runtime setters (`set_max_open`, `set_max_idle`, ...).
 //! - With the `testing` feature, [`testing::TestPg`] starts a throw-away PostgreSQL from the

@@ -21,9 +21,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use pool_core::Pooled;
-use tracing::Instrument;
 use tokio_postgres::Row;
+use tracing::Instrument;
 
+// The statement methods' docs link it.
+#[cfg(doc)]
+use crate::DbBuilder;
 use crate::conn::{Done, Op, PgConn};
 use crate::db::{Params, in_span, run_on, statement_api};
 use crate::error::Kind;
@@ -247,10 +250,7 @@ impl Db {
 /// DEBUG): `db` from the start, `attempts` (runs of the closure, 1 but for
 /// [`Db::transaction_retry`]) and `committed` at the end. The statement spans of `BEGIN`,
 /// the closure's statements and `COMMIT` sit inside it.
-async fn traced<T, E>(
-    db: &str,
-    body: impl Future<Output = (Result<T, E>, u32)>,
-) -> Result<T, E> {
+async fn traced<T, E>(db: &str, body: impl Future<Output = (Result<T, E>, u32)>) -> Result<T, E> {
     let span = tracing::debug_span!(
         target: "pool_sql",
         "transaction",

@@ -3,6 +3,9 @@
 use tokio_postgres::Row;
 
 use super::Tx;
+// The statement methods' docs link it.
+#[cfg(doc)]
+use crate::DbBuilder;
 use crate::Error;
 use crate::conn::{Done, Op, PgConn};
 use crate::db::{Params, run_on, statement_api};
