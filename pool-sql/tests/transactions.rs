@@ -256,6 +256,53 @@ async fn concurrent_serializable_updates_are_retried_and_both_land() {
     assert_eq!(ints(&db, "SELECT v FROM kv ORDER BY k").await, [2, 2]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_deadlock_is_retried_and_both_transactions_land() {
+    let pg = TestPg::start().expect("postgres");
+    let db = kv(&pg, "tx-deadlock", 2).await;
+    db.batch_execute("INSERT INTO kv VALUES ('a', 0), ('b', 0)")
+        .await
+        .unwrap();
+    // Each first run locks one row, waits until the other has locked the other, then asks
+    // for it: a lock cycle the server breaks by failing one with 40P01. The victim's next
+    // run waits for the other to finish (else it could lock its first row again before the
+    // other got it, and meet it in a new cycle).
+    let both_locked = tokio::sync::Barrier::new(2);
+    let (finished, finished_rx) = tokio::sync::watch::channel(0);
+    let fast = TxOptions::new().backoff(Duration::ZERO);
+    let cross = async |first: &str, second: &str| {
+        let mut runs = 0u32;
+        let r = db
+            .transaction_retry(fast, async |tx| {
+                runs += 1;
+                if runs > 1 {
+                    let mut other = finished_rx.clone();
+                    other.wait_for(|n| *n >= 1).await.ok();
+                }
+                tx.batch_execute("SET LOCAL deadlock_timeout = '20ms'")
+                    .await?;
+                tx.execute("UPDATE kv SET v = v + 1 WHERE k = $1", &[&first])
+                    .await?;
+                if runs == 1 {
+                    both_locked.wait().await;
+                }
+                tx.execute("UPDATE kv SET v = v + 1 WHERE k = $1", &[&second])
+                    .await
+            })
+            .await;
+        finished.send_modify(|n| *n += 1);
+        r.map(|_| runs)
+    };
+    let (a, b) = tokio::join!(cross("a", "b"), cross("b", "a"));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        (a.min(b), a.max(b)),
+        (1, 2),
+        "one was chosen as the victim and ran again"
+    );
+    assert_eq!(ints(&db, "SELECT v FROM kv ORDER BY k").await, [2, 2]);
+}
+
 #[tokio::test]
 async fn the_retry_is_bounded_and_only_for_serialization_failures_and_deadlocks() {
     let pg = TestPg::start().expect("postgres");
