@@ -435,3 +435,31 @@ async fn a_transaction_future_dropped_mid_way_leaves_the_next_caller_a_clean_ses
         "the same session: {s:?}"
     );
 }
+
+#[tokio::test]
+async fn a_savepoint_cut_mid_statement_is_still_rolled_back_before_the_next_one() {
+    let pg = TestPg::start().expect("postgres");
+    let db = kv(&pg, "tx-savepoint-cut", 1).await;
+    let mut tx = db.begin().await.unwrap();
+    tx.execute("INSERT INTO kv VALUES ('outer', 1)", &[])
+        .await
+        .unwrap();
+    {
+        let mut sp = tx.savepoint().await.unwrap();
+        sp.execute("INSERT INTO kv VALUES ('inner', 2)", &[])
+            .await
+            .unwrap();
+        // Cut while the server runs it: the savepoint goes with its statement in flight.
+        let cut = tokio::time::timeout(
+            Duration::from_millis(50),
+            sp.execute("INSERT INTO kv SELECT 'slow', 3 FROM pg_sleep(0.5)", &[]),
+        )
+        .await;
+        assert!(cut.is_err(), "the statement was still running");
+    }
+    tx.execute("INSERT INTO kv VALUES ('after', 4)", &[])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(ints(&db, "SELECT v FROM kv ORDER BY v").await, [1, 4]);
+}
