@@ -41,19 +41,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             } else {
                 let amount = if i % 7 == 0 { 1000 } else { 3 };
                 let moved = db
-                    .transaction(|tx| {
-                        Box::pin(async move {
-                            tx.execute(
-                                "UPDATE stock SET qty = qty - $1 WHERE item = 'apple'",
-                                &[&amount],
-                            )
-                            .await?;
-                            tx.execute(
-                                "UPDATE stock SET qty = qty + $1 WHERE item = 'pear'",
-                                &[&amount],
-                            )
-                            .await
-                        })
+                    .transaction(async |tx| {
+                        tx.execute(
+                            "UPDATE stock SET qty = qty - $1 WHERE item = 'apple'",
+                            &[&amount],
+                        )
+                        .await?;
+                        tx.execute(
+                            "UPDATE stock SET qty = qty + $1 WHERE item = 'pear'",
+                            &[&amount],
+                        )
+                        .await
                     })
                     .await;
                 Ok(moved.is_ok())

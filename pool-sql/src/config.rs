@@ -359,6 +359,7 @@ impl DbBuilder {
             query_timeout: self.query_timeout,
             session_reset: self.session_reset,
             tls,
+            counters: Default::default(),
         };
         let target = manager.target.clone();
         let pool = pool_core::Pool::new(manager, self.pool)

@@ -75,8 +75,9 @@ pub(crate) enum Op<'a> {
     Query(&'a str, &'a [&'a (dyn ToSql + Sync)]),
     Execute(&'a str, &'a [&'a (dyn ToSql + Sync)]),
     Batch(&'a str),
-    /// `BEGIN`.
-    Begin,
+    /// `BEGIN`, with its transaction modes (`BEGIN ISOLATION LEVEL SERIALIZABLE`): text
+    /// this crate made, never the caller's.
+    Begin(&'a str),
     /// A query whose rows are read as they arrive: the session stays busy after the start.
     Stream(&'a str, &'a [&'a (dyn ToSql + Sync)]),
     /// Prepares (through the statement cache) without running.
@@ -100,7 +101,7 @@ impl Op<'_> {
             | Op::Prepare(sql)
             | Op::CopyIn(sql)
             | Op::CopyOut(sql) => sql,
-            Op::Begin => return "BEGIN",
+            Op::Begin(_) => return "BEGIN",
         };
         let mut rest = sql.trim_start();
         loop {
@@ -249,6 +250,15 @@ impl PgConn {
             .store(true, std::sync::atomic::Ordering::Release);
     }
 
+    /// The server process serving this session (`pg_backend_pid()`), as the server told
+    /// it at startup (its BackendKeyData), with no round trip; `None` when it sent none.
+    /// Statement spans show it as `session`; match it against `pg_stat_activity.pid`.
+    /// Behind a pooler (PgBouncer) it is the number the pooler gave the client, not a
+    /// server process.
+    pub fn backend_pid(&self) -> Option<u32> {
+        self.wire.pid()
+    }
+
     /// Statements run on this session so far.
     pub fn uses(&self) -> u64 {
         self.uses
@@ -339,12 +349,8 @@ impl PgConn {
         let (sql, params) = match op {
             Op::Query(s, p) | Op::Execute(s, p) => (s, p),
             Op::Batch(sql) => return self.client.batch_execute(sql).await.map(|()| Done::Unit),
-            Op::Begin => {
-                return self
-                    .client
-                    .batch_execute("BEGIN")
-                    .await
-                    .map(|()| Done::Unit);
+            Op::Begin(begin) => {
+                return self.client.batch_execute(begin).await.map(|()| Done::Unit);
             }
             Op::CopyIn(sql) => return self.start_copy_in(sql).await,
             Op::CopyOut(sql) => {

@@ -24,8 +24,9 @@ use bytes::Bytes;
 use futures_util::{SinkExt, Stream, StreamExt};
 
 use crate::Error;
+use crate::Tx;
 use crate::conn::{Done, Op, PgConn};
-use crate::db::{Conn, Db, Tx, in_span};
+use crate::db::{Conn, Db, in_span};
 use crate::error::Kind;
 use crate::stream::{Held, WaitBound, poll_bounded};
 
@@ -282,7 +283,8 @@ impl Db {
     {
         let op = Op::CopyIn(sql);
         let db = &self.pool().manager().target;
-        let (conn, done) = in_span(db, op, self.retrying(op, None), |(_, d)| d).await?;
+        let (conn, done) =
+            in_span(db, op, |span| self.retrying(op, None, span), |(_, d)| d).await?;
         CopyIn(Held::owned(conn)).feed(done, data).await
     }
 
@@ -299,7 +301,8 @@ impl Db {
     pub async fn copy_out(&self, sql: &str) -> Result<CopyOutStream<'static>, Error> {
         let op = Op::CopyOut(sql);
         let db = &self.pool().manager().target;
-        let (conn, done) = in_span(db, op, self.retrying(op, None), |(_, d)| d).await?;
+        let (conn, done) =
+            in_span(db, op, |span| self.retrying(op, None, span), |(_, d)| d).await?;
         Ok(CopyOutStream::new(Held::owned(conn), done))
     }
 }

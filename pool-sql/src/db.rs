@@ -5,7 +5,6 @@ use std::panic::Location;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::BoxFuture;
 use pool_core::{Pool, Pooled, Stats};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -15,7 +14,7 @@ use crate::conn::{Done, Op, PgConn};
 use crate::error::{Kind, PoolOp, Report};
 use crate::manager::PgManager;
 use crate::wire::TxStatus;
-use crate::{DbBuilder, Error, ToStatement};
+use crate::{DbBuilder, Error, Tx, TxOptions};
 
 /// Tries of one statement on bad connections, as database/sql: two on a pooled-or-new
 /// session, then one on a new one.
@@ -81,7 +80,7 @@ macro_rules! statement_api {
         ///
         /// # Errors
         /// The server's error ([`Error::code`]), a closed session, or the pool's error.
-        pub async fn query(&$($mut)? self, sql: &(impl ToStatement + ?Sized), params: Params<'_>) -> Result<Vec<Row>, Error> {
+        pub async fn query(&$($mut)? self, sql: &(impl $crate::ToStatement + ?Sized), params: Params<'_>) -> Result<Vec<Row>, Error> {
             match self.run(Op::Query(sql.as_sql(), params)).await? {
                 Done::Rows(rows) => Ok(rows),
                 _ => unreachable!("a query returns rows"),
@@ -93,7 +92,7 @@ macro_rules! statement_api {
         /// # Errors
         /// As [`query`](Self::query); and [`Error::is_no_rows`] for no row,
         /// [`Error::row_count`] for more than one.
-        pub async fn query_one(&$($mut)? self, sql: &(impl ToStatement + ?Sized), params: Params<'_>) -> Result<Row, Error> {
+        pub async fn query_one(&$($mut)? self, sql: &(impl $crate::ToStatement + ?Sized), params: Params<'_>) -> Result<Row, Error> {
             let mut rows = self.query(sql, params).await?;
             match rows.len() {
                 1 => Ok(rows.pop().expect("one row")),
@@ -105,7 +104,7 @@ macro_rules! statement_api {
         ///
         /// # Errors
         /// As [`query`](Self::query); and [`Error::row_count`] for more than one row.
-        pub async fn query_opt(&$($mut)? self, sql: &(impl ToStatement + ?Sized), params: Params<'_>) -> Result<Option<Row>, Error> {
+        pub async fn query_opt(&$($mut)? self, sql: &(impl $crate::ToStatement + ?Sized), params: Params<'_>) -> Result<Option<Row>, Error> {
             let mut rows = self.query(sql, params).await?;
             match rows.len() {
                 0 | 1 => Ok(rows.pop()),
@@ -117,7 +116,7 @@ macro_rules! statement_api {
         ///
         /// # Errors
         /// As [`query`](Self::query).
-        pub async fn execute(&$($mut)? self, sql: &(impl ToStatement + ?Sized), params: Params<'_>) -> Result<u64, Error> {
+        pub async fn execute(&$($mut)? self, sql: &(impl $crate::ToStatement + ?Sized), params: Params<'_>) -> Result<u64, Error> {
             match self.run(Op::Execute(sql.as_sql(), params)).await? {
                 Done::Count(n) => Ok(n),
                 _ => unreachable!("a statement returns a count"),
@@ -134,6 +133,7 @@ macro_rules! statement_api {
         }
     };
 }
+pub(crate) use statement_api;
 
 impl Db {
     /// Opens a pool with the default knobs, as Go's `sql.Open`: nothing connects yet.
@@ -158,20 +158,28 @@ impl Db {
 
     pub(crate) async fn run(&self, op: Op<'_>) -> Result<Done, Error> {
         let db = &self.pool.manager().target;
-        in_span(db, op, self.retrying(op, None), |(_, done)| done)
-            .await
-            .map(|(_, done)| done)
+        in_span(
+            db,
+            op,
+            |span| self.retrying(op, None, span),
+            |(_, done)| done,
+        )
+        .await
+        .map(|(_, done)| done)
     }
 
     /// Runs `op` on a session with database/sql's bad-connection retry; returns the session
-    /// with the result. A leak of the session is reported at `caller` if given.
+    /// with the result. A leak of the session is reported at `caller` if given. Records the
+    /// session and the tries on `span`.
     pub(crate) async fn retrying(
         &self,
         op: Op<'_>,
         caller: Option<&'static Location<'static>>,
+        span: tracing::Span,
     ) -> Result<(Pooled<'_, PgManager>, Done), Error> {
         let mut last = None;
         for attempt in 0..BAD_CONN_TRIES {
+            span.record("retried", attempt);
             let mut conn = if attempt + 1 < BAD_CONN_TRIES {
                 self.get(caller).await?
             } else {
@@ -184,6 +192,9 @@ impl Db {
                 && conn.pooled
                 && conn.wire.tx_status() == TxStatus::Idle;
             let mark = conn.wire.mark();
+            if let Some(pid) = conn.backend_pid() {
+                span.record("session", pid);
+            }
             match conn.run_bounded(op).await {
                 Ok(done) => return Ok((conn, done)),
                 Err(err) => {
@@ -197,6 +208,11 @@ impl Db {
                     if never_sent || never_ran {
                         tracing::debug!(target: "pool_sql", attempt, error = %Report(&err), never_sent, "bad connection: the statement never ran; trying again");
                         Pooled::discard(conn);
+                        self.pool
+                            .manager()
+                            .counters
+                            .retried
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         last = Some(err);
                         continue;
                     }
@@ -265,70 +281,6 @@ impl Db {
                     db: self.pool.manager().target.clone(),
                 }),
                 Err(e) => Err(self.acquire_error(e, start)),
-            }
-        }
-    }
-
-    /// Begins a transaction on a session of its own (`BEGIN`, with the bad-connection
-    /// retry). Commit it with [`Tx::commit`]; dropped without commit, it rolls back before
-    /// the session is reused.
-    ///
-    /// # Errors
-    /// As [`query`](Db::query).
-    #[track_caller]
-    pub fn begin(&self) -> impl Future<Output = Result<Tx, Error>> {
-        self.begin_at(Location::caller())
-    }
-
-    /// [`begin`](Db::begin), a leak of its session reported at `caller`.
-    async fn begin_at(&self, caller: &'static Location<'static>) -> Result<Tx, Error> {
-        let db = &self.pool.manager().target;
-        let begin = self.retrying(Op::Begin, Some(caller));
-        let (conn, _) = in_span(db, Op::Begin, begin, |(_, d)| d).await?;
-        Ok(Tx {
-            guard: Pooled::into_owned(conn),
-            db: db.clone(),
-            failed: false,
-        })
-    }
-
-    /// Runs `f` in a transaction: commits when it returns `Ok`, rolls back when it returns
-    /// `Err` (and passes the error on).
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # async fn demo(db: pool_sql::Db) -> Result<(), pool_sql::Error> {
-    /// let moved = db.transaction(|tx| Box::pin(async move {
-    ///     tx.execute("UPDATE account SET balance = balance - 10 WHERE id = $1", &[&1i32]).await?;
-    ///     tx.execute("UPDATE account SET balance = balance + 10 WHERE id = $1", &[&2i32]).await
-    /// })).await?;
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// `f`'s error, or the error of `BEGIN` or `COMMIT`; [`Error::is_tx_aborted`] when a
-    /// statement of the transaction failed and `f` still returned `Ok`.
-    #[track_caller]
-    pub fn transaction<T, E, F>(&self, f: F) -> impl Future<Output = Result<T, E>>
-    where
-        F: for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<T, E>>,
-        E: From<Error>,
-    {
-        let caller = Location::caller();
-        async move {
-            let mut tx = self.begin_at(caller).await?;
-            match f(&mut tx).await {
-                Ok(v) => {
-                    tx.commit().await?;
-                    Ok(v)
-                }
-                Err(e) => {
-                    // The error the caller wants is theirs; a failed rollback discards the
-                    // session (its reset rolls back or closes it).
-                    let _ = tx.rollback().await;
-                    Err(e)
-                }
             }
         }
     }
@@ -407,13 +359,26 @@ impl Conn {
     ///
     /// # Errors
     /// As [`query`](Conn::query).
-    pub async fn begin(mut self) -> Result<Tx, Error> {
-        self.run(Op::Begin).await?;
-        Ok(Tx {
-            guard: self.guard,
-            db: self.db,
-            failed: false,
-        })
+    ///
+    /// # Cancel safety
+    /// As [`begin_with`](Conn::begin_with).
+    pub async fn begin(self) -> Result<Tx, Error> {
+        self.begin_with(TxOptions::new()).await
+    }
+
+    /// Begins a transaction on this session with the modes of `options` (isolation level,
+    /// read only, deferrable: see [`Db::begin_with`]).
+    ///
+    /// # Errors
+    /// As [`query`](Conn::query).
+    ///
+    /// # Cancel safety
+    /// Dropped before it returns, the session goes back and is rolled back if `BEGIN`
+    /// reached it.
+    pub async fn begin_with(mut self, options: TxOptions) -> Result<Tx, Error> {
+        let sql = options.begin_sql();
+        self.run(Op::Begin(&sql)).await?;
+        Ok(Tx::new(self.guard, self.db))
     }
 
     /// The session, for what this crate does not wrap ([`PgConn::client`]).
@@ -430,89 +395,53 @@ impl Conn {
     }
 }
 
-/// A transaction on one session (Go's `*sql.Tx`). [`commit`](Tx::commit) or
-/// [`rollback`](Tx::rollback) it; dropped without either, it is rolled back before the
-/// session is reused.
-///
-/// As [`Conn`], it does not deref to its session: [`get_ref`](Tx::get_ref) reaches it.
-#[derive(Debug)]
-pub struct Tx {
-    pub(crate) guard: Pooled<'static, PgManager>,
-    /// As [`Conn`]'s.
-    pub(crate) db: Arc<str>,
-    pub(crate) failed: bool,
-}
-
-impl Tx {
-    statement_api!(mut);
-
-    pub(crate) async fn run(&mut self, op: Op<'_>) -> Result<Done, Error> {
-        let r = run_on(&self.db, &mut self.guard, op).await;
-        if r.is_err() {
-            self.failed = true;
+pub(crate) async fn run_on(db: &str, conn: &mut PgConn, op: Op<'_>) -> Result<Done, Error> {
+    let run = move |span: tracing::Span| {
+        let conn = conn; // moved in: the statement's future borrows it
+        if let Some(pid) = conn.backend_pid() {
+            span.record("session", pid);
         }
-        r
-    }
-
-    /// Commits.
-    ///
-    /// # Errors
-    /// [`Error::is_tx_aborted`] when a statement of the transaction failed (PostgreSQL rolls
-    /// it back instead); otherwise the error of `COMMIT`.
-    pub async fn commit(mut self) -> Result<(), Error> {
-        if self.failed {
-            self.rollback_inner().await?;
-            return Err(Error::new(Kind::TxAborted));
-        }
-        run_on(&self.db, &mut self.guard, Op::Batch("COMMIT")).await?;
-        Ok(())
-    }
-
-    /// Rolls back.
-    ///
-    /// # Errors
-    /// The error of `ROLLBACK` (the session is then discarded).
-    pub async fn rollback(mut self) -> Result<(), Error> {
-        self.rollback_inner().await
-    }
-
-    async fn rollback_inner(&mut self) -> Result<(), Error> {
-        run_on(&self.db, &mut self.guard, Op::Batch("ROLLBACK")).await?;
-        Ok(())
-    }
-
-    /// The session, for what this crate does not wrap ([`PgConn::client`]).
-    pub fn get_ref(&self) -> &PgConn {
-        &self.guard
-    }
-}
-
-async fn run_on(db: &str, conn: &mut PgConn, op: Op<'_>) -> Result<Done, Error> {
-    in_span(db, op, conn.run_bounded(op), |done| done).await
+        conn.run_bounded(op)
+    };
+    in_span(db, op, run, |done| done).await
 }
 
 /// Runs one statement in its `statement` span (target `pool_sql`, level DEBUG; see the crate
-/// docs, "Tracing"): `db` and `command` from the start, `rows` or `error` at the end. The
-/// pool's `checkout` span of a [`Db`] call sits inside it. Never the statement's text or
-/// its parameters, which may hold secrets.
-pub(crate) async fn in_span<T>(
+/// docs, "Tracing"): `db` and `command` from the start; `session` (the server process, as
+/// `pg_backend_pid()`) and `retried` (runs again after a bad connection: 0 on a pinned
+/// session) once known, recorded by `run` on the span it is given; `duration`, and `rows`
+/// or `error` at the end. The pool's `checkout` span of a [`Db`] call sits inside it.
+///
+/// `command` is the statement's first keyword when it is one of PostgreSQL's commands, as
+/// a string of this crate's ([`Op::command`]): never a byte of the statement's text
+/// (literals, identifiers, parameters), which may hold secrets (`ALTER ROLE ... PASSWORD`)
+/// or data (a tenant's table name).
+pub(crate) async fn in_span<T, F>(
     db: &str,
     op: Op<'_>,
-    run: impl Future<Output = Result<T, Error>>,
+    run: impl FnOnce(tracing::Span) -> F,
     done: impl FnOnce(&T) -> &Done,
-) -> Result<T, Error> {
+) -> Result<T, Error>
+where
+    F: Future<Output = Result<T, Error>>,
+{
     let span = tracing::debug_span!(
         target: "pool_sql",
         "statement",
         db,
         command = op.command(),
+        session = tracing::field::Empty,
+        retried = 0u64,
+        duration = tracing::field::Empty,
         rows = tracing::field::Empty,
         error = tracing::field::Empty,
     );
     if span.is_disabled() {
-        return run.await;
+        return run(span).await;
     }
-    let r = run.instrument(span.clone()).await;
+    let start = Instant::now();
+    let r = run(span.clone()).instrument(span.clone()).await;
+    span.record("duration", tracing::field::debug(start.elapsed()));
     match &r {
         Ok(t) => match done(t) {
             Done::Rows(rows) => span.record("rows", rows.len()),

@@ -357,6 +357,21 @@ impl Error {
         ])
     }
 
+    /// The server could not serialize the transaction's access (SQLSTATE 40001): under
+    /// `REPEATABLE READ` or `SERIALIZABLE` another transaction changed what this one read.
+    /// Running the whole transaction again may succeed
+    /// ([`Db::transaction_retry`](crate::Db::transaction_retry) does).
+    pub fn is_serialization_failure(&self) -> bool {
+        self.has_code(&[SqlState::T_R_SERIALIZATION_FAILURE])
+    }
+
+    /// The server found a deadlock and chose this transaction to fail (SQLSTATE 40P01).
+    /// Running the whole transaction again may succeed
+    /// ([`Db::transaction_retry`](crate::Db::transaction_retry) does).
+    pub fn is_deadlock(&self) -> bool {
+        self.has_code(&[SqlState::T_R_DEADLOCK_DETECTED])
+    }
+
     /// A transaction's statement failed, so its commit rolled back instead.
     pub fn is_tx_aborted(&self) -> bool {
         matches!(self.inner.kind, Kind::TxAborted)

@@ -21,9 +21,10 @@
 //!   tokio-postgres only reports on the connection, is attached to the statement's error.
 //!   Messages follow hyper's policy: see [`Error`].
 //! - **One pinned session** ([`Conn`], Go's `*sql.Conn`) and **transactions** ([`Tx`],
-//!   [`Db::transaction`]). They do not deref to their session, unlike pool-core's
-//!   [`Pooled`](pool_core::Pooled): their statements are their own methods;
-//!   [`Conn::get_ref`] reaches the [`PgConn`] and its tokio-postgres client.
+//!   [`Db::transaction`], whose async closure borrows the caller's values). They do not
+//!   deref to their session, unlike pool-core's [`Pooled`](pool_core::Pooled): their
+//!   statements are their own methods; [`Conn::get_ref`] reaches the [`PgConn`] and its
+//!   tokio-postgres client.
 //! - **Streams, COPY, prepared statements, typed rows**, with the same hygiene:
 //!   [`Db::query_stream`] ([`RowStream`]: rows as they arrive, memory bounded by the
 //!   stream), [`Db::copy_in`] and [`Db::copy_out`] ([`CopyOutStream`]), each dropped half
@@ -32,6 +33,19 @@
 //!   its statement cache); [`Db::query_as`] for a [`FromRow`] type (tuples, or yours by
 //!   hand with [`get`]), whose errors name the column ([`Error::column`]). On [`Conn`] and
 //!   [`Tx`] too.
+//! - **Transaction modes, savepoints, conflict retry**: [`TxOptions`] (isolation level, read
+//!   only, deferrable: Go's `sql.TxOptions`) for [`Db::begin_with`] and
+//!   [`Db::transaction_with`]; [`Tx::savepoint`] and [`Tx::transaction`] nest;
+//!   [`Db::transaction_retry`] runs a transaction again after a serialization failure or a
+//!   deadlock (40001, 40P01), at most 3 times by default.
+//! - **Tracing and metrics**: a `statement` span per statement (target `pool_sql`, DEBUG)
+//!   with `db`, `command`, `session` (the server's pid, [`PgConn::backend_pid`]),
+//!   `retried`, `duration`, `rows` or `error`; a `transaction` span around the closure
+//!   forms (`attempts`, `committed`). `command` is the first keyword when it is one of
+//!   PostgreSQL's commands (`SELECT`, `INSERT`, ...; `OTHER` or `EMPTY` otherwise): a
+//!   string of this crate's, never a byte of the statement (literals, identifiers and
+//!   parameters may hold secrets or data). With feature `metrics`,
+//!   `Db::record_metrics` exports the pool's stats and the retries.
 //! - The pool is [`pool_core::Pool<PgManager>`](pool_core::Pool) ([`Db::pool`]), for its
 //!   runtime setters (`set_max_open`, `set_max_idle`, ...).
 //! - **Configuration from the environment**: [`Db::from_env`] and [`DbBuilder::from_env`]
@@ -60,10 +74,14 @@
 //!     .query_timeout(Duration::from_secs(5))
 //!     .build()?;
 //! db.execute("CREATE TABLE kv (k text PRIMARY KEY, v int)", &[]).await?;
-//! db.transaction(|tx| Box::pin(async move {
-//!     tx.execute("INSERT INTO kv VALUES ($1, $2)", &[&"a", &1i32]).await?;
-//!     tx.execute("INSERT INTO kv VALUES ($1, $2)", &[&"b", &2i32]).await
-//! })).await?;
+//! let keys = ["a", "b"]; // borrowed by the transaction's closure
+//! db.transaction(async |tx| {
+//!     for (v, k) in (1i32..).zip(&keys) {
+//!         tx.execute("INSERT INTO kv VALUES ($1, $2)", &[k, &v]).await?;
+//!     }
+//!     Ok::<_, pool_sql::Error>(())
+//! })
+//! .await?;
 //! let total: i64 = db.query_one("SELECT sum(v) FROM kv", &[]).await?.get(0);
 //! assert_eq!(total, 3);
 //!
@@ -89,6 +107,7 @@ mod conn;
 mod connect;
 mod conninfo;
 mod copy;
+mod counters;
 mod db;
 #[cfg(feature = "serde")]
 mod de;
@@ -104,12 +123,13 @@ mod stream;
 pub mod testing;
 #[cfg(feature = "rustls")]
 mod tls;
+mod tx;
 mod wire;
 
 pub use config::{DEFAULT_APPLICATION_NAME, DEFAULT_STATEMENT_CACHE, DbBuilder};
 pub use conn::PgConn;
 pub use copy::CopyOutStream;
-pub use db::{Conn, Db, Params, Tx};
+pub use db::{Conn, Db, Params};
 pub use error::Error;
 pub use listener::Listener;
 pub use manager::{PgManager, SessionReset};
@@ -119,3 +139,4 @@ pub use row::{FromRow, get};
 pub use stream::RowStream;
 pub use tokio_postgres::error::{DbError, SqlState};
 pub use tokio_postgres::{Notification, Row, types};
+pub use tx::{IsolationLevel, Savepoint, Tx, TxOptions};

@@ -46,6 +46,8 @@ pub struct PgManager {
     pub(crate) tls: connect::Tls,
     /// Where the sessions go, for messages: `user@host:port/db`, never a password.
     pub(crate) target: Arc<str>,
+    /// The `Db`'s own counters (runs again), shared by its clones.
+    pub(crate) counters: crate::counters::Counters,
 }
 
 impl std::fmt::Debug for PgManager {

@@ -14,8 +14,9 @@ use std::sync::Arc;
 use tokio_postgres::types::Type;
 
 use crate::Error;
+use crate::Tx;
 use crate::conn::{Done, Op};
-use crate::db::{Conn, Db, Tx};
+use crate::db::{Conn, Db};
 
 /// A statement prepared by [`Db::prepare`] (or [`Conn::prepare`], [`Tx::prepare`]), to run
 /// with `query`, `execute`, `query_stream`, `query_as`, ... on any session of the same

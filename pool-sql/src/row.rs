@@ -9,7 +9,8 @@ use tokio_postgres::Row;
 use tokio_postgres::row::RowIndex;
 use tokio_postgres::types::FromSql;
 
-use crate::db::{Conn, Db, Tx};
+use crate::Tx;
+use crate::db::{Conn, Db};
 use crate::error::Kind;
 use crate::{Error, ToStatement};
 

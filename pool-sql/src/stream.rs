@@ -21,8 +21,9 @@ use futures_util::Stream;
 use pool_core::Pooled;
 use tokio_postgres::Row;
 
+use crate::Tx;
 use crate::conn::{Done, Op, PgConn, ends_session};
-use crate::db::{Conn, Db, Tx, in_span};
+use crate::db::{Conn, Db, in_span};
 use crate::error::Kind;
 use crate::manager::{CANCEL_WAIT, PgManager};
 use crate::wire::TxStatus;
@@ -312,7 +313,8 @@ impl Db {
     ) -> Result<RowStream<'static>, Error> {
         let op = Op::Stream(sql.as_sql(), params);
         let db = &self.pool().manager().target;
-        let (conn, done) = in_span(db, op, self.retrying(op, None), |(_, d)| d).await?;
+        let (conn, done) =
+            in_span(db, op, |span| self.retrying(op, None, span), |(_, d)| d).await?;
         Ok(RowStream::new(Held::owned(conn), done))
     }
 }

@@ -18,7 +18,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use parking_lot::Mutex;
@@ -45,6 +45,8 @@ pub(crate) struct Wire {
     replies: AtomicU64,
     /// The type of the last reply.
     last_reply: AtomicU8,
+    /// The server process of the session, from its BackendKeyData (0 before it came).
+    pid: AtomicU32,
     exit: Mutex<Option<Arc<tokio_postgres::Error>>>,
     /// Feature `testing`: fail the next write as a reset socket would, writing nothing.
     #[cfg(feature = "testing")]
@@ -97,6 +99,13 @@ impl Wire {
             b'T' | b'E' => TxStatus::InTransaction,
             _ => TxStatus::Unsettled,
         }
+    }
+
+    /// The server process serving the session (`pg_backend_pid()`), from the
+    /// BackendKeyData of its startup; `None` before it came (or behind a pooler that sends
+    /// none).
+    pub fn pid(&self) -> Option<u32> {
+        Some(self.pid.load(Ordering::Acquire)).filter(|&p| p != 0)
     }
 
     /// Requests written so far that the server answers with a ReadyForQuery (whatever
@@ -153,6 +162,9 @@ struct Cursor {
     left: u64,
     /// The next body byte is a ReadyForQuery's status.
     status_next: bool,
+    /// Bytes of a BackendKeyData's process id still to come, and those seen so far.
+    pid_left: u8,
+    pid: u32,
 }
 
 impl Cursor {
@@ -172,6 +184,8 @@ impl Cursor {
             have: 0,
             left: 0,
             status_next: false,
+            pid_left: 0,
+            pid: 0,
         }
     }
 }
@@ -245,6 +259,19 @@ impl Frames {
                     wire.readies.fetch_add(1, Ordering::AcqRel);
                     self.ready = true;
                 }
+                if c.pid_left > 0 {
+                    let n = usize::from(c.pid_left).min(data.len());
+                    for &b in &data[..n] {
+                        c.pid = c.pid << 8 | u32::from(b);
+                    }
+                    c.pid_left -= n as u8;
+                    c.left -= n as u64;
+                    data = &data[n..];
+                    if c.pid_left == 0 {
+                        wire.pid.store(c.pid, Ordering::Release);
+                    }
+                    continue;
+                }
                 data = c.skip_body(data);
                 continue;
             }
@@ -282,6 +309,9 @@ impl Frames {
             }
             c.left = len - 4;
             c.status_next = kind == b'Z' && c.left > 0;
+            if kind == b'K' && c.left >= 4 {
+                (c.pid_left, c.pid) = (4, 0);
+            }
         }
         Ok(())
     }
@@ -591,6 +621,7 @@ mod tests {
         let mut server = Vec::new();
         server.extend(msg(b'R', &[0, 0, 0, 0]));
         server.extend(msg(b'S', b"a\0b\0"));
+        server.extend(msg(b'K', &[0, 1, 0xE2, 0x40, 9, 9, 9, 9]));
         server.extend(msg(b'Z', b"I"));
         server.extend(msg(b'C', b"BEGIN\0"));
         server.extend(msg(b'Z', b"T"));
@@ -605,6 +636,7 @@ mod tests {
                 f.on_read(part, &wire).unwrap();
             }
             assert_eq!(wire.tx_status(), TxStatus::InTransaction);
+            assert_eq!(wire.pid(), Some(123_456), "the BackendKeyData's process id");
         }
         for cut in splits(&client) {
             let wire = Wire::default();

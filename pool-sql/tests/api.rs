@@ -26,6 +26,9 @@ fn every_public_type_is_debug_send_and_sync() {
     assert_send_sync::<DbBuilder>();
     assert_send_sync::<Conn>();
     assert_send_sync::<Tx>();
+    assert_send_sync::<pool_sql::Savepoint<'static>>();
+    assert_send_sync::<pool_sql::TxOptions>();
+    assert_send_sync::<pool_sql::IsolationLevel>();
     assert_send_sync::<PgConn>();
     assert_send_sync::<PgManager>();
     assert_send_sync::<Error>();
@@ -47,6 +50,9 @@ fn every_public_type_is_debug_send_and_sync() {
     assert_debug::<DbBuilder>();
     assert_debug::<Conn>();
     assert_debug::<Tx>();
+    assert_debug::<pool_sql::Savepoint<'static>>();
+    assert_debug::<pool_sql::TxOptions>();
+    assert_debug::<pool_sql::IsolationLevel>();
     assert_debug::<PgConn>();
     assert_debug::<PgManager>();
     assert_debug::<Error>();
@@ -101,8 +107,18 @@ async fn the_statement_api_futures_are_send() {
     assert_send_future(&db.listener());
     assert_send_future(&db.notify("channel", "payload"));
     assert_send_future(&db.close_and_wait(Duration::from_secs(1)));
+    assert_send_future(&db.transaction(async |tx| tx.execute("SELECT 1", &[]).await));
+    assert_send_future(&db.begin_with(pool_sql::TxOptions::new()));
     assert_send_future(
-        &db.transaction(|tx| Box::pin(async move { tx.execute("SELECT 1", &[]).await })),
+        &db.transaction_with(pool_sql::TxOptions::new(), async |tx| {
+            tx.execute("SELECT 1", &[]).await
+        }),
+    );
+    assert_send_future(
+        &db.transaction_retry(pool_sql::TxOptions::new(), async |tx| {
+            tx.transaction(async |sp| sp.execute("SELECT 1", &[]).await)
+                .await
+        }),
     );
     // The futures of `Conn` and `Tx`, through functions that take them (a `Conn` cannot be
     // made without a server).

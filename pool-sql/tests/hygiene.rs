@@ -109,18 +109,14 @@ async fn a_failed_transaction_does_not_commit_and_says_so() {
 
     // The closure form commits on Ok and rolls back on Err.
     let inserted: u64 = db
-        .transaction(|tx| {
-            Box::pin(async move { tx.execute("INSERT INTO t VALUES (2)", &[]).await })
-        })
+        .transaction(async |tx| tx.execute("INSERT INTO t VALUES (2)", &[]).await)
         .await
         .unwrap();
     assert_eq!(inserted, 1);
     let failed: Result<(), pool_sql::Error> = db
-        .transaction(|tx| {
-            Box::pin(async move {
-                tx.execute("INSERT INTO t VALUES (3)", &[]).await?;
-                tx.execute("INSERT INTO t VALUES (2)", &[]).await.map(drop)
-            })
+        .transaction(async |tx| {
+            tx.execute("INSERT INTO t VALUES (3)", &[]).await?;
+            tx.execute("INSERT INTO t VALUES (2)", &[]).await.map(drop)
         })
         .await;
     assert!(failed.is_err());
@@ -233,13 +229,11 @@ async fn a_panic_inside_a_transaction_commits_nothing_and_the_pool_serves_on() {
     for _ in 0..3 {
         let d = db.clone();
         let t = tokio::spawn(async move {
-            d.transaction(|tx| {
-                Box::pin(async move {
-                    tx.execute("INSERT INTO p VALUES (1)", &[]).await?;
-                    panic!("user code panics inside a transaction");
-                    #[allow(unreachable_code)]
-                    Ok::<(), pool_sql::Error>(())
-                })
+            d.transaction(async |tx| {
+                tx.execute("INSERT INTO p VALUES (1)", &[]).await?;
+                panic!("user code panics inside a transaction");
+                #[allow(unreachable_code)]
+                Ok::<(), pool_sql::Error>(())
             })
             .await
         });

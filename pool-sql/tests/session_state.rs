@@ -118,12 +118,10 @@ async fn transactions_cut_at_random_points_never_stay_open_on_the_server() {
             let db = db.clone();
             tasks.push(tokio::spawn(async move {
                 let _ = db
-                    .transaction(|tx| {
-                        Box::pin(async move {
-                            tx.execute("INSERT INTO t VALUES (1)", &[]).await?;
-                            tx.batch_execute("SELECT pg_sleep(0.005)").await?;
-                            tx.execute("INSERT INTO t VALUES (2)", &[]).await
-                        })
+                    .transaction(async |tx| {
+                        tx.execute("INSERT INTO t VALUES (1)", &[]).await?;
+                        tx.batch_execute("SELECT pg_sleep(0.005)").await?;
+                        tx.execute("INSERT INTO t VALUES (2)", &[]).await
                     })
                     .await;
             }));

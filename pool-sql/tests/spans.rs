@@ -1,15 +1,18 @@
 //! Tracing spans: each statement is a `statement` span (target `pool_sql`, level DEBUG)
 //! with `db` (`user@host:port/db`, no password) and `command` (the first keyword), then
-//! `rows` or `error`; a `Db` call's `checkout` span (target `pool_core`) and a new session's
-//! `create` span sit inside it. Never the statement's text or its parameters. And with
+//! `rows` or `error`, `session` (the server's pid), `retried` (bad-connection re-runs) and
+//! `duration`; the closure forms of transactions put a `transaction` span around their
+//! statements, with `attempts` and `committed`. A `Db` call's `checkout` span (target
+//! `pool_core`) and a new session's `create` span sit inside its statement span. Never the statement's text or its parameters. And with
 //! pool-core's leak detection on, a session held too long is reported at the line of the
 //! user's `conn()`, `begin()` or `transaction()`, not at pool-sql's.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use pool_core::testing::spans::{Capture, CapturedSpan};
-use pool_sql::Db;
 use pool_sql::testing::TestPg;
+use pool_sql::{Db, TxOptions};
 
 /// One capture for the whole test binary, the global default: each test reads the spans of
 /// its own thread (its current-thread runtime runs the pool's tasks there).
@@ -160,11 +163,9 @@ async fn a_session_held_too_long_is_reported_at_the_users_line() {
     let transaction_line = line!() + 3;
     let transaction = tokio::spawn(async move {
         in_task
-            .transaction(|_tx| {
-                Box::pin(async move {
-                    released.await.ok();
-                    Ok::<_, pool_sql::Error>(())
-                })
+            .transaction(async |_tx| {
+                released.await.ok();
+                Ok::<_, pool_sql::Error>(())
             })
             .await
     });
@@ -199,4 +200,104 @@ async fn a_session_held_too_long_is_reported_at_the_users_line() {
     db.close_and_wait(std::time::Duration::from_secs(5))
         .await
         .unwrap();
+}
+
+/// A `Debug` of a `Duration` ("1.5ms", "812.3µs", "2s") back as one.
+fn parse_duration(text: &str) -> Duration {
+    let units = [("ns", 1e-9), ("µs", 1e-6), ("ms", 1e-3), ("s", 1.0)];
+    let (number, scale) = units
+        .iter()
+        .find_map(|(unit, scale)| Some((text.strip_suffix(unit)?, *scale)))
+        .unwrap_or_else(|| panic!("not a duration: {text}"));
+    Duration::from_secs_f64(number.parse::<f64>().expect(text) * scale)
+}
+
+#[tokio::test]
+async fn statement_spans_record_the_session_the_duration_and_the_retries() {
+    let capture = capture();
+    let pg = TestPg::start().expect("postgres");
+    let db = Db::builder(&pg.url()).max_open(4).build().unwrap();
+
+    // The session: the server's pid of the session the statement ran on.
+    let first: i32 = db
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    db.execute("SELECT pg_sleep(0.05)", &[]).await.unwrap();
+    // A bad connection: the idle session's next write fails, the statement runs again on
+    // a new session.
+    {
+        let conn = db.conn().await.unwrap();
+        conn.get_ref().fail_next_write();
+    }
+    db.execute("SELECT 1", &[]).await.unwrap();
+    let second: i32 = db
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(first, second);
+
+    let spans = statements(&capture);
+    assert_eq!(spans.len(), 4, "{spans:#?}");
+    let show =
+        |s: &CapturedSpan| ["session", "retried"].map(|f| s.field(f).unwrap_or("-").to_owned());
+    let (first, second) = (first.to_string(), second.to_string());
+    assert_eq!(show(&spans[0]), [first.as_str(), "0"]);
+    assert_eq!(show(&spans[1]), [first.as_str(), "0"]);
+    assert_eq!(
+        show(&spans[2]),
+        [second.as_str(), "1"],
+        "retried once, on the new session"
+    );
+    assert_eq!(show(&spans[3]), [second.as_str(), "0"]);
+    let took = |s: &CapturedSpan| parse_duration(s.field("duration").expect("a duration"));
+    assert!(
+        took(&spans[1]) >= Duration::from_millis(50),
+        "{:?}",
+        spans[1]
+    );
+    assert!(took(&spans[0]) < took(&spans[1]), "{spans:#?}");
+
+    // A transaction run twice (its first run conflicts): a `transaction` span holds the
+    // statement spans of both runs, each on its session, and records the attempts.
+    let mut runs = 0;
+    let pid: i32 = db
+        .transaction_retry(TxOptions::new().backoff(Duration::ZERO), async |tx| {
+            runs += 1;
+            if runs == 1 {
+                tx.batch_execute(
+                    "DO $$ BEGIN RAISE EXCEPTION 'x' USING ERRCODE = 'serialization_failure'; END $$",
+                )
+                .await?;
+            }
+            Ok::<i32, pool_sql::Error>(tx.query_one("SELECT pg_backend_pid()", &[]).await?.get(0))
+        })
+        .await
+        .unwrap();
+    let transactions = capture.spans_named("pool_sql", "transaction");
+    assert_eq!(transactions.len(), 1);
+    let t = &transactions[0];
+    assert_eq!(
+        (t.field("attempts"), t.field("committed")),
+        (Some("2"), Some("true"))
+    );
+    let inside: Vec<CapturedSpan> = statements(&capture)
+        .into_iter()
+        .filter(|s| s.parent == Some(t.id))
+        .collect();
+    let commands: Vec<&str> = inside.iter().map(|s| s.field("command").unwrap()).collect();
+    assert_eq!(
+        commands,
+        ["BEGIN", "DO", "ROLLBACK", "BEGIN", "SELECT", "COMMIT"]
+    );
+    let pid = pid.to_string();
+    assert!(
+        inside[3..]
+            .iter()
+            .all(|s| s.field("session") == Some(pid.as_str()))
+    );
+    assert!(inside.iter().all(|s| s.field("duration").is_some()));
+    db.close_and_wait(Duration::from_secs(5)).await.unwrap();
 }
