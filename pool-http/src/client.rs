@@ -3,10 +3,11 @@
 //!
 //! # How a request flows
 //! 0. `execute`: the request's options over the client's; the whole-request timeout covers
-//!    every redirect hop; each hop asks for compression (unless the caller set
-//!    `Accept-Encoding`), takes the jar's cookies, and runs the steps below; a 3xx the
-//!    redirect rules follow is dropped (drained) and the next request made from it; the last
-//!    response is decoded.
+//!    every redirect hop; each hop is kept as given (`Snapshot`: what a retry and the
+//!    redirects start from), asks for compression (unless the caller set
+//!    `Accept-Encoding`), takes the jar's cookies (once per hop), and runs the steps below;
+//!    a 3xx the redirect rules follow is dropped (drained) and the next request made from
+//!    it; the last response is decoded.
 //! 1. The URL gives the [`Origin`] as routed (direct, through a forward proxy, or through a
 //!    `CONNECT` tunnel); the request target becomes origin-form (absolute-form for a forward
 //!    proxy) and `Host` is set.
@@ -359,8 +360,11 @@ impl Client {
     /// # Cancel safety
     /// Dropping the future before the request was written gives the connection back; after,
     /// the connection is closed (a half-sent request never reaches another caller).
-    pub async fn request<B: Into<RequestBody>>(&self, req: Request<B>) -> Result<Response, Error> {
-        execute(self.clone(), Ok(req.map(Into::into)), Options::default()).await
+    pub fn request<B: Into<RequestBody>>(
+        &self,
+        req: Request<B>,
+    ) -> impl Future<Output = Result<Response, Error>> + Send + 'static {
+        execute(self.clone(), Ok(req.map(Into::into)), Options::default())
     }
 
     /// The request and the redirects it is sent on to; the last response, its URL (without
@@ -375,8 +379,8 @@ impl Client {
         let mut follow = Follow::new(policy);
         loop {
             // The hop as given: what a retry sends again and the redirects start from.
-            let sent = Snapshot::of(&req);
-            let (origin, mut head, decoding) = self.one(req, &sent, deadline, timeout).await?;
+            let mut sent = Snapshot::of(&req);
+            let (origin, mut head, decoding) = self.one(req, &mut sent, deadline, timeout).await?;
             #[cfg(feature = "cookies")]
             if let Some(jar) = &self.inner.settings.cookies {
                 jar.set_cookies(
@@ -397,21 +401,37 @@ impl Client {
         }
     }
 
-    /// What each try adds to a request as given: the client's `Accept-Encoding` (the
-    /// returned flag: the response is to be decoded), the jar's cookies, then the wire form
-    /// (`prepare`).
+    /// What the first try of a hop adds to it: the client's `Accept-Encoding` (the returned
+    /// flag: the response is to be decoded), the jar's cookies (kept in `sent` for the
+    /// hop's retries: the jar is asked once per hop, as Go), then the wire form (`prepare`).
     fn on_wire(
         &self,
         mut req: Request<RequestBody>,
+        sent: &mut Snapshot,
     ) -> Result<(Origin, Request<RequestBody>, bool), Error> {
         let settings = &self.inner.settings;
         let decoding = decompress::ask(settings, &mut req);
         #[cfg(feature = "cookies")]
         if let Some(jar) = &settings.cookies {
-            crate::cookie::add_to(&**jar, &mut req);
+            sent.cookie = crate::cookie::add_to(&**jar, &mut req);
         }
+        #[cfg(not(feature = "cookies"))]
+        let _ = sent;
         let (origin, req) = prepare(req, settings)?;
         Ok((origin, req, decoding))
+    }
+
+    /// The hop again for a retry, as its first try sent it; `None` for a streamed body.
+    fn again(&self, sent: &Snapshot) -> Option<Request<RequestBody>> {
+        let settings = &self.inner.settings;
+        let mut req = sent.request()?;
+        decompress::ask(settings, &mut req);
+        if let Some(cookie) = &sent.cookie {
+            req.headers_mut()
+                .insert(http::header::COOKIE, cookie.clone());
+        }
+        // It was prepared once: the same URL and settings prepare again.
+        prepare(req, settings).ok().map(|(_, req)| req)
     }
 
     /// One request on the wire (with Go's retries on another connection), in its span; the
@@ -419,12 +439,12 @@ impl Client {
     async fn one(
         &self,
         req: Request<RequestBody>,
-        sent: &Snapshot,
+        sent: &mut Snapshot,
         deadline: Option<Instant>,
         timeout: Option<Duration>,
     ) -> Result<(Origin, Head, bool), Error> {
         Counters::bump(&self.inner.counters.requests);
-        let (origin, req, decoding) = self.on_wire(req)?;
+        let (origin, req, decoding) = self.on_wire(req, sent)?;
         let span = tracing::debug_span!(
             target: "pool_http",
             "request",

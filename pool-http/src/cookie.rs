@@ -16,7 +16,9 @@ pub trait CookieStore: Send + Sync + 'static {
     /// Stores the `Set-Cookie` header values of a response to a request for `url`.
     fn set_cookies(&self, url: &Uri, set_cookie: &mut dyn Iterator<Item = &HeaderValue>);
 
-    /// The `Cookie` header value a request for `url` sends, or `None` for none.
+    /// The `Cookie` header value a request for `url` sends, or `None` for none. Asked once
+    /// per request and redirect hop, as Go's `http.Client`: a retry on another connection
+    /// sends what the first try sent.
     fn cookies(&self, url: &Uri) -> Option<HeaderValue>;
 }
 
@@ -108,11 +110,12 @@ impl fmt::Debug for Jar {
 }
 
 /// Adds `jar`'s cookies for the request's URL to its `Cookie` header (after the request's
-/// own, in the same header: HTTP/1.1 wants one).
-pub(crate) fn add_to(jar: &dyn CookieStore, req: &mut http::Request<crate::RequestBody>) {
-    let Some(cookies) = jar.cookies(req.uri()) else {
-        return;
-    };
+/// own, in the same header: HTTP/1.1 wants one); the header's value when it set one.
+pub(crate) fn add_to(
+    jar: &dyn CookieStore,
+    req: &mut http::Request<crate::RequestBody>,
+) -> Option<HeaderValue> {
+    let cookies = jar.cookies(req.uri())?;
     let headers = req.headers_mut();
     let value = if headers.contains_key(http::header::COOKIE) {
         // Every `Cookie` header of the request's own, then the jar's, in one header.
@@ -127,12 +130,13 @@ pub(crate) fn add_to(jar: &dyn CookieStore, req: &mut http::Request<crate::Reque
                 value.set_sensitive(true);
                 value
             }
-            Err(_) => return,
+            Err(_) => return None,
         }
     } else {
         cookies
     };
-    headers.insert(http::header::COOKIE, value);
+    headers.insert(http::header::COOKIE, value.clone());
+    Some(value)
 }
 
 /// `uri` as the `url` crate's URL (what `cookie_store` matches on).

@@ -1,7 +1,8 @@
 //! Requests as they go out: [`RequestBody`] (what a request sends), the origin and the
 //! HTTP/1.1 form of a request (`prepare`), the
 //! URL userinfo taken out (and turned into Basic credentials, as Go's `http.Client`), the
-//! HTTP/2 form, what a retry and the redirects start from (`Snapshot`), and the keep-alive rules of both sides.
+//! HTTP/2 form, what a retry and the redirects start from (`Snapshot`), and the keep-alive
+//! rules of both sides.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -364,6 +365,9 @@ pub(crate) struct Snapshot {
     /// The body again, when it is in memory; `None` for a stream (sent once). Bytes, not a
     /// `RequestBody`: a snapshot is shared (`Sync`) across the tries' awaits.
     body: Option<Option<Bytes>>,
+    /// The `Cookie` header the jar gave the hop's first try, which its retries send again
+    /// (the jar is asked once per hop, as Go's `http.Client` does).
+    pub cookie: Option<HeaderValue>,
 }
 
 impl Snapshot {
@@ -375,6 +379,7 @@ impl Snapshot {
             version: req.version(),
             headers: req.headers().clone(),
             body: req.body().in_memory(),
+            cookie: None,
         }
     }
 

@@ -154,6 +154,22 @@ impl<'a> CopyOutStream<'a> {
     }
 }
 
+impl CopyOutStream<'_> {
+    /// The next chunk of the COPY's output, `None` at the end, with no stream crate (it is
+    /// also a [`Stream`]).
+    ///
+    /// # Errors
+    /// The server's error mid-way, a closed session, or `query_timeout` while waiting.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a chunk is never lost to a dropped call.
+    pub async fn try_next(&mut self) -> Result<Option<Bytes>, Error> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx))
+            .await
+            .transpose()
+    }
+}
+
 impl Stream for CopyOutStream<'_> {
     type Item = Result<Bytes, Error>;
 

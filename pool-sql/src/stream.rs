@@ -251,6 +251,20 @@ impl<'a> RowStream<'a> {
     pub fn rows_affected(&self) -> Option<u64> {
         self.affected
     }
+
+    /// The next row, `None` at the end: `while let Some(row) = rows.try_next().await? {}`
+    /// with no stream crate (it is also a [`Stream`]).
+    ///
+    /// # Errors
+    /// The server's error mid-way, a closed session, or `query_timeout` while waiting.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a row is never lost to a dropped call.
+    pub async fn try_next(&mut self) -> Result<Option<Row>, Error> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx))
+            .await
+            .transpose()
+    }
 }
 
 impl Stream for RowStream<'_> {

@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt, stream};
+use futures_util::{StreamExt, stream};
 use pool_sql::testing::TestPg;
 use support::{admin, db, eventually, ints};
 

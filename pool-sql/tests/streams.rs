@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use pool_sql::testing::TestPg;
 use pool_sql::{Error, FromRow, Row};
 use support::{admin, db};

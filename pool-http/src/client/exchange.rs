@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use http::{Method, Request};
+use http::{Method, Request, Version};
 use pool_core::KeyedPooled;
 use tokio::time::Instant;
 
@@ -180,13 +180,7 @@ impl Client {
         let mut tries = 0;
         loop {
             tries += 1;
-            let h2 = if origin.is_https() {
-                self.inner.h2.negotiated_h2(origin)
-            } else {
-                // A forward proxy speaks HTTP/1.1 (absolute-form requests).
-                settings.http2_prior_knowledge && !origin.is_proxy_forward()
-            };
-            let attempt = if h2 {
+            let attempt = if self.speaks_h2(origin) {
                 self.try_h2(origin, req, head, call).await
             } else {
                 self.try_h1(origin, req, head, call).await
@@ -203,15 +197,18 @@ impl Client {
             let again = if !failed.reused || tries >= MAX_TRIES {
                 None
             } else if let Some(back) = failed.back {
-                Some(back)
+                if back.version() == Version::HTTP_2 && !self.speaks_h2(origin) {
+                    // In HTTP/2 form (absolute target, no `Host`), and the origin stopped
+                    // offering HTTP/2: made again for HTTP/1.1.
+                    self.again(sent)
+                } else {
+                    Some(back)
+                }
             } else if failed.nothing_written
                 || failed.unprocessed
                 || (failed.closed_early && sent.idempotent())
             {
-                // As the first try made it (the same origin: the same URL and proxies).
-                sent.request()
-                    .and_then(|again| self.on_wire(again).ok())
-                    .map(|(_, again, _)| again)
+                self.again(sent)
             } else {
                 None
             };
@@ -228,6 +225,17 @@ impl Client {
                     return Err(failed.error);
                 }
             }
+        }
+    }
+
+    /// Whether the next try of `origin` goes over HTTP/2: ALPN chose it for an https
+    /// origin, or prior knowledge for http (a forward proxy speaks HTTP/1.1: absolute-form
+    /// requests).
+    fn speaks_h2(&self, origin: &Origin) -> bool {
+        if origin.is_https() {
+            self.inner.h2.negotiated_h2(origin)
+        } else {
+            self.inner.settings.http2_prior_knowledge && !origin.is_proxy_forward()
         }
     }
 

@@ -198,6 +198,23 @@ impl Db {
     /// # Ok(()) }
     /// ```
     ///
+    /// In a spawned task (a future that must be `Send`), let the closure own what it
+    /// captures: `async move |tx|`. A closure run more than once that borrows its captures
+    /// makes rustc ask `Send` of those borrows for every lifetime, which it cannot yet
+    /// prove ("implementation of `Send` is not general enough").
+    ///
+    /// ```no_run
+    /// # fn demo(db: pool_sql::Db) {
+    /// let account = 7i32;
+    /// tokio::spawn(async move {
+    ///     db.transaction_retry(pool_sql::TxOptions::new(), async move |tx| {
+    ///         tx.execute("UPDATE account SET n = n + 1 WHERE id = $1", &[&account]).await
+    ///     })
+    ///     .await
+    /// });
+    /// # }
+    /// ```
+    ///
     /// # Errors
     /// As [`transaction`](Db::transaction): the last run's error when every run conflicted.
     ///
