@@ -32,7 +32,7 @@ use pool_sql::testing::TestPg;
 use tokio_postgres::tls::{MakeTlsConnect, NoTls};
 
 const USAGE: &str = "usage: pg_bench [throughput|churn|all] [--quick] [--rounds N] [--secs S] \
-                     [--bursts N] [--only ours,nograce,deadpool,bb8,bb8-notest,dedicated]";
+                     [--bursts N] [--only ours,traced,nograce,deadpool,bb8,bb8-notest,dedicated]";
 
 use benches::BoxError;
 
@@ -91,7 +91,22 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
     Ok(opts)
 }
 
+/// Whether the subscriber records pool-sql's and pool-core's spans now.
+static TRACED: AtomicBool = AtomicBool::new(false);
+
 fn main() -> ExitCode {
+    // A registry (what fmt, OpenTelemetry and other layers sit on) that records the
+    // `pool_sql` and `pool_core` spans while `TRACED` is set: the cost of spans being on.
+    use tracing_subscriber::layer::SubscriberExt;
+    let subscriber = tracing_subscriber::registry().with(
+        tracing_subscriber::filter::dynamic_filter_fn(|meta, _| {
+            TRACED.load(Ordering::Relaxed)
+                && (meta.target().starts_with("pool_sql") || meta.target().starts_with("pool_core"))
+        }),
+    );
+    if tracing::subscriber::set_global_default(subscriber).is_err() {
+        eprintln!("pg_bench: a tracing subscriber was already set");
+    }
     benches::main_with("pg_bench", USAGE, parse_args, run)
 }
 
@@ -141,6 +156,8 @@ where
 enum Who {
     Dedicated,
     Ours,
+    /// Ours with every `statement` and `checkout` span recorded by a subscriber.
+    OursTraced,
     OursNoGrace,
     Deadpool,
     Bb8,
@@ -148,9 +165,10 @@ enum Who {
 }
 
 impl Who {
-    const ALL: [Who; 6] = [
+    const ALL: [Who; 7] = [
         Who::Dedicated,
         Who::Ours,
+        Who::OursTraced,
         Who::OursNoGrace,
         Who::Deadpool,
         Who::Bb8,
@@ -166,6 +184,7 @@ impl Who {
         match self {
             Who::Dedicated => "dedicated clients",
             Who::Ours => "pool-sql",
+            Who::OursTraced => "pool-sql, spans recorded",
             Who::OursNoGrace => "pool-sql, Go mode",
             Who::Deadpool => "deadpool-postgres",
             Who::Bb8 => "bb8-postgres",
@@ -177,6 +196,7 @@ impl Who {
         match self {
             Who::Dedicated => "bench-dedicated",
             Who::Ours => "bench-ours",
+            Who::OursTraced => "bench-traced",
             Who::OursNoGrace => "bench-nograce",
             Who::Deadpool => "bench-deadpool",
             Who::Bb8 => "bench-bb8",
@@ -219,7 +239,7 @@ async fn build(
             }
             Target::Dedicated(clients)
         }
-        Who::Ours | Who::OursNoGrace => {
+        Who::Ours | Who::OursTraced | Who::OursNoGrace => {
             let mut b = Db::builder(url);
             if who == Who::OursNoGrace {
                 // database/sql exactly (no grace, its binding, no jitter or breaker).
@@ -342,7 +362,7 @@ async fn throughput(opts: &Opts, url: &str, admin: &Db) -> Result<(), BoxError> 
     println!("|---|---|---|---|---|---|");
     let peers = [Who::Deadpool, Who::Bb8, Who::Bb8NoTest];
     for (tasks, conns) in [(16, 8), (16, 16), (64, 16)] {
-        let mut who = vec![Who::Ours];
+        let mut who = vec![Who::Ours, Who::OursTraced];
         who.extend(peers);
         if tasks <= conns {
             who.push(Who::Dedicated);
@@ -396,6 +416,9 @@ async fn measure(
     conns: usize,
     secs: f64,
 ) -> Result<Rate, BoxError> {
+    // Spans on for this contender only (the subscriber is installed for the whole run:
+    // the others pay its `enabled` check, as any process with a subscriber does).
+    TRACED.store(who == Who::OursTraced, Ordering::Relaxed);
     let built = build(who, url, SELECT1, conns, conns).await?;
     let target = Arc::new(built.target);
     let stop = Arc::new(AtomicBool::new(false));
