@@ -1,6 +1,8 @@
 //! [`ClientBuilder`]: Go `http.Transport`'s knobs with its defaults, plus our `idle_grace` and
 //! [`Drain`] policy.
 
+#[cfg(feature = "serde")]
+mod de;
 mod drain;
 mod settings;
 
@@ -27,6 +29,10 @@ pub(crate) use settings::Settings;
 /// `Send + Sync`, so it can be made in one task and built in another. Its `Debug` shows
 /// the knobs, and only whether TLS and hooks are set (never the rustls config or the hooks,
 /// which may hold secrets).
+///
+/// Feature `serde`: a `ClientBuilder` also deserialises from a configuration file, the
+/// knobs below by their method names, durations as `"30s"` (see its `Deserialize` impl);
+/// `tls`, `hooks`, `cookie_store` and custom redirect policies stay code's.
 ///
 /// | knob | default | Go |
 /// |---|---|---|
