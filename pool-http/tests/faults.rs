@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use pool_http::redirect::Policy;
 use pool_http::{Client, Phase};
 use support::{Raw, Server, eventually, read_request, respond};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -296,7 +297,13 @@ async fn url_userinfo_is_never_sent_over_http1_and_becomes_basic_auth() {
     .await;
     let client = Client::new().unwrap();
     let url = format!("http://user:p%40ss@{}/private", server.addr);
-    assert_eq!(support::text(&client, &url).await, "hi");
+    let response = client.get(&url).await.unwrap();
+    assert_eq!(
+        response.url().to_string(),
+        format!("http://{}/private", server.addr),
+        "the response's URL has no userinfo"
+    );
+    assert_eq!(response.into_body().text().await.unwrap(), "hi");
     let head = heads.recv().await.unwrap();
     assert!(!head.contains("user"), "{head}");
     assert!(!head.contains("p%40ss"), "{head}");
@@ -306,6 +313,32 @@ async fn url_userinfo_is_never_sent_over_http1_and_becomes_basic_auth() {
             .contains("authorization: basic dxnlcjpwqhnz"),
         "{head}"
     );
+}
+
+#[tokio::test]
+async fn response_url_has_no_userinfo_with_or_without_redirects() {
+    let site = support::site::Site::start().await;
+    site.redirect("/a", 302, "/b");
+    let url = format!("http://u:p@{}/a", site.server.addr);
+    // Followed: `/b` resolved against a URL with userinfo must not inherit it.
+    let followed = Client::new().unwrap().get(&url).await.unwrap();
+    assert_eq!(followed.status(), 200);
+    assert_eq!(followed.url().to_string(), site.url("/b"));
+    let not_followed = Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+        .get(&url)
+        .await
+        .unwrap();
+    assert_eq!(not_followed.status(), 302);
+    assert_eq!(not_followed.url().to_string(), site.url("/a"));
+    let seen = site.take();
+    let targets: Vec<&str> = seen.iter().map(|s| s.target.as_str()).collect();
+    assert_eq!(targets, ["/a", "/b", "/a"]);
+    // base64("u:p"), on each first request only.
+    let auth: Vec<_> = seen.iter().map(|s| s.header("authorization")).collect();
+    assert_eq!(auth, [Some("Basic dTpw"), None, Some("Basic dTpw")]);
 }
 
 #[tokio::test]

@@ -281,6 +281,12 @@ async fn a_location_with_userinfo_never_gets_the_callers_credentials_nor_shows_i
             .unwrap();
         assert_eq!(response.status(), 200);
         assert!(!format!("{response:?}").contains("S3cr3t"));
+        // `/ui/end` resolved against the Location does not inherit its userinfo.
+        assert_eq!(
+            response.url().to_string(),
+            format!("http://localhost:{port}/ui/end"),
+            "{location}"
+        );
         let seen = site.take();
         assert_eq!(seen.len(), 3);
         for s in &seen[1..] {
@@ -295,4 +301,17 @@ async fn a_location_with_userinfo_never_gets_the_callers_credentials_nor_shows_i
             "no userinfo in the Referer"
         );
     }
+    // The Location with userinfo is the last hop: the final URL is it, without its userinfo.
+    site.redirect(
+        "/ui/last",
+        302,
+        &format!("http://evil:S3cr3t@localhost:{port}/ui/end"),
+    );
+    let response = client.get(&site.url("/ui/last")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.url().to_string(),
+        format!("http://localhost:{port}/ui/end")
+    );
+    assert_eq!(site.take().len(), 2);
 }
