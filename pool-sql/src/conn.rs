@@ -334,12 +334,16 @@ impl PgConn {
     pub(crate) async fn run(&mut self, op: Op<'_>) -> Result<Done, tokio_postgres::Error> {
         self.busy = true;
         self.uses += 1;
+        let copy = matches!(op, Op::CopyIn(_) | Op::CopyOut(_));
         let r = self.run_inner(op).await;
         self.busy = matches!(&r, Ok(done) if done.in_flight());
         self.just_used = true;
         if let Err(e) = &r
-            && ends_session(e)
+            && (ends_session(e) || (copy && e.as_db_error().is_none()))
         {
+            // A COPY that failed other than by the server's error (a COPY of the other
+            // direction: a reply tokio-postgres did not expect) left the protocol out of
+            // step: the session serves nobody else.
             self.broken = true;
         }
         r

@@ -207,6 +207,23 @@ impl Drop for CopyOutStream<'_> {
     }
 }
 
+/// `op` when its statement is a `COPY`; anything else is refused before a byte is sent
+/// (tokio-postgres would run it, then fail on the reply it did not expect, with the session
+/// out of step). The error never quotes the statement, which may hold secrets.
+fn copy_statement(op: Op<'_>) -> Result<Op<'_>, Error> {
+    if op.command() == "COPY" {
+        return Ok(op);
+    }
+    let (method, form) = match op {
+        Op::CopyIn(_) => ("copy_in", "COPY ... FROM STDIN"),
+        _ => ("copy_out", "COPY ... TO STDOUT"),
+    };
+    Err(Error::config(
+        "statement",
+        format!("{method} runs `{form}`; this statement is not a COPY (nothing was sent)"),
+    ))
+}
+
 /// `copy_in` and `copy_out` for [`Conn`] and [`Tx`]: `$failed` names the transaction's
 /// failure flag, if any.
 macro_rules! copy_api {
@@ -224,7 +241,7 @@ macro_rules! copy_api {
             B: Into<Bytes>,
             E: Into<Box<dyn StdError + Send + Sync>>,
         {
-            let done = self.run(Op::CopyIn(sql)).await?;
+            let done = self.run(copy_statement(Op::CopyIn(sql))?).await?;
             let held = Held::Borrowed {
                 conn: &mut self.guard,
                 failed: $failed!(self),
@@ -241,7 +258,7 @@ macro_rules! copy_api {
         /// # Cancel safety
         /// See [`CopyOutStream`].
         pub async fn copy_out(&mut self, sql: &str) -> Result<CopyOutStream<'_>, Error> {
-            let done = self.run(Op::CopyOut(sql)).await?;
+            let done = self.run(copy_statement(Op::CopyOut(sql))?).await?;
             let held = Held::Borrowed {
                 conn: &mut self.guard,
                 failed: $failed!(self),
@@ -297,7 +314,7 @@ impl Db {
         B: Into<Bytes>,
         E: Into<Box<dyn StdError + Send + Sync>>,
     {
-        let op = Op::CopyIn(sql);
+        let op = copy_statement(Op::CopyIn(sql))?;
         let db = &self.pool().manager().target;
         let (conn, done) =
             in_span(db, op, |span| self.retrying(op, None, span), |(_, d)| d).await?;
@@ -315,7 +332,7 @@ impl Db {
     /// # Cancel safety
     /// See [`CopyOutStream`].
     pub async fn copy_out(&self, sql: &str) -> Result<CopyOutStream<'static>, Error> {
-        let op = Op::CopyOut(sql);
+        let op = copy_statement(Op::CopyOut(sql))?;
         let db = &self.pool().manager().target;
         let (conn, done) =
             in_span(db, op, |span| self.retrying(op, None, span), |(_, d)| d).await?;

@@ -299,3 +299,65 @@ async fn copy_on_a_conn_and_in_a_transaction() {
     let s = db.stats();
     assert_eq!((s.created, s.broken_closed), (1, 0), "{s:?}");
 }
+
+/// `copy_in` and `copy_out` of a statement that is not the matching COPY: refused before
+/// anything is sent (an `INSERT` does not run), and a COPY of the other direction (a reply
+/// tokio-postgres does not expect) never leaves its session out of step for the next caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_of_a_statement_that_is_not_its_copy_runs_nothing_and_the_next_caller_is_served() {
+    let pg = TestPg::start().expect("postgres");
+    let db = db(&pg, "copy-misuse").max_open(1).build().unwrap();
+    db.execute("CREATE TABLE misuse (n int)", &[])
+        .await
+        .unwrap();
+    let one_line = || stream::iter([Ok::<_, std::io::Error>("1\n")]);
+    for round in 0..10 {
+        let e = db
+            .copy_in("INSERT INTO misuse VALUES (1)", one_line())
+            .await
+            .unwrap_err();
+        assert!(e.is_config(), "{e:?}");
+        assert!(!format!("{e} {e:?}").contains("INSERT"), "{e:?}");
+        let e = db.copy_out("SELECT 1").await.unwrap_err();
+        assert!(e.is_config(), "{e:?}");
+        // A COPY, but the other direction: the server answers what copy_in does not expect.
+        assert!(
+            db.copy_in("COPY misuse TO STDOUT", one_line())
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            db.query_one("SELECT 1", &[])
+                .await
+                .unwrap()
+                .get::<_, i32>(0),
+            1,
+            "round {round}"
+        );
+        assert!(db.copy_out("COPY misuse FROM STDIN").await.is_err());
+        assert_eq!(
+            db.query_one("SELECT 2", &[])
+                .await
+                .unwrap()
+                .get::<_, i32>(0),
+            2,
+            "round {round}"
+        );
+        let mut conn = db.conn().await.unwrap();
+        assert!(
+            conn.copy_in("COPY misuse TO STDOUT", one_line())
+                .await
+                .is_err()
+        );
+        drop(conn);
+        assert_eq!(
+            db.query_one("SELECT 3", &[])
+                .await
+                .unwrap()
+                .get::<_, i32>(0),
+            3,
+            "round {round}"
+        );
+    }
+    assert_eq!(ints(&db, "SELECT count(*)::int FROM misuse").await, [0]);
+}
