@@ -111,7 +111,10 @@ pub(crate) enum Kind {
     /// connection closed under it).
     Statement(tokio_postgres::Error),
     QueryTimeout(Duration),
-    TxAborted,
+    /// `savepoint`: only a savepoint was rolled back; the transaction goes on.
+    TxAborted {
+        savepoint: bool,
+    },
     RowCount(usize),
     Config {
         knob: &'static str,
@@ -374,7 +377,7 @@ impl Error {
 
     /// A transaction's statement failed, so its commit rolled back instead.
     pub fn is_tx_aborted(&self) -> bool {
-        matches!(self.inner.kind, Kind::TxAborted)
+        matches!(self.inner.kind, Kind::TxAborted { .. })
     }
 
     /// `query_one` found no row (Go's `sql.ErrNoRows`).
@@ -491,8 +494,12 @@ impl fmt::Display for Error {
                 "postgres statement still running after {limit:?} (query_timeout): its \
                  session was closed and a cancel request sent"
             ),
-            Kind::TxAborted => f.write_str(
+            Kind::TxAborted { savepoint: false } => f.write_str(
                 "postgres transaction failed and was rolled back; nothing was committed",
+            ),
+            Kind::TxAborted { savepoint: true } => f.write_str(
+                "a statement in the postgres savepoint failed: rolled back to the savepoint; \
+                 the transaction goes on",
             ),
             Kind::RowCount(n) => write!(f, "query returned {n} rows where one was expected"),
             Kind::Config { knob, reason } => {
@@ -539,7 +546,7 @@ impl StdError for Error {
             // A connect error is this level: its cause is the next.
             Kind::Connect(c) => c.source(),
             Kind::QueryTimeout(_)
-            | Kind::TxAborted
+            | Kind::TxAborted { .. }
             | Kind::RowCount(_)
             | Kind::Config { .. }
             | Kind::CancelTimedOut

@@ -106,8 +106,10 @@ impl Gap {
 /// noticed when TCP keep-alive gives up (`keepalives_idle` in the connection string; 2 h by
 /// default), as for any session: set it lower for a listener that must notice sooner.
 ///
-/// Notifications wait in memory (the listener's, then the server's) until `recv` takes
-/// them: read them promptly.
+/// Notifications wait in memory until `recv` takes them, without a bound: the connection
+/// task reads every notification the server sends into the listener's queue (100,000 of
+/// 1 KB each hold about 100 MB), so read them promptly, in a task of their own if the
+/// consumer is slow.
 ///
 /// # Examples
 ///

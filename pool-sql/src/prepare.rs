@@ -71,12 +71,14 @@ impl Statement {
         &self.inner.sql
     }
 
-    /// The parameters' types, as the server inferred them.
+    /// The parameters' types, as the server that prepared it inferred them (another
+    /// server, or a table changed since, may see others: each session prepares again).
     pub fn params(&self) -> &[Type] {
         &self.inner.params
     }
 
-    /// The result's columns: name and type, in order (none for a statement without rows).
+    /// The result's columns: name and type, in order (none for a statement without rows),
+    /// as the server that prepared it described them.
     pub fn columns(&self) -> impl ExactSizeIterator<Item = (&str, &Type)> {
         self.inner.columns.iter().map(|(n, t)| (n.as_str(), t))
     }

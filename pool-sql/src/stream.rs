@@ -195,6 +195,9 @@ pub(crate) fn poll_bounded<S: Stream + ?Sized>(
 /// unfinished fails (its commit rolls back). If every row had already arrived, no cancel
 /// is needed and none is sent.
 ///
+/// "As they arrive" is as the server sends them: PostgreSQL fills its 8 KB output buffer
+/// before it flushes, so a slow query's first rows may come only with later ones.
+///
 /// # Examples
 ///
 /// ```

@@ -109,6 +109,12 @@ async fn a_savepoint_rolled_back_or_dropped_keeps_the_outer_changes() {
     assert_eq!(dup.code(), Some(&SqlState::UNIQUE_VIOLATION));
     let aborted = sp.commit().await.unwrap_err();
     assert!(aborted.is_tx_aborted(), "{aborted:?}");
+    // Says what happened: the savepoint, not the transaction, was rolled back.
+    let said = aborted.to_string();
+    assert!(
+        said.contains("savepoint") && said.contains("goes on"),
+        "{said}"
+    );
 
     // Dropped open (nested in a released one): undone before the next statement.
     let mut sp = tx.savepoint().await.unwrap();

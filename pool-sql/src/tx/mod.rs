@@ -380,7 +380,7 @@ impl Tx {
         }
         if self.failed {
             self.rollback_inner().await?;
-            return Err(Error::new(Kind::TxAborted));
+            return Err(Error::new(Kind::TxAborted { savepoint: false }));
         }
         match run_on(&self.db, &mut self.guard, Op::Batch("COMMIT")).await {
             Ok(_) => Ok(()),

@@ -56,7 +56,7 @@ impl Savepoint<'_> {
         }
         if self.tx.failed {
             self.rollback_inner().await?;
-            return Err(Error::new(Kind::TxAborted));
+            return Err(Error::new(Kind::TxAborted { savepoint: true }));
         }
         let sql = format!("RELEASE SAVEPOINT pool_sql_sp_{}", self.id);
         self.tx.run(Op::Batch(&sql)).await?;
