@@ -104,7 +104,12 @@ fn main() -> ExitCode {
                 && (meta.target().starts_with("pool_sql") || meta.target().starts_with("pool_core"))
         }),
     );
-    if tracing::subscriber::set_global_default(subscriber).is_err() {
+    // Installed only when the traced contender runs (`--only` without `traced` measures
+    // every contender with no subscriber at all, spans' off state).
+    let args: Vec<String> = std::env::args().collect();
+    let only = args.iter().position(|a| a == "--only");
+    let traced = only.is_none_or(|i| args.get(i + 1).is_some_and(|v| v.contains("traced")));
+    if traced && tracing::subscriber::set_global_default(subscriber).is_err() {
         eprintln!("pg_bench: a tracing subscriber was already set");
     }
     benches::main_with("pg_bench", USAGE, parse_args, run)
