@@ -16,6 +16,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::Stream;
@@ -23,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_postgres::{Client, Notification};
 
-use crate::connect::{self, Tls, Wire};
+use crate::connect::{self, NotifySink, Tls, Wire};
 use crate::error::Kind;
 use crate::{Db, Error};
 
@@ -50,6 +51,10 @@ pub enum Event {
     /// The listener's session ended and a new one listens again to every channel:
     /// notifications sent in between are lost.
     Gap(Gap),
+    /// This many notifications were dropped: they came while [`Listener::QUEUE`] were
+    /// already waiting for `recv`. Those waiting are still returned, in order; what came
+    /// after the drop follows them.
+    Overflow(u64),
 }
 
 /// A time when no session listened ([`Event::Gap`]): notifications sent on the channels
@@ -106,10 +111,11 @@ impl Gap {
 /// noticed when TCP keep-alive gives up (`keepalives_idle` in the connection string; 2 h by
 /// default), as for any session: set it lower for a listener that must notice sooner.
 ///
-/// Notifications wait in memory until `recv` takes them, without a bound: the connection
-/// task reads every notification the server sends into the listener's queue (100,000 of
-/// 1 KB each hold about 100 MB), so read them promptly, in a task of their own if the
-/// consumer is slow.
+/// Notifications wait in a queue until `recv` takes them, at most [`Listener::QUEUE`]
+/// (4,096; a payload is at most 8,000 bytes, so about 32 MB at worst): past it the newest
+/// are dropped and `recv` says how many ([`Event::Overflow`]), so a flood of `NOTIFY`s
+/// from other sessions never grows the process's memory without bound. Read them
+/// promptly, in a task of their own if the consumer is slow.
 ///
 /// # Examples
 ///
@@ -151,7 +157,9 @@ pub struct Listener {
 struct Session {
     client: Client,
     wire: Arc<Wire>,
-    notes: mpsc::UnboundedReceiver<Notification>,
+    notes: mpsc::Receiver<Notification>,
+    /// Notifications the connection task dropped (the queue was full), not yet reported.
+    dropped: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for Listener {
@@ -165,6 +173,10 @@ impl fmt::Debug for Listener {
 }
 
 impl Listener {
+    /// Most notifications waiting for [`recv`](Listener::recv); more are dropped and
+    /// reported as [`Event::Overflow`].
+    pub const QUEUE: usize = 4096;
+
     /// Opens a session of its own to `db`'s server (not from its pool), listening to
     /// nothing yet. The same as [`Db::listener`].
     ///
@@ -261,6 +273,10 @@ impl Listener {
                 return Ok(Event::Gap(gap));
             }
             if let Some(session) = &mut self.session {
+                let dropped = session.dropped.swap(0, Ordering::Relaxed);
+                if dropped > 0 {
+                    return Ok(Event::Overflow(dropped));
+                }
                 match session.notes.recv().await {
                     Some(n) => return Ok(Event::Notification(n)),
                     None => self.lose(),
@@ -363,7 +379,12 @@ impl Listener {
     /// A new session that listens to every channel (each host and the `LISTEN`s under the
     /// connect timeout).
     async fn open(&self) -> Result<Session, Error> {
-        let (sink, notes) = mpsc::unbounded_channel();
+        let (queue, notes) = mpsc::channel(Listener::QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let sink = NotifySink {
+            queue,
+            dropped: dropped.clone(),
+        };
         let limit = self.connect_timeout;
         // Each host tried under the connect timeout, as the pool's sessions are.
         let c = connect::connect(&self.config, Some(limit), &self.tls, Some(&sink))
@@ -385,6 +406,7 @@ impl Listener {
             client: c.client,
             wire: c.wire,
             notes,
+            dropped,
         })
     }
 }

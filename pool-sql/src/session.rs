@@ -23,7 +23,13 @@ use crate::wire::{Counted, Frames, Socket, Wire};
 
 /// Where the connection task of a [`Listener`](crate::Listener)'s session sends the
 /// notifications it reads; dropped (so the receiver sees the end) when the task ends.
-pub(crate) type NotifySink = tokio::sync::mpsc::UnboundedSender<tokio_postgres::Notification>;
+/// Where a listener's connection task puts the notifications it reads: a bounded queue,
+/// and the count of those dropped because the queue was full (the listener reports them).
+#[derive(Clone)]
+pub(crate) struct NotifySink {
+    pub queue: tokio::sync::mpsc::Sender<tokio_postgres::Notification>,
+    pub dropped: Arc<std::sync::atomic::AtomicU64>,
+}
 
 /// The startup handshake on a dialled socket (TLS first, when `tls` offers it and the
 /// connection string's `sslmode` allows it); spawns the connection task, which keeps its
@@ -177,8 +183,17 @@ where
         loop {
             match std::task::ready!(connection.poll_message(cx)) {
                 Some(Ok(AsyncMessage::Notification(n))) => {
-                    // The listener may be gone: its session ends with the client it dropped.
-                    let _ = sink.send(n);
+                    use tokio::sync::mpsc::error::TrySendError;
+                    match sink.queue.try_send(n) {
+                        Ok(()) => {}
+                        // Never waits: the task also reads the replies the listener's own
+                        // `LISTEN`s wait for. A full queue costs the newest notification.
+                        Err(TrySendError::Full(_)) => {
+                            sink.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // The listener is gone: its session ends with the client it dropped.
+                        Err(TrySendError::Closed(_)) => {}
+                    }
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Poll::Ready(Err(e)),

@@ -243,3 +243,39 @@ async fn the_listener_as_a_stream_yields_what_recv_returns() {
         }
     }
 }
+
+/// A flood of notifications nobody reads yet: at most `Listener::QUEUE` wait in memory, the
+/// rest are dropped and counted, and `recv` reports the count before what waited, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_past_the_queue_is_dropped_and_counted_not_kept_in_memory() {
+    let pg = TestPg::start().expect("test server");
+    let db = db(&pg, "listen-flood").build().unwrap();
+    let mut listener = db.listener().await.unwrap();
+    listener.listen("flood").await.unwrap();
+    let total = 3 * Listener::QUEUE as i64;
+    db.execute(
+        "SELECT pg_notify('flood', g::text) FROM generate_series(1, $1::bigint) g",
+        &[&total],
+    )
+    .await
+    .unwrap();
+    // The reply to this LISTEN comes after every notification the server sent before it:
+    // once it returns, the listener's connection task has read the whole flood.
+    listener.listen("after").await.unwrap();
+    match next(&mut listener).await {
+        Ok(Event::Overflow(dropped)) => {
+            assert_eq!(dropped, (total as u64) - Listener::QUEUE as u64)
+        }
+        other => panic!("expected the overflow first, got {other:?}"),
+    }
+    for expected in 1..=Listener::QUEUE {
+        assert_eq!(
+            notification(&mut listener).await.payload(),
+            expected.to_string()
+        );
+    }
+    // Room again: what comes next is delivered.
+    db.notify("after", "end").await.unwrap();
+    let end = notification(&mut listener).await;
+    assert_eq!((end.channel(), end.payload()), ("after", "end"));
+}
