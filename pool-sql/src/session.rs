@@ -5,7 +5,6 @@ use std::io;
 #[cfg(feature = "tls")]
 use std::pin::Pin;
 use std::sync::Arc;
-#[cfg(feature = "tls")]
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
