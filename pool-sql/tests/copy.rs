@@ -9,20 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 use pool_sql::testing::TestPg;
-use support::{admin, db, eventually, ints};
-
-/// Sessions of `app` running a statement whose text holds `like`.
-async fn active(admin: &pool_sql::Db, app: &str, like: &str) -> i64 {
-    admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
-             AND state = 'active' AND query LIKE '%' || $2 || '%'",
-            &[&app, &like],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
+use support::{active, admin, db, eventually, ints};
 
 /// A field of `/proc/self/status`, in KiB (`VmHWM`: the peak resident set).
 fn status_kib(field: &str) -> u64 {

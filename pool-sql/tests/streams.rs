@@ -10,20 +10,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use pool_sql::testing::TestPg;
 use pool_sql::{Error, FromRow, Row};
-use support::{admin, db};
-
-/// Sessions of `app` running a statement whose text holds `like`.
-async fn active(admin: &pool_sql::Db, app: &str, like: &str) -> i64 {
-    admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
-             AND state = 'active' AND query LIKE '%' || $2 || '%'",
-            &[&app, &like],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
+use support::{active, admin, db};
 
 /// Ten billion rows: far more than a client could read (or drain) within the tests' bounds.
 const ENDLESS: &str = "SELECT generate_series(1::bigint, 10000000000)";

@@ -222,3 +222,16 @@ pub fn trusting(root: rustls::pki_types::CertificateDer<'static>) -> rustls::Cli
     .with_root_certificates(roots)
     .with_no_client_auth()
 }
+
+/// Sessions of `app` running a statement whose text holds `like`.
+pub async fn active(admin: &pool_sql::Db, app: &str, like: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+             AND state = 'active' AND query LIKE '%' || $2 || '%'",
+            &[&app, &like],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
