@@ -106,6 +106,18 @@ pub struct Config {
     /// zero closes it at once, exactly as database/sql.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub idle_grace: Duration,
+    /// Learn how long to keep surplus from the traffic, instead of a fixed `idle_grace`
+    /// (which is then not used). The value is the break-even time: how long holding an idle
+    /// connection costs as much as opening one (a handshake, authentication, a TLS session,
+    /// the server's work). The pool measures after how long each level of demand comes back
+    /// and keeps surplus for the retention of least expected cost: across bursts that recur
+    /// sooner than the break-even, not past a spike or between bursts further apart. Default
+    /// `None`: the fixed `idle_grace`. 60 s suits most databases and HTTP backends; at most
+    /// 30 minutes. [`Stats::retention`](crate::Stats::retention) shows the retention in force,
+    /// [`Hooks::put_idle`](crate::Hooks::put_idle) each decision. It reads the clock on every
+    /// checkout and return (the fast path's clock-free checkout is off).
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub adaptive_idle: Option<Duration>,
     /// Longest life of a connection (`SetConnMaxLifetime`). Default `None`: no limit. An
     /// expired connection is never handed out; one that expires while in use closes on return.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
@@ -174,6 +186,7 @@ impl Default for Config {
             max_idle: 2,
             min_idle: 0,
             idle_grace: Duration::from_secs(30),
+            adaptive_idle: None,
             max_lifetime: None,
             lifetime_jitter: None,
             max_idle_time: None,
@@ -220,6 +233,9 @@ impl Config {
     }
 }
 
+/// The longest break-even time of `adaptive_idle`.
+const MAX_BREAK_EVEN: Duration = Duration::from_secs(30 * 60);
+
 /// Go's dial timeout: the create deadline when no `acquire_timeout` is set.
 const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -232,6 +248,8 @@ pub(crate) struct Limits {
     pub max_idle: usize,
     pub min_idle: usize,
     pub idle_grace: Duration,
+    /// The break-even time of the adaptive retention (`None`: the fixed `idle_grace`).
+    pub adaptive: Option<Duration>,
     pub max_lifetime: Option<Duration>,
     pub lifetime_jitter: Duration,
     pub max_idle_time: Option<Duration>,
@@ -315,6 +333,24 @@ impl Config {
             ));
         }
         let idle_grace = check_duration("idle_grace", self.idle_grace)?;
+        let adaptive = self.adaptive_idle;
+        match adaptive {
+            Some(b) if b.is_zero() => {
+                return Err(Error::config(
+                    "adaptive_idle",
+                    "is zero: every surplus connection would close at once; set idle_grace to zero for that",
+                ));
+            }
+            Some(b) if b > MAX_BREAK_EVEN => {
+                return Err(Error::config(
+                    "adaptive_idle",
+                    format!(
+                        "({b:?}) is more than {MAX_BREAK_EVEN:?}: the estimator measures gaps up to about two hours"
+                    ),
+                ));
+            }
+            _ => {}
+        }
         let max_lifetime = check_positive("max_lifetime", self.max_lifetime)?;
         let lifetime_jitter = match (self.lifetime_jitter, max_lifetime) {
             (Some(j), None) if !j.is_zero() => {
@@ -367,6 +403,7 @@ impl Config {
             max_idle,
             min_idle: self.min_idle,
             idle_grace,
+            adaptive,
             max_lifetime,
             lifetime_jitter,
             max_idle_time,

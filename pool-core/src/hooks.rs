@@ -67,8 +67,15 @@ pub struct HeldTooLong<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Returned {
-    /// Kept idle (below `max_idle`, or as surplus for the grace period).
+    /// Kept idle, below `max_idle`.
     Idle,
+    /// Kept idle above `max_idle`, as surplus: closed if nobody takes it within `kept_for`
+    /// (`idle_grace`, or the retention [`Config::adaptive_idle`](crate::Config::adaptive_idle)
+    /// chose when it came back).
+    Surplus {
+        /// How long it stays unless a checkout takes it.
+        kept_for: std::time::Duration,
+    },
     /// Handed straight to a queued checkout.
     HandedOff,
     /// Not kept: closed for this reason (`MaxIdle` with no grace, `MaxLifetime`, `Broken`
@@ -79,10 +86,11 @@ pub enum Returned {
 }
 
 impl Returned {
-    /// A short name for logs: "idle", "handed_off", "detached", or the close reason's name.
+    /// A short name for logs: "idle", "surplus", "handed_off", "detached", or the close reason's name.
     pub fn as_str(&self) -> &'static str {
         match self {
             Returned::Idle => "idle",
+            Returned::Surplus { .. } => "surplus",
             Returned::HandedOff => "handed_off",
             Returned::Closed(reason) => reason.as_str(),
             Returned::Detached => "detached",

@@ -4,7 +4,8 @@
 //! Gauges for the levels (`pool_open`, `pool_in_use`, `pool_idle`, `pool_waiting`,
 //! `pool_surplus_idle`, `pool_max_open`, `pool_peak_open`, `pool_resetting`), counters for
 //! the totals (`pool_wait_count`, `pool_created`, `pool_hits`, ... one per counter of
-//! [`Stats`], same names with the `pool_` prefix) and `pool_wait_duration_seconds`. Every
+//! [`Stats`], same names with the `pool_` prefix), `pool_wait_duration_seconds` and
+//! `pool_retention_seconds` (how long surplus is kept now, [`Stats::retention`]). Every
 //! series has the label `pool`. Counters are set to their absolute value, so recording is
 //! idempotent: call it on every scrape or on an interval.
 //!
@@ -86,6 +87,7 @@ impl Stats {
         }
         metrics::gauge!("pool_wait_duration_seconds", labels.iter())
             .set(self.wait_duration.as_secs_f64());
+        metrics::gauge!("pool_retention_seconds", labels.iter()).set(self.retention.as_secs_f64());
     }
 }
 

@@ -431,6 +431,9 @@ impl<M: Manager> Builder<M> {
         min_idle: usize => min_idle);
     knob!(/// See [`Config::idle_grace`].
         idle_grace: Duration => idle_grace);
+    knob!(/// See [`Config::adaptive_idle`]: learn the surplus retention from the traffic, with
+          /// this break-even time (60 s suits most backends).
+        adaptive_idle: Duration => Some(adaptive_idle));
     knob!(/// See [`Config::max_lifetime`].
         max_lifetime: Duration => Some(max_lifetime));
     knob!(/// See [`Config::lifetime_jitter`].

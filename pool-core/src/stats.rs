@@ -53,7 +53,7 @@ pub struct Stats {
     pub surplus_idle: usize,
     /// Checkouts served from idle while surplus existed: creates that the grace avoided.
     pub grace_reused: u64,
-    /// Surplus closed when its grace period ended.
+    /// Surplus closed when its grace period (or adaptive retention) ended.
     pub grace_closed: u64,
     /// Closed as broken: failed checks, validation or reset, discarded guards, panics.
     pub broken_closed: u64,
@@ -74,6 +74,10 @@ pub struct Stats {
     /// Always 0 with leak detection off (the default). A keyed pool counts them in its
     /// totals only.
     pub held_too_long: u64,
+    /// How long surplus idle connections are kept now: `idle_grace`, or the retention
+    /// [`Config::adaptive_idle`](crate::Config::adaptive_idle) learned from the traffic (it
+    /// changes as the traffic does). In a keyed pool's totals, the longest of any key.
+    pub retention: Duration,
 }
 
 impl Stats {

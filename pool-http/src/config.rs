@@ -47,6 +47,7 @@ pub(crate) use settings::Settings;
 /// | [`response_header_timeout`](Self::response_header_timeout) | none (0: none) | `ResponseHeaderTimeout` |
 /// | [`timeout`](Self::timeout) | none (0: none) | `Client.Timeout` |
 /// | [`idle_grace`](Self::idle_grace) | 30 s (0: Go's) | (Go: 0) |
+/// | [`adaptive_idle`](Self::adaptive_idle) | off (the fixed `idle_grace`) | (Go: none) |
 /// | [`drain`](Self::drain) | 256 KiB, 50 ms (0: off) | (Go: [`Drain::NONE`]) |
 /// | [`redirect`](Self::redirect) | [`Policy::limited(10)`](Policy::limited) | `Client.CheckRedirect` (nil: 10) |
 /// | [`disable_compression`](Self::disable_compression) | false (gzip asked for and decoded) | `DisableCompression` |
@@ -77,6 +78,7 @@ pub struct ClientBuilder {
     max_conns_per_host: usize,
     idle_conn_timeout: Duration,
     idle_grace: Duration,
+    adaptive_idle: Option<Duration>,
     settings: Settings,
     hooks: Option<AddHooks>,
     /// Read the environment's proxies at `build` (no `proxy` or `no_proxy` call).
@@ -100,6 +102,7 @@ impl std::fmt::Debug for ClientBuilder {
             .field("max_conns_per_host", &self.max_conns_per_host)
             .field("idle_conn_timeout", &self.idle_conn_timeout)
             .field("idle_grace", &self.idle_grace)
+            .field("adaptive_idle", &self.adaptive_idle)
             .field("disable_keep_alives", &s.disable_keep_alives)
             .field("connect_timeout", &s.connect_timeout)
             .field("tls_handshake_timeout", &s.tls_handshake_timeout)
@@ -127,6 +130,7 @@ impl Default for ClientBuilder {
             max_conns_per_host: 0,
             idle_conn_timeout: Duration::from_secs(90),
             idle_grace: Config::default().idle_grace,
+            adaptive_idle: None,
             settings: Settings {
                 connect_timeout: Duration::from_secs(30),
                 tcp_keepalive: Some(Duration::from_secs(30)),
@@ -191,6 +195,16 @@ impl ClientBuilder {
     /// Default 30 s; zero closes them at once, as Go does; at most [`MAX_DURATION`].
     pub fn idle_grace(mut self, d: Duration) -> Self {
         self.idle_grace = d;
+        self
+    }
+
+    /// Learn from each host's traffic how long to keep connections above
+    /// `max_idle_conns_per_host`, instead of the fixed `idle_grace`: kept across bursts that
+    /// come back sooner than `break_even` (how long holding an idle connection costs as much
+    /// as dialling one; 60 s suits most backends), closed soon after a spike or between
+    /// bursts further apart. See [`pool_core::Config::adaptive_idle`]. Default: off.
+    pub fn adaptive_idle(mut self, break_even: Duration) -> Self {
+        self.adaptive_idle = Some(break_even);
         self
     }
 
@@ -408,6 +422,7 @@ impl ClientBuilder {
         per_key.max_open = self.max_conns_per_host;
         per_key.max_idle = per_host_idle;
         per_key.idle_grace = self.idle_grace;
+        per_key.adaptive_idle = self.adaptive_idle;
         per_key.max_idle_time =
             (!self.idle_conn_timeout.is_zero()).then_some(self.idle_conn_timeout);
         // The dial enforces `connect_timeout` itself and says so; this only bounds a dial

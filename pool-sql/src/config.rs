@@ -109,6 +109,12 @@ impl DbBuilder {
     knob!(/// How long a session above `max_idle` stays before it closes; checkouts reuse it
           /// first. Default 30 s; zero closes it at once, as database/sql.
         idle_grace: Duration => idle_grace);
+    knob!(/// Learn from the traffic how long to keep sessions above `max_idle`, instead of the
+          /// fixed `idle_grace`: kept across bursts that come back sooner than `break_even`
+          /// (how long holding an idle session costs as much as opening one; 60 s suits most
+          /// servers), closed soon after a spike or between bursts further apart. See
+          /// [`pool_core::Config::adaptive_idle`]. Default: off.
+        adaptive_idle: Duration => Some(adaptive_idle));
     knob!(/// Longest life of a session (`SetConnMaxLifetime`). Default: no limit.
         max_lifetime: Duration => Some(max_lifetime));
     knob!(/// Idle longer than this and the session closes (`SetConnMaxIdleTime`). Default: no

@@ -21,6 +21,8 @@ struct Spec {
     #[serde(default, with = "humantime_serde")]
     idle_grace: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
+    adaptive_idle: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
     max_lifetime: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     max_idle_time: Option<Duration>,
@@ -39,7 +41,7 @@ struct Spec {
 
 /// A [`DbBuilder`] from serde (feature `serde`): `url` (required), then any of the
 /// builder's knobs by their method names, each with the builder's default when absent:
-/// `max_open` (10), `max_idle`, `min_idle`, `idle_grace`, `max_lifetime`, `max_idle_time`,
+/// `max_open` (10), `max_idle`, `min_idle`, `idle_grace`, `adaptive_idle`, `max_lifetime`, `max_idle_time`,
 /// `acquire_timeout`, `create_timeout`, `validate_after`, `query_timeout`,
 /// `statement_cache`, `session_reset` (`"discard_all"` or
 /// `{ "sql": { "sql": "...", "discards_statements": false } }`), `application_name`;
@@ -84,6 +86,7 @@ impl<'de> Deserialize<'de> for DbBuilder {
             max_idle,
             min_idle,
             idle_grace,
+            adaptive_idle,
             max_lifetime,
             max_idle_time,
             acquire_timeout,

@@ -508,6 +508,8 @@ impl<M: KeyedManager> KeyedBuilder<M> {
         max_idle_per_key => max_idle: usize => max_idle);
     per_key!(/// See [`Config::idle_grace`](crate::Config::idle_grace); per key, within the global cap.
         idle_grace => idle_grace: Duration => idle_grace);
+    per_key!(/// See [`Config::adaptive_idle`](crate::Config::adaptive_idle); each key learns its own traffic, within the global cap.
+        adaptive_idle => adaptive_idle: Duration => Some(adaptive_idle));
     per_key!(/// See [`Config::max_lifetime`](crate::Config::max_lifetime).
         max_lifetime => max_lifetime: Duration => Some(max_lifetime));
     per_key!(/// See [`Config::lifetime_jitter`](crate::Config::lifetime_jitter).

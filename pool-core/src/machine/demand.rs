@@ -54,6 +54,7 @@ impl<C> State<C> {
                 continue;
             }
             self.start_create(Some(id), fx);
+            self.created_for_waiter(now, fx);
         }
         // Waiters whose creates failed stay queued while something open may serve them;
         // once nothing can (nothing checked out, being reset or created), they fail with
@@ -87,6 +88,15 @@ impl<C> State<C> {
                 return;
             }
             self.start_create(None, fx);
+        }
+    }
+
+    /// A create started for a waiter: with the adaptive retention, the level it serves came
+    /// back (see `adaptive.rs`, ghosts).
+    pub(super) fn created_for_waiter(&mut self, now: &mut Now, fx: &mut Effects<C>) {
+        if self.adaptive.is_some() {
+            let t = now.get();
+            self.learn(|a| a.created(t), fx);
         }
     }
 

@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::Now;
+use super::adaptive::Adaptive;
 use super::effects::Effects;
 use super::state::State;
 use crate::IdleOrder;
@@ -310,6 +311,14 @@ impl<C> State<C> {
                 self.begin_close(conn, CloseReason::MaxLifetime, fx);
                 continue;
             }
+            if surplus && self.adaptive.is_some() {
+                // Its level came back after this long (see `adaptive.rs`).
+                let since = conn.idle_since(self.idle.origin());
+                if let Some(since) = since {
+                    let gap = now.get().saturating_duration_since(since);
+                    self.learn(|a| a.record(gap), fx);
+                }
+            }
             let due = self.limits.validate_after.is_some_and(|after| {
                 conn.idle_since(self.idle.origin())
                     .is_some_and(|t| now.get().saturating_duration_since(t) >= after)
@@ -329,8 +338,13 @@ impl<C> State<C> {
         now: &mut Now,
         fx: &mut Effects<C>,
     ) -> Returned {
+        let mut returned = Returned::Idle;
         if self.idle.len() >= self.limits.max_idle {
-            if self.limits.idle_grace.is_zero() {
+            let kept_for = self.retention();
+            if kept_for.is_zero() {
+                if let Some(a) = &mut self.adaptive {
+                    a.bury(now.get());
+                }
                 return self.begin_close(conn, CloseReason::MaxIdle, fx);
             }
             let t = now.get();
@@ -339,6 +353,7 @@ impl<C> State<C> {
             if let Some(at) = self.grace_deadline() {
                 self.arm(at, fx);
             }
+            returned = Returned::Surplus { kept_for };
         } else if self.needs_stamp() {
             let t = now.get();
             self.idle.push(conn, Some(t));
@@ -357,7 +372,32 @@ impl<C> State<C> {
         if let Some(at) = self.idle_time_deadline() {
             self.arm(at, fx);
         }
-        Returned::Idle
+        returned
+    }
+
+    /// How long surplus is kept now: `idle_grace`, or the adaptive retention.
+    pub(super) fn retention(&self) -> Duration {
+        match &self.adaptive {
+            Some(a) => a.retention(),
+            None => self.limits.idle_grace,
+        }
+    }
+
+    /// Gives the adaptive estimator a gap (`record` says whether the retention got shorter);
+    /// a shorter retention may bring the grace deadline before the armed one.
+    pub(super) fn learn(
+        &mut self,
+        record: impl FnOnce(&mut Adaptive) -> bool,
+        fx: &mut Effects<C>,
+    ) {
+        let Some(a) = &mut self.adaptive else {
+            return;
+        };
+        if record(a)
+            && let Some(at) = self.grace_deadline()
+        {
+            self.arm(at, fx);
+        }
     }
 
     /// The reaper's pass over the idle list at `t`: stamps what the fast path left unstamped
@@ -385,9 +425,14 @@ impl<C> State<C> {
                 self.begin_close(conn, CloseReason::MaxIdleTime, fx);
             }
         }
-        let grace = self.limits.idle_grace;
+        let grace = self.retention();
         while self.idle.len() > self.limits.max_idle && self.idle.front_since(t) + grace <= t {
             let conn = self.idle.take_front().expect("idle is not empty");
+            if let Some(a) = &mut self.adaptive
+                && let Some(since) = conn.idle_since(self.idle.origin())
+            {
+                a.bury(since);
+            }
             self.begin_close(conn, CloseReason::Grace, fx);
         }
     }

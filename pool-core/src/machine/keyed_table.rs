@@ -308,6 +308,10 @@ impl<K: std::hash::Hash + Eq + Clone, C> KeyTable<K, C> {
             .max_open
             .saturating_mul(self.keys.len());
         total.peak_open = self.peak_open;
+        total.retention = (self.keys.iter())
+            .map(|(_, e)| e.state.retention())
+            .max()
+            .unwrap_or_else(|| self.template.retention());
         total.surplus_idle = total
             .surplus_idle
             .max(self.idle.saturating_sub(self.max_idle));

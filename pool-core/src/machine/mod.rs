@@ -40,6 +40,8 @@
 //!   creates, closes, waiters' fates, the reaper's turn.
 //! - `idle.rs`: the idle list, its lazy stamps and what closes from it.
 //! - `demand.rs`: when a create starts, and when queued waiters fail instead.
+//! - `adaptive.rs`: the adaptive retention of surplus (`adaptive_idle`): its cost model and
+//!   estimator.
 //! - `breaker.rs`: fail fast after repeated create failures; the retry backoff.
 //! - `timers.rs`: one deadline per kind, and how event-time arming agrees with
 //!   `poll_timeout`.
@@ -49,6 +51,7 @@
 //! - `table.rs`: the [`Table`] trait; the plain pool's table is one `State`.
 //! - `keyed_table.rs`: [`KeyTable`], a `State` per key plus the global idle cap.
 
+mod adaptive;
 mod breaker;
 mod demand;
 mod effects;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+use super::adaptive::Adaptive;
 use super::breaker::Breaker;
 use super::effects::{Acquired, Effects, Via, WaitPoll};
 use super::idle::{Conn, Idle};
@@ -52,6 +53,8 @@ pub(crate) struct State<C> {
     pub(super) fast: bool,
     /// Every idle connection is stamped when it goes idle (see [`needs_stamp`](State::needs_stamp)).
     pub(super) stamped: bool,
+    /// The adaptive retention's estimator (`adaptive_idle`; see `adaptive.rs`).
+    pub(super) adaptive: Option<Box<Adaptive>>,
 }
 
 impl<C> State<C> {
@@ -61,6 +64,7 @@ impl<C> State<C> {
         requested_jitter: Option<Duration>,
     ) -> Self {
         let backoff = limits.breaker_backoff;
+        let adaptive = limits.adaptive.map(|b| Box::new(Adaptive::new(b)));
         let mut st = State {
             key: KeyId::ROOT,
             limits,
@@ -81,6 +85,7 @@ impl<C> State<C> {
             timers: Timers::default(),
             fast: false,
             stamped: false,
+            adaptive,
         };
         st.update_fast_path();
         st
@@ -111,9 +116,15 @@ impl<C> State<C> {
 
     pub(super) fn update_fast_path(&mut self) {
         let l = &self.limits;
-        self.fast =
-            l.max_lifetime.is_none() && l.validate_after.is_none() && l.min_idle == 0 && !l.hooks;
-        self.stamped = l.stamp || l.max_idle_time.is_some() || l.validate_after.is_some();
+        self.fast = l.max_lifetime.is_none()
+            && l.validate_after.is_none()
+            && l.min_idle == 0
+            && !l.hooks
+            && l.adaptive.is_none();
+        self.stamped = l.stamp
+            || l.max_idle_time.is_some()
+            || l.validate_after.is_some()
+            || l.adaptive.is_some();
     }
 
     /// The common checkout in one step: an idle connection when nobody waits and no knob
@@ -195,6 +206,7 @@ impl<C> State<C> {
         s.waiting = self.waiters.len();
         s.surplus_idle = self.idle.len().saturating_sub(self.limits.max_idle);
         s.resetting = self.resetting;
+        s.retention = self.retention();
         s
     }
 
@@ -257,6 +269,7 @@ impl<C> State<C> {
             // database/sql: the caller creates its own connection and waits for it.
             let id = self.waiters.push_own(Since::of(started, now), waker);
             self.start_create(Some(id), fx);
+            self.created_for_waiter(now, fx);
             return Ok(Acquired::Wait(id));
         }
         if !has_room {

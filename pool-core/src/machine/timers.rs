@@ -5,7 +5,7 @@
 //! | stamp pass | [`STAMP_EVERY`](super::idle::STAMP_EVERY) after the first unstamped idle entry | the pass is due |
 //! | lifetime | each idle connection's expiry | `max_lifetime` is set |
 //! | idle time | the oldest idle entry's stamp + `max_idle_time` | idle above `min_idle` |
-//! | grace | the oldest idle entry's stamp + `idle_grace` | idle above `max_idle` |
+//! | grace | the oldest idle entry's stamp + the retention (`idle_grace`, or the adaptive one) | idle above `max_idle` |
 //! | breaker | its retry time | probing (open, no background create under way), refilling `min_idle`, or a keyed pool |
 //!
 //! # One source of truth
@@ -96,7 +96,7 @@ impl<C> State<C> {
         if self.idle.len() <= self.limits.max_idle {
             return None;
         }
-        Some(self.idle.oldest()? + self.limits.idle_grace)
+        Some(self.idle.oldest()? + self.retention())
     }
 
     /// The breaker's retry time, while the reaper has something to do then: probe (open,

@@ -25,6 +25,8 @@ struct Spec {
     idle_conn_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     idle_grace: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    adaptive_idle: Option<Duration>,
     disable_keep_alives: Option<bool>,
     #[serde(default, with = "humantime_serde")]
     connect_timeout: Option<Duration>,
@@ -222,7 +224,7 @@ impl<'de> Visitor<'de> for ProxyListVisitor {
 /// - numbers: `max_idle_conns`, `max_idle_conns_per_host`, `max_conns_per_host`,
 ///   `body_limit` (bytes);
 /// - durations, pool-core's syntax (`"30s"`, `"250ms"`, `"1h 30m"`): `idle_conn_timeout`,
-///   `idle_grace`, `connect_timeout`, `tls_handshake_timeout`, `tcp_keepalive`,
+///   `idle_grace`, `adaptive_idle`, `connect_timeout`, `tls_handshake_timeout`, `tcp_keepalive`,
 ///   `response_header_timeout`, `timeout` (zero means what it means to the setter);
 /// - booleans: `disable_keep_alives`, `disable_compression`, `http2_prior_knowledge`;
 /// - `drain`: `{ "max_bytes": 262144, "max_time": "50ms" }`, a field absent taking
@@ -290,6 +292,7 @@ impl<'de> Deserialize<'de> for ClientBuilder {
             max_conns_per_host,
             idle_conn_timeout,
             idle_grace,
+            adaptive_idle,
             disable_keep_alives,
             connect_timeout,
             tls_handshake_timeout,
