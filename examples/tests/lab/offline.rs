@@ -248,10 +248,16 @@ fn charts_keep_the_legend_off_the_lines_and_read_without_colour() {
             svg.contains("#0072B2") && svg.contains("#D55E00"),
             "Okabe-Ito colours"
         );
-        // Go's series is dashed: many short segments in its colour.
+        // Go's series (the first, blue) is dashed: many short segments in its colour; the
+        // second (vermillion) is one line, and one in the legend.
+        let segments = |colour: &str| svg.matches(&format!("stroke=\"{colour}\"")).count();
+        assert!(segments("#0072B2") > 10, "dashed");
+        assert_eq!(segments("#D55E00"), 2, "solid");
         assert!(svg.contains("dashed: Go"));
         // Counts up the side are integers.
-        for label in y_labels(svg) {
+        let labels = y_labels(svg);
+        assert!(labels.len() >= 3, "{labels:?}");
+        for label in labels {
             assert!(label.parse::<i64>().is_ok(), "a count label {label:?}");
         }
     }
