@@ -1,5 +1,7 @@
 //! pool-lab's measurement core and command line: a short sweep against a throw-away
-//! PostgreSQL and a local HTTP server, the report, every bad-input error, and Ctrl-C.
+//! PostgreSQL and a local HTTP server, the report, every bad-input error, Ctrl-C, the
+//! server's connection budget, and one regression test per fix from trying it as a new user
+//! (issue 22).
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -10,6 +12,9 @@ use examples::lab::http::HttpTarget;
 use examples::lab::sql::SqlTarget;
 use examples::lab::{LabError, Run, Stop, Workload, report, sweep};
 use pool_sql::testing::TestPg;
+
+#[path = "lab/offline.rs"]
+mod offline;
 
 const SHORT: Workload = Workload {
     bursts: 3,
@@ -38,7 +43,7 @@ fn check_sweep(runs: &[Run], max_open: usize) {
         grace.opened()
     );
     assert!(grace.opened() <= max_open as u64 && all.opened() <= max_open as u64);
-    let rec = sweep::recommend(runs, SHORT).expect("a recommendation");
+    let rec = sweep::recommend(runs, runs.len(), SHORT).expect("a recommendation");
     assert!(!rec.setting.go, "Go's way churns: {rec:?}");
     assert!(rec.why.contains("opens per 1,000 calls"), "{}", rec.why);
 }
@@ -48,7 +53,7 @@ async fn a_short_sql_sweep_measures_each_setting_and_recommends_one() {
     let pg = TestPg::start().expect("postgres");
     let target = SqlTarget::new(&pg.url(), "SELECT pg_sleep(0.005)").unwrap();
     target.probe().await.unwrap();
-    let settings = sweep::settings(4, Some(&[0, 4]), Duration::from_secs(30), SHORT.burst);
+    let settings = sweep::settings(4, Some(&[0, 4]), Duration::from_secs(30), SHORT.burst).unwrap();
     let mut runs = Vec::new();
     for s in &settings {
         runs.push(target.run(SHORT, s, &Stop::new(), &no_tick).await.unwrap());
@@ -56,12 +61,12 @@ async fn a_short_sql_sweep_measures_each_setting_and_recommends_one() {
     check_sweep(&runs, 4);
 
     let dir = std::env::temp_dir().join(format!("pool-lab-test-{}", std::process::id()));
-    let rec = sweep::recommend(&runs, SHORT);
+    let rec = sweep::recommend(&runs, runs.len(), SHORT);
     let section = report::Section {
         heading: "sql sweep",
         context: "a test",
         runs: &runs,
-        recommendation: rec.as_ref(),
+        recommendation: rec.as_ref().ok(),
     };
     report::write(&dir, "pool-lab test", &[section]).unwrap();
     let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
@@ -92,7 +97,7 @@ async fn a_short_http_sweep_with_unread_bodies_shows_the_go_churn() {
     let server = big_body_server().await.unwrap();
     let target = HttpTarget::new(&server.url("/"), false).unwrap();
     target.probe().await.unwrap();
-    let settings = sweep::settings(4, Some(&[0, 4]), Duration::from_secs(30), SHORT.burst);
+    let settings = sweep::settings(4, Some(&[0, 4]), Duration::from_secs(30), SHORT.burst).unwrap();
     let mut runs = Vec::new();
     for s in &settings {
         runs.push(target.run(SHORT, s, &Stop::new(), &no_tick).await.unwrap());
@@ -105,6 +110,12 @@ async fn a_short_http_sweep_with_unread_bodies_shows_the_go_churn() {
         "{:?}",
         runs[0].stats
     );
+    // Those connections live a few milliseconds, less than the 10 ms between samples: the
+    // timeline's counter still ends at every one of them (the cumulative chart plots it).
+    for r in &runs {
+        let last = r.timeline.last().expect("a timeline");
+        assert_eq!(last.created, r.opened(), "{}", r.setting.label);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,17 +156,9 @@ async fn bad_input_and_unusable_servers_are_told_apart() {
         "{e}"
     );
 
-    // HTTP: a bad URL, https without TLS, a refused port.
+    // HTTP: a bad URL, a refused port.
     assert!(matches!(
         HttpTarget::new("not a url", true),
-        Err(BadInput(_))
-    ));
-    assert!(matches!(
-        HttpTarget::new("ftp://host/", true),
-        Err(BadInput(_))
-    ));
-    assert!(matches!(
-        HttpTarget::new("https://host/", true),
         Err(BadInput(_))
     ));
     let e = HttpTarget::new(&format!("http://127.0.0.1:{port}/"), true)
@@ -164,6 +167,77 @@ async fn bad_input_and_unusable_servers_are_told_apart() {
         .await
         .unwrap_err();
     assert!(matches!(e, Unreachable(_)), "{e}");
+}
+
+/// Issue 22: `ftp://` said "http and https are supported", then https was refused too.
+#[tokio::test]
+async fn https_is_measured_as_the_message_for_other_schemes_says() {
+    let e = HttpTarget::new("ftp://host/", true).unwrap_err();
+    assert!(
+        matches!(&e, LabError::BadInput(m) if m.contains("http:// and https://")),
+        "{e}"
+    );
+    // https is taken, and tried: against a port nobody listens on, unreachable.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let target = HttpTarget::new(&format!("https://127.0.0.1:{port}/"), true).unwrap();
+    let e = target.probe().await.unwrap_err();
+    assert!(matches!(e, LabError::Unreachable(_)), "{e}");
+}
+
+/// Issue 22: `mysql://` gave "unexpected EOF" (the key=value parser's).
+#[test]
+fn a_url_of_another_database_is_refused_by_its_scheme() {
+    for url in ["mysql://u:p@host/db", "redis://host", "HTTP://host/"] {
+        let e = SqlTarget::new(url, "SELECT 1").unwrap_err();
+        assert!(
+            matches!(&e, LabError::BadInput(m) if m.contains("postgres://") && !m.contains("EOF")),
+            "{url}: {e}"
+        );
+    }
+    for url in [
+        "postgres://u@host/db",
+        "postgresql://u@host/db",
+        "host=h user=u",
+    ] {
+        assert!(SqlTarget::new(url, "SELECT 1").is_ok(), "{url}");
+    }
+}
+
+/// Issue 22: `SELEC 1` was called "may write"; the server's parser says what is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_that_does_not_parse_is_a_syntax_error_not_a_write() {
+    let target = SqlTarget::new("postgres://u@127.0.0.1/db", "SELEC 1").expect("no verdict yet");
+    drop(target);
+    let pg = TestPg::start().expect("postgres");
+    let e = SqlTarget::new(&pg.url(), "SELEC 1")
+        .unwrap()
+        .probe()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, LabError::BadInput(m) if m.contains("syntax error") && !m.contains("may write")),
+        "{e}"
+    );
+    // Commands that may write are still refused without asking the server.
+    for statement in [
+        "DELETE FROM t",
+        "insert into t values (1)",
+        "(UPDATE t SET a = 1)",
+    ] {
+        let e = SqlTarget::new(&pg.url(), statement).unwrap_err();
+        assert!(
+            matches!(&e, LabError::BadInput(m) if m.contains("may write")),
+            "{e}"
+        );
+    }
+    // A parenthesised SELECT is read-only and runs.
+    SqlTarget::new(&pg.url(), "(SELECT 1)")
+        .unwrap()
+        .probe()
+        .await
+        .unwrap();
 }
 
 /// The standard output of a run that must have succeeded (else both outputs in the panic).
@@ -198,6 +272,9 @@ fn bad_flags_exit_2_with_a_message_and_no_panic() {
         ],
         &["http", "--url", "not a url"],
         &["bogus"],
+        &["sql", "--url", "mysql://u@h/d"],
+        &["http", "--url", "ftp://h/"],
+        &["sql", "--url", "postgres://a@h/d", "--instances", "0"],
     ] {
         let out = pool_lab().args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -259,7 +336,7 @@ async fn the_command_line_sweeps_a_server_and_writes_its_report() {
         .unwrap();
     let stdout = succeeded(&out);
     assert!(
-        stdout.contains("| max_idle 0, no grace (Go) | 8 | 0 |"),
+        stdout.contains("max_idle 0, no grace (Go)      8       0"),
         "{stdout}"
     );
     assert!(stdout.contains("Recommended:"), "{stdout}");
@@ -269,6 +346,59 @@ async fn the_command_line_sweeps_a_server_and_writes_its_report() {
     );
     assert!(dir.join("index.html").exists());
     std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("warning"), "2 of 60 fit: {stderr}");
+}
+
+/// Issue 22: `--max-open 200` against a smaller server produced 53300 errors, printed no hint
+/// and exited 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_larger_than_the_server_allows_gets_a_warning_a_hint_and_exit_3() {
+    let pg = TestPg::builder()
+        .max_connections(10)
+        .start()
+        .expect("postgres");
+    let out = pool_lab()
+        .args([
+            "sql",
+            "--url",
+            &pg.url(),
+            "--query",
+            "SELECT pg_sleep(0.05)",
+        ])
+        .args(["--max-open", "30", "--instances", "4", "--idle", "0"])
+        .args(["--bursts", "2", "--burst", "30", "--period", "20ms"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    // Before the sweep: the budget, and what fits.
+    for part in [
+        "warning: 4 instances x max_open 30 = 120 connections",
+        "max_connections 10",
+        "This sweep alone",
+        "PgBouncer",
+        "max_client_conn = 120",
+    ] {
+        assert!(stderr.contains(part), "{part}: {stderr}");
+    }
+    // After it: the cause of the failed calls, and the hint again.
+    for part in [
+        "No recommendation: the server refused",
+        "because the server refused connections",
+        "SQLSTATE 53300",
+        "per instance",
+        "default_pool_size",
+    ] {
+        assert!(stdout.contains(part), "{part}: {stdout}");
+    }
+    assert!(!stdout.contains("Recommended:"), "{stdout}");
+    let help = pool_lab().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("3    measured, but calls failed"), "{help}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,7 +434,13 @@ async fn ctrl_c_stops_after_the_burst_in_flight_and_prints_what_was_measured() {
         .unwrap();
     let stdout = succeeded(&out);
     assert!(stdout.contains("(stopped)"), "{stdout}");
-    assert!(stdout.contains("| setting |"), "the table: {stdout}");
+    assert!(stdout.contains("opens/1k"), "the table: {stdout}");
+    // Issue 22: with only Go's row measured, pool-lab recommended Go's setting.
+    assert!(!stdout.contains("Recommended:"), "{stdout}");
+    assert!(
+        stdout.contains("No recommendation: the sweep was stopped"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -319,7 +455,62 @@ async fn the_showcase_without_postgresql_says_how_to_install_it_and_runs_the_htt
     assert!(stdout.contains("apt-get install postgresql"), "{stdout}");
     assert!(stdout.contains("HTTP (a local server)"), "{stdout}");
     assert!(
-        stdout.contains("| Go (no grace, no drain) | 8 | 0 | 8 |"),
+        stdout.contains("Go (no grace, no drain)      8       0       8"),
         "Go dials per request: {stdout}"
+    );
+}
+
+/// Issue 22: `--idle` values above `--max-open` were dropped without a word.
+#[test]
+fn idle_values_above_max_open_are_refused() {
+    let e = sweep::settings(16, Some(&[0, 8, 32]), Duration::from_secs(30), 32).unwrap_err();
+    assert!(
+        matches!(&e, LabError::BadInput(m) if m.contains("32") && m.contains("--max-open 16")),
+        "{e}"
+    );
+    let out = pool_lab()
+        .args([
+            "sql",
+            "--url",
+            "postgres://a@127.0.0.1:1/d",
+            "--max-open",
+            "16",
+            "--idle",
+            "0,32",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("above --max-open 16"), "{stderr}");
+    assert!(
+        !stderr.contains("checking"),
+        "refused before any connection: {stderr}"
+    );
+    // Unlimited max_open keeps every value.
+    let all = sweep::settings(0, Some(&[0, 64]), Duration::from_secs(30), 32).unwrap();
+    assert_eq!(
+        all.iter().map(|s| s.max_idle).collect::<Vec<_>>(),
+        [0, 0, 64]
+    );
+}
+
+/// Issue 22: an unwritable `--report` directory failed after the sweep.
+#[test]
+fn an_unwritable_report_directory_fails_before_the_sweep() {
+    let file = std::env::temp_dir().join(format!("pool-lab-not-a-dir-{}", std::process::id()));
+    std::fs::write(&file, b"a file").unwrap();
+    let out = pool_lab()
+        .args(["sql", "--url", "postgres://a@127.0.0.1:1/d", "--report"])
+        .arg(file.join("report"))
+        .output()
+        .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot write the report"), "{stderr}");
+    assert!(
+        !stderr.contains("checking"),
+        "before the server is even asked: {stderr}"
     );
 }

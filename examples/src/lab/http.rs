@@ -17,17 +17,21 @@ pub struct HttpTarget {
 }
 
 impl HttpTarget {
-    /// Checks the URL (`http://` or `https://`, a host).
+    /// Checks the URL: `http://` or `https://` (TLS with the client's built-in roots), and
+    /// a host.
     ///
     /// # Errors
-    /// [`LabError::BadInput`] for a URL the client cannot use.
+    /// [`LabError::BadInput`] for another scheme (named, with the two that work) or a URL
+    /// the client cannot use.
     pub fn new(url: &str, read_body: bool) -> Result<Self, LabError> {
-        let origin = Origin::from_url(url).map_err(|e| LabError::BadInput(error_chain(&e)))?;
-        if origin.is_https() {
-            return Err(LabError::BadInput(
-                "https:// needs a TLS configuration; pool-lab measures http:// URLs".into(),
-            ));
+        if let Some((scheme, _)) = url.split_once("://")
+            && !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https")
+        {
+            return Err(LabError::BadInput(format!(
+                "`{scheme}://` is not HTTP: pool-lab http measures http:// and https:// URLs"
+            )));
         }
+        let origin = Origin::from_url(url).map_err(|e| LabError::BadInput(error_chain(&e)))?;
         Ok(HttpTarget {
             url: url.to_owned(),
             read_body,

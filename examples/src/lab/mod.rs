@@ -5,11 +5,17 @@
 //! The `pool-lab` binary (`src/bin/pool_lab.rs`) is a thin command line over this module;
 //! `tests/lab.rs` runs a short sweep against a throw-away PostgreSQL and a local HTTP server.
 
+pub mod budget;
+pub mod charts;
 pub mod http;
+pub mod quantile;
 pub mod report;
 pub mod sockets;
 pub mod sql;
 pub mod sweep;
+mod table;
+
+pub use table::{ROUGH, table};
 
 use std::fmt;
 use std::future::Future;
@@ -54,6 +60,26 @@ pub struct Setting {
     pub go: bool,
 }
 
+/// Why one call failed, as a run records it: its text, and whether the server refused the
+/// connection for its connection limit (PostgreSQL's `max_connections`, SQLSTATE 53300).
+/// Any error that prints converts into one that was not refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The error, as text.
+    pub message: String,
+    /// The server refused the connection: it had no free slot.
+    pub refused: bool,
+}
+
+impl<E: fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure {
+            message: e.to_string(),
+            refused: false,
+        }
+    }
+}
+
 /// One point of the open-connections timeline.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
@@ -74,13 +100,17 @@ pub struct Run {
     pub calls: u64,
     /// Calls that failed.
     pub errors: u64,
+    /// Of the failed calls, those the server refused for its connection limit.
+    pub refused: u64,
     /// The first failure, as text.
     pub first_error: Option<String>,
     /// Latency of every call (failed ones included), sorted.
     pub latencies: Vec<Duration>,
-    /// Open connections sampled every 10 ms.
+    /// The pool's open and created counts every 10 ms, and once more at the end. `open`
+    /// misses connections shorter than that; `created` is a counter and misses none.
     pub timeline: Vec<Sample>,
-    /// New TIME_WAIT sockets to or from the server's port when the run ended.
+    /// TIME_WAIT sockets to or from the server's port when the run ended, of connections
+    /// that were not on the machine when it started (see [`sockets`]).
     pub time_wait: usize,
     /// The pool's stats at the end (before it was closed).
     pub stats: Stats,
@@ -115,6 +145,15 @@ impl Run {
         self.latencies[i]
     }
 
+    /// The 95 % confidence interval of the `q` quantile, from order statistics (see
+    /// [`quantile`]): `None` for a side too few calls bound (p99's upper side below 368
+    /// calls).
+    pub fn latency_interval(&self, q: f64) -> (Option<Duration>, Option<Duration>) {
+        let (l, u) = quantile::ranks(self.latencies.len(), q);
+        let at = |rank: usize| self.latencies[rank - 1];
+        (l.map(at), u.map(at))
+    }
+
     /// The slowest call.
     pub fn max_latency(&self) -> Duration {
         self.latencies.last().copied().unwrap_or_default()
@@ -145,7 +184,7 @@ fn per_1000(n: u64, calls: u64) -> f64 {
 }
 
 /// Why the lab cannot run: the user's input or the user's server. The binary exits 2 on
-/// every one of these.
+/// every one of these (and 3 when it measured, but calls failed: see its `--help`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LabError {
     /// A URL, flag or statement that cannot work.
@@ -248,10 +287,10 @@ pub async fn measure<F, Fut, E>(
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
-    E: fmt::Display + Send + 'static,
+    E: Into<Failure> + Send + 'static,
 {
     let stats = Arc::new(stats);
-    let time_wait_before = sockets::time_wait(port);
+    let sockets_before = sockets::Snapshot::take(port);
     let started = Instant::now();
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = tokio::spawn({
@@ -272,7 +311,7 @@ where
         }
     });
     let mut latencies = Vec::with_capacity(workload.calls());
-    let (mut errors, mut first_error) = (0, None);
+    let (mut errors, mut refused, mut first_error) = (0, 0, None);
     let mut stopped = false;
     for b in 0..workload.bursts {
         if stop.is_stopped() {
@@ -295,8 +334,10 @@ where
                 Ok((took, r)) => {
                     latencies.push(took);
                     if let Err(e) = r {
+                        let failure: Failure = e.into();
                         errors += 1;
-                        first_error.get_or_insert_with(|| e.to_string());
+                        refused += u64::from(failure.refused);
+                        first_error.get_or_insert(failure.message);
                     }
                 }
                 Err(e) => {
@@ -317,15 +358,21 @@ where
     let elapsed = started.elapsed();
     let end = stats();
     sampling.store(false, Ordering::SeqCst);
-    let timeline = sampler.await.unwrap_or_default();
-    let time_wait = sockets::time_wait(port)
-        .difference(&time_wait_before)
-        .count();
+    let mut timeline = sampler.await.unwrap_or_default();
+    // The counters at the end, so that the cumulative opens end where the table does.
+    let last = timeline.last().map_or(0.0, |s| s.at);
+    timeline.push(Sample {
+        at: last.max(elapsed.as_secs_f64()),
+        open: end.open,
+        created: end.created,
+    });
+    let time_wait = sockets::Snapshot::take(port).new_time_wait(&sockets_before);
     latencies.sort();
     Run {
         setting: setting.clone(),
         calls: latencies.len() as u64,
         errors,
+        refused,
         first_error,
         latencies,
         timeline,
@@ -353,30 +400,4 @@ pub fn short(d: Duration) -> String {
     } else {
         format!("{:.2} s", us / 1e6)
     }
-}
-
-/// The side-by-side table of runs, in Markdown.
-pub fn table(runs: &[Run]) -> String {
-    let mut t = String::from(
-        "| setting | calls | errors | opened | closed | opens per 1,000 calls | held (mean) | p50 | p99 | max | TIME_WAIT |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
-    for r in runs {
-        t.push_str(&format!(
-            "| {}{} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} |\n",
-            r.setting.label,
-            if r.stopped { " (stopped)" } else { "" },
-            r.calls,
-            r.errors,
-            r.opened(),
-            r.closed(),
-            r.opens_per_1000(),
-            r.mean_open(),
-            short(r.latency(0.50)),
-            short(r.latency(0.99)),
-            short(r.max_latency()),
-            r.time_wait
-        ));
-    }
-    t
 }

@@ -2,12 +2,73 @@
 
 use std::time::Duration;
 
-use pool_sql::Db;
+use pool_sql::{Db, SqlState};
 
-use super::{LabError, Run, Setting, Stop, Workload, measure};
+use super::budget::{self, Budget};
+use super::{Failure, LabError, Run, Setting, Stop, Workload, measure};
 
 /// How long one connect may take before the server counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The first words of statements that only read.
+const READ_ONLY: [&str; 5] = ["select", "with", "values", "show", "table"];
+
+/// The first words of PostgreSQL's other commands (its reference, "SQL Commands"): a
+/// statement that starts with one of them may write. A first word in neither list is no
+/// command at all, and the server's parser says what is wrong with it.
+const OTHER_COMMANDS: [&str; 48] = [
+    "abort",
+    "alter",
+    "analyze",
+    "analyse",
+    "begin",
+    "call",
+    "checkpoint",
+    "close",
+    "cluster",
+    "comment",
+    "commit",
+    "copy",
+    "create",
+    "deallocate",
+    "declare",
+    "delete",
+    "discard",
+    "do",
+    "drop",
+    "end",
+    "execute",
+    "explain",
+    "fetch",
+    "grant",
+    "import",
+    "insert",
+    "listen",
+    "load",
+    "lock",
+    "merge",
+    "move",
+    "notify",
+    "prepare",
+    "reassign",
+    "refresh",
+    "reindex",
+    "release",
+    "reset",
+    "revoke",
+    "rollback",
+    "savepoint",
+    "security",
+    "set",
+    "start",
+    "truncate",
+    "unlisten",
+    "update",
+    "vacuum",
+];
+
+/// The schemes of a PostgreSQL connection URL.
+const SCHEMES: [&str; 2] = ["postgres", "postgresql"];
 
 /// A PostgreSQL server and the statement each call runs.
 #[derive(Debug, Clone)]
@@ -19,12 +80,14 @@ pub struct SqlTarget {
 
 impl SqlTarget {
     /// Checks the connection string and the statement (read-only: pool-lab runs it thousands
-    /// of times against the user's server).
+    /// of times against the user's server). A statement that starts with no SQL command
+    /// (`SELEC 1`) passes here: [`probe`](SqlTarget::probe) has the server parse it.
     ///
     /// # Errors
-    /// [`LabError::BadInput`] for a connection string that does not parse or a statement that
-    /// may write.
+    /// [`LabError::BadInput`] for a URL of another scheme (`mysql://`), a connection string
+    /// that does not parse, or a statement that starts with a command that may write.
     pub fn new(url: &str, statement: &str) -> Result<Self, LabError> {
+        check_scheme(url)?;
         let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
             LabError::BadInput(format!(
                 "the connection string does not parse ({}); write postgres://user:password@host:port/database",
@@ -36,19 +99,13 @@ impl SqlTarget {
                 "the connection string names no host (postgres://user@host/database)".into(),
             ));
         }
-        let first_word = statement
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if !matches!(
-            first_word.as_str(),
-            "select" | "with" | "values" | "show" | "table"
-        ) {
-            return Err(LabError::BadInput(format!(
-                "`{statement}` may write; pool-lab runs read-only statements only (SELECT, WITH, \
-                 VALUES, SHOW, TABLE)"
-            )));
+        if statement.trim().is_empty() {
+            return Err(LabError::BadInput(
+                "the statement (--query) is empty".into(),
+            ));
+        }
+        if OTHER_COMMANDS.contains(&first_word(statement).as_str()) {
+            return Err(may_write(statement));
         }
         Ok(SqlTarget {
             url: url.to_owned(),
@@ -69,20 +126,76 @@ impl SqlTarget {
             .acquire_timeout(Duration::from_secs(30))
     }
 
-    /// Connects once and runs the statement once, so that a bad URL, an unreachable server,
-    /// bad credentials or a failing statement are reported before any measuring.
+    /// Connects once, has the server parse the statement, and runs it once, so that a bad
+    /// URL, an unreachable server, bad credentials, a syntax error or a failing statement
+    /// are reported before any measuring.
     ///
     /// # Errors
-    /// The [`LabError`] that says which.
+    /// The [`LabError`] that says which: a syntax error is [`LabError::BadInput`] with the
+    /// server's message; a statement the server parses that starts with no read-only
+    /// command is refused as one that may write.
     pub async fn probe(&self) -> Result<(), LabError> {
         let db = self
             .builder()
             .max_open(1)
             .build()
             .map_err(|e| LabError::BadInput(e.to_string()))?;
-        let result = db.execute(&self.statement, &[]).await;
+        let result = self.parse_and_run(&db).await;
         db.close();
-        result.map(drop).map_err(|e| classify(&e))
+        result
+    }
+
+    async fn parse_and_run(&self, db: &Db) -> Result<(), LabError> {
+        if let Err(e) = db.prepare(&self.statement).await {
+            if e.code() == Some(&SqlState::SYNTAX_ERROR) {
+                let message = e
+                    .as_db_error()
+                    .map_or_else(|| e.to_string(), |d| d.message().to_owned());
+                return Err(LabError::BadInput(format!(
+                    "the server reports a syntax error in `{}`: {message}",
+                    self.statement
+                )));
+            }
+            return Err(classify(&e));
+        }
+        if !READ_ONLY.contains(&self.first_word().as_str()) {
+            return Err(may_write(&self.statement));
+        }
+        db.execute(&self.statement, &[])
+            .await
+            .map(drop)
+            .map_err(|e| classify(&e))
+    }
+
+    fn first_word(&self) -> String {
+        first_word(&self.statement)
+    }
+
+    /// Reads the server's connection budget (see [`budget`]) on one connection.
+    ///
+    /// # Errors
+    /// The [`LabError`] that says why the server could not be asked.
+    pub async fn budget(&self) -> Result<Budget, LabError> {
+        let db = self
+            .builder()
+            .max_open(1)
+            .build()
+            .map_err(|e| LabError::BadInput(e.to_string()))?;
+        let row = db
+            .query_one_as::<(i32, i32, i32, bool, bool, i32)>(budget::QUERY, &[])
+            .await;
+        db.close();
+        let (max, su, reserved, superuser, uses_reserved, sessions) =
+            row.map_err(|e| classify(&e))?;
+        let count = |n: i32| u32::try_from(n).unwrap_or(0);
+        Ok(Budget {
+            max_connections: count(max),
+            superuser_reserved: count(su),
+            reserved: count(reserved),
+            superuser,
+            uses_reserved,
+            sessions: count(sessions),
+        })
     }
 
     /// Runs `workload` with `setting` and returns what it cost; the pool is closed after.
@@ -113,12 +226,57 @@ impl SqlTarget {
         };
         let call = || {
             let (db, statement) = (db.clone(), self.statement.clone());
-            async move { db.execute(&statement, &[]).await.map(drop) }
+            async move {
+                db.execute(&statement, &[])
+                    .await
+                    .map(drop)
+                    .map_err(|e| Failure {
+                        message: error_chain(&e),
+                        refused: e.is_too_many_connections(),
+                    })
+            }
         };
         let run = measure(workload, setting, call, stats, self.port, stop, tick).await;
         let _ = db.close_and_wait(Duration::from_secs(10)).await;
         Ok(run)
     }
+}
+
+/// A URL of a scheme that is not PostgreSQL's is refused by name, before the parser reads it
+/// as `key=value` pairs and says only "unexpected EOF".
+fn check_scheme(url: &str) -> Result<(), LabError> {
+    let Some((scheme, _)) = url.split_once("://") else {
+        return Ok(()); // key=value pairs
+    };
+    let is_scheme = !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if is_scheme && !SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()) {
+        return Err(LabError::BadInput(format!(
+            "`{scheme}://` is not a PostgreSQL connection string: pool-lab sql speaks \
+             PostgreSQL only and takes postgres:// or postgresql:// URLs, or key=value pairs \
+             (host=... user=... dbname=...)"
+        )));
+    }
+    Ok(())
+}
+
+/// The statement's first word, lowercase, after any opening parentheses.
+fn first_word(statement: &str) -> String {
+    statement
+        .trim_start_matches(|c: char| c == '(' || c.is_whitespace())
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+fn may_write(statement: &str) -> LabError {
+    LabError::BadInput(format!(
+        "`{statement}` may write; pool-lab runs read-only statements only (SELECT, WITH, \
+         VALUES, SHOW, TABLE)"
+    ))
 }
 
 /// What a failed probe means for the user.
