@@ -35,7 +35,8 @@ pub struct Stats {
     pub max_idle_closed: u64,
     /// Closed by the reaper after `max_idle_time`.
     pub max_idle_time_closed: u64,
-    /// Closed because `max_lifetime` passed.
+    /// Closed because `max_lifetime` passed, or retired by lifetime rotation once its
+    /// replacement landed (see [`Config::rotate_lifetime`](crate::Config::rotate_lifetime)).
     pub max_lifetime_closed: u64,
     /// Checkouts queued now.
     pub waiting: usize,
@@ -74,6 +75,11 @@ pub struct Stats {
     /// Always 0 with leak detection off (the default). A keyed pool counts them in its
     /// totals only.
     pub held_too_long: u64,
+    /// Replacements started by lifetime rotation (see
+    /// [`Config::rotate_lifetime`](crate::Config::rotate_lifetime)): each a create counted in
+    /// `created` when it lands, and the connection it replaces a close counted in
+    /// `max_lifetime_closed`. Always 0 with rotation off or no `max_lifetime`.
+    pub rotated: u64,
 }
 
 impl Stats {
@@ -167,6 +173,7 @@ impl Stats {
         self.detached += other.detached;
         self.resetting += other.resetting;
         self.held_too_long += other.held_too_long;
+        self.rotated += other.rotated;
         // `peak_open` is not a sum: the keyed table keeps its own.
     }
 }

@@ -43,6 +43,7 @@
 //! - `breaker.rs`: fail fast after repeated create failures; the retry backoff.
 //! - `timers.rs`: one deadline per kind, and how event-time arming agrees with
 //!   `poll_timeout`.
+//! - `rotation.rs`: lifetime rotation, a replacement created before a connection expires.
 //! - `knobs.rs`: the runtime setters.
 //! - `effects.rs`: [`Effects`], what a step asks the shell to do; checkout results.
 //! - `waiters.rs`: the FIFO waiter queue.
@@ -55,6 +56,7 @@ mod effects;
 mod idle;
 mod keyed_table;
 mod knobs;
+mod rotation;
 mod state;
 mod table;
 mod timers;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::breaker::Breaker;
 use super::effects::{Acquired, Effects, Via, WaitPoll};
 use super::idle::{Conn, Idle};
+use super::rotation::Rotation;
 use super::timers::Timers;
 use super::waiters::{Since, Slot, WaiterId, Waiters};
 use super::{KeyId, Now};
@@ -52,6 +53,8 @@ pub(crate) struct State<C> {
     pub(super) fast: bool,
     /// Every idle connection is stamped when it goes idle (see [`needs_stamp`](State::needs_stamp)).
     pub(super) stamped: bool,
+    /// Lifetime rotation's bookkeeping (`rotation.rs`).
+    pub(super) rotation: Rotation,
 }
 
 impl<C> State<C> {
@@ -81,6 +84,7 @@ impl<C> State<C> {
             timers: Timers::default(),
             fast: false,
             stamped: false,
+            rotation: Rotation::default(),
         };
         st.update_fast_path();
         st
@@ -232,9 +236,11 @@ impl<C> State<C> {
         if self.closed {
             return Err(Error::closed());
         }
+        self.note_checkout(fx);
         if (retry || self.waiters.is_empty())
             && let Some((mut conn, surplus, due)) = self.take_idle(now, fx)
         {
+            self.rotate_if_due(&conn, now, fx);
             conn.must_validate = due;
             self.count_hit(surplus, now, fx);
             return Ok(Acquired::Ready(conn));
@@ -276,11 +282,13 @@ impl<C> State<C> {
         if self.closed || !self.waiters.is_empty() {
             return None;
         }
+        self.note_checkout(fx);
         let (conn, surplus, due) = self.take_idle(now, fx)?;
         if due {
             self.idle.unpop(self.limits.order, conn);
             return None;
         }
+        self.rotate_if_due(&conn, now, fx);
         Some((conn, surplus))
     }
 
@@ -331,6 +339,7 @@ impl<C> State<C> {
             }
         }
         self.put(conn, Via::Created, now, fx);
+        self.handle_landed(tag.is_none(), now, fx);
     }
 
     /// A create failed: the slot frees, the waiter that asked gets the error, and the breaker
@@ -371,7 +380,10 @@ impl<C> State<C> {
                     fx.wake(w);
                 }
             }
-            None => self.background -= 1,
+            None => {
+                self.background -= 1;
+                self.handle_replacement_failed();
+            }
         }
         self.balance(now, fx);
         self.check_drained(fx);
@@ -394,10 +406,12 @@ impl<C> State<C> {
         if !self.closed && self.is_expired(&conn, now) {
             return self.begin_close(conn, CloseReason::MaxLifetime, fx);
         }
+        self.rotate_if_due(&conn, now, fx);
         self.put(conn, Via::Release, now, fx)
     }
 
-    /// Gives a usable connection to the head waiter, else to idle.
+    /// Gives a usable connection to the head waiter, else to idle (or retires it: its
+    /// replacement landed, see `rotation.rs`).
     fn put(&mut self, conn: Conn<C>, via: Via, now: &mut Now, fx: &mut Effects<C>) -> Returned {
         if self.closed {
             return self.begin_close(conn, CloseReason::Shutdown, fx);
@@ -410,7 +424,14 @@ impl<C> State<C> {
                 fx.wake(waker);
                 Returned::HandedOff
             }
-            Err((conn, _)) => self.push_idle(conn, now, fx),
+            Err((conn, _)) if self.rotation.retires(conn.id) => {
+                self.begin_close(conn, CloseReason::MaxLifetime, fx)
+            }
+            Err((conn, _)) => {
+                let returned = self.push_idle(conn, now, fx);
+                self.arm_rotation_of_back(fx);
+                returned
+            }
         }
     }
 
@@ -550,13 +571,15 @@ impl<C> State<C> {
 
     /// The reaper's turn (its clock read once, unless the pool is closed): closes what
     /// expired, what sat idle too long and surplus whose grace ended (least recently used
-    /// first), then refills `min_idle` or probes the breaker.
+    /// first), starts the replacements due (`rotation.rs`), then refills `min_idle` or probes
+    /// the breaker.
     pub fn handle_timeout(&mut self, now: &mut Now, fx: &mut Effects<C>) {
         if self.closed {
             return;
         }
         let t = now.get();
         self.reap_idle(t, fx);
+        self.rotate_idle(t, fx);
         if self.limits.keyed {
             // No background probes per key: demand drives them. When the retry time comes,
             // an open breaker lets the next checkout try (half-open: one more failure opens
