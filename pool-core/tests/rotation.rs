@@ -158,7 +158,11 @@ async fn a_checked_out_connection_is_never_closed_under_its_holder() {
     eventually("the replacement landed", || pool.stats().created == 2).await;
     assert_eq!(pool.stats().rotated, 1);
     tokio::time::sleep(100 * MS).await;
-    assert_eq!((m.close_calls(), m.live()), (0, 2), "closed under its holder");
+    assert_eq!(
+        (m.close_calls(), m.live()),
+        (0, 2),
+        "closed under its holder"
+    );
     let new = pool.get().await.unwrap();
     assert_eq!(new.id, 2, "the replacement was not idle");
     drop(new);

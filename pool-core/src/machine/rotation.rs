@@ -23,8 +23,9 @@
 //!   first, it has not expired). A connection is never closed under its holder.
 //! - Background creates are interchangeable: a background create that lands (or fails)
 //!   while replacements are in flight completes (or fails) the oldest of them. Only
-//!   `min_idle` refills run beside them (the breaker's probe needs the breaker open, and no
-//!   replacement starts then), and they take as long, so this is exact but for the order.
+//!   `min_idle` refills can run beside them (the breaker's probe needs the breaker open, and
+//!   no replacement starts then): at worst a connection retires when a refill lands rather
+//!   than its own replacement, and the count of connections comes out the same.
 //! - A failed replacement retires nothing: the old connection serves until it expires, and
 //!   the failure sets the breaker's retry time, before which no other replacement starts.
 //! - Books: [`Stats::rotated`](crate::Stats::rotated) counts replacements started; the
@@ -35,9 +36,9 @@
 //! The reaper's rotation deadline is the earliest rotation point of an idle connection with
 //! no replacement (not before the breaker's retry time), while the rules above would let it
 //! act then. It is armed where it can appear or move earlier: a connection idled
-//! ([`State::arm_rotation_of`]), the first checkout since the reaper's last turn, a slot
-//! freed (`balance`), and a create landed (the breaker closed, the lead may have grown)
-//! ([`State::arm_rotation`]).
+//! (`arm_rotation_of_back`), the first checkout since the reaper's last turn, a slot freed
+//! (`balance`), and a create landed (the breaker closed, the lead may have grown), the last
+//! three by `arm_rotation`.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
