@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use pool_core::testing::{ScriptedManager, Step};
-use pool_core::{Builder, Config, Pool, Stats};
+use pool_core::testing::{KeyedScripted, ScriptedManager, Step, assert_settled};
+use pool_core::{Builder, Config, KeyedPool, Pool, Stats};
 use support::{builder, eventually, settled};
 use tokio::time::Instant;
 
@@ -212,4 +212,51 @@ async fn futures_join(
         out.push(t.await.unwrap());
     }
     out
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_key_of_a_keyed_pool_rotates_its_own() {
+    let m = KeyedScripted::<u32>::new();
+    m.inner
+        .script_create(std::iter::repeat_n(Step::Slow(CREATE), 100_000));
+    let pool = KeyedPool::builder(m.clone())
+        .max_open_per_key(8)
+        .max_idle_per_key(8)
+        .max_lifetime(LIFETIME)
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let end = start + 3 * LIFETIME;
+    let mut tasks = Vec::new();
+    for w in 0..8u32 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut waited = 0;
+            while Instant::now() < end {
+                let t = Instant::now();
+                let c = pool.get(&(w % 2)).await.unwrap();
+                waited += usize::from(t >= start + SEC && t.elapsed() > Duration::ZERO);
+                tokio::time::sleep(MS * (2 + w % 4)).await;
+                drop(c);
+                tokio::time::sleep(5 * MS).await;
+            }
+            waited
+        }));
+    }
+    let mut waited = 0;
+    for t in tasks {
+        waited += t.await.unwrap();
+    }
+    for key in 0..2 {
+        let s = pool.key_stats(&key).unwrap();
+        assert!(s.rotated >= 4 && s.peak_open <= 8, "key {key}: {s:?}");
+    }
+    assert_eq!(
+        waited,
+        0,
+        "checkouts waited on a create: {:?}",
+        pool.stats()
+    );
+    let inner = m.inner.clone();
+    assert_settled(&pool, move || inner.live(), support::SETTLE).await;
 }
