@@ -36,7 +36,7 @@
 //! The reaper's rotation deadline is the earliest rotation point of an idle connection with
 //! no replacement (not before the breaker's retry time), while the rules above would let it
 //! act then. It is armed where it can appear or move earlier: a connection idled
-//! (`arm_rotation_of_back`), the first checkout since the reaper's last turn, a slot freed
+//! (`idle_or_retire`), the first checkout since the reaper's last turn, a slot freed
 //! (`balance`), and a create landed (the breaker closed, the lead may have grown), the last
 //! three by `arm_rotation`.
 
@@ -47,6 +47,7 @@ use super::Now;
 use super::effects::Effects;
 use super::idle::Conn;
 use super::state::State;
+use crate::hooks::Returned;
 use crate::stats::CloseReason;
 
 /// The create time assumed until a replacement has been timed: a handshake with TLS and
@@ -196,14 +197,24 @@ impl<C> State<C> {
         }
     }
 
-    /// Arms the rotation deadline of the connection just idled (the back of the list).
-    pub(super) fn arm_rotation_of_back(&mut self, fx: &mut Effects<C>) {
-        if !self.may_rotate() {
-            return;
+    /// A usable connection nobody waits for: retired if its replacement landed, else idled,
+    /// arming its rotation deadline.
+    pub(super) fn idle_or_retire(
+        &mut self,
+        conn: Conn<C>,
+        now: &mut Now,
+        fx: &mut Effects<C>,
+    ) -> Returned {
+        if self.rotation.retires(conn.id) {
+            return self.begin_close(conn, CloseReason::MaxLifetime, fx);
         }
-        if let Some(at) = self.idle.back().and_then(|c| self.rotation_deadline_of(c)) {
+        let returned = self.push_idle(conn, now, fx);
+        if self.may_rotate()
+            && let Some(at) = self.idle.back().and_then(|c| self.rotation_deadline_of(c))
+        {
             self.arm(at, fx);
         }
+        returned
     }
 
     /// A checkout: the pool is in use. The first since the reaper's last turn arms the

@@ -424,14 +424,7 @@ impl<C> State<C> {
                 fx.wake(waker);
                 Returned::HandedOff
             }
-            Err((conn, _)) if self.rotation.retires(conn.id) => {
-                self.begin_close(conn, CloseReason::MaxLifetime, fx)
-            }
-            Err((conn, _)) => {
-                let returned = self.push_idle(conn, now, fx);
-                self.arm_rotation_of_back(fx);
-                returned
-            }
+            Err((conn, _)) => self.idle_or_retire(conn, now, fx),
         }
     }
 

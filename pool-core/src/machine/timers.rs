@@ -19,9 +19,8 @@
 //! have moved, each computed by the same function `poll_timeout` uses: idling a connection
 //! (`push_idle`) arms its expiry, the idle time and grace deadlines and a new stamp pass; a
 //! failed create or a refill held back arms the breaker's retry time; rotation arms its own
-//! (see `rotation.rs`). [`State::arm`] lowers
-//! `armed` to the deadline and notifies the reaper when it comes first. The two agree as
-//! follows:
+//! (see `rotation.rs`). [`State::arm`] lowers `armed` to the deadline and notifies the
+//! reaper when it comes first. The two agree as follows:
 //!
 //! - **Never late.** After every step, each deadline `poll_timeout` would return is at or
 //!   after `armed`, or the step notified the reaper (which then computes `poll_timeout` on
