@@ -7,9 +7,11 @@
 //!     [--workers N] [--max-open N] [--create-ms MS] [--lifetime-secs S] [--think-ms LO-HI]
 //! ```
 //!
-//! Everything runs under paused tokio time on one thread: the numbers are virtual time,
-//! exact and the same on every machine and every run (no noise, no warm-up of the CPU), and
-//! five minutes of traffic take a second or two.
+//! Everything runs under paused tokio time on one thread: the latencies are virtual time,
+//! exact and free of the machine's noise (no warm-up, no scheduling by the OS), and five
+//! minutes of traffic take a second or two. The pool draws each connection's lifetime
+//! jitter at random, so the rows with jitter vary a little from run to run (a few waits,
+//! a connection of peak); Go mode, with none, repeats exactly.
 //!
 //! - The manager's create takes `--create-ms` (30 ms); nothing else takes time.
 //! - The load: `--workers` (16) callers, each holding a connection 2-6 ms, then thinking
