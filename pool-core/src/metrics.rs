@@ -47,7 +47,7 @@ fn level_gauges(s: &Stats) -> [(&'static str, usize); 6] {
 }
 
 /// The counters, as (name, value).
-fn counters(s: &Stats) -> [(&'static str, u64); 15] {
+fn counters(s: &Stats) -> [(&'static str, u64); 16] {
     [
         ("pool_wait_count", s.wait_count),
         ("pool_max_idle_closed", s.max_idle_closed),
@@ -64,6 +64,7 @@ fn counters(s: &Stats) -> [(&'static str, u64); 15] {
         ("pool_shutdown_closed", s.shutdown_closed),
         ("pool_detached", s.detached),
         ("pool_held_too_long", s.held_too_long),
+        ("pool_rotated", s.rotated),
     ]
 }
 

@@ -438,6 +438,8 @@ impl<M: Manager> Builder<M> {
         max_lifetime: Duration => Some(max_lifetime));
     knob!(/// See [`Config::lifetime_jitter`].
         lifetime_jitter: Duration => Some(lifetime_jitter));
+    knob!(/// See [`Config::rotate_lifetime`].
+        rotate_lifetime: bool => rotate_lifetime);
     knob!(/// See [`Config::max_idle_time`].
         max_idle_time: Duration => Some(max_idle_time));
     knob!(/// See [`Config::acquire_timeout`].

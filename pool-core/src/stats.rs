@@ -35,7 +35,8 @@ pub struct Stats {
     pub max_idle_closed: u64,
     /// Closed by the reaper after `max_idle_time`.
     pub max_idle_time_closed: u64,
-    /// Closed because `max_lifetime` passed.
+    /// Closed because `max_lifetime` passed, or retired by lifetime rotation once its
+    /// replacement landed (see [`Config::rotate_lifetime`](crate::Config::rotate_lifetime)).
     pub max_lifetime_closed: u64,
     /// Checkouts queued now.
     pub waiting: usize,
@@ -78,6 +79,11 @@ pub struct Stats {
     /// [`Config::adaptive_idle`](crate::Config::adaptive_idle) learned from the traffic (it
     /// changes as the traffic does). In a keyed pool's totals, the longest of any key.
     pub retention: Duration,
+    /// Replacements started by lifetime rotation (see
+    /// [`Config::rotate_lifetime`](crate::Config::rotate_lifetime)): each a create counted in
+    /// `created` when it lands, and the connection it replaces a close counted in
+    /// `max_lifetime_closed`. Always 0 with rotation off or no `max_lifetime`.
+    pub rotated: u64,
 }
 
 impl Stats {
@@ -171,6 +177,7 @@ impl Stats {
         self.detached += other.detached;
         self.resetting += other.resetting;
         self.held_too_long += other.held_too_long;
+        self.rotated += other.rotated;
         // `peak_open` is not a sum: the keyed table keeps its own.
     }
 }

@@ -514,6 +514,8 @@ impl<M: KeyedManager> KeyedBuilder<M> {
         max_lifetime => max_lifetime: Duration => Some(max_lifetime));
     per_key!(/// See [`Config::lifetime_jitter`](crate::Config::lifetime_jitter).
         lifetime_jitter => lifetime_jitter: Duration => Some(lifetime_jitter));
+    per_key!(/// See [`Config::rotate_lifetime`](crate::Config::rotate_lifetime); each key rotates its own.
+        rotate_lifetime => rotate_lifetime: bool => rotate_lifetime);
     per_key!(/// See [`Config::max_idle_time`](crate::Config::max_idle_time) (`IdleConnTimeout`).
         max_idle_time => max_idle_time: Duration => Some(max_idle_time));
     per_key!(/// See [`Config::acquire_timeout`](crate::Config::acquire_timeout).

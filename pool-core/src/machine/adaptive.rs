@@ -241,7 +241,7 @@ mod tests {
 
     #[test]
     fn ghosts_turn_creates_into_gaps_newest_first() {
-        let t0 = Instant::now();
+        let t0 = crate::machine::tests::epoch();
         let mut a = Adaptive::new(B);
         assert!(!a.created(t0), "no ghost, no evidence");
         for i in 0..GHOSTS as u64 + 3 {

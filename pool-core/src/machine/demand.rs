@@ -70,6 +70,8 @@ impl<C> State<C> {
         if self.limits.min_idle > 0 {
             self.refill(now, fx);
         }
+        // A slot may have freed: a replacement may be due.
+        self.arm_rotation(fx);
     }
 
     /// Creates toward `min_idle`, unless backing off after a failure.

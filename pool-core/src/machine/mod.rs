@@ -29,7 +29,8 @@
 //! - Waiters queued implies no idle connection: every connection that arrives (release or
 //!   create) goes to the head waiter first.
 //! - Creates follow demand: one is started only while waiters outnumber creates in flight
-//!   (and resets under way), or to keep `min_idle`, or to probe while the breaker is open.
+//!   (and resets under way), or to keep `min_idle`, or to probe while the breaker is open,
+//!   or to replace a connection near its lifetime while the pool is in use (`rotation.rs`).
 //! - A close is counted once, under one reason, when it completes; its slot stays taken
 //!   until then, so physical connections never exceed `max_open`.
 //! - The reaper is never late: every deadline `poll_timeout` would report is at or after the
@@ -45,6 +46,7 @@
 //! - `breaker.rs`: fail fast after repeated create failures; the retry backoff.
 //! - `timers.rs`: one deadline per kind, and how event-time arming agrees with
 //!   `poll_timeout`.
+//! - `rotation.rs`: lifetime rotation, a replacement created before a connection expires.
 //! - `knobs.rs`: the runtime setters.
 //! - `effects.rs`: [`Effects`], what a step asks the shell to do; checkout results.
 //! - `waiters.rs`: the FIFO waiter queue.
@@ -58,6 +60,7 @@ mod effects;
 mod idle;
 mod keyed_table;
 mod knobs;
+mod rotation;
 mod state;
 mod table;
 mod timers;

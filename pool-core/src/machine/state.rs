@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use super::adaptive::Adaptive;
 use super::breaker::Breaker;
-use super::effects::{Acquired, Effects, Via, WaitPoll};
+use super::effects::{Acquired, Effects, Via};
 use super::idle::{Conn, Idle};
+use super::rotation::Rotation;
 use super::timers::Timers;
-use super::waiters::{Since, Slot, WaiterId, Waiters};
+use super::waiters::{Since, WaiterId, Waiters};
 use super::{KeyId, Now};
 use crate::config::Limits;
 use crate::error::{Cause, Kind};
@@ -55,6 +56,8 @@ pub(crate) struct State<C> {
     pub(super) stamped: bool,
     /// The adaptive retention's estimator (`adaptive_idle`; see `adaptive.rs`).
     pub(super) adaptive: Option<Box<Adaptive>>,
+    /// Lifetime rotation's bookkeeping (`rotation.rs`).
+    pub(super) rotation: Rotation,
 }
 
 impl<C> State<C> {
@@ -86,6 +89,7 @@ impl<C> State<C> {
             fast: false,
             stamped: false,
             adaptive,
+            rotation: Rotation::default(),
         };
         st.update_fast_path();
         st
@@ -244,9 +248,11 @@ impl<C> State<C> {
         if self.closed {
             return Err(Error::closed());
         }
+        self.note_checkout(fx);
         if (retry || self.waiters.is_empty())
             && let Some((mut conn, surplus, due)) = self.take_idle(now, fx)
         {
+            self.rotate_if_due(&conn, now, fx);
             conn.must_validate = due;
             self.count_hit(surplus, now, fx);
             return Ok(Acquired::Ready(conn));
@@ -289,11 +295,13 @@ impl<C> State<C> {
         if self.closed || !self.waiters.is_empty() {
             return None;
         }
+        self.note_checkout(fx);
         let (conn, surplus, due) = self.take_idle(now, fx)?;
         if due {
             self.idle.unpop(self.limits.order, conn);
             return None;
         }
+        self.rotate_if_due(&conn, now, fx);
         Some((conn, surplus))
     }
 
@@ -344,6 +352,7 @@ impl<C> State<C> {
             }
         }
         self.put(conn, Via::Created, now, fx);
+        self.handle_landed(tag.is_none(), now, fx);
     }
 
     /// A create failed: the slot frees, the waiter that asked gets the error, and the breaker
@@ -384,7 +393,10 @@ impl<C> State<C> {
                     fx.wake(w);
                 }
             }
-            None => self.background -= 1,
+            None => {
+                self.background -= 1;
+                self.handle_replacement_failed();
+            }
         }
         self.balance(now, fx);
         self.check_drained(fx);
@@ -407,11 +419,19 @@ impl<C> State<C> {
         if !self.closed && self.is_expired(&conn, now) {
             return self.begin_close(conn, CloseReason::MaxLifetime, fx);
         }
+        self.rotate_if_due(&conn, now, fx);
         self.put(conn, Via::Release, now, fx)
     }
 
-    /// Gives a usable connection to the head waiter, else to idle.
-    fn put(&mut self, conn: Conn<C>, via: Via, now: &mut Now, fx: &mut Effects<C>) -> Returned {
+    /// Gives a usable connection to the head waiter, else to idle (or retires it: its
+    /// replacement landed, see `rotation.rs`).
+    pub(super) fn put(
+        &mut self,
+        conn: Conn<C>,
+        via: Via,
+        now: &mut Now,
+        fx: &mut Effects<C>,
+    ) -> Returned {
         if self.closed {
             return self.begin_close(conn, CloseReason::Shutdown, fx);
         }
@@ -423,7 +443,7 @@ impl<C> State<C> {
                 fx.wake(waker);
                 Returned::HandedOff
             }
-            Err((conn, _)) => self.push_idle(conn, now, fx),
+            Err((conn, _)) => self.idle_or_retire(conn, now, fx),
         }
     }
 
@@ -464,89 +484,6 @@ impl<C> State<C> {
         }
     }
 
-    // ---- waiters ----
-
-    fn finish_wait(
-        &mut self,
-        since: Since,
-        counted: bool,
-        now: &mut Now,
-        slot: Slot<(Conn<C>, Via)>,
-    ) -> Result<(Conn<C>, Via), Error> {
-        if counted {
-            self.stats.wait_duration += since.elapsed(now);
-        }
-        match slot {
-            Slot::Served((conn, via)) => {
-                match via {
-                    Via::Release => self.stats.handoffs += 1,
-                    Via::Idle => self.stats.hits += 1,
-                    Via::Created => {}
-                }
-                Ok((conn, via))
-            }
-            Slot::Failed(err) => Err(err),
-            Slot::Waiting(_) => {
-                unreachable!("finish_wait is only called on a served or failed slot")
-            }
-        }
-    }
-
-    /// Polls a waiter: takes its connection or error, or records the waker.
-    pub fn poll_waiter(&mut self, id: WaiterId, waker: &Waker, now: &mut Now) -> WaitPoll<C> {
-        let Some(entry) = self.waiters.get_mut(id) else {
-            return WaitPoll::Ready(Err(Error::closed()));
-        };
-        if let Slot::Waiting(w) = &mut entry.slot {
-            if w.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                return WaitPoll::Pending(None);
-            }
-            return WaitPoll::Pending(w.replace(waker.clone()));
-        }
-        let entry = self.waiters.remove(id).expect("entry was just found");
-        WaitPoll::Ready(self.finish_wait(entry.since, entry.counted, now, entry.slot))
-    }
-
-    /// The waiter's deadline passed: a connection delivered meanwhile is still taken;
-    /// otherwise it leaves the queue with a timeout error (its waker leaves in `fx`).
-    pub fn timeout_waiter(
-        &mut self,
-        id: WaiterId,
-        now: &mut Now,
-        fx: &mut Effects<C>,
-    ) -> Result<(Conn<C>, Via), Error> {
-        let Some(entry) = self.waiters.remove(id) else {
-            return Err(self.timeout_error());
-        };
-        if let Slot::Waiting(waker) = entry.slot {
-            fx.stale(waker);
-            if entry.counted {
-                self.stats.wait_duration += entry.since.elapsed(now);
-            }
-            self.stats.timeouts += 1;
-            return Err(self.timeout_error());
-        }
-        self.finish_wait(entry.since, entry.counted, now, entry.slot)
-    }
-
-    /// The waiter's future was dropped: it leaves the queue (its waker leaves in `fx`), and a
-    /// connection already handed to it moves on to the next waiter or to idle.
-    pub fn cancel_waiter(&mut self, id: WaiterId, now: &mut Now, fx: &mut Effects<C>) {
-        let Some(entry) = self.waiters.remove(id) else {
-            return;
-        };
-        if entry.counted {
-            self.stats.wait_duration += entry.since.elapsed(now);
-        }
-        match entry.slot {
-            Slot::Served((conn, via)) => {
-                self.put(conn, via, now, fx);
-            }
-            Slot::Waiting(waker) => fx.stale(waker),
-            Slot::Failed(_) => {}
-        }
-    }
-
     // ---- closing and the reaper ----
 
     /// Closes the pool: waiters fail at once, idle connections close, the rest close on return.
@@ -563,13 +500,15 @@ impl<C> State<C> {
 
     /// The reaper's turn (its clock read once, unless the pool is closed): closes what
     /// expired, what sat idle too long and surplus whose grace ended (least recently used
-    /// first), then refills `min_idle` or probes the breaker.
+    /// first), starts the replacements due (`rotation.rs`), then refills `min_idle` or probes
+    /// the breaker.
     pub fn handle_timeout(&mut self, now: &mut Now, fx: &mut Effects<C>) {
         if self.closed {
             return;
         }
         let t = now.get();
         self.reap_idle(t, fx);
+        self.rotate_idle(t, fx);
         if self.limits.keyed {
             // No background probes per key: demand drives them. When the retry time comes,
             // an open breaker lets the next checkout try (half-open: one more failure opens

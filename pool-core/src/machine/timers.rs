@@ -7,6 +7,7 @@
 //! | idle time | the oldest idle entry's stamp + `max_idle_time` | idle above `min_idle` |
 //! | grace | the oldest idle entry's stamp + the retention (`idle_grace`, or the adaptive one) | idle above `max_idle` |
 //! | breaker | its retry time | probing (open, no background create under way), refilling `min_idle`, or a keyed pool |
+//! | rotation | the earliest rotation point of an idle connection with no replacement, not before the breaker's retry time | rotation may act (`rotation.rs`) |
 //!
 //! # One source of truth
 //! [`State::poll_timeout`] is the reaper's next deadline: the earliest of the kinds above,
@@ -17,9 +18,9 @@
 //! idle list on every return (lifetimes), so an event instead *arms* the deadlines it may
 //! have moved, each computed by the same function `poll_timeout` uses: idling a connection
 //! (`push_idle`) arms its expiry, the idle time and grace deadlines and a new stamp pass; a
-//! failed create or a refill held back arms the breaker's retry time. [`State::arm`] lowers
-//! `armed` to the deadline and notifies the reaper when it comes first. The two agree as
-//! follows:
+//! failed create or a refill held back arms the breaker's retry time; rotation arms its own
+//! (see `rotation.rs`). [`State::arm`] lowers `armed` to the deadline and notifies the
+//! reaper when it comes first. The two agree as follows:
 //!
 //! - **Never late.** After every step, each deadline `poll_timeout` would return is at or
 //!   after `armed`, or the step notified the reaper (which then computes `poll_timeout` on
@@ -122,6 +123,7 @@ impl<C> State<C> {
             self.idle_time_deadline(),
             self.grace_deadline(),
             self.retry_deadline(),
+            self.rotation_deadline(),
         ]
         .into_iter()
         .flatten()

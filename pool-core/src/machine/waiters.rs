@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use super::Now;
+use super::effects::{Effects, Via, WaitPoll};
+use super::idle::Conn;
+use super::state::State;
 use crate::Error;
 
 /// Names one waiter; stale ids are recognised, never confused with a newer waiter.
@@ -367,5 +370,89 @@ mod tests {
             w.queue.len(),
             w.uncreated.len()
         );
+    }
+}
+
+/// A waiter's fate, as the state decides it: served, timed out or cancelled.
+impl<C> State<C> {
+    fn finish_wait(
+        &mut self,
+        since: Since,
+        counted: bool,
+        now: &mut Now,
+        slot: Slot<(Conn<C>, Via)>,
+    ) -> Result<(Conn<C>, Via), Error> {
+        if counted {
+            self.stats.wait_duration += since.elapsed(now);
+        }
+        match slot {
+            Slot::Served((conn, via)) => {
+                match via {
+                    Via::Release => self.stats.handoffs += 1,
+                    Via::Idle => self.stats.hits += 1,
+                    Via::Created => {}
+                }
+                Ok((conn, via))
+            }
+            Slot::Failed(err) => Err(err),
+            Slot::Waiting(_) => {
+                unreachable!("finish_wait is only called on a served or failed slot")
+            }
+        }
+    }
+
+    /// Polls a waiter: takes its connection or error, or records the waker.
+    pub fn poll_waiter(&mut self, id: WaiterId, waker: &Waker, now: &mut Now) -> WaitPoll<C> {
+        let Some(entry) = self.waiters.get_mut(id) else {
+            return WaitPoll::Ready(Err(Error::closed()));
+        };
+        if let Slot::Waiting(w) = &mut entry.slot {
+            if w.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                return WaitPoll::Pending(None);
+            }
+            return WaitPoll::Pending(w.replace(waker.clone()));
+        }
+        let entry = self.waiters.remove(id).expect("entry was just found");
+        WaitPoll::Ready(self.finish_wait(entry.since, entry.counted, now, entry.slot))
+    }
+
+    /// The waiter's deadline passed: a connection delivered meanwhile is still taken;
+    /// otherwise it leaves the queue with a timeout error (its waker leaves in `fx`).
+    pub fn timeout_waiter(
+        &mut self,
+        id: WaiterId,
+        now: &mut Now,
+        fx: &mut Effects<C>,
+    ) -> Result<(Conn<C>, Via), Error> {
+        let Some(entry) = self.waiters.remove(id) else {
+            return Err(self.timeout_error());
+        };
+        if let Slot::Waiting(waker) = entry.slot {
+            fx.stale(waker);
+            if entry.counted {
+                self.stats.wait_duration += entry.since.elapsed(now);
+            }
+            self.stats.timeouts += 1;
+            return Err(self.timeout_error());
+        }
+        self.finish_wait(entry.since, entry.counted, now, entry.slot)
+    }
+
+    /// The waiter's future was dropped: it leaves the queue (its waker leaves in `fx`), and a
+    /// connection already handed to it moves on to the next waiter or to idle.
+    pub fn cancel_waiter(&mut self, id: WaiterId, now: &mut Now, fx: &mut Effects<C>) {
+        let Some(entry) = self.waiters.remove(id) else {
+            return;
+        };
+        if entry.counted {
+            self.stats.wait_duration += entry.since.elapsed(now);
+        }
+        match entry.slot {
+            Slot::Served((conn, via)) => {
+                self.put(conn, via, now, fx);
+            }
+            Slot::Waiting(waker) => fx.stale(waker),
+            Slot::Failed(_) => {}
+        }
     }
 }

@@ -20,7 +20,7 @@ mod rules;
 pub(super) const CLOCK: Clock = crate::shell::clock::CLOCK;
 
 /// The start of a test's virtual clock.
-fn epoch() -> Instant {
+pub(super) fn epoch() -> Instant {
     (CLOCK.now)()
 }
 

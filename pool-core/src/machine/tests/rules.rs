@@ -59,7 +59,9 @@ impl Driver {
     fn create_ok(&mut self) {
         let tag = self.creates.remove(0);
         let jitter = self.jitter();
-        self.step(|st, now, fx| st.handle_created(7, 0, tag, jitter, now, fx));
+        // Each connection its own id, as the shell gives them (rotation tells them apart).
+        let id = u64::from(self.draws);
+        self.step(|st, now, fx| st.handle_created(7, id, tag, jitter, now, fx));
     }
 
     fn close_all(&mut self) {
@@ -309,4 +311,143 @@ fn close_fails_waiters_and_drains() {
     let mut fx = Effects::default();
     d.st.handle_closed(CloseReason::Shutdown, &mut Now::at(d.t, CLOCK), &mut fx);
     assert!(fx.flag(|r| r.drained));
+}
+
+/// A pool for the rotation rules: room for 4, every connection living exactly 80 s (no
+/// jitter), so its rotation point is 80 s less the lead (2 s until a create was timed).
+fn rotating() -> Driver {
+    Driver::new(Config {
+        max_lifetime: Some(80 * SEC),
+        lifetime_jitter: Some(Duration::ZERO),
+        ..cfg(4, 4, SEC)
+    })
+}
+
+/// One connection, created at the start and now idle; the reaper has looked since.
+fn one_idle_connection(d: &mut Driver) {
+    let id = waiting(d.acquire());
+    d.create_ok();
+    let c = d.take(id);
+    d.release(c);
+    d.tick(SEC);
+}
+
+#[test]
+fn a_due_connection_is_replaced_before_it_expires_then_retired_when_idle() {
+    let mut d = rotating();
+    one_idle_connection(&mut d);
+    assert_eq!(d.st.poll_timeout(), Some(d.t + 79 * SEC), "only its expiry");
+    d.t += 77 * SEC + Duration::from_millis(500); // 78.5 s: due (the lead is 2 s)
+    let c = ready(d.acquire());
+    assert_eq!(d.creates, vec![None], "no replacement started");
+    assert_eq!(d.st.stats().rotated, 1);
+    d.release(c);
+    assert_eq!(
+        d.creates.len(),
+        1,
+        "a second replacement for the same connection"
+    );
+    assert!(d.closes.is_empty(), "retired before its replacement landed");
+    d.t += Duration::from_millis(30);
+    d.create_ok();
+    assert_eq!(
+        d.closes,
+        vec![CloseReason::MaxLifetime],
+        "the old one was not retired"
+    );
+    d.close_all();
+    let s = d.st.stats();
+    assert_eq!((s.open, s.idle, s.max_lifetime_closed), (1, 1, 1));
+    assert_eq!(s.created - s.closed() - s.detached, s.open as u64);
+    // The lead is now four times the timed create (30 ms): the new connection, created at
+    // 78.53 s, is due at 158.53 s - 120 ms.
+    assert_eq!(d.st.rotation_lead(), Duration::from_millis(120));
+}
+
+#[test]
+fn a_checked_out_connection_is_retired_on_return_never_under_its_holder() {
+    let mut d = rotating();
+    one_idle_connection(&mut d);
+    d.t += 78 * SEC; // 79 s
+    let old = ready(d.acquire());
+    d.create_ok();
+    assert!(d.closes.is_empty(), "closed while checked out");
+    assert_eq!(d.st.stats().idle, 1, "the replacement did not go idle");
+    // A checkout now takes the replacement; the old one retires when it comes back.
+    let new = ready(d.acquire());
+    d.release(old);
+    assert_eq!(d.closes, vec![CloseReason::MaxLifetime]);
+    d.close_all();
+    d.release(new);
+    assert_eq!(d.st.stats().open, 1);
+}
+
+#[test]
+fn a_failed_replacement_loses_nothing_and_backs_off() {
+    let mut d = rotating();
+    one_idle_connection(&mut d);
+    d.t += 78 * SEC; // 79 s
+    let c = ready(d.acquire());
+    let tag = d.creates.remove(0);
+    d.step(|st, now, fx| st.handle_create_failed(Error::new(Kind::Create), tag, now, fx));
+    d.release(c);
+    assert!(d.closes.is_empty(), "the old connection was closed");
+    assert!(d.creates.is_empty(), "retried before the breaker's backoff");
+    let c = ready(d.acquire());
+    assert!(d.creates.is_empty(), "retried before the breaker's backoff");
+    d.t += Duration::from_millis(100); // the backoff: another try
+    d.release(c);
+    assert_eq!(d.creates, vec![None]);
+    assert_eq!(d.st.stats().rotated, 2);
+}
+
+#[test]
+fn an_idle_pool_does_not_rotate() {
+    let mut d = rotating();
+    one_idle_connection(&mut d);
+    d.tick(78 * SEC); // 79 s: due, but nothing checked out and no checkout since the last look
+    assert!(d.creates.is_empty(), "an idle pool rotated");
+    assert_eq!(d.st.poll_timeout(), Some(d.t + SEC), "only its expiry");
+    d.tick(SEC);
+    assert_eq!(
+        d.closes,
+        vec![CloseReason::MaxLifetime],
+        "it did not expire"
+    );
+}
+
+#[test]
+fn an_idle_connection_of_a_busy_pool_is_replaced_by_the_reaper() {
+    let mut d = rotating();
+    let start = d.t;
+    one_idle_connection(&mut d);
+    // A second connection, checked out all along: the pool is in use.
+    let first = ready(d.acquire());
+    let id = waiting(d.acquire());
+    d.create_ok();
+    let _held = d.take(id);
+    d.release(first);
+    d.tick(SEC);
+    d.t += 60 * SEC;
+    let at = d.st.poll_timeout().expect("a deadline");
+    assert_eq!(at, start + 78 * SEC, "the rotation point is not armed");
+    d.tick(at - d.t);
+    assert_eq!(d.creates, vec![None], "the reaper did not replace it");
+    d.create_ok();
+    assert_eq!(d.closes, vec![CloseReason::MaxLifetime]);
+}
+
+#[test]
+fn at_max_open_nothing_rotates() {
+    let mut d = Driver::new(Config {
+        max_lifetime: Some(80 * SEC),
+        lifetime_jitter: Some(Duration::ZERO),
+        ..cfg(1, 1, SEC)
+    });
+    one_idle_connection(&mut d);
+    d.t += 78 * SEC;
+    let c = ready(d.acquire());
+    d.release(c);
+    assert!(d.creates.is_empty(), "rotation went beyond max_open");
+    assert_eq!(d.st.stats().rotated, 0);
 }
