@@ -6,6 +6,9 @@
 //!   `max_idle` (with and without `idle_grace`) at a fixed `max_open` against your server,
 //!   and a recommendation.
 //!
+//! - `pool-lab replay --trace FILE`: a trace of calls with each idle-retention setting,
+//!   simulated (or against your server with `--url`), and the cheapest under a cost model.
+//!
 //! `--report DIR` writes an HTML report with charts. Ctrl-C stops after the burst in flight
 //! and still prints what was measured. Bad input or an unusable server: a message and exit
 //! code 2.
@@ -18,6 +21,7 @@ use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
 use examples::http_server::Server;
 use examples::lab::http::HttpTarget;
+use examples::lab::replay_cli;
 use examples::lab::report::Section;
 use examples::lab::sql::SqlTarget;
 use examples::lab::sweep;
@@ -62,6 +66,9 @@ enum Command {
         #[command(flatten)]
         sweep: SweepArgs,
     },
+    /// Replay a trace (CSV or access log) with each idle setting: simulated, or --url.
+    #[command(long_about = replay_cli::HELP)]
+    Replay(replay_cli::ReplayArgs),
 }
 
 #[derive(Args)]
@@ -147,6 +154,9 @@ async fn run(cli: Cli, stop: Stop) -> Result<(), LabError> {
     });
     let (target, shown, title, sweep) = match cli.command {
         None => return showcase(&cli.common, &stop).await,
+        Some(Command::Replay(args)) => {
+            return replay_cli::run(args, cli.common.report.as_deref()).await;
+        }
         Some(Command::Sql { url, query, sweep }) => {
             let target = SqlTarget::new(&url, &query)?;
             let title = format!("pool-lab sql: `{}`", target.statement());

@@ -1,0 +1,179 @@
+//! The frontier chart: one point per setting at (opens, idle connection-seconds), the
+//! frontier of the fixed settings drawn as a line, the legend beside the plot (never over
+//! it). Colours are the Okabe-Ito palette, readable with every common colour-vision
+//! deficiency, and the marker's shape says the kind of setting (circle: Go's way,
+//! triangle: a grace period, square: any other), so the chart reads in grey too. Each
+//! point carries its number in the legend (settings that measured the same share a label).
+//! A dashed line joins the points that cost as much as the cheapest at B: every point below
+//! it would be cheaper.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::frontier::{Analysis, Row, frontier_cell};
+
+/// Okabe and Ito's colour-blind-safe palette, without its yellow (too pale on white).
+const PALETTE: [RGBColor; 7] = [
+    RGBColor(0, 114, 178),   // blue
+    RGBColor(230, 159, 0),   // orange
+    RGBColor(0, 158, 115),   // bluish green
+    RGBColor(204, 121, 167), // reddish purple
+    RGBColor(86, 180, 233),  // sky blue
+    RGBColor(213, 94, 0),    // vermillion
+    RGBColor(0, 0, 0),       // black
+];
+
+const SIZE: (u32, u32) = (960, 480);
+/// The plot's width; the legend takes the rest.
+const PLOT_WIDTH: u32 = 620;
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+type Failed = Box<dyn std::error::Error>;
+
+#[derive(Clone, Copy)]
+enum Mark {
+    Circle,
+    Triangle,
+    Square,
+}
+
+fn mark(r: &Row) -> Mark {
+    match (r.fixed, r.measured.label.starts_with("go")) {
+        (true, true) => Mark::Circle,
+        (true, false) => Mark::Triangle,
+        (false, _) => Mark::Square,
+    }
+}
+
+fn draw_mark(area: &Area<'_>, m: Mark, (x, y): (i32, i32), c: RGBColor) -> Result<(), Failed> {
+    match m {
+        Mark::Circle => area.draw(&Circle::new((x, y), 6, c.filled()))?,
+        Mark::Triangle => area.draw(&TriangleMarker::new((x, y), 8, c.filled()))?,
+        Mark::Square => area.draw(&Rectangle::new(
+            [(x - 6, y - 6), (x + 6, y + 6)],
+            c.filled(),
+        ))?,
+    }
+    Ok(())
+}
+
+/// The chart as an SVG document.
+///
+/// # Errors
+/// plotters failed to draw (it writes into a string, so only on a bug of ours or its).
+pub fn svg(a: &Analysis, caption: &str) -> Result<String, Failed> {
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (plot, side) = root.split_horizontally(PLOT_WIDTH);
+        let x_max = a
+            .rows
+            .iter()
+            .map(|r| r.measured.opens as f64)
+            .fold(1.0, f64::max)
+            * 1.1;
+        let y_max = a
+            .rows
+            .iter()
+            .map(|r| r.measured.idle_conn_s)
+            .fold(1.0, f64::max)
+            * 1.1;
+        let mut chart = ChartBuilder::on(&plot)
+            .caption(caption, ("sans-serif", 17))
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
+        chart
+            .configure_mesh()
+            .x_desc("physical opens (handshakes)")
+            .y_desc("idle connection-seconds")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .draw()?;
+        let line: Vec<(f64, f64)> = a
+            .frontier()
+            .iter()
+            .map(|r| (r.measured.opens as f64, r.measured.idle_conn_s))
+            .collect();
+        chart.draw_series(LineSeries::new(
+            line,
+            RGBColor(120, 120, 120).stroke_width(2),
+        ))?;
+        if let Some(best) = a.cheapest() {
+            // The settings on this line cost the same at B as the cheapest one.
+            let cost = best.measured.cost(a.b);
+            let b = a.b.as_secs_f64().max(1e-9);
+            let end = (cost / b).min(x_max);
+            chart.draw_series(DashedLineSeries::new(
+                vec![(0.0, cost), (end, cost - b * end)],
+                6,
+                4,
+                RGBColor(120, 120, 120).stroke_width(1),
+            ))?;
+        }
+        for (i, r) in a.rows.iter().enumerate() {
+            let point = (r.measured.opens, r.measured.idle_conn_s);
+            let at = chart.backend_coord(&(point.0 as f64, point.1));
+            draw_mark(&root, mark(r), at, PALETTE[i % PALETTE.len()])?;
+            // Settings that measured the same share one label: "4, 5, 8".
+            let same: Vec<usize> = (0..a.rows.len())
+                .filter(|&j| (a.rows[j].measured.opens, a.rows[j].measured.idle_conn_s) == point)
+                .collect();
+            if same[0] == i {
+                let numbers: Vec<String> = same.iter().map(|j| (j + 1).to_string()).collect();
+                root.draw(&Text::new(
+                    numbers.join(", "),
+                    (at.0 + 9, at.1 - 18),
+                    ("sans-serif", 13),
+                ))?;
+            }
+        }
+        legend(&side, a)?;
+        root.present()?;
+    }
+    Ok(out)
+}
+
+/// The legend on the right: the frontier line, then each point's number, marker and label.
+fn legend(side: &Area<'_>, a: &Analysis) -> Result<(), Failed> {
+    let font = ("sans-serif", 13);
+    let grey = RGBColor(120, 120, 120);
+    side.draw(&PathElement::new(
+        vec![(10, 30), (34, 30)],
+        grey.stroke_width(2),
+    ))?;
+    side.draw(&Text::new("frontier of the fixed settings", (42, 24), font))?;
+    side.draw(&PathElement::new(
+        vec![(10, 50), (16, 50)],
+        grey.stroke_width(1),
+    ))?;
+    side.draw(&PathElement::new(
+        vec![(22, 50), (28, 50)],
+        grey.stroke_width(1),
+    ))?;
+    side.draw(&Text::new(
+        format!(
+            "equal cost at B = {} as the cheapest",
+            humantime::format_duration(a.b)
+        ),
+        (42, 44),
+        font,
+    ))?;
+    for (i, r) in a.rows.iter().enumerate() {
+        let y = 80 + 24 * i as i32;
+        draw_mark(side, mark(r), (22, y), PALETTE[i % PALETTE.len()])?;
+        let tag = if r.fixed && !r.on_frontier {
+            String::new()
+        } else {
+            format!(" [{}]", frontier_cell(r).replace("yes", "frontier"))
+        };
+        side.draw(&Text::new(
+            format!("{} {}{tag}", i + 1, r.measured.label),
+            (36, y - 7),
+            font,
+        ))?;
+    }
+    Ok(())
+}
