@@ -67,12 +67,11 @@ pub fn svg(a: &Analysis, caption: &str) -> Result<String, Failed> {
         let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
         root.fill(&WHITE)?;
         let (plot, side) = root.split_horizontally(PLOT_WIDTH);
-        let x_max = a
-            .rows
-            .iter()
-            .map(|r| r.measured.opens as f64)
-            .fold(1.0, f64::max)
-            * 1.1;
+        // Opens span orders of magnitude (Go's way with max_idle 0 opens one per call): a
+        // logarithmic axis keeps the settings that reuse apart.
+        let opens = a.rows.iter().map(|r| r.measured.opens.max(1) as f64);
+        let x_min = opens.clone().fold(f64::INFINITY, f64::min).min(1e12) / 1.5;
+        let x_max = opens.fold(1.0, f64::max) * 1.5;
         let y_max = a
             .rows
             .iter()
@@ -84,18 +83,18 @@ pub fn svg(a: &Analysis, caption: &str) -> Result<String, Failed> {
             .margin(14)
             .x_label_area_size(40)
             .y_label_area_size(64)
-            .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
+            .build_cartesian_2d((x_min..x_max).log_scale(), 0f64..y_max)?;
         chart
             .configure_mesh()
-            .x_desc("physical opens (handshakes)")
+            .x_desc("physical opens (handshakes), logarithmic")
             .y_desc("idle connection-seconds")
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_label_formatter(&|x| number(*x))
             .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()?;
         let line: Vec<(f64, f64)> = a
             .frontier()
             .iter()
-            .map(|r| (r.measured.opens as f64, r.measured.idle_conn_s))
+            .map(|r| (r.measured.opens.max(1) as f64, r.measured.idle_conn_s))
             .collect();
         chart.draw_series(LineSeries::new(
             line,
@@ -105,35 +104,59 @@ pub fn svg(a: &Analysis, caption: &str) -> Result<String, Failed> {
             // The settings on this line cost the same at B as the cheapest one.
             let cost = best.measured.cost(a.b);
             let b = a.b.as_secs_f64().max(1e-9);
+            // A straight line in linear units: sampled along the logarithmic axis.
             let end = (cost / b).min(x_max);
+            let curve: Vec<(f64, f64)> = (0..=100)
+                .map(|k| x_min * (end / x_min).powf(f64::from(k) / 100.0))
+                .map(|x| (x, (cost - b * x).max(0.0)))
+                .collect();
             chart.draw_series(DashedLineSeries::new(
-                vec![(0.0, cost), (end, cost - b * end)],
+                curve,
                 6,
                 4,
                 RGBColor(120, 120, 120).stroke_width(1),
             ))?;
         }
+        let at: Vec<(i32, i32)> = a
+            .rows
+            .iter()
+            .map(|r| chart.backend_coord(&(r.measured.opens.max(1) as f64, r.measured.idle_conn_s)))
+            .collect();
         for (i, r) in a.rows.iter().enumerate() {
-            let point = (r.measured.opens, r.measured.idle_conn_s);
-            let at = chart.backend_coord(&(point.0 as f64, point.1));
-            draw_mark(&root, mark(r), at, PALETTE[i % PALETTE.len()])?;
-            // Settings that measured the same share one label: "4, 5, 8".
-            let same: Vec<usize> = (0..a.rows.len())
-                .filter(|&j| (a.rows[j].measured.opens, a.rows[j].measured.idle_conn_s) == point)
+            draw_mark(&root, mark(r), at[i], PALETTE[i % PALETTE.len()])?;
+        }
+        for (i, &(x, y)) in at.iter().enumerate() {
+            // Points closer than a marker share one label ("4, 5, 8"), by the first of them.
+            let near: Vec<usize> = (0..at.len())
+                .filter(|&j| (at[j].0 - x).abs() < 12 && (at[j].1 - y).abs() < 12)
                 .collect();
-            if same[0] == i {
-                let numbers: Vec<String> = same.iter().map(|j| (j + 1).to_string()).collect();
-                root.draw(&Text::new(
-                    numbers.join(", "),
-                    (at.0 + 9, at.1 - 18),
-                    ("sans-serif", 13),
-                ))?;
+            if near[0] != i {
+                continue;
             }
+            let numbers: Vec<String> = near.iter().map(|j| (j + 1).to_string()).collect();
+            // Above right, or below right for every other point: neighbours collide less.
+            let dy = if i % 2 == 0 { -20 } else { 6 };
+            root.draw(&Text::new(
+                numbers.join(", "),
+                (x + 9, y + dy),
+                ("sans-serif", 13),
+            ))?;
         }
         legend(&side, a)?;
         root.present()?;
     }
     Ok(out)
+}
+
+/// An axis label: `800`, `12k`, `1.5M`.
+fn number(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.1}M", x / 1e6)
+    } else if x >= 1e4 {
+        format!("{:.0}k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
 }
 
 /// The legend on the right: the frontier line, then each point's number, marker and label.
