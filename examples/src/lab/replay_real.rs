@@ -4,6 +4,8 @@
 //! PostgreSQL (`postgres://`): each call runs `SELECT pg_sleep(duration)`, so the session
 //! is held for the trace's duration. HTTP (`http://`): each call GETs the URL and reads the
 //! body; the server's response time, not the trace's duration, holds the connection.
+//! `max_idle` 0 without grace keeps nothing idle (`disable_keep_alives`: in Go, and in
+//! pool-http, `MaxIdleConnsPerHost` 0 means the default of 2).
 //! Opens are the pool's `created` counter; idle connection-seconds integrate the pool's
 //! idle count sampled every 10 ms (so they are approximate, unlike the simulation's);
 //! latencies are whole calls, and `waited` is the pool's `wait_count` (checkouts that
@@ -98,6 +100,11 @@ async fn replay_http(url: &str, trace: &Trace, s: &PoolSetting) -> Result<Measur
     let mut builder = pool_http::Client::builder();
     if c.binding == Binding::Caller {
         builder = builder.go_mode();
+    }
+    if c.max_idle == 0 && c.idle_grace.is_zero() {
+        // Keep nothing idle. `max_idle_conns_per_host(0)` means Go's default of 2, as in Go,
+        // whose way to keep none is a negative `MaxIdleConnsPerHost` or `DisableKeepAlives`.
+        builder = builder.disable_keep_alives(true);
     }
     let client = builder
         .max_conns_per_host(c.max_open)
