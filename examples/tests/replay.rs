@@ -381,6 +381,31 @@ fn the_frontier_the_cheapest_at_b_and_the_gap_are_as_defined() {
     assert!(text.contains("yes") && text.contains("no"), "{text}");
 }
 
+#[test]
+fn another_setting_is_placed_against_the_frontier_of_the_fixed_ones() {
+    // How the adaptive mode's row is added: a label and a Config, measured beside the fixed
+    // settings. A grace of 60 s on bursts 45 s apart keeps every connection, as 120 s does.
+    let t = Shape::Bursts { every: secs(45) }.generate(1, Length::Quick);
+    let mut grace_60 = ours(2, 60);
+    grace_60.config.max_open = 64;
+    let a = examples::lab::replay::measure_all(
+        &t,
+        &fixed_settings(64),
+        &[grace_60],
+        BACKEND,
+        secs(60),
+    )
+    .unwrap();
+    let other = a.rows.last().unwrap();
+    assert!(!other.fixed && !other.on_frontier, "{other:?}");
+    assert_eq!(other.measured.opens, 32, "{other:?}");
+    assert!(
+        other.gap.abs() < 1e-9 && other.vs_best.abs() < 1e-9,
+        "{other:?}"
+    );
+    assert!(table(&a, false).contains("on (+0%)"));
+}
+
 // ---- pool-lab replay ----
 
 fn pool_lab(args: &[&str]) -> (i32, String, String) {

@@ -86,6 +86,8 @@ pub fn svg(a: &Analysis, caption: &str) -> Result<String, Failed> {
             .build_cartesian_2d((x_min..x_max).log_scale(), 0f64..y_max)?;
         chart
             .configure_mesh()
+            .x_labels(6)
+            .max_light_lines(2)
             .x_desc("physical opens (handshakes), logarithmic")
             .y_desc("idle connection-seconds")
             .x_label_formatter(&|x| number(*x))
@@ -128,17 +130,16 @@ pub fn svg(a: &Analysis, caption: &str) -> Result<String, Failed> {
         for (i, &(x, y)) in at.iter().enumerate() {
             // Points closer than a marker share one label ("4, 5, 8"), by the first of them.
             let near: Vec<usize> = (0..at.len())
-                .filter(|&j| (at[j].0 - x).abs() < 12 && (at[j].1 - y).abs() < 12)
+                .filter(|&j| (at[j].0 - x).abs() < 8 && (at[j].1 - y).abs() < 8)
                 .collect();
             if near[0] != i {
                 continue;
             }
             let numbers: Vec<String> = near.iter().map(|j| (j + 1).to_string()).collect();
-            // Above right, or below right for every other point: neighbours collide less.
-            let dy = if i % 2 == 0 { -20 } else { 6 };
+            // To the right, level with the marker: its own height, however close the next.
             root.draw(&Text::new(
                 numbers.join(", "),
-                (x + 9, y + dy),
+                (x + 9, y - 7),
                 ("sans-serif", 13),
             ))?;
         }
