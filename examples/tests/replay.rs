@@ -388,14 +388,9 @@ fn another_setting_is_placed_against_the_frontier_of_the_fixed_ones() {
     let t = Shape::Bursts { every: secs(45) }.generate(1, Length::Quick);
     let mut grace_60 = ours(2, 60);
     grace_60.config.max_open = 64;
-    let a = examples::lab::replay::measure_all(
-        &t,
-        &fixed_settings(64),
-        &[grace_60],
-        BACKEND,
-        secs(60),
-    )
-    .unwrap();
+    let a =
+        examples::lab::replay::measure_all(&t, &fixed_settings(64), &[grace_60], BACKEND, secs(60))
+            .unwrap();
     let other = a.rows.last().unwrap();
     assert!(!other.fixed && !other.on_frontier, "{other:?}");
     assert_eq!(other.measured.opens, 32, "{other:?}");
@@ -507,6 +502,18 @@ fn replay_exits_2_naming_the_line_of_a_bad_file() {
     let (code, _, err) = pool_lab(&["--generate", "bursts-7s"]);
     assert_eq!(code, 2);
     assert!(err.contains("no trace shape `bursts-7s`"), "{err}");
+    let (code, _, err) = pool_lab(&["--generate", "spike", "--bursts", "3"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("do not apply to replay"), "{err}");
+    let dir = temp("not-a-dir");
+    std::fs::write(&dir, "a file").unwrap();
+    let (code, out, err) = pool_lab(&["--generate", "spike", "--report", dir.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        err.contains("cannot write the report into") && out.is_empty(),
+        "{err}"
+    );
+    std::fs::remove_file(&dir).unwrap();
     let (code, _, err) = pool_lab(&["--url", "ftp://x", "--generate", "spike", "--quick"]);
     assert_eq!(code, 2);
     assert!(err.contains("postgres:// and http://"), "{err}");

@@ -155,7 +155,15 @@ async fn run(cli: Cli, stop: Stop) -> Result<(), LabError> {
     let (target, shown, title, sweep) = match cli.command {
         None => return showcase(&cli.common, &stop).await,
         Some(Command::Replay(args)) => {
-            return replay_cli::run(args, cli.common.report.as_deref()).await;
+            let c = &cli.common;
+            if c.bursts.is_some() || c.burst.is_some() || c.period.is_some() {
+                return Err(LabError::BadInput(
+                    "--bursts, --burst and --period do not apply to replay: the trace is the \
+                     traffic"
+                        .into(),
+                ));
+            }
+            return replay_cli::run(args, c.report.as_deref()).await;
         }
         Some(Command::Sql { url, query, sweep }) => {
             let target = SqlTarget::new(&url, &query)?;

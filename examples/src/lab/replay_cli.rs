@@ -17,18 +17,19 @@ use super::trace::Trace;
 
 /// `pool-lab replay --help`.
 pub const HELP: &str = "\
-Replays a trace of calls with each idle-retention setting and prints what each costs: \
-physical opens (handshakes) and idle connection-seconds, and the cheapest setting under the \
-cost model cost = idle connection-seconds + B x opens (B: --break-even).
+Replays a trace of calls with each idle-retention setting and prints what each costs:
+physical opens (handshakes) and idle connection-seconds, and the cheapest setting under the
+cost model  cost = idle connection-seconds + B x opens  (B: --break-even, the time an idle
+connection costs as much as one handshake).
 
-By default the backend is simulated under a virtual clock: each connect takes --handshake, \
-each call holds its connection for its duration (plus --service); a day of traffic replays \
-in seconds and every number is exact. With --url the trace is replayed in real time against \
-your server (postgres://... runs `SELECT pg_sleep(duration)` per call; http://... GETs the \
-URL, the server's own response time holding the connection).
+By default the backend is simulated under a virtual clock: each connect takes --handshake,
+each call holds its connection for its duration (plus --service); a day of traffic replays
+in seconds and every number is exact. With --url the trace is replayed in real time against
+your server: postgres://... runs `SELECT pg_sleep(duration)` per call; http://... GETs the
+URL, the server's own response time holding the connection.
 
-Settings: Go's way (no grace) with max_idle 0, 2, max_open/4, max_open/2 and max_open, and \
-ours with max_idle 2 and idle_grace 10s, 30s, 120s, all at --max-open.
+Settings: Go's way (no grace) with max_idle 0, 2, max_open/4, max_open/2 and max_open, and
+ours with max_idle 2 and idle_grace 10s, 30s and 120s, all at --max-open.
 
 Trace files (--trace FILE):
   CSV with a header naming the columns and their units, seconds (_s) or milliseconds (_ms):
@@ -42,7 +43,9 @@ Trace files (--trace FILE):
   Apache `%D` (microseconds, an integer; the log time is its start). Calls logged in the
   same second are spread evenly over it.
 Generated traces (--generate NAME, --seed N): bursts-5s, bursts-45s, bursts-5min, diurnal
-(a day compressed to 24 minutes), spike, poisson.";
+(a day compressed to 24 minutes), spike, poisson.
+
+--bursts, --burst and --period do not apply: the trace is the traffic.";
 
 /// The flags of `pool-lab replay`.
 #[derive(Debug, Args)]
