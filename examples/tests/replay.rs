@@ -51,6 +51,8 @@ fn a_csv_header_may_name_milliseconds_mixed_units_and_extra_columns() {
             duration: ms(40)
         }
     );
+    let t = Trace::parse("start_s,duration_s\n1700000000.5,0.1\n1700000001.25,0.1\n").unwrap();
+    assert_eq!(t.calls[1].start, ms(750), "epoch seconds");
     let t = Trace::parse("start_s\n0\n1\n").unwrap();
     assert!(
         t.calls.iter().all(|c| c.duration.is_zero()),
@@ -75,6 +77,11 @@ fn a_bad_csv_line_is_named_in_the_error() {
         ),
         ("# comment\nfoo,bar\n0,0.1\n", 2, "neither a CSV header"),
         ("start_s,duration_s\n0,inf\n", 2, "out of range"),
+        (
+            "start_s,duration_s\n1700000000,1\n0,1\n",
+            2,
+            "more than ten years after",
+        ),
     ];
     for (text, line, words) in cases {
         let e = Trace::parse(text).unwrap_err();
@@ -86,6 +93,43 @@ fn a_bad_csv_line_is_named_in_the_error() {
         let e = Trace::parse(empty).unwrap_err();
         assert!(e.to_string().contains("holds no call"), "{empty:?}: {e}");
     }
+}
+
+#[test]
+fn no_mangled_line_panics_a_parser() {
+    let good = [
+        "start_ms,duration_ms\n0,20\n1500,30\n".to_owned(),
+        NGINX.to_owned(),
+        "h - - [29/Feb/2024:23:59:59.5 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"ua\" 1000\n".into(),
+    ];
+    let junk = [
+        "",
+        "x",
+        "-",
+        "9",
+        ".",
+        ",",
+        "[",
+        "]",
+        " ",
+        "é",
+        "\"",
+        "99999999999999999999",
+    ];
+    let mut errors = 0;
+    for text in &good {
+        for (i, _) in text.char_indices() {
+            for j in junk {
+                let mut mangled = text.clone();
+                mangled.replace_range(i..i + text[i..].chars().next().map_or(0, char::len_utf8), j);
+                if let Err(e) = Trace::parse(&mangled) {
+                    errors += 1;
+                    assert!(!e.message.is_empty());
+                }
+            }
+        }
+    }
+    assert!(errors > 100, "the mangling must break something: {errors}");
 }
 
 // ---- access logs ----
@@ -150,6 +194,23 @@ fn a_bad_log_line_is_named_in_the_error() {
             format!("{good}\nh - - 10/Oct/2023 \"GET /\" 200 5 0.1\n"),
             2,
             "no [time] field",
+        ),
+        (
+            format!(
+                "{good}\nh - - [10/Oct/9223372036854775807:13:55:36 +0000] \"GET /\" 200 5 0.1\n"
+            ),
+            2,
+            "is not like",
+        ),
+        (
+            format!("{good}\nh - - [10/Oct/2023:13:55:36 +99999999999] \"GET /\" 200 5 0.1\n"),
+            2,
+            "is not like",
+        ),
+        (
+            format!("{good}\nh - - [10/Oct/2043:13:55:36 +0000] \"GET /\" 200 5 0.1\n"),
+            2,
+            "more than ten years",
         ),
     ];
     for (text, line, words) in cases {
@@ -502,6 +563,9 @@ fn replay_exits_2_naming_the_line_of_a_bad_file() {
     let (code, _, err) = pool_lab(&["--generate", "bursts-7s"]);
     assert_eq!(code, 2);
     assert!(err.contains("no trace shape `bursts-7s`"), "{err}");
+    let (code, _, err) = pool_lab(&["--generate", "spike", "--service", "2h"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--service 2h is longer than an hour"), "{err}");
     let (code, _, err) = pool_lab(&["--generate", "spike", "--bursts", "3"]);
     assert_eq!(code, 2);
     assert!(err.contains("do not apply to replay"), "{err}");

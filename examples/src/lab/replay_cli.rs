@@ -90,6 +90,8 @@ pub struct ReplayArgs {
 
 /// The longest simulated handshake: beyond it, surely a typo.
 const LONGEST_HANDSHAKE: Duration = Duration::from_secs(60);
+/// The longest service time added to each call.
+const LONGEST_SERVICE: Duration = Duration::from_secs(3600);
 
 /// Runs `pool-lab replay`; writes the report into `report` when given.
 ///
@@ -101,6 +103,12 @@ pub async fn run(args: ReplayArgs, report: Option<&Path>) -> Result<(), LabError
         return Err(LabError::BadInput(format!(
             "--handshake {} is longer than a minute",
             humantime::format_duration(args.handshake)
+        )));
+    }
+    if args.service > LONGEST_SERVICE {
+        return Err(LabError::BadInput(format!(
+            "--service {} is longer than an hour",
+            humantime::format_duration(args.service)
         )));
     }
     let (trace, name) = load(&args)?;

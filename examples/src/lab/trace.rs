@@ -84,6 +84,9 @@ fn bad(line: usize, message: impl Into<String>) -> TraceError {
 
 /// The longest offset or duration a trace may hold: ten years, far beyond any trace.
 const LONGEST_S: f64 = 10.0 * 365.0 * 86_400.0;
+/// The latest start a CSV may write before it is shifted to zero: epoch seconds to the
+/// year 5000.
+const LATEST_START_S: f64 = 1e11;
 
 impl Trace {
     /// A trace of `calls` (sorted here) observed until `end` (raised to the end of the last
@@ -168,19 +171,27 @@ fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
 }
 
-/// A number of seconds (`per_second` 1) or milliseconds (`per_second` 1000) into seconds.
-fn seconds(field: &str, per_second: f64, what: &str, n: usize) -> Result<f64, TraceError> {
+/// A number of seconds (`per_second` 1) or milliseconds (`per_second` 1000) into seconds,
+/// at most `max` seconds.
+fn seconds(
+    field: &str,
+    per_second: f64,
+    max: f64,
+    what: &str,
+    n: usize,
+) -> Result<f64, TraceError> {
     let v: f64 = field
         .trim()
         .parse()
         .map_err(|_| bad(n, format!("the {what} `{}` is not a number", field.trim())))?;
     let s = v / per_second;
-    if !(0.0..=LONGEST_S).contains(&s) {
+    if !(0.0..=max).contains(&s) {
         return Err(bad(
             n,
             format!(
-                "the {what} `{}` is out of range (0 to ten years)",
-                field.trim()
+                "the {what} `{}` is out of range (0 to {:.0} s)",
+                field.trim(),
+                max
             ),
         ));
     }
@@ -215,7 +226,7 @@ fn parse_csv(text: &str) -> Result<Trace, TraceError> {
         Some(i) => Some((i, unit(&names[i], n)?)),
         None => None,
     };
-    let mut raw = Vec::new();
+    let (mut raw, mut line_of) = (Vec::new(), Vec::new());
     for (n, row) in rows {
         let fields: Vec<&str> = row.split(',').collect();
         if fields.len() < names.len() {
@@ -228,12 +239,21 @@ fn parse_csv(text: &str) -> Result<Trace, TraceError> {
                 ),
             ));
         }
-        let start = seconds(fields[start_col], start_unit, "start", n)?;
+        let start = seconds(fields[start_col], start_unit, LATEST_START_S, "start", n)?;
         let held = match duration {
-            Some((i, u)) => seconds(fields[i], u, "duration", n)?,
+            Some((i, u)) => seconds(fields[i], u, LONGEST_S, "duration", n)?,
             None => 0.0,
         };
         raw.push((start, held));
+        line_of.push(n);
+    }
+    // Epoch times are fine; offsets spanning more than ten years are surely a mistake.
+    let origin = raw.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
+    if let Some(i) = raw.iter().position(|r| r.0 - origin > LONGEST_S) {
+        return Err(bad(
+            line_of[i],
+            "this start is more than ten years after the earliest",
+        ));
     }
     Ok(from_seconds(&raw))
 }
@@ -254,6 +274,7 @@ fn from_seconds(raw: &[(f64, f64)]) -> Trace {
 fn parse_log(text: &str) -> Result<Trace, TraceError> {
     // (second of the bracketed time, its fraction if written, request time in s, ends?)
     let mut entries: Vec<(i64, Option<f64>, f64, bool)> = Vec::new();
+    let mut line_of = Vec::new();
     for (n, line) in lines(text) {
         let open = line
             .find('[')
@@ -265,9 +286,9 @@ fn parse_log(text: &str) -> Result<Trace, TraceError> {
         let (second, fraction) = log_time(&line[open + 1..close]).map_err(|m| bad(n, m))?;
         let last = line.rsplit(' ').next().unwrap_or("");
         let (held, ends) = if last.contains('.') {
-            (seconds(last, 1.0, "request time", n)?, true)
+            (seconds(last, 1.0, LONGEST_S, "request time", n)?, true)
         } else if !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()) {
-            (seconds(last, 1e6, "request time", n)?, false)
+            (seconds(last, 1e6, LONGEST_S, "request time", n)?, false)
         } else {
             return Err(bad(
                 n,
@@ -278,10 +299,17 @@ fn parse_log(text: &str) -> Result<Trace, TraceError> {
             ));
         };
         entries.push((second, fraction, held, ends));
+        line_of.push(n);
     }
     // Spread the calls of one second evenly over it, in log order. Seconds count from the
     // earliest, in integers: epoch seconds as f64 would cost sub-microsecond precision.
     let base = entries.iter().map(|e| e.0).min().unwrap_or(0);
+    if let Some(i) = entries.iter().position(|e| (e.0 - base) as f64 > LONGEST_S) {
+        return Err(bad(
+            line_of[i],
+            "this time is more than ten years after the earliest",
+        ));
+    }
     let mut raw = Vec::with_capacity(entries.len());
     let mut i = 0;
     while i < entries.len() {
@@ -330,7 +358,12 @@ fn log_time(field: &str) -> Result<(i64, Option<f64>), String> {
         m.parse().map_err(|_| wrong())?,
     );
     let s: f64 = s.parse().map_err(|_| wrong())?;
-    if !(1..=31).contains(&day) || h > 23 || m > 59 || !(0.0..61.0).contains(&s) {
+    if !(1..=31).contains(&day)
+        || !(1..=9999).contains(&year)
+        || !(0..=23).contains(&h)
+        || !(0..=59).contains(&m)
+        || !(0.0..61.0).contains(&s)
+    {
         return Err(wrong());
     }
     let sign = match zone.as_bytes().first() {
@@ -339,6 +372,9 @@ fn log_time(field: &str) -> Result<(i64, Option<f64>), String> {
         _ => return Err(wrong()),
     };
     let z: i64 = zone[1..].parse().map_err(|_| wrong())?;
+    if zone.len() != 5 || !(0..=1400).contains(&z) {
+        return Err(wrong());
+    }
     let offset = sign * ((z / 100) * 3600 + (z % 100) * 60);
     let whole = s.trunc();
     let fraction = (s > whole).then_some(s - whole);
