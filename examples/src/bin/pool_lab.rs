@@ -6,6 +6,9 @@
 //!   `max_idle` (with and without `idle_grace`) at a fixed `max_open` against your server,
 //!   and a recommendation.
 //!
+//! - `pool-lab replay --trace FILE`: a trace of calls with each idle-retention setting,
+//!   simulated (or against your server with `--url`), and the cheapest under a cost model.
+//!
 //! `--report DIR` writes an HTML report with charts. Ctrl-C stops after the burst in flight
 //! and still prints what was measured. Bad input or an unusable server: a message and exit
 //! code 2; a sweep in which calls failed: exit code 3 (see `EXIT_STATUS`).
@@ -19,6 +22,7 @@ use clap::{Args, Parser, Subcommand};
 use examples::http_server::Server;
 use examples::lab::budget::Budget;
 use examples::lab::http::HttpTarget;
+use examples::lab::replay_cli;
 use examples::lab::report::Section;
 use examples::lab::sql::SqlTarget;
 use examples::lab::sweep;
@@ -80,6 +84,9 @@ enum Command {
         #[command(flatten)]
         sweep: SweepArgs,
     },
+    /// Replay a trace (CSV or access log) with each idle setting: simulated, or --url.
+    #[command(long_about = replay_cli::HELP)]
+    Replay(replay_cli::ReplayArgs),
 }
 
 #[derive(Args)]
@@ -175,6 +182,19 @@ async fn run(cli: Cli, stop: Stop) -> Result<ExitCode, LabError> {
     let (target, shown, title, sweep, instances) = match cli.command {
         None => {
             return showcase(&cli.common, &stop)
+                .await
+                .map(|()| ExitCode::SUCCESS);
+        }
+        Some(Command::Replay(args)) => {
+            let c = &cli.common;
+            if c.bursts.is_some() || c.burst.is_some() || c.period.is_some() {
+                return Err(LabError::BadInput(
+                    "--bursts, --burst and --period do not apply to replay: the trace is the \
+                     traffic"
+                        .into(),
+                ));
+            }
+            return replay_cli::run(args, c.report.as_deref())
                 .await
                 .map(|()| ExitCode::SUCCESS);
         }

@@ -13,7 +13,16 @@ pub mod report;
 pub mod sockets;
 pub mod sql;
 pub mod sweep;
+// Trace replay (issue 22): traces, their shapes, the simulator, the frontier and `replay`.
+pub mod frontier;
+pub mod frontier_chart;
+pub mod replay;
+pub mod replay_cli;
+pub mod replay_real;
+pub mod shapes;
+pub mod sim;
 mod table;
+pub mod trace;
 
 pub use table::{ROUGH, table};
 

@@ -1,0 +1,224 @@
+//! The flags of `pool-lab replay` and what it does with them: read or generate the trace,
+//! replay it with every setting (simulated, or against the user's server with `--url`),
+//! print the table and the recommendation, write the report.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+
+use super::LabError;
+use super::frontier::{self, adaptive_setting, fixed_settings};
+use super::replay::{self, measure_all};
+use super::replay_real;
+use super::shapes::{Length, Shape};
+use super::sim::Backend;
+use super::trace::Trace;
+
+/// `pool-lab replay --help`.
+pub const HELP: &str = "\
+Replays a trace of calls with each idle-retention setting and prints what each costs:
+physical opens (handshakes) and idle connection-seconds, and the cheapest setting under the
+cost model  cost = idle connection-seconds + B x opens  (B: --break-even, the time an idle
+connection costs as much as one handshake).
+
+By default the backend is simulated under a virtual clock: each connect takes --handshake,
+each call holds its connection for its duration (plus --service); a day of traffic replays
+in seconds and every number is exact. With --url the trace is replayed in real time against
+your server: postgres://... runs `SELECT pg_sleep(duration)` per call; http://... GETs the
+URL, the server's own response time holding the connection.
+
+Settings: Go's way (no grace) with max_idle 0, 2, max_open/4, max_open/2 and max_open, and
+ours with max_idle 2 and idle_grace 10s, 30s and 120s, all at --max-open.
+
+Trace files (--trace FILE):
+  CSV with a header naming the columns and their units, seconds (_s) or milliseconds (_ms):
+      start_s,duration_s
+      0.000,0.050
+      0.002,0.048
+  The duration column may be left out; other columns are ignored; `#` starts a comment.
+  Starts are offsets (or epoch times): the trace starts at the earliest.
+  Or an access log in the combined format with the request time as the last field: nginx
+  `$request_time` (seconds, with a decimal point; the log time is the request's end) or
+  Apache `%D` (microseconds, an integer; the log time is its start). Calls logged in the
+  same second are spread evenly over it.
+Generated traces (--generate NAME, --seed N): bursts-5s, bursts-45s, bursts-5min, diurnal
+(a day compressed to 24 minutes), spike, poisson.
+
+--bursts, --burst and --period do not apply: the trace is the traffic.";
+
+/// The flags of `pool-lab replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The trace: a CSV file or an access log (see above).
+    #[arg(
+        long,
+        conflicts_with = "generate",
+        required_unless_present = "generate"
+    )]
+    pub trace: Option<PathBuf>,
+    /// A generated trace instead: bursts-5s, bursts-45s, bursts-5min, diurnal, spike,
+    /// poisson.
+    #[arg(long)]
+    pub generate: Option<String>,
+    /// The generator's seed: the same seed gives the same trace.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Generate the short version of the trace (about a fifth).
+    #[arg(long)]
+    pub quick: bool,
+    /// Also write the trace as CSV into this file (how examples/traces/ were made).
+    #[arg(long)]
+    pub save_trace: Option<PathBuf>,
+    /// How long the simulated backend takes to open a connection.
+    #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
+    pub handshake: Duration,
+    /// Added to each call's hold in the simulation.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub service: Duration,
+    /// max_open of every setting.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_open: u32,
+    /// B: how long holding an idle connection costs as much as one handshake.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub break_even: Duration,
+    /// Replay against this server in real time instead of the simulation
+    /// (postgres://... or http://...).
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+/// The longest simulated handshake: beyond it, surely a typo.
+const LONGEST_HANDSHAKE: Duration = Duration::from_secs(60);
+/// The longest service time added to each call.
+const LONGEST_SERVICE: Duration = Duration::from_secs(3600);
+
+/// Runs `pool-lab replay`; writes the report into `report` when given.
+///
+/// # Errors
+/// [`LabError::BadInput`] for a trace that cannot be read (naming the line), a flag out of
+/// range or a report directory that cannot be written; the target's errors with `--url`.
+pub async fn run(args: ReplayArgs, report: Option<&Path>) -> Result<(), LabError> {
+    if args.handshake > LONGEST_HANDSHAKE {
+        return Err(LabError::BadInput(format!(
+            "--handshake {} is longer than a minute",
+            humantime::format_duration(args.handshake)
+        )));
+    }
+    if args.service > LONGEST_SERVICE {
+        return Err(LabError::BadInput(format!(
+            "--service {} is longer than an hour",
+            humantime::format_duration(args.service)
+        )));
+    }
+    let (trace, name) = load(&args)?;
+    if let Some(path) = &args.save_trace {
+        std::fs::write(path, trace.to_csv()).map_err(|e| {
+            LabError::BadInput(format!("cannot write the trace to {}: {e}", path.display()))
+        })?;
+    }
+    if let Some(dir) = report {
+        check_writable(dir)?;
+    }
+    let max_open = args.max_open as usize;
+    let fixed = fixed_settings(max_open);
+    let b = args.break_even;
+    let others = vec![adaptive_setting(max_open, b)];
+    let backend = Backend {
+        handshake: args.handshake,
+        service: args.service,
+    };
+    let (analysis, context) = match &args.url {
+        Some(url) => {
+            let analysis = replay_real::replay(url, &trace, &fixed, &others, b).await?;
+            let context = format!(
+                "{} calls over {:.0} s replayed in real time against {}; max_open {max_open}.",
+                trace.calls.len(),
+                trace.end.as_secs_f64(),
+                replay_real::shown(url)
+            );
+            (analysis, context)
+        }
+        None => {
+            let context = replay::describe(&trace, backend, max_open);
+            let job = tokio::task::spawn_blocking(move || {
+                measure_all(&trace, &fixed, &others, backend, b)
+            });
+            let analysis = job
+                .await
+                .map_err(|e| LabError::BadInput(format!("the simulation failed: {e}")))??;
+            (analysis, context)
+        }
+    };
+    let title = format!("pool-lab replay: {name}");
+    println!(
+        "\n{}\n{}\n\n{}\n{}",
+        wrap(&title, 100),
+        wrap(&context, 100),
+        frontier::table(&analysis, false),
+        wrap(&frontier::recommend(&analysis), 100)
+    );
+    if let Some(dir) = report {
+        replay::write_report(dir, &title, &context, &analysis)?;
+        println!("\nReport: {}", dir.join("index.html").display());
+    }
+    Ok(())
+}
+
+/// `text` with each line broken at spaces to at most `width` characters (a longer word
+/// stays whole).
+pub fn wrap(text: &str, width: usize) -> String {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut current = String::new();
+        for word in line.split(' ') {
+            let len = current.chars().count();
+            if len > 0 && len + 1 + word.chars().count() > width {
+                out.push(std::mem::take(&mut current));
+            }
+            if !current.is_empty() {
+                current.push(' ');
+            }
+            current.push_str(word);
+        }
+        out.push(current);
+    }
+    out.join("\n")
+}
+
+/// The trace the flags name, and its name for the title.
+fn load(args: &ReplayArgs) -> Result<(Trace, String), LabError> {
+    if let Some(name) = &args.generate {
+        let shape = Shape::from_name(name).map_err(LabError::BadInput)?;
+        let length = if args.quick {
+            Length::Quick
+        } else {
+            Length::Full
+        };
+        let trace = shape.generate(args.seed, length);
+        return Ok((trace, format!("{name} (seed {})", args.seed)));
+    }
+    let path = args
+        .trace
+        .as_ref()
+        .ok_or_else(|| LabError::BadInput("give --trace FILE or --generate NAME".into()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| LabError::BadInput(format!("cannot read {}: {e}", path.display())))?;
+    let trace =
+        Trace::parse(&text).map_err(|e| LabError::BadInput(format!("{}: {e}", path.display())))?;
+    Ok((trace, path.display().to_string()))
+}
+
+/// Fails before any replay when the report directory cannot be written.
+fn check_writable(dir: &Path) -> Result<(), LabError> {
+    let probe = dir.join(".pool-lab-write-test");
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&probe, b""))
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            LabError::BadInput(format!(
+                "cannot write the report into {}: {e}",
+                dir.display()
+            ))
+        })
+}
