@@ -117,6 +117,11 @@ impl DbBuilder {
         adaptive_idle: Duration => Some(adaptive_idle));
     knob!(/// Longest life of a session (`SetConnMaxLifetime`). Default: no limit.
         max_lifetime: Duration => Some(max_lifetime));
+    knob!(/// With `max_lifetime`, open a replacement in the background shortly before a session's
+          /// lifetime ends (while the pool is busy and below `max_open`), so no call waits on a
+          /// connect because of an expiry. Default on; off in Go mode. See
+          /// [`pool_core::Config::rotate_lifetime`].
+        rotate_lifetime: bool => rotate_lifetime);
     knob!(/// Idle longer than this and the session closes (`SetConnMaxIdleTime`). Default: no
           /// limit.
         max_idle_time: Duration => Some(max_idle_time));

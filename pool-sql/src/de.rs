@@ -24,6 +24,7 @@ struct Spec {
     adaptive_idle: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     max_lifetime: Option<Duration>,
+    rotate_lifetime: Option<bool>,
     #[serde(default, with = "humantime_serde")]
     max_idle_time: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -41,9 +42,9 @@ struct Spec {
 
 /// A [`DbBuilder`] from serde (feature `serde`): `url` (required), then any of the
 /// builder's knobs by their method names, each with the builder's default when absent:
-/// `max_open` (10), `max_idle`, `min_idle`, `idle_grace`, `adaptive_idle`, `max_lifetime`, `max_idle_time`,
-/// `acquire_timeout`, `create_timeout`, `validate_after`, `query_timeout`,
-/// `statement_cache`, `session_reset` (`"discard_all"` or
+/// `max_open` (10), `max_idle`, `min_idle`, `idle_grace`, `adaptive_idle`, `max_lifetime`,
+/// `rotate_lifetime`, `max_idle_time`, `acquire_timeout`, `create_timeout`, `validate_after`,
+/// `query_timeout`, `statement_cache`, `session_reset` (`"discard_all"` or
 /// `{ "sql": { "sql": "...", "discards_statements": false } }`), `application_name`;
 /// `go_mode: true` (database/sql's defaults first) and `pool`, a whole
 /// [`pool_core::Config`] (as [`DbBuilder::pool`]: it replaces every pool knob, `max_open`
@@ -88,6 +89,7 @@ impl<'de> Deserialize<'de> for DbBuilder {
             idle_grace,
             adaptive_idle,
             max_lifetime,
+            rotate_lifetime,
             max_idle_time,
             acquire_timeout,
             create_timeout,
