@@ -348,31 +348,6 @@ impl<T> Waiters<T> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Waiters served one after another (a release for each, no create) leave nothing behind
-    /// in either queue.
-    #[test]
-    fn queues_stay_small_when_every_waiter_is_served_by_a_release() {
-        let mut w: Waiters<u32> = Waiters::new();
-        let t = Since::Coarse(Duration::ZERO);
-        for i in 0..10_000u32 {
-            let id = w.push(t, true, false, None);
-            assert!(w.serve_head(i).is_ok());
-            assert!(w.remove(id).is_some());
-        }
-        assert_eq!((w.len(), w.waiting_uncreated), (0, 0));
-        assert!(
-            w.queue.len() <= 1 && w.uncreated.len() <= 1,
-            "{} {}",
-            w.queue.len(),
-            w.uncreated.len()
-        );
-    }
-}
-
 /// A waiter's fate, as the state decides it: served, timed out or cancelled.
 impl<C> State<C> {
     fn finish_wait(
@@ -454,5 +429,30 @@ impl<C> State<C> {
             Slot::Waiting(waker) => fx.stale(waker),
             Slot::Failed(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Waiters served one after another (a release for each, no create) leave nothing behind
+    /// in either queue.
+    #[test]
+    fn queues_stay_small_when_every_waiter_is_served_by_a_release() {
+        let mut w: Waiters<u32> = Waiters::new();
+        let t = Since::Coarse(Duration::ZERO);
+        for i in 0..10_000u32 {
+            let id = w.push(t, true, false, None);
+            assert!(w.serve_head(i).is_ok());
+            assert!(w.remove(id).is_some());
+        }
+        assert_eq!((w.len(), w.waiting_uncreated), (0, 0));
+        assert!(
+            w.queue.len() <= 1 && w.uncreated.len() <= 1,
+            "{} {}",
+            w.queue.len(),
+            w.uncreated.len()
+        );
     }
 }
