@@ -112,8 +112,10 @@ pub struct Config {
     /// the server's work). The pool measures after how long each level of demand comes back
     /// and keeps surplus for the retention of least expected cost: across bursts that recur
     /// sooner than the break-even, not past a spike or between bursts further apart. Default
-    /// `None`: the fixed `idle_grace`. 60 s suits most databases and HTTP backends; at most
-    /// 30 minutes. [`Stats::retention`](crate::Stats::retention) shows the retention in force,
+    /// `None`: the fixed `idle_grace`. 60 s suits most databases and HTTP backends; zero
+    /// and more than 30 minutes are refused (for zero, set `idle_grace` to zero). While it
+    /// is on, `set_idle_grace` is refused. A keyed pool learns per key, and forgets what a
+    /// key learned when it forgets the key (nothing open or waiting). [`Stats::retention`](crate::Stats::retention) shows the retention in force,
     /// [`Hooks::put_idle`](crate::Hooks::put_idle) each decision. It reads the clock on every
     /// checkout and return (the fast path's clock-free checkout is off).
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
@@ -411,7 +413,12 @@ impl Config {
         self.leak()?;
         let breaker_backoff = check_duration("breaker_backoff", self.breaker_backoff)?;
         let breaker_max_backoff = check_duration("breaker_max_backoff", self.breaker_max_backoff)?;
-        if self.breaker_threshold > 0 || self.min_idle > 0 {
+        // A failed create is retried after `breaker_backoff` by the breaker's probe, a
+        // `min_idle` refill and a lifetime rotation's next replacement.
+        let retries = self.breaker_threshold > 0
+            || self.min_idle > 0
+            || (self.rotate_lifetime && max_lifetime.is_some());
+        if retries {
             if breaker_backoff.is_zero() {
                 return Err(Error::config(
                     "breaker_backoff",

@@ -69,11 +69,13 @@ pub struct HeldTooLong<'a> {
 pub enum Returned {
     /// Kept idle, below `max_idle`.
     Idle,
-    /// Kept idle above `max_idle`, as surplus: closed if nobody takes it within `kept_for`
-    /// (`idle_grace`, or the retention [`Config::adaptive_idle`](crate::Config::adaptive_idle)
-    /// chose when it came back).
+    /// Kept idle above `max_idle`, as surplus. Surplus is a count: the reaper closes the
+    /// least recently used idle connections above `max_idle` once they have sat unused for
+    /// the retention, so this one closes only if it becomes one of those.
     Surplus {
-        /// How long it stays unless a checkout takes it.
+        /// The retention in force when it came back: `idle_grace`, or the one
+        /// [`Config::adaptive_idle`](crate::Config::adaptive_idle) learned (it may change
+        /// while the connection waits).
         kept_for: std::time::Duration,
     },
     /// Handed straight to a queued checkout.

@@ -367,12 +367,12 @@ impl<M: Manager> Pool<M> {
     /// Sets `idle_grace`; zero closes surplus at the reaper's next turn, then at once on release.
     ///
     /// # Errors
-    /// A config error for more than a year.
+    /// A config error for more than a year, or while
+    /// [`adaptive_idle`](Config::adaptive_idle) is on (the grace is not used then).
     pub fn set_idle_grace(&self, d: Duration) -> Result<(), Error> {
         let d = check_duration("idle_grace", d)?;
         self.shared
-            .with_state(KeyId::ROOT, |st, _, fx| st.set_idle_grace(d, fx));
-        Ok(())
+            .with_state(KeyId::ROOT, |st, _, fx| st.set_idle_grace(d, fx))
     }
 }
 

@@ -29,7 +29,8 @@ pub struct Stats {
     /// kernel's coarse clock (a few ns to read, resolution one scheduler tick: short waits
     /// may read 0 one by one, their sum is right on average).
     pub wait_duration: Duration,
-    /// Closed because `max_idle` was full (with `idle_grace = 0`), because `max_idle` or
+    /// Closed because `max_idle` was full (with `idle_grace = 0`, or an adaptive retention of
+    /// 0), because `max_idle` or
     /// `max_open` was lowered, because the pool was over `max_open` on release, or (keyed
     /// pools) over the global `max_idle`, grace or not.
     pub max_idle_closed: u64,
@@ -81,8 +82,9 @@ pub struct Stats {
     pub retention: Duration,
     /// Replacements started by lifetime rotation (see
     /// [`Config::rotate_lifetime`](crate::Config::rotate_lifetime)): each a create counted in
-    /// `created` when it lands, and the connection it replaces a close counted in
-    /// `max_lifetime_closed`. Always 0 with rotation off or no `max_lifetime`.
+    /// `created` when it lands (in `create_errors` when it fails), and the connection it
+    /// replaces a close counted in `max_lifetime_closed`. Always 0 with rotation off or no
+    /// `max_lifetime`.
     pub rotated: u64,
 }
 

@@ -266,3 +266,38 @@ async fn each_key_learns_its_own_traffic_within_the_global_cap() {
     let inner = m.inner.clone();
     assert_settled(&pool, move || inner.live(), support::SETTLE).await;
 }
+
+/// Review finding: with FIFO idle order the estimator took the taken connection's idle age
+/// (the time to cycle through the idle list) for the gap, so after a spike a trickle of
+/// calls kept every surplus connection alive.
+#[tokio::test(start_paused = true)]
+async fn after_a_spike_a_trickle_does_not_keep_the_surplus_in_fifo_order() {
+    let m = ScriptedManager::new();
+    let pool = builder(&m)
+        .max_open(64)
+        .max_idle(MAX_IDLE)
+        .idle_order(pool_core::IdleOrder::Fifo)
+        .adaptive_idle(BREAK_EVEN)
+        .build()
+        .unwrap();
+    bursts(&pool, 1, MS).await;
+    assert_eq!(pool.stats().surplus_idle, BURST - MAX_IDLE);
+    // One call every 100 ms for 30 s, each holding its connection 10 ms.
+    for _ in 0..300 {
+        let c = pool.get().await.unwrap();
+        tokio::time::sleep(10 * MS).await;
+        drop(c);
+        tokio::time::sleep(90 * MS).await;
+    }
+    let s = pool.stats();
+    assert!(s.surplus_idle <= 1, "the surplus stayed: {s:?}");
+    settled(&pool, &m).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_fixed_grace_cannot_be_set_while_the_retention_is_learned() {
+    let m = ScriptedManager::new();
+    let err = pool(&m, true).set_idle_grace(10 * SEC).unwrap_err();
+    assert!(err.to_string().contains("adaptive_idle"), "{err}");
+    pool(&m, false).set_idle_grace(10 * SEC).unwrap();
+}

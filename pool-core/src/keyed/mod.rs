@@ -331,11 +331,17 @@ impl<M: KeyedManager> KeyedPool<M> {
     /// Sets `idle_grace`, per key (within the global idle cap).
     ///
     /// # Errors
-    /// A config error for more than a year.
+    /// A config error for more than a year, or while
+    /// [`adaptive_idle`](crate::Config::adaptive_idle) is on (the grace is not used then).
     pub fn set_idle_grace(&self, d: Duration) -> Result<(), Error> {
         let d = check_duration("idle_grace", d)?;
-        self.each_key(|st, _, fx| st.set_idle_grace(d, fx));
-        Ok(())
+        let mut result = Ok(());
+        self.each_key(|st, _, fx| {
+            if let Err(e) = st.set_idle_grace(d, fx) {
+                result = Err(e);
+            }
+        });
+        result
     }
 }
 

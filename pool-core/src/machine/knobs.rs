@@ -69,8 +69,16 @@ impl<C> State<C> {
         self.disarm(fx);
     }
 
-    pub fn set_idle_grace(&mut self, d: Duration, fx: &mut Effects<C>) {
+    /// Refused while the adaptive retention is on: it would do nothing.
+    pub fn set_idle_grace(&mut self, d: Duration, fx: &mut Effects<C>) -> Result<(), Error> {
+        if self.adaptive.is_some() {
+            return Err(Error::config(
+                "idle_grace",
+                "is not used while adaptive_idle is on: the retention is learned from the traffic",
+            ));
+        }
         self.limits.idle_grace = d;
         self.disarm(fx);
+        Ok(())
     }
 }

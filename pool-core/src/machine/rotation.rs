@@ -80,8 +80,9 @@ pub(crate) struct Rotation {
     /// nobody waiting. An entry whose connection closed otherwise (it expired while checked
     /// out, broke, was detached) is dropped once its expiry passes.
     retiring: Vec<(u64, Instant)>,
-    /// A checkout came since the reaper's last turn.
-    busy: bool,
+    /// The last checkout seen while rotation is on; cleared at a reaper turn that finds it
+    /// older than [`State::in_use_window`] with nothing checked out.
+    last_checkout: Option<Instant>,
     /// The running mean of replacement create times (`None`: none timed yet).
     create_estimate: Option<Duration>,
 }
@@ -128,9 +129,36 @@ impl<C> State<C> {
     fn may_rotate(&self) -> bool {
         self.rotates()
             && !self.closed
-            && (self.rotation.busy || self.checked_out() > 0)
+            && (self.rotation.last_checkout.is_some() || self.checked_out() > 0)
             && self.has_room()
             && !self.breaker.is_open()
+    }
+
+    /// How recent a checkout keeps the pool "in use" with nothing checked out: an eighth of
+    /// `max_lifetime` (the longest lead), so a pool serving a call now and then still rotates
+    /// and one that went quiet lets its connections expire.
+    fn in_use_window(&self) -> Duration {
+        self.limits.max_lifetime.unwrap_or_default() / MAX_LEAD_DIVISOR
+    }
+
+    /// The idle connections worth replacing: not surplus (the retention closes those, least
+    /// recently used first) and not closed for idleness before their rotation point.
+    fn rotatable_idle(&self) -> impl Iterator<Item = &Conn<C>> + '_ {
+        let surplus = self.idle.len().saturating_sub(self.limits.max_idle);
+        let origin = self.idle.origin();
+        let idle_time = self
+            .limits
+            .max_idle_time
+            .filter(|_| self.idle.len() > self.limits.min_idle);
+        self.idle.iter().skip(surplus).filter(move |c| {
+            let closes_idle = idle_time
+                .zip(c.idle_since(origin))
+                .map(|(max, since)| since + max);
+            match (closes_idle, self.rotation_point(c)) {
+                (Some(idle_end), Some(point)) => idle_end > point,
+                (_, point) => point.is_some(),
+            }
+        })
     }
 
     /// How long before its expiry a connection gets its replacement:
@@ -184,8 +212,7 @@ impl<C> State<C> {
         if !self.may_rotate() {
             return None;
         }
-        self.idle
-            .iter()
+        self.rotatable_idle()
             .filter_map(|c| self.rotation_deadline_of(c))
             .min()
     }
@@ -217,12 +244,15 @@ impl<C> State<C> {
         returned
     }
 
-    /// A checkout: the pool is in use. The first since the reaper's last turn arms the
-    /// rotation deadline, which appears only while the pool is in use.
-    pub(super) fn note_checkout(&mut self, fx: &mut Effects<C>) {
-        if self.rotates() && !self.rotation.busy {
-            self.rotation.busy = true;
-            self.arm_rotation(fx);
+    /// A checkout at the step's time: the pool is in use. The first since the reaper last
+    /// found it unused arms the rotation deadline, which appears only while it is in use.
+    pub(super) fn note_checkout(&mut self, now: &mut Now, fx: &mut Effects<C>) {
+        if self.rotates() {
+            let first = self.rotation.last_checkout.is_none();
+            self.rotation.last_checkout = Some(now.get());
+            if first {
+                self.arm_rotation(fx);
+            }
         }
     }
 
@@ -241,13 +271,17 @@ impl<C> State<C> {
         }
     }
 
-    /// The reaper's turn at `t`: replaces the due idle connections while the rules allow,
-    /// then forgets the checkouts seen (the next one marks the pool in use again).
+    /// The reaper's turn at `t`: forgets a last checkout older than the in-use window (the
+    /// next checkout marks the pool in use again), then replaces the due idle connections
+    /// while the rules allow.
     pub(super) fn rotate_idle(&mut self, t: Instant, fx: &mut Effects<C>) {
+        let window = self.in_use_window();
+        if (self.rotation.last_checkout).is_some_and(|at| at + window < t) {
+            self.rotation.last_checkout = None;
+        }
         if self.may_rotate() {
             let due: Vec<u64> = self
-                .idle
-                .iter()
+                .rotatable_idle()
                 .filter(|c| self.rotation_deadline_of(c).is_some_and(|at| at <= t))
                 .map(|c| c.id)
                 .collect();
@@ -265,7 +299,6 @@ impl<C> State<C> {
                 }
             }
         }
-        self.rotation.busy = false;
         self.rotation.retiring.retain(|r| r.1 > t);
     }
 
@@ -287,25 +320,37 @@ impl<C> State<C> {
         self.start_create(None, fx);
     }
 
-    /// A create landed (`background`: with no waiter tag). If it is a background create
-    /// and replacements are in flight, the oldest is complete: its create time feeds the
-    /// lead, and the connection it replaces retires now if idle, else when next given back.
-    /// Then re-arms the rotation deadline (the breaker closed, the lead may have grown).
-    pub(super) fn handle_landed(&mut self, background: bool, now: &mut Now, fx: &mut Effects<C>) {
-        if background && let Some(p) = self.rotation.pending.pop_front() {
-            let t = now.get();
-            self.rotation
-                .observe(t.saturating_duration_since(p.started));
-            let idle = self.idle.take_where(|c| c.id == p.id);
-            if idle.is_empty() {
-                if p.expires_at > t {
-                    self.rotation.retiring.push((p.id, p.expires_at));
-                }
-            } else {
-                for conn in idle {
-                    self.begin_close(conn, CloseReason::MaxLifetime, fx);
-                }
+    /// A background create is landing, before its connection is placed: if replacements
+    /// are in flight, the oldest is complete. Its create time feeds the lead, and the
+    /// connection it replaces retires now if idle (first, so that the replacement takes its
+    /// place in idle rather than being surplus), else it is marked to retire when next
+    /// given back; returns its id then (see [`landed`](State::landed)).
+    pub(super) fn retire_replaced(&mut self, now: &mut Now, fx: &mut Effects<C>) -> Option<u64> {
+        let p = self.rotation.pending.pop_front()?;
+        let t = now.get();
+        self.rotation
+            .observe(t.saturating_duration_since(p.started));
+        let idle = self.idle.take_where(|c| c.id == p.id);
+        if idle.is_empty() {
+            if p.expires_at > t {
+                self.rotation.retiring.push((p.id, p.expires_at));
+                return Some(p.id);
             }
+        } else {
+            for conn in idle {
+                self.begin_close(conn, CloseReason::MaxLifetime, fx);
+            }
+        }
+        None
+    }
+
+    /// A create landed and was placed (`returned`): a replacement that was not kept (it
+    /// closed as surplus) leaves the connection it was to replace (`marked`) serving until
+    /// it expires. Then re-arms the rotation deadline (the breaker closed, the lead may have
+    /// grown).
+    pub(super) fn landed(&mut self, marked: Option<u64>, returned: Returned, fx: &mut Effects<C>) {
+        if let (Some(id), Returned::Closed(_)) = (marked, returned) {
+            self.rotation.retires(id);
         }
         self.arm_rotation(fx);
     }

@@ -248,7 +248,7 @@ impl<C> State<C> {
         if self.closed {
             return Err(Error::closed());
         }
-        self.note_checkout(fx);
+        self.note_checkout(now, fx);
         if (retry || self.waiters.is_empty())
             && let Some((mut conn, surplus, due)) = self.take_idle(now, fx)
         {
@@ -295,10 +295,14 @@ impl<C> State<C> {
         if self.closed || !self.waiters.is_empty() {
             return None;
         }
-        self.note_checkout(fx);
+        self.note_checkout(now, fx);
         let (conn, surplus, due) = self.take_idle(now, fx)?;
         if due {
             self.idle.unpop(self.limits.order, conn);
+            // Surplus is back, and the retention may have just got shorter.
+            if let Some(at) = self.grace_deadline() {
+                self.arm(at, fx);
+            }
             return None;
         }
         self.rotate_if_due(&conn, now, fx);
@@ -347,12 +351,20 @@ impl<C> State<C> {
             // Go's binding: the connection is its caller's; if the caller left, it goes on
             // as any other.
             match self.waiters.serve(tag, (conn, Via::Created)) {
-                Ok(waker) => return fx.wake(waker),
+                Ok(waker) => {
+                    fx.wake(waker);
+                    // The breaker closed: its retry time no longer holds rotation back.
+                    return self.arm_rotation(fx);
+                }
                 Err((back, _)) => conn = back,
             }
         }
-        self.put(conn, Via::Created, now, fx);
-        self.handle_landed(tag.is_none(), now, fx);
+        let marked = match tag {
+            None => self.retire_replaced(now, fx),
+            Some(_) => None,
+        };
+        let returned = self.put(conn, Via::Created, now, fx);
+        self.landed(marked, returned, fx);
     }
 
     /// A create failed: the slot frees, the waiter that asked gets the error, and the breaker

@@ -336,7 +336,9 @@ fn one_idle_connection(d: &mut Driver) {
 fn a_due_connection_is_replaced_before_it_expires_then_retired_when_idle() {
     let mut d = rotating();
     one_idle_connection(&mut d);
-    assert_eq!(d.st.poll_timeout(), Some(d.t + 79 * SEC), "only its expiry");
+    // Its rotation point, 78 s: the checkout 1 s ago keeps the pool in use for an eighth of
+    // the lifetime (a reaper turn then finds that window passed and waits for the expiry).
+    assert_eq!(d.st.poll_timeout(), Some(d.t + 77 * SEC));
     d.t += 77 * SEC + Duration::from_millis(500); // 78.5 s: due (the lead is 2 s)
     let c = ready(d.acquire());
     assert_eq!(d.creates, vec![None], "no replacement started");
@@ -450,4 +452,59 @@ fn at_max_open_nothing_rotates() {
     d.release(c);
     assert!(d.creates.is_empty(), "rotation went beyond max_open");
     assert_eq!(d.st.stats().rotated, 0);
+}
+
+/// Review finding: the replacement was placed before the connection it replaces was
+/// retired, so with no grace it closed as surplus, and then the old one closed too.
+#[test]
+fn with_no_grace_a_replacement_takes_the_place_of_the_idle_connection_it_replaces() {
+    let mut d = Driver::new(Config {
+        max_lifetime: Some(80 * SEC),
+        lifetime_jitter: Some(Duration::ZERO),
+        ..cfg(4, 2, Duration::ZERO)
+    });
+    let ids: Vec<_> = (0..3).map(|_| waiting(d.acquire())).collect();
+    for _ in 0..3 {
+        d.create_ok();
+    }
+    let mut conns: Vec<_> = ids.into_iter().map(|id| d.take(id)).collect();
+    let held = conns.pop().expect("three connections");
+    for c in conns {
+        d.release(c);
+    }
+    assert_eq!(d.st.stats().idle, 2);
+    d.tick(78 * SEC + Duration::from_millis(500)); // due; one checked out: in use
+    assert_eq!(d.creates, vec![None], "one replacement (room for one)");
+    d.create_ok();
+    assert_eq!(
+        d.closes,
+        vec![CloseReason::MaxLifetime],
+        "the replacement was lost"
+    );
+    d.close_all();
+    let s = d.st.stats();
+    assert_eq!((s.open, s.idle, s.max_idle_closed), (3, 2, 0), "{s:?}");
+    d.release(held);
+}
+
+/// Review finding: a pool whose idle entries are stamped on the way in has no stamp pass,
+/// so a checkout long before the reaper's next turn counted as "in use" at that turn.
+#[test]
+fn a_checkout_long_before_does_not_make_a_quiet_pool_rotate() {
+    let mut d = Driver::new(Config {
+        max_lifetime: Some(80 * SEC),
+        lifetime_jitter: Some(Duration::ZERO),
+        max_idle_time: Some(3600 * SEC),
+        ..cfg(4, 4, SEC)
+    });
+    let id = waiting(d.acquire());
+    d.create_ok();
+    let c = d.take(id);
+    d.release(c);
+    d.tick(78 * SEC + Duration::from_millis(500)); // due; the last checkout 78 s ago
+    assert!(d.creates.is_empty(), "a quiet pool rotated");
+    // A checkout now marks the pool in use: the reaper replaces it.
+    let c = ready(d.acquire());
+    assert_eq!(d.creates, vec![None], "a busy pool did not rotate");
+    d.release(c);
 }
