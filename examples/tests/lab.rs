@@ -118,6 +118,21 @@ async fn a_short_http_sweep_with_unread_bodies_shows_the_go_churn() {
     }
 }
 
+/// `max_idle_conns_per_host(0)` is Go's default, 2: the sweep's "max_idle 0, no grace (Go)"
+/// row kept two connections idle. Now it keeps none: every call dials, bodies read or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_go_row_with_max_idle_0_keeps_nothing_idle_over_http() {
+    let server = Server::start(|_| ("text/plain", Bytes::from_static(b"ok")))
+        .await
+        .unwrap();
+    let target = HttpTarget::new(&server.url("/"), true).unwrap();
+    let settings = sweep::settings(4, Some(&[0]), Duration::from_secs(30), SHORT.burst).unwrap();
+    let go = settings.iter().find(|s| s.go).expect("a Go row");
+    let run = target.run(SHORT, go, &Stop::new(), &no_tick).await.unwrap();
+    assert_eq!(run.opened(), SHORT.calls() as u64, "{:?}", run.stats);
+    assert_eq!(run.stats.idle, 0, "{:?}", run.stats);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_and_unusable_servers_are_told_apart() {
     use LabError::*;

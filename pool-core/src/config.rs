@@ -111,11 +111,15 @@ pub struct Config {
     /// connection costs as much as opening one (a handshake, authentication, a TLS session,
     /// the server's work). The pool measures after how long each level of demand comes back
     /// and keeps surplus for the retention of least expected cost: across bursts that recur
-    /// sooner than the break-even, not past a spike or between bursts further apart. Default
-    /// `None`: the fixed `idle_grace`. 60 s suits most databases and HTTP backends; zero
-    /// and more than 30 minutes are refused (for zero, set `idle_grace` to zero). While it
-    /// is on, `set_idle_grace` is refused. A keyed pool learns per key, and forgets what a
-    /// key learned when it forgets the key (nothing open or waiting). [`Stats::retention`](crate::Stats::retention) shows the retention in force,
+    /// sooner than the break-even, not past a spike or between bursts further apart. Until it
+    /// has seen four gaps the retention is 1 s, so a first burst's surplus goes after a
+    /// second and the next burst opens it again while the pool learns.
+    ///
+    /// Default `None`: the fixed `idle_grace`. 60 s suits most databases and HTTP backends;
+    /// zero and more than 30 minutes are refused (for zero, set `idle_grace` to zero). While
+    /// it is on, `set_idle_grace` is refused. A keyed pool learns per key, and forgets what a
+    /// key learned when it forgets the key (nothing open or waiting).
+    /// [`Stats::retention`](crate::Stats::retention) shows the retention in force,
     /// [`Hooks::put_idle`](crate::Hooks::put_idle) each decision. It reads the clock on every
     /// checkout and return (the fast path's clock-free checkout is off).
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]

@@ -78,6 +78,8 @@ impl HttpTarget {
 
     /// Runs `workload` with `setting` (`max_open` is `max_conns_per_host`, `max_idle` is
     /// `max_idle_conns_per_host`; `go` turns the drain off) and returns what it cost.
+    /// `max_idle` 0 with no grace keeps nothing idle (`disable_keep_alives`); with a grace,
+    /// the surplus shrinks to 2 once the grace ends (`max_idle_conns_per_host(0)` is Go's 2).
     ///
     /// # Errors
     /// [`LabError::BadInput`] when the knobs are refused.
@@ -96,6 +98,11 @@ impl HttpTarget {
             .timeout(Duration::from_secs(30));
         if setting.go {
             builder = builder.go_mode();
+        }
+        if setting.max_idle == 0 && setting.idle_grace.is_zero() {
+            // `max_idle_conns_per_host(0)` means Go's default, 2: keeping none idle is
+            // `DisableKeepAlives`, in Go as here.
+            builder = builder.disable_keep_alives(true);
         }
         let client = builder
             .build()
