@@ -4,6 +4,7 @@
 //! - `rules.rs`: unit tests of the state's rules, step by step.
 //! - `model.rs`: the state against a simple reference model (proptest).
 //! - `keyed.rs`: the keyed table, each key against that model, plus what spans keys.
+//! - `timing.rs`: the reaper's deadlines under time (proptest): never late, never spinning.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use crate::Config;
 mod keyed;
 mod model;
 mod rules;
+mod timing;
 
 /// The shell's clocks: a test reads the precise one once, as its virtual clock's start
 /// (every step then runs at an instant the test sets), and waits with no deadline read the
