@@ -1,9 +1,15 @@
-//! `pool-lab replay` on the inputs an outside trial gave it: huge or endless files, Excel's
-//! CSV, a closed pipe, flags out of range, a long bad field, the trace saved over itself.
+//! `pool-lab replay` against what an outside trial found: huge or endless files, Excel's
+//! CSV, a closed pipe, a chart that disagreed with the table, flags out of range, a long
+//! bad field, the trace saved over itself, the wording.
 
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use examples::lab::frontier::Analysis;
+use examples::lab::frontier_chart::{self, frontier_path, label_groups, y_label};
+use examples::lab::sim::Measured;
 
 use examples::lab::replay_cli::{MAX_TRACE_BYTES, check_calls, read_bounded};
 use examples::lab::trace::Trace;
@@ -199,4 +205,84 @@ fn one_call_is_one_call_and_the_hints_say_what_to_do() {
         "{}",
         err.message
     );
+}
+
+// ---- 4. the frontier chart agrees with the table ----
+
+fn point(label: &str, opens: u64, idle: f64) -> Measured {
+    Measured {
+        label: label.into(),
+        calls: 10,
+        errors: 0,
+        opens,
+        idle_conn_s: idle,
+        waited: 0,
+        latencies: Vec::new(),
+        peak_open: 1,
+        span: Duration::from_secs(1),
+    }
+}
+
+#[test]
+fn a_frontier_segment_is_the_linear_mix_sampled_along_the_log_axis() {
+    let path = frontier_path(&[(10.0, 100.0), (1000.0, 0.0)]);
+    assert!(path.len() > 40, "{path:?}");
+    assert_eq!(path.first(), Some(&(10.0, 100.0)));
+    assert_eq!(path.last(), Some(&(1000.0, 0.0)));
+    for &(x, y) in &path {
+        let linear = 100.0 - 100.0 * (x - 10.0) / 990.0;
+        assert!((y - linear).abs() < 1e-9, "({x}, {y}) off the mix {linear}");
+    }
+    // Halfway along the log axis (100 opens) the mix has 91 idle seconds, not 50.
+    let mid = path.iter().find(|p| (p.0 - 100.0).abs() < 1e-6).unwrap();
+    assert!((mid.1 - 90.909).abs() < 1e-3, "{mid:?}");
+    // The SVG draws it so: the frontier polyline holds the samples, not two corners.
+    let a = Analysis::new(
+        vec![
+            (point("go, max_idle 0", 1000, 0.0), true),
+            (point("go, max_idle 64", 10, 100.0), true),
+        ],
+        Duration::from_secs(60),
+    );
+    let svg = frontier_chart::svg(&a, "t").unwrap();
+    let most = svg
+        .split("points=\"")
+        .skip(1)
+        .map(|p| p.split('"').next().unwrap().split(' ').count())
+        .max()
+        .unwrap_or(0);
+    assert!(most > 40, "{svg}");
+}
+
+#[test]
+fn every_point_gets_exactly_one_label_and_ticks_are_whole() {
+    // A chain: 1 is near 0 and 2, 0 and 2 are not near each other.
+    let groups = label_groups(&[(0, 0), (6, 0), (12, 0), (100, 100), (101, 100)], 8);
+    let mut all: Vec<usize> = groups.iter().flatten().copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, [0, 1, 2, 3, 4], "{groups:?}");
+    assert_eq!(groups, [vec![0, 1], vec![2], vec![3, 4]]);
+    assert_eq!(y_label(0.5), "");
+    assert_eq!(y_label(3.0), "3");
+    let a = Analysis::new(
+        vec![
+            (point("go, max_idle 0", 10, 0.2), true),
+            (point("go, max_idle 2", 5, 0.9), true),
+        ],
+        Duration::from_secs(60),
+    );
+    let svg = frontier_chart::svg(&a, "t").unwrap();
+    // The idle axis's labels are the texts anchored at their end.
+    let ticks: Vec<&str> = svg
+        .split("<text")
+        .filter(|t| t.contains("text-anchor=\"end\""))
+        .filter_map(|t| t.split('>').nth(1))
+        .map(|t| t.trim_end_matches("</text").trim())
+        .filter(|t| !t.is_empty())
+        .collect();
+    assert!(ticks.len() >= 3, "{ticks:?}");
+    let mut unique = ticks.clone();
+    unique.dedup();
+    assert_eq!(unique, ticks, "a tick twice");
+    assert!(ticks.iter().all(|t| t.parse::<u64>().is_ok()), "{ticks:?}");
 }
