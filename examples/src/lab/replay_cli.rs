@@ -133,14 +133,14 @@ pub async fn run(args: ReplayArgs, report: Option<&Path>) -> Result<(), LabError
             humantime::format_duration(args.break_even)
         )));
     }
-    if let (Some(save), Some(trace)) = (&args.save_trace, &args.trace) {
-        if same_file(save, trace) {
-            return Err(LabError::BadInput(format!(
-                "--save-trace {} is the --trace file itself: it would be overwritten; give \
-                 another path",
-                save.display()
-            )));
-        }
+    if let (Some(save), Some(trace)) = (&args.save_trace, &args.trace)
+        && same_file(save, trace)
+    {
+        return Err(LabError::BadInput(format!(
+            "--save-trace {} is the --trace file itself: it would be overwritten; give \
+             another path",
+            save.display()
+        )));
     }
     let (trace, name) = load(&args)?;
     if let Some(path) = &args.save_trace {
@@ -301,9 +301,9 @@ pub fn check_calls(text: &str, max: usize) -> Result<(), String> {
 
 /// Bytes in MiB or KiB or bytes, whichever is whole.
 fn size(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
-    } else if bytes >= 1 << 10 && bytes % (1 << 10) == 0 {
+    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
         format!("{} KiB", bytes >> 10)
     } else {
         format!("{bytes} bytes")
