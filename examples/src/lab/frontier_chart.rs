@@ -1,5 +1,6 @@
 //! The frontier chart: one point per setting at (opens, idle connection-seconds), the
-//! frontier of the fixed settings drawn as a line, the legend beside the plot (never over
+//! frontier of the fixed settings drawn as the linear mix between them (a curve on the
+//! logarithmic opens axis, see [`frontier_path`]), the legend beside the plot (never over
 //! it). Colours are the Okabe-Ito palette, readable with every common colour-vision
 //! deficiency, and the marker's shape says the kind of setting (circle: Go's way,
 //! triangle: a grace period, square: any other), so the chart reads in grey too. Each

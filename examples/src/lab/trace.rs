@@ -10,7 +10,9 @@
 //!   column may be left out (every call then lasts zero; `pool-lab replay --service` adds a
 //!   hold to each). Other columns are ignored, so an export with more fields works. Starts
 //!   may be any non-negative numbers in any order (epoch seconds work): the trace starts at
-//!   the earliest.
+//!   the earliest. A leading byte order mark (Excel's "CSV UTF-8") and double quotes
+//!   around cells (`"start_s","duration_s"`) are taken off. A comment takes a line of its
+//!   own.
 //!
 //!   ```text
 //!   start_s,duration_s
