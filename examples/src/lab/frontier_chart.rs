@@ -154,7 +154,7 @@ const SAMPLES: usize = 48;
 
 /// The frontier through `corners` (sorted by opens) as the chart draws it: each segment is
 /// the linear interpolation the cost arithmetic uses (a point between two settings is a mix
-/// of them), sampled at [`SAMPLES`] opens spaced evenly on the logarithmic axis, so that on
+/// of them), sampled at 48 opens spaced evenly on the logarithmic axis, so that on
 /// that axis it is the curve it really is, not a straight line a point with "gap +0%" could
 /// sit above.
 pub fn frontier_path(corners: &[(f64, f64)]) -> Vec<(f64, f64)> {

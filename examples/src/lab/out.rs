@@ -1,6 +1,6 @@
 //! Printing the results to stdout without a panic when the reader has gone away:
 //! `pool-lab replay ... | head -6` closes the pipe early, and `println!` would panic with
-//! "failed printing to stdout: Broken pipe" (exit 101). [`line`] stops the process quietly
+//! "failed printing to stdout: Broken pipe" (exit 101). [`line()`] stops the process quietly
 //! with exit 0 instead, as `head` asked for no more.
 
 use std::fmt;
@@ -25,7 +25,7 @@ pub fn line(args: fmt::Arguments<'_>) {
     }
 }
 
-/// `println!` through [`line`]: stops quietly on a broken pipe instead of panicking.
+/// `println!` through [`line()`]: stops quietly on a broken pipe instead of panicking.
 #[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => {

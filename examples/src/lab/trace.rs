@@ -222,7 +222,7 @@ fn unquote(field: &str) -> &str {
 /// The longest quoted value an error message shows whole.
 const SHOWN_CHARS: usize = 40;
 
-/// `value` for an error message: its first [`SHOWN_CHARS`] characters and `...` when longer.
+/// `value` for an error message: its first 40 characters and `...` when longer.
 pub fn shorten(value: &str) -> String {
     if value.chars().count() <= SHOWN_CHARS {
         value.to_owned()
