@@ -309,9 +309,9 @@ fn conclude(
     limit: Option<(Budget, u32, usize)>,
 ) -> Result<ExitCode, LabError> {
     let context = describe(workload);
-    println!("\n{title}\n{context}\n\n{}", table(runs));
+    examples::say!("\n{title}\n{context}\n\n{}", table(runs));
     for r in runs.iter().filter(|r| r.errors > 0) {
-        println!(
+        examples::say!(
             "{}: {} calls failed; the first: {}",
             r.setting.label,
             r.errors,
@@ -320,22 +320,22 @@ fn conclude(
     }
     let recommendation = sweep::recommend(runs, planned, workload);
     match &recommendation {
-        Ok(rec) => println!("Recommended: {}\n{}", rec.setting.label, rec.why),
-        Err(withheld) => println!("{withheld}"),
+        Ok(rec) => examples::say!("Recommended: {}\n{}", rec.setting.label, rec.why),
+        Err(withheld) => examples::say!("{withheld}"),
     }
     let refused: u64 = runs.iter().map(|r| r.refused).sum();
     if refused > 0 {
-        println!(
+        examples::say!(
             "\n{refused} calls failed because the server refused connections: it had no free \
              slot (too many clients, SQLSTATE 53300)."
         );
         match limit {
-            Some((budget, instances, per_instance)) => println!(
+            Some((budget, instances, per_instance)) => examples::say!(
                 "The server: {}.\n{}",
                 budget.describe(),
                 budget.hint(instances, per_instance)
             ),
-            None => println!(
+            None => examples::say!(
                 "Lower max_open below the server's max_connections (less its reserved slots \
                  and the sessions others hold), or put PgBouncer in front of it."
             ),
@@ -364,7 +364,7 @@ fn write_report(common: &Common, title: &str, sections: &[Section<'_>]) -> Resul
                 dir.display()
             ))
         })?;
-        println!("\nReport: {}", dir.join("index.html").display());
+        examples::say!("\nReport: {}", dir.join("index.html").display());
     }
     Ok(())
 }
@@ -390,14 +390,14 @@ type Part = (String, String, Vec<Run>);
 /// The showcase: Go's behaviour against ours on the same knobs, for PostgreSQL (when its
 /// binaries are installed) and for HTTP with bodies dropped unread.
 async fn showcase(common: &Common, stop: &Stop) -> Result<(), LabError> {
-    println!(
+    examples::say!(
         "pool-lab showcase: the same knobs, Go's way (idle_grace = 0, no drain) and ours.\n\
          (`pool-lab sql --url ...` or `pool-lab http --url ...` sweep them against your server.)"
     );
     let mut parts = Vec::new();
     match pool_sql::testing::TestPg::start() {
         Ok(pg) => parts.push(showcase_sql(common, stop, &pg).await?),
-        Err(e) => println!(
+        Err(e) => examples::say!(
             "\nPostgreSQL part skipped: {e}.\nInstall the server binaries to run it \
              (Debian/Ubuntu: `sudo apt-get install postgresql`); no server needs to run, \
              pool-lab starts a private one.\n"
@@ -430,7 +430,7 @@ async fn showcase_sql(
     let runs = sweep_runs(&target, &pair(50, 10), workload, stop).await?;
     let heading = "PostgreSQL (a private server on this machine): SELECT pg_sleep(0.002), \
                    max_open 50, max_idle 10";
-    println!("\n{heading}\n{}\n\n{}", describe(workload), table(&runs));
+    examples::say!("\n{heading}\n{}\n\n{}", describe(workload), table(&runs));
     explain(&runs, "queries");
     Ok((heading.to_owned(), describe(workload), runs))
 }
@@ -451,7 +451,7 @@ async fn showcase_http(common: &Common, stop: &Stop) -> Result<Part, LabError> {
     let runs = sweep_runs(&target, &pair(0, 2), workload, stop).await?;
     let heading = "HTTP (a local server): GET of 64 KiB with the body dropped unread, Go's \
                    defaults (max_idle_conns_per_host 2, no per-host cap)";
-    println!("\n{heading}\n{}\n\n{}", describe(workload), table(&runs));
+    examples::say!("\n{heading}\n{}\n\n{}", describe(workload), table(&runs));
     explain(&runs, "requests");
     Ok((heading.to_owned(), describe(workload), runs))
 }
@@ -476,7 +476,7 @@ fn pair(max_open: usize, max_idle: usize) -> [Setting; 2] {
 
 fn explain(runs: &[Run], calls: &str) {
     if let [go, ours] = runs {
-        println!(
+        examples::say!(
             "Go's way opened {} connections for {} {calls} ({:.0} per 1,000) and left {} \
              TIME_WAIT sockets; ours opened {} ({:.1} per 1,000) and left {}.",
             go.opened(),

@@ -1,5 +1,6 @@
 //! The frontier chart: one point per setting at (opens, idle connection-seconds), the
-//! frontier of the fixed settings drawn as a line, the legend beside the plot (never over
+//! frontier of the fixed settings drawn as the linear mix between them (a curve on the
+//! logarithmic opens axis, see [`frontier_path`]), the legend beside the plot (never over
 //! it). Colours are the Okabe-Ito palette, readable with every common colour-vision
 //! deficiency, and the marker's shape says the kind of setting (circle: Go's way,
 //! triangle: a grace period, square: any other), so the chart reads in grey too. Each
@@ -72,12 +73,16 @@ pub fn svg(a: &Analysis, caption: &str) -> Result<String, Failed> {
         let opens = a.rows.iter().map(|r| r.measured.opens.max(1) as f64);
         let x_min = opens.clone().fold(f64::INFINITY, f64::min).min(1e12) / 1.5;
         let x_max = opens.fold(1.0, f64::max) * 1.5;
-        let y_max = a
+        // At least 0..5, and at most one tick per whole number: ticks are integers, never
+        // "0 0 0 1 1 1".
+        let y_max = (a
             .rows
             .iter()
             .map(|r| r.measured.idle_conn_s)
-            .fold(1.0, f64::max)
-            * 1.1;
+            .fold(0.0, f64::max)
+            * 1.1)
+            .max(5.0);
+        let y_ticks = (y_max.floor() as usize + 1).min(10);
         let mut chart = ChartBuilder::on(&plot)
             .caption(caption, ("sans-serif", 17))
             .margin(14)
@@ -91,15 +96,16 @@ pub fn svg(a: &Analysis, caption: &str) -> Result<String, Failed> {
             .x_desc("physical opens (handshakes), logarithmic")
             .y_desc("idle connection-seconds")
             .x_label_formatter(&|x| number(*x))
-            .y_label_formatter(&|y| format!("{y:.0}"))
+            .y_labels(y_ticks)
+            .y_label_formatter(&|y| y_label(*y))
             .draw()?;
-        let line: Vec<(f64, f64)> = a
+        let corners: Vec<(f64, f64)> = a
             .frontier()
             .iter()
             .map(|r| (r.measured.opens.max(1) as f64, r.measured.idle_conn_s))
             .collect();
         chart.draw_series(LineSeries::new(
-            line,
+            frontier_path(&corners),
             RGBColor(120, 120, 120).stroke_width(2),
         ))?;
         if let Some(best) = a.cheapest() {
@@ -127,14 +133,8 @@ pub fn svg(a: &Analysis, caption: &str) -> Result<String, Failed> {
         for (i, r) in a.rows.iter().enumerate() {
             draw_mark(&root, mark(r), at[i], PALETTE[i % PALETTE.len()])?;
         }
-        for (i, &(x, y)) in at.iter().enumerate() {
-            // Points closer than a marker share one label ("4, 5, 8"), by the first of them.
-            let near: Vec<usize> = (0..at.len())
-                .filter(|&j| (at[j].0 - x).abs() < 8 && (at[j].1 - y).abs() < 8)
-                .collect();
-            if near[0] != i {
-                continue;
-            }
+        for near in label_groups(&at, 8) {
+            let (x, y) = at[near[0]];
             let numbers: Vec<String> = near.iter().map(|j| (j + 1).to_string()).collect();
             // To the right, level with the marker: its own height, however close the next.
             root.draw(&Text::new(
@@ -147,6 +147,62 @@ pub fn svg(a: &Analysis, caption: &str) -> Result<String, Failed> {
         root.present()?;
     }
     Ok(out)
+}
+
+/// How many samples each frontier segment is drawn with.
+const SAMPLES: usize = 48;
+
+/// The frontier through `corners` (sorted by opens) as the chart draws it: each segment is
+/// the linear interpolation the cost arithmetic uses (a point between two settings is a mix
+/// of them), sampled at 48 opens spaced evenly on the logarithmic axis, so that on
+/// that axis it is the curve it really is, not a straight line a point with "gap +0%" could
+/// sit above.
+pub fn frontier_path(corners: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut path: Vec<(f64, f64)> = corners.first().copied().into_iter().collect();
+    for w in corners.windows(2) {
+        let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+        if !(x0 > 0.0 && x1 > x0) {
+            path.push((x1, y1));
+            continue;
+        }
+        for k in 1..=SAMPLES {
+            let x = x0 * (x1 / x0).powf(k as f64 / SAMPLES as f64);
+            let x = if k == SAMPLES { x1 } else { x };
+            path.push((x, y0 + (y1 - y0) * (x - x0) / (x1 - x0)));
+        }
+    }
+    path
+}
+
+/// The points' labels: groups of points closer than `radius` pixels to the group's first
+/// (in order), so that points in a cluster share one label ("4, 5, 8") drawn by the first,
+/// and every point is in exactly one group.
+pub fn label_groups(at: &[(i32, i32)], radius: i32) -> Vec<Vec<usize>> {
+    let mut taken = vec![false; at.len()];
+    let mut groups = Vec::new();
+    for i in 0..at.len() {
+        if taken[i] {
+            continue;
+        }
+        let (x, y) = at[i];
+        let group: Vec<usize> = (i..at.len())
+            .filter(|&j| !taken[j] && (at[j].0 - x).abs() < radius && (at[j].1 - y).abs() < radius)
+            .collect();
+        for &j in &group {
+            taken[j] = true;
+        }
+        groups.push(group);
+    }
+    groups
+}
+
+/// A label of the idle axis: whole numbers only (none at a fraction).
+pub fn y_label(y: f64) -> String {
+    if (y - y.round()).abs() < 1e-6 {
+        format!("{y:.0}")
+    } else {
+        String::new()
+    }
 }
 
 /// An axis label: `800`, `12k`, `1.5M`.

@@ -16,6 +16,7 @@ pub mod sweep;
 // Trace replay (issue 22): traces, their shapes, the simulator, the frontier and `replay`.
 pub mod frontier;
 pub mod frontier_chart;
+pub mod out;
 pub mod replay;
 pub mod replay_cli;
 pub mod replay_real;

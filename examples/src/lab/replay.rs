@@ -25,12 +25,27 @@ pub fn measure_all(
     backend: Backend,
     b: Duration,
 ) -> Result<Analysis, LabError> {
+    measure_all_with(trace, fixed, others, backend, b, |_, _| {})
+}
+
+/// [`measure_all`], calling `progress(i, label)` before the `i`-th setting (from 1) is
+/// simulated: `pool-lab replay` reports each on stderr, as a large trace takes a while.
+///
+/// # Errors
+/// [`LabError::BadInput`] when the pool refuses a setting's knobs.
+pub fn measure_all_with(
+    trace: &Trace,
+    fixed: &[PoolSetting],
+    others: &[PoolSetting],
+    backend: Backend,
+    b: Duration,
+    mut progress: impl FnMut(usize, &str),
+) -> Result<Analysis, LabError> {
     let mut measured = Vec::with_capacity(fixed.len() + others.len());
-    for s in fixed {
-        measured.push((simulate(trace, s, backend)?, true));
-    }
-    for s in others {
-        measured.push((simulate(trace, s, backend)?, false));
+    let all = fixed.iter().map(|s| (s, true));
+    for (i, (s, is_fixed)) in all.chain(others.iter().map(|s| (s, false))).enumerate() {
+        progress(i + 1, &s.label);
+        measured.push((simulate(trace, s, backend)?, is_fixed));
     }
     Ok(Analysis::new(measured, b))
 }
@@ -45,14 +60,27 @@ pub fn describe(trace: &Trace, backend: Backend, max_open: usize) -> String {
             humantime::format_duration(backend.service)
         )
     };
+    let at_once = match trace.peak_concurrency() {
+        0 => "each lasting zero".to_owned(),
+        1 => "one at a time".to_owned(),
+        n => format!("at most {n} at once"),
+    };
     format!(
-        "{} calls over {:.0} s, at most {} at once; simulated backend: handshake {}, each call \
-         holds its connection for the trace's duration{service}; max_open {max_open}.",
-        trace.calls.len(),
+        "{} over {:.0} s, {at_once}; simulated backend: handshake {}, each call holds its \
+         connection for the trace's duration{service}; max_open {max_open}.",
+        calls(trace.calls.len()),
         trace.end.as_secs_f64(),
-        trace.peak_concurrency(),
         humantime::format_duration(backend.handshake),
     )
+}
+
+/// `1 call`, `2 calls`.
+pub fn calls(n: usize) -> String {
+    if n == 1 {
+        "1 call".to_owned()
+    } else {
+        format!("{n} calls")
+    }
 }
 
 /// The sentence the report opens with: which setting is cheapest at B and by how much.

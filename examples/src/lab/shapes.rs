@@ -90,7 +90,11 @@ impl Shape {
             .find(|s| s.name() == name)
             .ok_or_else(|| {
                 let names: Vec<String> = Shape::all().iter().map(Shape::name).collect();
-                format!("no trace shape `{name}`: {}", names.join(", "))
+                format!(
+                    "no trace shape `{}`: {}",
+                    super::trace::shorten(name),
+                    names.join(", ")
+                )
             })
     }
 

@@ -10,7 +10,9 @@
 //!   column may be left out (every call then lasts zero; `pool-lab replay --service` adds a
 //!   hold to each). Other columns are ignored, so an export with more fields works. Starts
 //!   may be any non-negative numbers in any order (epoch seconds work): the trace starts at
-//!   the earliest.
+//!   the earliest. A leading byte order mark (Excel's "CSV UTF-8") and double quotes
+//!   around cells (`"start_s","duration_s"`) are taken off. A comment takes a line of its
+//!   own.
 //!
 //!   ```text
 //!   start_s,duration_s
@@ -109,6 +111,8 @@ impl Trace {
     /// # Errors
     /// A [`TraceError`] naming the first bad line, or saying the file holds no call.
     pub fn parse(text: &str) -> Result<Trace, TraceError> {
+        // Excel's "CSV UTF-8" starts with a byte order mark.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let Some((n, first)) = lines(text).next() else {
             return Err(bad(
                 0,
@@ -180,22 +184,52 @@ fn seconds(
     what: &str,
     n: usize,
 ) -> Result<f64, TraceError> {
-    let v: f64 = field
-        .trim()
-        .parse()
-        .map_err(|_| bad(n, format!("the {what} `{}` is not a number", field.trim())))?;
+    let field = unquote(field);
+    let v: f64 = field.parse().map_err(|_| {
+        let hint = if field.contains('#') {
+            " (a comment takes a line of its own, starting with `#`)"
+        } else {
+            ""
+        };
+        bad(
+            n,
+            format!("the {what} `{}` is not a number{hint}", shorten(field)),
+        )
+    })?;
     let s = v / per_second;
     if !(0.0..=max).contains(&s) {
         return Err(bad(
             n,
             format!(
                 "the {what} `{}` is out of range (0 to {:.0} s)",
-                field.trim(),
+                shorten(field),
                 max
             ),
         ));
     }
     Ok(s)
+}
+
+/// A field without surrounding blanks and double quotes (`"start_s"`, `"0.5"`).
+fn unquote(field: &str) -> &str {
+    let field = field.trim();
+    field
+        .strip_prefix('"')
+        .and_then(|f| f.strip_suffix('"'))
+        .map_or(field, str::trim)
+}
+
+/// The longest quoted value an error message shows whole.
+const SHOWN_CHARS: usize = 40;
+
+/// `value` for an error message: its first 40 characters and `...` when longer.
+pub fn shorten(value: &str) -> String {
+    if value.chars().count() <= SHOWN_CHARS {
+        value.to_owned()
+    } else {
+        let head: String = value.chars().take(SHOWN_CHARS).collect();
+        format!("{head}...")
+    }
 }
 
 /// The unit a header names: `_s` seconds, `_ms` milliseconds.
@@ -207,7 +241,10 @@ fn unit(name: &str, n: usize) -> Result<f64, TraceError> {
     } else {
         Err(bad(
             n,
-            format!("the column `{name}` names no unit: write `{name}_s` or `{name}_ms`"),
+            format!(
+                "the column `{0}` names no unit: write `{0}_s` or `{0}_ms`",
+                shorten(name)
+            ),
         ))
     }
 }
@@ -217,7 +254,7 @@ fn parse_csv(text: &str) -> Result<Trace, TraceError> {
     let (n, header) = rows.next().unwrap_or((1, ""));
     let names: Vec<String> = header
         .split(',')
-        .map(|h| h.trim().to_ascii_lowercase())
+        .map(|h| unquote(h).to_ascii_lowercase())
         .collect();
     let find = |prefix: &str| names.iter().position(|h| h.starts_with(prefix));
     let start_col = find("start").ok_or_else(|| bad(n, "the header has no start column"))?;
@@ -293,8 +330,9 @@ fn parse_log(text: &str) -> Result<Trace, TraceError> {
             return Err(bad(
                 n,
                 format!(
-                    "the last field `{last}` is not a request time (nginx `$request_time` in \
-                     seconds, or Apache `%D` in microseconds)"
+                    "the last field `{}` is not a request time: add `$request_time` (nginx) \
+                     or `%D` (Apache) at the end of the log format",
+                    shorten(last)
                 ),
             ));
         };
@@ -333,7 +371,12 @@ fn nanos(s: f64) -> Duration {
 /// `10/Oct/2023:13:55:36 +0000` (seconds may have a fraction) into seconds since the epoch
 /// (UTC) and the fraction when one is written.
 fn log_time(field: &str) -> Result<(i64, Option<f64>), String> {
-    let wrong = || format!("the time `{field}` is not like `10/Oct/2023:13:55:36 +0000`");
+    let wrong = || {
+        format!(
+            "the time `{}` is not like `10/Oct/2023:13:55:36 +0000`",
+            shorten(field)
+        )
+    };
     let (stamp, zone) = field.split_once(' ').ok_or_else(wrong)?;
     let parts: Vec<&str> = stamp.splitn(4, [':', '/']).collect();
     let [day, month, year, clock] = parts.as_slice() else {
