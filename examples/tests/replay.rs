@@ -2,13 +2,16 @@
 //! traces small enough to check by hand, the frontier, and `pool-lab replay` as a user runs
 //! it.
 
+mod support;
+
+use support::{point, pool_lab};
+
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use examples::lab::frontier::{Analysis, fixed_settings, table};
 use examples::lab::shapes::{Length, Shape};
-use examples::lab::sim::{Backend, Measured, PoolSetting, simulate};
+use examples::lab::sim::{Backend, PoolSetting, simulate};
 use examples::lab::trace::{Call, Trace};
 use pool_core::Config;
 
@@ -387,20 +390,6 @@ fn a_simulation_gives_the_same_numbers_every_time() {
 
 // ---- the frontier ----
 
-fn point(label: &str, opens: u64, idle: f64) -> Measured {
-    Measured {
-        label: label.into(),
-        calls: 10,
-        errors: 0,
-        opens,
-        idle_conn_s: idle,
-        waited: 0,
-        latencies: Vec::new(),
-        peak_open: 1,
-        span: secs(1),
-    }
-}
-
 #[test]
 fn the_frontier_the_cheapest_at_b_and_the_gap_are_as_defined() {
     // Fixed: A (10 opens, 0 s), B (2, 200 s), C (5, 150 s: dominated by nobody), D (10, 300 s:
@@ -464,21 +453,8 @@ fn another_setting_is_placed_against_the_frontier_of_the_fixed_ones() {
 
 // ---- pool-lab replay ----
 
-fn pool_lab(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pool-lab"))
-        .arg("replay")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn temp(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("pool-lab-replay-{}-{name}", std::process::id()))
+    support::temp("pool-lab-replay", name)
 }
 
 #[test]

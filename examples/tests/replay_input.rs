@@ -2,6 +2,10 @@
 //! CSV, a closed pipe, a chart that disagreed with the table, flags out of range, a long
 //! bad field, the trace saved over itself, the wording.
 
+mod support;
+
+use support::{point, pool_lab};
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -9,26 +13,12 @@ use std::time::Duration;
 
 use examples::lab::frontier::Analysis;
 use examples::lab::frontier_chart::{self, frontier_path, label_groups, y_label};
-use examples::lab::sim::Measured;
 
 use examples::lab::replay_cli::{MAX_TRACE_BYTES, check_calls, read_bounded};
 use examples::lab::trace::Trace;
 
-fn pool_lab(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pool-lab"))
-        .arg("replay")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn temp(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("pool-lab-input-{}-{name}", std::process::id()))
+    support::temp("pool-lab-input", name)
 }
 
 // ---- 1. the size of the input is bounded ----
@@ -208,20 +198,6 @@ fn one_call_is_one_call_and_the_hints_say_what_to_do() {
 }
 
 // ---- 4. the frontier chart agrees with the table ----
-
-fn point(label: &str, opens: u64, idle: f64) -> Measured {
-    Measured {
-        label: label.into(),
-        calls: 10,
-        errors: 0,
-        opens,
-        idle_conn_s: idle,
-        waited: 0,
-        latencies: Vec::new(),
-        peak_open: 1,
-        span: Duration::from_secs(1),
-    }
-}
 
 #[test]
 fn a_frontier_segment_is_the_linear_mix_sampled_along_the_log_axis() {

@@ -1,9 +1,11 @@
 //! `pool-lab replay --url`: the same trace in real time against a local HTTP server and a
 //! private PostgreSQL, one setting after the other.
 
+mod support;
+
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
+use support::pool_lab;
 
 use examples::lab::frontier::{Analysis, fixed_settings};
 use examples::lab::replay_real::replay;
@@ -13,24 +15,8 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-fn pool_lab(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pool-lab"))
-        .arg("replay")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn temp(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "pool-lab-replay-real-{}-{name}",
-        std::process::id()
-    ))
+    support::temp("pool-lab-replay-real", name)
 }
 
 /// Two pairs of calls 300 ms apart (each holding 50 ms), observed for 400 ms.
