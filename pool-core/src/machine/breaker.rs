@@ -47,6 +47,17 @@ impl Breaker {
         self.retry_at
     }
 
+    /// A lifetime rotation's replacement failed: the next try waits the backoff (which
+    /// doubles), but the failure does not count toward the threshold: the connection it was
+    /// to replace still serves, and a server refusing one connection above those it holds
+    /// must not make checkouts fail fast. Returns the retry time.
+    pub fn space_replacement(&mut self, l: &Limits, now: &mut Now) -> Instant {
+        let at = now.get() + self.backoff;
+        self.retry_at = Some(at);
+        self.backoff = (self.backoff * 2).min(l.breaker_max_backoff);
+        at
+    }
+
     /// A create failed (`background`: a refill or probe, no waiter asked for it). Returns the
     /// retry time, to arm for the reaper.
     pub fn record_failure(

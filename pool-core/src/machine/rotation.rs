@@ -27,7 +27,9 @@
 //!   no replacement starts then): at worst a connection retires when a refill lands rather
 //!   than its own replacement, and the count of connections comes out the same.
 //! - A failed replacement retires nothing: the old connection serves until it expires, and
-//!   the failure sets the breaker's retry time, before which no other replacement starts.
+//!   the failure sets the breaker's retry time (the backoff, doubling), before which no
+//!   other replacement starts; it does not count toward the breaker's threshold (a server
+//!   refusing the one connection above those it holds must not make checkouts fail fast).
 //! - Books: [`Stats::rotated`](crate::Stats::rotated) counts replacements started; the
 //!   replacement counts in `created` and the retirement in `max_lifetime_closed`, each once,
 //!   so `created - closed - detached == open` holds as without rotation.
@@ -353,6 +355,11 @@ impl<C> State<C> {
             self.rotation.retires(id);
         }
         self.arm_rotation(fx);
+    }
+
+    /// Replacements are in flight: a background create that fails now is taken for one.
+    pub(super) fn replacing(&self) -> bool {
+        !self.rotation.pending.is_empty()
     }
 
     /// A background create failed: the oldest replacement in flight, if any, is given up;

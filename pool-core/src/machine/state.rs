@@ -380,7 +380,10 @@ impl<C> State<C> {
         self.open -= 1;
         self.stats.create_errors += 1;
         self.last_error = Some(err.cause().unwrap_or_else(|| Arc::new(err.clone())));
-        if let Some(at) = self
+        if tag.is_none() && self.replacing() {
+            let at = self.breaker.space_replacement(&self.limits, now);
+            self.arm(at, fx);
+        } else if let Some(at) = self
             .breaker
             .record_failure(&self.limits, tag.is_none(), now)
         {

@@ -508,3 +508,33 @@ fn a_checkout_long_before_does_not_make_a_quiet_pool_rotate() {
     assert_eq!(d.creates, vec![None], "a busy pool did not rotate");
     d.release(c);
 }
+
+/// Review finding: failed replacements counted toward the breaker's threshold, so a server
+/// refusing the one extra connection rotation needs made checkouts fail fast.
+#[test]
+fn failed_replacements_space_the_next_try_but_never_open_the_breaker() {
+    let mut d = Driver::new(Config {
+        max_lifetime: Some(80 * SEC),
+        lifetime_jitter: Some(Duration::ZERO),
+        breaker_threshold: 1,
+        ..cfg(4, 4, SEC)
+    });
+    one_idle_connection(&mut d);
+    d.t += 78 * SEC; // 79 s: due
+    for _ in 0..3 {
+        let c = ready(d.acquire());
+        let tag = d.creates.remove(0);
+        d.step(|st, now, fx| st.handle_create_failed(Error::new(Kind::Create), tag, now, fx));
+        assert!(
+            !d.st.breaker.is_open(),
+            "a failed replacement opened the breaker"
+        );
+        d.release(c);
+        let retry = d.st.breaker.retry_at().expect("the next try is spaced");
+        d.t = retry;
+    }
+    // A checkout that must create still creates.
+    let c = ready(d.acquire());
+    assert!(matches!(d.acquire(), Acquired::Wait(_)));
+    d.release(c);
+}
