@@ -306,18 +306,20 @@ impl<C> State<C> {
     ) -> Option<(Conn<C>, bool, bool)> {
         loop {
             let surplus = self.idle.len() > self.limits.max_idle;
-            // When the level this checkout reaches was last left: the newest idle entry's
-            // stamp (the one LIFO takes; FIFO takes another, whose age says nothing of it).
-            let left = self.idle.newest();
+            // With the adaptive retention, when the level this checkout reaches was last
+            // left: the newest idle entry's stamp (the one LIFO takes; FIFO takes another,
+            // whose age says nothing of it).
+            let left = if surplus && self.adaptive.is_some() {
+                self.idle.newest()
+            } else {
+                None
+            };
             let conn = self.idle.pop(self.limits.order)?;
             if self.is_expired(&conn, now) {
                 self.begin_close(conn, CloseReason::MaxLifetime, fx);
                 continue;
             }
-            if surplus
-                && self.adaptive.is_some()
-                && let Some(left) = left
-            {
+            if let Some(left) = left {
                 // That level came back after this long (see `adaptive.rs`).
                 let gap = now.get().saturating_duration_since(left);
                 self.learn(|a| a.record(gap), fx);
