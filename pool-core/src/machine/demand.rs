@@ -9,7 +9,7 @@ use super::waiters::WaiterId;
 
 impl<C> State<C> {
     pub(super) fn has_room(&self) -> bool {
-        self.open < self.limits.open_cap()
+        self.open < self.open_cap
     }
 
     /// Creates in flight that serve whoever waits first (not a caller's own, Go's binding).

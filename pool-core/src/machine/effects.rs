@@ -30,6 +30,17 @@ pub(crate) enum WaitPoll<C> {
     Ready(Result<(Conn<C>, Via), Error>),
 }
 
+/// What the one-step return (`push_fast`) did with a connection.
+#[must_use]
+pub(crate) enum Pushed {
+    /// It went to the idle list.
+    Idle,
+    /// It went to the head waiter: wake this waker once the lock is released.
+    HandedOff(Option<Waker>),
+    /// Declined: the connection is still in the caller's slot, for the general return path.
+    Declined,
+}
+
 /// What the shell must do once the lock is released. Small on purpose: the common case (a
 /// hand-off) is one waker; everything else lives in a box allocated only when needed.
 #[must_use]

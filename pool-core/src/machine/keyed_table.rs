@@ -32,7 +32,7 @@ use std::time::Instant;
 
 use slab::Slab;
 
-use super::effects::Effects;
+use super::effects::{Effects, Pushed};
 use super::idle::Conn;
 use super::state::State;
 use super::table::Table;
@@ -457,20 +457,27 @@ impl<M: KeyedManager> Table<M> for KeyTable<M::Key, M::Resource> {
         slot: &mut Option<Conn<M::Resource>>,
         key: KeyId,
         now: impl FnOnce() -> Instant,
-    ) -> bool {
-        if self.idle >= self.max_idle {
-            return false;
-        }
+    ) -> Pushed {
         let Some(e) = self
             .keys
             .get_mut(key.idx as usize)
             .filter(|e| e.generation == key.generation)
         else {
-            return false;
+            return Pushed::Declined;
         };
+        if e.state.has_waiters() {
+            // A hand-off: the global idle count stays as it is, and no stamp is read.
+            return e
+                .state
+                .push_fast(slot, || unreachable!("a hand-off reads no clock"));
+        }
+        if self.idle >= self.max_idle {
+            return Pushed::Declined;
+        }
         let t = now();
-        if !e.state.push_fast(slot, || t) {
-            return false;
+        match e.state.push_fast(slot, || t) {
+            Pushed::Idle => {}
+            other => return other,
         }
         // The state's own stamp, which `oldest` compares with.
         let t = e.state.newest_idle().unwrap_or(t);
@@ -479,7 +486,7 @@ impl<M: KeyedManager> Table<M> for KeyTable<M::Key, M::Resource> {
         if self.lru.len() > 2 * self.idle + 64 {
             self.rebuild_lru();
         }
-        true
+        Pushed::Idle
     }
 
     fn handle_timeout(&mut self, now: &mut Now, fx: &mut Effects<M::Resource>) {

@@ -5,7 +5,8 @@
 //! # The contract
 //! - The shell locks a [`Table`] and reaches each key's [`State`] through [`Table::with`].
 //! - Events come in as calls named for what happened: a checkout (`acquire`, `try_acquire`,
-//!   and the one-step `pop_fast`), a return (`release`, the one-step `push_fast`,
+//!   and the one-step `pop_fast` and `wait_fast`), a return (`release`, the one-step
+//!   `push_fast`, which hands off to the head waiter or goes idle,
 //!   `begin_reset`/`end_reset`, `detach`, `begin_close`), a finished task
 //!   (`handle_created`, `handle_create_failed`, `handle_closed`), a waiter's fate
 //!   (`timeout_waiter`, `cancel_waiter`), `close`, a runtime knob (`knobs.rs`) and the
@@ -71,7 +72,7 @@ mod tests;
 
 use std::time::{Duration, Instant};
 
-pub(crate) use effects::{Acquired, Effects, Rare, Via, WaitPoll};
+pub(crate) use effects::{Acquired, Effects, Pushed, Rare, Via, WaitPoll};
 pub(crate) use idle::Conn;
 pub(crate) use keyed_table::KeyTable;
 pub(crate) use state::State;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::adaptive::Adaptive;
 use super::breaker::Breaker;
-use super::effects::{Acquired, Effects, Via};
+use super::effects::{Acquired, Effects, Pushed, Via};
 use super::idle::{Conn, Idle};
 use super::rotation::Rotation;
 use super::timers::Timers;
@@ -22,7 +22,32 @@ use crate::{Binding, Error};
 /// The pool of one key: every counter, the idle list, the waiter queue, the breaker and the
 /// deadlines. Its fields are the machine's own: `idle.rs`, `demand.rs`, `timers.rs` and
 /// `knobs.rs` add the methods of their concern.
+///
+/// The fields a contended checkout touches come first and in this order (`repr(C)`): the
+/// lock hands the state from core to core, and each cache line it touches is a miss on the
+/// other core. The one-step paths (`pop_fast`, `push_fast`, `wait_fast`, `poll_waiter`)
+/// read nothing past `stats`.
+#[repr(C)]
 pub(crate) struct State<C> {
+    /// No knob needs the clock or a refill on checkout and release: `pop_fast`/`push_fast`
+    /// may serve them.
+    pub(super) fast: bool,
+    pub(super) closed: bool,
+    /// Every idle connection is stamped when it goes idle (see [`needs_stamp`](State::needs_stamp)).
+    pub(super) stamped: bool,
+    pub(super) open: usize,
+    pub(super) closing: usize,
+    /// `limits.max_open`, or `usize::MAX` for unlimited (kept by `update_fast_path`).
+    pub(super) open_cap: usize,
+    pub(super) waiters: Waiters<(Conn<C>, Via)>,
+    /// The idle connections and what their stamps count from.
+    pub(super) idle: Idle<C>,
+    pub(super) stats: Stats,
+    pub(super) creating: usize,
+    /// Creates in flight with no waiter tag (refill, probe).
+    pub(super) background: usize,
+    /// Checked-out connections given back for a reset, which the shell runs.
+    pub(super) resetting: usize,
     /// This state's key (`KeyId::ROOT` in a plain pool).
     pub(super) key: KeyId,
     pub(super) limits: Limits,
@@ -30,18 +55,6 @@ pub(crate) struct State<C> {
     pub(super) requested_max_idle: usize,
     /// `lifetime_jitter` as set (`None`: 10 % of `max_lifetime`).
     pub(super) requested_jitter: Option<Duration>,
-    /// The idle connections and what their stamps count from.
-    pub(super) idle: Idle<C>,
-    pub(super) open: usize,
-    pub(super) creating: usize,
-    /// Creates in flight with no waiter tag (refill, probe).
-    pub(super) background: usize,
-    pub(super) closing: usize,
-    /// Checked-out connections given back for a reset, which the shell runs.
-    pub(super) resetting: usize,
-    pub(super) waiters: Waiters<(Conn<C>, Via)>,
-    pub(super) closed: bool,
-    pub(super) stats: Stats,
     pub(super) breaker: Breaker,
     pub(super) last_error: Option<Cause>,
     /// The last create failure as its waiter got it: the error of waiters kept queued
@@ -49,11 +62,6 @@ pub(crate) struct State<C> {
     pub(super) last_failure: Option<Error>,
     /// The reaper's deadline as armed, and the stamp pass.
     pub(super) timers: Timers,
-    /// No knob needs the clock or a refill on checkout and release: `pop_fast`/`push_fast`
-    /// may serve them.
-    pub(super) fast: bool,
-    /// Every idle connection is stamped when it goes idle (see [`needs_stamp`](State::needs_stamp)).
-    pub(super) stamped: bool,
     /// The adaptive retention's estimator (`adaptive_idle`; see `adaptive.rs`).
     pub(super) adaptive: Option<Box<Adaptive>>,
     /// Lifetime rotation's bookkeeping (`rotation.rs`).
@@ -69,6 +77,7 @@ impl<C> State<C> {
         let backoff = limits.breaker_backoff;
         let adaptive = limits.adaptive.map(|b| Box::new(Adaptive::new(b)));
         let mut st = State {
+            open_cap: limits.open_cap(),
             key: KeyId::ROOT,
             limits,
             requested_max_idle,
@@ -120,6 +129,7 @@ impl<C> State<C> {
 
     pub(super) fn update_fast_path(&mut self) {
         let l = &self.limits;
+        self.open_cap = l.open_cap();
         self.fast = l.max_lifetime.is_none()
             && l.validate_after.is_none()
             && l.min_idle == 0
@@ -148,26 +158,31 @@ impl<C> State<C> {
         Some(conn)
     }
 
-    /// The common release in one step: back to idle below `max_idle` when nobody waits and
-    /// the reaper needs no new deadline. Same effect as `release` there; otherwise the
-    /// connection stays in `slot` for `release`. `now` gives the idle stamp, read only when
-    /// [`needs_stamp`](State::needs_stamp).
+    /// The common release in one step: to the head waiter when callers wait, else back to
+    /// idle below `max_idle` when the reaper needs no new deadline. Same effect as `release`
+    /// there; otherwise ([`Pushed::Declined`]) the connection stays in `slot` for `release`.
+    /// `now` gives the idle stamp, read only when [`needs_stamp`](State::needs_stamp).
     #[inline]
-    pub fn push_fast(&mut self, slot: &mut Option<Conn<C>>, now: impl FnOnce() -> Instant) -> bool {
-        if !self.fast
-            || self.closed
-            || !self.waiters.is_empty()
-            || self.idle.len() >= self.limits.max_idle
-            || self.open - self.closing > self.limits.open_cap()
-        {
-            return false;
+    pub fn push_fast(
+        &mut self,
+        slot: &mut Option<Conn<C>>,
+        now: impl FnOnce() -> Instant,
+    ) -> Pushed {
+        if !self.fast || self.closed || self.open - self.closing > self.open_cap {
+            return Pushed::Declined;
+        }
+        if !self.waiters.is_empty() {
+            return self.hand_off_fast(slot);
+        }
+        if self.idle.len() >= self.limits.max_idle {
+            return Pushed::Declined;
         }
         let idle_since = if self.needs_stamp() {
             let t = now();
             if let Some(max) = self.limits.max_idle_time {
                 let oldest = self.idle.oldest().unwrap_or(t);
                 if !self.armed_by(oldest + max) {
-                    return false;
+                    return Pushed::Declined;
                 }
             }
             Some(t)
@@ -177,13 +192,45 @@ impl<C> State<C> {
         // An unstamped entry needs the reaper's stamp pass scheduled: `release` does that
         // (once per pass).
         if idle_since.is_none() && self.timers.stamp_at.is_none() {
-            return false;
+            return Pushed::Declined;
         }
         let Some(conn) = slot.take() else {
-            return false;
+            return Pushed::Declined;
         };
         self.idle.push(conn, idle_since);
-        true
+        Pushed::Idle
+    }
+
+    /// `push_fast` with callers queued: the head waiter gets the connection (`put`'s
+    /// hand-off, which is all `release` does when no knob needs the clock).
+    #[inline]
+    fn hand_off_fast(&mut self, slot: &mut Option<Conn<C>>) -> Pushed {
+        let Some(conn) = slot.take() else {
+            return Pushed::Declined;
+        };
+        match self.waiters.serve_head((conn, Via::Release)) {
+            Ok(waker) => Pushed::HandedOff(waker),
+            Err((conn, _)) => {
+                *slot = Some(conn);
+                Pushed::Declined
+            }
+        }
+    }
+
+    /// The common wait in one step: the pool is full and no knob needs more than a place
+    /// at the back of the queue (no create to start, no clock but the wait's coarse start).
+    /// Same effect as `acquire` there; `None` sends the caller to `acquire`.
+    #[inline]
+    pub fn wait_fast(&mut self, waker: &Waker, now: &Now) -> Option<WaiterId> {
+        if !self.fast
+            || self.closed
+            || self.has_room()
+            || (self.waiters.is_empty() && self.idle.len() > 0)
+        {
+            return None;
+        }
+        self.stats.wait_count += 1;
+        Some(self.waiters.push_full(Since::of(None, now), waker))
     }
 
     /// Whether every idle connection is stamped with when it went idle (a knob reads idle
@@ -191,6 +238,12 @@ impl<C> State<C> {
     #[inline]
     pub fn needs_stamp(&self) -> bool {
         self.stamped
+    }
+
+    /// Whether callers are queued.
+    #[inline]
+    pub fn has_waiters(&self) -> bool {
+        !self.waiters.is_empty()
     }
 
     pub fn is_closed(&self) -> bool {
@@ -450,7 +503,7 @@ impl<C> State<C> {
         if self.closed {
             return self.begin_close(conn, CloseReason::Shutdown, fx);
         }
-        if self.open - self.closing > self.limits.open_cap() {
+        if self.open - self.closing > self.open_cap {
             return self.begin_close(conn, CloseReason::MaxIdle, fx);
         }
         match self.waiters.serve_head((conn, via)) {

@@ -5,11 +5,13 @@
 
 use std::borrow::Borrow;
 use std::hash::Hash;
+use std::task::Waker;
 use std::time::Instant;
 
-use super::effects::Effects;
+use super::effects::{Effects, Pushed, WaitPoll};
 use super::idle::Conn;
 use super::state::State;
+use super::waiters::WaiterId;
 use super::{KeyId, Now};
 use crate::{Error, KeyedManager};
 
@@ -72,18 +74,47 @@ pub(crate) trait Table<M: KeyedManager>: Send + 'static {
             .map(|(conn, surplus)| (conn, surplus, handle))
     }
 
-    /// The common release in one step, when the table allows it (see `State::push_fast`):
-    /// true when the connection left `slot` for the idle list. `now` is the shell's clock,
-    /// read only for a stamp.
+    /// The common release in one step, when the table allows it (see `State::push_fast`).
+    /// `now` is the shell's clock, read only for a stamp.
     #[inline]
     fn push_fast(
         &mut self,
         slot: &mut Option<Conn<M::Resource>>,
         key: KeyId,
         now: impl FnOnce() -> Instant,
-    ) -> bool {
+    ) -> Pushed {
         let _ = (slot, key, now);
-        false
+        Pushed::Declined
+    }
+
+    /// The common wait in one step, when the table allows it (see `State::wait_fast`): the
+    /// key's state and handle, and the place in its queue.
+    #[inline]
+    fn wait_fast<Q>(
+        &mut self,
+        key: &Q,
+        waker: &Waker,
+        now: &Now,
+    ) -> Option<(KeyId, WaiterId, Self::Handle)>
+    where
+        M::Key: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let _ = (key, waker, now);
+        None
+    }
+
+    /// Polls a queued waiter (see `State::poll_waiter`), settling the key as `with` does.
+    #[inline]
+    fn poll_waiter(
+        &mut self,
+        key: KeyId,
+        id: WaiterId,
+        waker: &Waker,
+        now: &mut Now,
+        fx: &mut Effects<M::Resource>,
+    ) -> WaitPoll<M::Resource> {
+        self.with(key, now, fx, |st, now, _| st.poll_waiter(id, waker, now))
     }
 
     /// The reaper's turn at `now` (read once; not at all once closed).
@@ -163,8 +194,29 @@ impl<M: KeyedManager<Key = ()>> Table<M> for State<M::Resource> {
         slot: &mut Option<Conn<M::Resource>>,
         _: KeyId,
         now: impl FnOnce() -> Instant,
-    ) -> bool {
+    ) -> Pushed {
         State::push_fast(self, slot, now)
+    }
+
+    #[inline]
+    fn wait_fast<Q>(&mut self, _: &Q, waker: &Waker, now: &Now) -> Option<(KeyId, WaiterId, ())>
+    where
+        (): Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        State::wait_fast(self, waker, now).map(|id| (KeyId::ROOT, id, ()))
+    }
+
+    #[inline]
+    fn poll_waiter(
+        &mut self,
+        _: KeyId,
+        id: WaiterId,
+        waker: &Waker,
+        now: &mut Now,
+        _: &mut Effects<M::Resource>,
+    ) -> WaitPoll<M::Resource> {
+        State::poll_waiter(self, id, waker, now)
     }
 
     fn handle_timeout(&mut self, now: &mut Now, fx: &mut Effects<M::Resource>) {

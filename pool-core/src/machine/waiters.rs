@@ -6,6 +6,14 @@
 //! stale; stale ids are skipped when served and compacted away when they outnumber live ones,
 //! so every operation is O(1) amortised whatever the number of waiters. A sequence number in
 //! each id makes a reused slab slot unmistakable.
+//!
+//! A second queue, `uncreated`, lists the queued waiters no create was started for, in the
+//! same order, so that creates go to the oldest first. A waiter queued while the pool is full
+//! ([`push_full`](Waiters::push_full), the contended path) is not put there at once: no
+//! create can start for it until a slot frees, and most are served by a release before then.
+//! [`sync`](Waiters::sync) adds the ones still waiting, in order, before anything reads that
+//! queue or pushes to its back; waiters at the back of `queue` are in `seq` order, and every
+//! one with `seq >= synced` was queued since the last sync, so each is looked at once.
 
 use std::collections::VecDeque;
 use std::task::Waker;
@@ -73,6 +81,8 @@ pub(crate) struct Entry<T> {
     pub counted: bool,
     /// A create was started on its behalf (each waiter gets at most one).
     create: bool,
+    /// In `uncreated` (or was): false for a waiter `push_full` queued and no `sync` saw yet.
+    tracked: bool,
     /// Waits for its own create, outside the queue (see [`WaiterId::own`]).
     own: bool,
     pub slot: Slot<T>,
@@ -91,6 +101,8 @@ pub(crate) struct Waiters<T> {
     /// Callers waiting for their own create (outside the queue), in `Slot::Waiting`.
     own: usize,
     next_seq: u64,
+    /// Every waiter queued at the back with a lower `seq` is in `uncreated`, or has left.
+    synced: u64,
 }
 
 impl<T> Waiters<T> {
@@ -103,6 +115,7 @@ impl<T> Waiters<T> {
             waiting_uncreated: 0,
             own: 0,
             next_seq: 0,
+            synced: 0,
         }
     }
 
@@ -134,6 +147,8 @@ impl<T> Waiters<T> {
         front: bool,
         waker: Option<&Waker>,
     ) -> WaiterId {
+        // `uncreated` stays in arrival order: the waiters `push_full` queued go first.
+        self.sync();
         let id = self.insert(since, counted, false, waker);
         if front {
             self.queue.push_front(id);
@@ -145,6 +160,37 @@ impl<T> Waiters<T> {
         self.waiting += 1;
         self.waiting_uncreated += 1;
         id
+    }
+
+    /// Queues a waiter at the back while the pool is full (no room for a create): counted,
+    /// and left out of `uncreated` until a [`sync`](Waiters::sync) needs it there.
+    #[inline]
+    pub fn push_full(&mut self, since: Since, waker: &Waker) -> WaiterId {
+        let id = self.insert(since, true, false, Some(waker));
+        self.slab[id.idx].tracked = false;
+        self.queue.push_back(id);
+        self.waiting += 1;
+        self.waiting_uncreated += 1;
+        id
+    }
+
+    /// Puts the waiters `push_full` queued since the last sync, and still waiting, at the
+    /// back of `uncreated`, in arrival order.
+    fn sync(&mut self) {
+        if self.synced == self.next_seq {
+            return;
+        }
+        let synced = self.synced;
+        let mut fresh = Vec::new();
+        for &id in self.queue.iter().rev().take_while(|id| id.seq >= synced) {
+            if Self::waiting_with(&self.slab, id, Some(false)) && !self.slab[id.idx].tracked {
+                self.slab[id.idx].tracked = true;
+                fresh.push(id);
+            }
+        }
+        // Found newest first.
+        self.uncreated.extend(fresh.into_iter().rev());
+        self.synced = self.next_seq;
     }
 
     /// A caller that waits for the create it starts (Go's binding): not in the hand-off
@@ -170,6 +216,7 @@ impl<T> Waiters<T> {
             counted,
             create: own,
             own,
+            tracked: true,
             slot: Slot::Waiting(waker.cloned()),
         });
         WaiterId { idx, seq, own }
@@ -177,6 +224,7 @@ impl<T> Waiters<T> {
 
     /// Marks the oldest queued waiter with no create as having one, and returns it.
     pub fn tag_oldest_uncreated(&mut self) -> Option<WaiterId> {
+        self.sync();
         while let Some(id) = self.uncreated.pop_front() {
             if Self::waiting_with(&self.slab, id, Some(false)) {
                 self.slab[id.idx].create = true;
@@ -204,13 +252,15 @@ impl<T> Waiters<T> {
     }
 
     /// Bookkeeping for an entry that stops waiting.
-    fn left(&mut self, id: WaiterId, create: bool) {
+    fn left(&mut self, id: WaiterId, create: bool, tracked: bool) {
         if id.own {
             self.own -= 1;
         } else {
             self.waiting -= 1;
             if !create {
                 self.waiting_uncreated -= 1;
+            }
+            if !create && tracked {
                 // Waiters mostly leave in arrival order (served from the head): drop the
                 // stale ids at the front as they appear, so the queue of waiters without a
                 // create does not grow with every wait that a release served.
@@ -258,11 +308,11 @@ impl<T> Waiters<T> {
             return Err(value);
         }
         let entry = &mut self.slab[id.idx];
-        let create = entry.create;
+        let (create, tracked) = (entry.create, entry.tracked);
         let Slot::Waiting(waker) = std::mem::replace(&mut entry.slot, Slot::Served(value)) else {
             unreachable!("is_waiting checked the slot");
         };
-        self.left(id, create);
+        self.left(id, create, tracked);
         Ok(waker)
     }
 
@@ -272,11 +322,11 @@ impl<T> Waiters<T> {
             return None;
         }
         let entry = &mut self.slab[id.idx];
-        let create = entry.create;
+        let (create, tracked) = (entry.create, entry.tracked);
         let Slot::Waiting(waker) = std::mem::replace(&mut entry.slot, Slot::Failed(err)) else {
             unreachable!("is_waiting checked the slot");
         };
-        self.left(id, create);
+        self.left(id, create, tracked);
         self.compact();
         Some(waker)
     }
@@ -328,7 +378,7 @@ impl<T> Waiters<T> {
         self.get_mut(id)?;
         let entry = self.slab.remove(id.idx);
         if matches!(entry.slot, Slot::Waiting(_)) {
-            self.left(id, entry.create);
+            self.left(id, entry.create, entry.tracked);
             self.compact();
         }
         Some(entry)
@@ -454,5 +504,29 @@ mod tests {
             w.queue.len(),
             w.uncreated.len()
         );
+    }
+
+    /// Waiters queued while the pool was full get creates in arrival order with the others,
+    /// once a slot frees: `sync` puts them in `uncreated` before a later waiter and before a
+    /// tag; one that left meanwhile is skipped; served ones never enter it.
+    #[test]
+    fn waiters_queued_while_full_get_creates_in_arrival_order() {
+        let mut w: Waiters<u32> = Waiters::new();
+        let t = Since::Coarse(Duration::ZERO);
+        let noop = Waker::noop();
+        for i in 0..100 {
+            w.push_full(t, noop);
+            assert!(w.serve_head(i).is_ok());
+        }
+        assert!(w.uncreated.is_empty(), "served waiters never enter `uncreated`");
+        let a = w.push_full(t, noop);
+        let gone = w.push_full(t, noop);
+        let b = w.push_full(t, noop);
+        assert!(w.remove(gone).is_some());
+        let c = w.push(t, true, false, None);
+        let d = w.push_full(t, noop);
+        let tags: Vec<_> = std::iter::from_fn(|| w.tag_oldest_uncreated()).collect();
+        assert_eq!(tags, [a, b, c, d]);
+        assert_eq!(w.waiting_uncreated, 0);
     }
 }

@@ -340,9 +340,7 @@ impl<M: KeyedManager, T: Table<M>> Future for Waiter<'_, '_, M, T> {
             };
         };
         let (key, id) = (*key, *id);
-        let polled = self
-            .shared
-            .with_state(key, |st, now, _| st.poll_waiter(id, cx.waker(), now));
+        let polled = self.shared.poll_waiter(key, id, cx.waker());
         match polled {
             WaitPoll::Pending(old_waker) => {
                 drop(old_waker);
@@ -491,19 +489,17 @@ where
             return slow.as_mut().poll(cx).map_ok(unwrap_slow);
         }
         let (mut conn, via, handle) = match this.queued {
-            Some((key, id, _)) => {
-                match shared.with_state(key, |st, now, _| st.poll_waiter(id, cx.waker(), now)) {
-                    WaitPoll::Pending(old_waker) => {
-                        drop(old_waker);
-                        return Poll::Pending;
-                    }
-                    WaitPoll::Ready(served) => {
-                        let (_, _, handle) = this.queued.take().expect("queued");
-                        let (conn, via) = served?;
-                        (conn, via, handle)
-                    }
+            Some((key, id, _)) => match shared.poll_waiter(key, id, cx.waker()) {
+                WaitPoll::Pending(old_waker) => {
+                    drop(old_waker);
+                    return Poll::Pending;
                 }
-            }
+                WaitPoll::Ready(served) => {
+                    let (_, _, handle) = this.queued.take().expect("queued");
+                    let (conn, via) = served?;
+                    (conn, via, handle)
+                }
+            },
             // The first poll. A subscriber that wants the `checkout` span gets it on the
             // general path (boxed, entered at every poll); otherwise this costs one look at
             // the level filter.
@@ -521,6 +517,12 @@ where
                         (conn, Via::Idle, handle)
                     }
                     None if shared.hooks.is_none() && this.acquire_timeout.is_none() => {
+                        let now = crate::machine::Now::lazy(clock::CLOCK);
+                        if let Some(at) = table.wait_fast(this.key, cx.waker(), &now) {
+                            drop(table);
+                            this.queued = Some(at);
+                            return Poll::Pending;
+                        }
                         match queue(shared, table, this.key, cx)? {
                             Queued::Wait(key, id, handle) => {
                                 tracing::debug!(target: "pool_core", "waiting for a connection");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::{Shared, clock};
 use crate::hooks::Returned;
-use crate::machine::{Conn, State, Table};
+use crate::machine::{Conn, Pushed, State, Table};
 use crate::{CloseReason, Health, KeyedManager, Manager};
 
 /// A checked-out connection and its way back to the pool.
@@ -125,10 +125,18 @@ impl<M: KeyedManager, T: Table<M>> Drop for Guard<'_, M, T> {
             })
         };
         let mut st = shared.state.lock();
-        if health == Health::Ready
-            && st.push_fast(&mut self.conn, T::key_id(&self.handle), clock::now)
-        {
-            return;
+        if health == Health::Ready {
+            match st.push_fast(&mut self.conn, T::key_id(&self.handle), clock::now) {
+                Pushed::Idle => return,
+                Pushed::HandedOff(waker) => {
+                    drop(st);
+                    if let Some(w) = waker {
+                        w.wake();
+                    }
+                    return;
+                }
+                Pushed::Declined => {}
+            }
         }
         shared.put_back(st, &self.handle, &mut self.conn, health);
     }

@@ -39,7 +39,7 @@ pub(crate) use checkout::{GetFuture, Wrap};
 use crate::config::Timeouts;
 use crate::error::Kind;
 use crate::hooks::{self, Hooks};
-use crate::machine::{Effects, KeyId, Now, Rare, State, Table};
+use crate::machine::{Effects, KeyId, Now, Rare, State, Table, WaitPoll, WaiterId};
 use crate::{Error, KeyedManager};
 use clock::CLOCK;
 use rt::{Mutex, Runtime};
@@ -178,6 +178,24 @@ impl<M: KeyedManager, T: Table<M>> Shared<M, T> {
         f: impl FnOnce(&mut State<M::Resource>, &mut Now, &mut Effects<M::Resource>) -> R,
     ) -> R {
         self.with_table(|t, now, fx| t.with(key, now, fx, f))
+    }
+
+    /// Polls a queued checkout: its connection or error, or its waker stored.
+    #[inline]
+    pub fn poll_waiter(
+        self: &Arc<Self>,
+        key: KeyId,
+        id: WaiterId,
+        waker: &std::task::Waker,
+    ) -> WaitPoll<M::Resource> {
+        let mut now = Now::lazy(CLOCK);
+        let mut fx = Effects::default();
+        let polled = self
+            .state
+            .lock()
+            .poll_waiter(key, id, waker, &mut now, &mut fx);
+        self.apply(fx);
+        polled
     }
 
     /// Locks the table, runs `f`, unlocks, then applies the effects.

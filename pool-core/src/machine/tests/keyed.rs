@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use super::model::{Model, W, pick};
 use super::{CLOCK, SEC, cfg, epoch};
 use crate::machine::{
-    Acquired, Conn, Effects, KeyId, KeyTable, Now, State, Table, WaitPoll, WaiterId,
+    Acquired, Conn, Effects, KeyId, KeyTable, Now, Pushed, State, Table, WaitPoll, WaiterId,
 };
 use crate::{CloseReason, Config, Error, KeyedConfig};
 
@@ -369,7 +369,9 @@ fn run_model(
                 if matches!(op, Op::Release(_)) {
                     let mut slot = Some(c);
                     let t = d.clock;
-                    if !Table::<Dummy>::push_fast(&mut d.t, &mut slot, key, || t) {
+                    if let Pushed::Declined =
+                        Table::<Dummy>::push_fast(&mut d.t, &mut slot, key, || t)
+                    {
                         let c = slot.expect("kept when not pushed");
                         d.on(key, |st, now, fx| st.release(c, now, fx));
                     }

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 
 use super::{CLOCK, SEC, cfg, epoch, state};
 use crate::error::Kind;
-use crate::machine::{Acquired, Conn, Effects, Now, WaitPoll, WaiterId};
+use crate::machine::{Acquired, Conn, Effects, Now, Pushed, WaitPoll, WaiterId};
 use crate::{CloseReason, Error};
 
 #[derive(Debug, Clone)]
@@ -205,7 +205,10 @@ fn run_model(
                 // As the shell: the one-step path first, the general one when it declines.
                 let got = match st.pop_fast() {
                     Some(c) => Ok(Acquired::Ready(c)),
-                    None => st.acquire(now, false, None, None, &mut fx),
+                    None => match st.wait_fast(noop, now) {
+                        Some(id) => Ok(Acquired::Wait(id)),
+                        None => st.acquire(now, false, None, None, &mut fx),
+                    },
                 };
                 if m.closed {
                     prop_assert!(got.is_err());
@@ -271,7 +274,7 @@ fn run_model(
                 match op {
                     Op::Release(_) => {
                         let mut slot = Some(c);
-                        if !st.push_fast(&mut slot, || now.get()) {
+                        if let Pushed::Declined = st.push_fast(&mut slot, || now.get()) {
                             st.release(slot.expect("kept when not pushed"), now, &mut fx);
                         }
                         m.put();

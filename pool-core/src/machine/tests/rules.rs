@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::{CLOCK, SEC, cfg, epoch, state};
 use crate::error::Kind;
 use crate::machine::idle::STAMP_EVERY;
-use crate::machine::{Acquired, Conn, Effects, Now, State, WaitPoll, WaiterId};
+use crate::machine::{Acquired, Conn, Effects, Now, Pushed, State, WaitPoll, WaiterId};
 use crate::{CloseReason, Config, Error};
 
 /// Drives a state: runs creates and closes the way the shell would, on a virtual clock.
@@ -186,7 +186,10 @@ fn no_clock_is_read_on_the_default_fast_path() {
     let mut now = Now::lazy(CLOCK);
     for _ in 0..3 {
         let c = ready(d.st.acquire(&mut now, false, None, None, &mut fx).unwrap());
-        assert!(d.st.push_fast(&mut Some(c), || panic!("the fast path read the clock")));
+        assert!(matches!(
+            d.st.push_fast(&mut Some(c), || panic!("the fast path read the clock")),
+            Pushed::Idle
+        ));
     }
     let c = ready(d.st.acquire(&mut now, false, None, None, &mut fx).unwrap());
     d.st.release(c, &mut now, &mut fx);
