@@ -110,19 +110,36 @@ pub(crate) struct Clock {
 /// needs it.
 pub(crate) struct Now {
     at: Option<Instant>,
+    /// A coarse reading taken before the step (see [`Now::with_coarse`]).
+    coarse_at: Option<Duration>,
     clock: Clock,
 }
 
 impl Now {
     /// A step whose time is read on first need from `clock`.
     pub fn lazy(clock: Clock) -> Self {
-        Now { at: None, clock }
+        Now {
+            at: None,
+            coarse_at: None,
+            clock,
+        }
+    }
+
+    /// The same, with a coarse reading the shell took before it locked: a step that times a
+    /// wait's end then reads no clock under the lock.
+    pub fn with_coarse(mut self, reading: Duration) -> Self {
+        self.coarse_at = Some(reading);
+        self
     }
 
     /// A step at a known instant (a test's virtual clock); `clock` serves coarse readings.
     #[cfg(test)]
     pub fn at(t: Instant, clock: Clock) -> Self {
-        Now { at: Some(t), clock }
+        Now {
+            at: Some(t),
+            coarse_at: None,
+            clock,
+        }
     }
 
     /// The step's instant, read now if it was not yet.
@@ -131,8 +148,9 @@ impl Now {
         *self.at.get_or_insert_with(clock)
     }
 
-    /// A coarse reading, for differences only (it is not cached: each wait reads its own).
+    /// A coarse reading, for differences only: the one the shell gave, else read now (not
+    /// cached: each wait reads its own).
     pub fn coarse(&self) -> Duration {
-        (self.clock.coarse)()
+        self.coarse_at.unwrap_or_else(self.clock.coarse)
     }
 }

@@ -88,19 +88,22 @@ pub(crate) struct Entry<T> {
     pub slot: Slot<T>,
 }
 
+/// The contended paths touch the counts, the queue and the slab, in this order (`repr(C)`;
+/// see `State`'s layout).
+#[repr(C)]
 pub(crate) struct Waiters<T> {
-    slab: Slab<Entry<T>>,
-    /// The hand-off queue, in arrival order.
-    queue: VecDeque<WaiterId>,
-    /// Queued waiters no create was started for yet, in arrival order (stale ids skipped).
-    uncreated: VecDeque<WaiterId>,
     /// Queued entries in `Slot::Waiting`.
     waiting: usize,
     /// Of those, the ones no create was started for.
     waiting_uncreated: usize,
+    next_seq: u64,
+    /// The hand-off queue, in arrival order.
+    queue: VecDeque<WaiterId>,
+    slab: Slab<Entry<T>>,
+    /// Queued waiters no create was started for yet, in arrival order (stale ids skipped).
+    uncreated: VecDeque<WaiterId>,
     /// Callers waiting for their own create (outside the queue), in `Slot::Waiting`.
     own: usize,
-    next_seq: u64,
     /// Every waiter queued at the back with a lower `seq` is in `uncreated`, or has left.
     synced: u64,
 }
@@ -518,7 +521,10 @@ mod tests {
             w.push_full(t, noop);
             assert!(w.serve_head(i).is_ok());
         }
-        assert!(w.uncreated.is_empty(), "served waiters never enter `uncreated`");
+        assert!(
+            w.uncreated.is_empty(),
+            "served waiters never enter `uncreated`"
+        );
         let a = w.push_full(t, noop);
         let gone = w.push_full(t, noop);
         let b = w.push_full(t, noop);
