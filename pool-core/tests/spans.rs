@@ -257,3 +257,37 @@ async fn checkouts_on_the_general_path_have_the_same_span() {
     );
     settled(&pool, &m).await;
 }
+
+/// Every return is a "returned a connection" event saying where the connection went, on the
+/// one-step paths too: to idle, and handed to a queued caller (once a regression: the
+/// one-step hand-off returned before the event).
+#[tokio::test(start_paused = true)]
+async fn every_return_says_where_the_connection_went() {
+    let capture = capture();
+    let m = ScriptedManager::new();
+    let pool = Pool::builder(m.clone()).max_open(1).build().unwrap();
+    let held = pool.get().await.unwrap();
+    let id = pool_core::Pooled::id(&held);
+    let waiting = tokio::spawn({
+        let pool = pool.clone();
+        async move { drop(pool.get().await.unwrap()) }
+    });
+    support::eventually("the second caller queued", || pool.stats().wait_count == 1).await;
+    drop(held);
+    waiting.await.unwrap();
+    let returns: Vec<(String, String)> = capture
+        .events()
+        .into_iter()
+        .filter(|e| e.target == "pool_core" && e.message == "returned a connection")
+        .map(|e| (e.fields["conn"].clone(), e.fields["returned"].clone()))
+        .collect();
+    let id = id.to_string();
+    assert_eq!(
+        returns,
+        [
+            (id.clone(), "handed_off".to_string()),
+            (id, "idle".to_string())
+        ],
+        "{returns:?}"
+    );
+}

@@ -17,7 +17,8 @@
 //!   must the reaper run next? see `timers.rs`), `stats`.
 //! - Time comes in. A step gets a [`Now`]: the clock the shell passed in ([`Clock`]), read at
 //!   most once per step and only when a decision needs it, so the default fast path reads
-//!   none. Instants are `std::time::Instant`; the shell converts from its runtime's clock
+//!   none (a woken waiter's poll brings a coarse reading taken before the lock, which times
+//!   the end of its wait: `Now::with_coarse`). Instants are `std::time::Instant`; the shell converts from its runtime's clock
 //!   (paused in tests). Unit tests drive the machine on a virtual clock.
 //! - Randomness comes in: `handle_created` takes the draw that sets the new connection's
 //!   share of `lifetime_jitter`.

@@ -25,8 +25,9 @@ use crate::{Binding, Error};
 ///
 /// The fields a contended checkout touches come first and in this order (`repr(C)`): the
 /// lock hands the state from core to core, and each cache line it touches is a miss on the
-/// other core. The one-step paths (`pop_fast`, `push_fast`, `wait_fast`, `poll_waiter`)
-/// read nothing past `stats`.
+/// other core. The contended one-step paths (`wait_fast`, `push_fast`'s hand-off,
+/// `poll_waiter`) read nothing past `stats`; the idle ones (`pop_fast`, `push_fast` to idle)
+/// also read `limits` and `timers`.
 #[repr(C)]
 pub(crate) struct State<C> {
     /// No knob needs the clock or a refill on checkout and release: `pop_fast`/`push_fast`

@@ -11,8 +11,9 @@
 //! same order, so that creates go to the oldest first. A waiter queued while the pool is full
 //! ([`push_full`](Waiters::push_full), the contended path) is not put there at once: no
 //! create can start for it until a slot frees, and most are served by a release before then.
-//! [`sync`](Waiters::sync) adds the ones still waiting, in order, before anything reads that
-//! queue or pushes to its back; waiters at the back of `queue` are in `seq` order, and every
+//! [`sync`](Waiters::sync) adds the ones still waiting, in order, before a create is tagged
+//! from that queue or a waiter is pushed to its back (trimming its stale front and compacting
+//! it need no sync); waiters at the back of `queue` are in `seq` order, and every
 //! one with `seq >= synced` was queued since the last sync, so each is looked at once.
 
 use std::collections::VecDeque;

@@ -520,6 +520,7 @@ where
                         let now = crate::machine::Now::lazy(clock::CLOCK);
                         if let Some(at) = table.wait_fast(this.key, cx.waker(), &now) {
                             drop(table);
+                            tracing::debug!(target: "pool_core", "waiting for a connection");
                             this.queued = Some(at);
                             return Poll::Pending;
                         }

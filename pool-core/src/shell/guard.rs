@@ -124,19 +124,24 @@ impl<M: KeyedManager, T: Table<M>> Drop for Guard<'_, M, T> {
                 Health::Broken
             })
         };
+        let id = conn.id;
         let mut st = shared.state.lock();
         if health == Health::Ready {
-            match st.push_fast(&mut self.conn, T::key_id(&self.handle), clock::now) {
-                Pushed::Idle => return,
+            let returned = match st.push_fast(&mut self.conn, T::key_id(&self.handle), clock::now) {
+                Pushed::Idle => Returned::Idle,
                 Pushed::HandedOff(waker) => {
                     drop(st);
                     if let Some(w) = waker {
                         w.wake();
                     }
-                    return;
+                    Returned::HandedOff
                 }
-                Pushed::Declined => {}
-            }
+                Pushed::Declined => {
+                    return shared.put_back(st, &self.handle, &mut self.conn, health);
+                }
+            };
+            tracing::trace!(target: "pool_core", conn = id, returned = returned.as_str(), "returned a connection");
+            return;
         }
         shared.put_back(st, &self.handle, &mut self.conn, health);
     }
