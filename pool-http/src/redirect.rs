@@ -148,7 +148,8 @@ impl<'a> Attempt<'a> {
         self.status
     }
 
-    /// Where the redirect goes (absolute, resolved against the request's URL).
+    /// Where the redirect goes (absolute, resolved against the request's URL; a userinfo
+    /// the Location carried is dropped, as it is on the wire).
     pub fn url(&self) -> &'a Uri {
         self.next
     }

@@ -223,3 +223,40 @@ async fn a_redirect_loop_ends_at_the_limit() {
         assert_eq!(site.take().len(), 11, "{path}");
     }
 }
+
+/// A Location's userinfo never reaches a custom policy: not in the next URL, not in the URLs
+/// requested so far, not in the attempt's `Debug` (a policy that logs its attempts would
+/// print a password the server put there). The wire never carried it either (see
+/// `redirect_credentials.rs`).
+#[tokio::test]
+async fn a_custom_policy_never_sees_a_locations_userinfo() {
+    let site = Site::start().await;
+    let port = site.port();
+    site.redirect(
+        "/u/1",
+        302,
+        &format!("http://evil:S3cr3t@localhost:{port}/u/2"),
+    );
+    site.redirect("/u/2", 302, "/u/3");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let policy = Policy::custom(move |attempt| {
+        let mut log = log.lock().unwrap();
+        log.push(format!("{attempt:?}"));
+        log.push(attempt.url().to_string());
+        log.extend(attempt.previous().iter().map(|u| u.to_string()));
+        attempt.follow()
+    });
+    let client = builder().redirect(policy).build().unwrap();
+    let response = client.get(&site.url("/u/1")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() >= 6, "{seen:?}");
+    for s in seen.iter() {
+        assert!(!s.contains("S3cr3t") && !s.contains("evil"), "{s}");
+    }
+    assert!(
+        seen.contains(&format!("http://localhost:{port}/u/2")),
+        "{seen:?}"
+    );
+}

@@ -145,12 +145,17 @@ impl Hops {
             // Go: "3xx responses without a Location have been observed in the wild".
             return Ok(None);
         }
-        let next = resolve(self.url(), &location).ok_or_else(|| {
+        let mut next = resolve(self.url(), &location).ok_or_else(|| {
             Error::redirect(format!(
                 "Location `{}` is not an http or https URL",
                 crate::error::redact(&location)
             ))
         })?;
+        // Userinfo counts on the first request only: a Location's own is dropped here, so
+        // neither the wire nor a policy nor a `Debug` of the attempt ever carries it.
+        if next.authority().is_some_and(|a| a.as_str().contains('@')) {
+            crate::request::take_userinfo(&mut next);
+        }
         if self.sent() > MAX_REDIRECTS {
             return Err(Error::redirect(format!(
                 "stopped after {MAX_REDIRECTS} redirects"
