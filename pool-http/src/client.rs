@@ -231,22 +231,23 @@ pub(crate) async fn execute(
     // on overflow; the builder caps `timeout` at `MAX_DURATION`).
     let timeout = timeout.and_then(|t| Some((t, Instant::now().checked_add(t)?)));
     let (head, url, origin) = match timeout {
-        None => client.hops(req, policy, None, None).await?,
+        None => client.hops(req, policy, None, None, None).await?,
         Some((t, deadline)) => {
-            // For the timeout's message: the request's origin as routed (the first hop's).
-            let first = req.uri().clone();
+            // For the timeout's message: the origin (as routed) of the hop under way, which
+            // `hops` keeps here as it follows redirects.
+            let mut hop = req.uri().clone();
             // Made in place (a future in a local would be held twice: the local, then the
             // timeout's).
             match tokio::time::timeout_at(
                 deadline,
-                client.hops(req, policy, Some(deadline), Some(t)),
+                client.hops(req, policy, Some(deadline), Some(t), Some(&mut hop)),
             )
             .await
             {
                 Ok(hops) => hops?,
                 Err(_) => {
                     let e = Error::timeout_after(Phase::Request, t);
-                    return Err(match Origin::routed(&first, &settings.proxies) {
+                    return Err(match Origin::routed(&hop, &settings.proxies) {
                         Ok(origin) => e.at(&origin),
                         Err(_) => e,
                     });
@@ -368,13 +369,15 @@ impl Client {
     }
 
     /// The request and the redirects it is sent on to; the last response, its URL (without
-    /// userinfo) and origin.
+    /// userinfo) and origin. `hop`, when given, follows the URL of the hop under way (for a
+    /// timeout's message).
     async fn hops(
         &self,
         mut req: Request<RequestBody>,
         policy: &Policy,
         deadline: Option<Instant>,
         timeout: Option<Duration>,
+        mut hop: Option<&mut Uri>,
     ) -> Result<(Head, Uri, Origin), Error> {
         let mut follow = Follow::new(policy);
         loop {
@@ -390,7 +393,12 @@ impl Client {
             }
             match follow.next(&sent, &head).map_err(|e| e.at(&origin))? {
                 // Dropped: drained within the budget, its connection pooled.
-                Some(next) => req = next,
+                Some(next) => {
+                    if let Some(hop) = hop.as_deref_mut() {
+                        hop.clone_from(next.uri());
+                    }
+                    req = next;
+                }
                 None => {
                     if decoding {
                         decompress::decode(&mut head);

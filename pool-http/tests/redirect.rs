@@ -416,3 +416,24 @@ async fn a_3xx_without_a_location_is_returned_as_is() {
     // And the connection served all of it.
     assert_eq!(client.stats().pool.created, 1);
 }
+
+/// A request that times out after a redirect to another origin names the origin of the hop
+/// that stalled, not the first one's (the message says where it was waiting).
+#[tokio::test]
+async fn a_timeout_after_a_redirect_names_the_stalled_hops_origin() {
+    let site = Site::start().await;
+    site.redirect("/x/1", 302, &site.at("localhost", "/x/2"));
+    site.route("/x/2", |_| Reply::Never);
+    let client = builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let err = client.get(&site.url("/x/1")).await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("localhost:{}", site.port())),
+        "{message}"
+    );
+    assert!(!message.contains("127.0.0.1"), "{message}");
+}
