@@ -517,13 +517,6 @@ where
                         (conn, Via::Idle, handle)
                     }
                     None if shared.hooks.is_none() && this.acquire_timeout.is_none() => {
-                        let now = crate::machine::Now::lazy(clock::CLOCK);
-                        if let Some(at) = table.wait_fast(this.key, cx.waker(), &now) {
-                            drop(table);
-                            tracing::debug!(target: "pool_core", "waiting for a connection");
-                            this.queued = Some(at);
-                            return Poll::Pending;
-                        }
                         match queue(shared, table, this.key, cx)? {
                             Queued::Wait(key, id, handle) => {
                                 tracing::debug!(target: "pool_core", "waiting for a connection");
@@ -607,7 +600,8 @@ enum Queued<M: KeyedManager, T: Table<M>> {
 }
 
 /// The rest of a first poll that found nothing idle, under the lock it already holds: the
-/// key's state (made if new), then `acquire` with the poll's waker. Unlocks, then applies the
+/// one-step wait when the table allows it (`Table::wait_fast`), else the key's state (made
+/// if new), then `acquire` with the poll's waker. Unlocks, then applies the
 /// effects (a create started for this waiter).
 #[inline(never)]
 fn queue<M, T, Q>(
@@ -623,6 +617,11 @@ where
     Q: Hash + Eq + ToOwned<Owned = M::Key> + ?Sized,
 {
     let mut now = crate::machine::Now::lazy(clock::CLOCK);
+    // The pool full and no knob needing the clock: a place in the queue, nothing else.
+    if let Some((id, waiter, handle)) = table.wait_fast(key, cx.waker(), &now) {
+        drop(table);
+        return Ok(Queued::Wait(id, waiter, handle));
+    }
     let mut fx = crate::machine::Effects::default();
     let acquired = (|| {
         let (id, handle) = match table.find(key) {
