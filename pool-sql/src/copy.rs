@@ -34,7 +34,6 @@ impl PgConn {
     /// Starts a `COPY ... FROM STDIN`: the server is in copy mode when this returns.
     pub(crate) async fn start_copy_in(&mut self, sql: &str) -> Result<Done, tokio_postgres::Error> {
         let sink = self.client.copy_in::<_, Bytes>(sql).await?;
-        self.wire.sync_ignored();
         Ok(Done::CopyIn(Box::pin(sink)))
     }
 }

@@ -14,6 +14,10 @@
 //!   (terminated between commands) from one it may have run;
 //! - a bound on messages before the session is ready: a server (or anything on the path)
 //!   announcing a 1 GiB message during startup is refused before tokio-postgres buffers it.
+//!
+//! And it drops one message that would put tokio-postgres out of step: the second
+//! ReadyForQuery of a COPY FROM STDIN that failed before the server read the Sync after its
+//! Execute (see `frames::CopyIn`).
 
 use std::io;
 use std::sync::Arc;
@@ -116,13 +120,6 @@ impl Wire {
     /// sent them: this crate, or the caller through [`PgConn::client`](crate::PgConn::client)).
     pub fn requests(&self) -> u64 {
         self.syncs.load(Ordering::Acquire)
-    }
-
-    /// A COPY FROM STDIN started through the extended protocol: the server ignores the
-    /// Sync written after its Execute (it is in copy mode by then), so that request gets no
-    /// ReadyForQuery of its own.
-    pub fn sync_ignored(&self) {
-        self.syncs.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Where the replies are now.

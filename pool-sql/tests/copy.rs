@@ -348,3 +348,67 @@ async fn copy_of_a_statement_that_is_not_its_copy_runs_nothing_and_the_next_call
     }
     assert_eq!(ints(&db, "SELECT count(*)::int FROM misuse").await, [0]);
 }
+
+/// A COPY FROM STDIN whose start fails (no such table; cancelled while it waits for a lock)
+/// has the Sync after its Execute answered, and the one after its CopyFail too: each later
+/// statement of the session still gets its own answer (tokio-postgres gave the second
+/// ReadyForQuery to the next statement: "unexpected message", then a closed session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_in_that_fails_at_its_start_leaves_the_session_in_step() {
+    let pg = TestPg::start().expect("postgres");
+    let admin = admin(&pg);
+    let db = db(&pg, "copy-failed-start").max_open(1).build().unwrap();
+    let one_line = || stream::iter([Ok::<_, std::io::Error>("1\n")]);
+    let mut conn = db.conn().await.unwrap();
+    let e = conn
+        .copy_in("COPY missing FROM STDIN", one_line())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some(&pool_sql::SqlState::UNDEFINED_TABLE),
+        "{e:?}"
+    );
+    for n in 0..3 {
+        let row = conn.query_one("SELECT $1::int", &[&n]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), n);
+    }
+    drop(conn);
+    let e = db
+        .copy_in("COPY missing FROM STDIN", one_line())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some(&pool_sql::SqlState::UNDEFINED_TABLE),
+        "{e:?}"
+    );
+    assert_eq!(ints(&db, "SELECT 7").await, [7]);
+
+    db.batch_execute("CREATE TABLE locked (n int)")
+        .await
+        .unwrap();
+    let mut holder = admin.begin().await.unwrap();
+    holder.batch_execute("LOCK TABLE locked").await.unwrap();
+    let copy = {
+        let db = db.clone();
+        tokio::spawn(async move { db.copy_in("COPY locked FROM STDIN", one_line()).await })
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the COPY waits for the lock",
+        || async { active(&admin, "copy-failed-start", "COPY locked").await == 1 },
+    )
+    .await;
+    copy.abort();
+    assert!(copy.await.unwrap_err().is_cancelled());
+    // The pool cancels the COPY, settles its session and hands it out again.
+    let n = tokio::time::timeout(Duration::from_secs(10), ints(&db, "SELECT 8"))
+        .await
+        .expect("the next caller does not wait for the lock");
+    assert_eq!(n, [8]);
+    assert_eq!(ints(&db, "SELECT 9").await, [9]);
+    holder.rollback().await.unwrap();
+    let s = db.stats();
+    assert_eq!((s.created, s.broken_closed), (1, 0), "{s:?}");
+}

@@ -31,6 +31,8 @@ struct Cursor {
     /// Bytes of a BackendKeyData's process id still to come, and those seen so far.
     pid_left: u8,
     pid: u32,
+    /// The current message is dropped from the stream (see [`Answers`]).
+    eliding: bool,
 }
 
 impl Cursor {
@@ -52,8 +54,45 @@ impl Cursor {
             status_next: false,
             pid_left: 0,
             pid: 0,
+            eliding: false,
         }
     }
+}
+
+/// How a `COPY ... FROM STDIN` through the extended protocol is answered (tokio-postgres's
+/// `copy_in`: Bind, Execute and Sync in one write; then the data, and a CopyDone or a
+/// CopyFail with a second Sync).
+///
+/// In copy mode the server ignores a Sync, so the one after the Execute normally gets no
+/// ReadyForQuery: a CopyInResponse after a BindComplete discounts it. But when the server is
+/// not in copy mode as it reads that Sync, it answers it: the Execute failed (no such table,
+/// no permission, a cancel during its lock wait), or the COPY failed before the server read
+/// it (a cancel request or `statement_timeout` landing while it sets the COPY up). It then
+/// ignores the COPY's data and its end (outside copy mode) and answers the second Sync too.
+/// Two ReadyForQuery for one request: tokio-postgres gives the second to the session's next
+/// request, and every answer after it to the request after its own. No request of
+/// tokio-postgres is answered by a ReadyForQuery alone (each gets another reply first), so a
+/// ReadyForQuery right after another (notices and the like aside) is that second answer: it
+/// is dropped from the stream before tokio-postgres reads it, and counted as the second
+/// Sync's answer unless a CopyInResponse discounted that Sync already.
+#[derive(Debug, Clone, Copy, Default)]
+struct Answers {
+    /// The type of the last reply (asynchronous messages aside).
+    last: u8,
+    /// A CopyInResponse discounted the Sync after the Execute of the request being answered.
+    discounted: bool,
+    /// The request the last ReadyForQuery answered had its Sync discounted so.
+    last_discounted: bool,
+}
+
+/// What [`Frames::on_read`] found in the bytes it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Read {
+    /// Everything is the client's.
+    All,
+    /// `data[from..to]` must not reach the client (see [`Answers`]); the bytes after `to`
+    /// have not been looked at: pass them again.
+    Elide { from: usize, to: usize },
 }
 
 /// The SSLRequest code (its untyped message is 8 bytes: length, then this).
@@ -67,6 +106,7 @@ pub(crate) struct Frames {
     write: Cursor,
     /// The first ReadyForQuery came: startup is over.
     ready: bool,
+    answers: Answers,
 }
 
 impl Frames {
@@ -76,6 +116,7 @@ impl Frames {
             read: Cursor::new(Phase::Messages),
             write: Cursor::new(Phase::Untyped),
             ready: false,
+            answers: Answers::default(),
         }
     }
 
@@ -88,6 +129,7 @@ impl Frames {
             read: Cursor::new(Phase::SslAnswer),
             write: Cursor::new(Phase::Untyped),
             ready: false,
+            answers: Answers::default(),
         }
     }
 
@@ -97,28 +139,39 @@ impl Frames {
             read: Cursor::new(Phase::Off),
             write: Cursor::new(Phase::Off),
             ready: false,
+            answers: Answers::default(),
         }
     }
 
-    /// Bytes the server sent.
-    pub(super) fn on_read(&mut self, mut data: &[u8], wire: &Wire) -> io::Result<()> {
+    /// Bytes the server sent, up to the end of a message the client must not see.
+    pub(super) fn on_read(&mut self, mut data: &[u8], wire: &Wire) -> io::Result<Read> {
+        let len = data.len();
         if self.read.phase == Phase::SslAnswer {
             let Some((&answer, rest)) = data.split_first() else {
-                return Ok(());
+                return Ok(Read::All);
             };
             data = rest;
             if answer == b'S' {
                 self.read.phase = Phase::Off;
                 self.write.phase = Phase::Off;
-                return Ok(());
+                return Ok(Read::All);
             }
             self.read.phase = Phase::Messages;
         }
         if self.read.phase != Phase::Messages {
-            return Ok(());
+            return Ok(Read::All);
         }
+        // Where the message being dropped starts in `data` (0: in an earlier read).
+        let mut elide_from = 0;
         let c = &mut self.read;
         while !data.is_empty() {
+            if c.eliding && c.left == 0 && c.have == 0 {
+                c.eliding = false;
+                return Ok(Read::Elide {
+                    from: elide_from,
+                    to: len - data.len(),
+                });
+            }
             if c.left > 0 {
                 if c.status_next {
                     c.status_next = false;
@@ -145,8 +198,24 @@ impl Frames {
             if c.have == 0 {
                 let kind = data[0];
                 if !matches!(kind, b'N' | b'A' | b'S') {
-                    wire.last_reply.store(kind, Ordering::Release);
-                    wire.replies.fetch_add(1, Ordering::AcqRel);
+                    let a = &mut self.answers;
+                    if kind == b'Z' && a.last == b'Z' {
+                        c.eliding = true;
+                        elide_from = len - data.len();
+                        if !a.last_discounted {
+                            wire.readies.fetch_add(1, Ordering::AcqRel);
+                        }
+                    } else {
+                        wire.last_reply.store(kind, Ordering::Release);
+                        wire.replies.fetch_add(1, Ordering::AcqRel);
+                        if kind == b'G' && a.last == b'2' {
+                            wire.syncs.fetch_sub(1, Ordering::AcqRel);
+                            a.discounted = true;
+                        } else if kind == b'Z' {
+                            a.last_discounted = std::mem::take(&mut a.discounted);
+                        }
+                    }
+                    a.last = kind;
                 }
             }
             let n = (5 - c.have).min(data.len());
@@ -158,29 +227,38 @@ impl Frames {
             }
             c.have = 0;
             let kind = c.head[0];
-            let len = be32(&c.head[1..5]);
-            if len < 4 {
+            let size = be32(&c.head[1..5]);
+            if size < 4 {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "the server sent a message with an invalid length",
                 ));
             }
-            if !self.ready && len > STARTUP_MESSAGE_LIMIT {
+            if !self.ready && size > STARTUP_MESSAGE_LIMIT {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
-                        "the server announced a {len}-byte message before the session was \
+                        "the server announced a {size}-byte message before the session was \
                          ready; at most {STARTUP_MESSAGE_LIMIT} bytes are accepted then"
                     ),
                 ));
             }
-            c.left = len - 4;
-            c.status_next = kind == b'Z' && c.left > 0;
+            c.left = size - 4;
+            c.status_next = kind == b'Z' && c.left > 0 && !c.eliding;
             if kind == b'K' && c.left >= 4 {
                 (c.pid_left, c.pid) = (4, 0);
             }
         }
-        Ok(())
+        if c.eliding && elide_from < len {
+            if c.left == 0 && c.have == 0 {
+                c.eliding = false;
+            }
+            return Ok(Read::Elide {
+                from: elide_from,
+                to: len,
+            });
+        }
+        Ok(Read::All)
     }
 
     /// Bytes that reached the server.
@@ -269,9 +347,7 @@ mod tests {
             let mut f = Frames::plain();
             f.on_write(&client, &wire);
             assert_eq!(wire.tx_status(), TxStatus::Unsettled);
-            for part in cut {
-                f.on_read(part, &wire).unwrap();
-            }
+            assert_eq!(client_sees(&mut f, &wire, &cut), server);
             assert_eq!(wire.tx_status(), TxStatus::InTransaction);
             assert_eq!(wire.pid(), Some(123_456), "the BackendKeyData's process id");
         }
@@ -287,6 +363,105 @@ mod tests {
                 "startup and one query"
             );
         }
+    }
+
+    /// What reaches the client of `parts` read one after another, as `Observed` passes it.
+    fn client_sees(f: &mut Frames, wire: &Wire, parts: &[&[u8]]) -> Vec<u8> {
+        let mut seen = Vec::new();
+        for part in parts {
+            let mut buf = part.to_vec();
+            let mut at = 0;
+            while let Read::Elide { from, to } = f.on_read(&buf[at..], wire).unwrap() {
+                buf.drain(at + from..at + to);
+                at += from;
+            }
+            seen.extend(buf);
+        }
+        seen
+    }
+
+    /// The client's side of a COPY FROM STDIN through the extended protocol: Bind, Execute,
+    /// Sync; one row (CopyData), `end` (CopyDone or CopyFail), Sync.
+    fn copy_in(wire: &Wire, f: &mut Frames, end: u8) {
+        f.on_write(&startup(), wire);
+        f.on_read(&msg(b'Z', b"I"), wire).unwrap();
+        let mut ext = msg(b'B', b"\0s0\0\0\0\0\0\0\0");
+        ext.extend(msg(b'E', b"\0\0\0\0\0"));
+        ext.extend(msg(b'S', b""));
+        f.on_write(&ext, wire);
+        let mut copy = msg(b'd', b"9\n");
+        copy.extend(msg(end, if end == b'f' { b"\0" } else { b"" }));
+        copy.extend(msg(b'S', b""));
+        f.on_write(&copy, wire);
+    }
+
+    #[test]
+    fn the_second_answer_of_a_copy_ins_request_never_reaches_the_client() {
+        let mut server = msg(b'2', b"");
+        server.extend(msg(b'G', b"\0\0\x01\0\0"));
+        server.extend(msg(b'E', b"SERROR\0C57014\0\0"));
+        server.extend(msg(b'Z', b"I"));
+        let once = server.clone();
+        // The second Sync's answer, then the next request's (an empty query).
+        let mut twice = server.clone();
+        twice.extend(msg(b'N', b"notice\0"));
+        twice.extend(msg(b'Z', b"I"));
+        twice.extend(msg(b'I', b""));
+        twice.extend(msg(b'Z', b"I"));
+        let mut expected = once.clone();
+        expected.extend(msg(b'N', b"notice\0"));
+        expected.extend(msg(b'I', b""));
+        expected.extend(msg(b'Z', b"I"));
+        for cut in splits(&twice) {
+            let (wire, mut f) = (Wire::default(), Frames::plain());
+            copy_in(&wire, &mut f, b'f');
+            f.on_write(&msg(b'Q', b"\0"), &wire);
+            assert_eq!(client_sees(&mut f, &wire, &cut), expected, "{cut:?}");
+            assert_eq!(wire.tx_status(), TxStatus::Idle, "{cut:?}");
+        }
+        // The usual case: the Sync after the Execute was ignored, one answer; and the next
+        // request's answers pass whole.
+        let mut next = once.clone();
+        next.extend(msg(b'I', b""));
+        next.extend(msg(b'Z', b"I"));
+        for cut in splits(&next) {
+            let (wire, mut f) = (Wire::default(), Frames::plain());
+            copy_in(&wire, &mut f, b'f');
+            f.on_write(&msg(b'Q', b"\0"), &wire);
+            assert_eq!(client_sees(&mut f, &wire, &cut), next, "{cut:?}");
+            assert_eq!(wire.tx_status(), TxStatus::Idle, "{cut:?}");
+        }
+        // The Execute failed (no such table): the server answers both Syncs, and the
+        // second answer counts for the second Sync.
+        let mut failed = msg(b'2', b"");
+        failed.extend(msg(b'E', b"SERROR\0C42P01\0\0"));
+        failed.extend(msg(b'Z', b"I"));
+        let mut seen = failed.clone();
+        failed.extend(msg(b'Z', b"I"));
+        // Then the next request's answers.
+        failed.extend(msg(b'I', b""));
+        failed.extend(msg(b'Z', b"I"));
+        seen.extend(msg(b'I', b""));
+        seen.extend(msg(b'Z', b"I"));
+        for cut in splits(&failed) {
+            let (wire, mut f) = (Wire::default(), Frames::plain());
+            copy_in(&wire, &mut f, b'f');
+            f.on_write(&msg(b'Q', b"\0"), &wire);
+            assert_eq!(client_sees(&mut f, &wire, &cut), seen, "{cut:?}");
+            assert_eq!(wire.tx_status(), TxStatus::Idle, "{cut:?}");
+        }
+        // A COPY that ends well: one answer, and the next request's pass whole.
+        let mut done = msg(b'2', b"");
+        done.extend(msg(b'G', b"\0\0\x01\0\0"));
+        done.extend(msg(b'C', b"COPY 1\0"));
+        done.extend(msg(b'Z', b"I"));
+        done.extend(msg(b'I', b""));
+        done.extend(msg(b'Z', b"I"));
+        let (wire, mut f) = (Wire::default(), Frames::plain());
+        copy_in(&wire, &mut f, b'c');
+        f.on_write(&msg(b'Q', b"\0"), &wire);
+        assert_eq!(client_sees(&mut f, &wire, &[&done]), done);
+        assert_eq!(wire.tx_status(), TxStatus::Idle);
     }
 
     #[test]

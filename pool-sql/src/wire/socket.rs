@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
+use super::frames::Read;
 use super::{Frames, Wire};
 
 /// A TCP or Unix socket.
@@ -178,9 +179,28 @@ impl<S: AsyncRead + Unpin> AsyncRead for Observed<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        this.frames.on_read(&buf.filled()[before..], &this.wire)?;
-        Poll::Ready(Ok(()))
+        loop {
+            std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            let end = buf.filled().len();
+            if end == before {
+                return Poll::Ready(Ok(())); // The end of the stream.
+            }
+            let mut at = before;
+            while let Read::Elide { from, to } =
+                this.frames.on_read(&buf.filled()[at..], &this.wire)?
+            {
+                // A message the client must not see (see `Frames`): the bytes after it
+                // move down over it.
+                let (from, to, end) = (at + from, at + to, buf.filled().len());
+                buf.filled_mut().copy_within(to..end, from);
+                buf.set_filled(end - (to - from));
+                at = from;
+            }
+            if buf.filled().len() > before {
+                return Poll::Ready(Ok(()));
+            }
+            // All of it was dropped: an empty read would say the stream ended.
+        }
     }
 }
 
