@@ -306,6 +306,7 @@ impl PgConn {
                 return Err(e);
             }
         }
+        let copies = self.wire.copies();
         let r = match self.query_timeout {
             None => self.run(op).await,
             Some(limit) => match tokio::time::timeout(limit, self.run(op)).await {
@@ -317,6 +318,18 @@ impl PgConn {
                 }
             },
         };
+        if self.wire.copies() != copies && !matches!(op, Op::CopyIn(_) | Op::CopyOut(_)) {
+            // A `COPY ... FROM STDIN` (or `TO STDOUT`) run as a statement: the server waits
+            // for data nobody sends (or streams it to nobody), and the next statement would
+            // reach it in copy mode. The session ends here, not in the next caller's hands.
+            self.broken = true;
+            self.task.abort();
+            return Err(crate::Error::config(
+                "statement",
+                "is a `COPY ... FROM STDIN` or `COPY ... TO STDOUT`, which runs through \
+                 copy_in or copy_out; the server started the COPY, so the session was closed",
+            ));
+        }
         r.map_err(|e| crate::Error::statement(e, self.wire.exit_error()))
     }
 

@@ -46,6 +46,8 @@ pub(crate) struct Wire {
     syncs: AtomicU64,
     /// ReadyForQuery messages received.
     readies: AtomicU64,
+    /// COPYs the server started (CopyInResponse and CopyOutResponse messages).
+    copies: AtomicU64,
     /// The status byte of the last ReadyForQuery (0 before the first).
     status: AtomicU8,
     /// Replies received: every message but the asynchronous ones (notices, notifications,
@@ -120,6 +122,11 @@ impl Wire {
     /// sent them: this crate, or the caller through [`PgConn::client`](crate::PgConn::client)).
     pub fn requests(&self) -> u64 {
         self.syncs.load(Ordering::Acquire)
+    }
+
+    /// COPYs the server started so far (`COPY ... FROM STDIN` or `TO STDOUT`).
+    pub fn copies(&self) -> u64 {
+        self.copies.load(Ordering::Acquire)
     }
 
     /// Where the replies are now.

@@ -412,3 +412,55 @@ async fn a_copy_in_that_fails_at_its_start_leaves_the_session_in_step() {
     let s = db.stats();
     assert_eq!((s.created, s.broken_closed), (1, 0), "{s:?}");
 }
+
+/// A `COPY ... FROM STDIN` (or `TO STDOUT`) run as a statement (`execute`, `query`,
+/// `batch_execute`) gets a clear error, and its session, which the server holds in copy
+/// mode, ends there: the next caller is served on a new session at once (it got the
+/// session in copy mode and failed with "closed" before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_run_as_a_statement_fails_clearly_and_its_session_serves_nobody_else() {
+    let pg = TestPg::start().expect("postgres");
+    let db = db(&pg, "copy-as-statement").max_open(1).build().unwrap();
+    db.batch_execute("CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let next_caller = |n: i32| {
+        let db = db.clone();
+        async move {
+            let sql = format!("SELECT {n}");
+            let row = tokio::time::timeout(Duration::from_secs(10), db.query_one(&sql, &[]))
+                .await
+                .expect("the next caller does not wait")
+                .unwrap_or_else(|e| panic!("the next caller is served: {e:?}"));
+            assert_eq!(row.get::<_, i32>(0), n);
+        }
+    };
+    let mut closed = 0;
+    for sql in ["COPY t FROM STDIN", "COPY t TO STDOUT"] {
+        let e = db.execute(sql, &[]).await.unwrap_err();
+        assert!(e.is_config() && e.to_string().contains("copy_in"), "{e}");
+        next_caller(1).await;
+        let e = db.query(sql, &[]).await.unwrap_err();
+        assert!(e.is_config(), "{e:?}");
+        next_caller(2).await;
+        let e = db
+            .batch_execute(&format!("SELECT 1; {sql}"))
+            .await
+            .unwrap_err();
+        assert!(e.is_config(), "{e:?}");
+        next_caller(3).await;
+        // On a Conn: its later statements fail at once as closed, never wait.
+        let mut conn = db.conn().await.unwrap();
+        assert!(conn.execute(sql, &[]).await.unwrap_err().is_config());
+        let later = tokio::time::timeout(Duration::from_secs(10), conn.query("SELECT 1", &[]))
+            .await
+            .expect("fails at once");
+        assert!(later.is_err(), "{later:?}");
+        drop(conn);
+        next_caller(4).await;
+        closed += 4;
+        let s = db.stats();
+        assert_eq!(s.broken_closed, closed, "{sql}: {s:?}");
+    }
+    assert_eq!(ints(&db, "SELECT n FROM t").await, [1]);
+}

@@ -208,6 +208,9 @@ impl Frames {
                     } else {
                         wire.last_reply.store(kind, Ordering::Release);
                         wire.replies.fetch_add(1, Ordering::AcqRel);
+                        if matches!(kind, b'G' | b'H') {
+                            wire.copies.fetch_add(1, Ordering::AcqRel);
+                        }
                         if kind == b'G' && a.last == b'2' {
                             wire.syncs.fetch_sub(1, Ordering::AcqRel);
                             a.discounted = true;
