@@ -398,73 +398,60 @@ mod tests {
         f.on_write(&copy, wire);
     }
 
-    #[test]
-    fn the_second_answer_of_a_copy_ins_request_never_reaches_the_client() {
-        let mut server = msg(b'2', b"");
-        server.extend(msg(b'G', b"\0\0\x01\0\0"));
-        server.extend(msg(b'E', b"SERROR\0C57014\0\0"));
-        server.extend(msg(b'Z', b"I"));
-        let once = server.clone();
-        // The second Sync's answer, then the next request's (an empty query).
-        let mut twice = server.clone();
-        twice.extend(msg(b'N', b"notice\0"));
-        twice.extend(msg(b'Z', b"I"));
-        twice.extend(msg(b'I', b""));
-        twice.extend(msg(b'Z', b"I"));
-        let mut expected = once.clone();
-        expected.extend(msg(b'N', b"notice\0"));
-        expected.extend(msg(b'I', b""));
-        expected.extend(msg(b'Z', b"I"));
-        for cut in splits(&twice) {
+    /// A COPY FROM STDIN ended by `end`, then an empty query: the server answers `server`,
+    /// cut every way; the client must see `seen`, and every request is answered.
+    fn copy_answered(end: u8, server: &[u8], seen: &[u8]) {
+        for cut in splits(server) {
             let (wire, mut f) = (Wire::default(), Frames::plain());
-            copy_in(&wire, &mut f, b'f');
-            f.on_write(&msg(b'Q', b"\0"), &wire);
-            assert_eq!(client_sees(&mut f, &wire, &cut), expected, "{cut:?}");
-            assert_eq!(wire.tx_status(), TxStatus::Idle, "{cut:?}");
-        }
-        // The usual case: the Sync after the Execute was ignored, one answer; and the next
-        // request's answers pass whole.
-        let mut next = once.clone();
-        next.extend(msg(b'I', b""));
-        next.extend(msg(b'Z', b"I"));
-        for cut in splits(&next) {
-            let (wire, mut f) = (Wire::default(), Frames::plain());
-            copy_in(&wire, &mut f, b'f');
-            f.on_write(&msg(b'Q', b"\0"), &wire);
-            assert_eq!(client_sees(&mut f, &wire, &cut), next, "{cut:?}");
-            assert_eq!(wire.tx_status(), TxStatus::Idle, "{cut:?}");
-        }
-        // The Execute failed (no such table): the server answers both Syncs, and the
-        // second answer counts for the second Sync.
-        let mut failed = msg(b'2', b"");
-        failed.extend(msg(b'E', b"SERROR\0C42P01\0\0"));
-        failed.extend(msg(b'Z', b"I"));
-        let mut seen = failed.clone();
-        failed.extend(msg(b'Z', b"I"));
-        // Then the next request's answers.
-        failed.extend(msg(b'I', b""));
-        failed.extend(msg(b'Z', b"I"));
-        seen.extend(msg(b'I', b""));
-        seen.extend(msg(b'Z', b"I"));
-        for cut in splits(&failed) {
-            let (wire, mut f) = (Wire::default(), Frames::plain());
-            copy_in(&wire, &mut f, b'f');
+            copy_in(&wire, &mut f, end);
             f.on_write(&msg(b'Q', b"\0"), &wire);
             assert_eq!(client_sees(&mut f, &wire, &cut), seen, "{cut:?}");
             assert_eq!(wire.tx_status(), TxStatus::Idle, "{cut:?}");
         }
+    }
+
+    #[test]
+    fn the_second_answer_of_a_copy_ins_request_never_reaches_the_client() {
+        let empty_query = [msg(b'I', b""), msg(b'Z', b"I")].concat();
+        let copy_failed = [
+            msg(b'2', b""),
+            msg(b'G', b"\0\0\x01\0\0"),
+            msg(b'E', b"SERROR\0C57014\0\0"),
+            msg(b'Z', b"I"),
+        ]
+        .concat();
+        // The usual case: the Sync after the Execute was ignored in copy mode, one answer.
+        let once = [&copy_failed[..], &empty_query].concat();
+        copy_answered(b'f', &once, &once);
+        // The COPY failed before the server read that Sync: both Syncs answered (a notice
+        // between them), the second answer dropped.
+        let notice = msg(b'N', b"notice\0");
+        let twice = [&copy_failed[..], &notice, &msg(b'Z', b"I"), &empty_query].concat();
+        copy_answered(
+            b'f',
+            &twice,
+            &[&copy_failed[..], &notice, &empty_query].concat(),
+        );
+        // The Execute failed (no such table): both Syncs answered; the second answer counts
+        // for the second Sync (no CopyInResponse discounted the first).
+        let start_failed = [
+            msg(b'2', b""),
+            msg(b'E', b"SERROR\0C42P01\0\0"),
+            msg(b'Z', b"I"),
+        ]
+        .concat();
+        let twice = [&start_failed[..], &msg(b'Z', b"I"), &empty_query].concat();
+        copy_answered(b'f', &twice, &[&start_failed[..], &empty_query].concat());
         // A COPY that ends well: one answer, and the next request's pass whole.
-        let mut done = msg(b'2', b"");
-        done.extend(msg(b'G', b"\0\0\x01\0\0"));
-        done.extend(msg(b'C', b"COPY 1\0"));
-        done.extend(msg(b'Z', b"I"));
-        done.extend(msg(b'I', b""));
-        done.extend(msg(b'Z', b"I"));
-        let (wire, mut f) = (Wire::default(), Frames::plain());
-        copy_in(&wire, &mut f, b'c');
-        f.on_write(&msg(b'Q', b"\0"), &wire);
-        assert_eq!(client_sees(&mut f, &wire, &[&done]), done);
-        assert_eq!(wire.tx_status(), TxStatus::Idle);
+        let done = [
+            msg(b'2', b""),
+            msg(b'G', b"\0\0\x01\0\0"),
+            msg(b'C', b"COPY 1\0"),
+            msg(b'Z', b"I"),
+            empty_query.clone(),
+        ]
+        .concat();
+        copy_answered(b'c', &done, &done);
     }
 
     #[test]
