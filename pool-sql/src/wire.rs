@@ -16,8 +16,8 @@
 //!   announcing a 1 GiB message during startup is refused before tokio-postgres buffers it.
 //!
 //! And it drops one message that would put tokio-postgres out of step: the second
-//! ReadyForQuery of a COPY FROM STDIN that failed before the server read the Sync after its
-//! Execute (see `frames::CopyIn`).
+//! ReadyForQuery of a COPY FROM STDIN whose first Sync the server answered (its Execute
+//! failed, or it was cancelled before the server read that Sync; see `answers`).
 
 use std::io;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
+mod answers;
 mod frames;
 mod socket;
 
@@ -44,7 +45,8 @@ pub(crate) struct Wire {
     written: AtomicU64,
     /// Requests written that the server answers with one ReadyForQuery each.
     syncs: AtomicU64,
-    /// ReadyForQuery messages received.
+    /// Requests answered: a ReadyForQuery each, one dropped from the stream included, and
+    /// two for a COPY FROM STDIN's when the server ignored its first Sync.
     readies: AtomicU64,
     /// COPYs the server started (CopyInResponse and CopyOutResponse messages).
     copies: AtomicU64,

@@ -2,11 +2,11 @@
 //! fake PostgreSQL on loopback that speaks just enough of it (startup, the extended
 //! protocol's prepared statements, simple queries, COPY FROM STDIN, cancel requests).
 //!
-//! A COPY FROM STDIN started with the extended protocol (Bind, Execute, Sync) and failed
-//! before the server read the Sync after its Execute (a cancel request or a
-//! `statement_timeout` landing while the server sets the COPY up; seen under load against
-//! PostgreSQL 15) gets two ReadyForQuery: one for that Sync, one for the Sync after the
-//! CopyFail. The second must not reach the session's next request.
+//! A COPY FROM STDIN whose Execute is followed by a Sync (as tokio-postgres writes it) and
+//! that fails before the server reads that Sync (a cancel request or a `statement_timeout`
+//! landing while the server sets the COPY up; seen under load against PostgreSQL 15) gets
+//! two ReadyForQuery: one for that Sync, one for the Sync after the CopyFail, and
+//! tokio-postgres would give the second to the session's next request.
 
 use std::collections::HashMap;
 use std::io;
@@ -28,9 +28,9 @@ struct FakePg {
 }
 
 impl FakePg {
-    /// `early_error`: a COPY FROM STDIN the client fails is answered as if the failure had
-    /// come before the server read the Sync after the Execute (two ReadyForQuery);
-    /// otherwise as usual (one).
+    /// `early_error`: a COPY FROM STDIN fails as soon as it starts (as when a cancel lands
+    /// while the server sets it up), before the server reads the message after the
+    /// Execute; otherwise it waits for its data as usual.
     async fn start(early_error: bool) -> FakePg {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -124,12 +124,7 @@ async fn serve(mut s: TcpStream, early_error: bool, cancels: &AtomicUsize) -> io
             }
             (Mode::Copy, b'f') => {
                 mode = Mode::SkipToSync;
-                let mut out = message(b'E', b"SERROR\0VERROR\0C57014\0Mcanceled\0\0");
-                if early_error {
-                    // The Sync after the Execute, read after the error: answered.
-                    out.extend(message(b'Z', b"I"));
-                }
-                out
+                message(b'E', b"SERROR\0VERROR\0C57014\0McopyFail\0\0")
             }
             (Mode::Copy, _) => return Ok(()),
             (Mode::Normal, b'P') => {
@@ -158,8 +153,16 @@ async fn serve(mut s: TcpStream, early_error: bool, cancels: &AtomicUsize) -> io
             }
             (Mode::Normal, b'E') => {
                 if portal.ends_with("FROM STDIN") {
-                    mode = Mode::Copy;
-                    message(b'G', &[0, 0, 1, 0, 0])
+                    let mut out = message(b'G', &[0, 0, 1, 0, 0]);
+                    mode = if early_error {
+                        // Failed in copy mode: everything up to a Sync is discarded, and
+                        // the next Sync is answered, whichever it is.
+                        out.extend(message(b'E', b"SERROR\0VERROR\0C57014\0Mcanceled\0\0"));
+                        Mode::SkipToSync
+                    } else {
+                        Mode::Copy
+                    };
+                    out
                 } else if let Some(n) = portal.strip_prefix("SELECT ") {
                     // The row, in binary as tokio-postgres asks.
                     let n: i32 = n.parse().unwrap();
@@ -173,6 +176,8 @@ async fn serve(mut s: TcpStream, early_error: bool, cancels: &AtomicUsize) -> io
                 }
             }
             (Mode::Normal, b'S') => message(b'Z', b"I"),
+            // The rest of a COPY that failed: ignored outside copy mode.
+            (Mode::Normal, b'd' | b'c' | b'f') => continue,
             (Mode::Normal, b'C') => message(b'3', b""),
             (Mode::Normal, b'Q') => {
                 let mut out = if body == b"\0" {
@@ -220,15 +225,23 @@ async fn a_copy_in_failed_before_the_server_read_its_sync_leaves_a_conn_in_step(
             }
             () = asked.notified() => {}
         }
-        // Each statement gets its own answer: without dropping the second ReadyForQuery,
-        // the one waiting for the cancel gets it, and each later one the answer before its
+        // Each statement gets its own answer: with two ReadyForQuery for the COPY, the one
+        // waiting for the cancel gets the second, and each later one the answer before its
         // own.
         for n in 2..6 {
             assert_eq!(select(&mut conn, n).await, n, "early error: {early_error}");
         }
+        // A bare Sync (tokio-postgres's connection check) is answered by a ReadyForQuery
+        // alone, and gets it.
+        let check = conn.get_ref().client().check_connection();
+        tokio::time::timeout(Duration::from_secs(10), check)
+            .await
+            .expect("answered")
+            .unwrap();
+        assert_eq!(select(&mut conn, 6).await, 6);
         drop(conn);
         let mut conn = db.conn().await.unwrap();
-        assert_eq!(select(&mut conn, 6).await, 6);
+        assert_eq!(select(&mut conn, 7).await, 7);
         let s = db.stats();
         assert_eq!((s.created, s.broken_closed), (1, 0), "{early_error}: {s:?}");
         assert_eq!(

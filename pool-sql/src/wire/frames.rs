@@ -3,6 +3,7 @@
 use std::io;
 use std::sync::atomic::Ordering;
 
+use super::answers::{self, Answers, Ready};
 use super::{STARTUP_MESSAGE_LIMIT, Wire};
 
 /// What a [`Frames`] looks at in one direction.
@@ -33,6 +34,10 @@ struct Cursor {
     pid: u32,
     /// The current message is dropped from the stream (see [`Answers`]).
     eliding: bool,
+    /// Requests the ReadyForQuery being read ends, counted at its status byte.
+    ends: u64,
+    /// Reading an ErrorResponse: the start of its body, for its SQLSTATE.
+    error: Option<([u8; ERROR_HEAD], usize)>,
 }
 
 impl Cursor {
@@ -55,35 +60,15 @@ impl Cursor {
             pid_left: 0,
             pid: 0,
             eliding: false,
+            ends: 0,
+            error: None,
         }
     }
 }
 
-/// How a `COPY ... FROM STDIN` through the extended protocol is answered (tokio-postgres's
-/// `copy_in`: Bind, Execute and Sync in one write; then the data, and a CopyDone or a
-/// CopyFail with a second Sync).
-///
-/// In copy mode the server ignores a Sync, so the one after the Execute normally gets no
-/// ReadyForQuery: a CopyInResponse after a BindComplete discounts it. But when the server is
-/// not in copy mode as it reads that Sync, it answers it: the Execute failed (no such table,
-/// no permission, a cancel during its lock wait), or the COPY failed before the server read
-/// it (a cancel request or `statement_timeout` landing while it sets the COPY up). It then
-/// ignores the COPY's data and its end (outside copy mode) and answers the second Sync too.
-/// Two ReadyForQuery for one request: tokio-postgres gives the second to the session's next
-/// request, and every answer after it to the request after its own. No request of
-/// tokio-postgres is answered by a ReadyForQuery alone (each gets another reply first), so a
-/// ReadyForQuery right after another (notices and the like aside) is that second answer: it
-/// is dropped from the stream before tokio-postgres reads it, and counted as the second
-/// Sync's answer unless a CopyInResponse discounted that Sync already.
-#[derive(Debug, Clone, Copy, Default)]
-struct Answers {
-    /// The type of the last reply (asynchronous messages aside).
-    last: u8,
-    /// A CopyInResponse discounted the Sync after the Execute of the request being answered.
-    discounted: bool,
-    /// The request the last ReadyForQuery answered had its Sync discounted so.
-    last_discounted: bool,
-}
+/// The start of an ErrorResponse's body kept for its SQLSTATE (PostgreSQL sends the
+/// severity fields, then the code).
+const ERROR_HEAD: usize = 64;
 
 /// What [`Frames::on_read`] found in the bytes it was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +161,8 @@ impl Frames {
                 if c.status_next {
                     c.status_next = false;
                     wire.status.store(data[0], Ordering::Release);
-                    wire.readies.fetch_add(1, Ordering::AcqRel);
+                    wire.readies
+                        .fetch_add(std::mem::take(&mut c.ends), Ordering::AcqRel);
                     self.ready = true;
                 }
                 if c.pid_left > 0 {
@@ -192,33 +178,51 @@ impl Frames {
                     }
                     continue;
                 }
-                data = c.skip_body(data);
+                let rest = c.skip_body(data);
+                if let Some((head, have)) = &mut c.error {
+                    let n = (ERROR_HEAD - *have).min(data.len() - rest.len());
+                    head[*have..*have + n].copy_from_slice(&data[..n]);
+                    *have += n;
+                    if c.left == 0 {
+                        self.answers.on_error(answers::sqlstate(&head[..*have]));
+                        c.error = None;
+                    }
+                }
+                data = rest;
                 continue;
             }
             if c.have == 0 {
                 let kind = data[0];
                 if !matches!(kind, b'N' | b'A' | b'S') {
-                    let a = &mut self.answers;
-                    if kind == b'Z' && a.last == b'Z' {
-                        c.eliding = true;
-                        elide_from = len - data.len();
-                        if !a.last_discounted {
+                    let ended = self.answers.on_reply(kind);
+                    wire.readies.fetch_add(ended, Ordering::AcqRel);
+                    let ready = if kind == b'Z' {
+                        self.answers.on_ready()
+                    } else {
+                        Ready::Pass(0)
+                    };
+                    match ready {
+                        Ready::Ambiguous => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                "the answers of an aborted COPY FROM STDIN and of a bare Sync \
+                                 after it cannot be told apart: the session is closed",
+                            ));
+                        }
+                        Ready::Drop => {
+                            c.eliding = true;
+                            elide_from = len - data.len();
                             wire.readies.fetch_add(1, Ordering::AcqRel);
                         }
-                    } else {
-                        wire.last_reply.store(kind, Ordering::Release);
-                        wire.replies.fetch_add(1, Ordering::AcqRel);
-                        if matches!(kind, b'G' | b'H') {
-                            wire.copies.fetch_add(1, Ordering::AcqRel);
-                        }
-                        if kind == b'G' && a.last == b'2' {
-                            wire.syncs.fetch_sub(1, Ordering::AcqRel);
-                            a.discounted = true;
-                        } else if kind == b'Z' {
-                            a.last_discounted = std::mem::take(&mut a.discounted);
+                        Ready::Pass(ends) => {
+                            c.ends = ends;
+                            wire.last_reply.store(kind, Ordering::Release);
+                            wire.replies.fetch_add(1, Ordering::AcqRel);
+                            if matches!(kind, b'G' | b'H') {
+                                wire.copies.fetch_add(1, Ordering::AcqRel);
+                            }
                         }
                     }
-                    a.last = kind;
                 }
             }
             let n = (5 - c.have).min(data.len());
@@ -251,6 +255,13 @@ impl Frames {
             if kind == b'K' && c.left >= 4 {
                 (c.pid_left, c.pid) = (4, 0);
             }
+            if kind == b'E' {
+                if c.left == 0 {
+                    self.answers.on_error(None);
+                } else {
+                    c.error = Some(([0; ERROR_HEAD], 0));
+                }
+            }
         }
         if c.eliding && elide_from < len {
             if c.left == 0 && c.have == 0 {
@@ -273,9 +284,13 @@ impl Frames {
                 continue;
             }
             let typed = c.phase == Phase::Messages;
-            if typed && c.have == 0 && matches!(data[0], b'Q' | b'S' | b'F') {
+            if typed && c.have == 0 {
                 // A simple query, a Sync or a function call: answered by one ReadyForQuery.
-                wire.syncs.fetch_add(1, Ordering::AcqRel);
+                let request = matches!(data[0], b'Q' | b'S' | b'F');
+                self.answers.on_write(data[0], request);
+                if request {
+                    wire.syncs.fetch_add(1, Ordering::AcqRel);
+                }
             }
             // A typed header is the type and the length; an untyped one (SSLRequest,
             // startup) the length and a code.
@@ -294,6 +309,7 @@ impl Frames {
                 c.left = be32(&c.head[0..4]).saturating_sub(8);
                 if be32(&c.head[4..8]) != u64::from(SSL_REQUEST) {
                     // The startup message: the session's first ReadyForQuery answers it.
+                    self.answers.on_write(0, true);
                     wire.syncs.fetch_add(1, Ordering::AcqRel);
                     c.phase = Phase::Messages;
                 }
@@ -452,6 +468,46 @@ mod tests {
         ]
         .concat();
         copy_answered(b'c', &done, &done);
+    }
+
+    #[test]
+    fn a_bare_sync_gets_its_ready_for_query_and_an_undecidable_one_closes_the_session() {
+        let (wire, mut f) = (Wire::default(), Frames::plain());
+        f.on_write(&startup(), &wire);
+        f.on_read(&msg(b'Z', b"I"), &wire).unwrap();
+        // tokio-postgres's `check_connection`: a Sync alone, after a query and after a COPY.
+        let answered = [msg(b'Z', b"I"), msg(b'Z', b"I")].concat();
+        f.on_write(&[msg(b'S', b""), msg(b'S', b"")].concat(), &wire);
+        assert_eq!(client_sees(&mut f, &wire, &[&answered]), answered);
+        assert_eq!(wire.tx_status(), TxStatus::Idle);
+        let (wire, mut f) = (Wire::default(), Frames::plain());
+        copy_in(&wire, &mut f, b'c');
+        f.on_write(&msg(b'S', b""), &wire);
+        let done = [
+            msg(b'2', b""),
+            msg(b'G', b"\0\0\x01\0\0"),
+            msg(b'C', b"COPY 1\0"),
+            msg(b'Z', b"I"),
+            msg(b'Z', b"I"),
+        ]
+        .concat();
+        assert_eq!(client_sees(&mut f, &wire, &[&done]), done);
+        assert_eq!(wire.tx_status(), TxStatus::Idle);
+        // A COPY canceled in copy mode, then a Sync alone: two ReadyForQuery may answer S1
+        // and S2, or S2 and the Sync; the session ends rather than guess.
+        let (wire, mut f) = (Wire::default(), Frames::plain());
+        copy_in(&wire, &mut f, b'f');
+        f.on_write(&msg(b'S', b""), &wire);
+        let canceled = [
+            msg(b'2', b""),
+            msg(b'G', b"\0\0\x01\0\0"),
+            msg(b'E', b"SERROR\0VERROR\0C57014\0Mcanceled\0\0"),
+            msg(b'Z', b"I"),
+        ]
+        .concat();
+        f.on_read(&canceled, &wire).unwrap();
+        let err = f.on_read(&msg(b'Z', b"I"), &wire).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]
