@@ -13,14 +13,16 @@
 //! The second ReadyForQuery would go to the session's next request, and every answer after
 //! it to the request after its own, so it is dropped from the stream before tokio-postgres
 //! reads it. Which case it is shows in the answers, with one exception: a COPY that failed
-//! with `query_canceled` after its CopyInResponse (the CopyFail's own error has that code
-//! too) may or may not have had S1 answered. The reply after its ReadyForQuery tells: a
-//! second ReadyForQuery right away is S2's (no request of tokio-postgres is answered by a
+//! after its CopyInResponse may or may not have had S1 answered (an error on its data comes
+//! after the server read S1 in copy mode; a cancel, a view or a statement trigger failing as
+//! the COPY starts, before). The reply after its ReadyForQuery tells: a second
+//! ReadyForQuery right away is S2's (no request of tokio-postgres is answered by a
 //! ReadyForQuery alone but a bare Sync, its `check_connection`); anything else is the next
 //! request's. The same holds after S1's answer: behind a pooler (PgBouncer in transaction
 //! mode lets the server go at that answer) S2 may get no answer at all, and the next
-//! request's reply says so. If the next request is that bare Sync, nothing can tell, and
-//! the session is given up.
+//! request's reply says so. Until that reply the session reads as not settled (the pool's
+//! reset sends an empty query, which settles it). If the request after S2 is a bare Sync,
+//! nothing can tell, and the session is given up.
 
 /// A `COPY ... FROM STDIN` whose answers are not all in.
 #[derive(Debug, Clone, Copy)]
@@ -39,20 +41,9 @@ enum S1 {
     Unknown,
     /// S1 was answered: the ReadyForQuery for S2 is dropped.
     Yes,
-    /// The first ReadyForQuery came after the COPY failed with `query_canceled`: S1 was
-    /// answered if another follows at once.
+    /// The first ReadyForQuery came after the COPY failed in copy mode: S1 was answered if
+    /// another follows at once.
     Maybe,
-}
-
-/// How the request being answered ended, as far as a COPY's S1 goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-enum End {
-    #[default]
-    Open,
-    /// CommandComplete: the COPY ran in copy mode to its end.
-    Complete,
-    /// An error; `query_canceled`: its SQLSTATE is 57014 (or could not be read).
-    Error { canceled: bool },
 }
 
 /// What to do with a ReadyForQuery.
@@ -77,9 +68,10 @@ pub(super) struct Answers {
     answered: u64,
     /// The types of the last two messages written.
     last: [u8; 2],
-    /// Since the last ReadyForQuery: a CopyInResponse came, and how the request ended.
+    /// Since the last ReadyForQuery: a CopyInResponse came, and then a CommandComplete
+    /// (the COPY ran in copy mode to its end).
     copy_started: bool,
-    end: End,
+    copy_done: bool,
     copy: Option<Copy>,
     /// A second COPY started before the first was told apart: given up.
     lost: bool,
@@ -120,7 +112,8 @@ impl Answers {
     /// ReadyForQuery).
     pub fn on_reply(&mut self, kind: u8) -> u64 {
         let mut ended = 0;
-        if kind != b'Z'
+        if !self.lost
+            && kind != b'Z'
             && let Some(c) = self.copy
             && c.s1_answered != S1::Unknown
             && self.answered == c.s1 + 1
@@ -134,22 +127,16 @@ impl Answers {
         }
         match kind {
             b'G' => self.copy_started = true,
-            b'C' => self.end = End::Complete,
+            b'C' => self.copy_done = self.copy_started,
             _ => {}
         }
         ended
     }
 
-    /// The error that just came has SQLSTATE `code`, if it could be read.
-    pub fn on_error(&mut self, code: Option<[u8; 5]>) {
-        let canceled = code.is_none_or(|c| &c == b"57014");
-        self.end = End::Error { canceled };
-    }
-
     /// A ReadyForQuery starts (after [`on_reply`](Self::on_reply)).
     pub fn on_ready(&mut self) -> Ready {
-        let (started, end) = (self.copy_started, self.end);
-        (self.copy_started, self.end) = (false, End::Open);
+        let (started, done) = (self.copy_started, self.copy_done);
+        (self.copy_started, self.copy_done) = (false, false);
         if self.lost {
             return Ready::Ambiguous;
         }
@@ -160,9 +147,9 @@ impl Answers {
         };
         if c.s1 == at && c.s1_answered == S1::Unknown {
             // The first ReadyForQuery since the COPY's Execute.
-            match (started, end) {
-                // In copy mode to its end, or failed on its data: S1 came in copy mode.
-                (true, End::Complete | End::Error { canceled: false }) => {
+            match (started, done) {
+                // In copy mode to its end: S1 came in copy mode.
+                (true, true) => {
                     self.answered += 2;
                     self.copy = None;
                     Ready::Pass(2)
@@ -181,7 +168,8 @@ impl Answers {
             }
         } else if c.s1 + 1 == at && c.s1_answered != S1::Unknown {
             // Right after the ReadyForQuery of S1: S2's.
-            if c.s1_answered == S1::Maybe && c.bare_sync_after == Some(true) {
+            if c.bare_sync_after == Some(true) {
+                // S2's, or (S1 ignored, or S2 left unanswered by a pooler) the bare Sync's.
                 self.lost = true;
                 return Ready::Ambiguous;
             }
@@ -195,46 +183,23 @@ impl Answers {
     }
 }
 
-/// The SQLSTATE of an ErrorResponse whose body starts with `body` (the fields: a type byte
-/// and a string each, `C` the code).
-pub(super) fn sqlstate(body: &[u8]) -> Option<[u8; 5]> {
-    let mut rest = body;
-    while let Some((&field, after)) = rest.split_first() {
-        if field == 0 {
-            return None;
-        }
-        let end = after.iter().position(|&b| b == 0)?;
-        if field == b'C' {
-            return after[..end].try_into().ok();
-        }
-        rest = &after[end + 1..];
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Writes `messages` (types), then reads `replies` (types; `E5` an error with 57014,
-    /// `Ex` another error): what each ReadyForQuery became, and the requests ended early.
+    /// Writes `messages` (types; `0` the startup), then reads `replies` (types): what each
+    /// ReadyForQuery became, `Pass(0)` where a reply showed that S2 had ended.
     fn run(a: &mut Answers, messages: &str, replies: &str) -> Vec<Ready> {
         for k in messages.bytes() {
             a.on_write(k, matches!(k, b'Q' | b'S' | b'F' | b'0'));
         }
         let mut out = Vec::new();
-        let mut replies = replies.bytes().peekable();
-        while let Some(k) = replies.next() {
+        for k in replies.bytes() {
             if a.on_reply(k) > 0 {
-                out.push(Ready::Pass(0)); // S2 ended by the earlier answer.
+                out.push(Ready::Pass(0));
             }
-            match k {
-                b'Z' => out.push(a.on_ready()),
-                b'E' => {
-                    let canceled = replies.next() == Some(b'5');
-                    a.on_error(Some(if canceled { *b"57014" } else { *b"23505" }));
-                }
-                _ => {}
+            if k == b'Z' {
+                out.push(a.on_ready());
             }
         }
         out
@@ -246,57 +211,70 @@ mod tests {
         a
     }
 
+    fn settled(a: &Answers) -> bool {
+        a.written == a.answered
+    }
+
     use Ready::{Ambiguous, Drop, Pass};
 
     #[test]
-    fn a_copy_in_copy_mode_is_answered_once() {
+    fn a_copy_run_in_copy_mode_to_its_end_is_answered_once() {
         let mut a = started();
-        // Done: one answer ends S1 and S2.
         assert_eq!(run(&mut a, "BESdcS", "2GCZ"), [Pass(2)]);
-        // Failed on its data, then the next query.
-        assert_eq!(run(&mut a, "BESdfSQ", "2GExZIZ"), [Pass(2), Pass(1)]);
-        assert_eq!((a.written, a.answered), (6, 6));
+        assert!(settled(&a));
+        assert_eq!(run(&mut a, "BESdcSS", "2GCZZ"), [Pass(2), Pass(1)]);
+        assert!(settled(&a));
     }
 
     #[test]
     fn a_copy_whose_execute_failed_has_its_second_answer_dropped() {
         let mut a = started();
-        // The error and S1's answer may come before the CopyFail is written.
-        assert_eq!(run(&mut a, "BES", "2E5Z"), [Pass(1)]);
+        // The error and S1's answer come before the CopyFail is written.
+        assert_eq!(run(&mut a, "BES", "2EZ"), [Pass(1)]);
         assert_eq!(run(&mut a, "fSQ", "ZIZ"), [Drop, Pass(1)]);
-        assert_eq!(run(&mut a, "BESfSS", "2ExZZZ"), [Pass(1), Drop, Pass(1)]);
-        // Behind a pooler, S2 may go unanswered: the next request's reply says so.
-        assert_eq!(run(&mut a, "BESfSQ", "2ExZIZ"), [Pass(1), Pass(0), Pass(1)]);
-        let (w, n) = (a.written, a.answered);
-        assert_eq!((w - 3, n - 3), (7, 7));
+        assert!(settled(&a));
+        // Behind a pooler S2 may go unanswered: the next request's reply says so.
+        assert_eq!(run(&mut a, "BESfSQ", "2EZIZ"), [Pass(1), Pass(0), Pass(1)]);
+        assert!(settled(&a));
+        // A bare Sync next: its answer and S2's cannot be told apart.
+        assert_eq!(run(&mut a, "BESfSS", "2EZZ"), [Pass(1), Ambiguous]);
+        assert_eq!(run(&mut a, "Q", "IZ"), [Ambiguous], "given up for good");
     }
 
     #[test]
-    fn a_copy_canceled_in_copy_mode_is_told_apart_by_the_next_reply() {
+    fn a_copy_failed_in_copy_mode_is_told_apart_by_the_next_reply() {
         let mut a = started();
-        // S1 answered: a second ReadyForQuery at once.
-        assert_eq!(run(&mut a, "BESdfSQ", "2GE5ZZIZ"), [Pass(1), Drop, Pass(1)]);
-        // S1 ignored: the next query's answer follows.
+        // Failed before the server read S1 (a cancel, a statement trigger): S2's answer
+        // follows at once.
+        assert_eq!(run(&mut a, "BESdfSQ", "2GEZZIZ"), [Pass(1), Drop, Pass(1)]);
+        assert!(settled(&a));
+        // Failed on its data, after S1: the next query's reply follows.
         assert_eq!(
-            run(&mut a, "BESdfSQ", "2GE5ZIZ"),
+            run(&mut a, "BESdfSQ", "2GEZIZ"),
             [Pass(1), Pass(0), Pass(1)]
         );
-        assert_eq!((a.written, a.answered), (7, 7));
+        assert!(settled(&a));
+        // Nothing after it yet: not settled until a reply tells.
+        assert_eq!(run(&mut a, "BESdfS", "2GEZ"), [Pass(1)]);
+        assert!(!settled(&a));
+        assert_eq!(run(&mut a, "Q", "IZ"), [Pass(0), Pass(1)]);
+        assert!(settled(&a));
+        // The error can come after the first data is written.
+        assert_eq!(run(&mut a, "BES", "2G"), []);
+        assert_eq!(run(&mut a, "d", "EZ"), [Pass(1)]);
+        assert_eq!(run(&mut a, "cS", "Z"), [Drop]);
+        assert!(settled(&a));
         // A bare Sync after it: nothing tells.
-        assert_eq!(run(&mut a, "BESdfSS", "2GE5ZZ"), [Pass(1), Ambiguous]);
+        assert_eq!(run(&mut a, "BESdfSS", "2GEZZ"), [Pass(1), Ambiguous]);
     }
 
     #[test]
     fn bare_syncs_and_other_requests_pass() {
         let mut a = started();
         assert_eq!(run(&mut a, "SSCSPDS", "ZZ3Z1tnZ"), [Pass(1); 4]);
-        assert_eq!(run(&mut a, "BESdcSS", "2GCZZ"), [Pass(2), Pass(1)]);
-    }
-
-    #[test]
-    fn the_sqlstate_is_read_from_the_error_fields() {
-        assert_eq!(sqlstate(b"SERROR\0VERROR\0C57014\0Mx\0\0"), Some(*b"57014"));
-        assert_eq!(sqlstate(b"SERROR\0Mx\0\0"), None);
-        assert_eq!(sqlstate(b"SERROR\0C570"), None, "cut short");
+        // copy_out, and a COPY TO STDOUT through copy_in (no CopyInResponse: S1 answered).
+        assert_eq!(run(&mut a, "BESQ", "2HdcCZIZ"), [Pass(1), Pass(1)]);
+        assert_eq!(run(&mut a, "BESfSQ", "2HdcCZZIZ"), [Pass(1), Drop, Pass(1)]);
+        assert!(settled(&a));
     }
 }

@@ -3,7 +3,7 @@
 use std::io;
 use std::sync::atomic::Ordering;
 
-use super::answers::{self, Answers, Ready};
+use super::answers::{Answers, Ready};
 use super::{STARTUP_MESSAGE_LIMIT, Wire};
 
 /// What a [`Frames`] looks at in one direction.
@@ -36,8 +36,6 @@ struct Cursor {
     eliding: bool,
     /// Requests the ReadyForQuery being read ends, counted at its status byte.
     ends: u64,
-    /// Reading an ErrorResponse: the start of its body, for its SQLSTATE.
-    error: Option<([u8; ERROR_HEAD], usize)>,
 }
 
 impl Cursor {
@@ -61,14 +59,9 @@ impl Cursor {
             pid: 0,
             eliding: false,
             ends: 0,
-            error: None,
         }
     }
 }
-
-/// The start of an ErrorResponse's body kept for its SQLSTATE (PostgreSQL sends the
-/// severity fields, then the code).
-const ERROR_HEAD: usize = 64;
 
 /// What [`Frames::on_read`] found in the bytes it was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,15 +172,6 @@ impl Frames {
                     continue;
                 }
                 let rest = c.skip_body(data);
-                if let Some((head, have)) = &mut c.error {
-                    let n = (ERROR_HEAD - *have).min(data.len() - rest.len());
-                    head[*have..*have + n].copy_from_slice(&data[..n]);
-                    *have += n;
-                    if c.left == 0 {
-                        self.answers.on_error(answers::sqlstate(&head[..*have]));
-                        c.error = None;
-                    }
-                }
                 data = rest;
                 continue;
             }
@@ -254,13 +238,6 @@ impl Frames {
             c.status_next = kind == b'Z' && c.left > 0 && !c.eliding;
             if kind == b'K' && c.left >= 4 {
                 (c.pid_left, c.pid) = (4, 0);
-            }
-            if kind == b'E' {
-                if c.left == 0 {
-                    self.answers.on_error(None);
-                } else {
-                    c.error = Some(([0; ERROR_HEAD], 0));
-                }
             }
         }
         if c.eliding && elide_from < len {
