@@ -11,23 +11,32 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use pool_sql::Db;
-use pool_sql::testing::{TestBouncer, TestPg};
+use pool_sql::testing::{TestBouncer, TestBouncerBuilder, TestPg};
 use support::{admin, eventually, ints};
 
 const CLIENTS: usize = 16;
 const SERVER_SESSIONS: u32 = 2;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transaction_mode_with_the_cache_off_runs_every_statement() {
+/// A test server and `bouncer` in front of it; `None` (the test is skipped) with
+/// `DATABASE_URL`, whose server has no PgBouncer of ours.
+fn started(bouncer: TestBouncerBuilder) -> Option<(TestPg, TestBouncer)> {
     if std::env::var_os("DATABASE_URL").is_some() {
         eprintln!("skipped: DATABASE_URL is set");
-        return;
+        return None;
     }
     let pg = TestPg::start().expect("test server");
-    let bouncer = TestBouncer::builder()
-        .server_sessions(SERVER_SESSIONS)
+    let bouncer = bouncer
         .start(&pg)
         .expect("pgbouncer (apt-get install pgbouncer)");
+    Some((pg, bouncer))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_mode_with_the_cache_off_runs_every_statement() {
+    let Some((pg, bouncer)) = started(TestBouncer::builder().server_sessions(SERVER_SESSIONS))
+    else {
+        return;
+    };
     let admin = admin(&pg);
     admin
         .batch_execute(
@@ -153,12 +162,9 @@ async fn transaction_mode_with_the_cache_off_runs_every_statement() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parameter_types_come_from_the_rust_values() {
-    if std::env::var_os("DATABASE_URL").is_some() {
-        eprintln!("skipped: DATABASE_URL is set");
+    let Some((_pg, bouncer)) = started(TestBouncer::builder()) else {
         return;
-    }
-    let pg = TestPg::start().expect("test server");
-    let bouncer = TestBouncer::builder().start(&pg).expect("pgbouncer");
+    };
     let db = Db::builder(&bouncer.url())
         .statement_cache(0)
         .build()
@@ -222,15 +228,10 @@ async fn parameter_types_come_from_the_rust_values() {
 /// then closes that session when its reset times out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_in_through_transaction_mode_gets_each_copy_its_own_answer() {
-    if std::env::var_os("DATABASE_URL").is_some() {
-        eprintln!("skipped: DATABASE_URL is set");
+    let Some((pg, bouncer)) = started(TestBouncer::builder().server_sessions(SERVER_SESSIONS))
+    else {
         return;
-    }
-    let pg = TestPg::start().expect("test server");
-    let bouncer = TestBouncer::builder()
-        .server_sessions(SERVER_SESSIONS)
-        .start(&pg)
-        .expect("pgbouncer (apt-get install pgbouncer)");
+    };
     let admin = admin(&pg);
     admin.batch_execute("CREATE TABLE c (n int)").await.unwrap();
     let db = Db::builder(&bouncer.url())
