@@ -328,6 +328,7 @@ impl<C> State<C> {
                 conn.idle_since(self.idle.origin())
                     .is_some_and(|t| now.get().saturating_duration_since(t) >= after)
             });
+            self.rearm_after_take(fx);
             return Some((conn, surplus, due));
         }
     }

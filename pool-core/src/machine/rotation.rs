@@ -258,6 +258,16 @@ impl<C> State<C> {
         }
     }
 
+    /// An idle connection was taken: an entry that was surplus (skipped by the rotation) or
+    /// about to close for idleness (above `min_idle`) may now be worth replacing, and its
+    /// deadline may come before the armed one.
+    pub(super) fn rearm_after_take(&mut self, fx: &mut Effects<C>) {
+        let len = self.idle.len();
+        if self.rotates() && (len >= self.limits.max_idle || len <= self.limits.min_idle) {
+            self.arm_rotation(fx);
+        }
+    }
+
     /// Starts the replacement of `conn` if it is due and the rules allow it (it passes
     /// through the machine: taken from idle, or released).
     pub(super) fn rotate_if_due(&mut self, conn: &Conn<C>, now: &mut Now, fx: &mut Effects<C>) {
