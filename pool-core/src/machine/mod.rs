@@ -41,6 +41,8 @@
 //! # Files
 //! - `state.rs`: [`State`], one key's pool: its counters, the checkout and return paths,
 //!   creates, closes, waiters' fates, the reaper's turn.
+//! - `fast.rs`: the one-step checkout, return and wait (`pop_fast`, `push_fast`,
+//!   `wait_fast`) when no knob needs the clock or a refill.
 //! - `idle.rs`: the idle list, its lazy stamps and what closes from it.
 //! - `demand.rs`: when a create starts, and when queued waiters fail instead.
 //! - `adaptive.rs`: the adaptive retention of surplus (`adaptive_idle`): its cost model and
@@ -59,6 +61,7 @@ mod adaptive;
 mod breaker;
 mod demand;
 mod effects;
+mod fast;
 mod idle;
 mod keyed_table;
 mod knobs;
