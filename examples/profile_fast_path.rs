@@ -1,8 +1,9 @@
 //! Tight checkout-and-return loops for instruction-level profiling:
 //! `valgrind --tool=callgrind target/release/examples/profile_fast_path [N] [TASKS]`, then
 //! divide the instruction total by N. With TASKS > 1, TASKS tasks share a pool of 8 and hold
-//! each checkout across a `yield_now` (benchmark B2's workload). Instruction counts are
-//! repeatable on a noisy machine.
+//! each checkout across a `yield_now` (benchmark B2's workload); with TASKS = 0, one task
+//! takes owned guards (`get_owned`, B1's second row). Instruction counts are repeatable on a
+//! noisy machine.
 
 use pool_core::{Manager, Pool, async_trait};
 
@@ -20,7 +21,7 @@ impl Manager for M {
 fn main() {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().ok());
     let n = args.next().flatten().unwrap_or(200_000);
-    let tasks = args.next().flatten().unwrap_or(1).max(1);
+    let tasks = args.next().flatten().unwrap_or(1);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -32,6 +33,12 @@ fn main() {
             .build()
             .expect("valid knobs");
         drop(pool.get().await.expect("get"));
+        if tasks == 0 {
+            for _ in 0..n {
+                drop(std::hint::black_box(pool.get_owned().await.expect("get")));
+            }
+            return;
+        }
         if tasks == 1 {
             for _ in 0..n {
                 drop(std::hint::black_box(pool.get().await.expect("get")));
