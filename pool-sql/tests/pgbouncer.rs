@@ -223,9 +223,11 @@ async fn parameter_types_come_from_the_rust_values() {
 /// `copy_in` through PgBouncer in transaction mode, with its start failing now and then:
 /// every COPY lands or fails with the server's own error, never with another request's
 /// answer (the failed start's second ReadyForQuery reached the next COPY: "unexpected
-/// message"). Whether the pool keeps its session is PgBouncer's business: before 1.22 it
-/// miscounts a COPY's answers and may drop a request sent right after one, and the pool
-/// then closes that session when its reset times out.
+/// message"). Whether each request gets an answer at all is PgBouncer's business: before
+/// 1.22 it miscounts a COPY's answers and may drop a request sent right after one (the
+/// pool's reset, or the next COPY), so `query_timeout` bounds every wait and a COPY that
+/// timed out is allowed here; nothing else is, and the table holds exactly the rows of the
+/// COPYs that said they landed (and at most those that timed out).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_in_through_transaction_mode_gets_each_copy_its_own_answer() {
     let Some((pg, bouncer)) = started(TestBouncer::builder().server_sessions(SERVER_SESSIONS))
@@ -236,24 +238,45 @@ async fn copy_in_through_transaction_mode_gets_each_copy_its_own_answer() {
     admin.batch_execute("CREATE TABLE c (n int)").await.unwrap();
     let db = Db::builder(&bouncer.url())
         .statement_cache(0)
+        .query_timeout(Duration::from_secs(2))
         .max_open(1)
         .build()
         .unwrap();
+    let (mut landed, mut timed_out) = (0, 0);
     for i in 0..20 {
         let line = futures_util::stream::iter([Ok::<_, std::io::Error>(format!("{i}\n"))]);
-        if i % 5 == 4 {
-            let e = db
-                .copy_in("COPY missing FROM STDIN", line)
-                .await
-                .unwrap_err();
-            assert_eq!(
-                e.code(),
-                Some(&pool_sql::SqlState::UNDEFINED_TABLE),
-                "{e:?}"
-            );
+        let missing = i % 5 == 4;
+        let sql = if missing {
+            "COPY missing FROM STDIN"
         } else {
-            assert_eq!(db.copy_in("COPY c FROM STDIN", line).await.unwrap(), 1);
+            "COPY c FROM STDIN"
+        };
+        match db.copy_in(sql, line).await {
+            Ok(n) => {
+                assert!(!missing, "a COPY into a missing table said it landed");
+                assert_eq!(n, 1);
+                landed += 1;
+            }
+            Err(e) if e.is_timeout() => timed_out += 1,
+            Err(e) => {
+                assert!(missing, "a COPY into an existing table failed: {e:?}");
+                assert_eq!(
+                    e.code(),
+                    Some(&pool_sql::SqlState::UNDEFINED_TABLE),
+                    "{e:?}"
+                );
+            }
         }
     }
-    assert_eq!(ints(&admin, "SELECT count(*)::int FROM c").await, [16]);
+    assert!(
+        landed >= 8,
+        "most COPYs land ({landed}; {timed_out} timed out)"
+    );
+    // A COPY whose answer PgBouncer lost may have landed all the same.
+    let rows = ints(&admin, "SELECT count(*)::int FROM c").await[0];
+    assert!(
+        (landed..=landed + timed_out).contains(&rows),
+        "{rows} rows: the COPYs that landed ({landed}), and at most those that timed out \
+         ({timed_out})"
+    );
 }
