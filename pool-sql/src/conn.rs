@@ -297,11 +297,11 @@ impl PgConn {
     /// once, so that on a dead network the session frees its slot and its socket now rather
     /// than when TCP gives up. Later statements on the same session fail as closed.
     pub(crate) async fn run_bounded(&mut self, op: Op<'_>) -> Result<Done, crate::Error> {
-        if self.busy && self.cancel_sent.is_some() && !self.broken {
-            // A stream or COPY of this pinned session was dropped unfinished, its cancel
-            // sent: wait for it, so this statement neither queues behind the rest nor is
-            // hit by the cancel.
-            if let Err(e) = crate::manager::settle_abandoned(self).await {
+        if self.busy && !self.broken {
+            // A statement of this pinned session was dropped unfinished (its future, or a
+            // stream or COPY whose cancel already left): settle it first, so this statement
+            // neither queues behind it nor is hit by its cancel.
+            if let Err(e) = self.settle_dropped().await {
                 self.broken = true;
                 return Err(e);
             }
@@ -331,6 +331,24 @@ impl PgConn {
             ));
         }
         r.map_err(|e| crate::Error::statement(e, self.wire.exit_error()))
+    }
+
+    /// Ends what a statement dropped half way left on this (pinned) session before the next
+    /// one runs: nothing when the server answered it all; else a cancel request (unless a
+    /// stream or COPY sent one as it was dropped), confirmed, then every answer awaited.
+    async fn settle_dropped(&mut self) -> Result<(), crate::Error> {
+        if self.cancel_sent.is_none() {
+            if self.wire.tx_status() != TxStatus::Unsettled {
+                self.busy = false;
+                return Ok(());
+            }
+            self.cancel_sent = self.cancel.spawn(CANCEL_WAIT);
+            tracing::debug!(target: "pool_sql", "statement dropped mid-flight: cancel request sent before the next one");
+            if self.cancel_sent.is_none() {
+                return Err(crate::Error::new(Kind::CancelUnconfirmed));
+            }
+        }
+        crate::manager::settle_abandoned(self).await
     }
 
     /// Gives the session up with a statement in flight: see [`run_bounded`](Self::run_bounded).
@@ -380,7 +398,9 @@ impl PgConn {
         if !self.cache.enabled() {
             return self.run_unnamed(op, sql, params).await;
         }
-        let mut evicted = false;
+        // Outside a transaction block only: in one, the failure aborted it and a second run
+        // would fail with 25P02, hiding the cause.
+        let mut evicted = self.wire.tx_status() != TxStatus::Idle;
         loop {
             let stmt = match self.cache.get(sql) {
                 Some(s) => s,
@@ -403,8 +423,11 @@ impl PgConn {
             match r {
                 // The cached plan went stale (the table changed shape) or the statement is
                 // gone (DISCARD ALL, DEALLOCATE): nothing ran, so prepare again, once.
-                Err(e) if !evicted && is_stale_statement(&e) => {
+                Err(e) if is_stale_statement(&e) => {
                     self.cache.remove(sql);
+                    if evicted {
+                        return Err(e);
+                    }
                     evicted = true;
                 }
                 r => return r,
@@ -523,11 +546,20 @@ pub(crate) fn ends_session(e: &tokio_postgres::Error) -> bool {
             .is_some_and(|d| matches!(d.parsed_severity(), Some(Severity::Fatal | Severity::Panic)))
 }
 
+/// The server refused the cached statement itself before running it: its plan's result
+/// type changed (0A000 from the plan cache's revalidation) or the statement is gone (26000
+/// from the lookup of a named statement). The SQLSTATE alone does not say it: any function
+/// or trigger can raise either after it ran, so the raising routine must be the server's
+/// own check, for our statement (no context: not inside a function).
 fn is_stale_statement(e: &tokio_postgres::Error) -> bool {
-    matches!(
-        e.code(),
-        Some(c) if *c == SqlState::FEATURE_NOT_SUPPORTED || *c == SqlState::INVALID_SQL_STATEMENT_NAME
-    )
+    let Some(db) = e.as_db_error() else {
+        return false;
+    };
+    let routine = db.routine().unwrap_or_default();
+    db.where_().is_none()
+        && ((*db.code() == SqlState::FEATURE_NOT_SUPPORTED && routine == "RevalidateCachedQuery")
+            || (*db.code() == SqlState::INVALID_SQL_STATEMENT_NAME
+                && routine == "FetchPreparedStatement"))
 }
 
 /// Prepared statements by SQL text, least recently inserted evicted first. Capacity 0

@@ -338,9 +338,11 @@ impl Db {
 /// # Cancel safety
 ///
 /// Dropping a statement's future half way loses nothing and leaks nothing: the session is
-/// marked busy, and when the `Conn` goes back a cancel request is sent and the session
-/// reaches nobody until the server has answered it (or it is closed). A statement run on
-/// the same `Conn` afterwards queues behind the abandoned one on the server.
+/// marked busy, and a cancel request is sent before the `Conn`'s next statement runs (which
+/// then waits until the server has answered it, and neither queues behind the abandoned
+/// statement nor is hit by its cancel), or when the `Conn` goes back (the session then
+/// reaches nobody until the server has answered it, or it is closed). A statement the
+/// server finished before the cancel arrived stays done.
 #[derive(Debug)]
 pub struct Conn {
     pub(crate) guard: Pooled<'static, PgManager>,

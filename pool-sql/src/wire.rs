@@ -52,6 +52,8 @@ pub(crate) struct Wire {
     copies: AtomicU64,
     /// The status byte of the last ReadyForQuery (0 before the first).
     status: AtomicU8,
+    /// The status byte of the ReadyForQuery before it.
+    prev_status: AtomicU8,
     /// Replies received: every message but the asynchronous ones (notices, notifications,
     /// parameter changes).
     replies: AtomicU64,
@@ -111,6 +113,19 @@ impl Wire {
             b'T' | b'E' => TxStatus::InTransaction,
             _ => TxStatus::Unsettled,
         }
+    }
+
+    /// A ReadyForQuery's status byte, as the framing reads it.
+    fn set_status(&self, status: u8) {
+        let prev = self.status.swap(status, Ordering::AcqRel);
+        self.prev_status.store(prev, Ordering::Release);
+    }
+
+    /// Whether the last request (a `COMMIT`, answered) found the session in a failed
+    /// transaction block (`E`) and left it out of one: the server rolled back instead of
+    /// committing (its tag says `ROLLBACK`, which is no error).
+    pub fn rolled_back(&self) -> bool {
+        self.tx_status() == TxStatus::Idle && self.prev_status.load(Ordering::Acquire) == b'E'
     }
 
     /// The server process serving the session (`pg_backend_pid()`), from the

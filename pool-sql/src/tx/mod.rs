@@ -7,8 +7,10 @@
 //! - A [`Tx`] owns its session until it is committed, rolled back or dropped; dropped, the
 //!   session's reset on return rolls it back (the server's status decides, see
 //!   [`Db`]'s "Session hygiene").
-//! - `failed` is true from a failed statement until a savepoint rolls back past it: a
-//!   commit then rolls back and says so ([`Error::is_tx_aborted`]).
+//! - `failed` is true from a failed statement (or one dropped half way, whose end the
+//!   caller never saw) until a savepoint rolls back past it: a commit then rolls back and
+//!   says so ([`Error::is_tx_aborted`]), as it does when the server reports a failed
+//!   transaction block.
 //! - A [`Savepoint`] dropped without commit or rollback leaves its id in `pending`: the
 //!   next statement of the transaction (its commit, another savepoint) first rolls back to
 //!   it, so its changes never reach a commit. `pending` is cleared only once that rollback
@@ -293,8 +295,10 @@ async fn traced<T, E>(db: &str, body: impl Future<Output = (Result<T, E>, u32)>)
 ///
 /// # Cancel safety
 ///
-/// As [`Conn`](crate::Conn)'s: a statement dropped half way is cancelled on the server when
-/// the session goes back; the transaction never commits what it did not finish.
+/// A statement dropped half way is cancelled on the server before the transaction's next
+/// statement runs (or when the session goes back), and the transaction fails: its commit
+/// rolls back ([`Error::is_tx_aborted`]), unless a savepoint rolled back past the statement.
+/// The transaction never commits what it did not finish.
 #[derive(Debug)]
 pub struct Tx {
     pub(crate) guard: Pooled<'static, PgManager>,
@@ -326,12 +330,22 @@ impl Tx {
     statement_api!(mut);
 
     pub(crate) async fn run(&mut self, op: Op<'_>) -> Result<Done, Error> {
+        self.note_dropped();
         self.settle().await?;
         let r = run_on(&self.db, &mut self.guard, op).await;
         if let Err(e) = &r {
             self.fail(e);
         }
         r
+    }
+
+    /// A statement of this transaction was dropped half way (its session is still `busy`;
+    /// the next statement cancels what is left of it): the caller never saw it finish, so
+    /// the transaction fails, as after an error (see the module's invariants).
+    pub(crate) fn note_dropped(&mut self) {
+        if self.guard.busy {
+            self.failed = true;
+        }
     }
 
     fn fail(&mut self, e: &Error) {
@@ -374,6 +388,7 @@ impl Tx {
     }
 
     async fn commit_inner(&mut self) -> Result<(), Error> {
+        self.note_dropped();
         if !self.failed {
             // A savepoint dropped open is undone first: its changes are never committed.
             let _ = self.settle().await;
@@ -383,6 +398,12 @@ impl Tx {
             return Err(Error::new(Kind::TxAborted { savepoint: false }));
         }
         match run_on(&self.db, &mut self.guard, Op::Batch("COMMIT")).await {
+            // The server's word too: a statement run past this crate (`get_ref().client()`)
+            // may have failed the transaction, and `COMMIT` then rolled back (no error).
+            Ok(_) if self.guard.wire.rolled_back() => {
+                self.failed = true;
+                Err(Error::new(Kind::TxAborted { savepoint: false }))
+            }
             Ok(_) => Ok(()),
             Err(e) => {
                 self.fail(&e);

@@ -51,6 +51,7 @@ impl Savepoint<'_> {
     /// # Cancel safety
     /// See [`Savepoint`].
     pub async fn commit(mut self) -> Result<(), Error> {
+        self.tx.note_dropped();
         if !self.tx.failed {
             let _ = self.tx.settle().await;
         }

@@ -153,7 +153,7 @@ impl Frames {
             if c.left > 0 {
                 if c.status_next {
                     c.status_next = false;
-                    wire.status.store(data[0], Ordering::Release);
+                    wire.set_status(data[0]);
                     wire.readies
                         .fetch_add(std::mem::take(&mut c.ends), Ordering::AcqRel);
                     self.ready = true;
