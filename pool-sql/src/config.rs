@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio_postgres::config::{Host, SslMode};
 
-use crate::conninfo::{Scanned, describe_parse_error, redact};
+use crate::conninfo::{Scanned, describe_parse_error, misread_parts, misread_url, redact};
 use crate::error::PoolOp;
 use crate::manager::{PgManager, SessionReset};
 use crate::{Db, Error};
@@ -274,9 +274,11 @@ impl DbBuilder {
     ///
     /// # Errors
     /// [`Error::is_config`] with [`Error::knob`]: `"url"` for a connection string that does
-    /// not parse, holds text that is not an option, has an unknown `sslmode`, or names a
-    /// host with an `@` in it (an unencoded `@` in a password: write `%40`); the message
-    /// never repeats the string or any part of a password. `"tls"` for
+    /// not parse, holds text that is not an option, has an unknown `sslmode`, or would be
+    /// misread: a host with an `@` in it (an unencoded `@` in a password), or an `@` after
+    /// the host with no user info before it (`postgres://db/app?password=p@ss`, which
+    /// tokio-postgres reads as the user `db/app?password=p` at the host `ss`): write `@` as
+    /// `%40`. The message never repeats the string or any part of a password. `"tls"` for
     /// `sslmode=require` (or `verify-full`, `verify-ca`) without [`tls`](DbBuilder::tls)
     /// and without a roots feature (`webpki-roots`, `native-roots`), or when
     /// `native-roots` alone finds no root certificate on the system.
@@ -294,6 +296,9 @@ impl DbBuilder {
                 ),
             ));
         }
+        if let Some(why) = misread_url(&self.url, &scanned) {
+            return Err(Error::config("url", why));
+        }
         let written = scanned.ssl_mode()?;
         let text = scanned.libpq_modes_as_ours(&self.url);
         let mut config: tokio_postgres::Config = text
@@ -310,15 +315,10 @@ impl DbBuilder {
         if let Err(e) = crate::connect::plan(&config) {
             return Err(Error::config("url", e.to_string()));
         }
-        if hosts
-            .iter()
-            .any(|h| matches!(h, Host::Tcp(name) if name.contains('@')))
-        {
-            return Err(Error::config(
-                "url",
-                "names a host with `@` in it: the user name or password holds an `@`, which \
-                 a URL must write as %40",
-            ));
+        // A misread string would put part of a password into the user name or a host,
+        // which every message shows.
+        if let Some(why) = misread_parts(&config, scanned.url) {
+            return Err(Error::config("url", why));
         }
         // PostgreSQL never encrypts a Unix socket (libpq does not try); a `hostaddr` is TCP.
         let only_unix =
