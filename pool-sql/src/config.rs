@@ -260,6 +260,37 @@ impl DbBuilder {
     /// system's, `SSL_CERT_FILE` included, read once per process) verifies the server as
     /// above. With no `sslmode`, or `prefer`/`allow`, the built-in config is not used and
     /// sessions are plain text, as without the features. This call always overrides it.
+    ///
+    /// **A private CA, a client certificate** (libpq's `sslrootcert`, `sslcert`, `sslkey`,
+    /// which the connection string does not take here: they are a config error pointing
+    /// to this call): put them in `config`. The CA goes in its root store, the client
+    /// certificate and key in `with_client_auth_cert`; rustls-pki-types reads PEM files
+    /// (`CertificateDer::pem_file_iter`, `PrivateKeyDer::from_pem_file`).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use rustls::pki_types::pem::PemObject;
+    /// use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    ///
+    /// // sslrootcert: the CA that signed the server's certificate.
+    /// let mut roots = rustls::RootCertStore::empty();
+    /// for ca in CertificateDer::pem_file_iter("/etc/db/ca.pem")? {
+    ///     roots.add(ca?)?;
+    /// }
+    /// // sslcert and sslkey, when the server asks for a client certificate.
+    /// let chain = CertificateDer::pem_file_iter("/etc/db/client.pem")?
+    ///     .collect::<Result<Vec<_>, _>>()?;
+    /// let key = PrivateKeyDer::from_pem_file("/etc/db/client.key")?;
+    /// let config = rustls::ClientConfig::builder()
+    ///     .with_root_certificates(roots)
+    ///     .with_client_auth_cert(chain, key)?; // or .with_no_client_auth()
+    /// let db = pool_sql::Db::builder("postgres://app@db.internal/app?sslmode=verify-full")
+    ///     .tls(config)
+    ///     .build()?;
+    /// # drop(db);
+    /// # Ok(())
+    /// # }
+    /// ```
     #[cfg(feature = "tls")]
     pub fn tls(mut self, config: rustls::ClientConfig) -> Self {
         self.tls = crate::connect::Tls::rustls(config);
@@ -274,11 +305,13 @@ impl DbBuilder {
     ///
     /// # Errors
     /// [`Error::is_config`] with [`Error::knob`]: `"url"` for a connection string that does
-    /// not parse, holds text that is not an option, has an unknown `sslmode`, or would be
-    /// misread: a host with an `@` in it (an unencoded `@` in a password), or an `@` after
-    /// the host with no user info before it (`postgres://db/app?password=p@ss`, which
-    /// tokio-postgres reads as the user `db/app?password=p` at the host `ss`): write `@` as
-    /// `%40`. The message never repeats the string or any part of a password. `"tls"` for
+    /// not parse, holds text that is not an option, has an unknown `sslmode`, names one of
+    /// libpq's certificate files (`sslrootcert`, `sslcert`, `sslkey`: see
+    /// [`tls`](DbBuilder::tls)), or would be misread: a host with an `@` in it (an
+    /// unencoded `@` in a password), or an `@` after the host with no user info before it
+    /// (`postgres://db/app?password=p@ss`, which tokio-postgres reads as the user
+    /// `db/app?password=p` at the host `ss`): write `@` as `%40`. The message never repeats
+    /// the string or any part of a password. `"tls"` for
     /// `sslmode=require` (or `verify-full`, `verify-ca`) without [`tls`](DbBuilder::tls)
     /// and without a roots feature (`webpki-roots`, `native-roots`), or when
     /// `native-roots` alone finds no root certificate on the system.

@@ -18,6 +18,11 @@ pub(crate) fn describe_parse_error(e: &tokio_postgres::Error, scanned: &Scanned)
         .strip_prefix("unknown option `")
         .and_then(|rest| rest.strip_suffix('`'));
     if let Some(key) = unknown {
+        if let Some(option) = CERTIFICATE_FILES.iter().find(|o| **o == key) {
+            return format!(
+                "does not parse: `{option}` (libpq's certificate file) is not read here: give                  a private CA, or a client certificate and key, in the rustls ClientConfig                  passed to DbBuilder::tls (feature `tls`)"
+            );
+        }
         let Some(at) = scanned.params.iter().position(|p| p.key == key) else {
             return "does not parse: it has an unknown option".to_owned();
         };
@@ -80,6 +85,10 @@ pub(crate) fn misread_parts(config: &tokio_postgres::Config, url: bool) -> Optio
          host (write `@` in a password or an option as %40)",
     )
 }
+
+/// libpq's options that name certificate files, which this crate does not read: the CA
+/// and the client certificate go into the rustls config given to `DbBuilder::tls`.
+const CERTIFICATE_FILES: [&str; 5] = ["sslrootcert", "sslcert", "sslkey", "sslcrl", "sslcrldir"];
 
 /// libpq's `sslmode` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
