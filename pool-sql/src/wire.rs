@@ -12,8 +12,12 @@
 //!   opened a transaction (our `begin`, `BEGIN` in SQL text, a function), the server says so.
 //! - the replies to the current statement, to tell a statement the server never answered
 //!   (terminated between commands) from one it may have run;
-//! - a bound on messages before the session is ready: a server (or anything on the path)
-//!   announcing a 1 GiB message during startup is refused before tokio-postgres buffers it.
+//! - bounds on what the server sends that tokio-postgres would keep: before the session is
+//!   ready, 64 KiB a message (a server, or anything on the path, announcing a 1 GiB
+//!   message during startup is refused before tokio-postgres buffers it) and 1 MiB in all
+//!   (endless small messages); once it is ready, 64 KiB of parameter changes between two
+//!   ReadyForQuery (endless new parameters sent to an idle session). Past a bound the
+//!   session ends with a protocol error (`InvalidData`).
 //!
 //! And it drops one message that would put tokio-postgres out of step: the second
 //! ReadyForQuery of a COPY FROM STDIN whose first Sync the server answered (its Execute
@@ -37,6 +41,20 @@ pub(crate) use socket::{Counted, Socket};
 /// The longest message a server may send before the session is ready (authentication,
 /// parameters, its key, a notice or an error): PostgreSQL's are a few hundred bytes.
 pub(crate) const STARTUP_MESSAGE_LIMIT: u64 = 64 * 1024;
+
+/// The most a server may send before the session is ready, all messages together:
+/// PostgreSQL's startup is about a kilobyte (authentication, a dozen parameters, its key);
+/// this leaves room for notices (a login event trigger's). tokio-postgres keeps every
+/// parameter of the startup, so without it a server sending small messages forever grows
+/// the client's memory until the connect timeout.
+pub(crate) const STARTUP_LIMIT: u64 = 1024 * 1024;
+
+/// The most parameter changes (ParameterStatus messages, all bytes together) a server may
+/// send between two ReadyForQuery, once the session is ready. A statement's changes are a
+/// few dozen bytes each, reported once per setting; tokio-postgres keeps every parameter
+/// name it is told of, so without it a server reporting new names to an idle session
+/// (nothing asked, no deadline) grows the client's memory without end.
+pub(crate) const PARAMETER_LIMIT: u64 = 64 * 1024;
 
 /// What the connection task and its users share: bytes written, what the framing showed,
 /// and the task's exit error.
@@ -151,8 +169,13 @@ impl Wire {
 
 /// A second handle on a session's socket (a `dup`), to look at it without reading: the
 /// connection task owns the socket and may not have noticed yet that the server hung up.
-#[derive(Debug)]
-pub(crate) struct Probe(pub(crate) socket2::Socket);
+///
+/// Shared with the connection task, which gives the descriptor up when it ends (see
+/// [`Probe::close`]): otherwise the socket would stay open, unread, as long as the pool
+/// keeps the dead session, and a server that keeps sending would fill its buffers instead
+/// of seeing the session closed.
+#[derive(Debug, Clone)]
+pub(crate) struct Probe(Arc<Mutex<Option<socket2::Socket>>>);
 
 /// What a [`Probe`] saw on an idle session's socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,10 +189,26 @@ pub(crate) enum Liveness {
 }
 
 impl Probe {
+    /// A probe on `dup`, a duplicate of the session's socket.
+    pub fn new(dup: socket2::Socket) -> Self {
+        Probe(Arc::new(Mutex::new(Some(dup))))
+    }
+
+    /// Gives the descriptor up: the socket closes once the connection's own is gone too.
+    /// A closed probe looks [`Liveness::Closed`].
+    pub fn close(&self) {
+        let dup = self.0.lock().take();
+        drop(dup);
+    }
+
     /// A non-blocking peek (pgx's `CheckConn`, without consuming anything).
     pub fn look(&self) -> Liveness {
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-        match self.0.peek(&mut buf) {
+        let dup = self.0.lock();
+        let Some(dup) = dup.as_ref() else {
+            return Liveness::Closed;
+        };
+        match dup.peek(&mut buf) {
             Ok(0) => Liveness::Closed,
             Ok(_) => Liveness::Pending,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Liveness::Quiet,

@@ -4,7 +4,7 @@ use std::io;
 use std::sync::atomic::Ordering;
 
 use super::answers::{Answers, Ready};
-use super::{STARTUP_MESSAGE_LIMIT, Wire};
+use super::{PARAMETER_LIMIT, STARTUP_LIMIT, STARTUP_MESSAGE_LIMIT, Wire};
 
 /// What a [`Frames`] looks at in one direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +84,11 @@ pub(crate) struct Frames {
     write: Cursor,
     /// The first ReadyForQuery came: startup is over.
     ready: bool,
+    /// Bytes read before `ready` (bounded by [`STARTUP_LIMIT`]).
+    early: u64,
+    /// Bytes of ParameterStatus read since the last ReadyForQuery, once `ready` (bounded by
+    /// [`PARAMETER_LIMIT`]).
+    params: u64,
     answers: Answers,
 }
 
@@ -94,6 +99,8 @@ impl Frames {
             read: Cursor::new(Phase::Messages),
             write: Cursor::new(Phase::Untyped),
             ready: false,
+            early: 0,
+            params: 0,
             answers: Answers::default(),
         }
     }
@@ -107,6 +114,8 @@ impl Frames {
             read: Cursor::new(Phase::SslAnswer),
             write: Cursor::new(Phase::Untyped),
             ready: false,
+            early: 0,
+            params: 0,
             answers: Answers::default(),
         }
     }
@@ -117,6 +126,8 @@ impl Frames {
             read: Cursor::new(Phase::Off),
             write: Cursor::new(Phase::Off),
             ready: false,
+            early: 0,
+            params: 0,
             answers: Answers::default(),
         }
     }
@@ -139,6 +150,15 @@ impl Frames {
         if self.read.phase != Phase::Messages {
             return Ok(Read::All);
         }
+        if !self.ready {
+            self.early += data.len() as u64;
+            if self.early > STARTUP_LIMIT {
+                return Err(invalid(format!(
+                    "the server sent more than {STARTUP_LIMIT} bytes before the session was \
+                     ready; the session is closed"
+                )));
+            }
+        }
         // Where the message being dropped starts in `data` (0: in an earlier read).
         let mut elide_from = 0;
         let c = &mut self.read;
@@ -157,6 +177,7 @@ impl Frames {
                     wire.readies
                         .fetch_add(std::mem::take(&mut c.ends), Ordering::AcqRel);
                     self.ready = true;
+                    self.params = 0;
                 }
                 if c.pid_left > 0 {
                     let n = usize::from(c.pid_left).min(data.len());
@@ -234,6 +255,16 @@ impl Frames {
                     ),
                 ));
             }
+            if kind == b'S' && self.ready {
+                self.params += size + 1;
+                if self.params > PARAMETER_LIMIT {
+                    return Err(invalid(format!(
+                        "the server sent more than {PARAMETER_LIMIT} bytes of parameter \
+                         changes (ParameterStatus) without a ReadyForQuery; the session is \
+                         closed"
+                    )));
+                }
+            }
             c.left = size - 4;
             c.status_next = kind == b'Z' && c.left > 0 && !c.eliding;
             if kind == b'K' && c.left >= 4 {
@@ -293,6 +324,11 @@ impl Frames {
             }
         }
     }
+}
+
+/// A protocol error: the session ends with it.
+fn invalid(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why)
 }
 
 fn be32(b: &[u8]) -> u64 {

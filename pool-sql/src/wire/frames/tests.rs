@@ -263,3 +263,54 @@ fn after_an_ssl_request_a_yes_hands_over_and_a_no_reads_plain_text() {
     f.on_read(&msg(b'Z', b"I"), &wire).unwrap();
     assert_eq!(wire.tx_status(), TxStatus::Idle);
 }
+
+#[test]
+fn small_messages_before_the_session_is_ready_are_bounded_in_all() {
+    let wire = Wire::default();
+    let mut f = Frames::plain();
+    f.on_write(&startup(), &wire);
+    let notice = msg(b'N', &[b'x'; 1000]);
+    let mut read = 0;
+    let err = loop {
+        match f.on_read(&notice, &wire) {
+            Ok(_) => read += notice.len() as u64,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    assert!(
+        err.to_string().contains("before the session was ready"),
+        "{err}"
+    );
+    assert!(read <= STARTUP_LIMIT && read + 2 * notice.len() as u64 > STARTUP_LIMIT);
+}
+
+#[test]
+fn parameter_changes_between_two_ready_for_query_are_bounded() {
+    let wire = Wire::default();
+    let mut f = Frames::plain();
+    f.on_write(&startup(), &wire);
+    f.on_read(&msg(b'Z', b"I"), &wire).unwrap();
+    let change = msg(
+        b'S',
+        &[&b"application_name\0"[..], &[b'a'; 1000], b"\0"].concat(),
+    );
+    let fit = PARAMETER_LIMIT / change.len() as u64;
+    // Within the bound, in each stretch between two ReadyForQuery: fine.
+    for _ in 0..3 {
+        f.on_write(&msg(b'Q', b"SET application_name = 'a...'\0"), &wire);
+        for _ in 0..fit {
+            f.on_read(&change, &wire).unwrap();
+        }
+        f.on_read(&[msg(b'C', b"SET\0"), msg(b'Z', b"I")].concat(), &wire)
+            .unwrap();
+    }
+    // Unasked, to an idle session: past the bound, the session ends, at the header of the
+    // message that crosses it.
+    for _ in 0..fit {
+        f.on_read(&change, &wire).unwrap();
+    }
+    let err = f.on_read(&change[..5], &wire).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    assert!(err.to_string().contains("ParameterStatus"), "{err}");
+}
