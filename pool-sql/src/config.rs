@@ -199,7 +199,9 @@ impl DbBuilder {
     /// What always holds, with or without it: a session given back inside a transaction
     /// (a [`Tx`](crate::Tx) dropped, `BEGIN` sent as text, a function that opened one) is
     /// rolled back on return, because the server's own transaction status decides, and an
-    /// abandoned statement is cancelled. What survives into the next caller *without* a
+    /// abandoned statement is cancelled; a session the server reports in a `client_encoding`
+    /// other than UTF8 (a `SET client_encoding`, `set_config`, a function's `SET` clause) is
+    /// closed on return, since tokio-postgres reads text as UTF-8 only. What survives into the next caller *without* a
     /// session reset: `SET` settings, temporary tables, session advisory locks, `LISTEN`,
     /// prepared statements and cursors (`WITH HOLD`), as with database/sql. With
     /// [`SessionReset::DiscardAll`], none of it does.

@@ -12,6 +12,8 @@
 //!   opened a transaction (our `begin`, `BEGIN` in SQL text, a function), the server says so.
 //! - the replies to the current statement, to tell a statement the server never answered
 //!   (terminated between commands) from one it may have run;
+//! - the server's report of `client_encoding` (ParameterStatus): a session a statement
+//!   left in another encoding than UTF8 is closed when it comes back (see `params`);
 //! - bounds on what the server sends that tokio-postgres would keep: before the session is
 //!   ready, 64 KiB a message (a server, or anything on the path, announcing a 1 GiB
 //!   message during startup is refused before tokio-postgres buffers it) and 1 MiB in all
@@ -25,12 +27,13 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
 mod answers;
 mod frames;
+mod params;
 mod socket;
 
 pub(crate) use frames::Frames;
@@ -77,6 +80,8 @@ pub(crate) struct Wire {
     last_reply: AtomicU8,
     /// The server process of the session, from its BackendKeyData (0 before it came).
     pid: AtomicU32,
+    /// The server's last report of `client_encoding` was not UTF8 (see `params`).
+    foreign_encoding: AtomicBool,
     exit: Mutex<Option<Arc<tokio_postgres::Error>>>,
     /// Feature `testing`: fail the next write as a reset socket would, writing nothing.
     #[cfg(feature = "testing")]
@@ -136,6 +141,13 @@ impl Wire {
     /// none).
     pub fn pid(&self) -> Option<u32> {
         Some(self.pid.load(Ordering::Acquire)).filter(|&p| p != 0)
+    }
+
+    /// Whether the server's last report of the session's `client_encoding` was something
+    /// other than UTF8, which tokio-postgres cannot read (set by a statement of the
+    /// caller's): such a session must reach nobody else.
+    pub fn foreign_encoding(&self) -> bool {
+        self.foreign_encoding.load(Ordering::Acquire)
     }
 
     /// Requests written so far that the server answers with a ReadyForQuery (whatever

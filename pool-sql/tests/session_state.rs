@@ -287,3 +287,42 @@ async fn without_a_session_reset_session_state_survives_and_with_discard_all_non
     .await;
     assert_eq!(bad.stats().created, 2, "each failed reset cost its session");
 }
+
+/// tokio-postgres decodes every text as UTF-8. One caller's `set_config('client_encoding',
+/// ...)` (or `SET client_encoding`, or a function's `SET` clause) leaves a session the server
+/// reports (ParameterStatus) in LATIN1: handed to the next caller, its `é` came back as one
+/// byte that is not UTF-8. The server's report decides: such a session is closed when it
+/// comes back; one set back to UTF8 before that is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_left_in_another_client_encoding_is_not_handed_to_the_next_caller() {
+    let pg = TestPg::start().expect("postgres");
+    let db = db(&pg, "encoding").max_open(1).build().unwrap();
+    db.query_one("SELECT set_config('client_encoding', 'LATIN1', false)", &[])
+        .await
+        .unwrap();
+    // The next caller, who knows nothing of it.
+    let e: String = db
+        .query_one("SELECT chr(233)", &[])
+        .await
+        .expect("the next caller's statement")
+        .try_get(0)
+        .expect("the next caller's text decodes");
+    assert_eq!(e, "é");
+    assert_eq!(db.stats().broken_closed, 1, "{:?}", db.stats());
+
+    // Through a `Conn`, by SQL text; and set back before the session goes back: kept.
+    let mut conn = db.conn().await.unwrap();
+    conn.batch_execute("SET client_encoding TO 'SQL_ASCII'")
+        .await
+        .unwrap();
+    drop(conn);
+    let mut conn = db.conn().await.unwrap();
+    conn.batch_execute("SET client_encoding TO 'LATIN1'; RESET client_encoding")
+        .await
+        .unwrap();
+    drop(conn);
+    let e: String = db.query_one("SELECT chr(233)", &[]).await.unwrap().get(0);
+    assert_eq!(e, "é");
+    let s = db.stats();
+    assert_eq!((s.broken_closed, s.created), (2, 3), "{s:?}");
+}

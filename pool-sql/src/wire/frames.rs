@@ -4,6 +4,7 @@ use std::io;
 use std::sync::atomic::Ordering;
 
 use super::answers::{Answers, Ready};
+use super::params::Parameter;
 use super::{PARAMETER_LIMIT, STARTUP_LIMIT, STARTUP_MESSAGE_LIMIT, Wire};
 
 /// What a [`Frames`] looks at in one direction.
@@ -36,6 +37,8 @@ struct Cursor {
     eliding: bool,
     /// Requests the ReadyForQuery being read ends, counted at its status byte.
     ends: u64,
+    /// In a ParameterStatus: where its body is, for `client_encoding`.
+    param: Option<Parameter>,
 }
 
 impl Cursor {
@@ -59,6 +62,7 @@ impl Cursor {
             pid: 0,
             eliding: false,
             ends: 0,
+            param: None,
         }
     }
 }
@@ -192,6 +196,14 @@ impl Frames {
                     }
                     continue;
                 }
+                if let Some(param) = &mut c.param {
+                    let n = usize::try_from(c.left)
+                        .unwrap_or(usize::MAX)
+                        .min(data.len());
+                    if let Some(utf8) = param.feed(&data[..n]) {
+                        wire.foreign_encoding.store(!utf8, Ordering::Release);
+                    }
+                }
                 let rest = c.skip_body(data);
                 data = rest;
                 continue;
@@ -255,6 +267,7 @@ impl Frames {
                     ),
                 ));
             }
+            c.param = (kind == b'S').then(Parameter::new);
             if kind == b'S' && self.ready {
                 self.params += size + 1;
                 if self.params > PARAMETER_LIMIT {

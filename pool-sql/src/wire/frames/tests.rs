@@ -314,3 +314,26 @@ fn parameter_changes_between_two_ready_for_query_are_bounded() {
     assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     assert!(err.to_string().contains("ParameterStatus"), "{err}");
 }
+
+#[test]
+fn the_servers_report_of_client_encoding_is_kept_however_the_bytes_are_cut() {
+    let latin1 = msg(b'S', b"client_encoding\0LATIN1\0");
+    let utf8 = msg(b'S', b"client_encoding\0UTF8\0");
+    let other = msg(b'S', b"DateStyle\0German\0");
+    for (server, foreign) in [
+        ([&latin1[..], &other].concat(), true),
+        ([&latin1[..], &utf8, &other].concat(), false),
+        ([&utf8[..], &latin1].concat(), true),
+    ] {
+        let server = [&server[..], &msg(b'Z', b"I")].concat();
+        for cut in splits(&server) {
+            let wire = Wire::default();
+            let mut f = Frames::plain();
+            f.on_write(&startup(), &wire);
+            f.on_read(&msg(b'Z', b"I"), &wire).unwrap();
+            f.on_write(&msg(b'Q', b"SET client_encoding ...\0"), &wire);
+            assert_eq!(client_sees(&mut f, &wire, &cut), server);
+            assert_eq!(wire.foreign_encoding(), foreign, "{cut:?}");
+        }
+    }
+}
