@@ -327,3 +327,78 @@ async fn unasked_replies_to_an_idle_session_close_it_and_notices_do_not() {
         db.close();
     }
 }
+
+/// A server that stalls half way through a message: during startup (`at_startup`), or in
+/// the answer to the first query after a normal startup. It holds the connection, reading
+/// whatever comes, until the client leaves.
+async fn staller(at_startup: bool) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if read_startup(&mut s).await.is_err() {
+                    return;
+                }
+                if at_startup {
+                    let _ = s.write_all(&message(b'R', &0u32.to_be_bytes())[..6]).await;
+                } else {
+                    let mut out = message(b'R', &0u32.to_be_bytes());
+                    out.extend(message(b'K', &[0, 0, 0x30, 0x39, 1, 2, 3, 4]));
+                    out.extend(message(b'Z', b"I"));
+                    let _ = s.write_all(&out).await;
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let _ = s.read(&mut buf).await; // the query
+                    let row_description = message(b'T', &[0, 1, b'x', 0, 0, 0]);
+                    let _ = s.write_all(&row_description[..7]).await;
+                }
+                let mut buf = [0u8; 1024];
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    port
+}
+
+/// A message cut half way and never finished: a connect ends at `acquire_timeout`, a
+/// statement at `query_timeout`, and its session is given up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalls_mid_message_end_at_their_deadlines() {
+    let port = staller(true).await;
+    let db = Db::builder(&format!("postgres://app:pw@127.0.0.1:{port}/app"))
+        .acquire_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(10), db.ping())
+        .await
+        .expect("bounded");
+    assert!(r.unwrap_err().is_timeout());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let port = staller(false).await;
+    let db = Db::builder(&format!("postgres://app:pw@127.0.0.1:{port}/app"))
+        .query_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(10), db.query("SELECT 1", &[]))
+        .await
+        .expect("bounded");
+    assert!(r.unwrap_err().is_timeout());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    eventually(
+        Duration::from_secs(5),
+        "the session is given up",
+        || async { db.stats().open == 0 },
+    )
+    .await;
+}
