@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio_postgres::config::{Host, SslMode};
 
-use crate::conninfo::{Scanned, describe_parse_error, redact};
+use crate::conninfo::{Scanned, describe_parse_error, misread_parts, misread_url, redact};
 use crate::error::PoolOp;
 use crate::manager::{PgManager, SessionReset};
 use crate::{Db, Error};
@@ -199,7 +199,9 @@ impl DbBuilder {
     /// What always holds, with or without it: a session given back inside a transaction
     /// (a [`Tx`](crate::Tx) dropped, `BEGIN` sent as text, a function that opened one) is
     /// rolled back on return, because the server's own transaction status decides, and an
-    /// abandoned statement is cancelled. What survives into the next caller *without* a
+    /// abandoned statement is cancelled; a session the server reports in a `client_encoding`
+    /// other than UTF8 (a `SET client_encoding`, `set_config`, a function's `SET` clause) is
+    /// closed on return, since tokio-postgres reads text as UTF-8 only. What survives into the next caller *without* a
     /// session reset: `SET` settings, temporary tables, session advisory locks, `LISTEN`,
     /// prepared statements and cursors (`WITH HOLD`), as with database/sql. With
     /// [`SessionReset::DiscardAll`], none of it does.
@@ -260,6 +262,37 @@ impl DbBuilder {
     /// system's, `SSL_CERT_FILE` included, read once per process) verifies the server as
     /// above. With no `sslmode`, or `prefer`/`allow`, the built-in config is not used and
     /// sessions are plain text, as without the features. This call always overrides it.
+    ///
+    /// **A private CA, a client certificate** (libpq's `sslrootcert`, `sslcert`, `sslkey`,
+    /// which the connection string does not take here: they are a config error pointing
+    /// to this call): put them in `config`. The CA goes in its root store, the client
+    /// certificate and key in `with_client_auth_cert`; rustls-pki-types reads PEM files
+    /// (`CertificateDer::pem_file_iter`, `PrivateKeyDer::from_pem_file`).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use rustls::pki_types::pem::PemObject;
+    /// use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    ///
+    /// // sslrootcert: the CA that signed the server's certificate.
+    /// let mut roots = rustls::RootCertStore::empty();
+    /// for ca in CertificateDer::pem_file_iter("/etc/db/ca.pem")? {
+    ///     roots.add(ca?)?;
+    /// }
+    /// // sslcert and sslkey, when the server asks for a client certificate.
+    /// let chain = CertificateDer::pem_file_iter("/etc/db/client.pem")?
+    ///     .collect::<Result<Vec<_>, _>>()?;
+    /// let key = PrivateKeyDer::from_pem_file("/etc/db/client.key")?;
+    /// let config = rustls::ClientConfig::builder()
+    ///     .with_root_certificates(roots)
+    ///     .with_client_auth_cert(chain, key)?; // or .with_no_client_auth()
+    /// let db = pool_sql::Db::builder("postgres://app@db.internal/app?sslmode=verify-full")
+    ///     .tls(config)
+    ///     .build()?;
+    /// # drop(db);
+    /// # Ok(())
+    /// # }
+    /// ```
     #[cfg(feature = "tls")]
     pub fn tls(mut self, config: rustls::ClientConfig) -> Self {
         self.tls = crate::connect::Tls::rustls(config);
@@ -274,9 +307,13 @@ impl DbBuilder {
     ///
     /// # Errors
     /// [`Error::is_config`] with [`Error::knob`]: `"url"` for a connection string that does
-    /// not parse, holds text that is not an option, has an unknown `sslmode`, or names a
-    /// host with an `@` in it (an unencoded `@` in a password: write `%40`); the message
-    /// never repeats the string or any part of a password. `"tls"` for
+    /// not parse, holds text that is not an option, has an unknown `sslmode`, names one of
+    /// libpq's certificate files (`sslrootcert`, `sslcert`, `sslkey`: see
+    /// [`tls`](DbBuilder::tls)), or would be misread: a host with an `@` in it (an
+    /// unencoded `@` in a password), or an `@` after the host with no user info before it
+    /// (`postgres://db/app?password=p@ss`, which tokio-postgres reads as the user
+    /// `db/app?password=p` at the host `ss`): write `@` as `%40`. The message never repeats
+    /// the string or any part of a password. `"tls"` for
     /// `sslmode=require` (or `verify-full`, `verify-ca`) without [`tls`](DbBuilder::tls)
     /// and without a roots feature (`webpki-roots`, `native-roots`), or when
     /// `native-roots` alone finds no root certificate on the system.
@@ -294,6 +331,9 @@ impl DbBuilder {
                 ),
             ));
         }
+        if let Some(why) = misread_url(&self.url, &scanned) {
+            return Err(Error::config("url", why));
+        }
         let written = scanned.ssl_mode()?;
         let text = scanned.libpq_modes_as_ours(&self.url);
         let mut config: tokio_postgres::Config = text
@@ -310,15 +350,10 @@ impl DbBuilder {
         if let Err(e) = crate::connect::plan(&config) {
             return Err(Error::config("url", e.to_string()));
         }
-        if hosts
-            .iter()
-            .any(|h| matches!(h, Host::Tcp(name) if name.contains('@')))
-        {
-            return Err(Error::config(
-                "url",
-                "names a host with `@` in it: the user name or password holds an `@`, which \
-                 a URL must write as %40",
-            ));
+        // A misread string would put part of a password into the user name or a host,
+        // which every message shows.
+        if let Some(why) = misread_parts(&config, scanned.url) {
+            return Err(Error::config("url", why));
         }
         // PostgreSQL never encrypts a Unix socket (libpq does not try); a `hostaddr` is TCP.
         let only_unix =

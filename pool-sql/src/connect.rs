@@ -404,7 +404,9 @@ async fn attempt(
     let wire = Arc::new(Wire::default());
     let name = target.describe();
     let (host, sink) = (&target.host, sink.cloned());
-    let (client, task) = session::start(config, socket, &wire, (host, &name), tls, sink).await?;
+    let closer = session::Closer(probe.clone());
+    let (client, task) =
+        session::start(config, socket, &wire, (host, &name), tls, (sink, closer)).await?;
     if let Some(wanted) = wanted {
         let read_only = read_only(&client)
             .await
@@ -471,7 +473,7 @@ async fn dial(
             let path = dir.join(format!(".s.PGSQL.{port}"));
             let s = UnixStream::connect(&path).await.map_err(dial_err)?;
             let std = s.into_std().map_err(dial_err)?;
-            let probe = Probe(std.try_clone().map_err(dial_err)?.into());
+            let probe = Probe::new(std.try_clone().map_err(dial_err)?.into());
             let s = UnixStream::from_std(std).map_err(dial_err)?;
             return Ok((Socket::Unix(s), Addr::Unix(path), probe));
         }
@@ -496,7 +498,7 @@ async fn dial(
                     let _ = socket2::SockRef::from(&s).set_tcp_keepalive(&ka);
                 }
                 let std = s.into_std().map_err(dial_err)?;
-                let probe = Probe(std.try_clone().map_err(dial_err)?.into());
+                let probe = Probe::new(std.try_clone().map_err(dial_err)?.into());
                 let s = TcpStream::from_std(std).map_err(dial_err)?;
                 return Ok((Socket::Tcp(s), Addr::Tcp(a), probe));
             }

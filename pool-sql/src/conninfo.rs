@@ -18,6 +18,11 @@ pub(crate) fn describe_parse_error(e: &tokio_postgres::Error, scanned: &Scanned)
         .strip_prefix("unknown option `")
         .and_then(|rest| rest.strip_suffix('`'));
     if let Some(key) = unknown {
+        if let Some(option) = CERTIFICATE_FILES.iter().find(|o| **o == key) {
+            return format!(
+                "does not parse: `{option}` (libpq's certificate file) is not read here: give                  a private CA, or a client certificate and key, in the rustls ClientConfig                  passed to DbBuilder::tls (feature `tls`)"
+            );
+        }
         let Some(at) = scanned.params.iter().position(|p| p.key == key) else {
             return "does not parse: it has an unknown option".to_owned();
         };
@@ -35,6 +40,55 @@ pub(crate) fn describe_parse_error(e: &tokio_postgres::Error, scanned: &Scanned)
     }
     format!("does not parse: {text}")
 }
+
+/// Why tokio-postgres would misread the URL `s`, if so. It ends a URL's user info at the
+/// first `@` anywhere, so an `@` in a query option or the database name with no user info
+/// before it makes a user name and a host out of the text around it, password included,
+/// and messages show both (`user@host/db`). Refused: a URL whose first `@` comes after a
+/// `/` or `?`. The words never quote the string. See also [`misread_parts`].
+pub(crate) fn misread_url(s: &str, scanned: &Scanned) -> Option<&'static str> {
+    let start = s.find("://").map_or(0, |i| i + 3);
+    let first_at = s[start..].find('@').map(|i| start + i)?;
+    (scanned.url && s[start..first_at].contains(['/', '?'])).then_some(
+        "has an `@` after the host (in the database name or an option) and none before it: \
+         tokio-postgres would read all the text up to it as the user name and password; \
+         write that `@` as %40 (and a `/` or `?` in a password as %2F, %3F)",
+    )
+}
+
+/// Whatever tokio-postgres read into `config` (from a URL when `url`), parts that no
+/// correct reading gives, so that a piece of a password never reaches a message through
+/// the user name or a host: a URL's user name holding `/` or `?`, a host holding `@`, `/`,
+/// `?`, `&` or `=`. The words never quote the string.
+pub(crate) fn misread_parts(config: &tokio_postgres::Config, url: bool) -> Option<&'static str> {
+    if url && config.get_user().is_some_and(|u| u.contains(['/', '?'])) {
+        return Some(
+            "has a user name with `/` or `?` in it: part of the string was read as the user \
+             name (write `@` in a password or an option as %40, `/` and `?` in a user name \
+             as %2F, %3F)",
+        );
+    }
+    let host_has = |cuts: &[char]| {
+        config
+            .get_hosts()
+            .iter()
+            .any(|h| matches!(h, tokio_postgres::config::Host::Tcp(name) if name.contains(cuts)))
+    };
+    if host_has(&['@']) {
+        return Some(
+            "names a host with `@` in it: the user name or password holds an `@`, which a \
+             URL must write as %40",
+        );
+    }
+    host_has(&['/', '?', '&', '=']).then_some(
+        "names a host with `/`, `?`, `&` or `=` in it: part of the string was read as the \
+         host (write `@` in a password or an option as %40)",
+    )
+}
+
+/// libpq's options that name certificate files, which this crate does not read: the CA
+/// and the client certificate go into the rustls config given to `DbBuilder::tls`.
+const CERTIFICATE_FILES: [&str; 5] = ["sslrootcert", "sslcert", "sslkey", "sslcrl", "sslcrldir"];
 
 /// libpq's `sslmode` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,8 +26,9 @@ pub(crate) const CANCEL_WAIT: Duration = Duration::from_secs(2);
 /// - `create` dials the server (see the crate docs: our own socket, counting what it writes
 ///   and following the protocol's framing), and spawns the connection task, which keeps its
 ///   exit error.
-/// - `check` (on release and before reuse, no blocking I/O): a closed session is broken; a
-///   session with a statement in flight (its future was dropped: the cancel request leaves
+/// - `check` (on release and before reuse, no blocking I/O): a closed session is broken, and
+///   so is one the server reports in a `client_encoding` other than UTF8 (a statement set
+///   it; tokio-postgres reads text as UTF-8 only); a session with a statement in flight (its future was dropped: the cancel request leaves
 ///   at once), one the server reports inside a transaction (or with a request not yet
 ///   answered), or one used since its last [`SessionReset`] needs a reset. Then a
 ///   non-blocking peek at the socket: the server closed it (broken), or sent something
@@ -138,6 +139,15 @@ impl Manager for PgManager {
     fn check(&self, conn: &mut PgConn) -> Health {
         conn.pooled = true;
         if conn.broken || conn.client.is_closed() {
+            return Health::Broken;
+        }
+        if conn.wire.foreign_encoding() {
+            // tokio-postgres reads text as UTF-8 only: the next caller's would not decode.
+            tracing::warn!(
+                target: "pool_sql",
+                "a statement set the session's client_encoding to something other than UTF8, \
+                 which tokio-postgres cannot read: the session is closed"
+            );
             return Health::Broken;
         }
         if conn.busy {

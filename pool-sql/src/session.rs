@@ -30,24 +30,36 @@ pub(crate) struct NotifySink {
     pub dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// Closes the session's [`Probe`](crate::wire::Probe) when dropped: the connection task
+/// holds it, so that when the task ends (an error, a protocol bound, an abort) its socket
+/// closes at once and the server sees it, though the pool keeps the dead session (and its
+/// probe) until the next checkout looks at it.
+pub(crate) struct Closer(pub crate::wire::Probe);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// The startup handshake on a dialled socket (TLS first, when `tls` offers it and the
 /// connection string's `sslmode` allows it); spawns the connection task, which keeps its
 /// exit error in `wire` and, given a `sink`, forwards the session's notifications there.
-/// `target` names the server in errors.
+/// `target` names the server in errors; the task holds `closer` until it ends.
 pub(crate) async fn start(
     config: &tokio_postgres::Config,
     socket: Socket,
     wire: &Arc<Wire>,
     (host, target): (&Host, &str),
     tls: &Tls,
-    sink: Option<NotifySink>,
+    (sink, closer): (Option<NotifySink>, Closer),
 ) -> Result<(Client, tokio::task::AbortHandle), ConnectError> {
     #[cfg(not(feature = "tls"))]
     let _ = host;
     match tls {
         Tls::Off => {
             let counted = Counted::new(socket, wire.clone(), Frames::plain());
-            handshake(config, counted, NoTls, wire, (target, sink)).await
+            handshake(config, counted, NoTls, wire, (target, sink, closer)).await
         }
         #[cfg(feature = "tls")]
         Tls::Rustls(make) => {
@@ -65,7 +77,7 @@ pub(crate) async fn start(
                 failed: failed.clone(),
                 wire: wire.clone(),
             };
-            handshake(config, counted, connect, wire, (target, sink))
+            handshake(config, counted, connect, wire, (target, sink, closer))
                 .await
                 .map_err(|e| match e {
                     ConnectError::Startup { target, source }
@@ -132,13 +144,13 @@ impl Canceller {
 }
 
 /// tokio-postgres's startup on `socket` (to the server `target` names); spawns the
-/// connection task (forwarding notifications to `sink`, when given).
+/// connection task (forwarding notifications to `sink`, when given; holding `closer`).
 async fn handshake<T>(
     config: &tokio_postgres::Config,
     socket: Counted,
     tls: T,
     wire: &Arc<Wire>,
-    (target, sink): (&str, Option<NotifySink>),
+    (target, sink, closer): (&str, Option<NotifySink>, Closer),
 ) -> Result<(Client, tokio::task::AbortHandle), ConnectError>
 where
     T: tokio_postgres::tls::TlsConnect<Counted>,
@@ -154,6 +166,7 @@ where
             })?;
     let task_wire = wire.clone();
     let task = tokio::spawn(async move {
+        let _closer = closer;
         let ended = match sink {
             None => connection.await,
             Some(sink) => forward(connection, sink).await,

@@ -12,8 +12,14 @@
 //!   opened a transaction (our `begin`, `BEGIN` in SQL text, a function), the server says so.
 //! - the replies to the current statement, to tell a statement the server never answered
 //!   (terminated between commands) from one it may have run;
-//! - a bound on messages before the session is ready: a server (or anything on the path)
-//!   announcing a 1 GiB message during startup is refused before tokio-postgres buffers it.
+//! - the server's report of `client_encoding` (ParameterStatus): a session a statement
+//!   left in another encoding than UTF8 is closed when it comes back (see `params`);
+//! - bounds on what the server sends that tokio-postgres would keep: before the session is
+//!   ready, 64 KiB a message (a server, or anything on the path, announcing a 1 GiB
+//!   message during startup is refused before tokio-postgres buffers it) and 1 MiB in all
+//!   (endless small messages); once it is ready, 64 KiB of parameter changes between two
+//!   ReadyForQuery (endless new parameters sent to an idle session). Past a bound the
+//!   session ends with a protocol error (`InvalidData`).
 //!
 //! And it drops one message that would put tokio-postgres out of step: the second
 //! ReadyForQuery of a COPY FROM STDIN whose first Sync the server answered (its Execute
@@ -21,12 +27,13 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
 mod answers;
 mod frames;
+mod params;
 mod socket;
 
 pub(crate) use frames::Frames;
@@ -37,6 +44,20 @@ pub(crate) use socket::{Counted, Socket};
 /// The longest message a server may send before the session is ready (authentication,
 /// parameters, its key, a notice or an error): PostgreSQL's are a few hundred bytes.
 pub(crate) const STARTUP_MESSAGE_LIMIT: u64 = 64 * 1024;
+
+/// The most a server may send before the session is ready, all messages together:
+/// PostgreSQL's startup is about a kilobyte (authentication, a dozen parameters, its key);
+/// this leaves room for notices (a login event trigger's). tokio-postgres keeps every
+/// parameter of the startup, so without it a server sending small messages forever grows
+/// the client's memory until the connect timeout.
+pub(crate) const STARTUP_LIMIT: u64 = 1024 * 1024;
+
+/// The most parameter changes (ParameterStatus messages, all bytes together) a server may
+/// send between two ReadyForQuery, once the session is ready. A statement's changes are a
+/// few dozen bytes each, reported once per setting; tokio-postgres keeps every parameter
+/// name it is told of, so without it a server reporting new names to an idle session
+/// (nothing asked, no deadline) grows the client's memory without end.
+pub(crate) const PARAMETER_LIMIT: u64 = 64 * 1024;
 
 /// What the connection task and its users share: bytes written, what the framing showed,
 /// and the task's exit error.
@@ -61,6 +82,8 @@ pub(crate) struct Wire {
     last_reply: AtomicU8,
     /// The server process of the session, from its BackendKeyData (0 before it came).
     pid: AtomicU32,
+    /// The server's last report of `client_encoding` was not UTF8 (see `params`).
+    foreign_encoding: AtomicBool,
     exit: Mutex<Option<Arc<tokio_postgres::Error>>>,
     /// Feature `testing`: fail the next write as a reset socket would, writing nothing.
     #[cfg(feature = "testing")]
@@ -135,6 +158,13 @@ impl Wire {
         Some(self.pid.load(Ordering::Acquire)).filter(|&p| p != 0)
     }
 
+    /// Whether the server's last report of the session's `client_encoding` was something
+    /// other than UTF8, which tokio-postgres cannot read (set by a statement of the
+    /// caller's): such a session must reach nobody else.
+    pub fn foreign_encoding(&self) -> bool {
+        self.foreign_encoding.load(Ordering::Acquire)
+    }
+
     /// Requests written so far that the server answers with a ReadyForQuery (whatever
     /// sent them: this crate, or the caller through [`PgConn::client`](crate::PgConn::client)).
     pub fn requests(&self) -> u64 {
@@ -166,8 +196,13 @@ impl Wire {
 
 /// A second handle on a session's socket (a `dup`), to look at it without reading: the
 /// connection task owns the socket and may not have noticed yet that the server hung up.
-#[derive(Debug)]
-pub(crate) struct Probe(pub(crate) socket2::Socket);
+///
+/// Shared with the connection task, which gives the descriptor up when it ends (see
+/// [`Probe::close`]): otherwise the socket would stay open, unread, as long as the pool
+/// keeps the dead session, and a server that keeps sending would fill its buffers instead
+/// of seeing the session closed.
+#[derive(Debug, Clone)]
+pub(crate) struct Probe(Arc<Mutex<Option<socket2::Socket>>>);
 
 /// What a [`Probe`] saw on an idle session's socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,10 +216,26 @@ pub(crate) enum Liveness {
 }
 
 impl Probe {
+    /// A probe on `dup`, a duplicate of the session's socket.
+    pub fn new(dup: socket2::Socket) -> Self {
+        Probe(Arc::new(Mutex::new(Some(dup))))
+    }
+
+    /// Gives the descriptor up: the socket closes once the connection's own is gone too.
+    /// A closed probe looks [`Liveness::Closed`].
+    pub fn close(&self) {
+        let dup = self.0.lock().take();
+        drop(dup);
+    }
+
     /// A non-blocking peek (pgx's `CheckConn`, without consuming anything).
     pub fn look(&self) -> Liveness {
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-        match self.0.peek(&mut buf) {
+        let dup = self.0.lock();
+        let Some(dup) = dup.as_ref() else {
+            return Liveness::Closed;
+        };
+        match dup.peek(&mut buf) {
             Ok(0) => Liveness::Closed,
             Ok(_) => Liveness::Pending,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Liveness::Quiet,

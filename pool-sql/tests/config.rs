@@ -143,3 +143,28 @@ async fn text_that_is_not_an_option_is_a_config_error_not_ignored() {
     assert_eq!(err.knob(), Some("url"), "{err}");
     assert!(err.to_string().contains("byte 22"), "{err}");
 }
+
+/// libpq's certificate options name files; here the CA and the client certificate go in
+/// the rustls config given to `DbBuilder::tls`, and the error says so instead of only
+/// "unknown option".
+#[tokio::test]
+async fn sslrootcert_is_refused_with_a_pointer_to_the_tls_config() {
+    for option in ["sslrootcert=/etc/ca.pem", "sslcert=/c.pem", "sslkey=/k.pem"] {
+        for url in [
+            format!("postgres://u:pw@h/db?sslmode=verify-full&{option}"),
+            format!("host=h user=u password=pw sslmode=verify-full {option}"),
+        ] {
+            let err = Db::builder(&url).build().unwrap_err();
+            assert!(err.is_config(), "{url}: {err:?}");
+            assert_eq!(err.knob(), Some("url"), "{url}: {err}");
+            let shown = err.to_string();
+            assert!(
+                shown.contains("DbBuilder::tls"),
+                "the error points to DbBuilder::tls: {shown}"
+            );
+            let name = option.split('=').next().unwrap();
+            assert!(shown.contains(name), "it names the option: {shown}");
+            assert!(!shown.contains(".pem"), "no value is repeated: {shown}");
+        }
+    }
+}

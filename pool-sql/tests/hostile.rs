@@ -1,10 +1,22 @@
-//! A server (or anything on the path) that misbehaves before the session is ready costs a
-//! bounded amount: a fake PostgreSQL on loopback speaking just enough of the protocol.
+//! A server (or anything on the path) that misbehaves costs a bounded amount: a fake
+//! PostgreSQL on loopback speaking just enough of the protocol. Before the session is ready:
+//! one huge message, or endless small ones. Once it is: endless parameter changes
+//! (ParameterStatus, which tokio-postgres keeps in a map) while the session sits idle, and
+//! stalls half way through a message. What is asserted is what the library bounds (the
+//! session closed with a protocol error, the bytes the server got in before that), not the
+//! process's memory, which other tests in the process move too.
 
+mod support;
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use pool_sql::Db;
+use support::eventually;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 /// A fake server that answers every startup with the header of an ErrorResponse of `len`
 /// bytes, then streams filler (16 MiB at most) while the client reads.
@@ -57,4 +69,336 @@ async fn a_huge_message_announced_during_startup_is_refused_at_its_header() {
     );
     let s = db.stats();
     assert_eq!((s.open, s.create_errors), (0, 1), "{s:?}");
+}
+
+fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind];
+    m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+/// Reads the startup message (answering an SSLRequest before it with `N`).
+async fn read_startup(s: &mut TcpStream) -> io::Result<()> {
+    loop {
+        let len = s.read_u32().await?;
+        let code = s.read_u32().await?;
+        let mut rest = vec![0; (len as usize).saturating_sub(8)];
+        s.read_exact(&mut rest).await?;
+        match code {
+            80_877_103 => s.write_all(b"N").await?,
+            196_608 => return Ok(()),
+            _ => return Err(io::ErrorKind::InvalidData.into()),
+        }
+    }
+}
+
+/// The most a flood sends one session before it stops and holds it: far more than the
+/// kernel's socket buffers take (so a client that stopped reading is seen to), far less
+/// than would hurt the machine when the bound is missing.
+const FLOOD_CAP: u64 = 64 << 20;
+
+/// What a flooding fake server saw.
+#[derive(Default)]
+struct Flood {
+    sessions: AtomicUsize,
+    /// Sessions the client closed while the server flooded them, and the most bytes one
+    /// of them had been sent by then.
+    closed: AtomicUsize,
+    most_sent: AtomicU64,
+    /// Sessions that took the whole [`FLOOD_CAP`] without being closed.
+    swallowed: AtomicUsize,
+}
+
+/// A server that authenticates every session at once and then sends ParameterStatus
+/// messages, each with a new name and 32 KiB (under the 64 KiB per-message bound) until
+/// the client closes the session or [`FLOOD_CAP`] is reached. With `after_ping`, the flood
+/// starts once the session is ready and has answered one simple query (a ping): it then
+/// reaches a session idle in the pool, with no request outstanding.
+async fn flooding(after_ping: bool) -> (u16, Arc<Flood>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let flood = Arc::new(Flood::default());
+    let seen = flood.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let flood = seen.clone();
+            tokio::spawn(async move {
+                flood.sessions.fetch_add(1, Ordering::Relaxed);
+                if read_startup(&mut s).await.is_err() {
+                    return;
+                }
+                let mut out = message(b'R', &0u32.to_be_bytes());
+                if after_ping {
+                    out.extend(message(b'K', &[0, 0, 0x30, 0x39, 1, 2, 3, 4]));
+                    out.extend(message(b'Z', b"I"));
+                    if s.write_all(&out).await.is_err() || answer_ping(&mut s).await.is_err() {
+                        return;
+                    }
+                    out.clear();
+                }
+                let value = vec![b'v'; 32 * 1024];
+                let mut sent = 0;
+                for i in 0u64.. {
+                    let mut body = format!("p{i}").into_bytes();
+                    body.push(0);
+                    body.extend_from_slice(&value);
+                    body.push(0);
+                    out.extend(message(b'S', &body));
+                    if s.write_all(&out).await.is_err() {
+                        flood.most_sent.fetch_max(sent, Ordering::Relaxed);
+                        flood.closed.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    sent += out.len() as u64;
+                    out.clear();
+                    if sent >= FLOOD_CAP {
+                        break;
+                    }
+                }
+                flood.swallowed.fetch_add(1, Ordering::Relaxed);
+                let mut buf = [0u8; 1024];
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    (port, flood)
+}
+
+/// Reads one simple query and answers it as an empty one.
+async fn answer_ping(s: &mut TcpStream) -> io::Result<()> {
+    let kind = s.read_u8().await?;
+    let len = s.read_u32().await?;
+    let mut body = vec![0; (len as usize).saturating_sub(4)];
+    s.read_exact(&mut body).await?;
+    if kind != b'Q' {
+        return Err(io::ErrorKind::InvalidData.into());
+    }
+    let mut out = message(b'I', b"");
+    out.extend(message(b'Z', b"I"));
+    s.write_all(&out).await
+}
+
+/// Each message is small, but the startup keeps every parameter: without a bound on the
+/// whole startup, the client's memory grew with whatever the server sent until the connect
+/// timeout (900 MiB in 2 s). Past the bound the connect fails at once, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_small_messages_before_ready_keeps_memory_bounded() {
+    let (port, flood) = flooding(false).await;
+    let url = format!("postgres://app:pw@127.0.0.1:{port}/app?connect_timeout=5");
+    let db = Db::builder(&url).max_open(1).build().unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(30), db.ping())
+        .await
+        .expect("the connect ends")
+        .unwrap_err();
+    assert!(
+        !err.is_timeout(),
+        "refused past the bound, not timed out: {err:?}"
+    );
+    let chain = format!("{err:?}");
+    assert!(
+        chain.contains("before the session was ready"),
+        "the error says why: {chain}"
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the client closed the session",
+        || async {
+            flood.closed.load(Ordering::Relaxed) + flood.swallowed.load(Ordering::Relaxed) > 0
+        },
+    )
+    .await;
+    assert_eq!(
+        flood.swallowed.load(Ordering::Relaxed),
+        0,
+        "the client read the whole flood"
+    );
+    let sent = flood.most_sent.load(Ordering::Relaxed);
+    assert!(sent < FLOOD_CAP, "{sent} bytes went in before the close");
+}
+
+/// A session idle in the pool has no request outstanding and no deadline: a server (or
+/// anything on a plain-text path) that sends it parameter changes with new names grew the
+/// client's memory without bound (tokio-postgres's connection task keeps each). Past the
+/// bound the session is closed, and the next call gets a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unasked_messages_to_an_idle_session_keep_memory_bounded() {
+    let (port, flood) = flooding(true).await;
+    let url = format!("postgres://app:pw@127.0.0.1:{port}/app?connect_timeout=5");
+    let db = Db::builder(&url).max_open(1).build().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), db.ping())
+        .await
+        .expect("the ping ends")
+        .expect("the ping works");
+    eventually(
+        Duration::from_secs(20),
+        "the idle session is closed or swallowed the flood",
+        || async {
+            flood.closed.load(Ordering::Relaxed) + flood.swallowed.load(Ordering::Relaxed) > 0
+        },
+    )
+    .await;
+    assert_eq!(
+        flood.swallowed.load(Ordering::Relaxed),
+        0,
+        "an idle session read the whole flood"
+    );
+    let sent = flood.most_sent.load(Ordering::Relaxed);
+    assert!(sent < FLOOD_CAP, "{sent} bytes went in before the close");
+    // The closed session is never handed out: the next call gets a new one.
+    tokio::time::timeout(Duration::from_secs(10), db.ping())
+        .await
+        .expect("the ping ends")
+        .expect("the ping works on a new session");
+    assert_eq!(flood.sessions.load(Ordering::Relaxed), 2);
+    assert_eq!(db.stats().broken_closed, 1, "{:?}", db.stats());
+    db.close();
+}
+
+/// A server that answers every simple query as an empty one and, after the first, sends
+/// `unasked` once, to a session idle in the pool. Counts sessions, and those the client
+/// closed (EOF) in `closed`.
+async fn talking_while_idle(unasked: Vec<u8>) -> (u16, Arc<Flood>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Flood::default());
+    let flood = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let (flood, unasked) = (flood.clone(), unasked.clone());
+            tokio::spawn(async move {
+                flood.sessions.fetch_add(1, Ordering::Relaxed);
+                if read_startup(&mut s).await.is_err() {
+                    return;
+                }
+                let mut out = message(b'R', &0u32.to_be_bytes());
+                out.extend(message(b'K', &[0, 0, 0x30, 0x39, 1, 2, 3, 4]));
+                out.extend(message(b'Z', b"I"));
+                if s.write_all(&out).await.is_err() {
+                    return;
+                }
+                let mut first = true;
+                while answer_ping(&mut s).await.is_ok() {
+                    if std::mem::take(&mut first) && s.write_all(&unasked).await.is_err() {
+                        break;
+                    }
+                }
+                flood.closed.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// Unasked traffic to an idle session within the bounds: a notice is the server's right
+/// (the session stays); anything else (here a CommandComplete nobody asked for) means the
+/// session is out of step, and it is never handed out again: tokio-postgres ends the
+/// session when it reads it, and the check at checkout sees it closed (or, not read yet,
+/// sees bytes waiting and makes the reset's round trip meet it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unasked_replies_to_an_idle_session_close_it_and_notices_do_not() {
+    let notice = message(b'N', b"SNOTICE\0C00000\0Mhello\0\0");
+    let stray = message(b'C', b"SELECT 1\0");
+    for (unasked, kept) in [(notice, true), (stray, false)] {
+        let (port, seen) = talking_while_idle(unasked).await;
+        let url = format!("postgres://app:pw@127.0.0.1:{port}/app?connect_timeout=5");
+        let db = Db::builder(&url).max_open(1).build().unwrap();
+        db.ping().await.unwrap();
+        if !kept {
+            eventually(
+                Duration::from_secs(10),
+                "the stray session is closed",
+                || async { seen.closed.load(Ordering::Relaxed) == 1 },
+            )
+            .await;
+        }
+        tokio::time::timeout(Duration::from_secs(10), db.ping())
+            .await
+            .expect("the ping ends")
+            .expect("the ping works");
+        let sessions = seen.sessions.load(Ordering::Relaxed);
+        assert_eq!(sessions, if kept { 1 } else { 2 }, "kept: {kept}");
+        assert_eq!(
+            db.stats().broken_closed,
+            u64::from(!kept),
+            "{:?}",
+            db.stats()
+        );
+        db.close();
+    }
+}
+
+/// A server that stalls half way through a message: during startup (`at_startup`), or in
+/// the answer to the first query after a normal startup. It holds the connection, reading
+/// whatever comes, until the client leaves.
+async fn staller(at_startup: bool) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if read_startup(&mut s).await.is_err() {
+                    return;
+                }
+                if at_startup {
+                    let _ = s.write_all(&message(b'R', &0u32.to_be_bytes())[..6]).await;
+                } else {
+                    let mut out = message(b'R', &0u32.to_be_bytes());
+                    out.extend(message(b'K', &[0, 0, 0x30, 0x39, 1, 2, 3, 4]));
+                    out.extend(message(b'Z', b"I"));
+                    let _ = s.write_all(&out).await;
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let _ = s.read(&mut buf).await; // the query
+                    let row_description = message(b'T', &[0, 1, b'x', 0, 0, 0]);
+                    let _ = s.write_all(&row_description[..7]).await;
+                }
+                let mut buf = [0u8; 1024];
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    port
+}
+
+/// A message cut half way and never finished: a connect ends at `acquire_timeout`, a
+/// statement at `query_timeout`, and its session is given up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalls_mid_message_end_at_their_deadlines() {
+    let port = staller(true).await;
+    let db = Db::builder(&format!("postgres://app:pw@127.0.0.1:{port}/app"))
+        .acquire_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(10), db.ping())
+        .await
+        .expect("bounded");
+    assert!(r.unwrap_err().is_timeout());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let port = staller(false).await;
+    let db = Db::builder(&format!("postgres://app:pw@127.0.0.1:{port}/app"))
+        .query_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(10), db.query("SELECT 1", &[]))
+        .await
+        .expect("bounded");
+    assert!(r.unwrap_err().is_timeout());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    eventually(
+        Duration::from_secs(5),
+        "the session is given up",
+        || async { db.stats().open == 0 },
+    )
+    .await;
 }

@@ -287,3 +287,108 @@ async fn without_a_session_reset_session_state_survives_and_with_discard_all_non
     .await;
     assert_eq!(bad.stats().created, 2, "each failed reset cost its session");
 }
+
+/// tokio-postgres decodes every text as UTF-8. One caller's `set_config('client_encoding',
+/// ...)` (or `SET client_encoding`, or a function's `SET` clause) leaves a session the server
+/// reports (ParameterStatus) in LATIN1: handed to the next caller, its `é` came back as one
+/// byte that is not UTF-8. The server's report decides: such a session is closed when it
+/// comes back; one set back to UTF8 before that is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_left_in_another_client_encoding_is_not_handed_to_the_next_caller() {
+    let pg = TestPg::start().expect("postgres");
+    let db = db(&pg, "encoding").max_open(1).build().unwrap();
+    db.query_one("SELECT set_config('client_encoding', 'LATIN1', false)", &[])
+        .await
+        .unwrap();
+    // The next caller, who knows nothing of it.
+    let e: String = db
+        .query_one("SELECT chr(233)", &[])
+        .await
+        .expect("the next caller's statement")
+        .try_get(0)
+        .expect("the next caller's text decodes");
+    assert_eq!(e, "é");
+    assert_eq!(db.stats().broken_closed, 1, "{:?}", db.stats());
+
+    // Through a `Conn`, by SQL text; and set back before the session goes back: kept.
+    let mut conn = db.conn().await.unwrap();
+    conn.batch_execute("SET client_encoding TO 'SQL_ASCII'")
+        .await
+        .unwrap();
+    drop(conn);
+    let mut conn = db.conn().await.unwrap();
+    conn.batch_execute("SET client_encoding TO 'LATIN1'; RESET client_encoding")
+        .await
+        .unwrap();
+    drop(conn);
+    let e: String = db.query_one("SELECT chr(233)", &[]).await.unwrap().get(0);
+    assert_eq!(e, "é");
+    let s = db.stats();
+    assert_eq!((s.broken_closed, s.created), (2, 3), "{s:?}");
+}
+
+/// With `DiscardAll`, state set in ways other than a plain `SET` (a function calling
+/// `set_config`, `SET` inside a `DO` block, `set_config` as a query, `SET ROLE`, a cursor
+/// `WITH HOLD`, a statement prepared in SQL, an advisory lock taken in a function) reaches
+/// no later caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discard_all_clears_state_however_it_was_set() {
+    let pg = TestPg::start().expect("postgres");
+    let admin = admin(&pg);
+    admin
+        .batch_execute(
+            "CREATE ROLE probe_low NOLOGIN; \
+             CREATE FUNCTION probe_set() RETURNS void LANGUAGE plpgsql AS $$ BEGIN \
+               PERFORM set_config('search_path', 'pg_catalog', false); \
+               PERFORM set_config('myapp.tenant', 'evil', false); \
+               PERFORM pg_advisory_lock(77); END $$",
+        )
+        .await
+        .unwrap();
+    let db = db(&pg, "discard-however")
+        .max_open(1)
+        .session_reset(pool_sql::SessionReset::DiscardAll)
+        .build()
+        .unwrap();
+    let mut conn = db.conn().await.unwrap();
+    conn.execute("SELECT probe_set()", &[]).await.unwrap();
+    conn.batch_execute(
+        "DO $$ BEGIN SET TIME ZONE 'Asia/Tokyo'; END $$; \
+         SELECT set_config('statement_timeout', '1234', false); \
+         PREPARE probe_p AS SELECT 1; \
+         BEGIN; DECLARE probe_c CURSOR WITH HOLD FOR SELECT 1; COMMIT; \
+         SET ROLE probe_low",
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    eventually(Duration::from_secs(10), "the reset is done", || async {
+        db.stats().resetting == 0 && db.stats().idle == 1
+    })
+    .await;
+    let row = db
+        .query_one(
+            "SELECT current_setting('search_path'), current_setting('myapp.tenant', true), \
+             current_setting('TimeZone'), current_setting('statement_timeout'), \
+             current_user::text, \
+             (SELECT count(*) FROM pg_prepared_statements WHERE name = 'probe_p'), \
+             (SELECT count(*) FROM pg_cursors WHERE name = 'probe_c'), \
+             (SELECT count(*) FROM pg_locks \
+              WHERE locktype = 'advisory' AND pid = pg_backend_pid())",
+            &[],
+        )
+        .await
+        .unwrap();
+    let search_path: String = row.get(0);
+    let tenant: Option<String> = row.get(1);
+    let tz: String = row.get(2);
+    let st: String = row.get(3);
+    let user: String = row.get(4);
+    let (prepared, cursors, locks): (i64, i64, i64) = (row.get(5), row.get(6), row.get(7));
+    assert_eq!(search_path, "\"$user\", public");
+    assert!(tenant.as_deref().is_none_or(str::is_empty), "{tenant:?}");
+    assert_ne!(tz, "Asia/Tokyo");
+    assert_eq!(st, "0");
+    assert_eq!(user, "postgres");
+    assert_eq!((prepared, cursors, locks), (0, 0, 0));
+}
