@@ -13,6 +13,10 @@ use tokio_postgres::{Client, Row, Statement};
 use crate::connect::{Canceller, Probe, Wire};
 use crate::error::Kind;
 use crate::manager::CANCEL_WAIT;
+
+/// How long the next statement on a session waits for a dropped statement that had not yet
+/// been sent to end by itself, before it cancels it (see `PgConn::settle_dropped`).
+const DROPPED_GRACE: Duration = Duration::from_millis(50);
 use crate::wire::TxStatus;
 
 /// A pooled session. Users reach it through [`Conn`](crate::Conn) and [`Tx`](crate::Tx).
@@ -334,21 +338,67 @@ impl PgConn {
     }
 
     /// Ends what a statement dropped half way left on this (pinned) session before the next
-    /// one runs: nothing when the server answered it all; else a cancel request (unless a
-    /// stream or COPY sent one as it was dropped), confirmed, then every answer awaited.
+    /// one runs, so that it neither queues behind it nor gets its cancel.
+    ///
+    /// A stream or COPY sent its cancel as it was dropped; a statement whose request the
+    /// server has and has not answered gets one now. Either way the cancel is confirmed,
+    /// then every answer awaited ([`settle_abandoned`](crate::manager::settle_abandoned)).
+    /// Otherwise the dropped statement's request may still wait in tokio-postgres's queue,
+    /// unwritten (dropped at its first poll, before the connection task's turn): an empty
+    /// query queued behind it tells. Answered within [`DROPPED_GRACE`], nothing is left;
+    /// else the statement runs on the server (its request went first), so it is cancelled
+    /// and the empty query awaited.
     async fn settle_dropped(&mut self) -> Result<(), crate::Error> {
         if self.cancel_sent.is_none() {
-            if self.wire.tx_status() != TxStatus::Unsettled {
-                self.busy = false;
-                return Ok(());
-            }
-            self.cancel_sent = self.cancel.spawn(CANCEL_WAIT);
-            tracing::debug!(target: "pool_sql", "statement dropped mid-flight: cancel request sent before the next one");
-            if self.cancel_sent.is_none() {
-                return Err(crate::Error::new(Kind::CancelUnconfirmed));
+            if self.wire.tx_status() == TxStatus::Unsettled {
+                self.send_cancel()?;
+            } else {
+                let sync = self.client.batch_execute("");
+                let mut sync = std::pin::pin!(sync);
+                match tokio::time::timeout(DROPPED_GRACE, &mut sync).await {
+                    Ok(Ok(())) => {
+                        self.busy = false;
+                        return Ok(());
+                    }
+                    // The empty query itself failed (a stray cancel): what came before it
+                    // is answered all the same.
+                    Ok(Err(e)) if e.as_db_error().is_some() && !ends_session(&e) => {
+                        self.busy = false;
+                        return Ok(());
+                    }
+                    Ok(Err(e)) => return Err(crate::Error::reset(e)),
+                    Err(_) => {}
+                }
+                tracing::debug!(target: "pool_sql", "statement dropped before it was sent still runs: cancel request sent before the next one");
+                let cancel = self.cancel.spawn(CANCEL_WAIT);
+                self.cancel_sent = cancel;
+                if self.cancel_sent.is_none() {
+                    return Err(crate::Error::new(Kind::CancelUnconfirmed));
+                }
+                crate::manager::confirm_cancel(&mut self.cancel_sent).await?;
+                // The empty query comes after the cancelled statement; a cancel that landed
+                // on it instead (the statement ended meanwhile) is retried by the sync below.
+                match tokio::time::timeout(CANCEL_WAIT, sync).await {
+                    Ok(Ok(())) => {
+                        self.busy = false;
+                        return Ok(());
+                    }
+                    Ok(Err(_)) => {}
+                    Err(_) => return Err(crate::Error::new(Kind::CancelTimedOut)),
+                }
             }
         }
         crate::manager::settle_abandoned(self).await
+    }
+
+    /// Sends a cancel request for the statement in flight (see [`settle_dropped`]).
+    fn send_cancel(&mut self) -> Result<(), crate::Error> {
+        self.cancel_sent = self.cancel.spawn(CANCEL_WAIT);
+        tracing::debug!(target: "pool_sql", "statement dropped mid-flight: cancel request sent before the next one");
+        match self.cancel_sent {
+            Some(_) => Ok(()),
+            None => Err(crate::Error::new(Kind::CancelUnconfirmed)),
+        }
     }
 
     /// Gives the session up with a statement in flight: see [`run_bounded`](Self::run_bounded).
@@ -400,7 +450,7 @@ impl PgConn {
         }
         // Outside a transaction block only: in one, the failure aborted it and a second run
         // would fail with 25P02, hiding the cause.
-        let mut evicted = self.wire.tx_status() != TxStatus::Idle;
+        let mut evicted = self.wire.in_block();
         loop {
             let stmt = match self.cache.get(sql) {
                 Some(s) => s,

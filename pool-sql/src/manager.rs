@@ -237,20 +237,31 @@ impl Manager for PgManager {
 /// Settles a session whose statement was abandoned mid-flight (`busy`): waits for the
 /// cancel request to be confirmed, then for every answer of the abandoned statement.
 pub(crate) async fn settle_abandoned(conn: &mut PgConn) -> Result<(), Error> {
-    if let Some(cancel) = conn.cancel_sent.take() {
-        // The server must have acted on the cancel request before the sync below, or it
-        // could cancel the next statement instead. Unconfirmed (the request failed or its
-        // connection broke half way), it may still land: give the session up.
-        let confirmed = tokio::time::timeout(CANCEL_WAIT, cancel)
-            .await
-            .map_err(|_| Error::new(Kind::CancelTimedOut))?
-            .unwrap_or(false);
-        if !confirmed {
-            return Err(Error::new(Kind::CancelUnconfirmed));
-        }
-    }
+    confirm_cancel(&mut conn.cancel_sent).await?;
     sync(conn).await?;
     conn.busy = false;
+    Ok(())
+}
+
+/// Waits for the cancel request in `sent`, if any, to be confirmed. The server must have
+/// acted on it before what comes next, or it could cancel that instead. Unconfirmed (the
+/// request failed or its connection broke half way), it may still land: the session must
+/// be given up. The handle stays in `sent` until its answer came, so a caller dropped
+/// meanwhile leaves it for the next one to wait for.
+pub(crate) async fn confirm_cancel(
+    sent: &mut Option<tokio::task::JoinHandle<bool>>,
+) -> Result<(), Error> {
+    let Some(cancel) = sent.as_mut() else {
+        return Ok(());
+    };
+    let confirmed = tokio::time::timeout(CANCEL_WAIT, cancel)
+        .await
+        .map_err(|_| Error::new(Kind::CancelTimedOut))?
+        .unwrap_or(false);
+    *sent = None;
+    if !confirmed {
+        return Err(Error::new(Kind::CancelUnconfirmed));
+    }
     Ok(())
 }
 

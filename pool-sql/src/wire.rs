@@ -144,6 +144,12 @@ impl Wire {
         self.prev_status.store(prev, Ordering::Release);
     }
 
+    /// Whether the server's last ReadyForQuery said the session is in a transaction block
+    /// (`T`) or a failed one (`E`), whether or not later requests are answered yet.
+    pub fn in_block(&self) -> bool {
+        matches!(self.status.load(Ordering::Acquire), b'T' | b'E')
+    }
+
     /// Whether the last request (a `COMMIT`, answered) found the session in a failed
     /// transaction block (`E`) and left it out of one: the server rolled back instead of
     /// committing (its tag says `ROLLBACK`, which is no error).

@@ -4,9 +4,10 @@
 
 mod support;
 
+use futures_util::stream;
 use pool_sql::Db;
 use pool_sql::testing::TestPg;
-use support::{db, ints};
+use support::{admin, db, ints};
 
 /// A function that does something a rollback does not undo (a sequence's `nextval`), then
 /// fails with `code`: PL/pgSQL raises any SQLSTATE, so any function or trigger can end with
@@ -123,5 +124,39 @@ async fn a_stale_plan_in_a_transaction_fails_with_its_cause_and_is_forgotten() {
     assert_eq!(err.code().map(|c| c.code()), Some("0A000"), "{err:?}");
     assert!(tx.rollback().await.is_ok());
     let rows = db.query("SELECT * FROM s", &[]).await.unwrap();
+    assert_eq!(rows[0].len(), 2);
+}
+
+/// A COPY whose data stream failed returns before its CopyFail is answered: the session is
+/// not settled yet, but it is in no transaction block, so the next statement's stale plan is
+/// still prepared again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_plan_right_after_an_aborted_copy_is_prepared_again() {
+    let pg = TestPg::start().expect("postgres");
+    let admin = admin(&pg);
+    let db = db(&pg, "cache-stale-copyfail").max_open(1).build().unwrap();
+    db.batch_execute("CREATE TABLE s (a int); INSERT INTO s VALUES (1)")
+        .await
+        .unwrap();
+    let mut conn = db.conn().await.unwrap();
+    assert_eq!(conn.query("SELECT * FROM s", &[]).await.unwrap().len(), 1);
+    admin
+        .batch_execute("ALTER TABLE s ADD COLUMN b text")
+        .await
+        .unwrap();
+    let aborted = conn
+        .copy_in(
+            "COPY s (a) FROM STDIN",
+            stream::iter([
+                Ok::<_, std::io::Error>("2\n"),
+                Err(std::io::Error::other("the source failed")),
+            ]),
+        )
+        .await;
+    assert!(aborted.is_err());
+    let rows = conn
+        .query("SELECT * FROM s", &[])
+        .await
+        .expect("prepared again");
     assert_eq!(rows[0].len(), 2);
 }

@@ -8,9 +8,12 @@
 //!   session's reset on return rolls it back (the server's status decides, see
 //!   [`Db`]'s "Session hygiene").
 //! - `failed` is true from a failed statement (or one dropped half way, whose end the
-//!   caller never saw) until a savepoint rolls back past it: a commit then rolls back and
-//!   says so ([`Error::is_tx_aborted`]), as it does when the server reports a failed
-//!   transaction block.
+//!   caller never saw) until a savepoint made before it rolls back past it: a commit then
+//!   rolls back and says so ([`Error::is_tx_aborted`]), as it does when the server reports
+//!   a failed transaction block. `failed_at` is the newest savepoint made before the first
+//!   failure: a rollback to a savepoint made after it (possible when the dropped statement
+//!   finished on the server, which then accepts a `SAVEPOINT`) clears nothing.
+//! - A dropped `SAVEPOINT` of [`Tx::savepoint`] changes no data: it fails nothing.
 //! - A [`Savepoint`] dropped without commit or rollback leaves its id in `pending`: the
 //!   next statement of the transaction (its commit, another savepoint) first rolls back to
 //!   it, so its changes never reach a commit. `pending` is cleared only once that rollback
@@ -306,6 +309,11 @@ pub struct Tx {
     pub(crate) db: Arc<str>,
     /// A statement failed: `COMMIT` rolls back (a stream or COPY that fails sets it too).
     pub(crate) failed: bool,
+    /// With `failed`: the newest savepoint made before the first failure (0: none), set by
+    /// [`note_failure`](Tx::note_failure); a rollback to a later one does not clear it.
+    failed_at: Option<u64>,
+    /// A `SAVEPOINT` of [`savepoint`](Tx::savepoint) is in flight: dropped, it fails nothing.
+    saving: bool,
     /// A statement (or `COMMIT`) failed with 40001 or 40P01: what
     /// [`Db::transaction_retry`] runs the transaction again for.
     conflict: bool,
@@ -321,6 +329,8 @@ impl Tx {
             guard,
             db,
             failed: false,
+            failed_at: None,
+            saving: false,
             conflict: false,
             savepoints: 0,
             pending: None,
@@ -330,7 +340,7 @@ impl Tx {
     statement_api!(mut);
 
     pub(crate) async fn run(&mut self, op: Op<'_>) -> Result<Done, Error> {
-        self.note_dropped();
+        self.note_failure();
         self.settle().await?;
         let r = run_on(&self.db, &mut self.guard, op).await;
         if let Err(e) = &r {
@@ -339,18 +349,33 @@ impl Tx {
         r
     }
 
-    /// A statement of this transaction was dropped half way (its session is still `busy`;
-    /// the next statement cancels what is left of it): the caller never saw it finish, so
-    /// the transaction fails, as after an error (see the module's invariants).
-    pub(crate) fn note_dropped(&mut self) {
-        if self.guard.busy {
+    /// Called before each step of the transaction. A statement dropped half way (its
+    /// session is still `busy`; the next statement cancels what is left of it) fails the
+    /// transaction, as an error does: its caller never saw it finish. A dropped `SAVEPOINT`
+    /// changed no data. Also places a failure a stream or COPY flagged since the last step
+    /// (no savepoint can be made in between: they borrow the transaction).
+    pub(crate) fn note_failure(&mut self) {
+        if self.guard.busy && !std::mem::take(&mut self.saving) {
             self.failed = true;
+        }
+        if self.failed && self.failed_at.is_none() {
+            self.failed_at = Some(self.savepoints);
         }
     }
 
     fn fail(&mut self, e: &Error) {
         self.failed = true;
+        self.note_failure();
         self.conflict |= e.is_serialization_failure() || e.is_deadlock();
+    }
+
+    /// Rolled back to savepoint `id`: a failure after it was made is undone with it.
+    pub(crate) fn rolled_back_to(&mut self, id: u64) {
+        self.note_failure();
+        if self.failed_at.is_some_and(|at| at >= id) {
+            self.failed = false;
+            self.failed_at = None;
+        }
     }
 
     /// Rolls back to a savepoint dropped open, if any (see the module's invariants).
@@ -363,7 +388,7 @@ impl Tx {
         match run_on(&self.db, &mut self.guard, Op::Batch(&sql)).await {
             Ok(_) => {
                 self.pending = None;
-                self.failed = false;
+                self.rolled_back_to(id);
                 Ok(())
             }
             Err(e) => {
@@ -388,7 +413,7 @@ impl Tx {
     }
 
     async fn commit_inner(&mut self) -> Result<(), Error> {
-        self.note_dropped();
+        self.note_failure();
         if !self.failed {
             // A savepoint dropped open is undone first: its changes are never committed.
             let _ = self.settle().await;
@@ -473,10 +498,15 @@ impl Tx {
     /// Dropped before it returns, the savepoint may exist on the server, unnamed to anyone:
     /// harmless, it ends with the transaction.
     pub async fn savepoint(&mut self) -> Result<Savepoint<'_>, Error> {
+        self.note_failure();
         self.savepoints += 1;
         let id = self.savepoints;
-        self.run(Op::Batch(&format!("SAVEPOINT pool_sql_sp_{id}")))
-            .await?;
+        self.saving = true;
+        let made = self
+            .run(Op::Batch(&format!("SAVEPOINT pool_sql_sp_{id}")))
+            .await;
+        self.saving = false;
+        made?;
         Ok(Savepoint::new(self, id))
     }
 

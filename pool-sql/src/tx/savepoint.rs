@@ -51,7 +51,7 @@ impl Savepoint<'_> {
     /// # Cancel safety
     /// See [`Savepoint`].
     pub async fn commit(mut self) -> Result<(), Error> {
-        self.tx.note_dropped();
+        self.tx.note_failure();
         if !self.tx.failed {
             let _ = self.tx.settle().await;
         }
@@ -86,7 +86,7 @@ impl Savepoint<'_> {
         match run_on(&tx.db, &mut tx.guard, Op::Batch(&sql)).await {
             Ok(_) => {
                 self.open = false;
-                tx.failed = false;
+                tx.rolled_back_to(self.id);
                 // Nested ones dropped open are undone with it.
                 if tx.pending.is_some_and(|p| p > self.id) {
                     tx.pending = None;
