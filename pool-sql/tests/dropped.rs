@@ -18,14 +18,34 @@ use support::{Rig, admin, db, eventually, ints};
 
 const LOCK: i64 = 4242;
 
+/// An INSERT that waits for the lock (then inserts 2).
+const WAITING_INSERT: &str = "INSERT INTO t SELECT 2 FROM (SELECT pg_advisory_lock(4242)) l";
+
 /// A session of the admin pool holding the advisory lock the abandoned statements wait for.
-async fn hold_lock(admin: &Db) -> Conn {
-    let mut holder = admin.conn().await.expect("a session");
-    holder
-        .execute("SELECT pg_advisory_lock($1)", &[&LOCK])
-        .await
-        .expect("take the lock");
-    holder
+struct Lock(Conn);
+
+impl Lock {
+    async fn take(admin: &Db) -> Lock {
+        let mut holder = admin.conn().await.expect("a session");
+        holder
+            .execute("SELECT pg_advisory_lock($1)", &[&LOCK])
+            .await
+            .expect("take the lock");
+        Lock(holder)
+    }
+
+    async fn release(mut self) {
+        self.0
+            .execute("SELECT pg_advisory_unlock($1)", &[&LOCK])
+            .await
+            .expect("let the lock go");
+    }
+}
+
+/// Drops `statement` while the server shows it waiting for `lock`, then lets the lock go.
+async fn abandon<F: Future>(statement: F, lock: Lock, admin: &Db, app: &str) {
+    drop_while_waiting(statement, admin, app).await;
+    lock.release().await;
 }
 
 /// Polls `statement` until the server shows `app`'s session waiting for the lock, then
@@ -60,22 +80,10 @@ async fn a_tx_statement_dropped_half_way_is_never_committed() {
     let pg = TestPg::start().expect("postgres");
     let (admin, app) = (admin(&pg), "dropped-tx-insert");
     let db = table(&pg, app).await;
-    let mut holder = hold_lock(&admin).await;
+    let lock = Lock::take(&admin).await;
     let mut tx = db.begin().await.unwrap();
     tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
-    drop_while_waiting(
-        tx.execute(
-            "INSERT INTO t SELECT 2 FROM (SELECT pg_advisory_lock(4242)) l",
-            &[],
-        ),
-        &admin,
-        app,
-    )
-    .await;
-    holder
-        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK])
-        .await
-        .unwrap();
+    abandon(tx.execute(WAITING_INSERT, &[]), lock, &admin, app).await;
 
     let committed = tokio::time::timeout(Duration::from_secs(10), tx.commit())
         .await
@@ -93,22 +101,19 @@ async fn commit_never_says_ok_for_a_transaction_the_server_rolled_back() {
     let pg = TestPg::start().expect("postgres");
     let (admin, app) = (admin(&pg), "dropped-tx-raise");
     let db = table(&pg, app).await;
-    let mut holder = hold_lock(&admin).await;
+    let lock = Lock::take(&admin).await;
     let mut tx = db.begin().await.unwrap();
     tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     // Fails on the server once the lock comes: after its caller left.
-    drop_while_waiting(
+    abandon(
         tx.batch_execute(
             "DO $$ BEGIN PERFORM pg_advisory_lock(4242); RAISE EXCEPTION 'late'; END $$",
         ),
+        lock,
         &admin,
         app,
     )
     .await;
-    holder
-        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK])
-        .await
-        .unwrap();
 
     let committed = tokio::time::timeout(Duration::from_secs(10), tx.commit())
         .await
@@ -140,23 +145,11 @@ async fn a_savepoint_rolled_back_past_an_abandoned_statement_lets_the_transactio
     let pg = TestPg::start().expect("postgres");
     let (admin, app) = (admin(&pg), "dropped-savepoint");
     let db = table(&pg, app).await;
-    let mut holder = hold_lock(&admin).await;
+    let lock = Lock::take(&admin).await;
     let mut tx = db.begin().await.unwrap();
     tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     let mut sp = tx.savepoint().await.unwrap();
-    drop_while_waiting(
-        sp.execute(
-            "INSERT INTO t SELECT 2 FROM (SELECT pg_advisory_lock(4242)) l",
-            &[],
-        ),
-        &admin,
-        app,
-    )
-    .await;
-    holder
-        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK])
-        .await
-        .unwrap();
+    abandon(sp.execute(WAITING_INSERT, &[]), lock, &admin, app).await;
     sp.rollback().await.unwrap();
     tx.execute("INSERT INTO t VALUES (3)", &[]).await.unwrap();
     tx.commit().await.unwrap();
@@ -169,27 +162,16 @@ async fn a_conns_next_statement_cancels_the_abandoned_one_first() {
     let pg = TestPg::start().expect("postgres");
     let (admin, app) = (admin(&pg), "dropped-conn");
     let db = table(&pg, app).await;
-    let mut holder = hold_lock(&admin).await;
+    let lock = Lock::take(&admin).await;
     let mut conn = db.conn().await.unwrap();
-    drop_while_waiting(
-        conn.execute(
-            "INSERT INTO t SELECT 2 FROM (SELECT pg_advisory_lock(4242)) l",
-            &[],
-        ),
-        &admin,
-        app,
-    )
-    .await;
+    drop_while_waiting(conn.execute(WAITING_INSERT, &[]), &admin, app).await;
     // The lock stays held: a statement queued behind the abandoned one would wait forever.
     let next = tokio::time::timeout(Duration::from_secs(10), conn.query_one("SELECT 7", &[]))
         .await
         .expect("the next statement does not queue behind the abandoned one")
         .unwrap();
     assert_eq!(next.get::<_, i32>(0), 7);
-    holder
-        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK])
-        .await
-        .unwrap();
+    lock.release().await;
     drop(conn);
     assert_eq!(ints(&db, "SELECT n FROM t").await, Vec::<i32>::new());
 }
@@ -218,22 +200,10 @@ async fn a_savepoint_made_after_a_dropped_statement_does_not_forgive_it() {
     let pg = TestPg::start().expect("postgres");
     let (admin, app) = (admin(&pg), "dropped-before-savepoint");
     let db = table(&pg, app).await;
-    let mut holder = hold_lock(&admin).await;
+    let lock = Lock::take(&admin).await;
     let mut tx = db.begin().await.unwrap();
     tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
-    drop_while_waiting(
-        tx.execute(
-            "INSERT INTO t SELECT 2 FROM (SELECT pg_advisory_lock(4242)) l",
-            &[],
-        ),
-        &admin,
-        app,
-    )
-    .await;
-    holder
-        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK])
-        .await
-        .unwrap();
+    abandon(tx.execute(WAITING_INSERT, &[]), lock, &admin, app).await;
     // The abandoned INSERT ends on the server, its caller gone.
     wait_state(&admin, app, "idle in transaction").await;
     let sp = tx.savepoint().await.expect("savepoint");
@@ -294,13 +264,10 @@ async fn first_poll_drop(pg: TestPg, app: &'static str) {
     // Cached, so the next run writes Bind/Execute at its first poll.
     let sql = "SELECT pg_advisory_lock($1), pg_advisory_unlock($1)";
     conn.execute(sql, &[&1i64]).await.unwrap();
-    let mut holder = hold_lock(&admin).await;
+    let lock = Lock::take(&admin).await;
     assert!(conn.execute(sql, &[&LOCK]).now_or_never().is_none());
     let next = tokio::time::timeout(Duration::from_secs(5), conn.query_one("SELECT 7", &[])).await;
-    holder
-        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK])
-        .await
-        .unwrap();
+    lock.release().await;
     let next = next.expect("the next statement does not queue behind the dropped one");
     assert_eq!(next.unwrap().get::<_, i32>(0), 7);
 }

@@ -110,6 +110,25 @@ struct Flood {
     swallowed: AtomicUsize,
 }
 
+/// The client closed a flooded session before it had taken the whole flood.
+async fn closed_before_the_end(flood: &Flood) {
+    eventually(
+        Duration::from_secs(20),
+        "the client closed the session or swallowed the flood",
+        || async {
+            flood.closed.load(Ordering::Relaxed) + flood.swallowed.load(Ordering::Relaxed) > 0
+        },
+    )
+    .await;
+    assert_eq!(
+        flood.swallowed.load(Ordering::Relaxed),
+        0,
+        "the client read the whole flood"
+    );
+    let sent = flood.most_sent.load(Ordering::Relaxed);
+    assert!(sent < FLOOD_CAP, "{sent} bytes went in before the close");
+}
+
 /// A server that authenticates every session at once and then sends ParameterStatus
 /// messages, each with a new name and 32 KiB (under the 64 KiB per-message bound) until
 /// the client closes the session or [`FLOOD_CAP`] is reached. With `after_ping`, the flood
@@ -200,21 +219,7 @@ async fn a_flood_of_small_messages_before_ready_keeps_memory_bounded() {
         chain.contains("before the session was ready"),
         "the error says why: {chain}"
     );
-    eventually(
-        Duration::from_secs(10),
-        "the client closed the session",
-        || async {
-            flood.closed.load(Ordering::Relaxed) + flood.swallowed.load(Ordering::Relaxed) > 0
-        },
-    )
-    .await;
-    assert_eq!(
-        flood.swallowed.load(Ordering::Relaxed),
-        0,
-        "the client read the whole flood"
-    );
-    let sent = flood.most_sent.load(Ordering::Relaxed);
-    assert!(sent < FLOOD_CAP, "{sent} bytes went in before the close");
+    closed_before_the_end(&flood).await;
 }
 
 /// A session idle in the pool has no request outstanding and no deadline: a server (or
@@ -230,21 +235,7 @@ async fn unasked_messages_to_an_idle_session_keep_memory_bounded() {
         .await
         .expect("the ping ends")
         .expect("the ping works");
-    eventually(
-        Duration::from_secs(20),
-        "the idle session is closed or swallowed the flood",
-        || async {
-            flood.closed.load(Ordering::Relaxed) + flood.swallowed.load(Ordering::Relaxed) > 0
-        },
-    )
-    .await;
-    assert_eq!(
-        flood.swallowed.load(Ordering::Relaxed),
-        0,
-        "an idle session read the whole flood"
-    );
-    let sent = flood.most_sent.load(Ordering::Relaxed);
-    assert!(sent < FLOOD_CAP, "{sent} bytes went in before the close");
+    closed_before_the_end(&flood).await;
     // The closed session is never handed out: the next call gets a new one.
     tokio::time::timeout(Duration::from_secs(10), db.ping())
         .await

@@ -33,6 +33,19 @@ async fn runs(db: &Db, name: &str) -> i64 {
     .get(0)
 }
 
+/// A table `s` whose cached `SELECT *` (on `db`'s one session) goes stale: made, cached,
+/// then altered by `alter` (another session, or the same).
+async fn stale_select(db: &Db, alter: &Db) {
+    db.batch_execute("CREATE TABLE s (a int); INSERT INTO s VALUES (1)")
+        .await
+        .unwrap();
+    assert_eq!(ints(db, "SELECT * FROM s").await, [1]);
+    alter
+        .batch_execute("ALTER TABLE s ADD COLUMN b text")
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_that_ran_and_failed_with_0a000_or_26000_is_not_run_again() {
     let pg = TestPg::start().expect("postgres");
@@ -70,13 +83,7 @@ async fn inside_a_transaction_a_0a000_is_reported_as_itself_not_as_25p02() {
 async fn a_stale_or_forgotten_cached_statement_is_prepared_again_transparently() {
     let pg = TestPg::start().expect("postgres");
     let db = db(&pg, "cache-stale").max_open(1).build().unwrap();
-    db.batch_execute("CREATE TABLE s (a int); INSERT INTO s VALUES (1)")
-        .await
-        .unwrap();
-    assert_eq!(ints(&db, "SELECT * FROM s").await, [1]);
-    db.batch_execute("ALTER TABLE s ADD COLUMN b text")
-        .await
-        .unwrap();
+    stale_select(&db, &db).await;
     let rows = db
         .query("SELECT * FROM s", &[])
         .await
@@ -112,13 +119,7 @@ async fn a_stale_or_forgotten_cached_statement_is_prepared_again_transparently()
 async fn a_stale_plan_in_a_transaction_fails_with_its_cause_and_is_forgotten() {
     let pg = TestPg::start().expect("postgres");
     let db = db(&pg, "cache-stale-tx").max_open(1).build().unwrap();
-    db.batch_execute("CREATE TABLE s (a int); INSERT INTO s VALUES (1)")
-        .await
-        .unwrap();
-    assert_eq!(ints(&db, "SELECT * FROM s").await, [1]);
-    db.batch_execute("ALTER TABLE s ADD COLUMN b text")
-        .await
-        .unwrap();
+    stale_select(&db, &db).await;
     let mut tx = db.begin().await.unwrap();
     let err = tx.query("SELECT * FROM s", &[]).await.unwrap_err();
     assert_eq!(err.code().map(|c| c.code()), Some("0A000"), "{err:?}");
@@ -135,15 +136,8 @@ async fn a_stale_plan_right_after_an_aborted_copy_is_prepared_again() {
     let pg = TestPg::start().expect("postgres");
     let admin = admin(&pg);
     let db = db(&pg, "cache-stale-copyfail").max_open(1).build().unwrap();
-    db.batch_execute("CREATE TABLE s (a int); INSERT INTO s VALUES (1)")
-        .await
-        .unwrap();
+    stale_select(&db, &admin).await;
     let mut conn = db.conn().await.unwrap();
-    assert_eq!(conn.query("SELECT * FROM s", &[]).await.unwrap().len(), 1);
-    admin
-        .batch_execute("ALTER TABLE s ADD COLUMN b text")
-        .await
-        .unwrap();
     let aborted = conn
         .copy_in(
             "COPY s (a) FROM STDIN",
