@@ -26,16 +26,14 @@ type Leaks = Option<Arc<LeakBook<()>>>;
 /// anything else (waiting, creating, hooks) continues in a boxed future, whose cost is small
 /// next to the wait itself. Dropping it at any point is safe: see [`Pool::get`].
 #[must_use = "futures do nothing unless polled"]
-pub struct Get<'a, M: Manager>(GetFuture<'a, 'a, M, Table<M>, Pooled<'a, M>>, Track<'a, ()>);
+pub struct Get<'a, M: Manager>(GetFuture<'a, 'a, M, Table<M>, Pooled<'a, M>>);
 
 impl<'a, M: Manager> Future for Get<'a, M> {
     type Output = Result<Pooled<'a, M>, Error>;
 
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut conn = std::task::ready!(Pin::new(&mut self.0).poll(cx))?;
-        self.1.start(&mut conn.0);
-        Poll::Ready(Ok(conn))
+        Pin::new(&mut self.0).poll(cx)
     }
 }
 
@@ -49,7 +47,7 @@ impl<'a, M: Manager> Wrap<'a, M, Table<M>> for Pooled<'a, M> {
 /// The future [`Pool::get_owned`] returns: [`Get`]'s, with a guard that owns a reference to
 /// the pool.
 #[must_use = "futures do nothing unless awaited"]
-pub struct GetOwned<'a, M: Manager>(GetFuture<'a, 'a, M, Table<M>, Owned<M>>, Track<'a, ()>);
+pub struct GetOwned<'a, M: Manager>(GetFuture<'a, 'a, M, Table<M>, Owned<M>>);
 
 /// The owned guard, as the checkout future makes it.
 struct Owned<M: Manager>(Pooled<'static, M>);
@@ -66,9 +64,7 @@ impl<M: Manager> Future for GetOwned<'_, M> {
 
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Owned(mut conn) = std::task::ready!(Pin::new(&mut self.0).poll(cx))?;
-        self.1.start(&mut conn.0);
-        Poll::Ready(Ok(conn))
+        Pin::new(&mut self.0).poll(cx).map_ok(|Owned(conn)| conn)
     }
 }
 
@@ -89,7 +85,7 @@ impl<'a, M: Manager> GetOwned<'a, M> {
     /// ```
     #[must_use = "futures do nothing unless polled"]
     pub fn called_from(mut self, caller: &'static std::panic::Location<'static>) -> Self {
-        self.1.called_from(caller);
+        self.0.called_from(caller);
         self
     }
 }
@@ -98,7 +94,7 @@ impl<M: Manager> std::fmt::Debug for GetOwned<'_, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GetOwned")
             .field("waiting", &self.0.is_waiting())
-            .field("caller", &self.1)
+            .field("caller", self.0.track())
             .finish()
     }
 }
@@ -110,7 +106,7 @@ impl<'a, M: Manager> Get<'a, M> {
     /// the report names the user's line, not the library's.
     #[must_use = "futures do nothing unless polled"]
     pub fn called_from(mut self, caller: &'static std::panic::Location<'static>) -> Self {
-        self.1.called_from(caller);
+        self.0.called_from(caller);
         self
     }
 }
@@ -119,7 +115,7 @@ impl<M: Manager> std::fmt::Debug for Get<'_, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Get")
             .field("waiting", &self.0.is_waiting())
-            .field("caller", &self.1)
+            .field("caller", self.0.track())
             .finish()
     }
 }
@@ -234,7 +230,7 @@ impl<M: Manager> Pool<M> {
     /// instead can be `#[track_caller]` too (a synchronous one: not an `async fn`).
     #[track_caller]
     pub fn get(&self) -> Get<'_, M> {
-        Get(GetFuture::new(&self.shared, &()), Track::new(&self.leaks))
+        Get(GetFuture::new(&self.shared, &(), Track::new(&self.leaks)))
     }
 
     /// [`get`](Pool::get) with this call's own deadline instead of the pool's
@@ -250,10 +246,7 @@ impl<M: Manager> Pool<M> {
     /// As [`get`](Pool::get).
     #[track_caller]
     pub fn get_timeout(&self, timeout: Duration) -> Get<'_, M> {
-        Get(
-            GetFuture::new(&self.shared, &()).with_timeout(timeout),
-            Track::new(&self.leaks),
-        )
+        Get(GetFuture::new(&self.shared, &(), Track::new(&self.leaks)).with_timeout(timeout))
     }
 
     /// Closes at once the idle connections that `dead` says are dead (see
@@ -283,7 +276,7 @@ impl<M: Manager> Pool<M> {
     /// As [`get`](Pool::get).
     #[track_caller]
     pub fn get_owned(&self) -> GetOwned<'_, M> {
-        GetOwned(GetFuture::new(&self.shared, &()), Track::new(&self.leaks))
+        GetOwned(GetFuture::new(&self.shared, &(), Track::new(&self.leaks)))
     }
 
     /// A snapshot of the gauges and counters.

@@ -160,7 +160,7 @@ impl<M: KeyedManager> KeyedPool<M> {
         M::Key: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = M::Key> + ?Sized,
     {
-        KeyedGet(GetFuture::new(&self.shared, key), Track::new(&self.leaks))
+        KeyedGet(GetFuture::new(&self.shared, key, Track::new(&self.leaks)))
     }
 
     /// Closes at once the idle connections of `key` that `dead` says are dead (their peer
@@ -190,10 +190,7 @@ impl<M: KeyedManager> KeyedPool<M> {
         M::Key: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = M::Key> + ?Sized,
     {
-        KeyedGet(
-            GetFuture::new(&self.shared, key).with_timeout(timeout),
-            Track::new(&self.leaks),
-        )
+        KeyedGet(GetFuture::new(&self.shared, key, Track::new(&self.leaks)).with_timeout(timeout))
     }
 
     /// An idle connection of `key` that is ready as it is, now, or `None` (see
@@ -222,7 +219,7 @@ impl<M: KeyedManager> KeyedPool<M> {
         M::Key: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = M::Key> + ?Sized,
     {
-        KeyedGetOwned(GetFuture::new(&self.shared, key), Track::new(&self.leaks))
+        KeyedGetOwned(GetFuture::new(&self.shared, key, Track::new(&self.leaks)))
     }
 
     /// The totals across keys, with the plain pool's names: gauges and counters summed over
@@ -353,7 +350,6 @@ impl<M: KeyedManager> KeyedPool<M> {
 #[must_use = "futures do nothing unless polled"]
 pub struct KeyedGet<'a, 'k, M: KeyedManager, Q: ?Sized = <M as KeyedManager>::Key>(
     GetFuture<'a, 'k, M, Keys<M>, KeyedPooled<'a, M>, Q>,
-    Track<'a, KeyHandle<M>>,
 );
 
 impl<'a, M: KeyedManager> Wrap<'a, M, Keys<M>> for KeyedPooled<'a, M> {
@@ -376,9 +372,7 @@ where
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        let mut conn = std::task::ready!(std::pin::Pin::new(&mut self.0).poll(cx))?;
-        self.1.start(&mut conn.0);
-        std::task::Poll::Ready(Ok(conn))
+        std::pin::Pin::new(&mut self.0).poll(cx)
     }
 }
 
@@ -387,7 +381,6 @@ where
 #[must_use = "futures do nothing unless awaited"]
 pub struct KeyedGetOwned<'a, 'k, M: KeyedManager, Q: ?Sized = <M as KeyedManager>::Key>(
     GetFuture<'a, 'k, M, Keys<M>, OwnedKeyed<M>, Q>,
-    Track<'a, KeyHandle<M>>,
 );
 
 /// The owned guard, as the checkout future makes it.
@@ -413,9 +406,9 @@ where
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        let OwnedKeyed(mut conn) = std::task::ready!(std::pin::Pin::new(&mut self.0).poll(cx))?;
-        self.1.start(&mut conn.0);
-        std::task::Poll::Ready(Ok(conn))
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map_ok(|OwnedKeyed(conn)| conn)
     }
 }
 
@@ -426,7 +419,7 @@ impl<'a, 'k, M: KeyedManager, Q: ?Sized> KeyedGetOwned<'a, 'k, M, Q> {
     /// the report names the user's line, not the library's.
     #[must_use = "futures do nothing unless polled"]
     pub fn called_from(mut self, caller: &'static std::panic::Location<'static>) -> Self {
-        self.1.called_from(caller);
+        self.0.called_from(caller);
         self
     }
 }
@@ -435,7 +428,7 @@ impl<M: KeyedManager, Q: ?Sized> std::fmt::Debug for KeyedGetOwned<'_, '_, M, Q>
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyedGetOwned")
             .field("waiting", &self.0.is_waiting())
-            .field("caller", &self.1)
+            .field("caller", self.0.track())
             .finish()
     }
 }
@@ -447,7 +440,7 @@ impl<'a, 'k, M: KeyedManager, Q: ?Sized> KeyedGet<'a, 'k, M, Q> {
     /// the report names the user's line, not the library's.
     #[must_use = "futures do nothing unless polled"]
     pub fn called_from(mut self, caller: &'static std::panic::Location<'static>) -> Self {
-        self.1.called_from(caller);
+        self.0.called_from(caller);
         self
     }
 }
@@ -456,7 +449,7 @@ impl<M: KeyedManager, Q: ?Sized> std::fmt::Debug for KeyedGet<'_, '_, M, Q> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyedGet")
             .field("waiting", &self.0.is_waiting())
-            .field("caller", &self.1)
+            .field("caller", self.0.track())
             .finish()
     }
 }

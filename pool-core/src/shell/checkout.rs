@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use super::Shared;
 use super::clock;
 use super::guard::Guard;
+use super::guard::leak::Track;
 use super::rt::timeout_at;
 use super::trace::Traced;
 use super::util::{CatchUnwind, Deadline};
@@ -436,19 +437,32 @@ pub(crate) struct GetFuture<
     queued: Option<(KeyId, WaiterId, T::Handle)>,
     /// This checkout's deadline: the pool's `acquire_timeout`, or the caller's own.
     acquire_timeout: Option<Duration>,
+    /// Leak detection: the guard it yields is entered in the pool's book (see [`Track`]).
+    track: Track<'a, T::Handle>,
     _out: std::marker::PhantomData<fn() -> W>,
 }
 
 impl<'a, 'k, M: KeyedManager, T: Table<M>, W, Q: ?Sized> GetFuture<'a, 'k, M, T, W, Q> {
-    pub fn new(shared: &'a Arc<Shared<M, T>>, key: &'k Q) -> Self {
+    pub fn new(shared: &'a Arc<Shared<M, T>>, key: &'k Q, track: Track<'a, T::Handle>) -> Self {
         GetFuture {
             shared,
             key,
             slow: None,
             queued: None,
             acquire_timeout: shared.timeouts.acquire,
+            track,
             _out: std::marker::PhantomData,
         }
+    }
+
+    /// Names `caller` in a leak report instead of the checkout's own line.
+    pub fn called_from(&mut self, caller: &'static std::panic::Location<'static>) {
+        self.track.called_from(caller);
+    }
+
+    /// Where a leak report names this checkout, for `Debug`.
+    pub fn track(&self) -> &Track<'a, T::Handle> {
+        &self.track
     }
 
     /// The same checkout with its own deadline instead of the pool's `acquire_timeout`.
@@ -485,8 +499,12 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let shared = this.shared;
+        let track = &this.track;
         if let Some(slow) = &mut this.slow {
-            return slow.as_mut().poll(cx).map_ok(unwrap_slow);
+            return slow
+                .as_mut()
+                .poll(cx)
+                .map_ok(|served| unwrap_slow(track, served));
         }
         let (mut conn, via, handle) = match this.queued {
             Some((key, id, _)) => match shared.poll_waiter(key, id, cx.waker()) {
@@ -508,7 +526,10 @@ where
                     && let Some(traced) = start_traced(shared, this.key, this.acquire_timeout)
                 {
                     let slow = this.slow.insert(traced);
-                    return slow.as_mut().poll(cx).map_ok(unwrap_slow);
+                    return slow
+                        .as_mut()
+                        .poll(cx)
+                        .map_ok(|served| unwrap_slow(track, served));
                 }
                 let mut table = shared.state.lock();
                 match table.pop_fast(this.key) {
@@ -534,14 +555,19 @@ where
                             None,
                             this.acquire_timeout,
                         ));
-                        return slow.as_mut().poll(cx).map_ok(unwrap_slow);
+                        return slow
+                            .as_mut()
+                            .poll(cx)
+                            .map_ok(|served| unwrap_slow(track, served));
                     }
                 }
             }
         };
         if via == Via::Created || shared.is_ready(&mut conn) {
             tracing::trace!(target: "pool_core", conn = conn.id, reused = via != Via::Created, was_idle = via == Via::Idle, "got a connection");
-            return Poll::Ready(Ok(W::wrap(Guard::borrowed(shared, conn, handle))));
+            let mut guard = Guard::borrowed(shared, conn, handle);
+            track.start(&mut guard);
+            return Poll::Ready(Ok(W::wrap(guard)));
         }
         // It needs a check, a reset or a validation: the general path, with this connection.
         let slow = this.slow.insert(start_slow(
@@ -550,14 +576,18 @@ where
             Some((conn, handle)),
             this.acquire_timeout,
         ));
-        slow.as_mut().poll(cx).map_ok(unwrap_slow)
+        slow.as_mut()
+            .poll(cx)
+            .map_ok(|served| unwrap_slow(track, served))
     }
 }
 
-/// The caller's guard from what the general path served.
+/// The caller's guard from what the general path served, entered in the leak book.
 fn unwrap_slow<'a, M: KeyedManager, T: Table<M>, W: Wrap<'a, M, T>>(
-    (guard, _): (Guard<'a, M, T>, Via),
+    track: &Track<'a, T::Handle>,
+    (mut guard, _): (Guard<'a, M, T>, Via),
 ) -> W {
+    track.start(&mut guard);
     W::wrap(guard)
 }
 
