@@ -1,5 +1,6 @@
 //! What the server reports of the session's settings (ParameterStatus), read as the bytes
-//! stream by: [`Parameter`] watches for `client_encoding`.
+//! stream by: [`Parameter`] watches for `client_encoding`, and [`Reported`] bounds what
+//! tokio-postgres keeps of the reports.
 //!
 //! tokio-postgres decodes every text as UTF-8 (it asks for `client_encoding=UTF8` at
 //! startup), but any statement may change the setting (`SET client_encoding`,
@@ -8,6 +9,92 @@
 //! the next caller's text would not decode, or decode wrong. `DateStyle` and
 //! `IntervalStyle` need no watch: tokio-postgres reads dates, times and intervals in
 //! binary, which they do not change.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::io;
+
+use super::{PARAMETER_KEPT_LIMIT, PARAMETER_MESSAGE_LIMIT, PARAMETER_NAMES_LIMIT, invalid};
+
+/// The parameters the server reported, as tokio-postgres keeps them: the latest value of
+/// each name, for the session's life. Bounds what that costs whatever the number of
+/// messages: each message at most [`PARAMETER_MESSAGE_LIMIT`] bytes, at most
+/// [`PARAMETER_NAMES_LIMIT`] names, and the latest message of each name at most
+/// [`PARAMETER_KEPT_LIMIT`] bytes together. A server reporting the same few names over
+/// and over (PostgreSQL 13 and older report a function's `SET` clause, and its undoing, at
+/// each call: two messages a row) stays within them; one reporting new names, or huge
+/// values, does not.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Reported {
+    /// Each name reported so far, with the size of its latest message.
+    sizes: HashMap<Vec<u8>, u64>,
+    /// The sizes in `sizes`, added up.
+    kept: u64,
+    /// The message being read: its size, while its name is not whole yet.
+    reading: Option<u64>,
+    /// Its name so far.
+    name: Vec<u8>,
+}
+
+impl Reported {
+    /// A ParameterStatus of `size` bytes (its length field) starts.
+    ///
+    /// # Errors
+    /// `InvalidData` for a message over [`PARAMETER_MESSAGE_LIMIT`], at its header: before
+    /// tokio-postgres buffers it.
+    pub fn start(&mut self, size: u64) -> io::Result<()> {
+        if size > PARAMETER_MESSAGE_LIMIT {
+            return Err(invalid(format!(
+                "the server announced a {size}-byte parameter change (ParameterStatus); at \
+                 most {PARAMETER_MESSAGE_LIMIT} bytes are accepted: the session is closed"
+            )));
+        }
+        self.reading = Some(size);
+        self.name.clear();
+        Ok(())
+    }
+
+    /// Reads the next bytes of the message's body (at most the body: the caller cuts them),
+    /// and counts the message against the bounds once its name is whole.
+    ///
+    /// # Errors
+    /// `InvalidData` when the name is new and [`PARAMETER_NAMES_LIMIT`] names came already,
+    /// or the latest messages of all names come to more than [`PARAMETER_KEPT_LIMIT`].
+    pub fn feed(&mut self, data: &[u8]) -> io::Result<()> {
+        let Some(size) = self.reading else {
+            return Ok(());
+        };
+        let Some(end) = data.iter().position(|&b| b == 0) else {
+            self.name.extend_from_slice(data);
+            return Ok(());
+        };
+        self.name.extend_from_slice(&data[..end]);
+        self.reading = None;
+        let name = std::mem::take(&mut self.name);
+        let names = self.sizes.len();
+        let before = match self.sizes.entry(name) {
+            Entry::Occupied(mut known) => known.insert(size),
+            Entry::Vacant(_) if names >= PARAMETER_NAMES_LIMIT => {
+                return Err(invalid(format!(
+                    "the server reported more than {PARAMETER_NAMES_LIMIT} different \
+                     parameters (ParameterStatus); the session is closed"
+                )));
+            }
+            Entry::Vacant(new) => {
+                new.insert(size);
+                0
+            }
+        };
+        self.kept = self.kept - before + size;
+        if self.kept > PARAMETER_KEPT_LIMIT {
+            return Err(invalid(format!(
+                "the parameters the server reported (ParameterStatus, the latest value of \
+                 each) came to more than {PARAMETER_KEPT_LIMIT} bytes; the session is closed"
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// Where a ParameterStatus body (`name\0value\0`) is, as far as `client_encoding` goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
