@@ -101,15 +101,25 @@ impl Reported {
 pub(super) enum Parameter {
     /// This many bytes of the name matched `client_encoding\0` so far.
     Name(usize),
-    /// The name is `client_encoding`; this many bytes of the value came, and whether they
-    /// match `UTF8\0` so far.
-    Value(usize, bool),
+    /// The name is `client_encoding`; the value's letters and digits so far, lowercased (the
+    /// first [`SPELLED`] of them), and how many came.
+    Value([u8; SPELLED], usize),
     /// Another parameter, or the value already reported.
     Done,
 }
 
 const NAME: &[u8] = b"client_encoding\0";
-const UTF8: &[u8] = b"UTF8\0";
+
+/// The names PostgreSQL reads as UTF8 once it has cleaned an encoding name up
+/// (`clean_encoding_name`: letters and digits only, lowercased), so `UTF8`, `utf-8`, `UTF_8`
+/// and `Unicode` all are. It reports the canonical `UTF8`, except `UNICODE`, which it keeps
+/// verbatim (`check_client_encoding`, for old JDBC drivers); servers before 9.1, and
+/// servers that only speak the protocol, may keep any spelling.
+const UTF8_NAMES: [&[u8]; 2] = [b"utf8", b"unicode"];
+
+/// The letters and digits of a value kept to compare: as many as the longest of
+/// [`UTF8_NAMES`].
+const SPELLED: usize = 7;
 
 impl Parameter {
     /// A new ParameterStatus body starts.
@@ -118,13 +128,14 @@ impl Parameter {
     }
 
     /// Reads the next bytes of the body (at most the body: the caller cuts them). Returns,
-    /// once the value of `client_encoding` has come whole, whether it is UTF8.
+    /// once the value of `client_encoding` has come whole, whether it names UTF8 (any of
+    /// its spellings: see [`UTF8_NAMES`]).
     pub fn feed(&mut self, data: &[u8]) -> Option<bool> {
         for &b in data {
             match *self {
                 Parameter::Name(i) if NAME[i] == b => {
                     *self = if i + 1 == NAME.len() {
-                        Parameter::Value(0, true)
+                        Parameter::Value([0; SPELLED], 0)
                     } else {
                         Parameter::Name(i + 1)
                     };
@@ -133,14 +144,17 @@ impl Parameter {
                     *self = Parameter::Done;
                     return None;
                 }
-                Parameter::Value(i, same) => {
-                    let same = same && UTF8.get(i) == Some(&b);
-                    if b == 0 {
-                        *self = Parameter::Done;
-                        return Some(same && i + 1 == UTF8.len());
-                    }
-                    *self = Parameter::Value(i + 1, same);
+                Parameter::Value(spelled, n) if b == 0 => {
+                    *self = Parameter::Done;
+                    return Some(n <= SPELLED && UTF8_NAMES.contains(&&spelled[..n]));
                 }
+                Parameter::Value(mut spelled, n) if b.is_ascii_alphanumeric() => {
+                    if let Some(at) = spelled.get_mut(n) {
+                        *at = b.to_ascii_lowercase();
+                    }
+                    *self = Parameter::Value(spelled, n.saturating_add(1));
+                }
+                Parameter::Value(..) => {}
             }
         }
         None
@@ -162,10 +176,21 @@ mod tests {
     fn client_encoding_is_told_however_the_body_is_cut() {
         for (body, said) in [
             (&b"client_encoding\0UTF8\0"[..], Some(true)),
+            // PostgreSQL's own report of `SET client_encoding = 'UNICODE'`.
+            (b"client_encoding\0UNICODE\0", Some(true)),
+            // Spellings a server that keeps the value verbatim may report.
+            (b"client_encoding\0utf-8\0", Some(true)),
+            (b"client_encoding\0Utf_8\0", Some(true)),
+            (b"client_encoding\0unicode\0", Some(true)),
+            (b"client_encoding\0U.T.F.8\0", Some(true)),
             (b"client_encoding\0LATIN1\0", Some(false)),
             (b"client_encoding\0UTF8X\0", Some(false)),
             (b"client_encoding\0UTF\0", Some(false)),
+            (b"client_encoding\0UTF16\0", Some(false)),
+            (b"client_encoding\0UNICODE8\0", Some(false)),
+            (b"client_encoding\0unicodeutf8\0", Some(false)),
             (b"client_encoding\0\0", Some(false)),
+            (b"client_encoding\0-\0", Some(false)),
             (b"client_encodingx\0UTF8\0", None),
             (b"DateStyle\0ISO, MDY\0", None),
             (b"client\0encoding\0", None),
