@@ -309,14 +309,16 @@ impl DbBuilder {
     /// [`Error::is_config`] with [`Error::knob`]: `"url"` for a connection string that does
     /// not parse, holds text that is not an option, has an unknown `sslmode`, names one of
     /// libpq's certificate files (`sslrootcert`, `sslcert`, `sslkey`: see
-    /// [`tls`](DbBuilder::tls)), or would be misread: a host with an `@` in it (an
-    /// unencoded `@` in a password), or an `@` after the host with no user info before it
-    /// (`postgres://db/app?password=p@ss`, which tokio-postgres reads as the user
-    /// `db/app?password=p` at the host `ss`): write `@` as `%40`. The message never repeats
-    /// the string or any part of a password. `"tls"` for
-    /// `sslmode=require` (or `verify-full`, `verify-ca`) without [`tls`](DbBuilder::tls)
-    /// and without a roots feature (`webpki-roots`, `native-roots`), or when
-    /// `native-roots` alone finds no root certificate on the system.
+    /// [`tls`](DbBuilder::tls)), or would be misread: an unencoded `@` in a password, whose
+    /// rest tokio-postgres and libpq read as the host and database name
+    /// (`postgres://app:s3cr@t/Part2@db/app` is the host `t`, database `Part2@db/app`), or
+    /// an `@` after the host with no user info before it (`postgres://db/app?password=p@ss`,
+    /// which tokio-postgres reads as the user `db/app?password=p` at the host `ss`): write
+    /// `@` as `%40`. The message never repeats the string or any part of a password.
+    /// `"tls"` for `sslmode=require` (or `verify-full`, `verify-ca`) without
+    /// [`tls`](DbBuilder::tls) and without a roots feature (`webpki-roots`,
+    /// `native-roots`), or when `native-roots` alone finds no root certificate on the
+    /// system.
     /// The pool knob at fault, or `"runtime"` outside a tokio runtime.
     pub fn build(self) -> Result<Db, Error> {
         let scanned = Scanned::scan(&self.url)
@@ -350,9 +352,9 @@ impl DbBuilder {
         if let Err(e) = crate::connect::plan(&config) {
             return Err(Error::config("url", e.to_string()));
         }
-        // A misread string would put part of a password into the user name or a host,
-        // which every message shows.
-        if let Some(why) = misread_parts(&config, scanned.url) {
+        // A misread string would put part of a password into a host, which every message
+        // shows (a URL's user name and database name: `misread_url`, on the raw text).
+        if let Some(why) = misread_parts(&config) {
             return Err(Error::config("url", why));
         }
         // PostgreSQL never encrypts a Unix socket (libpq does not try); a `hostaddr` is TCP.

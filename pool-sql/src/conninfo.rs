@@ -20,7 +20,9 @@ pub(crate) fn describe_parse_error(e: &tokio_postgres::Error, scanned: &Scanned)
     if let Some(key) = unknown {
         if let Some(option) = CERTIFICATE_FILES.iter().find(|o| **o == key) {
             return format!(
-                "does not parse: `{option}` (libpq's certificate file) is not read here: give                  a private CA, or a client certificate and key, in the rustls ClientConfig                  passed to DbBuilder::tls (feature `tls`)"
+                "does not parse: `{option}` (libpq's certificate file) is not read here: give \
+                 a private CA, or a client certificate and key, in the rustls ClientConfig \
+                 passed to DbBuilder::tls (feature `tls`)"
             );
         }
         let Some(at) = scanned.params.iter().position(|p| p.key == key) else {
@@ -41,33 +43,53 @@ pub(crate) fn describe_parse_error(e: &tokio_postgres::Error, scanned: &Scanned)
     format!("does not parse: {text}")
 }
 
-/// Why tokio-postgres would misread the URL `s`, if so. It ends a URL's user info at the
-/// first `@` anywhere, so an `@` in a query option or the database name with no user info
-/// before it makes a user name and a host out of the text around it, password included,
-/// and messages show both (`user@host/db`). Refused: a URL whose first `@` comes after a
-/// `/` or `?`. The words never quote the string. See also [`misread_parts`].
+/// Why tokio-postgres or libpq would misread the URL `s`, if so. Both end a URL's user info
+/// at the first `@`; tokio-postgres looks for it anywhere, libpq only before the first `/`.
+/// Only the raw text counts: a `/`, `?` or `@` written `%2F`, `%3F`, `%40` is a character
+/// of a name, not syntax. Refused, in words that never quote the string:
+/// - an `@` with a `/` before it, or a `?` in the user name, or a `?` and then an `=` in the
+///   password: an `@` after the host (in the database name or an option) and no user info
+///   before it (`postgres://db/app?password=p@ss`, `postgres://db:5432?password=p@ss`),
+///   which makes a user name and a host out of the text around it, password included. A
+///   `?` alone in a password is the password's (`app:pa?ss@db`), as both drivers read it;
+/// - an `@` after the user info and before the query, in the host or the database name: the
+///   rest of a password holding an unencoded `@` (`app:s3cr@t/Part2@db/app` is the user
+///   `app` at the host `t`, database `Part2@db/app`).
+///
+/// See also [`misread_parts`].
 pub(crate) fn misread_url(s: &str, scanned: &Scanned) -> Option<&'static str> {
+    if !scanned.url {
+        return None;
+    }
     let start = s.find("://").map_or(0, |i| i + 3);
     let first_at = s[start..].find('@').map(|i| start + i)?;
-    (scanned.url && s[start..first_at].contains(['/', '?'])).then_some(
-        "has an `@` after the host (in the database name or an option) and none before it: \
-         tokio-postgres would read all the text up to it as the user name and password; \
-         write that `@` as %40 (and a `/` or `?` in a password as %2F, %3F)",
+    let (user, password) = s[start..first_at]
+        .split_once(':')
+        .unwrap_or((&s[start..first_at], ""));
+    let query_like = password
+        .find('?')
+        .is_some_and(|q| password[q..].contains('='));
+    if s[start..first_at].contains('/') || user.contains('?') || query_like {
+        return Some(
+            "has an `@` after the host (in the database name or an option) and none before \
+             it: tokio-postgres would read all the text up to it as the user name and \
+             password; write that `@` as %40 (and a `/` or `?` in a password as %2F, %3F)",
+        );
+    }
+    let rest = &s[first_at + 1..];
+    let before_query = rest.find('?').map_or(rest, |q| &rest[..q]);
+    before_query.contains('@').then_some(
+        "has a second `@`, after the user info: tokio-postgres and libpq end the user info at \
+         the first `@` and would read the rest of the password as the host and database \
+         name; write an `@` in a password (or a database name) as %40",
     )
 }
 
-/// Whatever tokio-postgres read into `config` (from a URL when `url`), parts that no
-/// correct reading gives, so that a piece of a password never reaches a message through
-/// the user name or a host: a URL's user name holding `/` or `?`, a host holding `@`, `/`,
-/// `?`, `&` or `=`. The words never quote the string.
-pub(crate) fn misread_parts(config: &tokio_postgres::Config, url: bool) -> Option<&'static str> {
-    if url && config.get_user().is_some_and(|u| u.contains(['/', '?'])) {
-        return Some(
-            "has a user name with `/` or `?` in it: part of the string was read as the user \
-             name (write `@` in a password or an option as %40, `/` and `?` in a user name \
-             as %2F, %3F)",
-        );
-    }
+/// Whatever tokio-postgres read into `config`, hosts that no correct reading gives, so that
+/// a piece of a password never reaches a message through a host: one holding `@`, `/`, `?`,
+/// `&` or `=`. The words never quote the string. (A URL's user name is checked in its raw
+/// text, by [`misread_url`]: `team%2Fapp` is the role `team/app`.)
+pub(crate) fn misread_parts(config: &tokio_postgres::Config) -> Option<&'static str> {
     let host_has = |cuts: &[char]| {
         config
             .get_hosts()
@@ -326,8 +348,12 @@ fn splice<'a>(s: &str, spans: impl IntoIterator<Item = (Range<usize>, &'a str)>)
 /// does not parse is not shown at all, and text after the last option is masked as well.
 ///
 /// Where a URL is ambiguous (an unencoded `@`, `?` or `&` in a password) both readings are
-/// masked: tokio-postgres's (user info up to the first `@`) and the one a reader expects
-/// (up to the last `@` before the host, query options split after the first `?`).
+/// masked: tokio-postgres's (user info up to the first `@`) and the one a reader expects:
+/// the password runs from the user info's first `:` up to the last `@` before the query
+/// (which starts at the first `?` after the first `@`: a `?` before it is the password's),
+/// and query options are split after the first `?` as well. So whatever the database name
+/// and the host seem to hold before the last such `@` is masked too: in
+/// `app:s3cr@t/Part2@db/app`, all of `s3cr@t/Part2`.
 pub(crate) fn redact(s: &str) -> String {
     let Ok(scanned) = Scanned::scan(s) else {
         return "(a connection string that does not parse; not shown, it may hold a password)"
@@ -344,11 +370,14 @@ pub(crate) fn redact(s: &str) -> String {
     }
     if scanned.url {
         let start = s.find("://").map_or(0, |i| i + 3);
-        let host_end = s[start..].find(['/', '?']).map_or(s.len(), |i| start + i);
-        if let Some(at) = s[start..host_end].rfind('@').map(|i| start + i)
-            && let Some(colon) = s[start..at].find(':').map(|i| start + i)
-        {
-            masks.push(colon + 1..at);
+        if let Some(first_at) = s[start..].find('@').map(|i| start + i) {
+            let query = s[first_at..].find('?').map_or(s.len(), |i| first_at + i);
+            let last_at = s[first_at..query]
+                .rfind('@')
+                .map_or(first_at, |i| first_at + i);
+            if let Some(colon) = s[start..last_at].find(':').map(|i| start + i) {
+                masks.push(colon + 1..last_at);
+            }
         }
         if let Some(query) = s.find('?') {
             let mut at = query + 1;

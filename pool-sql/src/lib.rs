@@ -100,7 +100,11 @@
 //! db.close_and_wait(Duration::from_secs(5)).await?;
 //! # Ok(()) }
 //! ```
-
+// Without the feature the module is not built: the link goes to the published docs.
+#![cfg_attr(
+    not(feature = "testing"),
+    doc = "\n[`testing::TestPg`]: https://docs.rs/pool-sql/latest/pool_sql/testing/struct.TestPg.html"
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 mod config;
 mod conn;

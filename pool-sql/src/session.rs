@@ -1,8 +1,8 @@
 //! Starting a session on a dialled socket: TLS when configured, the startup handshake, the
 //! connection task; and cancel requests, which need a socket of their own to the same server.
 
+use std::future::Future;
 use std::io;
-#[cfg(feature = "tls")]
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -167,23 +167,29 @@ where
     let task_wire = wire.clone();
     let task = tokio::spawn(async move {
         let _closer = closer;
-        let ended = match sink {
-            None => connection.await,
-            Some(sink) => forward(connection, sink).await,
+        let mut connection = connection;
+        let ended = match &sink {
+            None => std::future::poll_fn(|cx| Pin::new(&mut connection).poll(cx)).await,
+            Some(sink) => forward(&mut connection, sink).await,
         };
+        // The reason first: dropping the connection (and the sink) ends the statements
+        // waiting on it (and the listener), which then look for it.
         if let Err(e) = ended {
             tracing::debug!(target: "pool_sql", error = %Report(&e), "connection task ended with an error");
             task_wire.set_exit(e);
         }
+        drop(connection);
+        drop(sink);
     });
     Ok((client, task.abort_handle()))
 }
 
 /// Drives `connection` as its own `Future` does, but hands each notification to `sink`
-/// (the `Future` drops them). Ends when the session does; `sink` is dropped then.
+/// (the `Future` drops them). Ends when the session does; the caller drops `connection`
+/// and `sink` once it kept the exit error.
 async fn forward<S, T>(
-    mut connection: tokio_postgres::Connection<S, T>,
-    sink: NotifySink,
+    connection: &mut tokio_postgres::Connection<S, T>,
+    sink: &NotifySink,
 ) -> Result<(), tokio_postgres::Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,

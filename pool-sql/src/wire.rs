@@ -17,9 +17,12 @@
 //! - bounds on what the server sends that tokio-postgres would keep: before the session is
 //!   ready, 64 KiB a message (a server, or anything on the path, announcing a 1 GiB
 //!   message during startup is refused before tokio-postgres buffers it) and 1 MiB in all
-//!   (endless small messages); once it is ready, 64 KiB of parameter changes between two
-//!   ReadyForQuery (endless new parameters sent to an idle session). Past a bound the
-//!   session ends with a protocol error (`InvalidData`).
+//!   (endless small messages); and for the parameters it reports (ParameterStatus), which
+//!   tokio-postgres keeps for the session's life, the latest value of each name: 64 KiB a
+//!   message, 256 names, 1 MiB for the latest values together (endless new parameters sent
+//!   to an idle session), however many messages repeat known names. Past a bound the
+//!   session ends with a protocol error (`InvalidData`) saying which, which the connection
+//!   task keeps as its exit error: a statement cut by it has it as its cause.
 //!
 //! And it drops one message that would put tokio-postgres out of step: the second
 //! ReadyForQuery of a COPY FROM STDIN whose first Sync the server answered (its Execute
@@ -52,12 +55,28 @@ pub(crate) const STARTUP_MESSAGE_LIMIT: u64 = 64 * 1024;
 /// the client's memory until the connect timeout.
 pub(crate) const STARTUP_LIMIT: u64 = 1024 * 1024;
 
-/// The most parameter changes (ParameterStatus messages, all bytes together) a server may
-/// send between two ReadyForQuery, once the session is ready. A statement's changes are a
-/// few dozen bytes each, reported once per setting; tokio-postgres keeps every parameter
-/// name it is told of, so without it a server reporting new names to an idle session
-/// (nothing asked, no deadline) grows the client's memory without end.
-pub(crate) const PARAMETER_LIMIT: u64 = 64 * 1024;
+/// The longest ParameterStatus a server may send (its length field: name, value and
+/// framing), at any time: PostgreSQL's are a few dozen bytes. Past it the session ends at
+/// the message's header, before tokio-postgres buffers the message.
+pub(crate) const PARAMETER_MESSAGE_LIMIT: u64 = 64 * 1024;
+
+/// The most parameter names a server may report in a session's life, startup included:
+/// PostgreSQL reports about 15 (those marked `GUC_REPORT`). tokio-postgres keeps the latest
+/// value of every name it is told of, so without it a server reporting new names to an
+/// idle session (nothing asked, no deadline) grows the client's memory without end.
+pub(crate) const PARAMETER_NAMES_LIMIT: usize = 256;
+
+/// The most bytes the latest report of each parameter may come to, all names together (each
+/// message counted by its length field): PostgreSQL's come to well under 1 KiB. The same
+/// name reported again replaces its last value, so the count of messages does not matter:
+/// a PostgreSQL 13 (or older) reports a function's `SET` clause twice for each row that
+/// calls it, any number of times before one ReadyForQuery.
+pub(crate) const PARAMETER_KEPT_LIMIT: u64 = 1024 * 1024;
+
+/// A protocol error: the session ends with it.
+fn invalid(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why)
+}
 
 /// What the connection task and its users share: bytes written, what the framing showed,
 /// and the task's exit error.

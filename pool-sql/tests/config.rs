@@ -146,10 +146,17 @@ async fn text_that_is_not_an_option_is_a_config_error_not_ignored() {
 
 /// libpq's certificate options name files; here the CA and the client certificate go in
 /// the rustls config given to `DbBuilder::tls`, and the error says so instead of only
-/// "unknown option".
+/// "unknown option", in one sentence (its literal once lost two line continuations and
+/// showed runs of 18 spaces).
 #[tokio::test]
 async fn sslrootcert_is_refused_with_a_pointer_to_the_tls_config() {
-    for option in ["sslrootcert=/etc/ca.pem", "sslcert=/c.pem", "sslkey=/k.pem"] {
+    for option in [
+        "sslrootcert=/etc/ca.pem",
+        "sslcert=/c.pem",
+        "sslkey=/k.pem",
+        "sslcrl=/crl.pem",
+        "sslcrldir=/crl",
+    ] {
         for url in [
             format!("postgres://u:pw@h/db?sslmode=verify-full&{option}"),
             format!("host=h user=u password=pw sslmode=verify-full {option}"),
@@ -165,6 +172,82 @@ async fn sslrootcert_is_refused_with_a_pointer_to_the_tls_config() {
             let name = option.split('=').next().unwrap();
             assert!(shown.contains(name), "it names the option: {shown}");
             assert!(!shown.contains(".pem"), "no value is repeated: {shown}");
+            assert!(!shown.contains("  "), "no run of spaces: {shown:?}");
         }
+    }
+}
+
+/// Forms libpq and tokio-postgres read alike, each accepted: IPv6 hosts, several hosts,
+/// Unix sockets (percent-encoded in the host or in `?host=`), percent-encoded passwords,
+/// raw `@` in an option's value after the user info, and quoting and escapes in `key=value`.
+#[tokio::test]
+async fn valid_forms_are_accepted() {
+    for url in [
+        "postgres://app:pw@[::1]:5432/app",
+        "postgresql://[::1]/app",
+        "postgres://app:pw@[::1]:5432,[::2]:5433/app",
+        "host=/var/run/postgresql user=app dbname=app",
+        "postgres://%2Fvar%2Frun%2Fpostgresql/app",
+        "postgres://app@%2Fvar%2Frun%2Fpostgresql/app",
+        "postgres:///app?host=/var/run/postgresql",
+        "postgres://app@/app?host=%2Ftmp&password=p%40ss",
+        "postgres://app:p%40ss@h1:5432,h2:5433/app?target_session_attrs=read-write",
+        "host=h1,h2 port=5432,5433 user=app password=p@ss dbname=app",
+        "postgres://app:p%40ss%2Fw%3Frd@db/app",
+        "postgres://app@db/app?options=-c%20search_path%3Da%26b",
+        "postgres://app@db/app?options=-c search_path=a",
+        "postgres://app@db/app?application_name=me@home",
+        "postgres://first.last-x:pw@db-1.example.com/app",
+        "postgresql://app@db/app",
+        "host='db' user='app' password='p@ss /w?rd=&x' dbname='my db'",
+        "host=db user=app password=p\\ ss dbname=app",
+        "user=team/app host=db",
+    ] {
+        let r = Db::builder(url).build();
+        assert!(r.is_ok(), "{url}: {}", r.unwrap_err());
+    }
+}
+
+/// A role name with `/` or `?` (legal: `CREATE ROLE "team/app"`), written percent-encoded
+/// as the refusal of a raw one asks: libpq and tokio-postgres both read the user
+/// `team/app`. It was refused, because the check looked at the decoded name; the raw text
+/// is what tells a name from a misread string.
+#[tokio::test]
+async fn a_percent_encoded_slash_in_the_user_name_is_accepted() {
+    for (url, user) in [
+        ("postgres://team%2Fapp:pw@127.0.0.1:5432/app", "team/app"),
+        ("postgres://team%3Fapp@127.0.0.1/app", "team?app"),
+    ] {
+        let db = Db::builder(url)
+            .build()
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let shown = format!("{db:?}");
+        assert!(shown.contains(&format!("user: Some({user:?})")), "{shown}");
+    }
+    // Raw, a `/` or `?` in a user name is still refused: it is where a misread starts.
+    for url in [
+        "postgres://team/app:pw@127.0.0.1/app",
+        "postgres://team?app:pw@127.0.0.1/app",
+    ] {
+        let err = Db::builder(url).build().unwrap_err();
+        assert_eq!(err.knob(), Some("url"), "{url}: {err}");
+    }
+}
+
+/// A `?` in the password of the user info: libpq's look-ahead for the user info stops at
+/// `@` or `/`, not `?`, and tokio-postgres reads the user info up to the first `@`, so both
+/// dial 127.0.0.1 with the password `pa?ss`. It was refused as if the `?` began a query.
+#[tokio::test]
+async fn a_question_mark_in_a_password_in_the_user_info_is_accepted() {
+    for url in [
+        "postgres://app:pa?ss@127.0.0.1:5432/app",
+        "postgres://app:?@127.0.0.1/app?sslmode=disable",
+    ] {
+        let db = Db::builder(url)
+            .build()
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let shown = format!("{db:?}");
+        assert!(shown.contains("host: [Tcp(\"127.0.0.1\")]"), "{shown}");
+        assert!(!shown.contains("pa?ss"), "{shown}");
     }
 }

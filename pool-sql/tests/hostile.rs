@@ -1,10 +1,13 @@
 //! A server (or anything on the path) that misbehaves costs a bounded amount: a fake
 //! PostgreSQL on loopback speaking just enough of the protocol. Before the session is ready:
 //! one huge message, or endless small ones. Once it is: endless parameter changes
-//! (ParameterStatus, which tokio-postgres keeps in a map) while the session sits idle, and
-//! stalls half way through a message. What is asserted is what the library bounds (the
-//! session closed with a protocol error, the bytes the server got in before that), not the
-//! process's memory, which other tests in the process move too.
+//! (ParameterStatus, which tokio-postgres keeps in a map, the latest value of each name)
+//! while the session sits idle or in a statement's answer, and stalls half way through a
+//! message. A server that behaves is not taken for one that does not: a PostgreSQL 13
+//! reports a function's `SET` clause twice a row. What is asserted is what the library
+//! bounds (the session closed with a protocol error that says which bound, the bytes the
+//! server got in before that), not the process's memory, which other tests in the process
+//! move too.
 
 mod support;
 
@@ -130,8 +133,9 @@ async fn closed_before_the_end(flood: &Flood) {
 }
 
 /// A server that authenticates every session at once and then sends ParameterStatus
-/// messages, each with a new name and 32 KiB (under the 64 KiB per-message bound) until
-/// the client closes the session or [`FLOOD_CAP`] is reached. With `after_ping`, the flood
+/// messages, each with a new name and 32 KiB (under the 64 KiB per-message bound: past
+/// 1 MiB of latest values together the session is closed) until the client closes the
+/// session or [`FLOOD_CAP`] is reached. With `after_ping`, the flood
 /// starts once the session is ready and has answered one simple query (a ping): it then
 /// reaches a session idle in the pool, with no request outstanding.
 async fn flooding(after_ping: bool) -> (u16, Arc<Flood>) {
@@ -315,6 +319,157 @@ async fn unasked_replies_to_an_idle_session_close_it_and_notices_do_not() {
             "{:?}",
             db.stats()
         );
+        db.close();
+    }
+}
+
+/// A server that starts every session as a PostgreSQL 13 does (three of its parameters
+/// reported) and answers every simple query with `reply`.
+async fn answering(reply: Vec<u8>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                if read_startup(&mut s).await.is_err() {
+                    return;
+                }
+                let mut out = message(b'R', &0u32.to_be_bytes());
+                for (k, v) in [
+                    ("client_encoding", "UTF8"),
+                    ("server_version", "13.16"),
+                    ("TimeZone", "Europe/Berlin"),
+                ] {
+                    out.extend(message(b'S', format!("{k}\0{v}\0").as_bytes()));
+                }
+                out.extend(message(b'K', &[0, 0, 0x30, 0x39, 1, 2, 3, 4]));
+                out.extend(message(b'Z', b"I"));
+                if s.write_all(&out).await.is_err() {
+                    return;
+                }
+                loop {
+                    let Ok(kind) = s.read_u8().await else { return };
+                    let Ok(len) = s.read_u32().await else { return };
+                    let mut body = vec![0; (len as usize).saturating_sub(4)];
+                    if s.read_exact(&mut body).await.is_err() || kind != b'Q' {
+                        return;
+                    }
+                    if s.write_all(&reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A PostgreSQL 13's answer to `SELECT f(i) FROM generate_series(1, rows) i` where `f` is
+/// declared `SET TimeZone = 'UTC'`: before PostgreSQL 14 (commit 2432b1a0, "Avoid spamming
+/// the client with multiple ParameterStatus messages") every change of a reported setting
+/// was reported at once, so each call sends two ParameterStatus (the `SET` clause, then its
+/// undoing) before its row, all before the one ReadyForQuery. YugabyteDB 2.x, Greenplum
+/// and Redshift do the same.
+fn set_clause_per_row(rows: usize) -> Vec<u8> {
+    // RowDescription: one column `f`, type void (2278), text.
+    let mut t = 1u16.to_be_bytes().to_vec();
+    t.extend_from_slice(b"f\0");
+    t.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    t.extend_from_slice(&2278u32.to_be_bytes());
+    t.extend_from_slice(&4i16.to_be_bytes());
+    t.extend_from_slice(&(-1i32).to_be_bytes());
+    t.extend_from_slice(&0i16.to_be_bytes());
+    let mut out = message(b'T', &t);
+    for _ in 0..rows {
+        out.extend(message(b'S', b"TimeZone\0UTC\0"));
+        out.extend(message(b'S', b"TimeZone\0Europe/Berlin\0"));
+        out.extend(message(b'D', &[0, 1, 0, 0, 0, 0]));
+    }
+    out.extend(message(b'C', format!("SELECT {rows}\0").as_bytes()));
+    out.extend(message(b'Z', b"I"));
+    out
+}
+
+/// 20,000 calls: 40,000 ParameterStatus of about 30 bytes (1.2 MB) in one answer. The
+/// statement is legitimate and the server well-behaved: the session is kept, statement
+/// after statement. The bound was once 64 KiB of ParameterStatus between two ReadyForQuery,
+/// which 2,000 calls passed and killed the session with "closed", no reason given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pre_14_server_reporting_a_function_set_clause_per_row_is_not_a_flood() {
+    let port = answering(set_clause_per_row(20_000)).await;
+    let url = format!("postgres://app:pw@127.0.0.1:{port}/app?connect_timeout=5");
+    let db = Db::builder(&url).max_open(1).build().unwrap();
+    for _ in 0..3 {
+        let r = tokio::time::timeout(
+            Duration::from_secs(20),
+            db.batch_execute("SELECT f(i) FROM generate_series(1, 20000) i"),
+        )
+        .await
+        .expect("answered");
+        if let Err(e) = r {
+            panic!("a legitimate statement failed: {e} / {e:?}");
+        }
+    }
+    let s = db.stats();
+    assert_eq!((s.created, s.broken_closed), (1, 0), "{s:?}");
+    db.close();
+}
+
+/// ParameterStatus with new names, `len` bytes of value each, `n` of them.
+fn new_names(n: usize, len: usize) -> Vec<u8> {
+    let value = vec![b'v'; len];
+    (0..n)
+        .flat_map(|i| {
+            message(
+                b'S',
+                &[format!("p{i}\0").as_bytes(), &value, b"\0"].concat(),
+            )
+        })
+        .collect()
+}
+
+/// `err`'s message and those of its causes, outermost first.
+fn chain(err: &pool_sql::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    text
+}
+
+/// A statement whose answer passes a bound on parameter reports fails with the session,
+/// and the reason is its cause: too many names, too many bytes of latest values, one
+/// message too large (refused at its header). The statement's error once said only that the
+/// session closed: the connection ended the statements waiting on it before it kept its
+/// exit error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_cut_by_a_parameter_flood_fails_saying_which_bound() {
+    let mut huge = vec![b'S'];
+    huge.extend_from_slice(&(1u32 << 30).to_be_bytes());
+    huge.extend_from_slice(b"p\0");
+    for (reply, why) in [
+        (new_names(1000, 8), "more than 256 different parameters"),
+        (new_names(100, 32 * 1024), "more than 1048576 bytes"),
+        (huge, "1073741824-byte parameter change"),
+    ] {
+        let port = answering(reply).await;
+        let url = format!("postgres://app:pw@127.0.0.1:{port}/app?connect_timeout=5");
+        let db = Db::builder(&url).max_open(1).build().unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(20), db.batch_execute("SELECT 1"))
+            .await
+            .expect("answered")
+            .unwrap_err();
+        assert!(err.is_closed(), "{err:?}");
+        let chain = chain(&err);
+        assert!(chain.contains(why), "the cause says why: {chain}");
+        assert!(chain.contains("ParameterStatus"), "{chain}");
+        eventually(Duration::from_secs(10), "the session is closed", || async {
+            db.stats().open == 0
+        })
+        .await;
         db.close();
     }
 }

@@ -16,6 +16,8 @@ const SECRET: &str = "s3cr3t-pw";
 fn every_form() -> Vec<String> {
     vec![
         format!("postgres://app:{SECRET}@127.0.0.1:1/app"),
+        // A `?` in the user info is the password's, as libpq and tokio-postgres read it.
+        format!("postgres://app:?{SECRET}@127.0.0.1:1/app"),
         format!("postgresql://app@127.0.0.1:1/app?password={SECRET}&connect_timeout=5"),
         format!("postgres://app@127.0.0.1:1/app?pass%77ord={SECRET}"),
         format!("host=127.0.0.1 port=1 user=app password={SECRET} dbname=app"),
@@ -57,6 +59,16 @@ fn redaction_masks_each_password_and_keeps_the_rest() {
         ),
         // An unencoded `@` in the password: both readings are masked.
         ("postgres://app:p@ss@db/app", "postgres://app:***@db/app"),
+        // ... and with a `/` after it: the host and database name before the last `@`.
+        (
+            "postgres://app:s3cr@t/Part2@db/app?sslmode=require",
+            "postgres://app:***@db/app?sslmode=require",
+        ),
+        // A `?` in the password: the query starts after the user info.
+        (
+            "postgres://app:pa?ss@db/app?application_name=me@home",
+            "postgres://app:***@db/app?application_name=me@home",
+        ),
         (
             "postgres://db/app?password=a@b",
             "postgres://db/app?password=***",
@@ -194,6 +206,8 @@ async fn a_password_with_an_at_sign_in_the_query_never_shows_in_debug_or_errors(
         format!("postgres://db.invalid:5432/app?password=p@{TAIL}"),
         format!("postgresql://db.invalid?password=p@{TAIL}"),
         format!("postgres://db.invalid/a@b?password={TAIL}"),
+        // No path: a `?` and an `=` before the `@` are a query's, not a password's.
+        format!("postgres://db.invalid:5432?password=p@{TAIL}"),
     ] {
         let builder = Db::builder(&url);
         assert!(!builder.redacted_url().contains(TAIL), "{url}");
@@ -223,4 +237,43 @@ async fn a_password_with_an_at_sign_in_the_query_never_shows_in_debug_or_errors(
     Db::builder("postgres://app:p%40ss@127.0.0.1:1/app?password=x%40y")
         .build()
         .unwrap();
+}
+
+/// An unencoded `@` in the user info's password, with a `/` after it
+/// (`app:s3cr@t/Part2@db/app`): tokio-postgres and libpq both end the user info at the first
+/// `@`, so they read the host `t` and the database `Part2@db/app`, and the target in `Debug`,
+/// errors and spans showed the rest of the password. Such a string is refused at build,
+/// saying to write `%40`; `redacted_url` masks up to the last `@` before the query, so it
+/// shows no piece of the password either.
+#[tokio::test]
+async fn a_password_misread_into_the_host_and_database_name_is_refused_and_never_shown() {
+    const TAIL: &str = "Part2-s3cr3t";
+    for url in [
+        format!("postgres://app:s3cr@t/{TAIL}@127.0.0.1:5432/app"),
+        format!("postgres://app:s3cr@t/{TAIL}@127.0.0.1/app?sslmode=disable"),
+        format!("postgres://app:pa?ss@t/{TAIL}@127.0.0.1/app"),
+        format!("postgres://app:s3cr@t:5432/{TAIL}@db/app"),
+    ] {
+        let builder = Db::builder(&url);
+        let redacted = builder.redacted_url();
+        assert!(!redacted.contains(TAIL), "{url}: {redacted}");
+        assert!(!format!("{builder:?}").contains(TAIL), "{builder:?}");
+        let err = builder.build().unwrap_err();
+        assert_eq!(err.knob(), Some("url"), "{url}: {err}");
+        let shown = format!("{err} | {err:?} | {err:#?}");
+        assert!(!shown.contains(TAIL), "{shown}");
+        assert!(
+            shown.contains("%40"),
+            "the error says how to fix it: {shown}"
+        );
+    }
+    // Encoded, the same password is fine, and so is an `@` in the database name.
+    for url in [
+        "postgres://app:s3cr%40t%2FPart2@127.0.0.1:5432/app",
+        "postgres://app:pw@127.0.0.1:5432/my%40db",
+    ] {
+        Db::builder(url)
+            .build()
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
 }

@@ -327,6 +327,41 @@ async fn a_session_left_in_another_client_encoding_is_not_handed_to_the_next_cal
     assert_eq!((s.broken_closed, s.created), (2, 3), "{s:?}");
 }
 
+/// `SET client_encoding = 'UNICODE'` leaves the session in UTF8, but PostgreSQL reports it
+/// as `UNICODE`, verbatim (`check_client_encoding` keeps that one alias for old JDBC
+/// drivers), and the session was closed as if in a foreign encoding. Its text decodes: the
+/// session is kept. So it is with the other spellings (`utf-8`, `Unicode`), which this
+/// server reports as `UTF8`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_in_client_encoding_unicode_is_utf8_and_kept() {
+    let pg = TestPg::start().expect("postgres");
+    let db = db(&pg, "unicode").max_open(1).build().unwrap();
+    for (alias, reported) in [
+        ("UNICODE", "UNICODE"),
+        ("utf-8", "UTF8"),
+        ("Unicode", "UTF8"),
+    ] {
+        let mut conn = db.conn().await.unwrap();
+        conn.batch_execute(&format!("SET client_encoding = '{alias}'"))
+            .await
+            .unwrap();
+        let row = conn
+            .query_one("SELECT current_setting('client_encoding'), chr(233)", &[])
+            .await
+            .unwrap();
+        let (enc, e): (String, String) = (row.get(0), row.get(1));
+        assert_eq!((enc.as_str(), e.as_str()), (reported, "é"), "{alias}");
+        drop(conn);
+        db.query_one("SELECT 1", &[]).await.unwrap();
+    }
+    let s = db.stats();
+    assert_eq!(
+        (s.broken_closed, s.created),
+        (0, 1),
+        "a UTF8 session was closed: {s:?}"
+    );
+}
+
 /// With `DiscardAll`, state set in ways other than a plain `SET` (a function calling
 /// `set_config`, `SET` inside a `DO` block, `set_config` as a query, `SET ROLE`, a cursor
 /// `WITH HOLD`, a statement prepared in SQL, an advisory lock taken in a function) reaches

@@ -4,8 +4,8 @@ use std::io;
 use std::sync::atomic::Ordering;
 
 use super::answers::{Answers, Ready};
-use super::params::Parameter;
-use super::{PARAMETER_LIMIT, STARTUP_LIMIT, STARTUP_MESSAGE_LIMIT, Wire};
+use super::params::{Parameter, Reported};
+use super::{STARTUP_LIMIT, STARTUP_MESSAGE_LIMIT, Wire, invalid};
 
 /// What a [`Frames`] looks at in one direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +82,7 @@ const SSL_REQUEST: u32 = 80_877_103;
 
 /// Follows the message framing of one session in both directions (see the
 /// [module docs](super)).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Frames {
     read: Cursor,
     write: Cursor,
@@ -90,9 +90,9 @@ pub(crate) struct Frames {
     ready: bool,
     /// Bytes read before `ready` (bounded by [`STARTUP_LIMIT`]).
     early: u64,
-    /// Bytes of ParameterStatus read since the last ReadyForQuery, once `ready` (bounded by
-    /// [`PARAMETER_LIMIT`]).
-    params: u64,
+    /// The parameters the server reported (ParameterStatus), bounded as tokio-postgres
+    /// keeps them.
+    reported: Reported,
     answers: Answers,
 }
 
@@ -104,7 +104,7 @@ impl Frames {
             write: Cursor::new(Phase::Untyped),
             ready: false,
             early: 0,
-            params: 0,
+            reported: Reported::default(),
             answers: Answers::default(),
         }
     }
@@ -119,7 +119,7 @@ impl Frames {
             write: Cursor::new(Phase::Untyped),
             ready: false,
             early: 0,
-            params: 0,
+            reported: Reported::default(),
             answers: Answers::default(),
         }
     }
@@ -131,7 +131,7 @@ impl Frames {
             write: Cursor::new(Phase::Off),
             ready: false,
             early: 0,
-            params: 0,
+            reported: Reported::default(),
             answers: Answers::default(),
         }
     }
@@ -181,7 +181,6 @@ impl Frames {
                     wire.readies
                         .fetch_add(std::mem::take(&mut c.ends), Ordering::AcqRel);
                     self.ready = true;
-                    self.params = 0;
                 }
                 if c.pid_left > 0 {
                     let n = usize::from(c.pid_left).min(data.len());
@@ -203,6 +202,7 @@ impl Frames {
                     if let Some(utf8) = param.feed(&data[..n]) {
                         wire.foreign_encoding.store(!utf8, Ordering::Release);
                     }
+                    self.reported.feed(&data[..n])?;
                 }
                 let rest = c.skip_body(data);
                 data = rest;
@@ -268,15 +268,8 @@ impl Frames {
                 ));
             }
             c.param = (kind == b'S').then(Parameter::new);
-            if kind == b'S' && self.ready {
-                self.params += size + 1;
-                if self.params > PARAMETER_LIMIT {
-                    return Err(invalid(format!(
-                        "the server sent more than {PARAMETER_LIMIT} bytes of parameter \
-                         changes (ParameterStatus) without a ReadyForQuery; the session is \
-                         closed"
-                    )));
-                }
+            if kind == b'S' {
+                self.reported.start(size)?;
             }
             c.left = size - 4;
             c.status_next = kind == b'Z' && c.left > 0 && !c.eliding;
@@ -337,11 +330,6 @@ impl Frames {
             }
         }
     }
-}
-
-/// A protocol error: the session ends with it.
-fn invalid(why: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, why)
 }
 
 fn be32(b: &[u8]) -> u64 {

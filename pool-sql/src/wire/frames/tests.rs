@@ -1,7 +1,7 @@
 //! The framing's unit tests: every way of cutting the bytes, COPY's answers, bounds.
 
 use super::*;
-use crate::wire::TxStatus;
+use crate::wire::{PARAMETER_KEPT_LIMIT, PARAMETER_MESSAGE_LIMIT, PARAMETER_NAMES_LIMIT, TxStatus};
 
 fn msg(kind: u8, body: &[u8]) -> Vec<u8> {
     let mut m = vec![kind];
@@ -285,34 +285,91 @@ fn small_messages_before_the_session_is_ready_are_bounded_in_all() {
     assert!(read <= STARTUP_LIMIT && read + 2 * notice.len() as u64 > STARTUP_LIMIT);
 }
 
-#[test]
-fn parameter_changes_between_two_ready_for_query_are_bounded() {
-    let wire = Wire::default();
-    let mut f = Frames::plain();
+/// A ready session, as the framing sees it: the startup written, one ReadyForQuery read.
+fn ready() -> (Wire, Frames) {
+    let (wire, mut f) = (Wire::default(), Frames::plain());
     f.on_write(&startup(), &wire);
     f.on_read(&msg(b'Z', b"I"), &wire).unwrap();
-    let change = msg(
+    (wire, f)
+}
+
+/// A ParameterStatus for `name` with a value of `len` bytes.
+fn report(name: &str, len: usize) -> Vec<u8> {
+    msg(
         b'S',
-        &[&b"application_name\0"[..], &[b'a'; 1000], b"\0"].concat(),
+        &[name.as_bytes(), b"\0", &vec![b'v'; len], b"\0"].concat(),
+    )
+}
+
+/// A PostgreSQL 13 reports a function's `SET TimeZone` clause and its undoing at each call:
+/// 10,000 rows send 20,000 messages (about 600 KB) before one ReadyForQuery. The names are
+/// known ones, each message replaces the last value: nothing grows, the session goes on.
+#[test]
+fn the_same_parameters_reported_again_and_again_are_not_a_flood() {
+    let (wire, mut f) = ready();
+    f.on_write(
+        &msg(b'Q', b"SELECT f(i) FROM generate_series(1, 10000) i\0"),
+        &wire,
     );
-    let fit = PARAMETER_LIMIT / change.len() as u64;
-    // Within the bound, in each stretch between two ReadyForQuery: fine.
-    for _ in 0..3 {
-        f.on_write(&msg(b'Q', b"SET application_name = 'a...'\0"), &wire);
-        for _ in 0..fit {
-            f.on_read(&change, &wire).unwrap();
-        }
-        f.on_read(&[msg(b'C', b"SET\0"), msg(b'Z', b"I")].concat(), &wire)
+    let call = [
+        msg(b'S', b"TimeZone\0UTC\0"),
+        msg(b'S', b"TimeZone\0Europe/Berlin\0"),
+        msg(b'D', &[0, 1, 0, 0, 0, 0]),
+    ]
+    .concat();
+    for _ in 0..10_000 {
+        f.on_read(&call, &wire).unwrap();
+    }
+    f.on_read(
+        &[msg(b'C', b"SELECT 10000\0"), msg(b'Z', b"I")].concat(),
+        &wire,
+    )
+    .unwrap();
+    assert_eq!(wire.tx_status(), TxStatus::Idle);
+    // Large values too, far past the bound on the latest values together, one name at a time.
+    let big = report("application_name", 60 * 1024);
+    for _ in 0..(2 * PARAMETER_KEPT_LIMIT / big.len() as u64) {
+        f.on_read(&big, &wire).unwrap();
+    }
+}
+
+/// Reports that would grow what tokio-postgres keeps end the session, saying which bound:
+/// one message too large (at its header), a new name past the count of names, new names
+/// whose latest values together pass the bound on bytes kept.
+#[test]
+fn parameter_reports_are_bounded_by_message_names_and_bytes_kept() {
+    let too_large = report("p", usize::try_from(PARAMETER_MESSAGE_LIMIT).unwrap());
+    let (wire, mut f) = ready();
+    let err = f.on_read(&too_large[..5], &wire).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    assert!(err.to_string().contains("-byte parameter change"), "{err}");
+
+    // The startup's reports count too; an idle session gets the rest, unasked.
+    let (wire, mut f) = (Wire::default(), Frames::plain());
+    f.on_write(&startup(), &wire);
+    f.on_read(&[report("a", 1), msg(b'Z', b"I")].concat(), &wire)
+        .unwrap();
+    for i in 1..PARAMETER_NAMES_LIMIT {
+        f.on_read(&report(&format!("p{i}"), 10), &wire).unwrap();
+    }
+    f.on_read(&report("a", 10), &wire).unwrap();
+    let next = report("one_more", 10);
+    let err = f.on_read(&next, &wire).unwrap_err();
+    assert!(err.to_string().contains("different parameters"), "{err}");
+
+    let (wire, mut f) = ready();
+    let big = report("p", 32 * 1024);
+    let fit = PARAMETER_KEPT_LIMIT / big.len() as u64;
+    for i in 0..fit {
+        f.on_read(&report(&format!("p{i}"), 32 * 1024), &wire)
             .unwrap();
     }
-    // Unasked, to an idle session: past the bound, the session ends, at the header of the
-    // message that crosses it.
-    for _ in 0..fit {
-        f.on_read(&change, &wire).unwrap();
-    }
-    let err = f.on_read(&change[..5], &wire).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    // Cut in the name: it counts once whole.
+    let last = report("last", 32 * 1024);
+    f.on_read(&last[..7], &wire).unwrap();
+    let err = f.on_read(&last[7..], &wire).unwrap_err();
     assert!(err.to_string().contains("ParameterStatus"), "{err}");
+    assert!(err.to_string().contains("latest value"), "{err}");
 }
 
 #[test]
