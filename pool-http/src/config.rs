@@ -352,10 +352,10 @@ impl ClientBuilder {
     ///   `https_proxy`) for `https` URLs; `NO_PROXY` (else `no_proxy`) lists the hosts that
     ///   go direct, with [`NoProxy`](crate::NoProxy)'s rules, and `localhost` and loopback
     ///   addresses always go direct. An empty variable counts as unset.
-    /// - A value without a scheme is `http://` (`proxy.corp:3128`); one that is no URL is
-    ///   ignored (a warning names the variable); one with another scheme (`https://`,
-    ///   `socks5://`) makes the requests it would carry fail with
-    ///   [`is_proxy`](Error::is_proxy), rather than go direct.
+    /// - A value without a scheme is `http://` (`proxy.corp:3128`); one that is no URL even
+    ///   so, or one with another scheme (`https://`, `socks5://`), makes the requests it
+    ///   would carry fail with [`is_proxy`](Error::is_proxy), rather than go direct (fail
+    ///   closed; the error names the variable, never its value).
     /// - When `REQUEST_METHOD` is set (a CGI process, whose `HTTP_PROXY` may come from a
     ///   request's `Proxy:` header: httpoxy), `HTTP_PROXY` is ignored and only `http_proxy`
     ///   is read (Go fails `http` requests instead).

@@ -22,7 +22,8 @@
 //! - A decoder ends only at the end of the compressed body (it reads on after each gzip
 //!   member or zstd frame for another one): the body's last frame is read by then, and the
 //!   connection is back in the pool. Data after the end of a stream is a decode error, as a
-//!   truncated stream is.
+//!   truncated stream is; a body with no byte at all (an empty chunked body labelled `gzip`)
+//!   is empty, as in Go, whatever the coding.
 
 use http::{HeaderValue, header};
 
@@ -178,6 +179,9 @@ mod codec {
     struct Feed {
         chunk: Bytes,
         ended: bool,
+        /// A compressed byte was handed in: a body that ends before one is empty, not a
+        /// stream cut short.
+        fed: bool,
     }
 
     impl Feed {
@@ -314,11 +318,13 @@ mod codec {
         pub(crate) fn feed(&mut self, chunk: Bytes) {
             let feed = self.codec.feed();
             debug_assert!(feed.chunk.is_empty(), "fed before the last chunk was used");
+            feed.fed |= !chunk.is_empty();
             feed.chunk = chunk;
         }
 
         /// The compressed body ended: what is left decodes to its end, or fails as
-        /// truncated.
+        /// truncated. A body that ended before its first byte is empty (Go reads an empty
+        /// `gzip` body as empty: servers label empty bodies with the coding they would use).
         pub(crate) fn end_input(&mut self) {
             self.codec.feed().ended = true;
         }
@@ -329,11 +335,16 @@ mod codec {
         ///
         /// # Errors
         /// [`is_decode`](Error::is_decode), naming the coding, when the stream is corrupt,
-        /// truncated, or followed by other data.
+        /// truncated (after at least one byte), or followed by other data.
         pub(crate) fn poll_chunk(
             &mut self,
             cx: &mut Context<'_>,
         ) -> Poll<Result<Option<Bytes>, Error>> {
+            let feed = self.codec.feed();
+            if feed.ended && !feed.fed {
+                // No compressed byte at all: an empty body, whatever the label.
+                return Poll::Ready(Ok(None));
+            }
             if self.out.capacity() < MIN_ROOM {
                 self.out.reserve(CHUNK);
             }
@@ -465,6 +476,41 @@ mod tests {
         for cut in [1, 10, compressed.len() / 2, compressed.len() - 1] {
             let e = run(gzip_decoder(), &compressed[..cut], 3).unwrap_err();
             assert!(e.is_decode(), "cut at {cut}: {e:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_body_is_empty_and_one_cut_after_a_byte_is_an_error_in_every_coding() {
+        for name in ["gzip", "br", "zstd"] {
+            let decoder = || Decoder::for_coding(&HeaderValue::from_static(name)).unwrap();
+            let chunks = run(decoder(), b"", 1).unwrap();
+            assert!(chunks.is_empty(), "{name}: {chunks:?}");
+            // An empty chunk handed in is still nothing.
+            let mut d = decoder();
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(d.poll_chunk(&mut cx).is_pending());
+            d.feed(Bytes::new());
+            assert!(d.poll_chunk(&mut cx).is_pending());
+            d.end_input();
+            assert!(
+                matches!(d.poll_chunk(&mut cx), Poll::Ready(Ok(None))),
+                "{name}"
+            );
+        }
+        use async_compression::tokio::bufread::{BrotliEncoder, ZstdEncoder};
+        let (mut br, mut zstd) = (Vec::new(), Vec::new());
+        BrotliEncoder::new(&b"hello"[..])
+            .read_to_end(&mut br)
+            .await
+            .unwrap();
+        ZstdEncoder::new(&b"hello"[..])
+            .read_to_end(&mut zstd)
+            .await
+            .unwrap();
+        for (name, compressed) in [("gzip", gzip(b"hello").await), ("br", br), ("zstd", zstd)] {
+            let decoder = Decoder::for_coding(&HeaderValue::from_static(name)).unwrap();
+            let e = run(decoder, &compressed[..1], 1).unwrap_err();
+            assert!(e.is_decode(), "{name} cut after a byte: {e:?}");
         }
     }
 

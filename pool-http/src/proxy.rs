@@ -198,6 +198,10 @@ pub(crate) struct Endpoint {
     bad_port: Option<Box<str>>,
     /// `Basic ...`, marked sensitive.
     auth: Option<HeaderValue>,
+    /// The environment variable whose value is no URL (nothing else of it is kept): the
+    /// proxy stands for it so that its requests fail, naming the variable, rather than go
+    /// direct.
+    not_a_url: Option<&'static str>,
 }
 
 impl Endpoint {
@@ -272,7 +276,21 @@ impl Endpoint {
             port,
             bad_port,
             auth,
+            not_a_url: None,
         })
+    }
+
+    /// The stand-in for the environment variable `variable`, whose value is no URL: every
+    /// request it would carry fails ([`unsupported`](Endpoint::unsupported)).
+    fn not_a_url(variable: &'static str) -> Endpoint {
+        Endpoint {
+            scheme: "http".into(),
+            host: "".into(),
+            port: 0,
+            bad_port: None,
+            auth: None,
+            not_a_url: Some(variable),
+        }
     }
 
     /// The host to dial.
@@ -298,10 +316,16 @@ impl Endpoint {
         self.auth.as_ref()
     }
 
-    /// The error for a proxy the client cannot speak to (an environment proxy with another
-    /// scheme than `http`, or a port outside 1 to 65535), before anything is dialled.
+    /// The error for a proxy the client cannot speak to (an environment proxy that is no
+    /// URL, with another scheme than `http`, or with a port outside 1 to 65535), before
+    /// anything is dialled.
     pub fn unsupported(&self, target: impl FnOnce() -> String) -> Option<ConnectError> {
-        let reason = if &*self.scheme != "http" {
+        let reason = if let Some(variable) = self.not_a_url {
+            format!(
+                "the environment variable {variable} is not a proxy URL \
+                 (`http://[user:password@]host[:port]`); fix or unset it"
+            )
+        } else if &*self.scheme != "http" {
             format!(
                 "has the scheme `{}`, which pool-http does not speak (http:// proxies only)",
                 bounded(&self.scheme)
@@ -321,9 +345,13 @@ impl Endpoint {
     }
 }
 
-/// `scheme://host:port`, never the credentials.
+/// `scheme://host:port`, never the credentials; `$HTTP_PROXY` for a variable that is no URL
+/// (never its value).
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(variable) = self.not_a_url {
+            return write!(f, "${variable}");
+        }
         write!(f, "{}://{}", self.scheme, self.host_port())
     }
 }

@@ -21,6 +21,44 @@ use crate::config::Settings;
 use crate::manager::{Counters, Dialer, Link, Writing};
 use crate::{Body, Error, Origin};
 
+/// Largest frame of a body in memory handed to hyper.
+const FRAME: usize = 64 * 1024;
+
+/// Whether hyper has taken a request body whole; wakes the task awaiting that.
+#[derive(Default)]
+pub(crate) struct Written {
+    done: std::sync::atomic::AtomicBool,
+    waiter: parking_lot::Mutex<Option<std::task::Waker>>,
+}
+
+impl Written {
+    /// The body is written (or gone): wakes the task awaiting it.
+    fn fire(&self) {
+        if self.done.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let waiter = self.waiter.lock().take();
+        if let Some(waiter) = waiter {
+            waiter.wake();
+        }
+    }
+
+    /// Ready once the body is written; else `cx` is woken then.
+    pub(crate) fn poll_written(&self, cx: &mut Context<'_>) -> Poll<()> {
+        use std::sync::atomic::Ordering;
+        if self.done.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        let old = self.waiter.lock().replace(cx.waker().clone());
+        drop(old);
+        // Fired between the load and the registration: its wake may have missed us.
+        if self.done.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
 /// A boxed error: what a stream given to [`RequestBody::stream`] may fail with (any error
 /// that converts into it), and the error type of [`RequestBody`] as an [`http_body::Body`].
 /// The same alias as tower's and hyper-util's, so their bodies fit as they are.
@@ -33,6 +71,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// shows the length of a body in memory, never its bytes.
 pub struct RequestBody {
     inner: Req,
+    /// Told when hyper has taken the last frame (see [`RequestBody::watch_written`]).
+    written: Option<Arc<Written>>,
 }
 
 enum Req {
@@ -43,11 +83,30 @@ enum Req {
 }
 
 impl RequestBody {
+    fn of(inner: Req) -> RequestBody {
+        RequestBody {
+            inner,
+            written: None,
+        }
+    }
+
+    /// From now on, the returned [`Written`] is told when hyper has taken this body's last
+    /// frame (or dropped the body): the request is written then, and the response header
+    /// timeout starts (Go's `ResponseHeaderTimeout` counts from there). An empty body is
+    /// written at once.
+    pub(crate) fn watch_written(&mut self) -> Arc<Written> {
+        let written = Arc::new(Written::default());
+        if self.is_end_stream() {
+            written.fire();
+        }
+        // An earlier try's watcher is done with: nobody awaits it now.
+        self.written = Some(written.clone());
+        written
+    }
+
     /// No body.
     pub fn empty() -> Self {
-        RequestBody {
-            inner: Req::Full(None),
-        }
+        RequestBody::of(Req::Full(None))
     }
 
     /// A streaming body. A request with one is never retried after a failure that may have
@@ -57,9 +116,7 @@ impl RequestBody {
         B: HttpBody<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        RequestBody {
-            inner: Req::Stream(body.map_err(Into::into).boxed_unsync(), None),
-        }
+        RequestBody::of(Req::Stream(body.map_err(Into::into).boxed_unsync(), None))
     }
 
     /// A file's contents from where it stands to its end, read in 64 KiB chunks as hyper
@@ -91,9 +148,7 @@ impl RequestBody {
     /// A copy for a retry: only an in-memory body can be sent again.
     pub(crate) fn try_clone(&self) -> Option<Self> {
         match &self.inner {
-            Req::Full(b) => Some(RequestBody {
-                inner: Req::Full(b.clone()),
-            }),
+            Req::Full(b) => Some(RequestBody::of(Req::Full(b.clone()))),
             Req::Stream(..) => None,
         }
     }
@@ -107,13 +162,24 @@ impl RequestBody {
     }
 
     /// Marks `link`'s connection as writing this body until hyper drops it. A body in memory
-    /// needs no mark: hyper takes it in one frame.
+    /// needs no mark: hyper holds all of it at once or within a few frames, and a connection
+    /// it still writes is not ready, so its next request closes it after `READY_WAIT`.
     #[inline]
     pub(crate) fn track(&mut self, link: &Arc<Link>) {
         if let Req::Stream(_, writing) = &mut self.inner {
             // The mark of an earlier try (another connection) goes first.
             drop(writing.take());
             *writing = Some(Writing::start(link));
+        }
+    }
+}
+
+/// hyper drops a body once it has taken its last frame, or when the request failed: either
+/// way, nothing more of it will be written.
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        if let Some(written) = &self.written {
+            written.fire();
         }
     }
 }
@@ -135,14 +201,29 @@ impl HttpBody for RequestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match &mut self.inner {
-            Req::Full(b) => Poll::Ready(
-                b.take()
-                    .filter(|b| !b.is_empty())
-                    .map(|b| Ok(Frame::data(b))),
-            ),
+        let polled = match &mut self.inner {
+            // In frames of at most `FRAME` bytes (each a cheap slice): hyper takes the next
+            // one as it writes, so the last one is taken when the body is nearly written.
+            Req::Full(slot) => {
+                let frame = slot.take().filter(|b| !b.is_empty()).map(|mut bytes| {
+                    if bytes.len() > FRAME {
+                        *slot = Some(bytes.split_off(FRAME));
+                    }
+                    Ok(Frame::data(bytes))
+                });
+                Poll::Ready(frame)
+            }
             Req::Stream(s, _) => Pin::new(s).poll_frame(cx),
+        };
+        let ended = match &polled {
+            Poll::Ready(Some(Ok(_))) => self.is_end_stream(),
+            Poll::Ready(_) => true,
+            Poll::Pending => false,
+        };
+        if ended && let Some(written) = &self.written {
+            written.fire();
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -213,9 +294,7 @@ impl From<()> for RequestBody {
 
 impl From<Bytes> for RequestBody {
     fn from(b: Bytes) -> Self {
-        RequestBody {
-            inner: Req::Full(Some(b)),
-        }
+        RequestBody::of(Req::Full(Some(b)))
     }
 }
 
@@ -399,9 +478,7 @@ impl Snapshot {
     /// The body again, `None` when it was a stream.
     pub fn body(&self) -> Option<RequestBody> {
         let bytes = self.body.clone()?;
-        Some(RequestBody {
-            inner: Req::Full(bytes),
-        })
+        Some(RequestBody::of(Req::Full(bytes)))
     }
 
     /// Idempotent, or marked with an idempotency key: may go again after the connection

@@ -461,6 +461,47 @@ async fn a_truncated_gzip_body_is_an_error_not_a_short_body() {
     }
 }
 
+/// A chunked response with no chunks labelled with a coding (servers that set the header on
+/// every response do this for empty bodies). Go's transport reads an empty gzip body as
+/// empty (`gzip.NewReader` on nothing is `io.EOF`, a clean end); so do we, for each coding,
+/// and the connection is reused. One compressed byte, cut there, stays an error.
+#[tokio::test]
+async fn an_empty_chunked_body_labelled_with_a_coding_reads_as_empty() {
+    for coding in ["gzip", "br", "zstd"] {
+        let server = Raw::start(move |mut s, _| async move {
+            while let Some(head) = support::read_request(&mut s).await {
+                let body = if head.starts_with("GET /cut") {
+                    "1\r\n\x01\r\n0\r\n\r\n"
+                } else {
+                    "0\r\n\r\n"
+                };
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-encoding: {coding}\r\n\
+                     transfer-encoding: chunked\r\n\r\n{body}"
+                );
+                let _ = s.write_all(answer.as_bytes()).await;
+            }
+        })
+        .await;
+        let client = Client::new().unwrap();
+        for _ in 0..3 {
+            let got = tokio::time::timeout(Duration::from_secs(5), async {
+                client.get(&server.url("/empty")).await?.bytes().await
+            })
+            .await
+            .expect("hung");
+            assert_eq!(
+                got.map_err(|e| e.to_string()).as_deref(),
+                Ok(&b""[..]),
+                "an empty {coding} body"
+            );
+        }
+        let e = client.get(&server.url("/cut")).await.unwrap().bytes().await;
+        assert!(e.unwrap_err().is_decode(), "one byte of {coding}");
+        assert_eq!(server.accepts(), 1, "{coding}: the connection was reused");
+    }
+}
+
 #[tokio::test]
 async fn a_head_response_is_left_as_it_came_and_a_head_asks_for_no_encoding() {
     let plain = text(10_000);

@@ -423,3 +423,92 @@ async fn a_panic_holding_a_half_read_body_loses_nothing_and_the_client_serves_on
     drop(client);
     eventually("server connections closed", || server.live() == 0).await;
 }
+
+/// Go's `ResponseHeaderTimeout`: "the amount of time to wait for a server's response headers
+/// after fully writing the request (including its body, if any)". An upload that takes longer
+/// than the timeout to send, answered at once when it is in, is not a header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_header_timeout_starts_after_the_request_body_is_written() {
+    let server = Raw::start(|mut s, _| async move {
+        // Reads the chunked upload to its last chunk, then answers at once.
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !seen.ends_with(b"0\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        respond(&mut s, "got it").await;
+    })
+    .await;
+    let client = Client::builder()
+        .response_header_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    // Ten chunks 100 ms apart (the upload's pace, not a synchronisation): a second to send.
+    let frames = futures_util::stream::unfold(0u32, |i| async move {
+        if i == 10 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let chunk = hyper::body::Frame::data(bytes::Bytes::from_static(b"chunk"));
+        Some((Ok::<_, std::convert::Infallible>(chunk), i + 1))
+    });
+    let upload = pool_http::RequestBody::stream(http_body_util::StreamBody::new(frames));
+    let text = tokio::time::timeout(Duration::from_secs(5), async {
+        client
+            .post(&server.url("/upload"))
+            .body(upload)
+            .await?
+            .text()
+            .await
+    })
+    .await
+    .expect("hung");
+    assert_eq!(text.map_err(|e| e.to_string()).as_deref(), Ok("got it"));
+}
+
+/// The header timeout waits for the upload: a server that never reads it and never answers
+/// ends at the whole-request `timeout`, and one that answers before reading it is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_the_server_never_reads_ends_at_the_timeout_or_at_its_early_answer() {
+    for answers in [false, true] {
+        let server = Raw::start(move |mut s, _| async move {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if s.read(&mut byte).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                head.push(byte[0]);
+            }
+            if answers {
+                respond(&mut s, "early").await;
+            }
+            // The upload is never read.
+            std::future::pending::<()>().await;
+        })
+        .await;
+        let client = Client::builder()
+            .response_header_timeout(Duration::from_millis(50))
+            .timeout(Duration::from_millis(600))
+            .build()
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), async {
+            let response = client
+                .post(&server.url("/upload"))
+                .body(support::endless_upload())
+                .await?;
+            response.text().await
+        })
+        .await
+        .expect("a stalled upload hung past the timeout");
+        if answers {
+            assert_eq!(got.map_err(|e| e.to_string()).as_deref(), Ok("early"));
+        } else {
+            let err = got.unwrap_err();
+            assert_eq!(err.timeout_phase(), Some(Phase::Request), "{err:?}");
+        }
+    }
+}

@@ -114,6 +114,24 @@ async fn an_environment_proxys_credentials_are_never_shown() {
     assert!(!proxy.heads().is_empty(), "the requests went to the proxy");
 }
 
+/// A proxy variable that is no URL fails the requests it would carry, naming the variable and
+/// never its value: dropping it would send the traffic direct, around the proxy the
+/// environment asked for.
+#[tokio::test]
+async fn an_environment_proxy_that_is_no_url_fails_its_requests_never_direct() {
+    run_child(
+        "not_a_url",
+        &[
+            (
+                "HTTP_PROXY",
+                format!("http://envuser:{ENV_SECRET}@bad host:3128"),
+            ),
+            ("https_proxy", format!("envuser:{ENV_SECRET}@h:8a")),
+        ],
+    )
+    .await;
+}
+
 /// The password of the environment's proxies in [`env_child`].
 const ENV_SECRET: &str = "EnvPr0xyPw";
 
@@ -172,6 +190,20 @@ fn env_child() {
                 let shown = format!("{} {err:?}", support::chain(&err));
                 assert!(shown.contains("ports are 1 to 65535"), "{shown}");
                 assert!(!shown.contains(ENV_SECRET), "{shown}");
+            }
+            "not_a_url" => {
+                let client = builder.build().unwrap();
+                for (url, variable) in [
+                    (ELSEWHERE, "HTTP_PROXY"),
+                    ("https://pool-http-proxy-test.invalid/", "https_proxy"),
+                ] {
+                    let err = client.get(url).await.unwrap_err();
+                    let shown = format!("{} {err:?} {client:?}", support::chain(&err));
+                    assert!(err.is_proxy(), "{shown}");
+                    assert!(shown.contains(variable), "{shown}");
+                    assert!(!shown.contains(ENV_SECRET), "{shown}");
+                    assert!(!shown.contains("envuser"), "{shown}");
+                }
             }
             "env_secret" => {
                 let capture = pool_core::testing::spans::Capture::new();

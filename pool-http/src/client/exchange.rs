@@ -16,7 +16,8 @@ use crate::config::Settings;
 use crate::h2::StreamLease;
 use crate::manager::{Counters, Dialer, DrainTicket};
 use crate::request::{
-    RequestBody, Snapshot, as_h2, asks_close, closed_early, keeps_alive, unprocessed, upgrading,
+    RequestBody, Snapshot, Written, as_h2, asks_close, closed_early, keeps_alive, unprocessed,
+    upgrading,
 };
 use crate::{ConnectError, Error, Origin, Phase};
 
@@ -69,19 +70,37 @@ impl Failed {
     }
 }
 
-/// Waits for the response head, under `response_header_timeout` when set. `sending` is
-/// best a pinned reference (`pin!`): an `async fn` holds its argument and then the timeout
-/// around it, twice the future's size.
-async fn with_header_timeout<T>(
+/// Waits for the response head, under `response_header_timeout` when set: as Go's
+/// `ResponseHeaderTimeout`, it counts from when the request is written, its body included
+/// (`written`: hyper has taken the body's last frame). Until then only the response (a server
+/// may answer early) or the whole-request timeout ends the wait. `sending` is best a pinned
+/// reference (`pin!`): an `async fn` holds its argument and then the timeout around it, twice
+/// the future's size.
+async fn with_header_timeout<T, F>(
     settings: &Settings,
-    sending: impl std::future::Future<Output = T>,
-) -> Result<T, Failed> {
-    match settings.response_header_timeout {
-        None => Ok(sending.await),
-        Some(t) => tokio::time::timeout(t, sending)
-            .await
-            .map_err(|_| Failed::fatal(Error::timeout_after(Phase::ResponseHeader, t))),
+    written: &Written,
+    sending: F,
+) -> Result<T, Failed>
+where
+    F: std::future::Future<Output = T> + Unpin,
+{
+    let Some(t) = settings.response_header_timeout else {
+        return Ok(sending.await);
+    };
+    let mut sending = sending;
+    let early = std::future::poll_fn(|cx| {
+        if let Poll::Ready(response) = std::pin::Pin::new(&mut sending).poll(cx) {
+            return Poll::Ready(Some(response));
+        }
+        written.poll_written(cx).map(|()| None)
+    })
+    .await;
+    if let Some(response) = early {
+        return Ok(response);
     }
+    tokio::time::timeout(t, sending)
+        .await
+        .map_err(|_| Failed::fatal(Error::timeout_after(Phase::ResponseHeader, t)))
 }
 
 /// The response of an HTTP/1.1 request, while awaited.
@@ -341,6 +360,7 @@ impl Client {
             }
         }
         let (written, read) = (wire.written(), wire.read());
+        let body_written = req.body_mut().watch_written();
         flight.sent = true;
         flight.pending = Some(Box::pin(sender.try_send_request(req)));
         let awaited = std::future::poll_fn(|cx| {
@@ -351,7 +371,7 @@ impl Client {
                 .as_mut()
                 .poll(cx)
         });
-        let result = with_header_timeout(settings, awaited).await?;
+        let result = with_header_timeout(settings, &body_written, std::pin::pin!(awaited)).await?;
         flight.pending = None;
         match result {
             Ok(response) => {
@@ -420,9 +440,10 @@ impl Client {
         call: Call<'_>,
     ) -> Result<Head, Failed> {
         as_h2(origin, &mut req);
+        let written = req.body_mut().watch_written();
         let mut sender = stream.sender();
         let sending = std::pin::pin!(sender.try_send_request(req));
-        let result = with_header_timeout(&self.inner.settings, sending).await?;
+        let result = with_header_timeout(&self.inner.settings, &written, sending).await?;
         match result {
             Ok(response) => {
                 let keep = keeps_alive(&response, head);

@@ -129,7 +129,9 @@ pub enum ConnectError {
     /// within `connect_timeout` (then `source` is an `io::Error` of kind `TimedOut` and
     /// [`Error::timeout_phase`](crate::Error::timeout_phase) is
     /// [`Phase::Connect`](crate::Phase::Connect)); or it has a scheme pool-http does
-    /// not speak (an `https://` or `socks5://` proxy from the environment). A proxy that
+    /// not speak (an `https://` or `socks5://` proxy from the environment), or came from an
+    /// environment variable whose value is no URL (`proxy` is then `$HTTP_PROXY`, the
+    /// variable's name, never its value). A proxy that
     /// cannot be reached at all is a [`Refused`](ConnectError::Refused),
     /// [`Dns`](ConnectError::Dns) or [`Timeout`](ConnectError::Timeout) naming the proxy.
     /// No field holds the proxy's credentials.

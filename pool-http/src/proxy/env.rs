@@ -5,12 +5,15 @@
 //!   `https_proxy`: the proxy of `https` URLs; `NO_PROXY`, else `no_proxy`: the hosts that go
 //!   direct (see [`NoProxy`]; `localhost` and loopback addresses always do). As Go reads
 //!   them: the first of the two names with a non-empty value.
-//! - A value without a scheme is an `http://` URL (`proxy.corp:3128`). One that is no URL
-//!   even so is ignored (with a warning naming the variable, never its value), as Go ignores
-//!   it. One with another scheme than `http` (`https://`, `socks5://`), or with a port of
-//!   digits outside 1 to 65535 (`h:99999`, which Go's `url.Parse` takes and its dial then
-//!   refuses), is kept, and the requests it would carry fail with
-//!   [`Error::is_proxy`](crate::Error::is_proxy): they never silently go direct.
+//! - A value without a scheme is an `http://` URL (`proxy.corp:3128`). A value that is no URL
+//!   even so (`bad host:3128`, `h:8a`), one with another scheme than `http` (`https://`,
+//!   `socks5://`), or with a port of digits outside 1 to 65535 (`h:99999`, which Go's
+//!   `url.Parse` takes and its dial then refuses), is kept, and the requests it would carry
+//!   fail with [`Error::is_proxy`](crate::Error::is_proxy): they never silently go direct
+//!   (fail closed). The error names the variable, never its value (it may hold credentials).
+//!   Go's `httpproxy` today drops a value it cannot parse, so its requests go direct around
+//!   the proxy the environment asked for; older Go failed them with "invalid proxy address",
+//!   which is what we keep (without printing the value).
 //! - CGI (httpoxy): when `REQUEST_METHOD` is set, the process serves a request whose
 //!   `Proxy:` header arrived as `HTTP_PROXY`, so `HTTP_PROXY` is ignored. Go fails every
 //!   `http` request then; we read `http_proxy` instead (a request header cannot set a
@@ -48,18 +51,19 @@ pub(super) fn proxies(var: impl Fn(&str) -> Option<String>) -> Vec<Proxy> {
         let Some((name, value)) = first(names) else {
             continue;
         };
-        match Endpoint::parse(&value, false) {
-            Ok(endpoint) => list.push(Proxy {
-                serves,
-                endpoint: Arc::new(endpoint),
-                no_proxy: Some(no_proxy.clone()),
-            }),
-            Err(_) => tracing::warn!(
+        let endpoint = Endpoint::parse(&value, false).unwrap_or_else(|_| {
+            tracing::warn!(
                 target: "pool_http",
                 variable = name,
-                "ignored a proxy variable that is not a URL"
-            ),
-        }
+                "a proxy variable is not a URL: the requests it would carry fail"
+            );
+            Endpoint::not_a_url(name)
+        });
+        list.push(Proxy {
+            serves,
+            endpoint: Arc::new(endpoint),
+            no_proxy: Some(no_proxy.clone()),
+        });
     }
     list
 }
@@ -111,7 +115,7 @@ mod tests {
     }
 
     #[test]
-    fn a_value_without_a_scheme_is_http_and_one_that_is_no_url_is_ignored() {
+    fn a_value_without_a_scheme_is_http_and_one_that_is_no_url_fails_its_requests() {
         let proxies = env(&[
             ("HTTP_PROXY", "cache.corp:3128"),
             ("HTTPS_PROXY", "cache.corp"),
@@ -124,8 +128,25 @@ mod tests {
             via(&proxies, "https://a.com/").as_deref(),
             Some("http://cache.corp:80")
         );
-        let proxies = env(&[("HTTP_PROXY", "not a url"), ("HTTPS_PROXY", "h:8a")]);
-        assert!(proxies.is_empty());
+        let proxies = env(&[
+            ("HTTP_PROXY", "u:s3cret@not a url"),
+            ("https_proxy", "u:s3cret@h:8a"),
+        ]);
+        for (url, variable) in [
+            ("http://a.com/", "HTTP_PROXY"),
+            ("https://a.com/", "https_proxy"),
+        ] {
+            let origin = crate::Origin::routed(&url.parse().unwrap(), &proxies).unwrap();
+            let proxy = origin.proxy().expect("kept, never direct");
+            let refused = proxy.unsupported(|| origin.host_port()).expect("refused");
+            let shown = format!("{refused} {refused:?} {proxies:?} {origin}");
+            assert!(shown.contains(variable), "{shown}");
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(crate::Error::dial(refused).is_proxy());
+        }
+        // NO_PROXY still sends its hosts direct.
+        let proxies = env(&[("HTTP_PROXY", "not a url"), ("NO_PROXY", "a.com")]);
+        assert_eq!(via(&proxies, "http://a.com/"), None);
         // Another scheme is kept: its requests fail rather than go direct.
         let proxies = env(&[("HTTPS_PROXY", "socks5://s:1080")]);
         assert_eq!(
