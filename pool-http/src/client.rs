@@ -101,7 +101,7 @@ pub(crate) struct Inner {
     closed: AtomicBool,
     settings: Arc<Settings>,
     counters: Arc<Counters>,
-    h2: Arc<H2Conns>,
+    pub(crate) h2: Arc<H2Conns>,
 }
 
 /// A request made outside a tokio runtime.

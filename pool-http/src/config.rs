@@ -264,8 +264,8 @@ impl ClientBuilder {
 
     /// Feature `tls`: the rustls configuration for `https` URLs (roots, client certificate,
     /// crypto provider), in place of the built-in one. ALPN offers `h2` and `http/1.1`
-    /// unless the config names its own protocols: a server that picks `h2` gets one shared
-    /// HTTP/2 connection per origin.
+    /// unless the config names its own protocols: a server that picks `h2` gets shared
+    /// HTTP/2 connections (see [`http2_prior_knowledge`](Self::http2_prior_knowledge)).
     ///
     /// Without it, feature `rustls` (on by default) builds one: rustls's `ring` provider and
     /// the root certificates of feature `webpki-roots` (default) and/or `native-roots` (the
@@ -331,9 +331,12 @@ impl ClientBuilder {
 
     /// Speak HTTP/2 without negotiation (h2c with prior knowledge) to every `http://` origin
     /// (`https://` origins negotiate with ALPN).
-    /// One connection per origin then carries all concurrent requests as streams; it counts
-    /// once against `max_conns_per_host`, is `in_use` while it carries a stream, and idles
-    /// (with `idle_conn_timeout` and `idle_grace`) when the last stream ends. Default false.
+    /// One connection per origin then carries concurrent requests as streams, up to the
+    /// server's `SETTINGS_MAX_CONCURRENT_STREAMS`; past it a request gets another connection
+    /// (as Go's Transport), or waits for a stream at `max_conns_per_host`. Each connection
+    /// counts once against `max_conns_per_host`, is `in_use` while it carries a stream, and
+    /// idles (with `idle_conn_timeout` and `idle_grace`) when its last stream ends. Default
+    /// false.
     /// Not through a forward [`proxy`](Self::proxy): `http` URLs sent to a proxy go over
     /// HTTP/1.1, which proxies speak.
     pub fn http2_prior_knowledge(mut self, yes: bool) -> Self {

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::body::Draining;
 use crate::config::Settings;
+use crate::h2::SettingsWatch;
 use crate::manager::{H1, Link, Sender};
 use crate::{ConnectError, Origin};
 
@@ -64,6 +65,8 @@ pin_project_lite::pin_project! {
         #[pin]
         io: S,
         wire: Arc<Wire>,
+        // HTTP/2: the server's stream limit, read off what is read.
+        settings: Option<SettingsWatch>,
     }
 }
 
@@ -79,6 +82,9 @@ impl<S: AsyncRead> AsyncRead for Counted<S> {
         let n = buf.filled().len() - before;
         if n > 0 {
             this.wire.read.fetch_add(n as u64, Ordering::Release);
+            if let Some(settings) = this.settings {
+                settings.read(&buf.filled()[before..]);
+            }
         }
         polled
     }
@@ -246,6 +252,7 @@ where
     let io = TokioIo::new(Counted {
         io,
         wire: wire.clone(),
+        settings: h2.then(|| SettingsWatch::new(link.clone())),
     });
     let handshake = |source| ConnectError::Handshake {
         host: origin.authority(),
@@ -257,7 +264,18 @@ where
                 .handshake(io)
                 .await
                 .map_err(handshake)?;
-        (Sender::H2(sender), tokio::spawn(drive(conn, link.clone())))
+        // The shared connections learn of the connection's end (their waiters may need a
+        // dial); of the server's stream limit, from the read side (`SettingsWatch`).
+        let ends = link.clone();
+        let watched = async move {
+            let ended = conn.await;
+            ends.h2_changed();
+            ended
+        };
+        (
+            Sender::H2(sender),
+            tokio::spawn(drive(watched, link.clone())),
+        )
     } else {
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(io)

@@ -143,7 +143,14 @@ pub(crate) struct Link {
     /// Holds the wake of the caller awaiting a response head until the connection task's
     /// pass is over.
     relay: Arc<Relay>,
+    /// HTTP/2: the server's stream limit as its last SETTINGS set it, read off the bytes
+    /// before hyper applies them ([`UNSETTLED`] until its first SETTINGS).
+    max_streams: AtomicUsize,
 }
+
+/// The stream limit of an HTTP/2 connection before the server's first SETTINGS, which no
+/// SETTINGS can give (its value is 32 bits; none at all reads as `usize::MAX`).
+const UNSETTLED: usize = usize::MAX - 1;
 
 /// Holds the wake of the caller awaiting a response head until the connection task's pass
 /// over hyper's connection is over.
@@ -273,7 +280,46 @@ impl Link {
                 state: AtomicU8::new(0),
                 caller: parking_lot::Mutex::new(None),
             }),
+            max_streams: AtomicUsize::new(UNSETTLED),
         })
+    }
+
+    /// HTTP/2: the server's stream limit, `None` until its first SETTINGS.
+    pub fn max_streams(&self) -> Option<usize> {
+        match self.max_streams.load(Ordering::Acquire) {
+            UNSETTLED => None,
+            n => Some(n),
+        }
+    }
+
+    /// HTTP/2: the server set its stream limit to `limit` (see
+    /// [`SettingsWatch`](crate::h2::SettingsWatch)); when it changed, the client's shared
+    /// connections of this origin are told, from a task of their own (this runs inside the
+    /// connection's read).
+    pub fn set_max_streams(&self, limit: usize) {
+        // Only a 32-bit target can be told this limit: it reads as unlimited, never unknown.
+        let limit = if limit == UNSETTLED {
+            usize::MAX
+        } else {
+            limit
+        };
+        if self.max_streams.swap(limit, Ordering::AcqRel) == limit {
+            return;
+        }
+        if let (Some(client), Ok(rt)) =
+            (self.client.upgrade(), tokio::runtime::Handle::try_current())
+        {
+            let origin = self.origin.clone();
+            drop(rt.spawn(async move { client.h2.refresh(&origin) }));
+        }
+    }
+
+    /// HTTP/2: the limit changed or the connection ended: waiters may be served, or need a
+    /// dial.
+    pub fn h2_changed(&self) {
+        if let Some(client) = self.client.upgrade() {
+            client.h2.refresh(&self.origin);
+        }
     }
 
     /// The connection task starts a pass over hyper's connection (see [`Relay`]).

@@ -1,5 +1,6 @@
-//! HTTP/2 with prior knowledge (h2c): one connection carries concurrent requests as streams,
-//! counts once against the per-host limit, and a GOAWAY'd connection takes no new streams.
+//! HTTP/2 with prior knowledge (h2c): one connection carries concurrent requests as streams
+//! up to the server's stream limit (another connection past it), counts once against the
+//! per-host limit, and a GOAWAY'd connection takes no new streams.
 
 mod support;
 
@@ -7,8 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hyper::Response;
-use pool_http::{Client, Origin};
-use support::{Server, eventually, full};
+use pool_http::{Client, ConnectError, Origin};
+use support::{Raw, Server, eventually, full};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn h2_client() -> pool_http::ClientBuilder {
     Client::builder().http2_prior_knowledge(true)
@@ -284,4 +286,304 @@ async fn one_slow_stream() -> (
     };
     eventually("the slow stream is open", || client.stats().streams == 1).await;
     (server, client, open_gate, slow)
+}
+
+/// An h2c server that lets `streams` streams at a time open on each connection (its
+/// SETTINGS_MAX_CONCURRENT_STREAMS): `/slow` answers once the gate opens, any other path at
+/// once (10 bytes).
+async fn limited_h2(streams: u32) -> (Server, tokio::sync::watch::Sender<bool>) {
+    let (open_gate, gate) = tokio::sync::watch::channel(false);
+    let server = Server::start_h2_limited(streams, move |req| {
+        let mut gate = gate.clone();
+        async move {
+            if req.uri().path() == "/slow" {
+                let _ = gate.wait_for(|open| *open).await;
+            }
+            Response::new(full(10))
+        }
+    })
+    .await;
+    (server, open_gate)
+}
+
+/// Sends `GET /slow` in a task of its own and returns once its stream is open.
+async fn stalled(
+    client: &pool_http::Client,
+    server: &Server,
+) -> tokio::task::JoinHandle<Result<bytes::Bytes, pool_http::Error>> {
+    let slow = {
+        let (client, url) = (client.clone(), server.url("/slow"));
+        tokio::spawn(async move { client.get(&url).await?.into_body().bytes().await })
+    };
+    eventually("the slow stream is open", || client.stats().streams == 1).await;
+    slow
+}
+
+/// SPEC: "With no per-host limit, one h2 connection is shared until the server's stream
+/// limit is reached." Past it a request gets a connection of its own (Go's Transport, with
+/// `StrictMaxConcurrentStreams` false, its default), never queued behind a stalled stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_requests_past_the_servers_stream_limit_are_not_queued_behind_a_stalled_stream() {
+    let (server, _gate) = limited_h2(1).await;
+    let client = h2_client()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let slow = stalled(&client, &server).await;
+    let started = std::time::Instant::now();
+    let fast = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        client.get(&server.url("/fast")).await?.bytes().await
+    })
+    .await
+    .expect("hung");
+    let waited = started.elapsed();
+    assert_eq!(
+        fast.map(|b| b.len()).map_err(|e| e.to_string()),
+        Ok(10),
+        "after {waited:?}, {} connection(s) accepted",
+        server.accepts()
+    );
+    assert!(
+        waited < std::time::Duration::from_secs(1),
+        "queued {waited:?} behind the stalled stream"
+    );
+    assert_eq!(server.accepts(), 2, "a second connection past the limit");
+    assert_eq!(client.stats().pool.in_use, 1, "the fast one went back idle");
+    slow.abort();
+}
+
+/// Past the server's stream limit with the per-host limit reached, a request waits for a
+/// stream (or a connection) within its timeouts, and takes the stream that ends first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_stream_limit_at_the_per_host_limit_a_request_waits_for_a_stream() {
+    let (server, open_gate) = limited_h2(1).await;
+    let client = h2_client().max_conns_per_host(1).build().unwrap();
+    let slow = stalled(&client, &server).await;
+    // Bounded by its timeout while the stream stays taken.
+    let started = std::time::Instant::now();
+    let err = client
+        .get(&server.url("/fast"))
+        .timeout(std::time::Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    // Served by the stream that ends.
+    let fast = {
+        let (client, url) = (client.clone(), server.url("/fast"));
+        tokio::spawn(async move { client.get(&url).await?.into_body().bytes().await })
+    };
+    eventually("the second request waits for the connection", || {
+        client.stats().pool.waiting == 1
+    })
+    .await;
+    assert!(!fast.is_finished());
+    open_gate.send(true).unwrap();
+    assert_eq!(slow.await.unwrap().unwrap().len(), 10);
+    let fast = tokio::time::timeout(std::time::Duration::from_secs(5), fast)
+        .await
+        .expect("the waiting request was never served");
+    assert_eq!(fast.unwrap().unwrap().len(), 10);
+    assert_eq!(server.accepts(), 1, "one connection throughout");
+    let stats = client.stats();
+    assert_eq!((stats.streams, stats.pool.in_use), (0, 0), "{stats:?}");
+}
+
+/// Wraps a task's waker: asks the client for its streams (which takes the lock of its shared
+/// HTTP/2 connections), then wakes the task. A wake sent under that lock never returns.
+struct AskingWaker {
+    client: pool_http::Client,
+    origin: Origin,
+    task: std::task::Waker,
+}
+
+impl std::task::Wake for AskingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let _ = self.client.host_streams(&self.origin);
+        self.task.wake_by_ref();
+    }
+}
+
+/// STYLE's lock discipline: a request waiting for a stream is handed one (and woken) after
+/// the lock of the shared connections is released, so a waker that runs code of its own (here:
+/// asking the client for its streams, which takes that lock) cannot deadlock the stream's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_request_is_woken_outside_the_lock_of_the_shared_connections() {
+    let (server, open_gate) = limited_h2(1).await;
+    let client = h2_client().max_conns_per_host(1).build().unwrap();
+    let slow = stalled(&client, &server).await;
+    let fast = {
+        let (client, url) = (client.clone(), server.url("/fast"));
+        let origin = Origin::from_url(&url).unwrap();
+        tokio::spawn(async move {
+            let request = client.get(&url);
+            let mut request = std::pin::pin!(async { request.await?.bytes().await });
+            std::future::poll_fn(|cx| {
+                let waker = std::task::Waker::from(Arc::new(AskingWaker {
+                    client: client.clone(),
+                    origin: origin.clone(),
+                    task: cx.waker().clone(),
+                }));
+                request
+                    .as_mut()
+                    .poll(&mut std::task::Context::from_waker(&waker))
+            })
+            .await
+        })
+    };
+    eventually("the second request waits for the connection", || {
+        client.stats().pool.waiting == 1
+    })
+    .await;
+    open_gate.send(true).unwrap();
+    let served = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        (slow.await, fast.await)
+    })
+    .await
+    .expect("the stream's end deadlocked on the waiter's wake");
+    assert_eq!(served.0.unwrap().unwrap().len(), 10);
+    assert_eq!(served.1.unwrap().unwrap().len(), 10);
+}
+
+/// One HTTP/2 frame: `kind`, `flags`, stream `id`, `payload`.
+fn frame(kind: u8, flags: u8, id: u32, payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&id.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A SETTINGS frame with SETTINGS_MAX_CONCURRENT_STREAMS = `streams`.
+fn max_streams(streams: u32) -> Vec<u8> {
+    let mut payload = 3u16.to_be_bytes().to_vec();
+    payload.extend_from_slice(&streams.to_be_bytes());
+    frame(0x4, 0, 0, &payload)
+}
+
+/// An h2c server written by hand (hyper's cannot change its SETTINGS): it allows 2 streams;
+/// on its first connection it leaves the first stream unanswered and lowers its limit to 1 (a
+/// second SETTINGS); it answers every other stream at once (`200`, no body). The counter is
+/// how many of the first connection's SETTINGS the client acknowledged (h2 acknowledges a
+/// SETTINGS once it applied it).
+async fn lowering_h2() -> (Raw, Arc<AtomicUsize>) {
+    let acks = Arc::new(AtomicUsize::new(0));
+    let counted = acks.clone();
+    let raw = Raw::start(move |mut s, n| {
+        let counted = counted.clone();
+        async move {
+            let mut preface = [0u8; 24];
+            if s.read_exact(&mut preface).await.is_err()
+                || s.write_all(&max_streams(2)).await.is_err()
+            {
+                return;
+            }
+            let mut stalled = n > 0;
+            loop {
+                let mut head = [0u8; 9];
+                if s.read_exact(&mut head).await.is_err() {
+                    return;
+                }
+                let mut payload = vec![0u8; usize::from(head[1]) << 8 | usize::from(head[2])];
+                if head[0] != 0 || s.read_exact(&mut payload).await.is_err() {
+                    return;
+                }
+                let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+                let reply = match (head[3], head[4]) {
+                    // The client's SETTINGS: acknowledged.
+                    (0x4, flags) if flags & 0x1 == 0 => frame(0x4, 0x1, 0, &[]),
+                    (0x4, _) => {
+                        if n == 0 {
+                            counted.fetch_add(1, Ordering::SeqCst);
+                        }
+                        continue;
+                    }
+                    (0x1, _) if !stalled => {
+                        stalled = true;
+                        max_streams(1)
+                    }
+                    // HEADERS `:status: 200` (HPACK static index 8), END_STREAM | END_HEADERS.
+                    (0x1, _) => frame(0x1, 0x5, id, &[0x88]),
+                    _ => continue,
+                };
+                if s.write_all(&reply).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    (raw, acks)
+}
+
+/// A server may lower its stream limit at any time (a later SETTINGS). With a stream open on
+/// a connection whose limit fell to 1, the next request gets another connection: not a place
+/// in hyper's queue behind the stalled stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_limit_the_server_lowers_later_sends_the_next_request_elsewhere() {
+    let (raw, acks) = lowering_h2().await;
+    let client = h2_client()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let slow = {
+        let (client, url) = (client.clone(), raw.url("/slow"));
+        tokio::spawn(async move { client.get(&url).send().await.map(drop) })
+    };
+    eventually("the client applied the lowered limit", || {
+        acks.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    let fast = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        client.get(&raw.url("/fast")).await
+    })
+    .await
+    .expect("hung");
+    assert_eq!(
+        fast.map(|r| r.status().as_u16()).map_err(|e| e.to_string()),
+        Ok(200)
+    );
+    assert_eq!(
+        raw.accepts(),
+        2,
+        "a second connection past the lowered limit"
+    );
+    slow.abort();
+}
+
+/// A server whose SETTINGS allow no stream at all: a connection known to say so is closed and
+/// its request fails with `ConnectError::NoStreams`; a request whose stream went out before
+/// the SETTINGS came ends at its timeout. No request dials more than once, and nothing stays
+/// in use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_allows_no_stream_fails_requests_without_a_dial_storm() {
+    let (server, _gate) = limited_h2(0).await;
+    let client = h2_client()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let mut refused = 0;
+    for _ in 0..4 {
+        let started = std::time::Instant::now();
+        let err = client.get(&server.url("/fast")).await.unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        match err.connect_error() {
+            Some(ConnectError::NoStreams { .. }) => refused += 1,
+            // The stream went out before the SETTINGS; its connection, back in the pool once
+            // the request gave up, is known to say 0: the next request fails at once.
+            _ => assert!(err.is_timeout(), "{err:?}"),
+        }
+    }
+    assert!(refused >= 2, "{refused} of 4 failed at once");
+    assert!(server.accepts() <= 4, "{} dials", server.accepts());
+    // A discarded connection's slot frees once its close completes.
+    eventually("nothing in use", || {
+        let stats = client.stats();
+        (stats.streams, stats.pool.in_use) == (0, 0)
+    })
+    .await;
 }

@@ -123,6 +123,16 @@ pub enum ConnectError {
         #[source]
         source: hyper::Error,
     },
+    /// The HTTP/2 server allows no stream on its connection: its SETTINGS say
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` 0 (RFC 9113 asks a server to close the connection
+    /// instead, or to say 0 only briefly). The connection is closed; the next request dials
+    /// again.
+    #[non_exhaustive]
+    #[error("the http/2 server {host} allows no stream (SETTINGS_MAX_CONCURRENT_STREAMS 0)")]
+    NoStreams {
+        /// The host.
+        host: String,
+    },
     /// The proxy did not open the way to the target (see [`Proxy`](crate::Proxy)): it
     /// answered `CONNECT` with another status than 2xx (`status`, e.g. `407`), closed the
     /// connection, sent a malformed answer or one with a head over 8 KiB, or did not answer

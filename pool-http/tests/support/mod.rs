@@ -91,6 +91,16 @@ impl Server {
         Server::start_with_plain(true, handler).await
     }
 
+    /// As [`Server::start_h2`], with SETTINGS_MAX_CONCURRENT_STREAMS = `streams` on each
+    /// connection.
+    pub async fn start_h2_limited<F, Fut>(streams: u32, handler: F) -> Server
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<ResBody>> + Send + 'static,
+    {
+        Server::start_with(None, true, Some(streams), handler).await
+    }
+
     /// Serves `handler` over TLS with a certificate for 127.0.0.1 made here, offering `alpn`
     /// (HTTP/2 when the client picks `h2`); returns the certificate to trust.
     pub async fn start_tls<F, Fut>(
@@ -117,7 +127,7 @@ impl Server {
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         (
-            Server::start_with(Some(acceptor), false, handler).await,
+            Server::start_with(Some(acceptor), false, None, handler).await,
             der,
         )
     }
@@ -127,12 +137,13 @@ impl Server {
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<ResBody>> + Send + 'static,
     {
-        Server::start_with(None, h2, handler).await
+        Server::start_with(None, h2, None, handler).await
     }
 
     async fn start_with<F, Fut>(
         tls: Option<tokio_rustls::TlsAcceptor>,
         h2: bool,
+        max_streams: Option<u32>,
         handler: F,
     ) -> Server
     where
@@ -179,10 +190,13 @@ impl Server {
                         },
                     };
                     if h2 {
-                        let conn = hyper::server::conn::http2::Builder::new(
+                        let mut builder = hyper::server::conn::http2::Builder::new(
                             hyper_util::rt::TokioExecutor::new(),
-                        )
-                        .serve_connection(TokioIo::new(stream), service);
+                        );
+                        if let Some(streams) = max_streams {
+                            builder.max_concurrent_streams(streams);
+                        }
+                        let conn = builder.serve_connection(TokioIo::new(stream), service);
                         tokio::pin!(conn);
                         tokio::select! {
                             _ = conn.as_mut() => {}
