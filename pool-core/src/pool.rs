@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::config::{check_duration, check_positive};
 use crate::hooks::Hooks;
-use crate::machine::{KeyId, State};
+use crate::machine::{Conn, KeyId, State};
 use crate::shell::guard::Guard;
 use crate::shell::guard::leak::{LeakBook, Track};
 use crate::shell::{GetFuture, Owner, Shared, Wrap, clock};
@@ -56,6 +56,18 @@ impl<'a, M: Manager> Wrap<'a, M, Table<M>> for Owned<M> {
     #[inline]
     fn wrap(guard: Guard<'a, M, Table<M>>) -> Self {
         Owned(Pooled(guard.into_owned()))
+    }
+
+    #[inline]
+    fn fresh(
+        shared: &'a Arc<Shared<M, Table<M>>>,
+        conn: Conn<M::Resource>,
+        handle: (),
+        track: &Track<'a, ()>,
+    ) -> Self {
+        let mut guard = Guard::owned(shared.clone(), conn, handle);
+        track.start(&mut guard);
+        Owned(Pooled(guard))
     }
 }
 

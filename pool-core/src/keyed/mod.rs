@@ -17,7 +17,7 @@ pub use config::KeyedConfig;
 
 use crate::config::{check_duration, check_positive};
 use crate::hooks::Hooks;
-use crate::machine::{Effects, KeyTable, Now, State, Table};
+use crate::machine::{Conn, Effects, KeyTable, Now, State, Table};
 use crate::shell::guard::leak::{LeakBook, Track};
 use crate::shell::guard::{Guard, guard_api};
 use crate::shell::{GetFuture, Owner, Shared, Wrap, clock};
@@ -390,6 +390,18 @@ impl<'a, M: KeyedManager> Wrap<'a, M, Keys<M>> for OwnedKeyed<M> {
     #[inline]
     fn wrap(guard: Guard<'a, M, Keys<M>>) -> Self {
         OwnedKeyed(KeyedPooled(guard.into_owned()))
+    }
+
+    #[inline]
+    fn fresh(
+        shared: &'a Arc<Shared<M, Keys<M>>>,
+        conn: Conn<M::Resource>,
+        handle: KeyHandle<M>,
+        track: &Track<'a, KeyHandle<M>>,
+    ) -> Self {
+        let mut guard = Guard::owned(shared.clone(), conn, handle);
+        track.start(&mut guard);
+        OwnedKeyed(KeyedPooled(guard))
     }
 }
 

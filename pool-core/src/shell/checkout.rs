@@ -394,8 +394,22 @@ type CheckedOut<'a, M, T> = Result<(Guard<'a, M, T>, Via), Error>;
 type SlowGet<'a, M, T> = Pin<Box<dyn Future<Output = CheckedOut<'a, M, T>> + Send + 'a>>;
 
 /// A public guard type built around a [`Guard`] (`Pooled`, `KeyedPooled`).
-pub(crate) trait Wrap<'a, M: KeyedManager, T: Table<M>> {
+pub(crate) trait Wrap<'a, M: KeyedManager, T: Table<M>>: Sized {
     fn wrap(guard: Guard<'a, M, T>) -> Self;
+
+    /// The guard of a connection the checkout's own poll took, entered in the leak book.
+    /// The owned forms make theirs owned at once.
+    #[inline]
+    fn fresh(
+        shared: &'a Arc<Shared<M, T>>,
+        conn: Conn<M::Resource>,
+        handle: T::Handle,
+        track: &Track<'a, T::Handle>,
+    ) -> Self {
+        let mut guard = Guard::borrowed(shared, conn, handle);
+        track.start(&mut guard);
+        Self::wrap(guard)
+    }
 }
 
 /// Boxes the general checkout path; out of line, so the idle hit stays small.
@@ -565,9 +579,7 @@ where
         };
         if via == Via::Created || shared.is_ready(&mut conn) {
             tracing::trace!(target: "pool_core", conn = conn.id, reused = via != Via::Created, was_idle = via == Via::Idle, "got a connection");
-            let mut guard = Guard::borrowed(shared, conn, handle);
-            track.start(&mut guard);
-            return Poll::Ready(Ok(W::wrap(guard)));
+            return Poll::Ready(Ok(W::fresh(shared, conn, handle, track)));
         }
         // It needs a check, a reset or a validation: the general path, with this connection.
         let slow = this.slow.insert(start_slow(

@@ -44,6 +44,21 @@ impl<'a, M: KeyedManager, T: Table<M>> Guard<'a, M, T> {
         }
     }
 
+    /// A guard that owns a reference to the pool, made at once (not from a borrowed one,
+    /// whose drop glue would run too).
+    pub fn owned(
+        shared: Arc<Shared<M, T>>,
+        conn: Conn<M::Resource>,
+        handle: T::Handle,
+    ) -> Guard<'static, M, T> {
+        Guard {
+            conn: Some(conn),
+            pool: PoolRef::Owned(shared),
+            handle,
+            leak: None,
+        }
+    }
+
     #[inline]
     fn shared(&self) -> &Arc<Shared<M, T>> {
         match &self.pool {
