@@ -268,17 +268,7 @@ async fn one_slow_stream() -> (
     tokio::sync::watch::Sender<bool>,
     tokio::task::JoinHandle<Result<bytes::Bytes, pool_http::Error>>,
 ) {
-    let (open_gate, gate) = tokio::sync::watch::channel(false);
-    let server = Server::start_h2(move |req| {
-        let mut gate = gate.clone();
-        async move {
-            if req.uri().path() == "/slow" {
-                let _ = gate.wait_for(|open| *open).await;
-            }
-            Response::new(full(10))
-        }
-    })
-    .await;
+    let (server, open_gate) = gated_h2(None).await;
     let client = h2_client().build().unwrap();
     let slow = {
         let (client, url) = (client.clone(), server.url("/slow"));
@@ -288,12 +278,12 @@ async fn one_slow_stream() -> (
     (server, client, open_gate, slow)
 }
 
-/// An h2c server that lets `streams` streams at a time open on each connection (its
-/// SETTINGS_MAX_CONCURRENT_STREAMS): `/slow` answers once the gate opens, any other path at
-/// once (10 bytes).
-async fn limited_h2(streams: u32) -> (Server, tokio::sync::watch::Sender<bool>) {
+/// An h2c server (letting `streams` streams at a time open on each connection, its
+/// SETTINGS_MAX_CONCURRENT_STREAMS, when given) where `/slow` answers once the gate opens and
+/// any other path at once (10 bytes each).
+async fn gated_h2(streams: Option<u32>) -> (Server, tokio::sync::watch::Sender<bool>) {
     let (open_gate, gate) = tokio::sync::watch::channel(false);
-    let server = Server::start_h2_limited(streams, move |req| {
+    let handler = move |req: hyper::Request<hyper::body::Incoming>| {
         let mut gate = gate.clone();
         async move {
             if req.uri().path() == "/slow" {
@@ -301,8 +291,11 @@ async fn limited_h2(streams: u32) -> (Server, tokio::sync::watch::Sender<bool>) 
             }
             Response::new(full(10))
         }
-    })
-    .await;
+    };
+    let server = match streams {
+        Some(n) => Server::start_h2_limited(n, handler).await,
+        None => Server::start_h2(handler).await,
+    };
     (server, open_gate)
 }
 
@@ -324,7 +317,7 @@ async fn stalled(
 /// `StrictMaxConcurrentStreams` false, its default), never queued behind a stalled stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_requests_past_the_servers_stream_limit_are_not_queued_behind_a_stalled_stream() {
-    let (server, _gate) = limited_h2(1).await;
+    let (server, _gate) = gated_h2(Some(1)).await;
     let client = h2_client()
         .timeout(std::time::Duration::from_secs(3))
         .build()
@@ -356,7 +349,7 @@ async fn h2_requests_past_the_servers_stream_limit_are_not_queued_behind_a_stall
 /// stream (or a connection) within its timeouts, and takes the stream that ends first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_stream_limit_at_the_per_host_limit_a_request_waits_for_a_stream() {
-    let (server, open_gate) = limited_h2(1).await;
+    let (server, open_gate) = gated_h2(Some(1)).await;
     let client = h2_client().max_conns_per_host(1).build().unwrap();
     let slow = stalled(&client, &server).await;
     // Bounded by its timeout while the stream stays taken.
@@ -413,7 +406,7 @@ impl std::task::Wake for AskingWaker {
 /// asking the client for its streams, which takes that lock) cannot deadlock the stream's end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_request_is_woken_outside_the_lock_of_the_shared_connections() {
-    let (server, open_gate) = limited_h2(1).await;
+    let (server, open_gate) = gated_h2(Some(1)).await;
     let client = h2_client().max_conns_per_host(1).build().unwrap();
     let slow = stalled(&client, &server).await;
     let fast = {
@@ -561,7 +554,7 @@ async fn a_stream_limit_the_server_lowers_later_sends_the_next_request_elsewhere
 /// in use.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_allows_no_stream_fails_requests_without_a_dial_storm() {
-    let (server, _gate) = limited_h2(0).await;
+    let (server, _gate) = gated_h2(Some(0)).await;
     let client = h2_client()
         .timeout(std::time::Duration::from_millis(300))
         .build()

@@ -56,6 +56,7 @@ impl Ca {
         self.issuer.der().clone()
     }
 
+    #[cfg(feature = "native-roots")]
     fn pem(&self) -> String {
         self.issuer.pem()
     }

@@ -55,21 +55,9 @@ async fn a_huge_message_announced_during_startup_is_refused_at_its_header() {
     let port = announcing(1 << 30).await;
     let url = format!("postgres://app:pw@127.0.0.1:{port}/app?connect_timeout=20");
     let db = pool_sql::Db::builder(&url).max_open(1).build().unwrap();
-    let err = tokio::time::timeout(Duration::from_secs(60), db.ping())
-        .await
-        .expect("the connect ends")
-        .unwrap_err();
     // Without the bound, tokio-postgres reserves the announced gigabyte and waits for it
     // until the connect timeout.
-    assert!(
-        !err.is_timeout(),
-        "refused at the header, not timed out: {err:?}"
-    );
-    let chain = format!("{err:?}");
-    assert!(
-        chain.contains("before the session was ready"),
-        "the error says why: {chain}"
-    );
+    refused_before_ready(&db).await;
     let s = db.stats();
     assert_eq!((s.open, s.create_errors), (0, 1), "{s:?}");
 }
@@ -210,19 +198,7 @@ async fn a_flood_of_small_messages_before_ready_keeps_memory_bounded() {
     let (port, flood) = flooding(false).await;
     let url = format!("postgres://app:pw@127.0.0.1:{port}/app?connect_timeout=5");
     let db = Db::builder(&url).max_open(1).build().unwrap();
-    let err = tokio::time::timeout(Duration::from_secs(30), db.ping())
-        .await
-        .expect("the connect ends")
-        .unwrap_err();
-    assert!(
-        !err.is_timeout(),
-        "refused past the bound, not timed out: {err:?}"
-    );
-    let chain = format!("{err:?}");
-    assert!(
-        chain.contains("before the session was ready"),
-        "the error says why: {chain}"
-    );
+    refused_before_ready(&db).await;
     closed_before_the_end(&flood).await;
 }
 
@@ -547,4 +523,22 @@ async fn stalls_mid_message_end_at_their_deadlines() {
         || async { db.stats().open == 0 },
     )
     .await;
+}
+
+/// `db`'s connect fails at once (not at its timeout), and the error says the session was
+/// not ready.
+async fn refused_before_ready(db: &Db) {
+    let err = tokio::time::timeout(Duration::from_secs(30), db.ping())
+        .await
+        .expect("the connect ends")
+        .unwrap_err();
+    assert!(
+        !err.is_timeout(),
+        "refused past the bound, not timed out: {err:?}"
+    );
+    let chain = format!("{err:?}");
+    assert!(
+        chain.contains("before the session was ready"),
+        "the error says why: {chain}"
+    );
 }
