@@ -491,32 +491,14 @@ async fn stalls_mid_message_end_at_their_deadlines() {
         .acquire_timeout(Duration::from_millis(500))
         .build()
         .unwrap();
-    let started = std::time::Instant::now();
-    let r = tokio::time::timeout(Duration::from_secs(10), db.ping())
-        .await
-        .expect("bounded");
-    assert!(r.unwrap_err().is_timeout());
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    times_out_soon(db.ping()).await;
 
     let port = staller(false).await;
     let db = Db::builder(&format!("postgres://app:pw@127.0.0.1:{port}/app"))
         .query_timeout(Duration::from_millis(500))
         .build()
         .unwrap();
-    let started = std::time::Instant::now();
-    let r = tokio::time::timeout(Duration::from_secs(10), db.query("SELECT 1", &[]))
-        .await
-        .expect("bounded");
-    assert!(r.unwrap_err().is_timeout());
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    times_out_soon(db.query("SELECT 1", &[])).await;
     eventually(
         Duration::from_secs(5),
         "the session is given up",
@@ -540,5 +522,21 @@ async fn refused_before_ready(db: &Db) {
     assert!(
         chain.contains("before the session was ready"),
         "the error says why: {chain}"
+    );
+}
+
+/// `call` fails as a timeout, well before 5 s (its deadline is 500 ms).
+async fn times_out_soon<T: std::fmt::Debug>(
+    call: impl std::future::Future<Output = Result<T, pool_sql::Error>>,
+) {
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("bounded");
+    assert!(r.unwrap_err().is_timeout());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
     );
 }
